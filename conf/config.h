@@ -1,0 +1,163 @@
+/*
+ * vecgate configuration: the YAML file loaded into one immutable struct.
+ *
+ * Contract: config_load() parses and validates a whole file and either returns
+ * a fully populated vg_config (every default filled in) or NULL with a message
+ * of the form "file:line:column: message" in errbuf.  A config is never
+ * mutated after loading; SIGHUP loads a new one and the proxy swaps pointers,
+ * copying only the settings that may change at run time (see README).
+ * config_free() releases everything, including nested arrays and strings.
+ */
+#ifndef VG_CONF_CONFIG_H
+#define VG_CONF_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum vg_pool_mode { VG_POOL_SESSION = 0, VG_POOL_TRANSACTION = 1 };
+
+/* Client-facing TLS ("sslmode" the proxy enforces on its clients). */
+enum vg_client_tls_mode {
+	VG_CTLS_DISABLE = 0, /* answer SSLRequest with 'N' */
+	VG_CTLS_ALLOW,       /* accept TLS if asked, plaintext too */
+	VG_CTLS_REQUIRE,     /* refuse plaintext clients with 28000 */
+};
+
+/* Backend TLS, libpq sslmode semantics. */
+enum vg_server_tls_mode {
+	VG_STLS_DISABLE = 0,
+	VG_STLS_PREFER,
+	VG_STLS_REQUIRE,
+	VG_STLS_VERIFY_CA,
+	VG_STLS_VERIFY_FULL,
+};
+
+enum vg_auth_type { VG_AUTH_TRUST = 0, VG_AUTH_MD5, VG_AUTH_SCRAM };
+
+enum vg_log_level { VG_LOG_DEBUG = 0, VG_LOG_INFO, VG_LOG_WARNING, VG_LOG_ERROR };
+
+struct vg_listen {
+	char *host;            /* TCP address, NULL when this entry is a unix socket */
+	int port;              /* TCP port; also names the unix socket .s.PGSQL.<port> */
+	char *unix_socket_dir; /* non-NULL: listen on <dir>/.s.PGSQL.<port> */
+};
+
+struct vg_client_tls {
+	enum vg_client_tls_mode mode;
+	char *cert_file;
+	char *key_file;
+	char *ca_file; /* optional: verify client certificates against it */
+};
+
+struct vg_server_tls {
+	enum vg_server_tls_mode mode;
+	char *ca_file;
+	char *cert_file; /* optional client certificate for the backend */
+	char *key_file;
+};
+
+struct vg_backend {
+	char *name; /* "primary" for now; replicas/fallback come with routing */
+	char *host; /* hostname, IP or unix socket directory (starts with '/') */
+	int port;
+};
+
+struct vg_user {
+	char *name;
+	/* Client-side secret: plaintext, "md5<32 hex>" or
+	 * "SCRAM-SHA-256$<iter>:<salt b64>$<StoredKey b64>:<ServerKey b64>". */
+	char *password;
+	/* Plaintext password for logging into the backend; NULL = use `password`
+	 * when it is plaintext, else SCRAM/md5 passthrough of the client's proof. */
+	char *server_password;
+};
+
+struct vg_database {
+	char *name;   /* database name clients ask for; "*" matches any */
+	char *dbname; /* backend database name; default = name (or the client's for "*") */
+	char *backend; /* backend name; default "primary" */
+	char *user;   /* force this backend user; NULL = the client's user */
+	char *password; /* backend password for the forced user */
+	enum vg_pool_mode pool_mode;
+	int pool_size;
+	int min_pool_size;
+	int max_db_connections; /* 0 = unlimited */
+};
+
+struct vg_auth {
+	enum vg_auth_type type;
+	struct vg_user *users;
+	size_t n_users;
+	char *auth_query; /* NULL = disabled; "$1" is the user name */
+	char *auth_user;
+	char *auth_password;
+	char *auth_dbname; /* NULL = the client's database */
+};
+
+struct vg_timeouts { /* seconds; 0 = disabled */
+	double client_login;
+	double client_idle;
+	double query_wait;
+	double server_connect;
+	double server_idle;
+	double server_lifetime;
+	double server_login_retry;
+	double shutdown; /* SIGTERM drain limit */
+	double cancel_wait;
+};
+
+struct vg_limits {
+	int max_client_conn;
+	size_t max_message_size; /* bytes; larger messages are refused with 08P01 */
+	size_t max_startup_size;
+};
+
+struct vg_logging {
+	enum vg_log_level level;
+	char *file; /* NULL = stderr */
+	bool log_connections;
+	bool log_disconnections;
+};
+
+struct vg_pool_settings {
+	char *server_reset_query;      /* default "DISCARD ALL" */
+	bool server_reset_query_always; /* also in transaction mode */
+	char *application_name_add_host; /* reserved, NULL */
+};
+
+struct vg_config {
+	char *path; /* file it was loaded from (absolute or as given) */
+	struct vg_listen *listen;
+	size_t n_listen;
+	struct vg_client_tls client_tls;
+	struct vg_server_tls server_tls;
+	struct vg_backend *backends;
+	size_t n_backends;
+	struct vg_database *databases;
+	size_t n_databases;
+	struct vg_auth auth;
+	struct vg_timeouts timeouts;
+	struct vg_limits limits;
+	struct vg_logging logging;
+	struct vg_pool_settings pool;
+};
+
+/* Parse and validate `path`.  On error returns NULL and writes
+ * "path:line:col: message" (1-based) into errbuf. */
+struct vg_config *config_load(const char *path, char *errbuf, size_t errlen);
+
+/* Same, from a string in memory; `name` is used in error messages. */
+struct vg_config *config_load_string(const char *name, const char *yaml, size_t len,
+                                     char *errbuf, size_t errlen);
+
+void config_free(struct vg_config *cfg);
+
+const struct vg_backend *config_find_backend(const struct vg_config *cfg, const char *name);
+/* Exact match first, then the "*" wildcard entry; NULL if neither. */
+const struct vg_database *config_find_database(const struct vg_config *cfg, const char *name);
+const struct vg_user *config_find_user(const struct vg_config *cfg, const char *name);
+
+const char *config_pool_mode_name(enum vg_pool_mode m);
+
+#endif

@@ -1,0 +1,662 @@
+/*
+ * Client connections: read the startup packet (negotiating TLS or refusing
+ * GSS encryption first), hand the login to auth.c, then move the client's
+ * messages to its server.  Bodies are streamed by chain moves; only in
+ * transaction mode are Parse/Bind/Describe/Close pulled up whole, so that
+ * client statement names can be mapped onto statements the server really has.
+ */
+#include "proxy/vecgate.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void client_read_cb(struct bufferevent *bev, void *arg);
+static void client_write_cb(struct bufferevent *bev, void *arg);
+static void client_event_cb(struct bufferevent *bev, short what, void *arg);
+
+static void client_setup_bev(struct client_conn *c)
+{
+	bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+	bufferevent_setwatermark(c->bev, EV_WRITE, VG_OUT_LOW, 0);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+void client_accept(int fd, const char *addr, bool is_unix)
+{
+	evutil_make_socket_nonblocking(fd);
+	struct client_conn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->bev = bufferevent_socket_new(vg.base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->bev) {
+		close(fd);
+		free(c);
+		return;
+	}
+	c->fd = fd;
+	c->is_unix = is_unix;
+	snprintf(c->addr, sizeof(c->addr), "%s", addr);
+	c->id = ++vg.next_id;
+	c->state = CL_STARTUP;
+	c->connect_time = c->last_active = now_sec();
+	/* a made-up key: cancel requests are matched against it, then the
+	 * real key of whatever server the client is linked to is used */
+	do {
+		random_bytes(&c->cancel_pid, sizeof(c->cancel_pid));
+		random_bytes(&c->cancel_key, sizeof(c->cancel_key));
+		c->cancel_pid &= 0x7fffffff;
+	} while (client_find_by_cancel_key(c->cancel_pid, c->cancel_key));
+	TAILQ_INSERT_TAIL(&vg.clients, c, link);
+	vg.n_clients++;
+	client_setup_bev(c);
+	log_debug("C-%llu: new connection from %s", (unsigned long long)c->id, addr);
+}
+
+struct client_conn *client_find_by_cancel_key(uint32_t pid, uint32_t key)
+{
+	struct client_conn *c;
+	TAILQ_FOREACH(c, &vg.clients, link)
+		if (c->cancel_pid == pid && c->cancel_key == key)
+			return c;
+	return NULL;
+}
+
+void client_forward_raw(struct client_conn *c, const void *data, size_t len)
+{
+	if (c->state != CL_CLOSING || c->bev)
+		bufferevent_write(c->bev, data, len);
+}
+
+void client_send_error(struct client_conn *c, const char *severity, const char *sqlstate,
+                       const char *msg, const char *detail)
+{
+	struct pg_buf b;
+	buf_init(&b);
+	build_error(&b, severity, sqlstate, msg, detail, NULL);
+	bufferevent_write(c->bev, b.data, b.len);
+	buf_free(&b);
+}
+
+void client_fatal(struct client_conn *c, const char *sqlstate, const char *msg, const char *detail)
+{
+	if (c->state == CL_CLOSING)
+		return;
+	client_send_error(c, "FATAL", sqlstate, msg, detail);
+	client_close(c, msg);
+}
+
+/* ---- closing: flush what we owe the client, then free ---- */
+
+static void closing_done(struct client_conn *c)
+{
+	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+	TAILQ_INSERT_TAIL(&vg.dead_clients, c, link);
+	vg_schedule_reap();
+}
+
+static void closing_write_cb(struct bufferevent *bev, void *arg)
+{
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		closing_done(arg);
+}
+
+static void closing_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	(void)what;
+	closing_done(arg);
+}
+
+void client_close(struct client_conn *c, const char *reason)
+{
+	if (c->state == CL_CLOSING)
+		return;
+	bool logged_in = c->state >= CL_IDLE;
+	if (logged_in && vg.cfg->logging.log_disconnections)
+		log_info("C-%llu: %s@%s/%s closing: %s", (unsigned long long)c->id, c->user ? c->user : "?",
+		         c->addr, c->database ? c->database : "?", reason);
+	else
+		log_debug("C-%llu: closing: %s", (unsigned long long)c->id, reason);
+	if (c->in_pool_queue)
+		pool_dequeue(c);
+	if (c->server)
+		server_unlink_client_gone(c->server);
+	auth_release(c);
+	if (c->pool)
+		c->pool->n_clients--;
+	c->state = CL_CLOSING;
+	TAILQ_REMOVE(&vg.clients, c, link);
+	vg.n_clients--;
+	bufferevent_disable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+		closing_done(c);
+		return;
+	}
+	struct timeval tv = {2, 0};
+	bufferevent_set_timeouts(c->bev, NULL, &tv);
+	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	bufferevent_setcb(c->bev, NULL, closing_write_cb, closing_event_cb, c);
+	bufferevent_enable(c->bev, EV_WRITE);
+}
+
+void client_free(struct client_conn *c)
+{
+	bufferevent_free(c->bev);
+	free(c->user);
+	free(c->database);
+	varcache_clear(&c->vars);
+	name_map_free(&c->stmts);
+	free(c->scram);
+	free(c->authq_secret);
+	free(c);
+}
+
+/* ---- startup ---- */
+
+static bool upgrade_to_tls(struct client_conn *c)
+{
+	/* The 'S' must reach the client in clear before the handshake starts,
+	 * and nothing else is queued on a connection this young. */
+	if (send(c->fd, "S", 1, MSG_NOSIGNAL) != 1)
+		return false;
+	int nfd = dup(c->fd);
+	if (nfd < 0)
+		return false;
+	bufferevent_free(c->bev);
+	SSL *ssl = SSL_new(vg.client_tls);
+	if (!ssl) {
+		close(nfd);
+		c->bev = bufferevent_socket_new(vg.base, -1, BEV_OPT_CLOSE_ON_FREE);
+		return false;
+	}
+	c->fd = nfd;
+	c->bev = bufferevent_openssl_socket_new(vg.base, nfd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+	                                        BEV_OPT_CLOSE_ON_FREE);
+	if (!c->bev) {
+		SSL_free(ssl);
+		close(nfd);
+		c->bev = bufferevent_socket_new(vg.base, -1, BEV_OPT_CLOSE_ON_FREE);
+		return false;
+	}
+	c->tls = true;
+	client_setup_bev(c);
+	return true;
+}
+
+static const char *normalize_encoding(const char *v)
+{
+	if (!strcasecmp(v, "utf8") || !strcasecmp(v, "utf-8") || !strcasecmp(v, "unicode"))
+		return "UTF8";
+	return v;
+}
+
+/* Returns false when the client was closed. */
+static bool handle_startup(struct client_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t avail = evbuffer_get_length(in);
+	uint8_t hdr[4];
+	if (avail < 4)
+		return false;
+	evbuffer_copyout(in, hdr, 4);
+	uint32_t total;
+	enum pkt_status st = pkt_peek_startup(hdr, 4, vg.cfg->limits.max_startup_size, &total);
+	if (st == PKT_BAD_LENGTH || st == PKT_TOO_LARGE) {
+		client_fatal(c, "08P01", "invalid length of startup packet", NULL);
+		return false;
+	}
+	if (avail < total)
+		return false;
+	uint8_t *pkt = evbuffer_pullup(in, total);
+	struct startup_packet sp;
+	startup_parse(pkt, total, &sp);
+	switch (sp.kind) {
+	case STARTUP_SSL:
+		evbuffer_drain(in, total);
+		if (c->tls) {
+			client_fatal(c, "08P01", "SSL negotiation already completed", NULL);
+			return false;
+		}
+		if (vg.client_tls && !c->is_unix) {
+			if (!upgrade_to_tls(c)) {
+				client_close(c, "TLS setup failed");
+				return false;
+			}
+			return false; /* the client speaks again after the handshake */
+		}
+		bufferevent_write(c->bev, "N", 1);
+		return true;
+	case STARTUP_GSSENC:
+		evbuffer_drain(in, total);
+		bufferevent_write(c->bev, "N", 1);
+		return true;
+	case STARTUP_CANCEL: {
+		evbuffer_drain(in, total);
+		struct client_conn *target = client_find_by_cancel_key(sp.cancel_pid, sp.cancel_key);
+		if (target && target->server && target->server->state == SV_ACTIVE)
+			cancel_forward(target->server);
+		else
+			log_debug("cancel request for no active query");
+		client_close(c, "cancel request handled");
+		return false;
+	}
+	case STARTUP_BAD_VERSION: {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "unsupported frontend protocol %u.%u: server supports 3.0 to 3.0",
+		         sp.version >> 16, sp.version & 0xffff);
+		evbuffer_drain(in, total);
+		client_fatal(c, "08P01", msg, NULL);
+		return false;
+	}
+	case STARTUP_MALFORMED:
+		evbuffer_drain(in, total);
+		client_fatal(c, "08P01", sp.error, NULL);
+		return false;
+	case STARTUP_NORMAL:
+		break;
+	}
+
+	if (vg.cfg->client_tls.mode == VG_CTLS_REQUIRE && !c->tls && !c->is_unix) {
+		evbuffer_drain(in, total);
+		client_fatal(c, "28000", "SSL required", "vecgate is configured with tls.client.mode: require");
+		return false;
+	}
+	const char *unknown_pq[STARTUP_MAX_PARAMS];
+	int n_unknown_pq = 0;
+	for (int i = 0; i < sp.n_params; i++) {
+		const char *name = sp.params[i].name, *value = sp.params[i].value;
+		if (!strcmp(name, "user") || !strcmp(name, "database"))
+			continue;
+		if (!strncmp(name, "_pq_.", 5)) {
+			unknown_pq[n_unknown_pq++] = name;
+			continue;
+		}
+		int idx = varcache_lookup(name);
+		if (idx >= 0) {
+			varcache_set(&c->vars, idx, idx == VAR_CLIENT_ENCODING ? normalize_encoding(value) : value);
+			continue;
+		}
+		char msg[300];
+		snprintf(msg, sizeof(msg), "unsupported startup parameter: %s", name);
+		evbuffer_drain(in, total);
+		client_fatal(c, "08P01", msg, "vecgate pools server connections and can only carry "
+		             "client_encoding, DateStyle, TimeZone, IntervalStyle, "
+		             "standard_conforming_strings, application_name, extra_float_digits, "
+		             "search_path and statement_timeout from the startup packet");
+		return false;
+	}
+	c->user = strdup(sp.user);
+	c->database = strdup(sp.database);
+	bool minor = (sp.version & 0xffff) != 0;
+	evbuffer_drain(in, total);
+	if (!c->user || !c->database) {
+		client_fatal(c, "53200", "out of memory", NULL);
+		return false;
+	}
+	if (minor || n_unknown_pq) {
+		struct pg_buf b;
+		buf_init(&b);
+		build_negotiate_version(&b, 0, unknown_pq, n_unknown_pq);
+		bufferevent_write(c->bev, b.data, b.len);
+		buf_free(&b);
+	}
+	if (!config_find_database(vg.cfg, c->database)) {
+		char msg[300];
+		snprintf(msg, sizeof(msg), "no such database: %s", c->database);
+		client_fatal(c, "3D000", msg, NULL);
+		return false;
+	}
+	auth_begin(c);
+	return c->state != CL_CLOSING;
+}
+
+/* ---- login phase messages ---- */
+
+static bool handle_auth_message(struct client_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t avail = evbuffer_get_length(in);
+	uint8_t hdr[PG_HDR_LEN];
+	if (avail < PG_HDR_LEN)
+		return false;
+	evbuffer_copyout(in, hdr, PG_HDR_LEN);
+	uint8_t type;
+	uint32_t total;
+	if (pkt_peek_header(hdr, PG_HDR_LEN, 8192, &type, &total) != PKT_OK) {
+		client_fatal(c, "08P01", "invalid authentication message length", NULL);
+		return false;
+	}
+	if (avail < total)
+		return false;
+	uint8_t *msg = evbuffer_pullup(in, total);
+	if (type == 'X') {
+		evbuffer_drain(in, total);
+		client_close(c, "client gave up during authentication");
+		return false;
+	}
+	if (type != 'p') {
+		char m[96];
+		snprintf(m, sizeof(m), "expected password response, got message type %d", type);
+		evbuffer_drain(in, total);
+		client_fatal(c, "08P01", m, NULL);
+		return false;
+	}
+	/* auth may call into the pool; copy the body out of the buffer first */
+	uint8_t *body = malloc(total - PG_HDR_LEN + 1);
+	if (!body) {
+		client_fatal(c, "53200", "out of memory", NULL);
+		return false;
+	}
+	memcpy(body, msg + PG_HDR_LEN, total - PG_HDR_LEN);
+	evbuffer_drain(in, total);
+	auth_handle_message(c, type, body, total - PG_HDR_LEN);
+	free(body);
+	return c->state != CL_CLOSING;
+}
+
+void client_login_done(struct client_conn *c)
+{
+	struct pool *p = c->pool;
+	struct pg_buf b;
+	buf_init(&b);
+	for (int i = 0; i < p->n_welcome; i++) {
+		int idx = varcache_lookup(p->welcome_names[i]);
+		if (idx >= 0 && !c->vars.val[idx])
+			varcache_set(&c->vars, idx, p->welcome_values[i]);
+		const char *v = idx >= 0 ? c->vars.val[idx] : p->welcome_values[i];
+		build_parameter_status(&b, p->welcome_names[i], v);
+	}
+	build_backend_key(&b, c->cancel_pid, c->cancel_key);
+	build_ready(&b, 'I');
+	bufferevent_write(c->bev, b.data, b.len);
+	buf_free(&b);
+	c->state = CL_IDLE;
+	c->last_active = now_sec();
+	if (vg.cfg->logging.log_connections)
+		log_info("C-%llu: %s@%s login to %s (%s pool%s)", (unsigned long long)c->id, c->user, c->addr,
+		         c->database, config_pool_mode_name(p->mode), c->tls ? ", TLS" : "");
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)))
+		client_process(c);
+}
+
+/* ---- the forwarding loop ---- */
+
+static void push_req(struct server_conn *s, uint8_t kind, uint8_t req, uint8_t synth, uint32_t stmt)
+{
+	/* after an error the server ignores everything up to Sync: so do we */
+	if (s->err_skip && req != 'S')
+		return;
+	if (req == 'S')
+		s->err_skip = false;
+	struct pending p = {.kind = kind, .req = req, .synth = synth, .stmt = stmt};
+	pq_push(&s->pending, p);
+}
+
+static bool tracked_request(uint8_t type)
+{
+	return type == 'P' || type == 'B' || type == 'C' || type == 'D' || type == 'E' || type == 'S' ||
+	       type == 'Q' || type == 'F';
+}
+
+static void ensure_prepared(struct server_conn *s, struct prep_stmt *st, struct evbuffer *out)
+{
+	if (s->err_skip || id_set_has(&s->prepared, st->id))
+		return;
+	char name[24];
+	stmt_server_name(st->id, name);
+	struct pg_buf b;
+	buf_init(&b);
+	build_parse_named(&b, name, st->tail, st->tail_len);
+	evbuffer_add(out, b.data, b.len);
+	buf_free(&b);
+	id_set_add(&s->prepared, st->id);
+	push_req(s, PD_DROP, 'P', 0, st->id);
+}
+
+/* Transaction mode: Parse/Bind/Describe/Close with client statement names
+ * become requests about the pool's shared statements. */
+static void rewrite_extended(struct client_conn *c, struct server_conn *s, uint8_t type,
+                             const uint8_t *msg, size_t total, struct evbuffer *out)
+{
+	const uint8_t *body = msg + PG_HDR_LEN;
+	size_t len = total - PG_HDR_LEN;
+	struct pg_buf b;
+	buf_init(&b);
+	char sname[24];
+	const char *name, *portal;
+	const uint8_t *tail;
+	size_t tail_len;
+	char kind;
+	struct prep_stmt *st;
+
+	switch (type) {
+	case 'P':
+		if (parse_parse_msg(body, len, &name, &tail, &tail_len) < 0 || !name[0])
+			goto passthrough;
+		st = registry_intern(&c->pool->registry, tail, tail_len);
+		name_map_put(&c->stmts, name, st);
+		if (s->err_skip)
+			break;
+		if (id_set_has(&s->prepared, st->id)) {
+			push_req(s, PD_SYNTH, 'P', '1', 0);
+			break;
+		}
+		stmt_server_name(st->id, sname);
+		build_parse_named(&b, sname, tail, tail_len);
+		evbuffer_add(out, b.data, b.len);
+		id_set_add(&s->prepared, st->id);
+		push_req(s, PD_FORWARD, 'P', 0, st->id);
+		break;
+	case 'B':
+		if (parse_bind_msg(body, len, &portal, &name, &tail, &tail_len) < 0 || !name[0] ||
+		    !(st = name_map_get(&c->stmts, name)))
+			goto passthrough;
+		ensure_prepared(s, st, out);
+		stmt_server_name(st->id, sname);
+		build_bind_named(&b, portal, sname, tail, tail_len);
+		evbuffer_add(out, b.data, b.len);
+		push_req(s, PD_FORWARD, 'B', 0, 0);
+		break;
+	case 'D':
+	case 'C':
+		if (parse_describe_close(body, len, &kind, &name) < 0 || kind != 'S' || !name[0])
+			goto passthrough;
+		st = name_map_get(&c->stmts, name);
+		if (type == 'C') {
+			/* servers keep the statement for other clients; closing an
+			 * unknown name is not an error in PostgreSQL either */
+			name_map_del(&c->stmts, name);
+			push_req(s, PD_SYNTH, 'C', '3', 0);
+			break;
+		}
+		if (!st)
+			goto passthrough;
+		ensure_prepared(s, st, out);
+		stmt_server_name(st->id, sname);
+		build_describe_close(&b, 'D', 'S', sname);
+		evbuffer_add(out, b.data, b.len);
+		push_req(s, PD_FORWARD, 'D', 0, 0);
+		break;
+	default:
+		goto passthrough;
+	}
+	buf_free(&b);
+	return;
+passthrough:
+	buf_free(&b);
+	evbuffer_add(out, msg, total);
+	push_req(s, PD_FORWARD, type, 0, 0);
+}
+
+static void pause_read(struct client_conn *c)
+{
+	if (!c->read_paused) {
+		c->read_paused = true;
+		bufferevent_disable(c->bev, EV_READ);
+	}
+}
+
+static void forward_loop(struct client_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	for (;;) {
+		if (c->state != CL_IDLE && c->state != CL_ACTIVE)
+			return;
+		size_t avail = evbuffer_get_length(in);
+		if (avail == 0)
+			break;
+		struct server_conn *s = c->server;
+		if (c->fwd_remaining) {
+			assert(s);
+			struct evbuffer *out = bufferevent_get_output(s->bev);
+			if (evbuffer_get_length(out) >= VG_OUT_HIGH) {
+				pause_read(c);
+				return;
+			}
+			size_t n = avail < c->fwd_remaining ? avail : c->fwd_remaining;
+			evbuffer_remove_buffer(in, out, n);
+			c->fwd_remaining -= n;
+			continue;
+		}
+		uint8_t hdr[PG_HDR_LEN];
+		if (avail < PG_HDR_LEN)
+			break;
+		evbuffer_copyout(in, hdr, PG_HDR_LEN);
+		uint8_t type;
+		uint32_t total;
+		enum pkt_status st = pkt_peek_header(hdr, PG_HDR_LEN, vg.cfg->limits.max_message_size, &type, &total);
+		if (st == PKT_BAD_LENGTH) {
+			client_fatal(c, "08P01", "invalid message length", NULL);
+			return;
+		}
+		if (st == PKT_TOO_LARGE) {
+			char m[160];
+			snprintf(m, sizeof(m), "message of type '%c' is too large (%u bytes; limits.max_message_size is %zu)",
+			         type >= 32 && type < 127 ? type : '?', total - 1, vg.cfg->limits.max_message_size);
+			client_fatal(c, "08P01", m, NULL);
+			return;
+		}
+		if (type == 'X') {
+			evbuffer_drain(in, avail < total ? avail : total);
+			client_close(c, "client terminated the session");
+			return;
+		}
+		c->last_active = now_sec();
+		if (!s) {
+			if (!pool_checkout(c->pool, c))
+				return; /* queued; client_linked() resumes */
+			s = c->server;
+			if (!s || c->state != CL_ACTIVE)
+				return;
+		}
+		struct evbuffer *out = bufferevent_get_output(s->bev);
+		if (evbuffer_get_length(out) >= VG_OUT_HIGH) {
+			pause_read(c);
+			return;
+		}
+		if (type == 'Q' || type == 'E')
+			c->queries++;
+		if (c->pool->mode == VG_POOL_TRANSACTION &&
+		    (type == 'P' || type == 'B' || type == 'D' || type == 'C')) {
+			if (avail < total)
+				break; /* these are rewritten whole */
+			uint8_t *msg = evbuffer_pullup(in, total);
+			rewrite_extended(c, s, type, msg, total, out);
+			evbuffer_drain(in, total);
+			server_emit_synth(s);
+			continue;
+		}
+		if (tracked_request(type))
+			push_req(s, PD_FORWARD, type, 0, 0);
+		c->fwd_remaining = total;
+	}
+	/* a client waiting for a server should not buffer without bound */
+	if (evbuffer_get_length(in) > VG_OUT_HIGH && !c->server)
+		pause_read(c);
+}
+
+void client_process(struct client_conn *c)
+{
+	for (;;) {
+		switch (c->state) {
+		case CL_STARTUP:
+			if (!handle_startup(c))
+				return;
+			continue;
+		case CL_AUTH_PASSWORD:
+		case CL_AUTH_SASL_INIT:
+		case CL_AUTH_SASL_CONT:
+			if (!handle_auth_message(c))
+				return;
+			continue;
+		case CL_IDLE:
+		case CL_ACTIVE:
+			forward_loop(c);
+			return;
+		case CL_WAITING: {
+			/* notice a Terminate while queued, otherwise just hold */
+			struct evbuffer *in = bufferevent_get_input(c->bev);
+			if (evbuffer_get_length(in) > VG_OUT_HIGH)
+				pause_read(c);
+			return;
+		}
+		default:
+			return;
+		}
+	}
+}
+
+void client_linked(struct client_conn *c)
+{
+	c->state = CL_ACTIVE;
+	if (c->read_paused) {
+		c->read_paused = false;
+		bufferevent_enable(c->bev, EV_READ);
+	}
+	client_process(c);
+}
+
+static void client_read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	client_process(arg);
+}
+
+static void client_write_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	struct client_conn *c = arg;
+	/* output drained below the low watermark: let the server talk again */
+	struct server_conn *s = c->server;
+	if (s && s->read_paused) {
+		s->read_paused = false;
+		bufferevent_enable(s->bev, EV_READ);
+		server_process(s);
+	}
+}
+
+static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	struct client_conn *c = arg;
+	if (what & BEV_EVENT_ERROR) {
+		unsigned long e = bufferevent_get_openssl_error(c->bev);
+		if (e) {
+			char buf[256];
+			ERR_error_string_n(e, buf, sizeof(buf));
+			log_info("C-%llu: TLS error: %s", (unsigned long long)c->id, buf);
+		}
+	}
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		client_close(c, what & BEV_EVENT_EOF ? "client closed the connection" : "client connection error");
+}

@@ -1,0 +1,234 @@
+/*
+ * vecgate entry point: command line, configuration, signals and the event
+ * loop.  SIGHUP reloads, SIGTERM drains (stop accepting, let transactions
+ * finish, then exit), SIGINT stops at once.
+ */
+#include "proxy/vecgate.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/err.h>
+
+struct vg_runtime vg;
+
+static void usage(FILE *fp)
+{
+	fprintf(fp, "usage: vecgate [-c] CONFIG.yaml\n"
+	            "       vecgate --check-config CONFIG.yaml\n"
+	            "       vecgate --version\n");
+}
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	struct client_conn *c;
+	while ((c = TAILQ_FIRST(&vg.dead_clients))) {
+		TAILQ_REMOVE(&vg.dead_clients, c, link);
+		client_free(c);
+	}
+	struct server_conn *s;
+	while ((s = TAILQ_FIRST(&vg.dead_servers))) {
+		TAILQ_REMOVE(&vg.dead_servers, s, link);
+		server_free(s);
+	}
+}
+
+void vg_schedule_reap(void)
+{
+	event_active(vg.reaper, EV_TIMEOUT, 0);
+}
+
+static void finish_shutdown(void)
+{
+	struct client_conn *c, *tmp;
+	TAILQ_FOREACH_SAFE(c, &vg.clients, link, tmp)
+		client_fatal(c, "57P01", "terminating connection due to administrator command", NULL);
+	pools_free();
+	reap_cb(-1, 0, NULL);
+	event_base_loopexit(vg.base, NULL);
+}
+
+static void janitor_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	double now = now_sec();
+	pool_janitor(now);
+	if (vg.shutting_down) {
+		/* drain: a client with nothing in flight is told goodbye */
+		struct client_conn *c, *tmp;
+		TAILQ_FOREACH_SAFE(c, &vg.clients, link, tmp) {
+			bool busy = c->server && !server_is_clean(c->server);
+			if (!busy && c->fwd_remaining == 0 && c->state != CL_WAITING)
+				client_fatal(c, "57P01", "terminating connection: vecgate is shutting down", NULL);
+		}
+		if (TAILQ_EMPTY(&vg.clients) || now >= vg.shutdown_deadline) {
+			if (!TAILQ_EMPTY(&vg.clients))
+				log_warn("shutdown timeout reached with %d clients left", vg.n_clients);
+			finish_shutdown();
+		}
+	}
+}
+
+int vg_reload(void)
+{
+	char err[1024];
+	struct vg_config *ncfg = config_load(vg.cfg->path, err, sizeof(err));
+	if (!ncfg) {
+		log_error("reload failed, keeping the old configuration: %s", err);
+		return -1;
+	}
+	SSL_CTX *ctls = NULL, *stls = NULL;
+	if (ncfg->client_tls.mode != VG_CTLS_DISABLE &&
+	    !(ctls = tls_client_ctx_new(&ncfg->client_tls, err, sizeof(err)))) {
+		log_error("reload failed (client TLS): %s", err);
+		config_free(ncfg);
+		return -1;
+	}
+	if (ncfg->server_tls.mode != VG_STLS_DISABLE &&
+	    !(stls = tls_server_ctx_new(&ncfg->server_tls, err, sizeof(err)))) {
+		log_error("reload failed (server TLS): %s", err);
+		SSL_CTX_free(ctls);
+		config_free(ncfg);
+		return -1;
+	}
+	bool listen_changed = ncfg->n_listen != vg.cfg->n_listen;
+	for (size_t i = 0; !listen_changed && i < ncfg->n_listen; i++) {
+		const struct vg_listen *a = &ncfg->listen[i], *b = &vg.cfg->listen[i];
+		listen_changed = a->port != b->port || !a->host != !b->host ||
+		                 (a->host && strcmp(a->host, b->host)) ||
+		                 !a->unix_socket_dir != !b->unix_socket_dir ||
+		                 (a->unix_socket_dir && strcmp(a->unix_socket_dir, b->unix_socket_dir));
+	}
+	if (listen_changed)
+		log_warn("listen addresses changed: a restart is needed to apply them");
+	SSL_CTX_free(vg.client_tls);
+	SSL_CTX_free(vg.server_tls);
+	vg.client_tls = ctls;
+	vg.server_tls = stls;
+	struct vg_config *old = vg.cfg;
+	vg.cfg = ncfg;
+	log_init(&ncfg->logging);
+	pools_apply_config();
+	config_free(old);
+	log_info("configuration reloaded from %s", ncfg->path);
+	return 0;
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	if (sig == SIGHUP) {
+		log_info("SIGHUP: reloading configuration");
+		vg_reload();
+	} else if (sig == SIGTERM) {
+		if (vg.shutting_down)
+			return;
+		log_info("SIGTERM: draining (stop accepting, finish transactions, at most %.0fs)",
+		         vg.cfg->timeouts.shutdown);
+		vg.shutting_down = true;
+		vg.shutdown_deadline = now_sec() + (vg.cfg->timeouts.shutdown > 0 ? vg.cfg->timeouts.shutdown : 1e9);
+		listeners_stop();
+		janitor_cb(-1, 0, NULL);
+	} else if (sig == SIGINT) {
+		log_info("SIGINT: stopping now");
+		vg.shutting_down = true;
+		listeners_stop();
+		finish_shutdown();
+	}
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = NULL;
+	bool check_only = false;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--check-config")) {
+			check_only = true;
+		} else if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) {
+			if (i + 1 < argc)
+				path = argv[++i];
+		} else if (!strcmp(argv[i], "--version")) {
+			printf("vecgate 0.1.0\n");
+			return 0;
+		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage(stdout);
+			return 0;
+		} else if (argv[i][0] != '-' && !path) {
+			path = argv[i];
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!path) {
+		usage(stderr);
+		return 2;
+	}
+	char err[1024];
+	struct vg_config *cfg = config_load(path, err, sizeof(err));
+	if (!cfg) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	if (check_only) {
+		printf("%s: configuration is valid\n", path);
+		config_free(cfg);
+		return 0;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	vg.cfg = cfg;
+	TAILQ_INIT(&vg.clients);
+	TAILQ_INIT(&vg.dead_clients);
+	TAILQ_INIT(&vg.dead_servers);
+	log_init(&cfg->logging);
+	if (cfg->client_tls.mode != VG_CTLS_DISABLE &&
+	    !(vg.client_tls = tls_client_ctx_new(&cfg->client_tls, err, sizeof(err)))) {
+		fprintf(stderr, "%s: client TLS: %s\n", path, err);
+		return 1;
+	}
+	if (cfg->server_tls.mode != VG_STLS_DISABLE &&
+	    !(vg.server_tls = tls_server_ctx_new(&cfg->server_tls, err, sizeof(err)))) {
+		fprintf(stderr, "%s: server TLS: %s\n", path, err);
+		return 1;
+	}
+	vg.base = event_base_new();
+	if (!vg.base) {
+		fprintf(stderr, "cannot create event base\n");
+		return 1;
+	}
+	vg.reaper = event_new(vg.base, -1, 0, reap_cb, NULL);
+	vg.janitor = event_new(vg.base, -1, EV_PERSIST, janitor_cb, NULL);
+	struct timeval tick = {0, 200000};
+	event_add(vg.janitor, &tick);
+	vg.sig_hup = evsignal_new(vg.base, SIGHUP, signal_cb, NULL);
+	vg.sig_term = evsignal_new(vg.base, SIGTERM, signal_cb, NULL);
+	vg.sig_int = evsignal_new(vg.base, SIGINT, signal_cb, NULL);
+	event_add(vg.sig_hup, NULL);
+	event_add(vg.sig_term, NULL);
+	event_add(vg.sig_int, NULL);
+	if (listeners_start() < 0) {
+		listeners_stop();
+		return 1;
+	}
+	log_info("vecgate started (config %s)", path);
+	event_base_dispatch(vg.base);
+	listeners_stop();
+	event_free(vg.janitor);
+	event_free(vg.reaper);
+	event_free(vg.sig_hup);
+	event_free(vg.sig_term);
+	event_free(vg.sig_int);
+	event_base_free(vg.base);
+	SSL_CTX_free(vg.client_tls);
+	SSL_CTX_free(vg.server_tls);
+	log_info("vecgate stopped");
+	config_free(vg.cfg);
+	return vg.exit_code;
+}

@@ -1,0 +1,408 @@
+/*
+ * Pools: one per (database, user) pair, holding that pair's server
+ * connections.  Hands idle servers to clients (most recently used first, so
+ * surplus connections age out), queues clients when every server is busy,
+ * opens connections up to pool_size, resets servers that come back, and runs
+ * the periodic janitor for every timeout.
+ */
+#include "proxy/vecgate.h"
+#include "protocol/md5auth.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static bool is_plaintext(const char *secret)
+{
+	return secret && !md5_is_stored(secret) && strncmp(secret, "SCRAM-SHA-256$", 14) != 0;
+}
+
+static void pool_set_credentials(struct pool *p, const struct vg_database *db, const struct vg_user *u,
+                                 const char *authq_secret)
+{
+	free(p->be_password);
+	free(p->be_md5);
+	p->be_password = p->be_md5 = NULL;
+	if (db->user) {
+		p->be_password = dup_or_null(db->password);
+		return;
+	}
+	if (u && u->server_password)
+		p->be_password = strdup(u->server_password);
+	else if (u && is_plaintext(u->password))
+		p->be_password = strdup(u->password);
+	else if (u && md5_is_stored(u->password))
+		p->be_md5 = strdup(u->password);
+	else if (!u && authq_secret && md5_is_stored(authq_secret))
+		p->be_md5 = strdup(authq_secret);
+}
+
+static void pool_set_limits(struct pool *p, const struct vg_database *db)
+{
+	p->mode = db->pool_mode;
+	p->pool_size = db->pool_size > 0 ? db->pool_size : 1;
+	p->min_pool_size = db->min_pool_size;
+	p->max_db_connections = db->max_db_connections;
+}
+
+struct pool *pool_find_or_create(const struct vg_database *db, const char *dbname, const char *user,
+                                 struct client_conn *c)
+{
+	for (struct pool *p = vg.pools; p; p = p->next)
+		if (!strcmp(p->db_name, dbname) && !strcmp(p->user, user))
+			return p;
+	const struct vg_backend *be = config_find_backend(vg.cfg, db->backend ? db->backend : "primary");
+	if (!be)
+		return NULL;
+	struct pool *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	TAILQ_INIT(&p->servers);
+	TAILQ_INIT(&p->idle);
+	TAILQ_INIT(&p->waiting);
+	TAILQ_INIT(&p->welcome);
+	p->db_name = strdup(dbname);
+	p->user = strdup(user);
+	p->be_dbname = strdup(db->dbname && strcmp(db->dbname, "*") ? db->dbname : dbname);
+	p->be_user = strdup(db->user ? db->user : user);
+	p->be_host = strdup(be->host);
+	p->be_port = be->port;
+	pool_set_credentials(p, db, config_find_user(vg.cfg, user), c ? c->authq_secret : NULL);
+	pool_set_limits(p, db);
+	p->next = vg.pools;
+	vg.pools = p;
+	log_debug("new pool %s/%s -> %s@%s:%d/%s (%s, size %d)", dbname, user, p->be_user, p->be_host,
+	          p->be_port, p->be_dbname, config_pool_mode_name(p->mode), p->pool_size);
+	return p;
+}
+
+static int db_connections(const struct pool *p)
+{
+	int n = 0;
+	for (struct pool *q = vg.pools; q; q = q->next)
+		if (!strcmp(q->be_dbname, p->be_dbname) && !strcmp(q->be_host, p->be_host) && q->be_port == p->be_port)
+			n += q->n_servers;
+	return n;
+}
+
+static bool in_login_backoff(const struct pool *p, double now)
+{
+	return p->last_login_fail > 0 && p->n_servers == 0 &&
+	       now - p->last_login_fail < vg.cfg->timeouts.server_login_retry;
+}
+
+static bool may_launch(const struct pool *p)
+{
+	if (p->n_servers >= p->pool_size)
+		return false;
+	if (p->max_db_connections > 0 && db_connections(p) >= p->max_db_connections)
+		return false;
+	return true;
+}
+
+static int count_waiting(const struct pool *p)
+{
+	int n = 0;
+	struct client_conn *c;
+	TAILQ_FOREACH(c, &p->waiting, pool_link)
+		n++;
+	return n;
+}
+
+/* Open servers for queued clients, as many as the pool allows. */
+static void launch_for_waiters(struct pool *p)
+{
+	double now = now_sec();
+	if (in_login_backoff(p, now))
+		return;
+	int want = count_waiting(p) + (TAILQ_EMPTY(&p->welcome) ? 0 : 1);
+	while (p->n_connecting < want && may_launch(p)) {
+		if (!server_new(p))
+			break;
+	}
+}
+
+static void fail_client_with_login_error(struct pool *p, struct client_conn *c)
+{
+	if (p->last_login_error) {
+		bufferevent_write(c->bev, p->last_login_error, p->last_login_error_len);
+		client_close(c, "server login failed");
+	} else {
+		client_fatal(c, "08006", "could not log in to the backend server", NULL);
+	}
+}
+
+void pool_client_login(struct pool *p, struct client_conn *c)
+{
+	if (p->welcome_ready) {
+		client_login_done(c);
+		return;
+	}
+	if (in_login_backoff(p, now_sec())) {
+		fail_client_with_login_error(p, c);
+		return;
+	}
+	c->state = CL_WAIT_WELCOME;
+	TAILQ_INSERT_TAIL(&p->welcome, c, pool_link);
+	c->in_pool_queue = true;
+	if (p->n_connecting == 0 && TAILQ_EMPTY(&p->idle))
+		launch_for_waiters(p);
+}
+
+bool pool_checkout(struct pool *p, struct client_conn *c)
+{
+	struct server_conn *s = TAILQ_FIRST(&p->idle);
+	if (s) {
+		TAILQ_REMOVE(&p->idle, s, idle_link);
+		s->in_idle = false;
+		server_link(s, c);
+		c->state = CL_ACTIVE;
+		return true;
+	}
+	c->state = CL_WAITING;
+	c->wait_start = now_sec();
+	TAILQ_INSERT_TAIL(&p->waiting, c, pool_link);
+	c->in_pool_queue = true;
+	launch_for_waiters(p);
+	return false;
+}
+
+void pool_dequeue(struct client_conn *c)
+{
+	assert(c->in_pool_queue && c->pool);
+	if (c->state == CL_WAIT_WELCOME)
+		TAILQ_REMOVE(&c->pool->welcome, c, pool_link);
+	else
+		TAILQ_REMOVE(&c->pool->waiting, c, pool_link);
+	c->in_pool_queue = false;
+}
+
+void pool_server_available(struct server_conn *s)
+{
+	struct pool *p = s->pool;
+	assert(!s->client);
+	s->last_used = now_sec();
+	struct client_conn *c = TAILQ_FIRST(&p->waiting);
+	if (c) {
+		TAILQ_REMOVE(&p->waiting, c, pool_link);
+		c->in_pool_queue = false;
+		server_link(s, c);
+		client_linked(c);
+		return;
+	}
+	s->state = SV_IDLE;
+	if (p->n_servers > p->pool_size) {
+		/* the pool shrank on reload */
+		server_close(s, "pool_size reduced");
+		return;
+	}
+	TAILQ_INSERT_HEAD(&p->idle, s, idle_link);
+	s->in_idle = true;
+}
+
+void pool_release(struct server_conn *s)
+{
+	struct pool *p = s->pool;
+	const char *reset = vg.cfg->pool.server_reset_query;
+	bool need_reset = reset && reset[0] &&
+	                  (p->mode == VG_POOL_SESSION || vg.cfg->pool.server_reset_query_always);
+	if (need_reset) {
+		server_send_internal(s, reset);
+		/* DISCARD ALL forgets prepared statements and SETs alike */
+		id_set_clear(&s->prepared);
+		varcache_copy(&s->vars, &s->login_vars);
+	}
+	if (s->close_needed) {
+		server_close(s, "server is not reusable");
+		return;
+	}
+	if (s->pending.count > 0) {
+		s->state = SV_RESET;
+		return;
+	}
+	pool_server_available(s);
+}
+
+void pool_server_login_ok(struct server_conn *s)
+{
+	struct pool *p = s->pool;
+	p->last_login_fail = 0;
+	free(p->last_login_error);
+	p->last_login_error = NULL;
+	if (!p->welcome_ready) {
+		p->welcome_names = calloc((size_t)s->n_ps + 1, sizeof(char *));
+		p->welcome_values = calloc((size_t)s->n_ps + 1, sizeof(char *));
+		if (p->welcome_names && p->welcome_values) {
+			for (int i = 0; i < s->n_ps; i++) {
+				p->welcome_names[i] = strdup(s->ps_names[i]);
+				p->welcome_values[i] = strdup(s->ps_values[i]);
+			}
+			p->n_welcome = s->n_ps;
+			p->welcome_ready = true;
+		}
+	}
+	pool_server_available(s);
+	/* finish logins only now: their first query may take this server */
+	struct client_conn *c;
+	while (p->welcome_ready && (c = TAILQ_FIRST(&p->welcome))) {
+		TAILQ_REMOVE(&p->welcome, c, pool_link);
+		c->in_pool_queue = false;
+		client_login_done(c);
+	}
+}
+
+void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len, const char *text)
+{
+	p->last_login_fail = now_sec();
+	free(p->last_login_error);
+	p->last_login_error = NULL;
+	struct pg_buf b;
+	buf_init(&b);
+	if (err_msg && len) {
+		buf_put_bytes(&b, err_msg, len);
+	} else {
+		char msg[400];
+		snprintf(msg, sizeof(msg), "vecgate could not connect to the server: %s", text);
+		build_error(&b, "FATAL", "08006", msg, NULL, NULL);
+	}
+	if (!b.oom) {
+		p->last_login_error = malloc(b.len);
+		if (p->last_login_error) {
+			memcpy(p->last_login_error, b.data, b.len);
+			p->last_login_error_len = b.len;
+		}
+	}
+	buf_free(&b);
+	/* The failing server is still counted in n_servers and n_connecting.
+	 * While another server is logged in, queued clients will be served;
+	 * with none, nobody queued here will be served soon: tell them why. */
+	if (p->n_servers - p->n_connecting > 0)
+		return;
+	struct client_conn *c;
+	while ((c = TAILQ_FIRST(&p->welcome))) {
+		TAILQ_REMOVE(&p->welcome, c, pool_link);
+		c->in_pool_queue = false;
+		fail_client_with_login_error(p, c);
+	}
+	while ((c = TAILQ_FIRST(&p->waiting))) {
+		TAILQ_REMOVE(&p->waiting, c, pool_link);
+		c->in_pool_queue = false;
+		fail_client_with_login_error(p, c);
+	}
+}
+
+void pool_server_gone(struct server_conn *s)
+{
+	struct pool *p = s->pool;
+	if (s->in_idle) {
+		TAILQ_REMOVE(&p->idle, s, idle_link);
+		s->in_idle = false;
+	}
+	TAILQ_REMOVE(&p->servers, s, link);
+	p->n_servers--;
+	if (!TAILQ_EMPTY(&p->waiting) && !vg.shutting_down)
+		launch_for_waiters(p);
+}
+
+bool pool_has_credentials(const struct pool *p)
+{
+	return p->be_password || p->be_md5 || p->have_scram_keys;
+}
+
+void pools_apply_config(void)
+{
+	for (struct pool *p = vg.pools; p; p = p->next) {
+		const struct vg_database *db = config_find_database(vg.cfg, p->db_name);
+		if (!db)
+			continue; /* removed: existing clients finish on what they have */
+		enum vg_pool_mode old = p->mode;
+		pool_set_limits(p, db);
+		if (p->n_clients > 0 && old != p->mode) {
+			log_warn("pool %s/%s: pool_mode change applies once its clients have left", p->db_name, p->user);
+			p->mode = old;
+		}
+		const struct vg_user *u = config_find_user(vg.cfg, p->user);
+		if (u || db->user)
+			pool_set_credentials(p, db, u, NULL);
+	}
+}
+
+void pool_janitor(double now)
+{
+	const struct vg_timeouts *t = &vg.cfg->timeouts;
+	struct client_conn *c, *ctmp;
+	TAILQ_FOREACH_SAFE(c, &vg.clients, link, ctmp) {
+		if (c->state < CL_IDLE && t->client_login > 0 && now - c->connect_time > t->client_login) {
+			if (c->state == CL_STARTUP)
+				client_close(c, "client_login_timeout (startup packet not received in time)");
+			else
+				client_fatal(c, "08P01", "client_login_timeout", "login did not complete within timeouts.client_login");
+		} else if (c->state == CL_WAITING && t->query_wait > 0 && now - c->wait_start > t->query_wait) {
+			client_fatal(c, "08P01", "query_wait_timeout",
+			             "no server connection became free within timeouts.query_wait");
+		} else if (c->state == CL_IDLE && t->client_idle > 0 && now - c->last_active > t->client_idle) {
+			client_fatal(c, "08P01", "client_idle_timeout", NULL);
+		}
+	}
+	for (struct pool *p = vg.pools; p; p = p->next) {
+		struct server_conn *s, *stmp;
+		TAILQ_FOREACH_SAFE(s, &p->servers, link, stmp) {
+			bool connecting = s->state == SV_CONNECTING || s->state == SV_SSL_REQ || s->state == SV_LOGIN;
+			if (connecting && t->server_connect > 0 && now - s->connect_time > t->server_connect) {
+				pool_server_login_failed(p, NULL, 0, "server_connect_timeout");
+				server_close(s, "server_connect_timeout");
+			} else if (s->state == SV_IDLE && t->server_lifetime > 0 && now - s->connect_time > t->server_lifetime) {
+				server_close(s, "server_lifetime reached");
+			} else if (s->state == SV_IDLE && t->server_idle > 0 && now - s->last_used > t->server_idle &&
+			           p->n_servers > p->min_pool_size) {
+				server_close(s, "server_idle_timeout");
+			}
+		}
+		if (vg.shutting_down)
+			continue;
+		if (!TAILQ_EMPTY(&p->waiting) || !TAILQ_EMPTY(&p->welcome))
+			launch_for_waiters(p);
+		while (p->n_servers < p->min_pool_size && pool_has_credentials(p) && !in_login_backoff(p, now) &&
+		       may_launch(p))
+			if (!server_new(p))
+				break;
+	}
+}
+
+void pools_free(void)
+{
+	while (vg.pools) {
+		struct pool *p = vg.pools;
+		vg.pools = p->next;
+		struct server_conn *s;
+		while ((s = TAILQ_FIRST(&p->servers)))
+			server_close(s, "shutting down");
+		for (int i = 0; i < p->n_welcome; i++) {
+			free(p->welcome_names[i]);
+			free(p->welcome_values[i]);
+		}
+		free(p->welcome_names);
+		free(p->welcome_values);
+		free(p->db_name);
+		free(p->user);
+		free(p->be_dbname);
+		free(p->be_user);
+		free(p->be_host);
+		free(p->be_password);
+		free(p->be_md5);
+		free(p->last_login_error);
+		registry_free(&p->registry);
+		/* dead servers still point at the pool until reaped */
+		struct server_conn *d;
+		TAILQ_FOREACH(d, &vg.dead_servers, link)
+			if (d->pool == p)
+				d->pool = NULL;
+		free(p);
+	}
+}

@@ -1,0 +1,263 @@
+/*
+ * Bookkeeping that lets named prepared statements survive transaction
+ * pooling: a per-pool registry of statement texts (each prepared on servers
+ * under a stable name "vg_<id>"), each client's own names for them, the set
+ * of statements each server has prepared, and the queue of responses a
+ * server still owes, so injected requests can be swallowed and skipped ones
+ * answered in order.
+ */
+#include "proxy/vecgate.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- pending queue: a growable ring ---- */
+
+void pq_push(struct pending_queue *q, struct pending p)
+{
+	if (q->count == q->cap) {
+		size_t ncap = q->cap ? q->cap * 2 : 16;
+		struct pending *n = malloc(ncap * sizeof(*n));
+		if (!n)
+			abort();
+		for (size_t i = 0; i < q->count; i++)
+			n[i] = q->items[(q->head + i) % q->cap];
+		free(q->items);
+		q->items = n;
+		q->head = 0;
+		q->cap = ncap;
+	}
+	q->items[(q->head + q->count) % q->cap] = p;
+	q->count++;
+}
+
+struct pending *pq_head(struct pending_queue *q)
+{
+	return q->count ? &q->items[q->head] : NULL;
+}
+
+void pq_pop(struct pending_queue *q)
+{
+	assert(q->count > 0);
+	q->head = (q->head + 1) % q->cap;
+	q->count--;
+}
+
+void pq_free(struct pending_queue *q)
+{
+	free(q->items);
+	memset(q, 0, sizeof(*q));
+}
+
+/* ---- hashing ---- */
+
+static uint64_t fnv1a(const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+/* ---- statement registry ---- */
+
+static void registry_grow(struct stmt_registry *r)
+{
+	size_t nb = r->nbuckets ? r->nbuckets * 2 : 64;
+	struct prep_stmt **b = calloc(nb, sizeof(*b));
+	if (!b)
+		abort();
+	for (size_t i = 0; i < r->nbuckets; i++) {
+		struct prep_stmt *st = r->buckets[i];
+		while (st) {
+			struct prep_stmt *next = st->next;
+			st->next = b[st->hash % nb];
+			b[st->hash % nb] = st;
+			st = next;
+		}
+	}
+	free(r->buckets);
+	r->buckets = b;
+	r->nbuckets = nb;
+}
+
+struct prep_stmt *registry_intern(struct stmt_registry *r, const uint8_t *tail, size_t len)
+{
+	uint64_t h = fnv1a(tail, len);
+	if (r->nbuckets) {
+		for (struct prep_stmt *st = r->buckets[h % r->nbuckets]; st; st = st->next)
+			if (st->hash == h && st->tail_len == len && memcmp(st->tail, tail, len) == 0)
+				return st;
+	}
+	if (r->count >= r->nbuckets)
+		registry_grow(r);
+	struct prep_stmt *st = calloc(1, sizeof(*st));
+	if (!st)
+		abort();
+	st->tail = malloc(len ? len : 1);
+	if (!st->tail)
+		abort();
+	memcpy(st->tail, tail, len);
+	st->tail_len = len;
+	st->hash = h;
+	st->id = ++r->next_id;
+	st->next = r->buckets[h % r->nbuckets];
+	r->buckets[h % r->nbuckets] = st;
+	r->count++;
+	return st;
+}
+
+void registry_free(struct stmt_registry *r)
+{
+	for (size_t i = 0; i < r->nbuckets; i++) {
+		struct prep_stmt *st = r->buckets[i];
+		while (st) {
+			struct prep_stmt *next = st->next;
+			free(st->tail);
+			free(st);
+			st = next;
+		}
+	}
+	free(r->buckets);
+	memset(r, 0, sizeof(*r));
+}
+
+void stmt_server_name(uint32_t id, char out[24])
+{
+	snprintf(out, 24, "vg_%u", id);
+}
+
+/* ---- client name map ---- */
+
+struct prep_stmt *name_map_get(struct name_map *m, const char *name)
+{
+	if (!m->nbuckets)
+		return NULL;
+	uint64_t h = fnv1a(name, strlen(name));
+	for (struct name_map_entry *e = m->buckets[h % m->nbuckets]; e; e = e->next)
+		if (strcmp(e->name, name) == 0)
+			return e->stmt;
+	return NULL;
+}
+
+static void name_map_grow(struct name_map *m)
+{
+	size_t nb = m->nbuckets ? m->nbuckets * 2 : 16;
+	struct name_map_entry **b = calloc(nb, sizeof(*b));
+	if (!b)
+		abort();
+	for (size_t i = 0; i < m->nbuckets; i++) {
+		struct name_map_entry *e = m->buckets[i];
+		while (e) {
+			struct name_map_entry *next = e->next;
+			uint64_t h = fnv1a(e->name, strlen(e->name));
+			e->next = b[h % nb];
+			b[h % nb] = e;
+			e = next;
+		}
+	}
+	free(m->buckets);
+	m->buckets = b;
+	m->nbuckets = nb;
+}
+
+void name_map_put(struct name_map *m, const char *name, struct prep_stmt *st)
+{
+	if (m->count >= m->nbuckets)
+		name_map_grow(m);
+	uint64_t h = fnv1a(name, strlen(name));
+	for (struct name_map_entry *e = m->buckets[h % m->nbuckets]; e; e = e->next) {
+		if (strcmp(e->name, name) == 0) {
+			e->stmt = st;
+			return;
+		}
+	}
+	struct name_map_entry *e = calloc(1, sizeof(*e));
+	if (!e || !(e->name = strdup(name)))
+		abort();
+	e->stmt = st;
+	e->next = m->buckets[h % m->nbuckets];
+	m->buckets[h % m->nbuckets] = e;
+	m->count++;
+}
+
+void name_map_del(struct name_map *m, const char *name)
+{
+	if (!m->nbuckets)
+		return;
+	uint64_t h = fnv1a(name, strlen(name));
+	for (struct name_map_entry **pp = &m->buckets[h % m->nbuckets]; *pp; pp = &(*pp)->next) {
+		if (strcmp((*pp)->name, name) == 0) {
+			struct name_map_entry *e = *pp;
+			*pp = e->next;
+			free(e->name);
+			free(e);
+			m->count--;
+			return;
+		}
+	}
+}
+
+void name_map_free(struct name_map *m)
+{
+	for (size_t i = 0; i < m->nbuckets; i++) {
+		struct name_map_entry *e = m->buckets[i];
+		while (e) {
+			struct name_map_entry *next = e->next;
+			free(e->name);
+			free(e);
+			e = next;
+		}
+	}
+	free(m->buckets);
+	memset(m, 0, sizeof(*m));
+}
+
+/* ---- id set: a bitmap, ids are small and dense per pool ---- */
+
+bool id_set_has(const struct id_set *s, uint32_t id)
+{
+	size_t byte = id / 8;
+	return byte < s->nbytes && (s->bits[byte] & (1u << (id % 8)));
+}
+
+void id_set_add(struct id_set *s, uint32_t id)
+{
+	size_t byte = id / 8;
+	if (byte >= s->nbytes) {
+		size_t nb = s->nbytes ? s->nbytes : 64;
+		while (nb <= byte)
+			nb *= 2;
+		uint8_t *n = realloc(s->bits, nb);
+		if (!n)
+			abort();
+		memset(n + s->nbytes, 0, nb - s->nbytes);
+		s->bits = n;
+		s->nbytes = nb;
+	}
+	s->bits[byte] |= (uint8_t)(1u << (id % 8));
+}
+
+void id_set_del(struct id_set *s, uint32_t id)
+{
+	size_t byte = id / 8;
+	if (byte < s->nbytes)
+		s->bits[byte] &= (uint8_t)~(1u << (id % 8));
+}
+
+void id_set_clear(struct id_set *s)
+{
+	if (s->bits)
+		memset(s->bits, 0, s->nbytes);
+}
+
+void id_set_free(struct id_set *s)
+{
+	free(s->bits);
+	memset(s, 0, sizeof(*s));
+}

@@ -1,0 +1,728 @@
+/*
+ * Server connections: connect (optionally TLS), log in with the pool's
+ * credentials (trust, cleartext, md5 or SCRAM, including SCRAM passthrough of
+ * a client's keys), then stream responses to the linked client.  The pending
+ * queue says which response belongs to which request, so vecgate can swallow
+ * answers to requests it injected, answer the ones it skipped, and know when
+ * a transaction-mode server is free again.
+ */
+#include "proxy/vecgate.h"
+#include "protocol/md5auth.h"
+
+#include <assert.h>
+#include <event2/bufferevent_ssl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static void server_read_cb(struct bufferevent *bev, void *arg);
+static void server_write_cb(struct bufferevent *bev, void *arg);
+static void server_event_cb(struct bufferevent *bev, short what, void *arg);
+
+int backend_sockaddr(const char *host, int port, struct sockaddr_storage *sa, unsigned *salen,
+                     char *err, size_t errlen)
+{
+	memset(sa, 0, sizeof(*sa));
+	if (host[0] == '/') {
+		struct sockaddr_un *un = (struct sockaddr_un *)sa;
+		un->sun_family = AF_UNIX;
+		int n = snprintf(un->sun_path, sizeof(un->sun_path), "%s/.s.PGSQL.%d", host, port);
+		if (n < 0 || (size_t)n >= sizeof(un->sun_path)) {
+			snprintf(err, errlen, "unix socket path too long: %s", host);
+			return -1;
+		}
+		*salen = sizeof(*un);
+		return 0;
+	}
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+	char portstr[16];
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	int rc = getaddrinfo(host, portstr, &hints, &res);
+	if (rc != 0 || !res) {
+		snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
+		return -1;
+	}
+	memcpy(sa, res->ai_addr, res->ai_addrlen);
+	*salen = (unsigned)res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+static void server_setup_bev(struct server_conn *s)
+{
+	bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_WRITE, VG_OUT_LOW, 0);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+struct server_conn *server_new(struct pool *p)
+{
+	struct server_conn *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->pool = p;
+	s->id = ++vg.next_id;
+	s->state = SV_CONNECTING;
+	s->connect_time = s->last_used = now_sec();
+	s->txn_status = 'I';
+	s->fd = -1;
+	TAILQ_INSERT_TAIL(&p->servers, s, link);
+	p->n_servers++;
+	p->n_connecting++;
+
+	char err[256];
+	struct sockaddr_storage sa;
+	unsigned salen;
+	if (backend_sockaddr(p->be_host, p->be_port, &sa, &salen, err, sizeof(err)) < 0)
+		goto failed;
+	s->bev = bufferevent_socket_new(vg.base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!s->bev) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto failed;
+	}
+	server_setup_bev(s);
+	if (bufferevent_socket_connect(s->bev, (struct sockaddr *)&sa, (int)salen) < 0) {
+		snprintf(err, sizeof(err), "cannot connect to %s:%d", p->be_host, p->be_port);
+		goto failed;
+	}
+	log_debug("S-%llu: connecting to %s:%d for %s/%s", (unsigned long long)s->id, p->be_host, p->be_port,
+	          p->be_user, p->be_dbname);
+	return s;
+failed:
+	log_error("S-%llu: %s", (unsigned long long)s->id, err);
+	pool_server_login_failed(p, NULL, 0, err);
+	server_close(s, err);
+	return NULL;
+}
+
+static void send_startup(struct server_conn *s)
+{
+	const char *names[] = {"user", "database"};
+	const char *values[] = {s->pool->be_user, s->pool->be_dbname};
+	struct pg_buf b;
+	buf_init(&b);
+	build_startup(&b, names, values, 2);
+	bufferevent_write(s->bev, b.data, b.len);
+	buf_free(&b);
+	s->state = SV_LOGIN;
+}
+
+static void login_failed(struct server_conn *s, const uint8_t *msg, size_t len, const char *text)
+{
+	log_error("S-%llu: login to %s:%d as %s failed: %s", (unsigned long long)s->id, s->pool->be_host,
+	          s->pool->be_port, s->pool->be_user, text);
+	pool_server_login_failed(s->pool, msg, len, text);
+	server_close(s, "login failed");
+}
+
+static bool upgrade_to_tls(struct server_conn *s)
+{
+	int fd = bufferevent_getfd(s->bev);
+	int nfd = dup(fd);
+	if (nfd < 0)
+		return false;
+	SSL *ssl = SSL_new(vg.server_tls);
+	if (!ssl) {
+		close(nfd);
+		return false;
+	}
+	const char *host = s->pool->be_host;
+	if (host[0] != '/') {
+		SSL_set_tlsext_host_name(ssl, host);
+		if (vg.cfg->server_tls.mode == VG_STLS_VERIFY_FULL) {
+			X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+			if (!X509_VERIFY_PARAM_set1_ip_asc(param, host))
+				SSL_set1_host(ssl, host);
+		}
+	}
+	bufferevent_free(s->bev);
+	s->bev = bufferevent_openssl_socket_new(vg.base, nfd, ssl, BUFFEREVENT_SSL_CONNECTING,
+	                                        BEV_OPT_CLOSE_ON_FREE);
+	if (!s->bev) {
+		SSL_free(ssl);
+		close(nfd);
+		return false;
+	}
+	server_setup_bev(s);
+	return true;
+}
+
+void server_send_internal(struct server_conn *s, const char *sql)
+{
+	struct pg_buf b;
+	buf_init(&b);
+	build_query(&b, sql);
+	bufferevent_write(s->bev, b.data, b.len);
+	buf_free(&b);
+	struct pending p = {.kind = PD_INTERNAL, .req = 'Q'};
+	pq_push(&s->pending, p);
+}
+
+bool server_is_clean(const struct server_conn *s)
+{
+	return s->pending.count == 0 && s->fwd_remaining == 0 && s->txn_status == 'I' && !s->close_needed;
+}
+
+void server_link(struct server_conn *s, struct client_conn *c)
+{
+	assert(!s->client && !c->server);
+	s->client = c;
+	c->server = s;
+	s->state = SV_ACTIVE;
+	s->last_used = now_sec();
+	struct pg_buf sql;
+	buf_init(&sql);
+	if (varcache_sync_sql(&c->vars, &s->vars, &sql) > 0) {
+		buf_put_byte(&sql, 0);
+		server_send_internal(s, (const char *)sql.data);
+	}
+	buf_free(&sql);
+}
+
+void server_unlink_client_gone(struct server_conn *s)
+{
+	struct client_conn *c = s->client;
+	assert(c && c->server == s);
+	bool client_mid_message = c->fwd_remaining != 0;
+	s->client = NULL;
+	c->server = NULL;
+	if (s->read_paused) {
+		s->read_paused = false;
+		bufferevent_enable(s->bev, EV_READ);
+	}
+	if (client_mid_message) {
+		server_close(s, "client left in the middle of a message");
+		return;
+	}
+	if (s->pending.count == 0 && s->fwd_remaining == 0 && !s->close_needed) {
+		if (s->txn_status != 'I') {
+			/* a transaction the client never finished must not reach the next one */
+			server_send_internal(s, "ROLLBACK");
+		}
+		pool_release(s);
+		return;
+	}
+	/* a query is still running for nobody: stop it and do not reuse */
+	cancel_forward(s);
+	server_close(s, "client disconnected while a query was running");
+}
+
+void server_close(struct server_conn *s, const char *reason)
+{
+	if (s->state == SV_CLOSING)
+		return;
+	log_debug("S-%llu: closing: %s", (unsigned long long)s->id, reason);
+	struct client_conn *c = s->client;
+	if (c) {
+		s->client = NULL;
+		c->server = NULL;
+		char msg[300];
+		snprintf(msg, sizeof(msg), "server connection lost: %s", reason);
+		client_fatal(c, "08006", msg, NULL);
+	}
+	enum server_state was = s->state;
+	s->state = SV_CLOSING;
+	pool_server_gone(s);
+	if (was == SV_CONNECTING || was == SV_SSL_REQ || was == SV_LOGIN)
+		s->pool->n_connecting--;
+	if (s->bev) {
+		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+		bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
+		if (was >= SV_IDLE) {
+			static const uint8_t terminate[5] = {'X', 0, 0, 0, 4};
+			/* polite goodbye; best effort, the socket closes right after */
+			int fd = bufferevent_getfd(s->bev);
+			if (fd >= 0 && !s->fwd_remaining && was != SV_ACTIVE)
+				(void)!write(fd, terminate, sizeof(terminate));
+		}
+	}
+	TAILQ_INSERT_TAIL(&vg.dead_servers, s, link);
+	vg_schedule_reap();
+}
+
+static void free_ps(struct server_conn *s)
+{
+	for (int i = 0; i < s->n_ps; i++) {
+		free(s->ps_names[i]);
+		free(s->ps_values[i]);
+	}
+	free(s->ps_names);
+	free(s->ps_values);
+	s->ps_names = s->ps_values = NULL;
+	s->n_ps = 0;
+}
+
+void server_free(struct server_conn *s)
+{
+	if (s->bev)
+		bufferevent_free(s->bev);
+	pq_free(&s->pending);
+	id_set_free(&s->prepared);
+	varcache_clear(&s->vars);
+	varcache_clear(&s->login_vars);
+	free(s->scram);
+	free_ps(s);
+	free(s);
+}
+
+/* ---- login ---- */
+
+static void send_msg(struct server_conn *s, struct pg_buf *b)
+{
+	bufferevent_write(s->bev, b->data, b->len);
+	buf_free(b);
+}
+
+static void record_param(struct server_conn *s, const char *name, const char *value)
+{
+	int idx = varcache_lookup(name);
+	if (idx >= 0) {
+		varcache_set(&s->vars, idx, value);
+		varcache_set(&s->login_vars, idx, value);
+	}
+	for (int i = 0; i < s->n_ps; i++) {
+		if (!strcmp(s->ps_names[i], name)) {
+			free(s->ps_values[i]);
+			s->ps_values[i] = strdup(value);
+			return;
+		}
+	}
+	char **nn = realloc(s->ps_names, sizeof(char *) * (size_t)(s->n_ps + 1));
+	if (nn)
+		s->ps_names = nn;
+	char **nv = realloc(s->ps_values, sizeof(char *) * (size_t)(s->n_ps + 1));
+	if (nv)
+		s->ps_values = nv;
+	if (!nn || !nv)
+		return;
+	s->ps_names[s->n_ps] = strdup(name);
+	s->ps_values[s->n_ps] = strdup(value);
+	s->n_ps++;
+}
+
+/* Returns false if the server was closed. */
+static bool handle_login_message(struct server_conn *s, uint8_t type, const uint8_t *body, size_t len,
+                                 const uint8_t *whole, size_t whole_len)
+{
+	struct pool *p = s->pool;
+	struct pg_buf b;
+	char err[256];
+	switch (type) {
+	case 'R': {
+		struct pg_auth_request ar;
+		if (parse_auth_request(body, len, &ar) < 0) {
+			login_failed(s, NULL, 0, "malformed authentication request from server");
+			return false;
+		}
+		buf_init(&b);
+		switch (ar.code) {
+		case 0:
+			buf_free(&b);
+			return true;
+		case 3:
+			if (!p->be_password) {
+				buf_free(&b);
+				login_failed(s, NULL, 0, "server asked for a cleartext password and none is configured");
+				return false;
+			}
+			build_password(&b, p->be_password);
+			send_msg(s, &b);
+			return true;
+		case 5: {
+			char stored[MD5_PASSWD_LEN + 1], resp[MD5_PASSWD_LEN + 1];
+			if (p->be_password)
+				md5_stored_from_password(p->be_password, p->be_user, stored);
+			else if (p->be_md5)
+				snprintf(stored, sizeof(stored), "%s", p->be_md5);
+			else {
+				buf_free(&b);
+				login_failed(s, NULL, 0, "server asked for an md5 password and none is configured");
+				return false;
+			}
+			md5_response_from_stored(stored, ar.md5_salt, resp);
+			build_password(&b, resp);
+			send_msg(s, &b);
+			return true;
+		}
+		case 10: {
+			if (!ar.offers_scram) {
+				buf_free(&b);
+				login_failed(s, NULL, 0, "server offers no SASL mechanism vecgate supports");
+				return false;
+			}
+			char nonce[25], out[SCRAM_MSG_MAX];
+			scram_random_nonce(nonce, 24);
+			s->scram = calloc(1, sizeof(*s->scram));
+			int rc = -1;
+			if (s->scram && p->be_password)
+				rc = scram_client_init_password(s->scram, p->be_password, nonce);
+			else if (s->scram && p->have_scram_keys)
+				rc = scram_client_init_keys(s->scram, p->scram_client_key, p->scram_server_key, nonce);
+			if (rc < 0 || scram_client_first(s->scram, out, sizeof(out)) < 0) {
+				buf_free(&b);
+				login_failed(s, NULL, 0,
+				             "server asked for SCRAM and no password (or client SCRAM keys) is available");
+				return false;
+			}
+			build_sasl_initial(&b, "SCRAM-SHA-256", out, strlen(out));
+			send_msg(s, &b);
+			return true;
+		}
+		case 11: {
+			char out[SCRAM_MSG_MAX];
+			if (!s->scram || scram_client_final(s->scram, (const char *)ar.data, ar.data_len, out,
+			                                    sizeof(out), err, sizeof(err)) < 0) {
+				buf_free(&b);
+				login_failed(s, NULL, 0, "SCRAM exchange with server failed");
+				return false;
+			}
+			build_sasl_response(&b, out, strlen(out));
+			send_msg(s, &b);
+			return true;
+		}
+		case 12:
+			buf_free(&b);
+			if (!s->scram ||
+			    scram_client_verify_server(s->scram, (const char *)ar.data, ar.data_len, err, sizeof(err)) < 0) {
+				login_failed(s, NULL, 0, "server's SCRAM signature did not verify");
+				return false;
+			}
+			free(s->scram);
+			s->scram = NULL;
+			return true;
+		default:
+			buf_free(&b);
+			snprintf(err, sizeof(err), "server requested unsupported authentication method %d", ar.code);
+			login_failed(s, NULL, 0, err);
+			return false;
+		}
+	}
+	case 'S': {
+		const char *name, *value;
+		if (parse_parameter_status(body, len, &name, &value) == 0)
+			record_param(s, name, value);
+		return true;
+	}
+	case 'K': {
+		struct pg_reader rd;
+		rd_init(&rd, body, len);
+		s->be_pid = (uint32_t)rd_int32(&rd);
+		s->be_key = (uint32_t)rd_int32(&rd);
+		return true;
+	}
+	case 'E': {
+		struct pg_error_fields ef;
+		parse_error_fields(body, len, &ef);
+		snprintf(err, sizeof(err), "%s (SQLSTATE %s)", ef.message ? ef.message : "?",
+		         ef.sqlstate ? ef.sqlstate : "?");
+		login_failed(s, whole, whole_len, err);
+		return false;
+	}
+	case 'Z':
+		s->txn_status = len ? (char)body[0] : 'I';
+		s->state = SV_IDLE;
+		p->n_connecting--;
+		log_debug("S-%llu: logged in, backend pid %u", (unsigned long long)s->id, s->be_pid);
+		pool_server_login_ok(s);
+		free_ps(s);
+		return s->state != SV_CLOSING;
+	case 'N':
+	case 'v':
+		return true;
+	default:
+		snprintf(err, sizeof(err), "unexpected message type %d during login", type);
+		login_failed(s, NULL, 0, err);
+		return false;
+	}
+}
+
+/* ---- after login ---- */
+
+void server_emit_synth(struct server_conn *s)
+{
+	struct pending *h;
+	while ((h = pq_head(&s->pending)) && h->kind == PD_SYNTH) {
+		if (s->client) {
+			uint8_t msg[5] = {h->synth, 0, 0, 0, 4};
+			bufferevent_write(s->client->bev, msg, sizeof(msg));
+		}
+		pq_pop(&s->pending);
+	}
+}
+
+/* After an ErrorResponse in the extended protocol the server skips to Sync:
+ * so do the entries waiting for answers that will now never come. */
+static void skip_to_sync(struct server_conn *s)
+{
+	struct pending *h;
+	while ((h = pq_head(&s->pending)) && h->req != 'S') {
+		if (h->stmt)
+			id_set_del(&s->prepared, h->stmt);
+		pq_pop(&s->pending);
+	}
+	if (!h)
+		s->err_skip = true;
+}
+
+static void transaction_done(struct server_conn *s)
+{
+	struct client_conn *c = s->client;
+	if (!c || s->pool->mode != VG_POOL_TRANSACTION || !server_is_clean(s) || c->fwd_remaining)
+		return;
+	s->client = NULL;
+	c->server = NULL;
+	c->state = CL_IDLE;
+	pool_release(s);
+	if (c->read_paused) {
+		c->read_paused = false;
+		bufferevent_enable(c->bev, EV_READ);
+	}
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)))
+		client_process(c);
+}
+
+static void pause_server_read(struct server_conn *s)
+{
+	if (!s->read_paused) {
+		s->read_paused = true;
+		bufferevent_disable(s->bev, EV_READ);
+	}
+}
+
+void server_process(struct server_conn *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	for (;;) {
+		if (s->state == SV_CLOSING || s->read_paused)
+			return;
+		server_emit_synth(s);
+		size_t avail = evbuffer_get_length(in);
+		if (avail == 0)
+			return;
+		struct client_conn *c = s->client;
+		struct evbuffer *cout = c ? bufferevent_get_output(c->bev) : NULL;
+		if (cout && evbuffer_get_length(cout) >= VG_OUT_HIGH) {
+			pause_server_read(s);
+			return;
+		}
+		if (s->fwd_remaining) {
+			size_t n = avail < s->fwd_remaining ? avail : s->fwd_remaining;
+			if (cout && !s->fwd_drop)
+				evbuffer_remove_buffer(in, cout, n);
+			else
+				evbuffer_drain(in, n);
+			s->fwd_remaining -= n;
+			continue;
+		}
+		uint8_t hdr[PG_HDR_LEN];
+		if (avail < PG_HDR_LEN)
+			return;
+		evbuffer_copyout(in, hdr, PG_HDR_LEN);
+		uint8_t type;
+		uint32_t total;
+		if (pkt_peek_header(hdr, PG_HDR_LEN, 0x7ffffff0u, &type, &total) != PKT_OK) {
+			server_close(s, "invalid message from server");
+			return;
+		}
+
+		if (s->state == SV_SSL_REQ || s->state == SV_CONNECTING) {
+			server_close(s, "unexpected data before login");
+			return;
+		}
+		if (s->state == SV_LOGIN) {
+			if (total > 65536) {
+				login_failed(s, NULL, 0, "oversized login message from server");
+				return;
+			}
+			if (avail < total)
+				return;
+			uint8_t *msg = evbuffer_pullup(in, total);
+			uint8_t *copy = malloc(total);
+			if (!copy) {
+				server_close(s, "out of memory");
+				return;
+			}
+			memcpy(copy, msg, total);
+			evbuffer_drain(in, total);
+			bool alive = handle_login_message(s, type, copy + PG_HDR_LEN, total - PG_HDR_LEN, copy, total);
+			free(copy);
+			if (!alive)
+				return;
+			continue;
+		}
+
+		struct pending *h = pq_head(&s->pending);
+		bool internal = h && h->kind == PD_INTERNAL;
+		bool deliver = c && !internal;
+
+		switch (type) {
+		case 'Z': {
+			if (avail < total)
+				return;
+			uint8_t msg[6];
+			evbuffer_copyout(in, msg, total < 6 ? total : 6);
+			s->txn_status = total >= 6 ? (char)msg[5] : 'I';
+			if (h && (h->req == 'S' || h->req == 'Q' || h->req == 'F'))
+				pq_pop(&s->pending);
+			if (deliver)
+				evbuffer_remove_buffer(in, cout, total);
+			else
+				evbuffer_drain(in, total);
+			if (s->close_needed && s->pending.count == 0) {
+				server_close(s, "internal query failed");
+				return;
+			}
+			if (s->state == SV_RESET && server_is_clean(s)) {
+				pool_server_available(s);
+				continue;
+			}
+			if (c)
+				transaction_done(s);
+			continue;
+		}
+		case 'E': {
+			if (avail < total)
+				return;
+			if (!deliver || s->state != SV_ACTIVE) {
+				uint8_t *msg = evbuffer_pullup(in, total);
+				struct pg_error_fields ef;
+				parse_error_fields(msg + PG_HDR_LEN, total - PG_HDR_LEN, &ef);
+				log_warn("S-%llu: %s: %s (SQLSTATE %s)", (unsigned long long)s->id,
+				         internal ? "internal query failed" : "error from idle server",
+				         ef.message ? ef.message : "?", ef.sqlstate ? ef.sqlstate : "?");
+				evbuffer_drain(in, total);
+				s->close_needed = true;
+				if (!h) {
+					server_close(s, "server reported an error while idle");
+					return;
+				}
+				continue;
+			}
+			evbuffer_remove_buffer(in, cout, total);
+			if (h && h->req != 'Q' && h->req != 'F' && h->req != 'S')
+				skip_to_sync(s);
+			continue;
+		}
+		case 'S': {
+			if (avail < total)
+				return;
+			uint8_t *msg = evbuffer_pullup(in, total);
+			const char *name, *value;
+			if (parse_parameter_status(msg + PG_HDR_LEN, total - PG_HDR_LEN, &name, &value) == 0) {
+				int idx = varcache_lookup(name);
+				if (idx >= 0) {
+					varcache_set(&s->vars, idx, value);
+					/* the client's view follows what its SETs turned into */
+					if (c)
+						varcache_set(&c->vars, idx, value);
+				}
+			}
+			if (deliver)
+				evbuffer_remove_buffer(in, cout, total);
+			else
+				evbuffer_drain(in, total);
+			continue;
+		}
+		default:
+			break;
+		}
+
+		bool drop = !deliver;
+		if (h && h->kind != PD_INTERNAL && response_completes(h->req, type)) {
+			if (h->kind == PD_DROP)
+				drop = true;
+			pq_pop(&s->pending);
+		}
+		if (drop && type == 'A')
+			log_debug("S-%llu: notification dropped: no client linked", (unsigned long long)s->id);
+		s->fwd_remaining = total;
+		s->fwd_drop = drop;
+	}
+}
+
+static void server_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct server_conn *s = arg;
+	if (s->state == SV_SSL_REQ) {
+		struct evbuffer *in = bufferevent_get_input(bev);
+		uint8_t answer;
+		if (evbuffer_remove(in, &answer, 1) != 1)
+			return;
+		if (answer == 'S') {
+			if (!upgrade_to_tls(s)) {
+				login_failed(s, NULL, 0, "TLS setup with server failed");
+				return;
+			}
+			send_startup(s);
+			return;
+		}
+		if (answer == 'N' && vg.cfg->server_tls.mode == VG_STLS_PREFER) {
+			send_startup(s);
+			return;
+		}
+		login_failed(s, NULL, 0, answer == 'N' ? "server does not support TLS and tls.server.mode requires it"
+		                                       : "unexpected answer to SSLRequest");
+		return;
+	}
+	server_process(s);
+}
+
+static void server_write_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	struct server_conn *s = arg;
+	struct client_conn *c = s->client;
+	if (c && c->read_paused) {
+		c->read_paused = false;
+		bufferevent_enable(c->bev, EV_READ);
+		client_process(c);
+	}
+}
+
+static void server_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct server_conn *s = arg;
+	if (what & BEV_EVENT_CONNECTED) {
+		if (s->state != SV_CONNECTING)
+			return; /* TLS handshake finished */
+		int fd = bufferevent_getfd(bev);
+		s->fd = fd;
+		if (s->pool->be_host[0] != '/') {
+			int one = 1;
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		}
+		if (vg.server_tls && s->pool->be_host[0] != '/') {
+			struct pg_buf b;
+			buf_init(&b);
+			build_ssl_request(&b);
+			send_msg(s, &b);
+			s->state = SV_SSL_REQ;
+		} else {
+			send_startup(s);
+		}
+		return;
+	}
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		char reason[300] = "server closed the connection";
+		unsigned long e = bufferevent_get_openssl_error(bev);
+		if (e) {
+			char tls[256];
+			ERR_error_string_n(e, tls, sizeof(tls));
+			snprintf(reason, sizeof(reason), "TLS error: %s", tls);
+		} else if (what & BEV_EVENT_ERROR) {
+			snprintf(reason, sizeof(reason), "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		}
+		if (s->state == SV_CONNECTING || s->state == SV_SSL_REQ || s->state == SV_LOGIN)
+			login_failed(s, NULL, 0, reason);
+		else
+			server_close(s, reason);
+	}
+}
