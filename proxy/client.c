@@ -552,6 +552,8 @@ static void forward_loop(struct client_conn *c)
 			return;
 		}
 		c->last_active = now_sec();
+		log_debug("C-%llu: -> '%c' len %u, server %s", (unsigned long long)c->id, type, total,
+		          s ? "linked" : "none");
 		if (!s) {
 			if (!pool_checkout(c->pool, c))
 				return; /* queued; client_linked() resumes */

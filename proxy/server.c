@@ -449,6 +449,8 @@ static bool handle_login_message(struct server_conn *s, uint8_t type, const uint
 void server_emit_synth(struct server_conn *s)
 {
 	struct pending *h;
+	if (s->fwd_remaining)
+		return; /* never overtake a message still being streamed */
 	while ((h = pq_head(&s->pending)) && h->kind == PD_SYNTH) {
 		if (s->client) {
 			uint8_t msg[5] = {h->synth, 0, 0, 0, 4};
@@ -475,6 +477,8 @@ static void skip_to_sync(struct server_conn *s)
 static void transaction_done(struct server_conn *s)
 {
 	struct client_conn *c = s->client;
+	log_debug("S-%llu: txn end? pending %zu fwd %zu txn %c cfwd %zu", (unsigned long long)s->id,
+	          s->pending.count, s->fwd_remaining, s->txn_status, c ? c->fwd_remaining : 0);
 	if (!c || s->pool->mode != VG_POOL_TRANSACTION || !server_is_clean(s) || c->fwd_remaining)
 		return;
 	s->client = NULL;
@@ -514,6 +518,7 @@ void server_process(struct server_conn *s)
 			return;
 		}
 		if (s->fwd_remaining) {
+			/* synthesized answers wait until this message is through */
 			size_t n = avail < s->fwd_remaining ? avail : s->fwd_remaining;
 			if (cout && !s->fwd_drop)
 				evbuffer_remove_buffer(in, cout, n);
@@ -561,6 +566,8 @@ void server_process(struct server_conn *s)
 
 		struct pending *h = pq_head(&s->pending);
 		bool internal = h && h->kind == PD_INTERNAL;
+		log_debug("S-%llu: <- '%c' len %u, head %c/%d, pending %zu, client %s", (unsigned long long)s->id,
+		          type, total, h ? h->req : '-', h ? h->kind : -1, s->pending.count, c ? "yes" : "no");
 		bool deliver = c && !internal;
 
 		switch (type) {
