@@ -68,6 +68,7 @@ int scram_server_final(struct scram_server_state *st, const char *client_final,
                        char *err, size_t errlen);
 
 struct scram_client_state {
+	char user[64]; /* sent as n=; PostgreSQL ignores it, so normally empty */
 	bool have_password;
 	char password[256];
 	uint8_t client_key[SCRAM_KEY_LEN]; /* used when !have_password */
@@ -82,7 +83,7 @@ int scram_client_init_password(struct scram_client_state *st, const char *passwo
                                const char *client_nonce);
 int scram_client_init_keys(struct scram_client_state *st, const uint8_t client_key[SCRAM_KEY_LEN],
                            const uint8_t server_key[SCRAM_KEY_LEN], const char *client_nonce);
-/* Writes "n,,n=,r=<nonce>" into out. */
+/* Writes "n,,n=<user>,r=<nonce>" into out. */
 int scram_client_first(struct scram_client_state *st, char *out, size_t outlen);
 /* server_first from AuthenticationSASLContinue; writes client-final into out. */
 int scram_client_final(struct scram_client_state *st, const char *server_first,

@@ -1,0 +1,780 @@
+/*
+ * Load vecgate's YAML configuration into a vg_config, with every default
+ * filled in and every error reported as "file:line:column: message" at the
+ * node that is wrong.  Each section is a table of fields (name, type, where
+ * it lands, limits), so adding a setting is one line, and unknown keys are
+ * errors rather than silent typos.
+ */
+#include "conf/config.h"
+#include "protocol/scram.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+struct load_ctx {
+	const char *name;
+	yaml_document_t *doc;
+	char *err;
+	size_t errlen;
+	bool failed;
+};
+
+static bool fail_at(struct load_ctx *lc, const yaml_node_t *n, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static bool fail_at(struct load_ctx *lc, const yaml_node_t *n, const char *fmt, ...)
+{
+	if (lc->failed)
+		return false;
+	lc->failed = true;
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(lc->err, lc->errlen, "%s:%zu:%zu: %s", lc->name, n ? n->start_mark.line + 1 : 1,
+	         n ? n->start_mark.column + 1 : 1, msg);
+	return false;
+}
+
+static const char *scalar(const yaml_node_t *n)
+{
+	return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static const char *type_name(const yaml_node_t *n)
+{
+	switch (n->type) {
+	case YAML_SCALAR_NODE: return "a scalar";
+	case YAML_SEQUENCE_NODE: return "a list";
+	case YAML_MAPPING_NODE: return "a mapping";
+	default: return "empty";
+	}
+}
+
+static bool expect(struct load_ctx *lc, const yaml_node_t *n, yaml_node_type_t t, const char *what)
+{
+	if (n->type == t)
+		return true;
+	const char *want = t == YAML_MAPPING_NODE ? "a mapping" : t == YAML_SEQUENCE_NODE ? "a list" : "a scalar";
+	return fail_at(lc, n, "%s must be %s, got %s", what, want, type_name(n));
+}
+
+/* ---- typed values ---- */
+
+enum field_type { F_STR, F_INT, F_SECONDS, F_BOOL, F_SIZE, F_ENUM };
+
+struct enum_name {
+	const char *name;
+	int value;
+};
+
+struct field {
+	const char *key;
+	enum field_type type;
+	size_t offset;
+	long min, max;                 /* F_INT / F_SIZE */
+	const struct enum_name *names; /* F_ENUM, NULL-terminated */
+};
+
+static bool parse_bool(const char *s, bool *out)
+{
+	static const char *yes[] = {"true", "yes", "on", "1"}, *no[] = {"false", "no", "off", "0"};
+	for (int i = 0; i < 4; i++) {
+		if (!strcasecmp(s, yes[i])) {
+			*out = true;
+			return true;
+		}
+		if (!strcasecmp(s, no[i])) {
+			*out = false;
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool parse_size(const char *s, size_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (end == s || errno || s[0] == '-')
+		return false;
+	while (*end == ' ')
+		end++;
+	unsigned long long mult = 1;
+	if (!*end || !strcasecmp(end, "B"))
+		mult = 1;
+	else if (!strcasecmp(end, "kB") || !strcasecmp(end, "K"))
+		mult = 1024ull;
+	else if (!strcasecmp(end, "MB") || !strcasecmp(end, "M"))
+		mult = 1024ull * 1024;
+	else if (!strcasecmp(end, "GB") || !strcasecmp(end, "G"))
+		mult = 1024ull * 1024 * 1024;
+	else
+		return false;
+	if (v > (unsigned long long)SIZE_MAX / mult)
+		return false;
+	*out = (size_t)(v * mult);
+	return true;
+}
+
+static bool set_field(struct load_ctx *lc, const struct field *f, void *base, const yaml_node_t *val)
+{
+	char *dst = (char *)base + f->offset;
+	const char *s = scalar(val);
+	if (!s)
+		return fail_at(lc, val, "%s must be a scalar value, got %s", f->key, type_name(val));
+	switch (f->type) {
+	case F_STR: {
+		char **p = (char **)dst;
+		free(*p);
+		*p = strdup(s);
+		return *p ? true : fail_at(lc, val, "out of memory");
+	}
+	case F_INT: {
+		char *end;
+		errno = 0;
+		long v = strtol(s, &end, 10);
+		if (end == s || *end || errno)
+			return fail_at(lc, val, "%s must be an integer, got '%s'", f->key, s);
+		if (v < f->min || v > f->max)
+			return fail_at(lc, val, "%s must be between %ld and %ld, got %ld", f->key, f->min, f->max, v);
+		*(int *)dst = (int)v;
+		return true;
+	}
+	case F_SECONDS: {
+		char *end;
+		errno = 0;
+		double v = strtod(s, &end);
+		if (end == s || *end || errno || !isfinite(v))
+			return fail_at(lc, val, "%s must be a number of seconds, got '%s'", f->key, s);
+		if (v < 0)
+			return fail_at(lc, val, "%s must not be negative, got %s", f->key, s);
+		*(double *)dst = v;
+		return true;
+	}
+	case F_BOOL:
+		if (!parse_bool(s, (bool *)dst))
+			return fail_at(lc, val, "%s must be true or false, got '%s'", f->key, s);
+		return true;
+	case F_SIZE: {
+		size_t v;
+		if (!parse_size(s, &v))
+			return fail_at(lc, val, "%s must be a size in bytes (e.g. 16MB, 512kB, 1048576), got '%s'", f->key, s);
+		if ((long long)v < f->min || (f->max > 0 && (long long)v > f->max))
+			return fail_at(lc, val, "%s must be between %ld and %ld bytes, got %zu", f->key, f->min, f->max, v);
+		*(size_t *)dst = v;
+		return true;
+	}
+	case F_ENUM: {
+		char allowed[256] = "";
+		for (const struct enum_name *e = f->names; e->name; e++) {
+			if (!strcmp(e->name, s)) {
+				*(int *)dst = e->value;
+				return true;
+			}
+			size_t l = strlen(allowed);
+			snprintf(allowed + l, sizeof(allowed) - l, "%s'%s'", l ? ", " : "", e->name);
+		}
+		return fail_at(lc, val, "%s must be one of %s, got '%s'", f->key, allowed, s);
+	}
+	}
+	return false;
+}
+
+typedef bool (*section_fn)(struct load_ctx *lc, const yaml_node_t *val, void *base);
+
+struct custom_key {
+	const char *key;
+	section_fn fn;
+};
+
+/* Walk a mapping: table fields first, then custom handlers; anything else
+ * is an unknown key. */
+static bool load_mapping(struct load_ctx *lc, const yaml_node_t *map, const char *what, const struct field *fields,
+                         const struct custom_key *custom, void *base)
+{
+	if (!expect(lc, map, YAML_MAPPING_NODE, what))
+		return false;
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = yaml_document_get_node(lc->doc, p->key);
+		yaml_node_t *v = yaml_document_get_node(lc->doc, p->value);
+		const char *key = scalar(k);
+		if (!key)
+			return fail_at(lc, k, "keys in %s must be scalars", what);
+		/* a key given twice is almost always a mistake */
+		for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
+			const char *prev = scalar(yaml_document_get_node(lc->doc, q->key));
+			if (prev && !strcmp(prev, key))
+				return fail_at(lc, k, "duplicate key '%s' in %s", key, what);
+		}
+		bool done = false;
+		for (const struct field *f = fields; f && f->key; f++) {
+			if (!strcmp(f->key, key)) {
+				if (!set_field(lc, f, base, v))
+					return false;
+				done = true;
+				break;
+			}
+		}
+		for (const struct custom_key *c = custom; !done && c && c->key; c++) {
+			if (!strcmp(c->key, key)) {
+				if (!c->fn(lc, v, base))
+					return false;
+				done = true;
+			}
+		}
+		if (!done)
+			return fail_at(lc, k, "unknown key '%s' in %s", key, what);
+	}
+	return true;
+}
+
+#define OFF(type, member) offsetof(type, member)
+
+/* ---- sections ---- */
+
+static bool load_listen(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	struct vg_config *cfg = base;
+	static const struct field fields[] = {
+		{"host", F_STR, OFF(struct vg_listen, host), 0, 0, NULL},
+		{"port", F_INT, OFF(struct vg_listen, port), 1, 65535, NULL},
+		{"unix_socket_dir", F_STR, OFF(struct vg_listen, unix_socket_dir), 0, 0, NULL},
+		{NULL, 0, 0, 0, 0, NULL},
+	};
+	if (!expect(lc, val, YAML_SEQUENCE_NODE, "listen"))
+		return false;
+	size_t n = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
+	if (n == 0)
+		return fail_at(lc, val, "listen must name at least one address");
+	cfg->listen = calloc(n, sizeof(*cfg->listen));
+	if (!cfg->listen)
+		return fail_at(lc, val, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = yaml_document_get_node(lc->doc, val->data.sequence.items.start[i]);
+		struct vg_listen *l = &cfg->listen[i];
+		cfg->n_listen = i + 1;
+		l->port = 6432;
+		if (!load_mapping(lc, item, "a listen entry", fields, NULL, l))
+			return false;
+		if (l->host && l->unix_socket_dir)
+			return fail_at(lc, item, "a listen entry has either host or unix_socket_dir, not both");
+		if (!l->host && !l->unix_socket_dir)
+			return fail_at(lc, item, "a listen entry needs host or unix_socket_dir");
+		for (size_t j = 0; j < i; j++) {
+			const struct vg_listen *o = &cfg->listen[j];
+			bool same = o->port == l->port && ((o->host && l->host && !strcmp(o->host, l->host)) ||
+			                                   (o->unix_socket_dir && l->unix_socket_dir &&
+			                                    !strcmp(o->unix_socket_dir, l->unix_socket_dir)));
+			if (same)
+				return fail_at(lc, item, "duplicate listen entry (same address and port as entry %zu)", j + 1);
+		}
+	}
+	return true;
+}
+
+static bool load_tls_client(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	static const struct enum_name modes[] = {
+		{"disable", VG_CTLS_DISABLE}, {"allow", VG_CTLS_ALLOW}, {"require", VG_CTLS_REQUIRE}, {NULL, 0}};
+	static const struct field fields[] = {
+		{"mode", F_ENUM, OFF(struct vg_client_tls, mode), 0, 0, modes},
+		{"cert", F_STR, OFF(struct vg_client_tls, cert_file), 0, 0, NULL},
+		{"key", F_STR, OFF(struct vg_client_tls, key_file), 0, 0, NULL},
+		{"ca", F_STR, OFF(struct vg_client_tls, ca_file), 0, 0, NULL},
+		{NULL, 0, 0, 0, 0, NULL},
+	};
+	struct vg_client_tls *t = &((struct vg_config *)base)->client_tls;
+	if (!load_mapping(lc, val, "tls.client", fields, NULL, t))
+		return false;
+	if (t->mode != VG_CTLS_DISABLE && (!t->cert_file || !t->key_file))
+		return fail_at(lc, val, "tls.client needs cert and key when mode is not 'disable'");
+	return true;
+}
+
+static bool load_tls_server(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	static const struct enum_name modes[] = {{"disable", VG_STLS_DISABLE},     {"prefer", VG_STLS_PREFER},
+	                                         {"require", VG_STLS_REQUIRE},     {"verify-ca", VG_STLS_VERIFY_CA},
+	                                         {"verify-full", VG_STLS_VERIFY_FULL}, {NULL, 0}};
+	static const struct field fields[] = {
+		{"mode", F_ENUM, OFF(struct vg_server_tls, mode), 0, 0, modes},
+		{"ca", F_STR, OFF(struct vg_server_tls, ca_file), 0, 0, NULL},
+		{"cert", F_STR, OFF(struct vg_server_tls, cert_file), 0, 0, NULL},
+		{"key", F_STR, OFF(struct vg_server_tls, key_file), 0, 0, NULL},
+		{NULL, 0, 0, 0, 0, NULL},
+	};
+	struct vg_server_tls *t = &((struct vg_config *)base)->server_tls;
+	if (!load_mapping(lc, val, "tls.server", fields, NULL, t))
+		return false;
+	if (t->mode >= VG_STLS_VERIFY_CA && !t->ca_file)
+		return fail_at(lc, val, "tls.server needs ca for mode verify-ca or verify-full");
+	if (!t->cert_file != !t->key_file)
+		return fail_at(lc, val, "tls.server needs both cert and key, or neither");
+	return true;
+}
+
+static bool load_tls(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	static const struct custom_key custom[] = {{"client", load_tls_client}, {"server", load_tls_server}, {NULL, NULL}};
+	return load_mapping(lc, val, "tls", NULL, custom, base);
+}
+
+static bool load_backends(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	struct vg_config *cfg = base;
+	static const struct field fields[] = {
+		{"host", F_STR, OFF(struct vg_backend, host), 0, 0, NULL},
+		{"port", F_INT, OFF(struct vg_backend, port), 1, 65535, NULL},
+		{NULL, 0, 0, 0, 0, NULL},
+	};
+	if (!expect(lc, val, YAML_MAPPING_NODE, "backends"))
+		return false;
+	size_t n = (size_t)(val->data.mapping.pairs.top - val->data.mapping.pairs.start);
+	cfg->backends = calloc(n + 1, sizeof(*cfg->backends));
+	if (!cfg->backends)
+		return fail_at(lc, val, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_pair_t *p = &val->data.mapping.pairs.start[i];
+		yaml_node_t *k = yaml_document_get_node(lc->doc, p->key);
+		yaml_node_t *v = yaml_document_get_node(lc->doc, p->value);
+		const char *name = scalar(k);
+		if (!name || !name[0])
+			return fail_at(lc, k, "backend names must be non-empty scalars");
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(cfg->backends[j].name, name))
+				return fail_at(lc, k, "duplicate backend '%s'", name);
+		struct vg_backend *b = &cfg->backends[i];
+		cfg->n_backends = i + 1;
+		b->name = strdup(name);
+		b->port = 5432;
+		char what[128];
+		snprintf(what, sizeof(what), "backend '%s'", name);
+		if (!load_mapping(lc, v, what, fields, NULL, b))
+			return false;
+		if (!b->host)
+			return fail_at(lc, v, "backend '%s' needs host", name);
+	}
+	return true;
+}
+
+static bool load_databases(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	struct vg_config *cfg = base;
+	static const struct enum_name modes[] = {
+		{"session", VG_POOL_SESSION}, {"transaction", VG_POOL_TRANSACTION}, {NULL, 0}};
+	static const struct field fields[] = {
+		{"name", F_STR, OFF(struct vg_database, name), 0, 0, NULL},
+		{"dbname", F_STR, OFF(struct vg_database, dbname), 0, 0, NULL},
+		{"backend", F_STR, OFF(struct vg_database, backend), 0, 0, NULL},
+		{"user", F_STR, OFF(struct vg_database, user), 0, 0, NULL},
+		{"password", F_STR, OFF(struct vg_database, password), 0, 0, NULL},
+		{"pool_mode", F_ENUM, OFF(struct vg_database, pool_mode), 0, 0, modes},
+		{"pool_size", F_INT, OFF(struct vg_database, pool_size), 1, 10000, NULL},
+		{"min_pool_size", F_INT, OFF(struct vg_database, min_pool_size), 0, 10000, NULL},
+		{"max_db_connections", F_INT, OFF(struct vg_database, max_db_connections), 0, 100000, NULL},
+		{NULL, 0, 0, 0, 0, NULL},
+	};
+	if (!expect(lc, val, YAML_SEQUENCE_NODE, "databases"))
+		return false;
+	size_t n = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
+	if (n == 0)
+		return fail_at(lc, val, "databases must list at least one database");
+	cfg->databases = calloc(n, sizeof(*cfg->databases));
+	if (!cfg->databases)
+		return fail_at(lc, val, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = yaml_document_get_node(lc->doc, val->data.sequence.items.start[i]);
+		struct vg_database *d = &cfg->databases[i];
+		cfg->n_databases = i + 1;
+		d->pool_mode = VG_POOL_SESSION;
+		d->pool_size = 20;
+		if (!load_mapping(lc, item, "a database entry", fields, NULL, d))
+			return false;
+		if (!d->name || !d->name[0])
+			return fail_at(lc, item, "a database entry needs name");
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(cfg->databases[j].name, d->name))
+				return fail_at(lc, item, "duplicate database '%s'", d->name);
+		if (d->min_pool_size > d->pool_size)
+			return fail_at(lc, item, "min_pool_size (%d) exceeds pool_size (%d)", d->min_pool_size, d->pool_size);
+		if (d->password && !d->user)
+			return fail_at(lc, item, "password is only used together with user (the forced backend user)");
+		if (!d->dbname && strcmp(d->name, "*"))
+			d->dbname = strdup(d->name);
+		if (!d->backend)
+			d->backend = strdup("primary");
+		if (!config_find_backend(cfg, d->backend))
+			return fail_at(lc, item, "database '%s' names backend '%s', which is not in backends", d->name,
+			               d->backend);
+	}
+	return true;
+}
+
+static bool load_users(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	struct vg_config *cfg = base;
+	static const struct field fields[] = {
+		{"name", F_STR, OFF(struct vg_user, name), 0, 0, NULL},
+		{"password", F_STR, OFF(struct vg_user, password), 0, 0, NULL},
+		{"server_password", F_STR, OFF(struct vg_user, server_password), 0, 0, NULL},
+		{NULL, 0, 0, 0, 0, NULL},
+	};
+	if (!expect(lc, val, YAML_SEQUENCE_NODE, "auth.users"))
+		return false;
+	size_t n = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
+	cfg->auth.users = calloc(n + 1, sizeof(*cfg->auth.users));
+	if (!cfg->auth.users)
+		return fail_at(lc, val, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = yaml_document_get_node(lc->doc, val->data.sequence.items.start[i]);
+		struct vg_user *u = &cfg->auth.users[i];
+		cfg->auth.n_users = i + 1;
+		if (!load_mapping(lc, item, "a user entry", fields, NULL, u))
+			return false;
+		if (!u->name || !u->name[0])
+			return fail_at(lc, item, "a user entry needs name");
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(cfg->auth.users[j].name, u->name))
+				return fail_at(lc, item, "duplicate user '%s'", u->name);
+		if (!u->password)
+			return fail_at(lc, item, "user '%s' needs password", u->name);
+		if (!strncmp(u->password, "SCRAM-SHA-256$", 14)) {
+			struct scram_secret s;
+			char why[128];
+			if (scram_parse_secret(u->password, &s, why, sizeof(why)) < 0)
+				return fail_at(lc, item, "user '%s': invalid SCRAM secret: %s", u->name, why);
+		} else if (!strncmp(u->password, "md5", 3) && strlen(u->password) == 35) {
+			for (const char *c = u->password + 3; *c; c++)
+				if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
+					return fail_at(lc, item, "user '%s': md5 secret must be 'md5' and 32 lowercase hex digits",
+					               u->name);
+		}
+	}
+	return true;
+}
+
+static bool load_auth(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	struct vg_config *cfg = base;
+	static const struct enum_name types[] = {
+		{"trust", VG_AUTH_TRUST}, {"md5", VG_AUTH_MD5}, {"scram-sha-256", VG_AUTH_SCRAM}, {NULL, 0}};
+	/* offsets are relative to the whole config: auth is nested in it */
+	static const struct field fields[] = {
+		{"type", F_ENUM, OFF(struct vg_config, auth.type), 0, 0, types},
+		{"auth_query", F_STR, OFF(struct vg_config, auth.auth_query), 0, 0, NULL},
+		{"auth_user", F_STR, OFF(struct vg_config, auth.auth_user), 0, 0, NULL},
+		{"auth_password", F_STR, OFF(struct vg_config, auth.auth_password), 0, 0, NULL},
+		{"auth_dbname", F_STR, OFF(struct vg_config, auth.auth_dbname), 0, 0, NULL},
+		{NULL, 0, 0, 0, 0, NULL},
+	};
+	static const struct custom_key custom[] = {{"users", load_users}, {NULL, NULL}};
+	if (!load_mapping(lc, val, "auth", fields, custom, cfg))
+		return false;
+	if (cfg->auth.auth_query && !cfg->auth.auth_user)
+		return fail_at(lc, val, "auth.auth_query needs auth.auth_user");
+	return true;
+}
+
+static bool load_simple_section(struct load_ctx *lc, const yaml_node_t *val, void *base, const char *what,
+                                const struct field *fields)
+{
+	return load_mapping(lc, val, what, fields, NULL, base);
+}
+
+static bool load_timeouts(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	static const struct field fields[] = {
+		{"client_login", F_SECONDS, OFF(struct vg_config, timeouts.client_login), 0, 0, NULL},
+		{"client_idle", F_SECONDS, OFF(struct vg_config, timeouts.client_idle), 0, 0, NULL},
+		{"query_wait", F_SECONDS, OFF(struct vg_config, timeouts.query_wait), 0, 0, NULL},
+		{"server_connect", F_SECONDS, OFF(struct vg_config, timeouts.server_connect), 0, 0, NULL},
+		{"server_idle", F_SECONDS, OFF(struct vg_config, timeouts.server_idle), 0, 0, NULL},
+		{"server_lifetime", F_SECONDS, OFF(struct vg_config, timeouts.server_lifetime), 0, 0, NULL},
+		{"server_login_retry", F_SECONDS, OFF(struct vg_config, timeouts.server_login_retry), 0, 0, NULL},
+		{"shutdown", F_SECONDS, OFF(struct vg_config, timeouts.shutdown), 0, 0, NULL},
+		{"cancel_wait", F_SECONDS, OFF(struct vg_config, timeouts.cancel_wait), 0, 0, NULL},
+		{NULL, 0, 0, 0, 0, NULL},
+	};
+	return load_simple_section(lc, val, base, "timeouts", fields);
+}
+
+static bool load_limits(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	static const struct field fields[] = {
+		{"max_client_conn", F_INT, OFF(struct vg_config, limits.max_client_conn), 1, 1000000, NULL},
+		{"max_message_size", F_SIZE, OFF(struct vg_config, limits.max_message_size), 1024, 1073741824L, NULL},
+		{"max_startup_size", F_SIZE, OFF(struct vg_config, limits.max_startup_size), 64, 1048576L, NULL},
+		{NULL, 0, 0, 0, 0, NULL},
+	};
+	return load_simple_section(lc, val, base, "limits", fields);
+}
+
+static bool load_logging(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	static const struct enum_name levels[] = {{"debug", VG_LOG_DEBUG},
+	                                          {"info", VG_LOG_INFO},
+	                                          {"warning", VG_LOG_WARNING},
+	                                          {"error", VG_LOG_ERROR},
+	                                          {NULL, 0}};
+	static const struct field fields[] = {
+		{"level", F_ENUM, OFF(struct vg_config, logging.level), 0, 0, levels},
+		{"file", F_STR, OFF(struct vg_config, logging.file), 0, 0, NULL},
+		{"log_connections", F_BOOL, OFF(struct vg_config, logging.log_connections), 0, 0, NULL},
+		{"log_disconnections", F_BOOL, OFF(struct vg_config, logging.log_disconnections), 0, 0, NULL},
+		{NULL, 0, 0, 0, 0, NULL},
+	};
+	return load_simple_section(lc, val, base, "logging", fields);
+}
+
+static bool load_pool(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	static const struct field fields[] = {
+		{"server_reset_query", F_STR, OFF(struct vg_config, pool.server_reset_query), 0, 0, NULL},
+		{"server_reset_query_always", F_BOOL, OFF(struct vg_config, pool.server_reset_query_always), 0, 0, NULL},
+		{NULL, 0, 0, 0, 0, NULL},
+	};
+	return load_simple_section(lc, val, base, "pool", fields);
+}
+
+static void set_defaults(struct vg_config *cfg)
+{
+	cfg->timeouts = (struct vg_timeouts){
+		.client_login = 15,
+		.client_idle = 0,
+		.query_wait = 120,
+		.server_connect = 15,
+		.server_idle = 600,
+		.server_lifetime = 3600,
+		.server_login_retry = 15,
+		.shutdown = 30,
+		.cancel_wait = 10,
+	};
+	cfg->limits.max_client_conn = 1000;
+	cfg->limits.max_message_size = 16u << 20;
+	cfg->limits.max_startup_size = 10000;
+	cfg->logging.level = VG_LOG_INFO;
+	cfg->logging.log_connections = true;
+	cfg->logging.log_disconnections = true;
+	cfg->auth.type = VG_AUTH_SCRAM;
+}
+
+static struct vg_config *load_document(const char *name, yaml_parser_t *parser, char *errbuf, size_t errlen)
+{
+	struct load_ctx lc = {.name = name, .err = errbuf, .errlen = errlen};
+	yaml_document_t doc;
+	struct vg_config *cfg = calloc(1, sizeof(*cfg));
+	if (!cfg) {
+		snprintf(errbuf, errlen, "%s: out of memory", name);
+		return NULL;
+	}
+	set_defaults(cfg);
+	cfg->path = strdup(name);
+	if (!yaml_parser_load(parser, &doc)) {
+		snprintf(errbuf, errlen, "%s:%zu:%zu: YAML syntax error: %s%s%s", name, parser->problem_mark.line + 1,
+		         parser->problem_mark.column + 1, parser->problem ? parser->problem : "unknown problem",
+		         parser->context ? " " : "", parser->context ? parser->context : "");
+		config_free(cfg);
+		return NULL;
+	}
+	lc.doc = &doc;
+	yaml_node_t *root = yaml_document_get_root_node(&doc);
+	if (!root) {
+		fail_at(&lc, NULL, "the configuration is empty: it needs at least backends and databases");
+		goto failed;
+	}
+	static const struct custom_key sections[] = {
+		{"listen", load_listen},     {"tls", load_tls},           {"backends", load_backends},
+		{"databases", NULL},         {"auth", load_auth},         {"timeouts", load_timeouts},
+		{"limits", load_limits},     {"logging", load_logging},   {"pool", load_pool},
+		{NULL, NULL},
+	};
+	/* backends first: databases refer to them */
+	if (!expect(&lc, root, YAML_MAPPING_NODE, "the top level"))
+		goto failed;
+	yaml_node_t *dbnode = NULL, *benode = NULL;
+	for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
+		const char *key = scalar(yaml_document_get_node(&doc, p->key));
+		if (key && !strcmp(key, "databases"))
+			dbnode = yaml_document_get_node(&doc, p->value);
+		if (key && !strcmp(key, "backends"))
+			benode = yaml_document_get_node(&doc, p->value);
+	}
+	if (!benode) {
+		fail_at(&lc, root, "missing required key 'backends' (at least a 'primary' backend)");
+		goto failed;
+	}
+	if (!load_backends(&lc, benode, cfg))
+		goto failed;
+	if (!config_find_backend(cfg, "primary")) {
+		fail_at(&lc, benode, "backends must contain 'primary'");
+		goto failed;
+	}
+	if (!dbnode) {
+		fail_at(&lc, root, "missing required key 'databases'");
+		goto failed;
+	}
+	if (!load_databases(&lc, dbnode, cfg))
+		goto failed;
+	for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = yaml_document_get_node(&doc, p->key);
+		yaml_node_t *v = yaml_document_get_node(&doc, p->value);
+		const char *key = scalar(k);
+		const struct custom_key *sec = sections;
+		while (sec->key && (!key || strcmp(sec->key, key)))
+			sec++;
+		if (!sec->key) {
+			fail_at(&lc, k, "unknown top-level key '%s'", key ? key : "?");
+			goto failed;
+		}
+		for (yaml_node_pair_t *q = root->data.mapping.pairs.start; q < p; q++) {
+			const char *prev = scalar(yaml_document_get_node(&doc, q->key));
+			if (prev && key && !strcmp(prev, key)) {
+				fail_at(&lc, k, "duplicate top-level key '%s'", key);
+				goto failed;
+			}
+		}
+		if (!strcmp(key, "backends") || !strcmp(key, "databases"))
+			continue;
+		if (!sec->fn(&lc, v, cfg))
+			goto failed;
+	}
+	if (!cfg->listen) {
+		cfg->listen = calloc(1, sizeof(*cfg->listen));
+		if (!cfg->listen) {
+			fail_at(&lc, root, "out of memory");
+			goto failed;
+		}
+		cfg->listen[0].host = strdup("127.0.0.1");
+		cfg->listen[0].port = 6432;
+		cfg->n_listen = 1;
+	}
+	if (!cfg->pool.server_reset_query)
+		cfg->pool.server_reset_query = strdup("DISCARD ALL");
+	yaml_document_delete(&doc);
+	return cfg;
+failed:
+	yaml_document_delete(&doc);
+	config_free(cfg);
+	return NULL;
+}
+
+struct vg_config *config_load_string(const char *name, const char *yaml, size_t len, char *errbuf, size_t errlen)
+{
+	yaml_parser_t parser;
+	if (!yaml_parser_initialize(&parser)) {
+		snprintf(errbuf, errlen, "%s: cannot initialise the YAML parser", name);
+		return NULL;
+	}
+	yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
+	struct vg_config *cfg = load_document(name, &parser, errbuf, errlen);
+	yaml_parser_delete(&parser);
+	return cfg;
+}
+
+struct vg_config *config_load(const char *path, char *errbuf, size_t errlen)
+{
+	FILE *fp = fopen(path, "rb");
+	if (!fp) {
+		snprintf(errbuf, errlen, "%s:1:1: cannot open configuration file: %s", path, strerror(errno));
+		return NULL;
+	}
+	yaml_parser_t parser;
+	if (!yaml_parser_initialize(&parser)) {
+		fclose(fp);
+		snprintf(errbuf, errlen, "%s: cannot initialise the YAML parser", path);
+		return NULL;
+	}
+	yaml_parser_set_input_file(&parser, fp);
+	struct vg_config *cfg = load_document(path, &parser, errbuf, errlen);
+	yaml_parser_delete(&parser);
+	fclose(fp);
+	return cfg;
+}
+
+void config_free(struct vg_config *cfg)
+{
+	if (!cfg)
+		return;
+	free(cfg->path);
+	for (size_t i = 0; i < cfg->n_listen; i++) {
+		free(cfg->listen[i].host);
+		free(cfg->listen[i].unix_socket_dir);
+	}
+	free(cfg->listen);
+	free(cfg->client_tls.cert_file);
+	free(cfg->client_tls.key_file);
+	free(cfg->client_tls.ca_file);
+	free(cfg->server_tls.ca_file);
+	free(cfg->server_tls.cert_file);
+	free(cfg->server_tls.key_file);
+	for (size_t i = 0; i < cfg->n_backends; i++) {
+		free(cfg->backends[i].name);
+		free(cfg->backends[i].host);
+	}
+	free(cfg->backends);
+	for (size_t i = 0; i < cfg->n_databases; i++) {
+		struct vg_database *d = &cfg->databases[i];
+		free(d->name);
+		free(d->dbname);
+		free(d->backend);
+		free(d->user);
+		free(d->password);
+	}
+	free(cfg->databases);
+	for (size_t i = 0; i < cfg->auth.n_users; i++) {
+		free(cfg->auth.users[i].name);
+		free(cfg->auth.users[i].password);
+		free(cfg->auth.users[i].server_password);
+	}
+	free(cfg->auth.users);
+	free(cfg->auth.auth_query);
+	free(cfg->auth.auth_user);
+	free(cfg->auth.auth_password);
+	free(cfg->auth.auth_dbname);
+	free(cfg->logging.file);
+	free(cfg->pool.server_reset_query);
+	free(cfg->pool.application_name_add_host);
+	free(cfg);
+}
+
+const struct vg_backend *config_find_backend(const struct vg_config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->n_backends; i++)
+		if (cfg->backends[i].name && !strcmp(cfg->backends[i].name, name))
+			return &cfg->backends[i];
+	return NULL;
+}
+
+const struct vg_database *config_find_database(const struct vg_config *cfg, const char *name)
+{
+	const struct vg_database *wild = NULL;
+	for (size_t i = 0; i < cfg->n_databases; i++) {
+		if (!strcmp(cfg->databases[i].name, name))
+			return &cfg->databases[i];
+		if (!strcmp(cfg->databases[i].name, "*"))
+			wild = &cfg->databases[i];
+	}
+	return wild;
+}
+
+const struct vg_user *config_find_user(const struct vg_config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->auth.n_users; i++)
+		if (!strcmp(cfg->auth.users[i].name, name))
+			return &cfg->auth.users[i];
+	return NULL;
+}
+
+const char *config_pool_mode_name(enum vg_pool_mode m)
+{
+	return m == VG_POOL_TRANSACTION ? "transaction" : "session";
+}
