@@ -26,7 +26,8 @@ static void client_setup_bev(struct client_conn *c)
 {
 	bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_WRITE, VG_OUT_LOW, 0);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	io_out_attach(&c->out, c->bev, c->tls, client_read_cb, client_event_cb, c);
+	io_read(&c->out, true);
 }
 
 void client_accept(int fd, const char *addr, bool is_unix)
@@ -99,6 +100,7 @@ void client_fatal(struct client_conn *c, const char *sqlstate, const char *msg, 
 
 static void closing_done(struct client_conn *c)
 {
+	io_out_detach(&c->out);
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 	TAILQ_INSERT_TAIL(&vg.dead_clients, c, link);
 	vg_schedule_reap();
@@ -137,11 +139,12 @@ void client_close(struct client_conn *c, const char *reason)
 	c->state = CL_CLOSING;
 	TAILQ_REMOVE(&vg.clients, c, link);
 	vg.n_clients--;
-	bufferevent_disable(c->bev, EV_READ);
+	io_read(&c->out, false);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
 		closing_done(c);
 		return;
 	}
+	io_out_detach(&c->out);
 	struct timeval tv = {2, 0};
 	bufferevent_set_timeouts(c->bev, NULL, &tv);
 	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
@@ -151,6 +154,7 @@ void client_close(struct client_conn *c, const char *reason)
 
 void client_free(struct client_conn *c)
 {
+	io_out_detach(&c->out);
 	bufferevent_free(c->bev);
 	free(c->user);
 	free(c->database);
@@ -172,6 +176,7 @@ static bool upgrade_to_tls(struct client_conn *c)
 	int nfd = dup(c->fd);
 	if (nfd < 0)
 		return false;
+	io_out_detach(&c->out);
 	bufferevent_free(c->bev);
 	SSL *ssl = SSL_new(vg.client_tls);
 	if (!ssl) {
@@ -180,6 +185,7 @@ static bool upgrade_to_tls(struct client_conn *c)
 		return false;
 	}
 	c->fd = nfd;
+	c->tls = true;
 	c->bev = bufferevent_openssl_socket_new(vg.base, nfd, ssl, BUFFEREVENT_SSL_ACCEPTING,
 	                                        BEV_OPT_CLOSE_ON_FREE);
 	if (!c->bev) {
@@ -188,7 +194,6 @@ static bool upgrade_to_tls(struct client_conn *c)
 		c->bev = bufferevent_socket_new(vg.base, -1, BEV_OPT_CLOSE_ON_FREE);
 		return false;
 	}
-	c->tls = true;
 	client_setup_bev(c);
 	return true;
 }
@@ -502,7 +507,7 @@ static void pause_read(struct client_conn *c)
 {
 	if (!c->read_paused) {
 		c->read_paused = true;
-		bufferevent_disable(c->bev, EV_READ);
+		io_read(&c->out, false);
 	}
 }
 
@@ -623,7 +628,7 @@ void client_linked(struct client_conn *c)
 	c->state = CL_ACTIVE;
 	if (c->read_paused) {
 		c->read_paused = false;
-		bufferevent_enable(c->bev, EV_READ);
+		io_read(&c->out, true);
 	}
 	client_process(c);
 }
@@ -638,11 +643,12 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
 	struct client_conn *c = arg;
+	io_out_drained(&c->out);
 	/* output drained below the low watermark: let the server talk again */
 	struct server_conn *s = c->server;
 	if (s && s->read_paused) {
 		s->read_paused = false;
-		bufferevent_enable(s->bev, EV_READ);
+		io_read(&s->out, true);
 		server_process(s);
 	}
 }

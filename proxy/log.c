@@ -10,12 +10,12 @@
 #include <time.h>
 #include <unistd.h>
 
-static enum vg_log_level cur_level = VG_LOG_INFO;
+enum vg_log_level vg_log_min_level = VG_LOG_INFO;
 static FILE *log_fp;
 
 void log_init(const struct vg_logging *cfg)
 {
-	cur_level = cfg->level;
+	vg_log_min_level = cfg->level;
 	if (cfg->file) {
 		FILE *fp = fopen(cfg->file, "a");
 		if (fp) {
@@ -34,13 +34,13 @@ void log_init(const struct vg_logging *cfg)
 
 void log_set_level(enum vg_log_level lvl)
 {
-	cur_level = lvl;
+	vg_log_min_level = lvl;
 }
 
 void vg_log(enum vg_log_level lvl, const char *fmt, ...)
 {
 	static const char *names[] = {"DEBUG", "INFO", "WARNING", "ERROR"};
-	if (lvl < cur_level)
+	if (lvl < vg_log_min_level)
 		return;
 	FILE *fp = log_fp ? log_fp : stderr;
 	struct timespec ts;

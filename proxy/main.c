@@ -222,6 +222,7 @@ int main(int argc, char **argv)
 	listeners_stop();
 	event_free(vg.janitor);
 	event_free(vg.reaper);
+	io_flush_shutdown();
 	event_free(vg.sig_hup);
 	event_free(vg.sig_term);
 	event_free(vg.sig_int);

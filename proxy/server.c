@@ -60,7 +60,8 @@ static void server_setup_bev(struct server_conn *s)
 {
 	bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_WRITE, VG_OUT_LOW, 0);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	io_out_attach(&s->out, s->bev, s->tls, server_read_cb, server_event_cb, s);
+	io_read(&s->out, true);
 }
 
 struct server_conn *server_new(struct pool *p)
@@ -143,7 +144,9 @@ static bool upgrade_to_tls(struct server_conn *s)
 				SSL_set1_host(ssl, host);
 		}
 	}
+	io_out_detach(&s->out);
 	bufferevent_free(s->bev);
+	s->tls = true;
 	s->bev = bufferevent_openssl_socket_new(vg.base, nfd, ssl, BUFFEREVENT_SSL_CONNECTING,
 	                                        BEV_OPT_CLOSE_ON_FREE);
 	if (!s->bev) {
@@ -196,7 +199,7 @@ void server_unlink_client_gone(struct server_conn *s)
 	c->server = NULL;
 	if (s->read_paused) {
 		s->read_paused = false;
-		bufferevent_enable(s->bev, EV_READ);
+		io_read(&s->out, true);
 	}
 	if (client_mid_message) {
 		server_close(s, "client left in the middle of a message");
@@ -233,6 +236,7 @@ void server_close(struct server_conn *s, const char *reason)
 	pool_server_gone(s);
 	if (was == SV_CONNECTING || was == SV_SSL_REQ || was == SV_LOGIN)
 		s->pool->n_connecting--;
+	io_out_detach(&s->out);
 	if (s->bev) {
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 		bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
@@ -262,6 +266,7 @@ static void free_ps(struct server_conn *s)
 
 void server_free(struct server_conn *s)
 {
+	io_out_detach(&s->out);
 	if (s->bev)
 		bufferevent_free(s->bev);
 	pq_free(&s->pending);
@@ -487,7 +492,7 @@ static void transaction_done(struct server_conn *s)
 	pool_release(s);
 	if (c->read_paused) {
 		c->read_paused = false;
-		bufferevent_enable(c->bev, EV_READ);
+		io_read(&c->out, true);
 	}
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)))
 		client_process(c);
@@ -497,7 +502,7 @@ static void pause_server_read(struct server_conn *s)
 {
 	if (!s->read_paused) {
 		s->read_paused = true;
-		bufferevent_disable(s->bev, EV_READ);
+		io_read(&s->out, false);
 	}
 }
 
@@ -686,10 +691,11 @@ static void server_write_cb(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
 	struct server_conn *s = arg;
+	io_out_drained(&s->out);
 	struct client_conn *c = s->client;
 	if (c && c->read_paused) {
 		c->read_paused = false;
-		bufferevent_enable(c->bev, EV_READ);
+		io_read(&c->out, true);
 		client_process(c);
 	}
 }
@@ -702,6 +708,7 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
 			return; /* TLS handshake finished */
 		int fd = bufferevent_getfd(bev);
 		s->fd = fd;
+		io_connected(&s->out);
 		if (s->pool->be_host[0] != '/') {
 			int one = 1;
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

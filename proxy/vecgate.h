@@ -38,7 +38,13 @@
 void log_init(const struct vg_logging *cfg);
 void log_set_level(enum vg_log_level lvl);
 void vg_log(enum vg_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-#define log_debug(...) vg_log(VG_LOG_DEBUG, __VA_ARGS__)
+extern enum vg_log_level vg_log_min_level;
+/* per-message tracing sits on the hot path: skip the call when disabled */
+#define log_debug(...)                                                                             \
+	do {                                                                                           \
+		if (vg_log_min_level <= VG_LOG_DEBUG)                                                      \
+			vg_log(VG_LOG_DEBUG, __VA_ARGS__);                                                     \
+	} while (0)
 #define log_info(...) vg_log(VG_LOG_INFO, __VA_ARGS__)
 #define log_warn(...) vg_log(VG_LOG_WARNING, __VA_ARGS__)
 #define log_error(...) vg_log(VG_LOG_ERROR, __VA_ARGS__)
@@ -136,6 +142,29 @@ void id_set_del(struct id_set *s, uint32_t id);
 void id_set_clear(struct id_set *s);
 void id_set_free(struct id_set *s);
 
+/* ---- write-through output for plain sockets (flush.c) ---- */
+struct io_out {
+	TAILQ_ENTRY(io_out) link;
+	struct bufferevent *bev;
+	struct evbuffer_cb_entry *cb;
+	struct event *rev; /* own read event, plain sockets */
+	bufferevent_data_cb on_read;
+	bufferevent_event_cb on_event;
+	void *arg;
+	bool queued;
+	bool plain;
+	bool want_read;
+};
+/* Take over reading and writing of a plain socket's bufferevent (TLS ones
+ * are left to libevent); reading starts with io_read(io, true). */
+void io_out_attach(struct io_out *io, struct bufferevent *bev, bool tls, bufferevent_data_cb on_read,
+                   bufferevent_event_cb on_event, void *arg);
+void io_read(struct io_out *io, bool on);
+void io_connected(struct io_out *io); /* a connecting socket now has its fd */
+void io_out_detach(struct io_out *io);
+void io_out_drained(struct io_out *io); /* from the write callback */
+void io_flush_shutdown(void);
+
 /* ---- connections ---- */
 struct pool;
 struct server_conn;
@@ -160,6 +189,7 @@ struct client_conn {
 	enum client_state state;
 	int fd;
 	struct bufferevent *bev;
+	struct io_out out;
 	bool tls;
 	bool is_unix;
 	char addr[64];
@@ -206,6 +236,8 @@ struct server_conn {
 	enum server_state state;
 	int fd;
 	struct bufferevent *bev;
+	struct io_out out;
+	bool tls;
 	struct pool *pool;
 	struct client_conn *client;
 	uint64_t id;
