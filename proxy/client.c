@@ -101,6 +101,10 @@ void client_fatal(struct client_conn *c, const char *sqlstate, const char *msg, 
 static void closing_done(struct client_conn *c)
 {
 	io_out_detach(&c->out);
+	if (c->flushing) {
+		TAILQ_REMOVE(&vg.closing_clients, c, link);
+		c->flushing = false;
+	}
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 	TAILQ_INSERT_TAIL(&vg.dead_clients, c, link);
 	vg_schedule_reap();
@@ -150,6 +154,8 @@ void client_close(struct client_conn *c, const char *reason)
 	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 	bufferevent_setcb(c->bev, NULL, closing_write_cb, closing_event_cb, c);
 	bufferevent_enable(c->bev, EV_WRITE);
+	c->flushing = true;
+	TAILQ_INSERT_TAIL(&vg.closing_clients, c, link);
 }
 
 void client_free(struct client_conn *c)

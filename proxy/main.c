@@ -44,12 +44,18 @@ void vg_schedule_reap(void)
 
 static void finish_shutdown(void)
 {
+	static bool finished;
+	if (finished)
+		return;
+	finished = true;
 	struct client_conn *c, *tmp;
 	TAILQ_FOREACH_SAFE(c, &vg.clients, link, tmp)
 		client_fatal(c, "57P01", "terminating connection due to administrator command", NULL);
 	pools_free();
 	reap_cb(-1, 0, NULL);
-	event_base_loopexit(vg.base, NULL);
+	/* give the goodbye messages a moment to leave */
+	struct timeval grace = {0, 200000};
+	event_base_loopexit(vg.base, &grace);
 }
 
 static void janitor_cb(evutil_socket_t fd, short what, void *arg)
@@ -186,6 +192,7 @@ int main(int argc, char **argv)
 	vg.cfg = cfg;
 	TAILQ_INIT(&vg.clients);
 	TAILQ_INIT(&vg.dead_clients);
+	TAILQ_INIT(&vg.closing_clients);
 	TAILQ_INIT(&vg.dead_servers);
 	log_init(&cfg->logging);
 	if (cfg->client_tls.mode != VG_CTLS_DISABLE &&
@@ -220,6 +227,13 @@ int main(int argc, char **argv)
 	log_info("vecgate started (config %s)", path);
 	event_base_dispatch(vg.base);
 	listeners_stop();
+	struct client_conn *c;
+	while ((c = TAILQ_FIRST(&vg.closing_clients))) {
+		TAILQ_REMOVE(&vg.closing_clients, c, link);
+		c->flushing = false;
+		client_free(c);
+	}
+	reap_cb(-1, 0, NULL);
 	event_free(vg.janitor);
 	event_free(vg.reaper);
 	io_flush_shutdown();

@@ -186,6 +186,7 @@ struct client_conn {
 	TAILQ_ENTRY(client_conn) link;      /* vg.clients or vg.dead_clients */
 	TAILQ_ENTRY(client_conn) pool_link; /* pool wait queue / welcome queue */
 	bool in_pool_queue;
+	bool flushing; /* on vg.closing_clients */
 	enum client_state state;
 	int fd;
 	struct bufferevent *bev;
@@ -303,6 +304,7 @@ struct vg_runtime {
 	SSL_CTX *server_tls;
 	struct client_list clients;
 	struct client_list dead_clients;
+	struct client_list closing_clients; /* flushing a last message */
 	struct server_list dead_servers;
 	int n_clients;
 	struct pool *pools;
