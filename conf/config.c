@@ -239,6 +239,28 @@ static bool load_mapping(struct load_ctx *lc, const yaml_node_t *map, const char
 
 #define OFF(type, member) offsetof(type, member)
 
+/* A list section: check it is a list, allocate its array of elements. */
+static void *seq_alloc(struct load_ctx *lc, const yaml_node_t *val, const char *what, size_t elem, bool nonempty,
+                       size_t *n)
+{
+	if (!expect(lc, val, YAML_SEQUENCE_NODE, what))
+		return NULL;
+	*n = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
+	if (nonempty && *n == 0) {
+		fail_at(lc, val, "%s must not be empty", what);
+		return NULL;
+	}
+	void *arr = calloc(*n + 1, elem);
+	if (!arr)
+		fail_at(lc, val, "out of memory");
+	return arr;
+}
+
+static yaml_node_t *seq_item(struct load_ctx *lc, const yaml_node_t *val, size_t i)
+{
+	return yaml_document_get_node(lc->doc, val->data.sequence.items.start[i]);
+}
+
 /* ---- sections ---- */
 
 static bool load_listen(struct load_ctx *lc, const yaml_node_t *val, void *base)
@@ -250,16 +272,11 @@ static bool load_listen(struct load_ctx *lc, const yaml_node_t *val, void *base)
 		{"unix_socket_dir", F_STR, OFF(struct vg_listen, unix_socket_dir), 0, 0, NULL},
 		{NULL, 0, 0, 0, 0, NULL},
 	};
-	if (!expect(lc, val, YAML_SEQUENCE_NODE, "listen"))
+	size_t n;
+	if (!(cfg->listen = seq_alloc(lc, val, "listen", sizeof(*cfg->listen), true, &n)))
 		return false;
-	size_t n = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
-	if (n == 0)
-		return fail_at(lc, val, "listen must name at least one address");
-	cfg->listen = calloc(n, sizeof(*cfg->listen));
-	if (!cfg->listen)
-		return fail_at(lc, val, "out of memory");
 	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *item = yaml_document_get_node(lc->doc, val->data.sequence.items.start[i]);
+		yaml_node_t *item = seq_item(lc, val, i);
 		struct vg_listen *l = &cfg->listen[i];
 		cfg->n_listen = i + 1;
 		l->port = 6432;
@@ -383,16 +400,11 @@ static bool load_databases(struct load_ctx *lc, const yaml_node_t *val, void *ba
 		{"max_db_connections", F_INT, OFF(struct vg_database, max_db_connections), 0, 100000, NULL},
 		{NULL, 0, 0, 0, 0, NULL},
 	};
-	if (!expect(lc, val, YAML_SEQUENCE_NODE, "databases"))
+	size_t n;
+	if (!(cfg->databases = seq_alloc(lc, val, "databases", sizeof(*cfg->databases), true, &n)))
 		return false;
-	size_t n = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
-	if (n == 0)
-		return fail_at(lc, val, "databases must list at least one database");
-	cfg->databases = calloc(n, sizeof(*cfg->databases));
-	if (!cfg->databases)
-		return fail_at(lc, val, "out of memory");
 	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *item = yaml_document_get_node(lc->doc, val->data.sequence.items.start[i]);
+		yaml_node_t *item = seq_item(lc, val, i);
 		struct vg_database *d = &cfg->databases[i];
 		cfg->n_databases = i + 1;
 		d->pool_mode = VG_POOL_SESSION;
@@ -428,14 +440,11 @@ static bool load_users(struct load_ctx *lc, const yaml_node_t *val, void *base)
 		{"server_password", F_STR, OFF(struct vg_user, server_password), 0, 0, NULL},
 		{NULL, 0, 0, 0, 0, NULL},
 	};
-	if (!expect(lc, val, YAML_SEQUENCE_NODE, "auth.users"))
+	size_t n;
+	if (!(cfg->auth.users = seq_alloc(lc, val, "auth.users", sizeof(*cfg->auth.users), false, &n)))
 		return false;
-	size_t n = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
-	cfg->auth.users = calloc(n + 1, sizeof(*cfg->auth.users));
-	if (!cfg->auth.users)
-		return fail_at(lc, val, "out of memory");
 	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *item = yaml_document_get_node(lc->doc, val->data.sequence.items.start[i]);
+		yaml_node_t *item = seq_item(lc, val, i);
 		struct vg_user *u = &cfg->auth.users[i];
 		cfg->auth.n_users = i + 1;
 		if (!load_mapping(lc, item, "a user entry", fields, NULL, u))

@@ -16,6 +16,23 @@ static void ssl_err(char *err, size_t errlen, const char *what, const char *file
 	snprintf(err, errlen, "%s %s: %s", what, file ? file : "", reason);
 }
 
+static bool load_cert_key(SSL_CTX *ctx, const char *cert, const char *key, char *err, size_t errlen)
+{
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+		ssl_err(err, errlen, "cannot load certificate", cert);
+		return false;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+		ssl_err(err, errlen, "cannot load key", key);
+		return false;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		ssl_err(err, errlen, "key does not match certificate", key);
+		return false;
+	}
+	return true;
+}
+
 SSL_CTX *tls_client_ctx_new(const struct vg_client_tls *cfg, char *err, size_t errlen)
 {
 	if (cfg->mode == VG_CTLS_DISABLE)
@@ -27,18 +44,8 @@ SSL_CTX *tls_client_ctx_new(const struct vg_client_tls *cfg, char *err, size_t e
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
-	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file) != 1) {
-		ssl_err(err, errlen, "cannot load certificate", cfg->cert_file);
+	if (!load_cert_key(ctx, cfg->cert_file, cfg->key_file, err, errlen))
 		goto failed;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, SSL_FILETYPE_PEM) != 1) {
-		ssl_err(err, errlen, "cannot load key", cfg->key_file);
-		goto failed;
-	}
-	if (SSL_CTX_check_private_key(ctx) != 1) {
-		ssl_err(err, errlen, "key does not match certificate", cfg->key_file);
-		goto failed;
-	}
 	if (cfg->ca_file) {
 		if (SSL_CTX_load_verify_locations(ctx, cfg->ca_file, NULL) != 1) {
 			ssl_err(err, errlen, "cannot load CA", cfg->ca_file);
@@ -67,16 +74,8 @@ SSL_CTX *tls_server_ctx_new(const struct vg_server_tls *cfg, char *err, size_t e
 		ssl_err(err, errlen, "cannot load CA", cfg->ca_file);
 		goto failed;
 	}
-	if (cfg->cert_file) {
-		if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file) != 1) {
-			ssl_err(err, errlen, "cannot load certificate", cfg->cert_file);
-			goto failed;
-		}
-		if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, SSL_FILETYPE_PEM) != 1) {
-			ssl_err(err, errlen, "cannot load key", cfg->key_file);
-			goto failed;
-		}
-	}
+	if (cfg->cert_file && !load_cert_key(ctx, cfg->cert_file, cfg->key_file, err, errlen))
+		goto failed;
 	if (cfg->mode >= VG_STLS_VERIFY_CA)
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	else
