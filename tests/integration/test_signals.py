@@ -97,6 +97,51 @@ class Lifecycle(unittest.TestCase):
         with self.assertRaises(psycopg.OperationalError):
             c.execute("SELECT 1")
 
+    def test_unix_socket_listener(self):
+        import tempfile
+        sockdir = tempfile.mkdtemp(prefix="vg-sock-")
+        port = __import__("pgtest").free_port()
+        vg = self.proxy(port=port, extra={"listen": [{"host": "127.0.0.1", "port": port},
+                                                     {"unix_socket_dir": sockdir, "port": port}]})
+        self.assertTrue(os.path.exists(os.path.join(sockdir, ".s.PGSQL.%d" % port)))
+        with psycopg.connect("host=%s port=%d user=app password=app-pw dbname=app" % (sockdir, port)) as c:
+            self.assertEqual(c.execute("SELECT 7").fetchone()[0], 7)
+        vg.stop()
+        self.assertFalse(os.path.exists(os.path.join(sockdir, ".s.PGSQL.%d" % port)))
+        os.rmdir(sockdir)
+
+    def backends_of(self):
+        return int(self.pg.psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' "
+                                "AND backend_type = 'client backend'"))
+
+    def test_idle_timeouts(self):
+        vg = self.proxy(databases=[{"name": "app", "pool_mode": "transaction", "pool_size": 3}],
+                        extra={"timeouts": {"server_idle": 1, "client_idle": 1.5}})
+        conns = [psycopg.connect(vg.dsn(), autocommit=True) for _ in range(3)]
+        try:
+            # hold three servers at once so the pool grows to three
+            for c in conns:
+                c.execute("BEGIN")
+                c.execute("SELECT 1")
+            self.assertEqual(self.backends_of(), 3)
+            for c in conns:
+                c.execute("COMMIT")
+            deadline = time.time() + 5
+            while self.backends_of() > 0 and time.time() < deadline:
+                time.sleep(0.2)
+            self.assertEqual(self.backends_of(), 0, "idle servers were not closed after server_idle")
+            # the clients themselves were idle for client_idle: disconnected with 08P01
+            time.sleep(1)
+            with self.assertRaises(psycopg.OperationalError) as cm:
+                conns[0].execute("SELECT 1")
+            self.assertIn("client_idle_timeout", str(cm.exception))
+        finally:
+            for c in conns:
+                c.close()
+        # and new clients are served by fresh servers
+        with psycopg.connect(vg.dsn(), autocommit=True) as c:
+            self.assertEqual(c.execute("SELECT 1").fetchone()[0], 1)
+
     def test_check_config(self):
         vg = self.proxy()
         r = subprocess.run([VECGATE_BIN, "--check-config", vg.path], capture_output=True, text=True)
