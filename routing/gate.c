@@ -1,0 +1,80 @@
+/*
+ * Recall@k, percentiles and the swap gate.  Kept free of I/O so the numbers
+ * an operator sees in a refusal can be reproduced exactly in a unit test.
+ */
+#include "routing/gate.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+double recall_at_k(const int64_t *got, size_t n_got, const int64_t *truth, size_t n_truth, size_t k)
+{
+	size_t want = k < n_truth ? k : n_truth;
+	if (want == 0)
+		return 1.0;
+	size_t g = n_got < k ? n_got : k;
+	size_t hits = 0;
+	for (size_t i = 0; i < g; i++) {
+		bool dup = false;
+		for (size_t j = 0; j < i && !dup; j++)
+			dup = got[j] == got[i];
+		if (dup)
+			continue;
+		for (size_t t = 0; t < want; t++) {
+			if (truth[t] == got[i]) {
+				hits++;
+				break;
+			}
+		}
+	}
+	return (double)hits / (double)want;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+double percentile(double *samples, size_t n, double p)
+{
+	if (n == 0)
+		return NAN;
+	qsort(samples, n, sizeof(double), cmp_double);
+	if (p <= 0)
+		return samples[0];
+	if (p >= 100)
+		return samples[n - 1];
+	double rank = p / 100.0 * (double)(n - 1);
+	size_t lo = (size_t)rank;
+	double frac = rank - (double)lo;
+	if (lo + 1 >= n)
+		return samples[n - 1];
+	return samples[lo] + frac * (samples[lo + 1] - samples[lo]);
+}
+
+void gate_evaluate(const struct gate_input *in, struct gate_result *out)
+{
+	/* a hair of slack so 0.9 - 0.02 is not refused for binary rounding */
+	const double eps = 1e-9;
+	out->recall_floor = in->base_recall - in->recall_tolerance;
+	out->p95_ceiling_ms = in->base_p95_ms * (1.0 + in->latency_tolerance);
+	out->recall_ok = in->new_recall + eps >= out->recall_floor;
+	out->latency_ok = in->new_p95_ms <= out->p95_ceiling_ms + eps;
+	out->pass = out->recall_ok && out->latency_ok;
+	if (out->pass)
+		snprintf(out->reason, sizeof(out->reason), "recall %.4f >= %.4f and p95 %.2f ms <= %.2f ms",
+		         in->new_recall, out->recall_floor, in->new_p95_ms, out->p95_ceiling_ms);
+	else if (!out->recall_ok && !out->latency_ok)
+		snprintf(out->reason, sizeof(out->reason),
+		         "recall %.4f below %.4f (baseline %.4f - tolerance %.4f) and p95 %.2f ms above %.2f ms",
+		         in->new_recall, out->recall_floor, in->base_recall, in->recall_tolerance, in->new_p95_ms,
+		         out->p95_ceiling_ms);
+	else if (!out->recall_ok)
+		snprintf(out->reason, sizeof(out->reason), "recall %.4f below %.4f (baseline %.4f - tolerance %.4f)",
+		         in->new_recall, out->recall_floor, in->base_recall, in->recall_tolerance);
+	else
+		snprintf(out->reason, sizeof(out->reason), "p95 %.2f ms above %.2f ms (baseline %.2f ms + %.0f%%)",
+		         in->new_p95_ms, out->p95_ceiling_ms, in->base_p95_ms, in->latency_tolerance * 100);
+}

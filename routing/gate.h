@@ -1,0 +1,38 @@
+/*
+ * The recall/latency gate that decides whether a rebuilt index may replace
+ * the live one: recall@k of each eval query against ground truth, latency
+ * percentiles, and the pass/fail arithmetic
+ *   recall_new >= recall_base - recall_tolerance
+ *   p95_new    <= p95_base * (1 + latency_tolerance)
+ * Pure functions; the caller measures.
+ */
+#ifndef VG_ROUTING_GATE_H
+#define VG_ROUTING_GATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* |top-k of got ∩ top-k of truth| / min(k, |truth|); duplicates in got count once. */
+double recall_at_k(const int64_t *got, size_t n_got, const int64_t *truth, size_t n_truth, size_t k);
+
+/* Percentile p in [0,100] by linear interpolation between closest ranks;
+ * sorts `samples` in place.  NaN for n == 0. */
+double percentile(double *samples, size_t n, double p);
+
+struct gate_input {
+	double base_recall, base_p95_ms;
+	double new_recall, new_p95_ms;
+	double recall_tolerance;  /* absolute, e.g. 0.02 */
+	double latency_tolerance; /* relative, e.g. 0.25 */
+};
+
+struct gate_result {
+	bool pass, recall_ok, latency_ok;
+	double recall_floor, p95_ceiling_ms;
+	char reason[256];
+};
+
+void gate_evaluate(const struct gate_input *in, struct gate_result *out);
+
+#endif

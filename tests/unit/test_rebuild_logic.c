@@ -1,0 +1,263 @@
+/*
+ * The rebuild job's pure parts: definition rewriting (names, WITH overrides,
+ * quoting, clauses that must not be touched), recall@k, percentiles, the gate
+ * arithmetic, and every (state, event) pair of the job's state machine.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <string.h>
+
+#include "routing/gate.h"
+#include "routing/indexdef.h"
+#include "routing/rebuild_job.h"
+
+static void rewrite_ok(const char *def, const char *name, const struct index_param *ov, int n, const char *want)
+{
+	char out[1024], err[256] = "";
+	int rc = indexdef_rewrite(def, name, ov, n, out, sizeof(out), err, sizeof(err));
+	if (rc != 0)
+		fail_msg("rewrite of \"%s\" failed: %s", def, err);
+	if (strcmp(out, want) != 0)
+		fail_msg("rewrite of \"%s\"\n got: %s\nwant: %s", def, out, want);
+}
+
+static void test_rewrite_hnsw(void **state)
+{
+	(void)state;
+	const struct index_param ov[] = {{"m", "24"}, {"ef_construction", "128"}};
+	rewrite_ok("CREATE INDEX items_embedding_idx ON public.items USING hnsw (embedding vector_cosine_ops) WITH (m='16', "
+	           "ef_construction='64')",
+	           "items_embedding_idx_vg1", ov, 2,
+	           "CREATE INDEX CONCURRENTLY items_embedding_idx_vg1 ON public.items USING hnsw (embedding "
+	           "vector_cosine_ops) WITH (m=24, ef_construction=128)");
+	/* no WITH yet: one is added; IVFFlat lists */
+	const struct index_param lists[] = {{"lists", "1000"}};
+	rewrite_ok("CREATE INDEX docs_ivf ON public.docs USING ivfflat (embedding vector_l2_ops)", "docs_ivf_new", lists, 1,
+	           "CREATE INDEX CONCURRENTLY docs_ivf_new ON public.docs USING ivfflat (embedding vector_l2_ops) WITH "
+	           "(lists=1000)");
+	/* no overrides keeps WITH as it was */
+	rewrite_ok("CREATE INDEX emb_live ON public.emb USING gist (v) WITH (buffering=auto)", "emb_next", NULL, 0,
+	           "CREATE INDEX CONCURRENTLY emb_next ON public.emb USING gist (v) WITH (buffering=auto)");
+}
+
+static void test_rewrite_clauses_and_quoting(void **state)
+{
+	(void)state;
+	const struct index_param ov[] = {{"fillfactor", "70"}};
+	/* WITH goes before TABLESPACE and WHERE, which stay intact */
+	rewrite_ok("CREATE UNIQUE INDEX \"Emb Idx\" ON \"My Schema\".\"Emb\" USING btree (id) INCLUDE (v) TABLESPACE fast "
+	           "WHERE (note <> 'with (x=1) where')",
+	           "Emb Idx New", ov, 1,
+	           "CREATE UNIQUE INDEX CONCURRENTLY \"Emb Idx New\" ON \"My Schema\".\"Emb\" USING btree (id) INCLUDE (v) "
+	           "WITH (fillfactor=70) TABLESPACE fast WHERE (note <> 'with (x=1) where')");
+	/* a partial index: WITH before WHERE; override merges case-insensitively */
+	const struct index_param ov2[] = {{"BUFFERING", "off"}, {"note", "it's"}};
+	rewrite_ok("CREATE INDEX e ON public.emb USING gist (v) WITH (buffering=auto) WHERE (id > 0)", "e2", ov2, 2,
+	           "CREATE INDEX CONCURRENTLY e2 ON public.emb USING gist (v) WITH (buffering=off, note='it''s') WHERE (id "
+	           "> 0)");
+	/* expression columns containing the words must not confuse the scan */
+	rewrite_ok("CREATE INDEX x ON public.t USING gist (cube(array[\"with\", \"where\"]))", "y", ov, 1,
+	           "CREATE INDEX CONCURRENTLY y ON public.t USING gist (cube(array[\"with\", \"where\"])) WITH (fillfactor=70)");
+
+	char q[64];
+	quote_ident("emb_live", q, sizeof(q));
+	assert_string_equal(q, "emb_live");
+	quote_ident("Emb", q, sizeof(q));
+	assert_string_equal(q, "\"Emb\"");
+	quote_ident("a\"b", q, sizeof(q));
+	assert_string_equal(q, "\"a\"\"b\"");
+	quote_ident("select", q, sizeof(q));
+	assert_string_equal(q, "\"select\"");
+	quote_ident("9lives", q, sizeof(q));
+	assert_string_equal(q, "\"9lives\"");
+
+	char name[64];
+	assert_int_equal(indexdef_name("CREATE INDEX \"Emb \"\"Idx\"\"\" ON t USING gist (v)", name, sizeof(name)), 0);
+	assert_string_equal(name, "Emb \"Idx\"");
+	assert_int_equal(indexdef_name("CREATE INDEX emb_live ON t USING gist (v)", name, sizeof(name)), 0);
+	assert_string_equal(name, "emb_live");
+}
+
+static void test_rewrite_rejects(void **state)
+{
+	(void)state;
+	char out[512], err[128];
+	const struct index_param bad_name[] = {{"m; DROP TABLE x", "1"}};
+	const struct index_param empty_value[] = {{"m", ""}};
+	assert_int_equal(indexdef_rewrite("ALTER TABLE x", "n", NULL, 0, out, sizeof(out), err, sizeof(err)), -1);
+	assert_int_equal(indexdef_rewrite("CREATE TABLE x (a int)", "n", NULL, 0, out, sizeof(out), err, sizeof(err)), -1);
+	assert_int_equal(indexdef_rewrite("CREATE INDEX i ON t (a)", "n", NULL, 0, out, sizeof(out), err, sizeof(err)), -1);
+	assert_int_equal(indexdef_rewrite("CREATE INDEX i ON t USING gist (v)", "n", bad_name, 1, out, sizeof(out), err,
+	                                  sizeof(err)),
+	                 -1);
+	assert_int_equal(indexdef_rewrite("CREATE INDEX i ON t USING gist (v)", "n", empty_value, 1, out, sizeof(out), err,
+	                                  sizeof(err)),
+	                 -1);
+	assert_int_equal(indexdef_rewrite("CREATE INDEX i ON t USING gist (v)", "n", NULL, 0, out, 10, err, sizeof(err)),
+	                 -1);
+	/* values that are not plain words are quoted, never pasted */
+	const struct index_param inj[] = {{"m", "16); DROP TABLE t; --"}};
+	assert_int_equal(
+		indexdef_rewrite("CREATE INDEX i ON t USING gist (v)", "n", inj, 1, out, sizeof(out), err, sizeof(err)), 0);
+	assert_string_equal(out, "CREATE INDEX CONCURRENTLY n ON t USING gist (v) WITH (m='16); DROP TABLE t; --')");
+}
+
+static void test_recall(void **state)
+{
+	(void)state;
+	const int64_t truth[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+	const int64_t exact[] = {10, 9, 8, 7, 6, 5, 4, 3, 2, 1};
+	const int64_t half[] = {1, 2, 3, 4, 5, 50, 51, 52, 53, 54};
+	const int64_t dups[] = {1, 1, 1, 2, 2};
+	assert_true(fabs(recall_at_k(exact, 10, truth, 10, 10) - 1.0) < 1e-12);
+	assert_true(fabs(recall_at_k(half, 10, truth, 10, 10) - 0.5) < 1e-12);
+	assert_true(fabs(recall_at_k(half, 10, truth, 10, 5) - 1.0) < 1e-12);
+	assert_true(fabs(recall_at_k(dups, 5, truth, 10, 5) - 0.4) < 1e-12);
+	assert_true(fabs(recall_at_k(half, 3, truth, 10, 10) - 0.3) < 1e-12); /* fewer results than k */
+	assert_true(fabs(recall_at_k(half, 10, truth, 2, 10) - 1.0) < 1e-12); /* fewer true neighbours than k */
+	assert_true(fabs(recall_at_k(NULL, 0, truth, 10, 10) - 0.0) < 1e-12);
+}
+
+static void test_percentile(void **state)
+{
+	(void)state;
+	double s[] = {5, 1, 4, 2, 3};
+	assert_true(fabs(percentile(s, 5, 50) - 3) < 1e-12);
+	assert_true(fabs(percentile(s, 5, 0) - 1) < 1e-12);
+	assert_true(fabs(percentile(s, 5, 100) - 5) < 1e-12);
+	assert_true(fabs(percentile(s, 5, 95) - 4.8) < 1e-12);
+	double hundred[100];
+	for (int i = 0; i < 100; i++)
+		hundred[i] = 100 - i; /* 1..100 reversed */
+	assert_true(fabs(percentile(hundred, 100, 95) - 95.05) < 1e-9);
+	double one[] = {7};
+	assert_true(fabs(percentile(one, 1, 95) - 7) < 1e-12);
+	assert_true(isnan(percentile(NULL, 0, 50)));
+}
+
+static void test_gate(void **state)
+{
+	(void)state;
+	struct gate_result r;
+	struct gate_input in = {.base_recall = 0.90, .base_p95_ms = 10, .new_recall = 0.88, .new_p95_ms = 12.5,
+	                        .recall_tolerance = 0.02, .latency_tolerance = 0.25};
+	gate_evaluate(&in, &r); /* exactly on both edges */
+	assert_true(r.pass);
+	in.new_recall = 0.8799;
+	gate_evaluate(&in, &r);
+	assert_false(r.pass);
+	assert_false(r.recall_ok);
+	assert_true(r.latency_ok);
+	assert_non_null(strstr(r.reason, "recall 0.8799 below 0.8800"));
+	in.new_recall = 0.95;
+	in.new_p95_ms = 12.6;
+	gate_evaluate(&in, &r);
+	assert_false(r.pass);
+	assert_true(r.recall_ok);
+	assert_non_null(strstr(r.reason, "p95 12.60 ms above 12.50 ms"));
+	in.new_recall = 0.5;
+	gate_evaluate(&in, &r);
+	assert_false(r.recall_ok || r.latency_ok);
+}
+
+static void test_happy_path(void **state)
+{
+	(void)state;
+	enum job_state s = JOB_PREFLIGHT;
+	const enum job_state path[] = {JOB_BASELINE, JOB_BUILD, JOB_VERIFY, JOB_SWAP, JOB_WATCH, JOB_RETAIN, JOB_DONE};
+	for (size_t i = 0; i < sizeof(path) / sizeof(*path); i++) {
+		struct job_transition t = job_next(s, JEV_STEP_OK, 1, 3);
+		assert_int_equal(t.next, path[i]);
+		assert_int_equal(t.action, path[i] == JOB_DONE ? JACT_DROP_OLD_INDEX : JACT_RUN_STEP);
+		s = t.next;
+	}
+	assert_true(job_is_terminal(s));
+}
+
+static void test_transitions(void **state)
+{
+	(void)state;
+	struct job_transition t;
+	/* retries before the swap, then failure with cleanup of the new index */
+	t = job_next(JOB_BUILD, JEV_TRANSIENT, 1, 3);
+	assert_int_equal(t.next, JOB_BUILD);
+	assert_int_equal(t.action, JACT_RETRY_AFTER_BACKOFF);
+	t = job_next(JOB_BUILD, JEV_TRANSIENT, 3, 3);
+	assert_int_equal(t.next, JOB_FAILED);
+	assert_int_equal(t.action, JACT_DROP_NEW_INDEX);
+	t = job_next(JOB_SWAP, JEV_TRANSIENT, 2, 5); /* lock_timeout: retry the swap */
+	assert_int_equal(t.next, JOB_SWAP);
+	assert_int_equal(t.action, JACT_RETRY_AFTER_BACKOFF);
+	t = job_next(JOB_SWAP, JEV_TRANSIENT, 5, 5);
+	assert_int_equal(t.next, JOB_FAILED);
+	assert_int_equal(t.action, JACT_DROP_NEW_INDEX);
+	/* preflight/baseline failures have nothing to drop */
+	t = job_next(JOB_PREFLIGHT, JEV_FATAL, 1, 3);
+	assert_int_equal(t.next, JOB_FAILED);
+	assert_int_equal(t.action, JACT_NONE);
+	t = job_next(JOB_BASELINE, JEV_CANCEL, 1, 3);
+	assert_int_equal(t.next, JOB_CANCELLED);
+	assert_int_equal(t.action, JACT_NONE);
+	/* gate refusal leaves the live index untouched and drops the new one */
+	t = job_next(JOB_VERIFY, JEV_GATE_FAILED, 1, 3);
+	assert_int_equal(t.next, JOB_FAILED);
+	assert_int_equal(t.action, JACT_DROP_NEW_INDEX);
+	assert_int_equal(job_next(JOB_BUILD, JEV_GATE_FAILED, 1, 3).action, JACT_REJECT);
+	/* cancel: drops a build in progress; refused during and after the swap */
+	t = job_next(JOB_BUILD, JEV_CANCEL, 1, 3);
+	assert_int_equal(t.next, JOB_CANCELLED);
+	assert_int_equal(t.action, JACT_DROP_NEW_INDEX);
+	assert_int_equal(job_next(JOB_SWAP, JEV_CANCEL, 1, 3).action, JACT_REJECT);
+	assert_int_equal(job_next(JOB_WATCH, JEV_CANCEL, 1, 3).action, JACT_REJECT);
+	/* rollback only after the swap */
+	assert_int_equal(job_next(JOB_VERIFY, JEV_ROLLBACK, 1, 3).action, JACT_REJECT);
+	t = job_next(JOB_WATCH, JEV_DEGRADED, 1, 3);
+	assert_int_equal(t.next, JOB_ROLLED_BACK);
+	assert_int_equal(t.action, JACT_ROLLBACK_SWAP);
+	t = job_next(JOB_RETAIN, JEV_ROLLBACK, 1, 3);
+	assert_int_equal(t.next, JOB_ROLLED_BACK);
+	assert_int_equal(t.action, JACT_ROLLBACK_SWAP);
+	/* terminal states accept nothing */
+	for (int s = JOB_DONE; s < JOB_STATE_COUNT; s++)
+		for (int e = 0; e < JEV_EVENT_COUNT; e++) {
+			t = job_next((enum job_state)s, (enum job_event)e, 1, 3);
+			assert_int_equal(t.next, s);
+			assert_int_equal(t.action, JACT_REJECT);
+		}
+	/* no event ever moves a job backwards to an earlier non-terminal step */
+	for (int s = 0; s < JOB_DONE; s++)
+		for (int e = 0; e < JEV_EVENT_COUNT; e++) {
+			t = job_next((enum job_state)s, (enum job_event)e, 1, 3);
+			assert_true((int)t.next >= s || job_is_terminal(t.next));
+		}
+}
+
+static void test_names_and_backoff(void **state)
+{
+	(void)state;
+	for (int s = 0; s < JOB_STATE_COUNT; s++)
+		assert_int_equal(job_state_from_name(job_state_name((enum job_state)s)), s);
+	assert_int_equal(job_state_from_name("nope"), -1);
+	assert_string_equal(job_state_name(JOB_ROLLED_BACK), "rolled_back");
+	assert_string_equal(job_action_name(JACT_DROP_NEW_INDEX), "drop_new_index");
+	assert_string_equal(job_event_name(JEV_GATE_FAILED), "gate_failed");
+	assert_true(job_backoff_seconds(1, 2, 60) == 2);
+	assert_true(job_backoff_seconds(3, 2, 60) == 8);
+	assert_true(job_backoff_seconds(10, 2, 60) == 60);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_rewrite_hnsw),      cmocka_unit_test(test_rewrite_clauses_and_quoting),
+		cmocka_unit_test(test_rewrite_rejects),   cmocka_unit_test(test_recall),
+		cmocka_unit_test(test_percentile),        cmocka_unit_test(test_gate),
+		cmocka_unit_test(test_happy_path),        cmocka_unit_test(test_transitions),
+		cmocka_unit_test(test_names_and_backoff),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
