@@ -14,6 +14,7 @@
 #include "routing/gate.h"
 #include "routing/indexdef.h"
 #include "routing/rebuild_job.h"
+#include "routing/rebuild_sql.h"
 
 static void rewrite_ok(const char *def, const char *name, const struct index_param *ov, int n, const char *want)
 {
@@ -250,6 +251,49 @@ static void test_names_and_backoff(void **state)
 	assert_true(job_backoff_seconds(10, 2, 60) == 60);
 }
 
+static void test_swap_sql(void **state)
+{
+	(void)state;
+	char sql[2048];
+	struct swap_names n = {.schema = "public", .table = "Items", .live = "items_idx", .fresh = "items_idx_vg7",
+	                       .retired = "items_idx_vgold7", .lock_timeout_ms = 50};
+	assert_int_equal(sql_swap(&n, SWAP_FLIP, sql, sizeof(sql)), 0);
+	assert_string_equal(sql, "BEGIN;\n"
+	                         "SET LOCAL lock_timeout = '50ms';\n"
+	                         "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'public.items_idx'::regclass;\n"
+	                         "UPDATE pg_index SET indisvalid = true WHERE indexrelid = 'public.items_idx_vg7'::regclass;\n"
+	                         "ALTER INDEX public.items_idx RENAME TO items_idx_vgold7;\n"
+	                         "ALTER INDEX public.items_idx_vg7 RENAME TO items_idx;\n"
+	                         "UPDATE pg_class SET relname = relname WHERE oid = 'public.\"Items\"'::regclass;\n"
+	                         "COMMIT;");
+	/* rollback is the same flip with the roles exchanged */
+	assert_int_equal(sql_rollback(&n, sql, sizeof(sql)), 0);
+	assert_non_null(strstr(sql, "SET indisvalid = false WHERE indexrelid = 'public.items_idx'::regclass"));
+	assert_non_null(strstr(sql, "SET indisvalid = true WHERE indexrelid = 'public.items_idx_vgold7'::regclass"));
+	assert_non_null(strstr(sql, "ALTER INDEX public.items_idx RENAME TO items_idx_vg7;"));
+	assert_non_null(strstr(sql, "ALTER INDEX public.items_idx_vgold7 RENAME TO items_idx;"));
+	assert_int_equal(sql_swap(&n, SWAP_RENAME, sql, sizeof(sql)), 0);
+	assert_null(strstr(sql, "pg_index"));
+	assert_non_null(strstr(sql, "ALTER INDEX public.items_idx_vg7 RENAME TO items_idx;"));
+	assert_int_equal(sql_swap(&n, SWAP_FLIP, sql, 40), -1);
+	/* hostile names stay identifiers */
+	struct swap_names evil = {.schema = "s", .table = "t", .live = "x'; DROP TABLE t; --", .fresh = "f",
+	                          .retired = "r", .lock_timeout_ms = 10};
+	assert_int_equal(sql_swap(&evil, SWAP_FLIP, sql, sizeof(sql)), 0);
+	assert_non_null(strstr(sql, "'s.\"x''; DROP TABLE t; --\"'::regclass"));
+	assert_non_null(strstr(sql, "ALTER INDEX s.\"x'; DROP TABLE t; --\" RENAME TO r;"));
+
+	assert_int_equal(sql_drop_index_concurrently("public", "Old Idx", sql, sizeof(sql)), 0);
+	assert_string_equal(sql, "DROP INDEX CONCURRENTLY IF EXISTS public.\"Old Idx\"");
+	const char *names[] = {"maintenance_work_mem", "hnsw.ef_search", "application_name"};
+	const char *values[] = {"1GB", "100", "vecgate rebuild 'x'"};
+	assert_int_equal(sql_session_settings(names, values, 3, sql, sizeof(sql)), 0);
+	assert_string_equal(sql, "SET maintenance_work_mem = '1GB'; SET hnsw.ef_search = '100'; "
+	                         "SET application_name = 'vecgate rebuild ''x''';");
+	const char *bad[] = {"work_mem; DROP"};
+	assert_int_equal(sql_session_settings(bad, values, 1, sql, sizeof(sql)), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -257,7 +301,7 @@ int main(void)
 		cmocka_unit_test(test_rewrite_rejects),   cmocka_unit_test(test_recall),
 		cmocka_unit_test(test_percentile),        cmocka_unit_test(test_gate),
 		cmocka_unit_test(test_happy_path),        cmocka_unit_test(test_transitions),
-		cmocka_unit_test(test_names_and_backoff),
+		cmocka_unit_test(test_names_and_backoff), cmocka_unit_test(test_swap_sql),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,148 @@
+/*
+ * SQL text for the rebuild job.  Kept apart from the coordinator so that the
+ * exact statements, which carry the design's hard-won facts, can be read and
+ * unit-tested in one place.
+ */
+#include "routing/rebuild_sql.h"
+#include "routing/indexdef.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const char SQL_INDEX_INFO[] =
+	"SELECT i.indexrelid, i.indrelid::regclass::text, pg_get_indexdef(i.indexrelid), i.indisvalid, "
+	"i.indisready, pg_relation_size(i.indexrelid) "
+	"FROM pg_index i WHERE i.indexrelid = $1::regclass";
+
+const char SQL_INVALID_INDEXES[] =
+	"SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+	"WHERE i.indrelid = $1::regclass AND NOT i.indisvalid ORDER BY c.relname";
+
+const char SQL_BUILDS_RUNNING[] =
+	"SELECT pid, phase FROM pg_stat_progress_create_index WHERE relid = $1::regclass";
+
+const char SQL_OLD_TRANSACTIONS[] =
+	"SELECT pid, extract(epoch FROM now() - xact_start)::float8 AS age, state, left(query, 200) "
+	"FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() "
+	"AND now() - xact_start > make_interval(secs => $1::float8) ORDER BY xact_start";
+
+const char SQL_BUILD_PROGRESS[] =
+	"SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total, lockers_done, lockers_total "
+	"FROM pg_stat_progress_create_index WHERE pid = $1::int";
+
+const char SQL_IS_SUPERUSER[] = "SELECT rolsuper FROM pg_roles WHERE rolname = current_user";
+
+void sql_literal(const char *s, char *out, size_t outlen)
+{
+	size_t o = 0;
+	if (outlen < 3) {
+		if (outlen)
+			out[0] = 0;
+		return;
+	}
+	out[o++] = '\'';
+	for (; *s && o + 3 < outlen; s++) {
+		if (*s == '\'')
+			out[o++] = '\'';
+		out[o++] = *s;
+	}
+	out[o++] = '\'';
+	out[o] = 0;
+}
+
+/* schema.name, each part quoted as needed */
+static void qualified(const char *schema, const char *name, char *out, size_t outlen)
+{
+	char qs[200], qn[200];
+	quote_ident(schema, qs, sizeof(qs));
+	quote_ident(name, qn, sizeof(qn));
+	snprintf(out, outlen, "%s.%s", qs, qn);
+}
+
+/* a regclass literal for the same relation */
+static void regclass_lit(const char *schema, const char *name, char *out, size_t outlen)
+{
+	char q[420];
+	qualified(schema, name, q, sizeof(q));
+	char lit[860];
+	sql_literal(q, lit, sizeof(lit));
+	snprintf(out, outlen, "%s::regclass", lit);
+}
+
+int sql_swap(const struct swap_names *n, enum swap_mode mode, char *out, size_t outlen)
+{
+	char live_q[420], fresh_q[420], retired_name[200], live_name[200], live_rc[900], fresh_rc[900], table_rc[900];
+	qualified(n->schema, n->live, live_q, sizeof(live_q));
+	qualified(n->schema, n->fresh, fresh_q, sizeof(fresh_q));
+	quote_ident(n->retired, retired_name, sizeof(retired_name));
+	quote_ident(n->live, live_name, sizeof(live_name));
+	regclass_lit(n->schema, n->live, live_rc, sizeof(live_rc));
+	regclass_lit(n->schema, n->fresh, fresh_rc, sizeof(fresh_rc));
+	regclass_lit(n->schema, n->table, table_rc, sizeof(table_rc));
+	int len;
+	if (mode == SWAP_FLIP) {
+		/* Validity is looked up by OID before the renames, so the order
+		 * inside the transaction does not matter to the planner; the no-op
+		 * pg_class update is what makes sessions re-plan. */
+		len = snprintf(out, outlen,
+		               "BEGIN;\n"
+		               "SET LOCAL lock_timeout = '%dms';\n"
+		               "UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s;\n"
+		               "UPDATE pg_index SET indisvalid = true WHERE indexrelid = %s;\n"
+		               "ALTER INDEX %s RENAME TO %s;\n"
+		               "ALTER INDEX %s RENAME TO %s;\n"
+		               "UPDATE pg_class SET relname = relname WHERE oid = %s;\n"
+		               "COMMIT;",
+		               n->lock_timeout_ms, live_rc, fresh_rc, live_q, retired_name, fresh_q, live_name, table_rc);
+	} else {
+		len = snprintf(out, outlen,
+		               "BEGIN;\n"
+		               "SET LOCAL lock_timeout = '%dms';\n"
+		               "ALTER INDEX %s RENAME TO %s;\n"
+		               "ALTER INDEX %s RENAME TO %s;\n"
+		               "COMMIT;",
+		               n->lock_timeout_ms, live_q, retired_name, fresh_q, live_name);
+	}
+	return len < 0 || (size_t)len >= outlen ? -1 : 0;
+}
+
+int sql_rollback(const struct swap_names *n, char *out, size_t outlen)
+{
+	/* after the swap the new index carries the live name and the old one
+	 * the retired name: swap them back the same way */
+	struct swap_names back = *n;
+	back.fresh = n->retired;
+	back.retired = n->fresh;
+	return sql_swap(&back, SWAP_FLIP, out, outlen);
+}
+
+int sql_drop_index_concurrently(const char *schema, const char *index, char *out, size_t outlen)
+{
+	char q[420];
+	qualified(schema, index, q, sizeof(q));
+	int len = snprintf(out, outlen, "DROP INDEX CONCURRENTLY IF EXISTS %s", q);
+	return len < 0 || (size_t)len >= outlen ? -1 : 0;
+}
+
+int sql_session_settings(const char *const *names, const char *const *values, int n, char *out, size_t outlen)
+{
+	size_t o = 0;
+	if (outlen)
+		out[0] = 0;
+	for (int i = 0; i < n; i++) {
+		char qn[200], lit[600];
+		quote_ident(names[i], qn, sizeof(qn));
+		/* dotted custom settings (hnsw.ef_search) stay as written */
+		const char *name = strchr(names[i], '.') ? names[i] : qn;
+		for (const char *p = names[i]; *p; p++)
+			if (!(*p == '_' || *p == '.' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			      (*p >= '0' && *p <= '9')))
+				return -1;
+		sql_literal(values[i], lit, sizeof(lit));
+		int len = snprintf(out + o, outlen - o, "SET %s = %s;%s", name, lit, i + 1 < n ? " " : "");
+		if (len < 0 || (size_t)len >= outlen - o)
+			return -1;
+		o += (size_t)len;
+	}
+	return 0;
+}

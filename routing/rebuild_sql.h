@@ -1,0 +1,52 @@
+/*
+ * The SQL a rebuild runs, built from data (schema, table and index names,
+ * settings).  Catalog lookups take their arguments as query parameters; DDL,
+ * which cannot, gets identifiers through quote_ident and literals through
+ * sql_literal.  The swap follows the facts in DESIGN.md: renaming alone does
+ * not move traffic, pg_index.indisvalid decides what the planner may use, and
+ * cached plans move only when the table's relcache is invalidated in the
+ * same transaction.
+ */
+#ifndef VG_ROUTING_REBUILD_SQL_H
+#define VG_ROUTING_REBUILD_SQL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum swap_mode {
+	SWAP_FLIP,   /* superuser: flip indisvalid, old index kept maintained for instant rollback */
+	SWAP_RENAME, /* no superuser: rename, then DROP INDEX CONCURRENTLY the old one (no rollback) */
+};
+
+struct swap_names {
+	const char *schema;    /* of table and indexes */
+	const char *table;
+	const char *live;      /* the live index's name (stays the live name after the swap) */
+	const char *fresh;     /* the newly built index */
+	const char *retired;   /* name the old index gets */
+	int lock_timeout_ms;
+};
+
+/* One transaction (BEGIN ... COMMIT) that moves planner and cached plans to
+ * the new index.  Returns 0, or -1 if it does not fit. */
+int sql_swap(const struct swap_names *n, enum swap_mode mode, char *out, size_t outlen);
+/* The reverse of a SWAP_FLIP: the retired index serves again under the live name. */
+int sql_rollback(const struct swap_names *n, char *out, size_t outlen);
+/* After the swap (SWAP_RENAME) or when retention ends (SWAP_FLIP). */
+int sql_drop_index_concurrently(const char *schema, const char *index, char *out, size_t outlen);
+
+/* Session settings for the maintenance connection, one SET per entry. */
+int sql_session_settings(const char *const *names, const char *const *values, int n, char *out, size_t outlen);
+
+/* A string literal with PostgreSQL quoting ('it''s'). */
+void sql_literal(const char *s, char *out, size_t outlen);
+
+/* Catalog queries (parameters in $n comments). */
+extern const char SQL_INDEX_INFO[];          /* $1 schema.index -> indexrelid, table, def, valid, ready, size */
+extern const char SQL_INVALID_INDEXES[];     /* $1 schema.table -> invalid index names */
+extern const char SQL_BUILDS_RUNNING[];      /* $1 schema.table -> pids of CREATE INDEX in progress */
+extern const char SQL_OLD_TRANSACTIONS[];    /* $1 min age seconds -> pid, age, state, query */
+extern const char SQL_BUILD_PROGRESS[];      /* $1 pid -> phase, blocks/tuples done/total */
+extern const char SQL_IS_SUPERUSER[];
+
+#endif
