@@ -554,6 +554,153 @@ static bool load_pool(struct load_ctx *lc, const yaml_node_t *val, void *base)
 	return load_simple_section(lc, val, base, "pool", fields);
 }
 
+static bool load_admin(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	static const struct field fields[] = {
+		{"host", F_STR, OFF(struct vg_config, admin.host), 0, 0, NULL},
+		{"port", F_INT, OFF(struct vg_config, admin.port), 0, 65535, NULL},
+		{"token", F_STR, OFF(struct vg_config, admin.token), 0, 0, NULL},
+		{NULL, 0, 0, 0, 0, NULL},
+	};
+	struct vg_config *cfg = base;
+	if (!load_mapping(lc, val, "admin", fields, NULL, cfg))
+		return false;
+	if (cfg->admin.port && (!cfg->admin.token || strlen(cfg->admin.token) < 16))
+		return fail_at(lc, val, "admin.token of at least 16 characters is required when admin.port is set");
+	return true;
+}
+
+/* A mapping of scalar settings (name: value) into an array. */
+static bool load_settings(struct load_ctx *lc, const yaml_node_t *val, const char *what, struct vg_setting **out,
+                          size_t *n_out)
+{
+	if (!expect(lc, val, YAML_MAPPING_NODE, what))
+		return false;
+	size_t n = (size_t)(val->data.mapping.pairs.top - val->data.mapping.pairs.start);
+	struct vg_setting *arr = calloc(n + 1, sizeof(*arr));
+	if (!arr)
+		return fail_at(lc, val, "out of memory");
+	*out = arr;
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_pair_t *p = &val->data.mapping.pairs.start[i];
+		yaml_node_t *k = yaml_document_get_node(lc->doc, p->key);
+		yaml_node_t *v = yaml_document_get_node(lc->doc, p->value);
+		const char *name = scalar(k), *value = scalar(v);
+		if (!name || !value || !*value)
+			return fail_at(lc, value ? k : v, "%s entries must be name: value scalars", what);
+		for (const char *c = name; *c; c++)
+			if (!(*c == '_' || *c == '.' || (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+			      (*c >= '0' && *c <= '9')))
+				return fail_at(lc, k, "%s: '%s' is not a valid setting name", what, name);
+		arr[i].name = strdup(name);
+		arr[i].value = strdup(value);
+		*n_out = i + 1;
+	}
+	return true;
+}
+
+static bool load_idx_search(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	struct vg_managed_index *m = base;
+	return load_settings(lc, val, "search_settings", &m->search_settings, &m->n_search_settings);
+}
+
+static bool load_idx_with(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	struct vg_managed_index *m = base;
+	return load_settings(lc, val, "with", &m->with, &m->n_with);
+}
+
+static bool load_idx_maint(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	struct vg_managed_index *m = base;
+	return load_settings(lc, val, "maintenance_settings", &m->maintenance, &m->n_maintenance);
+}
+
+static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	struct vg_config *cfg = base;
+	static const struct enum_name swap_modes[] = {
+		{"auto", VG_SWAP_AUTO}, {"flip", VG_SWAP_FLIP}, {"rename", VG_SWAP_RENAME}, {NULL, 0}};
+#define MI(member) OFF(struct vg_managed_index, member)
+	static const struct field fields[] = {
+		{"name", F_STR, MI(name), 0, 0, NULL},
+		{"database", F_STR, MI(database), 0, 0, NULL},
+		{"backend", F_STR, MI(backend), 0, 0, NULL},
+		{"table", F_STR, MI(table), 0, 0, NULL},
+		{"index", F_STR, MI(index), 0, 0, NULL},
+		{"user", F_STR, MI(user), 0, 0, NULL},
+		{"password", F_STR, MI(password), 0, 0, NULL},
+		{"k", F_INT, MI(k), 1, 10000, NULL},
+		{"eval_file", F_STR, MI(eval_file), 0, 0, NULL},
+		{"eval_query", F_STR, MI(eval_query), 0, 0, NULL},
+		{"recall_tolerance", F_SECONDS, MI(recall_tolerance), 0, 0, NULL},
+		{"latency_tolerance", F_SECONDS, MI(latency_tolerance), 0, 0, NULL},
+		{"max_attempts", F_INT, MI(max_attempts), 1, 100, NULL},
+		{"backoff_seconds", F_SECONDS, MI(backoff_seconds), 0, 0, NULL},
+		{"swap_mode", F_ENUM, MI(swap_mode), 0, 0, swap_modes},
+		{"lock_timeout_ms", F_INT, MI(lock_timeout_ms), 1, 60000, NULL},
+		{"swap_attempts", F_INT, MI(swap_attempts), 1, 1000, NULL},
+		{"watch_seconds", F_SECONDS, MI(watch_seconds), 0, 0, NULL},
+		{"retention_seconds", F_SECONDS, MI(retention_seconds), 0, 0, NULL},
+		{"max_transaction_age", F_SECONDS, MI(max_transaction_age), 0, 0, NULL},
+		{"free_space_query", F_STR, MI(free_space_query), 0, 0, NULL},
+		{"free_space_bytes", F_SIZE, MI(free_space_bytes), 0, 0, NULL},
+		{"drop_invalid", F_BOOL, MI(drop_invalid), 0, 0, NULL},
+		{NULL, 0, 0, 0, 0, NULL},
+	};
+#undef MI
+	static const struct custom_key custom[] = {{"search_settings", load_idx_search},
+	                                           {"with", load_idx_with},
+	                                           {"maintenance_settings", load_idx_maint},
+	                                           {NULL, NULL}};
+	size_t n;
+	if (!(cfg->indexes = seq_alloc(lc, val, "managed_indexes", sizeof(*cfg->indexes), false, &n)))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = seq_item(lc, val, i);
+		struct vg_managed_index *m = &cfg->indexes[i];
+		cfg->n_indexes = i + 1;
+		m->k = 10;
+		m->recall_tolerance = 0.02;
+		m->latency_tolerance = 0.5;
+		m->max_attempts = 3;
+		m->backoff_seconds = 2;
+		m->lock_timeout_ms = 50;
+		m->swap_attempts = 20;
+		m->watch_seconds = 60;
+		m->retention_seconds = 86400;
+		m->max_transaction_age = 300;
+		if (!load_mapping(lc, item, "a managed index", fields, custom, m))
+			return false;
+		if (!m->table || !m->index || !m->database)
+			return fail_at(lc, item, "a managed index needs database, table and index");
+		if (!m->eval_query || !m->eval_file)
+			return fail_at(lc, item, "managed index '%s' needs eval_query and eval_file (the recall gate)",
+			               m->index);
+		const char *dot = strchr(m->table, '.');
+		if (dot) {
+			m->schema = strndup(m->table, (size_t)(dot - m->table));
+			char *t = strdup(dot + 1);
+			free(m->table);
+			m->table = t;
+		} else {
+			m->schema = strdup("public");
+		}
+		if (!m->name)
+			m->name = strdup(m->index);
+		if (!m->backend)
+			m->backend = strdup("primary");
+		if (!config_find_backend(cfg, m->backend))
+			return fail_at(lc, item, "managed index '%s' names backend '%s', which is not in backends", m->name,
+			               m->backend);
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(cfg->indexes[j].name, m->name))
+				return fail_at(lc, item, "duplicate managed index '%s'", m->name);
+	}
+	return true;
+}
+
 static void set_defaults(struct vg_config *cfg)
 {
 	cfg->timeouts = (struct vg_timeouts){
@@ -604,6 +751,7 @@ static struct vg_config *load_document(const char *name, yaml_parser_t *parser, 
 		{"listen", load_listen},     {"tls", load_tls},           {"backends", load_backends},
 		{"databases", NULL},         {"auth", load_auth},         {"timeouts", load_timeouts},
 		{"limits", load_limits},     {"logging", load_logging},   {"pool", load_pool},
+		{"admin", load_admin},       {"managed_indexes", load_indexes},
 		{NULL, NULL},
 	};
 	/* backends first: databases refer to them */
@@ -668,6 +816,8 @@ static struct vg_config *load_document(const char *name, yaml_parser_t *parser, 
 	}
 	if (!cfg->pool.server_reset_query)
 		cfg->pool.server_reset_query = strdup("DISCARD ALL");
+	if (!cfg->admin.host)
+		cfg->admin.host = strdup("127.0.0.1");
 	yaml_document_delete(&doc);
 	return cfg;
 failed:
@@ -751,6 +901,25 @@ void config_free(struct vg_config *cfg)
 	free(cfg->auth.auth_dbname);
 	free(cfg->logging.file);
 	free(cfg->pool.server_reset_query);
+	free(cfg->admin.host);
+	free(cfg->admin.token);
+	for (size_t i = 0; i < cfg->n_indexes; i++) {
+		struct vg_managed_index *m = &cfg->indexes[i];
+		char **strs[] = {&m->name, &m->database, &m->backend, &m->schema, &m->table, &m->index, &m->user,
+		                 &m->password, &m->eval_file, &m->eval_query, &m->free_space_query};
+		for (size_t j = 0; j < sizeof(strs) / sizeof(*strs); j++)
+			free(*strs[j]);
+		struct vg_setting *lists[] = {m->search_settings, m->with, m->maintenance};
+		size_t counts[] = {m->n_search_settings, m->n_with, m->n_maintenance};
+		for (size_t l = 0; l < 3; l++) {
+			for (size_t j = 0; j < counts[l]; j++) {
+				free(lists[l][j].name);
+				free(lists[l][j].value);
+			}
+			free(lists[l]);
+		}
+	}
+	free(cfg->indexes);
 	free(cfg->pool.application_name_add_host);
 	free(cfg);
 }
@@ -780,6 +949,14 @@ const struct vg_user *config_find_user(const struct vg_config *cfg, const char *
 	for (size_t i = 0; i < cfg->auth.n_users; i++)
 		if (!strcmp(cfg->auth.users[i].name, name))
 			return &cfg->auth.users[i];
+	return NULL;
+}
+
+const struct vg_managed_index *config_find_index(const struct vg_config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->n_indexes; i++)
+		if (!strcmp(cfg->indexes[i].name, name))
+			return &cfg->indexes[i];
 	return NULL;
 }
 

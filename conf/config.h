@@ -126,6 +126,56 @@ struct vg_pool_settings {
 	char *application_name_add_host; /* reserved, NULL */
 };
 
+/* Admin HTTP API (evhttp), loopback by default. */
+struct vg_admin {
+	char *host;  /* default 127.0.0.1 */
+	int port;    /* 0 = admin API disabled */
+	char *token; /* bearer token; required when port is set */
+};
+
+struct vg_setting {
+	char *name;
+	char *value;
+};
+
+enum vg_swap_mode { VG_SWAP_AUTO = 0, VG_SWAP_FLIP, VG_SWAP_RENAME };
+
+/* An index vecgate may rebuild online. */
+struct vg_managed_index {
+	char *name;     /* handle in the API and CLI; default = index */
+	char *database; /* backend database */
+	char *backend;  /* default primary */
+	char *schema;   /* from table "schema.table"; default public */
+	char *table;
+	char *index;    /* live index name (same schema as the table) */
+	char *user;     /* maintenance connection role (superuser for instant rollback) */
+	char *password;
+	int k;          /* neighbours per eval query, default 10 */
+	char *eval_file; /* one query vector literal per line, optional " | id,id,..." ground truth */
+	/* the k-NN query to evaluate: $1 = query vector literal (text), $2 = k;
+	 * e.g. SELECT id FROM items ORDER BY embedding <=> $1::vector LIMIT $2 */
+	char *eval_query;
+	double recall_tolerance;  /* absolute, default 0.02 */
+	double latency_tolerance; /* relative p95 growth allowed, default 0.5 */
+	struct vg_setting *search_settings; /* e.g. hnsw.ef_search */
+	size_t n_search_settings;
+	struct vg_setting *with; /* WITH (...) overrides for the new index */
+	size_t n_with;
+	struct vg_setting *maintenance; /* SET for the build session */
+	size_t n_maintenance;
+	int max_attempts;     /* build attempts, default 3 */
+	double backoff_seconds; /* first retry delay, doubled each time, default 2 */
+	enum vg_swap_mode swap_mode;
+	int lock_timeout_ms;  /* swap transaction, default 50 */
+	int swap_attempts;    /* default 20 */
+	double watch_seconds; /* default 60 */
+	double retention_seconds; /* keep the old index for rollback, default 86400 */
+	double max_transaction_age; /* preflight refuses older transactions, default 300 s */
+	size_t free_space_bytes; /* preflight: free space figure; 0 = not checked */
+	char *free_space_query;     /* or a SQL query returning bytes free */
+	bool drop_invalid;          /* preflight drops leftover invalid vecgate indexes */
+};
+
 struct vg_config {
 	char *path; /* file it was loaded from (absolute or as given) */
 	struct vg_listen *listen;
@@ -141,6 +191,9 @@ struct vg_config {
 	struct vg_limits limits;
 	struct vg_logging logging;
 	struct vg_pool_settings pool;
+	struct vg_admin admin;
+	struct vg_managed_index *indexes;
+	size_t n_indexes;
 };
 
 /* Parse and validate `path`.  On error returns NULL and writes
@@ -159,5 +212,6 @@ const struct vg_database *config_find_database(const struct vg_config *cfg, cons
 const struct vg_user *config_find_user(const struct vg_config *cfg, const char *name);
 
 const char *config_pool_mode_name(enum vg_pool_mode m);
+const struct vg_managed_index *config_find_index(const struct vg_config *cfg, const char *name);
 
 #endif

@@ -4,6 +4,8 @@
  * finish, then exit), SIGINT stops at once.
  */
 #include "proxy/vecgate.h"
+#include "proxy/admin.h"
+#include "proxy/rebuild.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -220,13 +222,15 @@ int main(int argc, char **argv)
 	event_add(vg.sig_hup, NULL);
 	event_add(vg.sig_term, NULL);
 	event_add(vg.sig_int, NULL);
-	if (listeners_start() < 0) {
+	if (listeners_start() < 0 || admin_start() < 0) {
 		listeners_stop();
 		return 1;
 	}
 	log_info("vecgate started (config %s)", path);
 	event_base_dispatch(vg.base);
 	listeners_stop();
+	admin_stop();
+	rebuild_shutdown();
 	struct client_conn *c;
 	while ((c = TAILQ_FIRST(&vg.closing_clients))) {
 		TAILQ_REMOVE(&vg.closing_clients, c, link);

@@ -38,6 +38,13 @@ struct pg_session {
 
 static void ps_io_cb(evutil_socket_t fd, short what, void *arg);
 
+/* NOTICE/WARNING text from the server goes to vecgate's log, not stderr */
+static void ps_notice(void *arg, const char *message)
+{
+	(void)arg;
+	log_debug("server notice: %.*s", (int)strcspn(message, "\n"), message);
+}
+
 static void stmt_free(struct pg_stmt *st)
 {
 	for (int i = 0; i < st->nparams; i++)
@@ -111,7 +118,12 @@ static void ps_start_next(struct pg_session *s)
 		return;
 	}
 	struct pg_stmt *st = s->head;
-	if (!PQsendQueryParams(s->conn, st->sql, st->nparams, NULL, (const char *const *)st->params, NULL, NULL, 0)) {
+	/* without parameters use the simple protocol: it allows several
+	 * statements (BEGIN; ...; COMMIT) in one string */
+	int ok = st->nparams ? PQsendQueryParams(s->conn, st->sql, st->nparams, NULL, (const char *const *)st->params,
+	                                         NULL, NULL, 0)
+	                     : PQsendQuery(s->conn, st->sql);
+	if (!ok) {
 		ps_lost(s);
 		return;
 	}
@@ -254,6 +266,8 @@ struct pg_session *pg_session_connect(struct event_base *base, const char *const
 	s->on_lost = on_lost;
 	s->arg = arg;
 	s->conn = PQconnectStartParams(keywords, values, 0);
+	if (s->conn)
+		PQsetNoticeProcessor(s->conn, ps_notice, NULL);
 	s->timer = evtimer_new(base, ps_timeout_cb, s);
 	if (!s->conn || PQstatus(s->conn) == CONNECTION_BAD || !s->timer) {
 		ps_destroy(s);
@@ -298,6 +312,11 @@ int pg_session_query(struct pg_session *s, const char *sql, int nparams, const c
 	else if (s->state == PS_IDLE && s->head == st)
 		ps_wait(s, EV_WRITE); /* start once the callback has returned */
 	return 0;
+}
+
+bool pg_session_connected(const struct pg_session *s)
+{
+	return s && s->state != PS_CONNECTING && s->state != PS_CLOSED;
 }
 
 bool pg_session_idle(const struct pg_session *s)

@@ -4,7 +4,8 @@
  * traffic or the admin port.
  *
  * A pg_session connects asynchronously, then runs queued statements one at a
- * time (PQsendQueryParams / PQconsumeInput / PQisBusy on socket readiness).
+ * time (PQsendQueryParams, or PQsendQuery for parameterless strings that may
+ * hold several statements; PQconsumeInput / PQisBusy on socket readiness).
  * Each statement's callback runs exactly once with its last result and, if
  * it failed, an error text (res then carries the SQLSTATE, or is NULL when
  * there was no result).  Results are freed after the callback returns.
@@ -30,6 +31,7 @@ struct pg_session *pg_session_connect(struct event_base *base, const char *const
 int pg_session_query(struct pg_session *s, const char *sql, int nparams, const char *const *params,
                      pg_result_cb cb, void *arg);
 bool pg_session_idle(const struct pg_session *s);
+bool pg_session_connected(const struct pg_session *s);
 int pg_session_backend_pid(const struct pg_session *s);
 PGconn *pg_session_conn(struct pg_session *s);
 void pg_session_close(struct pg_session *s);

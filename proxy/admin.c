@@ -1,0 +1,237 @@
+/*
+ * Admin HTTP API on libevent's evhttp, on its own port (loopback by
+ * default).  Every request but /healthz needs "Authorization: Bearer
+ * <token>", compared in constant time.  Answers are JSON; errors are JSON
+ * objects with a message an operator can act on.
+ *
+ *   GET  /healthz
+ *   GET  /v1/indexes                      managed indexes + latest job
+ *   GET  /v1/jobs[?index=NAME]            jobs, newest first
+ *   GET  /v1/jobs/ID                      one job with progress and history
+ *   POST /v1/indexes/NAME/rebuild         start a rebuild (202)
+ *   POST /v1/jobs/ID/cancel | /rollback
+ */
+#include "proxy/admin.h"
+#include "proxy/json.h"
+#include "proxy/rebuild.h"
+#include "proxy/vecgate.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct evhttp *http;
+
+static void reply(struct evhttp_request *req, int code, const char *reason, struct json *j)
+{
+	struct evbuffer *out = evbuffer_new();
+	evbuffer_add(out, j->buf ? j->buf : "{}", j->buf ? j->len : 2);
+	evbuffer_add(out, "\n", 1);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+	evhttp_send_reply(req, code, reason, out);
+	evbuffer_free(out);
+	json_free(j);
+}
+
+static void reply_error(struct evhttp_request *req, int code, const char *reason, const char *message)
+{
+	struct json j;
+	json_init(&j);
+	json_obj_begin(&j, NULL);
+	json_str(&j, "error", message);
+	json_int(&j, "status", code);
+	json_obj_end(&j);
+	reply(req, code, reason, &j);
+}
+
+/* Constant time whatever the lengths: compare digests, not strings. */
+static bool token_ok(struct evhttp_request *req)
+{
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	const char *want = vg.cfg->admin.token;
+	if (!h || !want || strncmp(h, "Bearer ", 7) != 0)
+		return false;
+	unsigned char a[32], b[32];
+	unsigned int la = 0, lb = 0;
+	EVP_Digest(h + 7, strlen(h + 7), a, &la, EVP_sha256(), NULL);
+	EVP_Digest(want, strlen(want), b, &lb, EVP_sha256(), NULL);
+	return CRYPTO_memcmp(a, b, 32) == 0;
+}
+
+static void index_json(struct json *j, const struct vg_managed_index *mi)
+{
+	json_obj_begin(j, NULL);
+	json_str(j, "name", mi->name);
+	json_str(j, "database", mi->database);
+	json_str(j, "table", mi->table);
+	json_str(j, "schema", mi->schema);
+	json_str(j, "index", mi->index);
+	json_int(j, "k", mi->k);
+	json_num(j, "recall_tolerance", mi->recall_tolerance);
+	json_num(j, "latency_tolerance", mi->latency_tolerance);
+	const struct rebuild_job *job = rebuild_latest(mi->name);
+	if (job)
+		rebuild_job_json(j, "latest_job", job);
+	else
+		json_str(j, "latest_job", NULL);
+	json_obj_end(j);
+}
+
+static int path_id(const char *s, const char **rest)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (end == s || v <= 0 || v > 1000000000)
+		return -1;
+	*rest = end;
+	return (int)v;
+}
+
+static void handle(struct evhttp_request *req, void *arg)
+{
+	(void)arg;
+	const char *uri = evhttp_request_get_uri(req);
+	struct evhttp_uri *u = evhttp_uri_parse(uri);
+	const char *path = u ? evhttp_uri_get_path(u) : NULL;
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	struct json j;
+	json_init(&j);
+	char err[512];
+	if (!path) {
+		reply_error(req, 400, "Bad Request", "malformed request URI");
+		goto done;
+	}
+	if (!strcmp(path, "/healthz")) {
+		json_obj_begin(&j, NULL);
+		json_str(&j, "status", vg.shutting_down ? "draining" : "ok");
+		json_obj_end(&j);
+		reply(req, vg.shutting_down ? 503 : 200, vg.shutting_down ? "Service Unavailable" : "OK", &j);
+		goto done;
+	}
+	if (!token_ok(req)) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
+		reply_error(req, 401, "Unauthorized", "missing or wrong bearer token (Authorization: Bearer <admin.token>)");
+		goto done;
+	}
+	if (!strcmp(path, "/v1/indexes") && cmd == EVHTTP_REQ_GET) {
+		json_obj_begin(&j, NULL);
+		json_arr_begin(&j, "indexes");
+		for (size_t i = 0; i < vg.cfg->n_indexes; i++)
+			index_json(&j, &vg.cfg->indexes[i]);
+		json_arr_end(&j);
+		json_obj_end(&j);
+		reply(req, 200, "OK", &j);
+		goto done;
+	}
+	if (!strcmp(path, "/v1/jobs") && cmd == EVHTTP_REQ_GET) {
+		struct evkeyvalq q;
+		TAILQ_INIT(&q);
+		const char *query = evhttp_uri_get_query(u);
+		if (query)
+			evhttp_parse_query_str(query, &q);
+		json_obj_begin(&j, NULL);
+		rebuild_jobs_json(&j, "jobs", evhttp_find_header(&q, "index"));
+		json_obj_end(&j);
+		evhttp_clear_headers(&q);
+		reply(req, 200, "OK", &j);
+		goto done;
+	}
+	if (!strncmp(path, "/v1/indexes/", 12)) {
+		const char *name = path + 12;
+		const char *slash = strrchr(name, '/');
+		if (!slash || strcmp(slash, "/rebuild") != 0) {
+			reply_error(req, 404, "Not Found", "unknown path; see GET /v1/indexes");
+			goto done;
+		}
+		if (cmd != EVHTTP_REQ_POST) {
+			reply_error(req, 405, "Method Not Allowed", "use POST to start a rebuild");
+			goto done;
+		}
+		char iname[256];
+		snprintf(iname, sizeof(iname), "%.*s", (int)(slash - name), name);
+		char *decoded = evhttp_uridecode(iname, 0, NULL);
+		int id = rebuild_start(decoded ? decoded : iname, err, sizeof(err));
+		free(decoded);
+		if (id < 0) {
+			reply_error(req, strstr(err, "no managed index") ? 404 : 409,
+			            strstr(err, "no managed index") ? "Not Found" : "Conflict", err);
+			goto done;
+		}
+		rebuild_job_json(&j, NULL, rebuild_find(id));
+		reply(req, 202, "Accepted", &j);
+		goto done;
+	}
+	if (!strncmp(path, "/v1/jobs/", 9)) {
+		const char *rest;
+		int id = path_id(path + 9, &rest);
+		const struct rebuild_job *job = id > 0 ? rebuild_find(id) : NULL;
+		if (!job) {
+			reply_error(req, 404, "Not Found", "no such job; see GET /v1/jobs");
+			goto done;
+		}
+		if (!*rest && cmd == EVHTTP_REQ_GET) {
+			rebuild_job_json(&j, NULL, job);
+			reply(req, 200, "OK", &j);
+			goto done;
+		}
+		enum job_event ev;
+		if (!strcmp(rest, "/cancel"))
+			ev = JEV_CANCEL;
+		else if (!strcmp(rest, "/rollback"))
+			ev = JEV_ROLLBACK;
+		else {
+			reply_error(req, 404, "Not Found", "unknown job action; use /cancel or /rollback");
+			goto done;
+		}
+		if (cmd != EVHTTP_REQ_POST) {
+			reply_error(req, 405, "Method Not Allowed", "use POST");
+			goto done;
+		}
+		if (rebuild_signal(id, ev, err, sizeof(err)) < 0) {
+			reply_error(req, 409, "Conflict", err);
+			goto done;
+		}
+		rebuild_job_json(&j, NULL, job);
+		reply(req, 202, "Accepted", &j);
+		goto done;
+	}
+	reply_error(req, 404, "Not Found", "unknown path; try /v1/indexes or /v1/jobs");
+done:
+	json_free(&j);
+	if (u)
+		evhttp_uri_free(u);
+}
+
+int admin_start(void)
+{
+	const struct vg_admin *a = &vg.cfg->admin;
+	if (!a->port)
+		return 0;
+	http = evhttp_new(vg.base);
+	if (!http)
+		return -1;
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+	evhttp_set_max_body_size(http, 65536);
+	evhttp_set_timeout(http, 30);
+	evhttp_set_gencb(http, handle, NULL);
+	if (!evhttp_bind_socket_with_handle(http, a->host, (ev_uint16_t)a->port)) {
+		log_error("admin API: cannot listen on %s:%d", a->host, a->port);
+		evhttp_free(http);
+		http = NULL;
+		return -1;
+	}
+	log_info("admin API listening on http://%s:%d", a->host, a->port);
+	return 0;
+}
+
+void admin_stop(void)
+{
+	if (http)
+		evhttp_free(http);
+	http = NULL;
+}

@@ -1,0 +1,29 @@
+/*
+ * A minimal JSON writer into a growable buffer: objects, arrays, escaped
+ * strings and numbers, with commas placed automatically.
+ */
+#ifndef VG_PROXY_JSON_H
+#define VG_PROXY_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct json {
+	char *buf;
+	size_t len, cap;
+	int depth;
+	bool need_comma[32];
+};
+
+void json_init(struct json *j);
+void json_free(struct json *j);
+void json_obj_begin(struct json *j, const char *key); /* key NULL inside arrays / at top */
+void json_obj_end(struct json *j);
+void json_arr_begin(struct json *j, const char *key);
+void json_arr_end(struct json *j);
+void json_str(struct json *j, const char *key, const char *v); /* v NULL -> null */
+void json_num(struct json *j, const char *key, double v);      /* NaN -> null */
+void json_int(struct json *j, const char *key, long long v);
+void json_bool(struct json *j, const char *key, bool v);
+
+#endif
