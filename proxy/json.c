@@ -140,3 +140,196 @@ void json_bool(struct json *j, const char *key, bool v)
 	prefix(j, key);
 	puts_(j, v ? "true" : "false");
 }
+
+/* ---- reading ---- */
+
+struct jparser {
+	const char *p;
+	int depth;
+};
+
+static void skip_ws(struct jparser *jp)
+{
+	while (*jp->p == ' ' || *jp->p == '\n' || *jp->p == '\r' || *jp->p == '\t')
+		jp->p++;
+}
+
+static char *parse_string(struct jparser *jp)
+{
+	if (*jp->p != '"')
+		return NULL;
+	jp->p++;
+	size_t cap = 32, len = 0;
+	char *out = malloc(cap);
+	while (out && *jp->p && *jp->p != '"') {
+		char c = *jp->p++;
+		if (c == '\\') {
+			char e = *jp->p++;
+			switch (e) {
+			case 'n': c = '\n'; break;
+			case 't': c = '\t'; break;
+			case 'r': c = '\r'; break;
+			case 'b': c = '\b'; break;
+			case 'f': c = '\f'; break;
+			case 'u': {
+				unsigned v = 0;
+				for (int i = 0; i < 4 && *jp->p; i++, jp->p++) {
+					char h = *jp->p;
+					v = v * 16 + (unsigned)(h <= '9' ? h - '0' : (h | 32) - 'a' + 10);
+				}
+				c = v < 0x80 ? (char)v : '?';
+				break;
+			}
+			case 0: free(out); return NULL;
+			default: c = e; break;
+			}
+		}
+		if (len + 2 > cap) {
+			char *n = realloc(out, cap *= 2);
+			if (!n) {
+				free(out);
+				return NULL;
+			}
+			out = n;
+		}
+		out[len++] = c;
+	}
+	if (!out || *jp->p != '"') {
+		free(out);
+		return NULL;
+	}
+	jp->p++;
+	out[len] = 0;
+	return out;
+}
+
+static struct jnode *parse_value(struct jparser *jp)
+{
+	skip_ws(jp);
+	if (++jp->depth > 64)
+		return NULL;
+	struct jnode *n = calloc(1, sizeof(*n));
+	if (!n)
+		return NULL;
+	char c = *jp->p;
+	if (c == '{' || c == '[') {
+		n->type = c == '{' ? J_OBJ : J_ARR;
+		jp->p++;
+		struct jnode **tail = &n->child;
+		skip_ws(jp);
+		if (*jp->p == (c == '{' ? '}' : ']')) {
+			jp->p++;
+			jp->depth--;
+			return n;
+		}
+		for (;;) {
+			char *key = NULL;
+			if (n->type == J_OBJ) {
+				skip_ws(jp);
+				if (!(key = parse_string(jp)))
+					goto bad;
+				skip_ws(jp);
+				if (*jp->p++ != ':') {
+					free(key);
+					goto bad;
+				}
+			}
+			struct jnode *v = parse_value(jp);
+			if (!v) {
+				free(key);
+				goto bad;
+			}
+			v->key = key;
+			*tail = v;
+			tail = &v->next;
+			skip_ws(jp);
+			if (*jp->p == ',') {
+				jp->p++;
+				continue;
+			}
+			if (*jp->p == (n->type == J_OBJ ? '}' : ']')) {
+				jp->p++;
+				break;
+			}
+			goto bad;
+		}
+	} else if (c == '"') {
+		n->type = J_STR;
+		if (!(n->str = parse_string(jp)))
+			goto bad;
+	} else if (!strncmp(jp->p, "true", 4) || !strncmp(jp->p, "false", 5)) {
+		n->type = J_BOOL;
+		n->b = *jp->p == 't';
+		jp->p += n->b ? 4 : 5;
+	} else if (!strncmp(jp->p, "null", 4)) {
+		n->type = J_NULL;
+		jp->p += 4;
+	} else {
+		char *end;
+		n->type = J_NUM;
+		n->num = strtod(jp->p, &end);
+		if (end == jp->p)
+			goto bad;
+		jp->p = end;
+	}
+	jp->depth--;
+	return n;
+bad:
+	json_node_free(n);
+	return NULL;
+}
+
+struct jnode *json_parse(const char *text)
+{
+	struct jparser jp = {text, 0};
+	struct jnode *n = parse_value(&jp);
+	if (!n)
+		return NULL;
+	skip_ws(&jp);
+	if (*jp.p) {
+		json_node_free(n);
+		return NULL;
+	}
+	return n;
+}
+
+void json_node_free(struct jnode *n)
+{
+	while (n) {
+		struct jnode *next = n->next;
+		json_node_free(n->child);
+		free(n->key);
+		free(n->str);
+		free(n);
+		n = next;
+	}
+}
+
+const struct jnode *json_get(const struct jnode *n, const char *path)
+{
+	while (n && *path) {
+		size_t len = strcspn(path, ".");
+		if (n->type != J_OBJ)
+			return NULL;
+		const struct jnode *c = n->child;
+		while (c && !(c->key && strlen(c->key) == len && !strncmp(c->key, path, len)))
+			c = c->next;
+		n = c;
+		path += len;
+		if (*path == '.')
+			path++;
+	}
+	return n;
+}
+
+const char *json_get_str(const struct jnode *n, const char *path)
+{
+	const struct jnode *v = json_get(n, path);
+	return v && v->type == J_STR ? v->str : NULL;
+}
+
+double json_get_num(const struct jnode *n, const char *path)
+{
+	const struct jnode *v = json_get(n, path);
+	return v && v->type == J_NUM ? v->num : NAN;
+}

@@ -26,4 +26,22 @@ void json_num(struct json *j, const char *key, double v);      /* NaN -> null */
 void json_int(struct json *j, const char *key, long long v);
 void json_bool(struct json *j, const char *key, bool v);
 
+/* ---- reading (for vecgatectl) ---- */
+enum jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
+struct jnode {
+	enum jtype type;
+	char *key; /* member name inside an object */
+	char *str;
+	double num;
+	bool b;
+	struct jnode *child, *next;
+};
+/* Parse a whole document; NULL on malformed input. */
+struct jnode *json_parse(const char *text);
+void json_node_free(struct jnode *n);
+/* Dotted path lookup ("progress.percent"); NULL if absent. */
+const struct jnode *json_get(const struct jnode *n, const char *path);
+const char *json_get_str(const struct jnode *n, const char *path); /* NULL unless a string */
+double json_get_num(const struct jnode *n, const char *path);      /* NaN unless a number */
+
 #endif
