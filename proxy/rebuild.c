@@ -24,6 +24,7 @@ struct eval_query {
 	char *vector;
 	int64_t *truth;
 	size_t n_truth;
+	bool truth_from_file; /* else recomputed exactly in every eval run */
 };
 
 struct history_entry {
@@ -230,6 +231,7 @@ static int load_eval(struct rebuild_job *job, const char *path, char *err, size_
 				q->truth = t;
 				q->truth[q->n_truth++] = strtoll(tok, NULL, 10);
 			}
+			q->truth_from_file = q->n_truth > 0;
 		}
 		size_t n = strlen(line);
 		while (n && line[n - 1] == ' ')
@@ -255,6 +257,7 @@ static void eval_finish(struct rebuild_job *job)
 	double recall = job->recall_sum / (double)job->n_queries;
 	free(job->lat_ms);
 	job->lat_ms = NULL;
+	query(job, "ROLLBACK", 0, NULL, NULL);
 	const struct vg_managed_index *mi = job_index(job);
 	switch (job->purpose) {
 	case EVAL_BASELINE:
@@ -270,7 +273,6 @@ static void eval_finish(struct rebuild_job *job)
 		job->new_p50 = p50;
 		job->new_p95 = p95;
 		job->have_new = true;
-		query(job, "ROLLBACK", 0, NULL, NULL);
 		struct gate_input in = {job->base_recall, job->base_p95, recall, p95, mi ? mi->recall_tolerance : 0,
 		                        mi ? mi->latency_tolerance : 0};
 		struct gate_result gr;
@@ -365,18 +367,18 @@ static void eval_next(struct rebuild_job *job)
 	char kbuf[16];
 	snprintf(kbuf, sizeof(kbuf), "%d", mi->k);
 	if (job->eval_truth_pass) {
-		while (job->eval_i < job->n_queries && job->queries[job->eval_i].n_truth > 0)
+		while (job->eval_i < job->n_queries && job->queries[job->eval_i].truth_from_file)
 			job->eval_i++; /* ground truth given in the file */
 		if (job->eval_i < job->n_queries) {
 			const char *params[] = {job->queries[job->eval_i].vector, kbuf};
 			query(job, mi->eval_query, 2, params, eval_result);
 			return;
 		}
-		/* exact pass done: back to index scans */
+		/* exact pass done: back to index scans, same snapshot */
 		job->eval_truth_pass = false;
 		job->eval_i = 0;
-		query(job, "RESET enable_indexscan", 0, NULL, NULL);
-		query(job, "RESET enable_bitmapscan", 0, NULL, NULL);
+		query(job, "SET LOCAL enable_indexscan = on", 0, NULL, NULL);
+		query(job, "SET LOCAL enable_bitmapscan = on", 0, NULL, NULL);
 	}
 	if (!job->eval_prepared) {
 		job->eval_prepared = true;
@@ -404,7 +406,11 @@ static void eval_next(struct rebuild_job *job)
 	eval_finish(job);
 }
 
-/* Start an eval run; for baseline, compute missing ground truth exactly first. */
+/* Start an eval run.  Exact ground truth (unless given in the eval file)
+ * and the timed k-NN queries share one REPEATABLE READ snapshot, so rows
+ * ingested meanwhile cannot make a good index look like it lost recall.
+ * Verify also hides the live index from the planner inside the same
+ * transaction (DESIGN fact 2), so the measured plans use the new one. */
 static void eval_start(struct rebuild_job *job, enum eval_purpose purpose)
 {
 	job->purpose = purpose;
@@ -412,12 +418,22 @@ static void eval_start(struct rebuild_job *job, enum eval_purpose purpose)
 	job->recall_sum = 0;
 	free(job->lat_ms);
 	job->lat_ms = calloc(job->n_queries, sizeof(double));
-	job->eval_truth_pass = purpose == EVAL_BASELINE;
+	job->eval_truth_pass = true;
 	job->eval_prepared = false;
-	if (job->eval_truth_pass) {
-		query(job, "SET enable_indexscan = off", 0, NULL, NULL);
-		query(job, "SET enable_bitmapscan = off", 0, NULL, NULL);
+	query(job, "ROLLBACK", 0, NULL, NULL); /* a transaction a failed attempt left open */
+	query(job, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL, NULL);
+	if (purpose == EVAL_VERIFY && job->superuser) {
+		char sql[1024], lit[800], rel[700];
+		quote_ident(job->schema, rel, sizeof(rel));
+		size_t l = strlen(rel);
+		rel[l++] = '.';
+		quote_ident(job->live, rel + l, sizeof(rel) - l);
+		sql_literal(rel, lit, sizeof(lit));
+		snprintf(sql, sizeof(sql), "UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass", lit);
+		query(job, sql, 0, NULL, NULL);
 	}
+	query(job, "SET LOCAL enable_indexscan = off", 0, NULL, NULL);
+	query(job, "SET LOCAL enable_bitmapscan = off", 0, NULL, NULL);
 	eval_next(job);
 }
 
@@ -725,17 +741,6 @@ static void start_swap(struct rebuild_job *job)
 	query(job, sql, 0, NULL, swap_result);
 }
 
-static void verify_begin(void *arg, PGresult *res, const char *error)
-{
-	struct rebuild_job *job = arg;
-	(void)res;
-	if (error) {
-		job_event(job, JEV_FATAL, "verify could not hide the live index: %s", error);
-		return;
-	}
-	eval_start(job, EVAL_VERIFY);
-}
-
 static void start_verify(struct rebuild_job *job)
 {
 	char sql[1024], q[700];
@@ -744,23 +749,9 @@ static void start_verify(struct rebuild_job *job)
 	q[l++] = '.';
 	quote_ident(job->table, q + l, sizeof(q) - l);
 	snprintf(sql, sizeof(sql), "ANALYZE %s", q);
-	query(job, "ROLLBACK", 0, NULL, NULL); /* a transaction a failed attempt left open */
+	query(job, "ROLLBACK", 0, NULL, NULL);
 	query(job, sql, 0, NULL, NULL);
-	query(job, "BEGIN", 0, NULL, NULL);
-	if (job->superuser) {
-		/* inside this transaction only, the planner may not use the live
-		 * index: the eval then measures the new one (DESIGN fact 2) */
-		char lit[800], rel[700];
-		quote_ident(job->schema, rel, sizeof(rel));
-		l = strlen(rel);
-		rel[l++] = '.';
-		quote_ident(job->live, rel + l, sizeof(rel) - l);
-		sql_literal(rel, lit, sizeof(lit));
-		snprintf(sql, sizeof(sql), "UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass", lit);
-		query(job, sql, 0, NULL, verify_begin);
-	} else {
-		eval_start(job, EVAL_VERIFY);
-	}
+	eval_start(job, EVAL_VERIFY);
 }
 
 static void step_timer(evutil_socket_t fd, short what, void *arg)
@@ -896,8 +887,14 @@ static void perform(struct rebuild_job *job, enum job_state from, enum job_actio
 		                       mi ? mi->lock_timeout_ms * 10 : 500};
 		char sql[4096];
 		sql_rollback(&n, sql, sizeof(sql));
-		if (job->maint)
+		if (!job->maint)
+			job->maint = open_session(job, NULL, cleanup_lost, "rollback");
+		if (job->maint) {
 			pg_session_query(job->maint, sql, 0, NULL, NULL, NULL);
+			/* the candidate, invalid again, would only cost writes: drop it */
+			sql_drop_index_concurrently(job->schema, job->fresh, sql, sizeof(sql));
+			pg_session_query(job->maint, sql, 0, NULL, NULL, NULL);
+		}
 		break;
 	}
 	case JACT_DROP_OLD_INDEX:

@@ -1,0 +1,226 @@
+"""Online rebuild on PostgreSQL 15 with the cube + GiST stand-in, driven
+through vecgatectl and the admin API while traffic flows through vecgate:
+KNN reads (one session caches a generic plan before the swap), INSERTs.
+Covers a full rebuild to done, a build whose backend is killed (clean retry),
+an operator rollback that moves every session back with no lost rows, and
+preflight refusals."""
+import json
+import os
+import random
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+import psycopg
+
+from pgtest import SUPERPW, PgCluster, SRC, Vecgate, _cleanups
+
+CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
+TOKEN = "test-token-0123456789"
+KNN = "SELECT id FROM emb ORDER BY v <-> cube(array[0.5, 0.5, 0.5]) LIMIT 5"
+
+
+class Rebuild(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = PgCluster()
+        cls.pg.psql("CREATE EXTENSION cube", db="postgres")
+        cls.pg.psql("CREATE TABLE emb (id bigserial PRIMARY KEY, v cube)")
+        cls.pg.psql("INSERT INTO emb (v) SELECT cube(array[random(), random(), random()]) "
+                    "FROM generate_series(1, 60000)")
+        cls.pg.psql("CREATE INDEX emb_live ON emb USING gist (v)")
+        cls.pg.psql("ANALYZE emb")
+        d = tempfile.mkdtemp(prefix="vg-eval-")
+        _cleanups.append(lambda: subprocess.run(["rm", "-rf", d]))
+        cls.eval_file = os.path.join(d, "eval.txt")
+        rnd = random.Random(7)
+        with open(cls.eval_file, "w") as f:
+            for _ in range(40):
+                f.write("(%f, %f, %f)\n" % (rnd.random(), rnd.random(), rnd.random()))
+        cls.admin_port = __import__("pgtest").free_port()
+        index = {"name": "emb", "database": "postgres", "table": "public.emb", "index": "emb_live",
+                 "user": "postgres", "password": SUPERPW, "k": 10, "eval_file": cls.eval_file,
+                 "eval_query": "SELECT id FROM public.emb ORDER BY v <-> $1::cube LIMIT $2",
+                 "watch_seconds": 1, "retention_seconds": 3, "latency_tolerance": 5, "backoff_seconds": 1,
+                 "max_attempts": 4}
+        slow = dict(index, name="emb_slow", retention_seconds=600)
+        cls.vg = Vecgate(cls.pg, auth_type="trust", users=[], databases=[
+            {"name": "postgres", "pool_mode": "transaction", "pool_size": 4, "user": "postgres", "password": SUPERPW},
+            {"name": "pinned", "dbname": "postgres", "pool_mode": "session", "pool_size": 2, "user": "postgres",
+             "password": SUPERPW},
+        ], extra={"admin": {"port": cls.admin_port, "token": TOKEN}, "managed_indexes": [index, slow]})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.vg.stop()
+
+    def ctl(self, *args, check=True):
+        env = dict(os.environ, VECGATE_TOKEN=TOKEN, VECGATE_ADMIN_URL="http://127.0.0.1:%d" % self.admin_port)
+        r = subprocess.run([CTL] + list(args), capture_output=True, text=True, env=env, timeout=120)
+        if check:
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr + "\n" + self.vg.log()[-3000:])
+        return r
+
+    def job(self, job_id):
+        return json.loads(self.ctl("--json", "job", str(job_id)).stdout)
+
+    def wait_state(self, job_id, states, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            j = self.job(job_id)
+            if j["state"] in states:
+                return j
+            time.sleep(0.2)
+        self.fail("job %d never reached %s: %s" % (job_id, states, j))
+
+    def plan_index(self, conn):
+        plan = conn.execute("EXPLAIN (FORMAT JSON) EXECUTE knn").fetchone()[0]
+        return plan[0]["Plan"]["Plans"][0].get("Index Name") if "Plans" in plan[0]["Plan"] else None
+
+    def pinned_session(self):
+        c = psycopg.connect(self.vg.dsn(db="pinned", user="postgres", password=""), autocommit=True)
+        c.execute("SET plan_cache_mode = force_generic_plan")
+        c.execute("PREPARE knn AS " + KNN)
+        c.execute("EXECUTE knn")
+        return c
+
+    def traffic(self, stop, stats):
+        """KNN reads and INSERTs through vecgate until stop is set."""
+        try:
+            with psycopg.connect(self.vg.dsn(db="postgres", user="postgres", password=""), autocommit=True,
+                                 prepare_threshold=0) as c:
+                while not stop.is_set():
+                    try:
+                        n = len(c.execute("SELECT id FROM emb ORDER BY v <-> cube(array[%s, 0.5, 0.5]) LIMIT 10",
+                                          (random.random(),)).fetchall())
+                        stats["reads"] += 1
+                        stats["short"] += n != 10
+                        c.execute("INSERT INTO emb (v) VALUES (cube(array[random(), random(), random()]))")
+                        stats["writes"] += 1
+                    except psycopg.Error as e:
+                        stats["errors"].append(str(e))
+        except Exception as e:
+            stats["errors"].append(repr(e))
+
+    def test_1_full_rebuild_under_traffic(self):
+        before = int(self.pg.psql("SELECT count(*) FROM emb"))
+        pinned = self.pinned_session()
+        self.assertEqual(self.plan_index(pinned), "emb_live")
+        old_oid = self.pg.psql("SELECT 'emb_live'::regclass::oid")
+        stop, stats = threading.Event(), {"reads": 0, "writes": 0, "short": 0, "errors": []}
+        t = threading.Thread(target=self.traffic, args=(stop, stats))
+        t.start()
+        try:
+            r = self.ctl("rebuild", "start", "emb_slow")
+            job_id = int(r.stdout.split("job ")[1].split()[0])
+            j = self.wait_state(job_id, ("retain", "failed", "done"))
+            self.assertEqual(j["state"], "retain", j)
+            new_oid = self.pg.psql("SELECT 'emb_live'::regclass::oid")
+            self.assertNotEqual(new_oid, old_oid)
+            self.assertEqual(self.pg.psql("SELECT 'emb_live_vgold%d'::regclass::oid" % job_id), old_oid)
+            # the session that cached its plan before the swap now scans the new index
+            self.assertEqual(self.plan_index(pinned), "emb_live")
+            with psycopg.connect(self.vg.dsn(db="pinned", user="postgres", password=""), autocommit=True) as fresh:
+                fresh.execute("PREPARE knn AS " + KNN)
+                self.assertEqual(self.plan_index(fresh), "emb_live")
+            self.assertGreaterEqual(j["baseline"]["recall"], 0.99)
+            self.assertGreaterEqual(j["candidate"]["recall"], 0.99)
+            self.assertIsNotNone(j["swap_lock_ms"])
+            self.assertLess(j["swap_lock_ms"], 1000)
+            self.assertIn("plan used emb_live_vg%d" % job_id, " ".join(h["message"] for h in j["history"]))
+
+            # operator rollback: every session back on the old index, no row lost
+            self.ctl("rollback", str(job_id))
+            j = self.wait_state(job_id, ("rolled_back",))
+            time.sleep(0.5)
+            self.assertEqual(self.pg.psql("SELECT 'emb_live'::regclass::oid"), old_oid)
+            self.assertEqual(self.plan_index(pinned), "emb_live")
+        finally:
+            stop.set()
+            t.join(30)
+            pinned.close()
+        self.assertEqual(stats["errors"], [])
+        self.assertGreater(stats["reads"], 10)
+        self.assertEqual(stats["short"], 0)
+        after = int(self.pg.psql("SELECT count(*) FROM emb"))
+        self.assertEqual(after, before + stats["writes"])
+        # rows written while the new index served are found through the old one
+        with psycopg.connect(self.vg.dsn(db="postgres", user="postgres", password=""), autocommit=True) as c:
+            c.execute("SET enable_seqscan = off")
+            self.assertEqual(c.execute("SELECT count(*) FROM (SELECT id FROM emb ORDER BY v <-> cube(array[0.1,0.1,0.1]) "
+                                       "LIMIT 100000) s").fetchone()[0], min(after, 100000))
+        # the rolled-back candidate is dropped afterwards
+        deadline = time.time() + 10
+        while time.time() < deadline and self.pg.psql("SELECT to_regclass('emb_live_vg%d') IS NOT NULL" % job_id) == "t":
+            time.sleep(0.2)
+        self.assertEqual(self.pg.psql("SELECT to_regclass('emb_live_vg%d') IS NULL" % job_id), "t")
+
+    def test_2_killed_build_retries_cleanly(self):
+        # an open writing transaction makes the build wait, so there is time to kill it
+        blocker = psycopg.connect("host=127.0.0.1 port=%d user=postgres password=%s dbname=postgres"
+                                  % (self.pg.port, SUPERPW))
+        blocker.execute("INSERT INTO emb (v) VALUES (cube(array[0.1, 0.2, 0.3]))")
+        out = {}
+        watcher = threading.Thread(target=lambda: out.update(r=self.ctl("rebuild", "start", "emb", "--watch",
+                                                                        check=False)))
+        watcher.start()
+        deadline = time.time() + 20
+        pid = None
+        while time.time() < deadline and not pid:
+            pid = self.pg.psql("SELECT pid FROM pg_stat_progress_create_index WHERE relid = 'emb'::regclass")
+            time.sleep(0.1)
+        self.assertTrue(pid, "the build never started")
+        self.pg.psql("SELECT pg_terminate_backend(%s)" % pid)
+        time.sleep(1.5)
+        blocker.commit()
+        blocker.close()
+        watcher.join(90)
+        r = out["r"]
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr + self.vg.log()[-3000:])
+        self.assertIn("done", r.stdout)
+        # the kill is a transient failure: same step again, then on to verify
+        self.assertIn("build     -> build", r.stdout)
+        self.assertIn("terminating connection due to administrator command", r.stdout)
+        self.assertIn("build     -> verify", r.stdout)
+        # no invalid leftovers of the killed attempt, one valid index under the live name
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_index WHERE indrelid = 'emb'::regclass "
+                                      "AND NOT indisvalid"), "0")
+        self.assertEqual(self.pg.psql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'emb_live'::regclass"), "t")
+
+    def test_3_preflight_refusals_and_api_errors(self):
+        # an old open transaction is named with its pid
+        old = psycopg.connect("host=127.0.0.1 port=%d user=postgres password=%s dbname=postgres"
+                              % (self.pg.port, SUPERPW))
+        old.execute("SELECT 1")
+        pid = old.execute("SELECT pg_backend_pid()").fetchone()[0]
+        try:
+            time.sleep(1.2)
+            self.vg.cfg["managed_indexes"][0]["max_transaction_age"] = 1
+            self.vg.write_config()
+            self.vg.proc.send_signal(1)
+            time.sleep(0.5)
+            r = self.ctl("rebuild", "start", "emb", "--watch", check=False)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("pid %d" % pid, r.stdout)
+            self.assertIn("would stall CREATE INDEX CONCURRENTLY", r.stdout)
+        finally:
+            old.close()
+            self.vg.cfg["managed_indexes"][0]["max_transaction_age"] = 300
+            self.vg.write_config()
+            self.vg.proc.send_signal(1)
+            time.sleep(0.5)
+        r = self.ctl("rebuild", "start", "nope", check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no managed index named 'nope'", r.stderr)
+        r = self.ctl("cancel", "999", check=False)
+        self.assertIn("no such job", r.stderr)
+        env = dict(os.environ, VECGATE_TOKEN="wrong-token", VECGATE_ADMIN_URL="http://127.0.0.1:%d" % self.admin_port)
+        r = subprocess.run([CTL, "status"], capture_output=True, text=True, env=env)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("HTTP 401", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
