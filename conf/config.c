@@ -647,6 +647,7 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		{"free_space_query", F_STR, MI(free_space_query), 0, 0, NULL},
 		{"free_space_bytes", F_SIZE, MI(free_space_bytes), 0, 0, NULL},
 		{"drop_invalid", F_BOOL, MI(drop_invalid), 0, 0, NULL},
+		{"approve_swap", F_BOOL, MI(approve_swap), 0, 0, NULL},
 		{NULL, 0, 0, 0, 0, NULL},
 	};
 #undef MI

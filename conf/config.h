@@ -174,6 +174,7 @@ struct vg_managed_index {
 	size_t free_space_bytes; /* preflight: free space figure; 0 = not checked */
 	char *free_space_query;     /* or a SQL query returning bytes free */
 	bool drop_invalid;          /* preflight drops leftover invalid vecgate indexes */
+	bool approve_swap;          /* wait for an operator's approve before swapping */
 };
 
 struct vg_config {

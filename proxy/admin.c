@@ -9,7 +9,7 @@
  *   GET  /v1/jobs[?index=NAME]            jobs, newest first
  *   GET  /v1/jobs/ID                      one job with progress and history
  *   POST /v1/indexes/NAME/rebuild         start a rebuild (202)
- *   POST /v1/jobs/ID/cancel | /rollback
+ *   POST /v1/jobs/ID/cancel | /rollback | /approve
  */
 #include "proxy/admin.h"
 #include "proxy/json.h"
@@ -179,13 +179,26 @@ static void handle(struct evhttp_request *req, void *arg)
 			reply(req, 200, "OK", &j);
 			goto done;
 		}
+		if (!strcmp(rest, "/approve")) {
+			if (cmd != EVHTTP_REQ_POST) {
+				reply_error(req, 405, "Method Not Allowed", "use POST");
+				goto done;
+			}
+			if (rebuild_approve(id, err, sizeof(err)) < 0) {
+				reply_error(req, 409, "Conflict", err);
+				goto done;
+			}
+			rebuild_job_json(&j, NULL, job);
+			reply(req, 202, "Accepted", &j);
+			goto done;
+		}
 		enum job_event ev;
 		if (!strcmp(rest, "/cancel"))
 			ev = JEV_CANCEL;
 		else if (!strcmp(rest, "/rollback"))
 			ev = JEV_ROLLBACK;
 		else {
-			reply_error(req, 404, "Not Found", "unknown job action; use /cancel or /rollback");
+			reply_error(req, 404, "Not Found", "unknown job action; use /cancel, /rollback or /approve");
 			goto done;
 		}
 		if (cmd != EVHTTP_REQ_POST) {

@@ -57,6 +57,7 @@ struct rebuild_job {
 	bool have_base, have_new;
 	double swap_ms;
 	int swap_tries;
+	bool approved;
 
 	char phase[128];
 	long long blocks_done, blocks_total, tuples_done, tuples_total;
@@ -810,6 +811,11 @@ static void run_step(struct rebuild_job *job)
 		start_verify(job);
 		return;
 	case JOB_SWAP:
+		if (mi && mi->approve_swap && !job->approved) {
+			snprintf(job->message, sizeof(job->message),
+			         "verified; waiting for approval to swap (vecgatectl approve %d)", job->id);
+			return;
+		}
 		start_swap(job);
 		return;
 	case JOB_WATCH:
@@ -1048,6 +1054,23 @@ enum job_state rebuild_job_state(const struct rebuild_job *job)
 	return job->state;
 }
 
+int rebuild_approve(int job_id, char *err, size_t errlen)
+{
+	struct rebuild_job *job = (struct rebuild_job *)rebuild_find(job_id);
+	if (!job) {
+		snprintf(err, errlen, "no job %d", job_id);
+		return -1;
+	}
+	if (job->state != JOB_SWAP || job->approved) {
+		snprintf(err, errlen, "job %d is %s: nothing waits for approval", job_id, job_state_name(job->state));
+		return -1;
+	}
+	job->approved = true;
+	log_info("rebuild %d: swap approved by operator", job->id);
+	run_step(job);
+	return 0;
+}
+
 int rebuild_signal(int job_id, enum job_event ev, char *err, size_t errlen)
 {
 	struct rebuild_job *job = (struct rebuild_job *)rebuild_find(job_id);
@@ -1107,6 +1130,8 @@ void rebuild_job_json(struct json *j, const char *key, const struct rebuild_job 
 	json_obj_end(j);
 	json_num(j, "swap_lock_ms", job->swap_tries ? job->swap_ms : NAN);
 	json_int(j, "swap_attempts", job->swap_tries);
+	json_bool(j, "awaiting_approval", job->state == JOB_SWAP && !job->approved && job_index(job) &&
+	                                      job_index(job)->approve_swap);
 	json_arr_begin(j, "history");
 	for (int i = 0; i < job->n_hist; i++) {
 		const struct history_entry *h = &job->hist[i];

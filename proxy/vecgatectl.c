@@ -5,7 +5,7 @@
  * ends, and exits 0 only if it reached "done".
  *
  *   vecgatectl [--url http://127.0.0.1:6480] [--token T] [--json] COMMAND
- *   status | jobs [INDEX] | job ID | rebuild start INDEX [--watch] | cancel ID | rollback ID
+ *   status | jobs [INDEX] | job ID | rebuild start INDEX [--watch] | cancel ID | rollback ID | approve ID
  *
  * The token may also come from VECGATE_TOKEN, the URL from VECGATE_ADMIN_URL.
  */
@@ -37,7 +37,7 @@ static void usage(void)
 	                "  jobs [INDEX]                jobs, newest first\n"
 	                "  job ID                      one job with progress and history\n"
 	                "  rebuild start INDEX [--watch]\n"
-	                "  cancel ID | rollback ID\n");
+	                "  cancel ID | rollback ID | approve ID\n");
 }
 
 /* One HTTP/1.0 request over a plain socket; the admin API is loopback. */
@@ -281,7 +281,7 @@ int main(int argc, char **argv)
 		snprintf(path, sizeof(path), "/v1/jobs/%d", atoi(args[1]));
 		return show("GET", path, render_job);
 	}
-	if ((!strcmp(args[0], "cancel") || !strcmp(args[0], "rollback")) && nargs == 2) {
+	if ((!strcmp(args[0], "cancel") || !strcmp(args[0], "rollback") || !strcmp(args[0], "approve")) && nargs == 2) {
 		snprintf(path, sizeof(path), "/v1/jobs/%d/%s", atoi(args[1]), args[0]);
 		return show("POST", path, render_job);
 	}

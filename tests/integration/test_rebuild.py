@@ -46,11 +46,13 @@ class Rebuild(unittest.TestCase):
                  "watch_seconds": 1, "retention_seconds": 3, "latency_tolerance": 5, "backoff_seconds": 1,
                  "max_attempts": 4}
         slow = dict(index, name="emb_slow", retention_seconds=600)
+        gated = dict(index, name="emb_gated", approve_swap=True, lock_timeout_ms=50, swap_attempts=30,
+                     backoff_seconds=0.2, retention_seconds=1)
         cls.vg = Vecgate(cls.pg, auth_type="trust", users=[], databases=[
             {"name": "postgres", "pool_mode": "transaction", "pool_size": 4, "user": "postgres", "password": SUPERPW},
             {"name": "pinned", "dbname": "postgres", "pool_mode": "session", "pool_size": 2, "user": "postgres",
              "password": SUPERPW},
-        ], extra={"admin": {"port": cls.admin_port, "token": TOKEN}, "managed_indexes": [index, slow]})
+        ], extra={"admin": {"port": cls.admin_port, "token": TOKEN}, "managed_indexes": [index, slow, gated]})
 
     @classmethod
     def tearDownClass(cls):
@@ -220,6 +222,42 @@ class Rebuild(unittest.TestCase):
         r = subprocess.run([CTL, "status"], capture_output=True, text=True, env=env)
         self.assertEqual(r.returncode, 1)
         self.assertIn("HTTP 401", r.stderr)
+
+
+    def test_4_swap_retries_under_lock_without_queueing_traffic(self):
+        r = self.ctl("rebuild", "start", "emb_gated")
+        job_id = int(r.stdout.split("job ")[1].split()[0])
+        j = self.wait_state(job_id, ("swap", "failed"))
+        self.assertEqual(j["state"], "swap", j)
+        deadline = time.time() + 10
+        while not j["awaiting_approval"] and time.time() < deadline:
+            time.sleep(0.1)
+            j = self.job(job_id)
+        self.assertTrue(j["awaiting_approval"], j)
+        # an operator's uncommitted ALTER TABLE holds the table's catalog row
+        blocker = psycopg.connect("host=127.0.0.1 port=%d user=postgres password=%s dbname=postgres"
+                                  % (self.pg.port, SUPERPW))
+        blocker.execute("ALTER TABLE emb SET (autovacuum_enabled = true)")
+        try:
+            self.ctl("approve", str(job_id))
+            time.sleep(1.5)
+            j = self.job(job_id)
+            self.assertEqual(j["state"], "swap", j)
+            self.assertGreater(j["swap_attempts"], 1, j)
+            # traffic is not queued behind the waiting swap: it completes while the blocker still holds
+            with psycopg.connect(self.vg.dsn(db="postgres", user="postgres", password=""), autocommit=True) as c:
+                c.execute("SET statement_timeout = '5s'")
+                self.assertEqual(len(c.execute(KNN).fetchall()), 5)
+                c.execute("INSERT INTO emb (v) VALUES (cube(array[0.9, 0.9, 0.9]))")
+        finally:
+            blocker.commit()
+            blocker.close()
+        j = self.wait_state(job_id, ("done", "failed"))
+        self.assertEqual(j["state"], "done", j)
+        retries = [h for h in j["history"] if h["from"] == "swap" and h["to"] == "swap"]
+        self.assertGreaterEqual(len(retries), 1)
+        self.assertIn("did not get its locks in time", retries[0]["message"])
+        self.assertLess(j["swap_lock_ms"], 1000)
 
 
 if __name__ == "__main__":
