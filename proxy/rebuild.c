@@ -540,6 +540,18 @@ static void preflight_result(void *arg, PGresult *res, const char *error)
 			          job->live);
 			return;
 		}
+		if (!job->superuser && strcmp(PQgetvalue(res, 0, 7), "t")) {
+			job_event(job, JEV_FATAL, "preflight: role %s does not own %s.%s, so it cannot build or rename its "
+			          "indexes; use the table owner or a superuser", mi && mi->user ? mi->user : "postgres",
+			          job->schema, job->table);
+			return;
+		}
+		if (!job->superuser && strcmp(PQgetvalue(res, 0, 6), "t")) {
+			job_event(job, JEV_FATAL, "preflight: role %s may not create in schema %s (GRANT CREATE ON SCHEMA %s "
+			          "TO %s)", mi && mi->user ? mi->user : "postgres", job->schema, job->schema,
+			          mi && mi->user ? mi->user : "postgres");
+			return;
+		}
 		break;
 	case PF_INVALID:
 		for (int r = 0; r < PQntuples(res); r++) {

@@ -11,8 +11,10 @@
 
 const char SQL_INDEX_INFO[] =
 	"SELECT i.indexrelid, i.indrelid::regclass::text, pg_get_indexdef(i.indexrelid), i.indisvalid, "
-	"i.indisready, pg_relation_size(i.indexrelid) "
-	"FROM pg_index i WHERE i.indexrelid = $1::regclass";
+	"i.indisready, pg_relation_size(i.indexrelid), "
+	"has_schema_privilege(c.relnamespace, 'CREATE'), pg_has_role(t.relowner, 'USAGE') "
+	"FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid "
+	"WHERE i.indexrelid = $1::regclass";
 
 const char SQL_INVALID_INDEXES[] =
 	"SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "

@@ -42,7 +42,8 @@ int sql_session_settings(const char *const *names, const char *const *values, in
 void sql_literal(const char *s, char *out, size_t outlen);
 
 /* Catalog queries (parameters in $n comments). */
-extern const char SQL_INDEX_INFO[];          /* $1 schema.index -> indexrelid, table, def, valid, ready, size */
+/* $1 schema.index -> indexrelid, table, def, valid, ready, size, may create in schema, owns table */
+extern const char SQL_INDEX_INFO[];
 extern const char SQL_INVALID_INDEXES[];     /* $1 schema.table -> invalid index names */
 extern const char SQL_BUILDS_RUNNING[];      /* $1 schema.table -> pids of CREATE INDEX in progress */
 extern const char SQL_OLD_TRANSACTIONS[];    /* $1 min age seconds -> pid, age, state, query */

@@ -32,6 +32,15 @@ class Rebuild(unittest.TestCase):
                     "FROM generate_series(1, 60000)")
         cls.pg.psql("CREATE INDEX emb_live ON emb USING gist (v)")
         cls.pg.psql("ANALYZE emb")
+        # a second table owned by a role without superuser: rename mode
+        cls.pg.psql("CREATE ROLE vecowner LOGIN PASSWORD 'owner-pw'")
+        cls.pg.psql("CREATE TABLE docs (id bigserial PRIMARY KEY, v cube)")
+        cls.pg.psql("INSERT INTO docs (v) SELECT cube(array[random(), random(), random()]) "
+                    "FROM generate_series(1, 20000)")
+        cls.pg.psql("CREATE INDEX docs_live ON docs USING gist (v)")
+        cls.pg.psql("ALTER TABLE docs OWNER TO vecowner")
+        cls.pg.psql("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        cls.pg.psql("ANALYZE docs")
         d = tempfile.mkdtemp(prefix="vg-eval-")
         _cleanups.append(lambda: subprocess.run(["rm", "-rf", d]))
         cls.eval_file = os.path.join(d, "eval.txt")
@@ -48,11 +57,14 @@ class Rebuild(unittest.TestCase):
         slow = dict(index, name="emb_slow", retention_seconds=600)
         gated = dict(index, name="emb_gated", approve_swap=True, lock_timeout_ms=50, swap_attempts=30,
                      backoff_seconds=0.2, retention_seconds=1)
+        unprivileged = dict(index, name="docs", table="public.docs", index="docs_live", user="vecowner",
+                            password="owner-pw", retention_seconds=1,
+                            eval_query="SELECT id FROM public.docs ORDER BY v <-> $1::cube LIMIT $2")
         cls.vg = Vecgate(cls.pg, auth_type="trust", users=[], databases=[
             {"name": "postgres", "pool_mode": "transaction", "pool_size": 4, "user": "postgres", "password": SUPERPW},
             {"name": "pinned", "dbname": "postgres", "pool_mode": "session", "pool_size": 2, "user": "postgres",
              "password": SUPERPW},
-        ], extra={"admin": {"port": cls.admin_port, "token": TOKEN}, "managed_indexes": [index, slow, gated]})
+        ], extra={"admin": {"port": cls.admin_port, "token": TOKEN}, "managed_indexes": [index, slow, gated, unprivileged]})
 
     @classmethod
     def tearDownClass(cls):
@@ -258,6 +270,29 @@ class Rebuild(unittest.TestCase):
         self.assertGreaterEqual(len(retries), 1)
         self.assertIn("did not get its locks in time", retries[0]["message"])
         self.assertLess(j["swap_lock_ms"], 1000)
+
+
+    def test_5_rename_mode_without_superuser(self):
+        # preflight names the missing privilege instead of failing mid-build
+        r = self.ctl("rebuild", "start", "docs", "--watch", check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("may not create in schema public (GRANT CREATE ON SCHEMA public TO vecowner)", r.stdout)
+        self.pg.psql("GRANT CREATE ON SCHEMA public TO vecowner")
+        old_oid = self.pg.psql("SELECT 'docs_live'::regclass::oid")
+        r = self.ctl("rebuild", "start", "docs", "--watch", check=False)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr + self.vg.log()[-2000:])
+        self.assertIn("preflight passed (swap mode rename)", r.stdout)
+        self.assertIn("old index dropped, no rollback", r.stdout)
+        new_oid = self.pg.psql("SELECT 'docs_live'::regclass::oid")
+        self.assertNotEqual(new_oid, old_oid)
+        # one index serves under the live name; the old one is gone
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_index WHERE indrelid = 'docs'::regclass "
+                                      "AND indexrelid <> 'docs_pkey'::regclass"), "1")
+        job_id = json.loads(self.ctl("--json", "jobs", "docs").stdout)["jobs"][0]["id"]
+        self.assertEqual(json.loads(self.ctl("--json", "job", str(job_id)).stdout)["state"], "done")
+        r = self.ctl("rollback", str(job_id), check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no instant rollback", r.stderr)
 
 
 if __name__ == "__main__":
