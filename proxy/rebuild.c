@@ -425,10 +425,7 @@ static void eval_start(struct rebuild_job *job, enum eval_purpose purpose)
 	query(job, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL, NULL);
 	if (purpose == EVAL_VERIFY && job->superuser) {
 		char sql[1024], lit[800], rel[700];
-		quote_ident(job->schema, rel, sizeof(rel));
-		size_t l = strlen(rel);
-		rel[l++] = '.';
-		quote_ident(job->live, rel + l, sizeof(rel) - l);
+		sql_qualified(job->schema, job->live, rel, sizeof(rel));
 		sql_literal(rel, lit, sizeof(lit));
 		snprintf(sql, sizeof(sql), "UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass", lit);
 		query(job, sql, 0, NULL, NULL);
@@ -460,10 +457,7 @@ static void preflight_next(struct rebuild_job *job)
 		return;
 	case PF_INDEX: {
 		char q[700];
-		quote_ident(job->schema, q, sizeof(q));
-		size_t l = strlen(q);
-		q[l++] = '.';
-		quote_ident(job->live, q + l, sizeof(q) - l);
+		sql_qualified(job->schema, job->live, q, sizeof(q));
 		const char *params[] = {q};
 		query(job, SQL_INDEX_INFO, 1, params, preflight_result);
 		return;
@@ -471,10 +465,7 @@ static void preflight_next(struct rebuild_job *job)
 	case PF_INVALID:
 	case PF_RUNNING: {
 		char q[700];
-		quote_ident(job->schema, q, sizeof(q));
-		size_t l = strlen(q);
-		q[l++] = '.';
-		quote_ident(job->table, q + l, sizeof(q) - l);
+		sql_qualified(job->schema, job->table, q, sizeof(q));
 		const char *params[] = {q};
 		query(job, pf_stage_of(job) == PF_INVALID ? SQL_INVALID_INDEXES : SQL_BUILDS_RUNNING, 1, params,
 		      preflight_result);
@@ -757,10 +748,7 @@ static void start_swap(struct rebuild_job *job)
 static void start_verify(struct rebuild_job *job)
 {
 	char sql[1024], q[700];
-	quote_ident(job->schema, q, sizeof(q));
-	size_t l = strlen(q);
-	q[l++] = '.';
-	quote_ident(job->table, q + l, sizeof(q) - l);
+	sql_qualified(job->schema, job->table, q, sizeof(q));
 	snprintf(sql, sizeof(sql), "ANALYZE %s", q);
 	query(job, "ROLLBACK", 0, NULL, NULL);
 	query(job, sql, 0, NULL, NULL);
@@ -1000,6 +988,28 @@ const struct rebuild_job *rebuild_latest(const char *index_name)
 	return NULL;
 }
 
+static void job_free(struct rebuild_job *job)
+{
+	if (job->timer)
+		event_free(job->timer);
+	if (job->poll_timer)
+		event_free(job->poll_timer);
+	for (size_t i = 0; i < job->n_queries; i++) {
+		free(job->queries[i].vector);
+		free(job->queries[i].truth);
+	}
+	free(job->queries);
+	free(job->lat_ms);
+	free(job->index_name);
+	free(job->schema);
+	free(job->table);
+	free(job->live);
+	free(job->fresh);
+	free(job->retired);
+	free(job->live_def);
+	free(job);
+}
+
 int rebuild_start(const char *index_name, char *err, size_t errlen)
 {
 	const struct vg_managed_index *mi = config_find_index(vg.cfg, index_name);
@@ -1033,14 +1043,7 @@ int rebuild_start(const char *index_name, char *err, size_t errlen)
 	job->eta_s = NAN;
 	job->timer = evtimer_new(vg.base, step_timer, job);
 	if (load_eval(job, mi->eval_file, err, errlen) < 0) {
-		free(job->index_name);
-		free(job->schema);
-		free(job->table);
-		free(job->live);
-		free(job->fresh);
-		free(job->retired);
-		event_free(job->timer);
-		free(job);
+		job_free(job);
 		return -1;
 	}
 	job->attempts = 1;
@@ -1175,23 +1178,6 @@ void rebuild_shutdown(void)
 		jobs = job->next;
 		stop_running_build(job);
 		close_sessions(job);
-		if (job->timer)
-			event_free(job->timer);
-		if (job->poll_timer)
-			event_free(job->poll_timer);
-		for (size_t i = 0; i < job->n_queries; i++) {
-			free(job->queries[i].vector);
-			free(job->queries[i].truth);
-		}
-		free(job->queries);
-		free(job->lat_ms);
-		free(job->index_name);
-		free(job->schema);
-		free(job->table);
-		free(job->live);
-		free(job->fresh);
-		free(job->retired);
-		free(job->live_def);
-		free(job);
+		job_free(job);
 	}
 }

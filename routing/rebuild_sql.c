@@ -52,8 +52,7 @@ void sql_literal(const char *s, char *out, size_t outlen)
 	out[o] = 0;
 }
 
-/* schema.name, each part quoted as needed */
-static void qualified(const char *schema, const char *name, char *out, size_t outlen)
+void sql_qualified(const char *schema, const char *name, char *out, size_t outlen)
 {
 	char qs[200], qn[200];
 	quote_ident(schema, qs, sizeof(qs));
@@ -65,7 +64,7 @@ static void qualified(const char *schema, const char *name, char *out, size_t ou
 static void regclass_lit(const char *schema, const char *name, char *out, size_t outlen)
 {
 	char q[420];
-	qualified(schema, name, q, sizeof(q));
+	sql_qualified(schema, name, q, sizeof(q));
 	char lit[860];
 	sql_literal(q, lit, sizeof(lit));
 	snprintf(out, outlen, "%s::regclass", lit);
@@ -74,8 +73,8 @@ static void regclass_lit(const char *schema, const char *name, char *out, size_t
 int sql_swap(const struct swap_names *n, enum swap_mode mode, char *out, size_t outlen)
 {
 	char live_q[420], fresh_q[420], retired_name[200], live_name[200], live_rc[900], fresh_rc[900], table_rc[900];
-	qualified(n->schema, n->live, live_q, sizeof(live_q));
-	qualified(n->schema, n->fresh, fresh_q, sizeof(fresh_q));
+	sql_qualified(n->schema, n->live, live_q, sizeof(live_q));
+	sql_qualified(n->schema, n->fresh, fresh_q, sizeof(fresh_q));
 	quote_ident(n->retired, retired_name, sizeof(retired_name));
 	quote_ident(n->live, live_name, sizeof(live_name));
 	regclass_lit(n->schema, n->live, live_rc, sizeof(live_rc));
@@ -121,7 +120,7 @@ int sql_rollback(const struct swap_names *n, char *out, size_t outlen)
 int sql_drop_index_concurrently(const char *schema, const char *index, char *out, size_t outlen)
 {
 	char q[420];
-	qualified(schema, index, q, sizeof(q));
+	sql_qualified(schema, index, q, sizeof(q));
 	int len = snprintf(out, outlen, "DROP INDEX CONCURRENTLY IF EXISTS %s", q);
 	return len < 0 || (size_t)len >= outlen ? -1 : 0;
 }

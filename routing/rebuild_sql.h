@@ -38,6 +38,9 @@ int sql_drop_index_concurrently(const char *schema, const char *index, char *out
 /* Session settings for the maintenance connection, one SET per entry. */
 int sql_session_settings(const char *const *names, const char *const *values, int n, char *out, size_t outlen);
 
+/* schema.name with each part quoted only as needed. */
+void sql_qualified(const char *schema, const char *name, char *out, size_t outlen);
+
 /* A string literal with PostgreSQL quoting ('it''s'). */
 void sql_literal(const char *s, char *out, size_t outlen);
 
