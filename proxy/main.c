@@ -227,6 +227,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_info("vecgate started (config %s)", path);
+	rebuild_resume_all();
 	event_base_dispatch(vg.base);
 	listeners_stop();
 	admin_stop();

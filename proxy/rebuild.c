@@ -80,6 +80,13 @@ struct rebuild_job {
 
 	struct history_entry hist[64];
 	int n_hist;
+
+	/* durable state: a session that holds the index's advisory lock */
+	struct pg_session *state_s;
+	long long db_id;
+	bool persistent;
+	bool resuming;
+	enum job_state resume_to;
 };
 
 static struct rebuild_job *jobs;
@@ -438,6 +445,7 @@ static void eval_start(struct rebuild_job *job, enum eval_purpose purpose)
 /* ---- steps ---- */
 
 static void preflight_result(void *arg, PGresult *res, const char *error);
+static void resume_continue(struct rebuild_job *job);
 
 enum preflight_stage { PF_SUPER, PF_INDEX, PF_INVALID, PF_RUNNING, PF_OLD_XACTS, PF_SPACE, PF_DONE };
 static enum preflight_stage pf_stage_of(struct rebuild_job *job)
@@ -526,6 +534,10 @@ static void preflight_result(void *arg, PGresult *res, const char *error)
 		}
 		set_str(&job->live_def, PQgetvalue(res, 0, 2));
 		job->live_size = atoll(PQgetvalue(res, 0, 5));
+		if (job->resuming) {
+			resume_continue(job);
+			return;
+		}
 		if (strcmp(PQgetvalue(res, 0, 3), "t")) {
 			job_event(job, JEV_FATAL, "preflight: the live index %s is itself invalid; rebuild it by hand first",
 			          job->live);
@@ -934,6 +946,45 @@ static void perform(struct rebuild_job *job, enum job_state from, enum job_actio
 	}
 }
 
+static void fmt_or_null(char *buf, size_t len, double v, const char **out)
+{
+	if (isnan(v)) {
+		*out = NULL;
+		return;
+	}
+	snprintf(buf, len, "%.6f", v);
+	*out = buf;
+}
+
+static void persist(struct rebuild_job *job, const char *from, const char *to, const char *event, const char *msg)
+{
+	if (!job->persistent || !job->db_id || !job->state_s)
+		return;
+	char id[24], att[16], b1[32], b2[32], b3[32], c1[32], sw[32];
+	const char *p6, *p7, *p8, *p9, *p10;
+	snprintf(id, sizeof(id), "%lld", job->db_id);
+	snprintf(att, sizeof(att), "%d", job->attempts);
+	fmt_or_null(b1, sizeof(b1), job->have_base ? job->base_recall : NAN, &p6);
+	fmt_or_null(b2, sizeof(b2), job->have_base ? job->base_p50 : NAN, &p7);
+	fmt_or_null(b3, sizeof(b3), job->have_base ? job->base_p95 : NAN, &p8);
+	fmt_or_null(c1, sizeof(c1), job->have_new ? job->new_recall : NAN, &p9);
+	fmt_or_null(sw, sizeof(sw), job->swap_tries ? job->swap_ms : NAN, &p10);
+	const char *mode = job->state > JOB_PREFLIGHT ? (job->mode == SWAP_FLIP ? "flip" : "rename") : NULL;
+	const char *up[] = {id, job_state_name(job->state), att, job->message, mode, p6, p7, p8, p9, p10};
+	pg_session_query(job->state_s, SQL_JOB_UPDATE, 10, up, NULL, NULL);
+	const char *step[] = {id, from, to, event, msg};
+	pg_session_query(job->state_s, SQL_JOB_STEP, 5, step, NULL, NULL);
+}
+
+static void close_state_when_done(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	(void)res;
+	(void)error;
+	pg_session_close(job->state_s); /* releases the advisory lock */
+	job->state_s = NULL;
+}
+
 static void job_event(struct rebuild_job *job, enum job_event ev, const char *fmt, ...)
 {
 	char msg[1024];
@@ -965,9 +1016,12 @@ static void job_event(struct rebuild_job *job, enum job_event ev, const char *fm
 		job->attempts = 1;
 		job->state_since = now_sec();
 	}
+	persist(job, job_state_name(from), job_state_name(t.next), job_event_name(ev), msg);
 	perform(job, from, t.action);
 	if (t.action == JACT_RUN_STEP)
 		run_step(job);
+	if (job_is_terminal(job->state) && job->state_s)
+		pg_session_query(job->state_s, "SELECT 1", 0, NULL, close_state_when_done, job);
 	if (job_is_terminal(job->state)) {
 		stop_polling(job);
 		if (job->timer)
@@ -1010,6 +1064,106 @@ static void job_free(struct rebuild_job *job)
 	free(job);
 }
 
+static struct rebuild_job *job_new(const struct vg_managed_index *mi, char *err, size_t errlen)
+{
+	struct rebuild_job *job = calloc(1, sizeof(*job));
+	if (!job) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	job->id = next_job_id + 1; /* taken for good in job_register() */
+	job->index_name = strdup(mi->name);
+	job->schema = strdup(mi->schema);
+	job->table = strdup(mi->table);
+	job->live = strdup(mi->index);
+	char name[64];
+	snprintf(name, sizeof(name), "%.40s_vg%d", mi->index, job->id);
+	job->fresh = strdup(name);
+	snprintf(name, sizeof(name), "%.40s_vgold%d", mi->index, job->id);
+	job->retired = strdup(name);
+	job->created = job->updated = job->state_since = now_sec();
+	job->base_recall = job->new_recall = NAN;
+	job->eta_s = NAN;
+	job->attempts = 1;
+	job->state = JOB_PREFLIGHT;
+	job->persistent = true;
+	job->timer = evtimer_new(vg.base, step_timer, job);
+	if (load_eval(job, mi->eval_file, err, errlen) < 0) {
+		job_free(job);
+		return NULL;
+	}
+	return job;
+}
+
+static void job_register(struct rebuild_job *job)
+{
+	job->id = ++next_job_id;
+	job->next = jobs;
+	jobs = job;
+}
+
+/* ---- the state session: schema, advisory lock, job row ---- */
+
+static void state_lost(void *arg, const char *error)
+{
+	struct rebuild_job *job = arg;
+	job->state_s = NULL;
+	log_error("rebuild %d: lost the connection holding the rebuild lock (%s); job state is no longer recorded",
+	          job->id, error ? error : "?");
+}
+
+static void insert_done(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error || !PQntuples(res)) {
+		job->persistent = false;
+		log_warn("rebuild %d: cannot record the job in vecgate.jobs: %s", job->id, error ? error : "no id");
+	} else {
+		job->db_id = atoll(PQgetvalue(res, 0, 0));
+	}
+	run_step(job);
+}
+
+static void lock_done(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error || !PQntuples(res) || strcmp(PQgetvalue(res, 0, 0), "t")) {
+		job_event(job, JEV_FATAL,
+		          "another vecgate instance is rebuilding %s (it holds the advisory lock); follow it there", 
+		          job->index_name);
+		return;
+	}
+	if (!job->persistent) {
+		run_step(job);
+		return;
+	}
+	const char *params[] = {job->index_name, job->fresh, job->retired};
+	pg_session_query(job->state_s, SQL_JOB_INSERT, 3, params, insert_done, job);
+}
+
+static void schema_done(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	(void)res;
+	if (error) {
+		job->persistent = false;
+		log_warn("rebuild %d: durable job state disabled, cannot create schema vecgate: %s", job->id, error);
+	}
+	const char *params[] = {job->index_name};
+	pg_session_query(job->state_s, SQL_TRY_LOCK, 1, params, lock_done, job);
+}
+
+static void state_connected(void *arg, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error) {
+		job->state_s = NULL;
+		job_event(job, JEV_FATAL, "cannot connect to record the job and take the rebuild lock: %s", error);
+		return;
+	}
+	pg_session_query(job->state_s, SQL_STATE_SCHEMA, 0, NULL, schema_done, job);
+}
+
 int rebuild_start(const char *index_name, char *err, size_t errlen)
 {
 	const struct vg_managed_index *mi = config_find_index(vg.cfg, index_name);
@@ -1023,37 +1177,179 @@ int rebuild_start(const char *index_name, char *err, size_t errlen)
 		         job_state_name(prev->state), index_name);
 		return -1;
 	}
-	struct rebuild_job *job = calloc(1, sizeof(*job));
-	if (!job) {
-		snprintf(err, errlen, "out of memory");
+	struct rebuild_job *job = job_new(mi, err, errlen);
+	if (!job)
 		return -1;
-	}
-	job->id = ++next_job_id;
-	job->index_name = strdup(mi->name);
-	job->schema = strdup(mi->schema);
-	job->table = strdup(mi->table);
-	job->live = strdup(mi->index);
-	char name[64];
-	snprintf(name, sizeof(name), "%.40s_vg%d", mi->index, job->id);
-	job->fresh = strdup(name);
-	snprintf(name, sizeof(name), "%.40s_vgold%d", mi->index, job->id);
-	job->retired = strdup(name);
-	job->created = job->updated = job->state_since = now_sec();
-	job->base_recall = job->new_recall = NAN;
-	job->eta_s = NAN;
-	job->timer = evtimer_new(vg.base, step_timer, job);
-	if (load_eval(job, mi->eval_file, err, errlen) < 0) {
-		job_free(job);
-		return -1;
-	}
-	job->attempts = 1;
-	job->state = JOB_PREFLIGHT;
-	job->next = jobs;
-	jobs = job;
+	job_register(job);
 	log_info("rebuild %d: starting for %s (%s.%s, %zu eval queries)", job->id, mi->name, mi->schema, mi->index,
 	         job->n_queries);
-	run_step(job);
+	job->state_s = open_session(job, state_connected, state_lost, "state");
+	if (!job->state_s)
+		job_event(job, JEV_FATAL, "cannot open a connection to the managed index's backend");
 	return job->id;
+}
+
+/* ---- resume after a restart ---- */
+
+static void set_state_resumed(struct rebuild_job *job, enum job_state to, const char *msg)
+{
+	enum job_state from = job->state;
+	job->state = to;
+	job->state_since = now_sec();
+	job->resuming = false;
+	snprintf(job->message, sizeof(job->message), "%s", msg);
+	struct history_entry *h = &job->hist[job->n_hist < 64 ? job->n_hist++ : 63];
+	h->at = now_sec();
+	h->from = from;
+	h->to = to;
+	h->event = JEV_STEP_OK;
+	snprintf(h->message, sizeof(h->message), "%.239s", msg);
+	persist(job, job_state_name(from), job_state_name(to), "resumed", msg);
+	log_info("rebuild %d (%s): %s", job->id, job->index_name, msg);
+}
+
+static void resume_after_cleanup(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	(void)res;
+	if (error)
+		log_warn("rebuild %d: cleanup on resume: %s", job->id, error);
+	if (job->have_base && (job->resume_to == JOB_BUILD || job->resume_to == JOB_VERIFY)) {
+		set_state_resumed(job, JOB_BUILD, "resumed after a restart: the dead build was cancelled and dropped, "
+		                                  "building again");
+	} else {
+		set_state_resumed(job, JOB_PREFLIGHT, "resumed after a restart: starting over from preflight");
+	}
+	run_step(job);
+}
+
+static void resume_swap_checked(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	bool swapped = !error && PQntuples(res) && !PQgetisnull(res, 0, 0);
+	set_state_resumed(job, swapped ? JOB_WATCH : JOB_SWAP,
+	                  swapped ? "resumed after a restart: the swap had happened, watching"
+	                          : "resumed after a restart: the swap had not happened, swapping");
+	run_step(job);
+}
+
+static void resume_continue(struct rebuild_job *job)
+{
+	char rel[700];
+	switch (job->resume_to) {
+	case JOB_SWAP: {
+		sql_qualified(job->schema, job->retired, rel, sizeof(rel));
+		const char *params[] = {rel};
+		query(job, "SELECT to_regclass($1)", 1, params, resume_swap_checked);
+		return;
+	}
+	case JOB_WATCH:
+	case JOB_RETAIN:
+		set_state_resumed(job, job->resume_to, "resumed after a restart");
+		run_step(job);
+		return;
+	default: {
+		/* a build vecgate started before it died may still be running:
+		 * cancel it, then drop whatever it left */
+		char sql[800];
+		sql_qualified(job->schema, job->table, rel, sizeof(rel));
+		const char *params[] = {rel};
+		query(job, SQL_CANCEL_ORPHAN_BUILDS, 1, params, NULL);
+		query(job, "SELECT pg_sleep(0.2)", 0, NULL, NULL);
+		sql_drop_index_concurrently(job->schema, job->fresh, sql, sizeof(sql));
+		query(job, sql, 0, NULL, resume_after_cleanup);
+		return;
+	}
+	}
+}
+
+static void adopt_locked(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error || !PQntuples(res) || strcmp(PQgetvalue(res, 0, 0), "t")) {
+		log_info("rebuild: job %lld for %s is driven by another instance", job->db_id, job->index_name);
+		pg_session_close(job->state_s);
+		job->state_s = NULL;
+		job_free(job);
+		return;
+	}
+	job_register(job);
+	job->resuming = true;
+	log_info("rebuild %d: resuming job %lld for %s (was %s)", job->id, job->db_id, job->index_name,
+	         job_state_name(job->resume_to));
+	run_step(job); /* preflight's first checks, then resume_continue() */
+}
+
+static void unfinished_result(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error || !PQntuples(res)) {
+		pg_session_close(job->state_s);
+		job->state_s = NULL;
+		job_free(job);
+		return;
+	}
+	job->db_id = atoll(PQgetvalue(res, 0, 0));
+	int st = job_state_from_name(PQgetvalue(res, 0, 1));
+	job->resume_to = st < 0 ? JOB_PREFLIGHT : (enum job_state)st;
+	set_str(&job->fresh, PQgetvalue(res, 0, 3));
+	set_str(&job->retired, PQgetvalue(res, 0, 4));
+	job->mode = !strcmp(PQgetvalue(res, 0, 5), "rename") ? SWAP_RENAME : SWAP_FLIP;
+	if (!PQgetisnull(res, 0, 6)) {
+		job->base_recall = atof(PQgetvalue(res, 0, 6));
+		job->base_p50 = atof(PQgetvalue(res, 0, 7));
+		job->base_p95 = atof(PQgetvalue(res, 0, 8));
+		job->have_base = true;
+	}
+	const char *params[] = {job->index_name};
+	pg_session_query(job->state_s, SQL_TRY_LOCK, 1, params, adopt_locked, job);
+}
+
+static void probe_table(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error || !PQntuples(res) || PQgetisnull(res, 0, 0)) {
+		pg_session_close(job->state_s);
+		job->state_s = NULL;
+		job_free(job);
+		return;
+	}
+	const char *params[] = {job->index_name};
+	pg_session_query(job->state_s, SQL_JOB_UNFINISHED, 1, params, unfinished_result, job);
+}
+
+static void probe_connected(void *arg, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error) {
+		log_warn("rebuild: cannot look for unfinished jobs of %s: %s", job->index_name, error);
+		job->state_s = NULL;
+		job_free(job);
+		return;
+	}
+	pg_session_query(job->state_s, "SELECT to_regclass('vecgate.jobs')", 0, NULL, probe_table, job);
+}
+
+static void probe_lost(void *arg, const char *error)
+{
+	struct rebuild_job *job = arg;
+	(void)error;
+	job->state_s = NULL; /* an adopted job keeps running; the lock is gone with the session */
+}
+
+void rebuild_resume_all(void)
+{
+	for (size_t i = 0; i < vg.cfg->n_indexes; i++) {
+		char err[256];
+		struct rebuild_job *job = job_new(&vg.cfg->indexes[i], err, sizeof(err));
+		if (!job) {
+			log_warn("rebuild: cannot check %s for unfinished jobs: %s", vg.cfg->indexes[i].name, err);
+			continue;
+		}
+		job->state_s = open_session(job, probe_connected, probe_lost, "state");
+		if (!job->state_s)
+			job_free(job);
+	}
 }
 
 const struct rebuild_job *rebuild_find(int job_id)
@@ -1115,6 +1411,10 @@ void rebuild_job_json(struct json *j, const char *key, const struct rebuild_job 
 {
 	json_obj_begin(j, key);
 	json_int(j, "id", job->id);
+	if (job->db_id)
+		json_int(j, "db_id", job->db_id);
+	else
+		json_str(j, "db_id", NULL);
 	json_str(j, "index", job->index_name);
 	json_str(j, "state", job_state_name(job->state));
 	json_bool(j, "terminal", job_is_terminal(job->state));

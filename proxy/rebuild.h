@@ -25,6 +25,9 @@ void rebuild_job_json(struct json *j, const char *key, const struct rebuild_job 
 void rebuild_jobs_json(struct json *j, const char *key, const char *index_name /* NULL = all */);
 /* The newest job of an index, or NULL. */
 const struct rebuild_job *rebuild_latest(const char *index_name);
+/* At startup: adopt unfinished jobs recorded in vecgate.jobs whose advisory
+ * lock is free (a vecgate that died mid-rebuild), clean up and resume. */
+void rebuild_resume_all(void);
 void rebuild_shutdown(void);
 
 #endif

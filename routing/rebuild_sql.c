@@ -34,6 +34,42 @@ const char SQL_BUILD_PROGRESS[] =
 
 const char SQL_IS_SUPERUSER[] = "SELECT rolsuper FROM pg_roles WHERE rolname = current_user";
 
+const char SQL_STATE_SCHEMA[] =
+	"CREATE SCHEMA IF NOT EXISTS vecgate;"
+	"CREATE TABLE IF NOT EXISTS vecgate.jobs ("
+	" id bigserial PRIMARY KEY, index_name text NOT NULL, state text NOT NULL, attempts int NOT NULL DEFAULT 1,"
+	" fresh_index text, retired_index text, swap_mode text, message text,"
+	" baseline_recall float8, baseline_p50_ms float8, baseline_p95_ms float8, candidate_recall float8,"
+	" swap_lock_ms float8, driver text DEFAULT inet_client_addr()::text || ':' || pg_backend_pid(),"
+	" created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now());"
+	"CREATE TABLE IF NOT EXISTS vecgate.job_steps ("
+	" job_id bigint NOT NULL REFERENCES vecgate.jobs ON DELETE CASCADE, at timestamptz NOT NULL DEFAULT now(),"
+	" from_state text, to_state text, event text, message text);"
+	"CREATE INDEX IF NOT EXISTS jobs_index_name ON vecgate.jobs (index_name, id)";
+
+const char SQL_TRY_LOCK[] = "SELECT pg_try_advisory_lock(hashtext('vecgate:rebuild:' || $1))";
+
+const char SQL_JOB_INSERT[] =
+	"INSERT INTO vecgate.jobs (index_name, state, fresh_index, retired_index) VALUES ($1, 'preflight', $2, $3) "
+	"RETURNING id";
+
+const char SQL_JOB_UPDATE[] =
+	"UPDATE vecgate.jobs SET state = $2, attempts = $3::int, message = $4, swap_mode = $5, "
+	"baseline_recall = $6::float8, baseline_p50_ms = $7::float8, baseline_p95_ms = $8::float8, "
+	"candidate_recall = $9::float8, swap_lock_ms = $10::float8, updated_at = now() WHERE id = $1::bigint";
+
+const char SQL_JOB_STEP[] =
+	"INSERT INTO vecgate.job_steps (job_id, from_state, to_state, event, message) VALUES ($1::bigint, $2, $3, $4, $5)";
+
+const char SQL_JOB_UNFINISHED[] =
+	"SELECT id, state, attempts, fresh_index, retired_index, swap_mode, baseline_recall, baseline_p50_ms, "
+	"baseline_p95_ms FROM vecgate.jobs WHERE index_name = $1 "
+	"AND state NOT IN ('done', 'failed', 'cancelled', 'rolled_back') ORDER BY id DESC LIMIT 1";
+
+const char SQL_CANCEL_ORPHAN_BUILDS[] =
+	"SELECT pg_cancel_backend(p.pid) FROM pg_stat_progress_create_index p JOIN pg_stat_activity a USING (pid) "
+	"WHERE p.relid = $1::regclass AND a.application_name LIKE 'vecgate rebuild %'";
+
 void sql_literal(const char *s, char *out, size_t outlen)
 {
 	size_t o = 0;

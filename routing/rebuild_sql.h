@@ -53,4 +53,14 @@ extern const char SQL_OLD_TRANSACTIONS[];    /* $1 min age seconds -> pid, age, 
 extern const char SQL_BUILD_PROGRESS[];      /* $1 pid -> phase, blocks/tuples done/total */
 extern const char SQL_IS_SUPERUSER[];
 
+/* Durable job state, schema "vecgate" (created on first use). */
+extern const char SQL_STATE_SCHEMA[];      /* idempotent DDL, several statements */
+extern const char SQL_TRY_LOCK[];          /* $1 index name -> bool (session advisory lock) */
+extern const char SQL_JOB_INSERT[];        /* $1 index, $2 fresh, $3 retired -> id */
+extern const char SQL_JOB_UPDATE[];        /* $1 id, $2 state, $3 attempts, $4 message, $5 swap_mode,
+                                              $6 base recall, $7 p50, $8 p95, $9 cand recall, $10 swap ms */
+extern const char SQL_JOB_STEP[];          /* $1 id, $2 from, $3 to, $4 event, $5 message */
+extern const char SQL_JOB_UNFINISHED[];    /* $1 index -> the newest non-terminal job */
+extern const char SQL_CANCEL_ORPHAN_BUILDS[]; /* $1 schema.table: cancel CREATE INDEX run by vecgate */
+
 #endif

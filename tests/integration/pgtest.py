@@ -159,6 +159,8 @@ class Vecgate:
             f.write(yaml_dump(cfg or self.cfg) + "\n")
 
     def start(self):
+        if getattr(self, "logf", None):
+            self.logf.close()
         self.logf = open(self.logpath, "ab")
         self.proc = subprocess.Popen([VECGATE_BIN, "-c", self.path], stdout=self.logf, stderr=self.logf)
         _cleanups.append(self.stop)

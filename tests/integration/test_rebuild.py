@@ -301,5 +301,41 @@ class Rebuild(unittest.TestCase):
         self.assertIn("no instant rollback", r.stderr)
 
 
+    def test_6_restart_mid_build_resumes(self):
+        blocker = psycopg.connect("host=127.0.0.1 port=%d user=postgres password=%s dbname=postgres"
+                                  % (self.pg.port, SUPERPW))
+        blocker.execute("INSERT INTO emb (v) VALUES (cube(array[0.3, 0.2, 0.1]))")
+        try:
+            r = self.ctl("rebuild", "start", "emb")
+            job_id = int(r.stdout.split("job ")[1].split()[0])
+            self.wait_state(job_id, ("build",))
+            db_id = self.job(job_id)["db_id"]
+            self.assertIsNotNone(db_id)
+            deadline = time.time() + 10
+            while time.time() < deadline and not self.pg.psql(
+                    "SELECT pid FROM pg_stat_progress_create_index WHERE relid = 'emb'::regclass"):
+                time.sleep(0.1)
+            # vecgate dies mid-build, leaving its CREATE INDEX CONCURRENTLY waiting
+            self.vg.proc.kill()
+            self.vg.proc.wait()
+            self.assertEqual(self.pg.psql("SELECT state FROM vecgate.jobs WHERE id = %d" % db_id), "build")
+            self.vg.start()
+            time.sleep(1.5)
+        finally:
+            blocker.commit()
+            blocker.close()
+        jobs = json.loads(self.ctl("--json", "jobs", "emb").stdout)["jobs"]
+        resumed = [j for j in jobs if j.get("db_id") == db_id]
+        self.assertEqual(len(resumed), 1, jobs)
+        j = self.wait_state(resumed[0]["id"], ("done", "failed"), timeout=90)
+        self.assertEqual(j["state"], "done", j)
+        self.assertIn("resumed after a restart", " ".join(h["message"] for h in j["history"]))
+        self.assertEqual(self.pg.psql("SELECT state FROM vecgate.jobs WHERE id = %d" % db_id), "done")
+        self.assertGreater(int(self.pg.psql("SELECT count(*) FROM vecgate.job_steps WHERE job_id = %d "
+                                            "AND event = 'resumed'" % db_id)), 0)
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_index WHERE indrelid = 'emb'::regclass "
+                                      "AND NOT indisvalid"), "0")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
