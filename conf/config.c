@@ -642,6 +642,7 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		{"lock_timeout_ms", F_INT, MI(lock_timeout_ms), 1, 60000, NULL},
 		{"swap_attempts", F_INT, MI(swap_attempts), 1, 1000, NULL},
 		{"watch_seconds", F_SECONDS, MI(watch_seconds), 0, 0, NULL},
+		{"watch_error_rate_increase", F_SECONDS, MI(watch_error_rate_increase), 0, 0, NULL},
 		{"retention_seconds", F_SECONDS, MI(retention_seconds), 0, 0, NULL},
 		{"max_transaction_age", F_SECONDS, MI(max_transaction_age), 0, 0, NULL},
 		{"free_space_query", F_STR, MI(free_space_query), 0, 0, NULL},
@@ -670,6 +671,7 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		m->lock_timeout_ms = 50;
 		m->swap_attempts = 20;
 		m->watch_seconds = 60;
+		m->watch_error_rate_increase = 0.01;
 		m->retention_seconds = 86400;
 		m->max_transaction_age = 300;
 		if (!load_mapping(lc, item, "a managed index", fields, custom, m))

@@ -169,6 +169,7 @@ struct vg_managed_index {
 	int lock_timeout_ms;  /* swap transaction, default 50 */
 	int swap_attempts;    /* default 20 */
 	double watch_seconds; /* default 60 */
+	double watch_error_rate_increase; /* roll back if errors through vecgate rise by more, default 0.01 */
 	double retention_seconds; /* keep the old index for rollback, default 86400 */
 	double max_transaction_age; /* preflight refuses older transactions, default 300 s */
 	size_t free_space_bytes; /* preflight: free space figure; 0 = not checked */

@@ -409,6 +409,8 @@ static void push_req(struct server_conn *s, uint8_t kind, uint8_t req, uint8_t s
 		return;
 	if (req == 'S')
 		s->err_skip = false;
+	if (kind == PD_FORWARD && s->pending.count == 0)
+		s->req_started = now_sec();
 	struct pending p = {.kind = kind, .req = req, .synth = synth, .stmt = stmt};
 	pq_push(&s->pending, p);
 }

@@ -375,6 +375,18 @@ void pool_janitor(double now)
 	}
 }
 
+void pools_traffic(const char *dbname, struct traffic_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (struct pool *p = vg.pools; p; p = p->next) {
+		if (strcmp(p->be_dbname, dbname))
+			continue;
+		out->requests += p->stat_requests;
+		out->errors += p->stat_errors;
+		out->latency_sum += p->stat_latency_sum;
+	}
+}
+
 void pools_free(void)
 {
 	while (vg.pools) {

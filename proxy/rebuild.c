@@ -59,6 +59,12 @@ struct rebuild_job {
 	int swap_tries;
 	bool approved;
 
+	/* traffic through vecgate on the index's database: verify..swap, swap..end of watch */
+	struct traffic_stats t_verify, t_swap;
+	double pre_err_rate, pre_mean_ms, post_err_rate, post_mean_ms;
+	uint64_t post_requests;
+	bool have_watch;
+
 	char phase[128];
 	long long blocks_done, blocks_total, tuples_done, tuples_total;
 	double percent, eta_s, build_started;
@@ -297,10 +303,32 @@ static void eval_finish(struct rebuild_job *job)
 		                        mi ? 2 * mi->latency_tolerance + 1 : 1};
 		struct gate_result gr;
 		gate_evaluate(&in, &gr);
-		if (gr.pass || job->mode == SWAP_RENAME)
-			job_event(job, JEV_STEP_OK, "watch: recall %.4f, p95 %.2f ms after the swap", recall, p95);
+		/* what applications saw through vecgate, before and after the swap */
+		struct traffic_stats now;
+		pools_traffic(mi ? mi->database : "", &now);
+		uint64_t pre_n = job->t_swap.requests - job->t_verify.requests;
+		uint64_t post_n = now.requests - job->t_swap.requests;
+		uint64_t pre_e = job->t_swap.errors - job->t_verify.errors, post_e = now.errors - job->t_swap.errors;
+		job->pre_err_rate = pre_n ? (double)pre_e / (double)pre_n : 0;
+		job->post_err_rate = post_n ? (double)post_e / (double)post_n : 0;
+		job->pre_mean_ms = pre_n ? (job->t_swap.latency_sum - job->t_verify.latency_sum) * 1000 / (double)pre_n : NAN;
+		job->post_mean_ms = post_n ? (now.latency_sum - job->t_swap.latency_sum) * 1000 / (double)post_n : NAN;
+		job->post_requests = post_n;
+		job->have_watch = true;
+		double max_rise = mi ? mi->watch_error_rate_increase : 0.01;
+		bool errors_up = post_n >= 10 && job->post_err_rate > job->pre_err_rate + max_rise;
+		bool slower = pre_n >= 20 && post_n >= 20 && mi &&
+		              job->post_mean_ms > job->pre_mean_ms * (1 + 2 * mi->latency_tolerance) + 1.0;
+		char traffic[300];
+		snprintf(traffic, sizeof(traffic),
+		         "through vecgate %llu requests, error rate %.2f%% (before %.2f%%), mean %.2f ms (before %.2f ms)",
+		         (unsigned long long)post_n, job->post_err_rate * 100, job->pre_err_rate * 100, job->post_mean_ms,
+		         job->pre_mean_ms);
+		if (job->mode == SWAP_RENAME || (gr.pass && !errors_up && !slower))
+			job_event(job, JEV_STEP_OK, "watch: %s; eval recall %.4f, p95 %.2f ms", traffic, recall, p95);
 		else
-			job_event(job, JEV_DEGRADED, "watch: degraded after the swap (%s): rolling back", gr.reason);
+			job_event(job, JEV_DEGRADED, "watch: degraded after the swap (%s): rolling back",
+			          errors_up ? traffic : slower ? traffic : gr.reason);
 		return;
 	}
 	}
@@ -731,6 +759,8 @@ static void swap_result(void *arg, PGresult *res, const char *error)
 		          "swap attempt %d did not get its locks in time (%s); retrying with backoff", job->attempts, error);
 		return;
 	}
+	const struct vg_managed_index *mi = job_index(job);
+	pools_traffic(mi ? mi->database : "", &job->t_swap);
 	if (job->mode == SWAP_RENAME) {
 		/* without superuser the old index must go for the planner to move */
 		char sql[800];
@@ -759,6 +789,8 @@ static void start_swap(struct rebuild_job *job)
 
 static void start_verify(struct rebuild_job *job)
 {
+	const struct vg_managed_index *mi = job_index(job);
+	pools_traffic(mi ? mi->database : "", &job->t_verify);
 	char sql[1024], q[700];
 	sql_qualified(job->schema, job->table, q, sizeof(q));
 	snprintf(sql, sizeof(sql), "ANALYZE %s", q);
@@ -1444,6 +1476,13 @@ void rebuild_job_json(struct json *j, const char *key, const struct rebuild_job 
 	json_num(j, "p95_ms", job->have_new ? job->new_p95 : NAN);
 	json_obj_end(j);
 	json_num(j, "swap_lock_ms", job->swap_tries ? job->swap_ms : NAN);
+	json_obj_begin(j, "watch");
+	json_int(j, "requests", job->have_watch ? (long long)job->post_requests : 0);
+	json_num(j, "error_rate", job->have_watch ? job->post_err_rate : NAN);
+	json_num(j, "error_rate_before", job->have_watch ? job->pre_err_rate : NAN);
+	json_num(j, "mean_ms", job->have_watch ? job->post_mean_ms : NAN);
+	json_num(j, "mean_ms_before", job->have_watch ? job->pre_mean_ms : NAN);
+	json_obj_end(j);
 	json_int(j, "swap_attempts", job->swap_tries);
 	json_bool(j, "awaiting_approval", job->state == JOB_SWAP && !job->approved && job_index(job) &&
 	                                      job_index(job)->approve_swap);

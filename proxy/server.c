@@ -582,8 +582,14 @@ void server_process(struct server_conn *s)
 			uint8_t msg[6];
 			evbuffer_copyout(in, msg, total < 6 ? total : 6);
 			s->txn_status = total >= 6 ? (char)msg[5] : 'I';
-			if (h && (h->req == 'S' || h->req == 'Q' || h->req == 'F'))
+			if (h && (h->req == 'S' || h->req == 'Q' || h->req == 'F')) {
+				if (h->kind == PD_FORWARD && s->req_started > 0) {
+					s->pool->stat_requests++;
+					s->pool->stat_latency_sum += now_sec() - s->req_started;
+					s->req_started = s->pending.count > 1 ? now_sec() : 0;
+				}
 				pq_pop(&s->pending);
+			}
 			if (deliver)
 				evbuffer_remove_buffer(in, cout, total);
 			else
@@ -619,6 +625,7 @@ void server_process(struct server_conn *s)
 				continue;
 			}
 			evbuffer_remove_buffer(in, cout, total);
+			s->pool->stat_errors++;
 			if (h && h->req != 'Q' && h->req != 'F' && h->req != 'S')
 				skip_to_sync(s);
 			continue;

@@ -255,6 +255,7 @@ struct server_conn {
 	struct varcache vars, login_vars;
 	struct scram_client_state *scram;
 	bool close_needed; /* an internal query failed: do not reuse */
+	double req_started; /* when the oldest unanswered client request was sent */
 	/* ParameterStatus seen during login, for the pool's welcome */
 	char **ps_names, **ps_values;
 	int n_ps;
@@ -293,7 +294,19 @@ struct pool {
 	double last_login_fail;
 
 	struct stmt_registry registry;
+
+	/* traffic counters (watch step, later /metrics) */
+	uint64_t stat_requests;   /* request cycles answered with ReadyForQuery */
+	uint64_t stat_errors;     /* ErrorResponses delivered to clients */
+	double stat_latency_sum;  /* seconds, over stat_requests */
 };
+
+/* Sum of the counters of every pool serving backend database `dbname`. */
+struct traffic_stats {
+	uint64_t requests, errors;
+	double latency_sum;
+};
+void pools_traffic(const char *dbname, struct traffic_stats *out);
 
 struct listener;
 

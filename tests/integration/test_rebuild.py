@@ -63,6 +63,7 @@ class Rebuild(unittest.TestCase):
         slow = dict(index, name="emb_slow", retention_seconds=600)
         gated = dict(index, name="emb_gated", approve_swap=True, lock_timeout_ms=50, swap_attempts=30,
                      backoff_seconds=0.2, retention_seconds=1)
+        watched = dict(index, name="emb_watch", watch_seconds=4, retention_seconds=600)
         unprivileged = dict(index, name="docs", table="public.docs", index="docs_live", user="vecowner",
                             password="owner-pw", retention_seconds=1,
                             eval_query="SELECT id FROM public.docs ORDER BY v <-> $1::cube LIMIT $2")
@@ -70,7 +71,7 @@ class Rebuild(unittest.TestCase):
             {"name": "postgres", "pool_mode": "transaction", "pool_size": 4, "user": "postgres", "password": SUPERPW},
             {"name": "pinned", "dbname": "postgres", "pool_mode": "session", "pool_size": 2, "user": "postgres",
              "password": SUPERPW},
-        ], extra={"admin": {"port": cls.admin_port, "token": TOKEN}, "managed_indexes": [index, slow, gated, unprivileged]})
+        ], extra={"admin": {"port": cls.admin_port, "token": TOKEN}, "managed_indexes": [index, slow, gated, unprivileged, watched]})
 
     @classmethod
     def tearDownClass(cls):
@@ -148,6 +149,9 @@ class Rebuild(unittest.TestCase):
             self.assertGreaterEqual(j["baseline"]["recall"], 0.99)
             self.assertGreaterEqual(j["candidate"]["recall"], 0.99)
             self.assertIsNotNone(j["swap_lock_ms"])
+            # the watch looked at what the applications saw through vecgate
+            self.assertGreater(j["watch"]["requests"], 0, j)
+            self.assertEqual(j["watch"]["error_rate"], 0)
             self.assertLess(j["swap_lock_ms"], 1000)
             self.assertIn("plan used emb_live_vg%d" % job_id, " ".join(h["message"] for h in j["history"]))
 
@@ -335,6 +339,25 @@ class Rebuild(unittest.TestCase):
                                             "AND event = 'resumed'" % db_id)), 0)
         self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_index WHERE indrelid = 'emb'::regclass "
                                       "AND NOT indisvalid"), "0")
+
+
+    def test_7_errors_after_swap_roll_back_automatically(self):
+        old_oid = self.pg.psql("SELECT 'emb_live'::regclass::oid")
+        r = self.ctl("rebuild", "start", "emb_watch")
+        job_id = int(r.stdout.split("job ")[1].split()[0])
+        self.wait_state(job_id, ("watch", "failed"))
+        self.assertEqual(self.pg.psql("SELECT 'emb_live'::regclass::oid") == old_oid, False)
+        # applications start failing right after the swap
+        with psycopg.connect(self.vg.dsn(db="postgres", user="postgres", password=""), autocommit=True) as c:
+            for _ in range(30):
+                with self.assertRaises(psycopg.errors.DivisionByZero):
+                    c.execute("SELECT 1 / 0")
+        j = self.wait_state(job_id, ("rolled_back", "retain", "done"), timeout=30)
+        self.assertEqual(j["state"], "rolled_back", j)
+        self.assertIn("degraded after the swap", j["message"])
+        self.assertGreaterEqual(j["watch"]["error_rate"], 0.5)
+        time.sleep(0.5)
+        self.assertEqual(self.pg.psql("SELECT 'emb_live'::regclass::oid"), old_oid)
 
 
 if __name__ == "__main__":
