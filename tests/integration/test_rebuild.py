@@ -120,6 +120,14 @@ class Rebuild(unittest.TestCase):
                         stats["short"] += n != 10
                         c.execute("INSERT INTO emb (v) VALUES (cube(array[random(), random(), random()]))")
                         stats["writes"] += 1
+                        if stats["reads"] % 20 == 0:
+                            # an ingestion batch by COPY
+                            with c.cursor().copy("COPY emb (v) FROM STDIN") as cp:
+                                for _ in range(50):
+                                    cp.write_row(("(%f, %f, %f)" % (random.random(), random.random(),
+                                                                     random.random()),))
+                            stats["writes"] += 50
+                            stats["copies"] += 1
                     except psycopg.Error as e:
                         stats["errors"].append(str(e))
         except Exception as e:
@@ -130,7 +138,7 @@ class Rebuild(unittest.TestCase):
         pinned = self.pinned_session()
         self.assertEqual(self.plan_index(pinned), "emb_live")
         old_oid = self.pg.psql("SELECT 'emb_live'::regclass::oid")
-        stop, stats = threading.Event(), {"reads": 0, "writes": 0, "short": 0, "errors": []}
+        stop, stats = threading.Event(), {"reads": 0, "writes": 0, "copies": 0, "short": 0, "errors": []}
         t = threading.Thread(target=self.traffic, args=(stop, stats))
         t.start()
         try:
@@ -167,6 +175,7 @@ class Rebuild(unittest.TestCase):
             pinned.close()
         self.assertEqual(stats["errors"], [])
         self.assertGreater(stats["reads"], 10)
+        self.assertGreater(stats["copies"], 0)
         self.assertEqual(stats["short"], 0)
         after = int(self.pg.psql("SELECT count(*) FROM emb"))
         self.assertEqual(after, before + stats["writes"])
@@ -358,6 +367,36 @@ class Rebuild(unittest.TestCase):
         self.assertGreaterEqual(j["watch"]["error_rate"], 0.5)
         time.sleep(0.5)
         self.assertEqual(self.pg.psql("SELECT 'emb_live'::regclass::oid"), old_oid)
+
+
+    def test_8_cancel_mid_build(self):
+        blocker = psycopg.connect("host=127.0.0.1 port=%d user=postgres password=%s dbname=postgres"
+                                  % (self.pg.port, SUPERPW))
+        blocker.execute("INSERT INTO emb (v) VALUES (cube(array[0.4, 0.4, 0.4]))")
+        try:
+            r = self.ctl("rebuild", "start", "emb")
+            job_id = int(r.stdout.split("job ")[1].split()[0])
+            j = self.wait_state(job_id, ("build",))
+            deadline = time.time() + 10
+            while time.time() < deadline and not self.pg.psql(
+                    "SELECT pid FROM pg_stat_progress_create_index WHERE relid = 'emb'::regclass"):
+                time.sleep(0.1)
+            r = self.ctl("cancel", str(job_id))
+            self.assertIn("cancelled", r.stdout)
+        finally:
+            blocker.commit()
+            blocker.close()
+        fresh = j["new_index"]
+        deadline = time.time() + 20
+        while time.time() < deadline and self.pg.psql("SELECT to_regclass('%s') IS NULL" % fresh) != "t":
+            time.sleep(0.2)
+        self.assertEqual(self.pg.psql("SELECT to_regclass('%s') IS NULL" % fresh), "t")
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_stat_progress_create_index"), "0")
+        self.assertEqual(self.pg.psql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'emb_live'::regclass"), "t")
+        # cancelling again is refused with the reason
+        r = self.ctl("cancel", str(job_id), check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("in state cancelled", r.stderr)
 
 
 if __name__ == "__main__":
