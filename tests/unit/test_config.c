@@ -175,6 +175,15 @@ static const struct bad_case bad_cases[] = {
 	{BASE "pool:\n  server_reset_query: [a]\n", "t.yaml:6:23:", "must be a scalar value, got a list"},
 	{BASE "limits:\n  max_client_conn: 5\n  max_client_conn: 6\n", "t.yaml:7:3:", "duplicate key 'max_client_conn'"},
 	{"", "t.yaml:1:1:", "configuration is empty"},
+	{BASE "admin: {port: 6480, token: short}\n", "t.yaml:5:8:", "admin.token of at least 16 characters"},
+	{BASE "managed_indexes:\n  - {database: app, table: t, index: i}\n", "t.yaml:6:5:", "needs eval_query and eval_file"},
+	{BASE "managed_indexes:\n  - {database: app, table: t}\n", "t.yaml:6:5:", "needs database, table and index"},
+	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, backend: nope}\n",
+	 "t.yaml:6:5:", "names backend 'nope'"},
+	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, with: {'m; x': 1}}\n",
+	 "t.yaml:6:77:", "not a valid setting name"},
+	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, swap_mode: fast}\n",
+	 "t.yaml:6:81:", "swap_mode must be one of 'auto', 'flip', 'rename'"},
 };
 
 static void test_bad_configs(void **state)
@@ -196,6 +205,44 @@ static void test_bad_configs(void **state)
 		}
 	}
 	assert_int_equal(failures, 0);
+}
+
+static void test_managed_index(void **state)
+{
+	(void)state;
+	const char *y = BASE "admin: {port: 6480, token: 0123456789abcdef}\n"
+	                "managed_indexes:\n"
+	                "  - database: app\n"
+	                "    table: docs.items\n"
+	                "    index: items_hnsw\n"
+	                "    eval_file: /e.txt\n"
+	                "    eval_query: SELECT id FROM docs.items ORDER BY v <-> $1::vector LIMIT $2\n"
+	                "    search_settings: {hnsw.ef_search: 100}\n"
+	                "    with: {m: 24, ef_construction: 128}\n"
+	                "    maintenance_settings: {maintenance_work_mem: 1GB}\n"
+	                "    swap_mode: flip\n"
+	                "    lock_timeout_ms: 25\n";
+	char err[512];
+	struct vg_config *c = config_load_string("m.yaml", y, strlen(y), err, sizeof(err));
+	if (!c)
+		fail_msg("%s", err);
+	assert_int_equal(c->admin.port, 6480);
+	assert_string_equal(c->admin.host, "127.0.0.1");
+	const struct vg_managed_index *m = config_find_index(c, "items_hnsw");
+	assert_non_null(m);
+	assert_string_equal(m->schema, "docs");
+	assert_string_equal(m->table, "items");
+	assert_string_equal(m->backend, "primary");
+	assert_int_equal(m->k, 10);
+	assert_int_equal(m->n_with, 2);
+	assert_string_equal(m->with[1].name, "ef_construction");
+	assert_string_equal(m->with[1].value, "128");
+	assert_string_equal(m->search_settings[0].name, "hnsw.ef_search");
+	assert_int_equal(m->swap_mode, VG_SWAP_FLIP);
+	assert_int_equal(m->lock_timeout_ms, 25);
+	assert_int_equal(m->swap_attempts, 20);
+	assert_true(m->retention_seconds == 86400);
+	config_free(c);
 }
 
 static void test_missing_file(void **state)
@@ -222,6 +269,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full),         cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_bad_configs),  cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_managed_index),
 		cmocka_unit_test(test_example_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
