@@ -1,0 +1,52 @@
+/*
+ * SQL classification for routing: a lexer that is exact about what is code
+ * and what is not (comments, nested block comments, '', E'', $tag$ strings,
+ * "quoted identifiers"), and a classifier on top that tells, per query
+ * string: read-only or not, transaction control, DDL (and which guarded DDL,
+ * on what), the tables referenced, and whether a vector distance operator
+ * (<->, <=>, <#>, <+>, <~>, <%>) is used.  Pure functions over a buffer;
+ * anything unclear is classified conservatively (not read-only).
+ */
+#ifndef VG_ROUTING_CLASSIFY_H
+#define VG_ROUTING_CLASSIFY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define SQL_MAX_TABLES 16
+#define SQL_NAME_MAX 128
+
+enum ddl_kind {
+	DDL_NONE,
+	DDL_REINDEX,              /* REINDEX without CONCURRENTLY */
+	DDL_REINDEX_CONCURRENTLY,
+	DDL_CREATE_INDEX,         /* without CONCURRENTLY */
+	DDL_CREATE_INDEX_CONCURRENTLY,
+	DDL_DROP_INDEX,
+	DDL_DROP_INDEX_CONCURRENTLY,
+	DDL_OTHER,                /* any other DDL */
+};
+
+struct sql_class {
+	int statements;        /* non-empty statements in the string */
+	bool read_only;        /* every statement only reads (safe for a replica) */
+	bool txn_begin;        /* BEGIN / START TRANSACTION */
+	bool txn_end;          /* COMMIT / END / ROLLBACK / ABORT (not TO SAVEPOINT) */
+	bool txn_control;      /* any transaction control, savepoints included */
+	bool ddl;
+	bool locking;          /* SELECT ... FOR UPDATE/SHARE */
+	bool vector_op;        /* a vector distance operator outside strings and comments */
+	enum ddl_kind ddl_kind; /* the first guarded DDL found, else DDL_OTHER/DDL_NONE */
+	char ddl_target[SQL_NAME_MAX];  /* REINDEX/DROP INDEX: the object; CREATE INDEX: the table */
+	char ddl_target2[SQL_NAME_MAX]; /* REINDEX: INDEX/TABLE; CREATE INDEX: the new index's name */
+	char tables[SQL_MAX_TABLES][SQL_NAME_MAX]; /* lower-cased, schema-qualified as written */
+	int n_tables;
+	bool truncated; /* more tables than fit */
+};
+
+void sql_classify(const char *sql, size_t len, struct sql_class *out);
+
+/* Is this operator token one of pgvector's distance operators? */
+bool sql_is_vector_operator(const char *op, size_t len);
+
+#endif
