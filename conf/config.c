@@ -704,6 +704,13 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 	return true;
 }
 
+static bool load_ddl_guard(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	static const struct enum_name modes[] = {{"block", 0}, {"warn", 1}, {"allow", 2}, {NULL, 0}};
+	static const struct field f = {"ddl_guard", F_ENUM, OFF(struct vg_config, ddl_guard), 0, 0, modes};
+	return set_field(lc, &f, base, val);
+}
+
 static void set_defaults(struct vg_config *cfg)
 {
 	cfg->timeouts = (struct vg_timeouts){
@@ -754,7 +761,7 @@ static struct vg_config *load_document(const char *name, yaml_parser_t *parser, 
 		{"listen", load_listen},     {"tls", load_tls},           {"backends", load_backends},
 		{"databases", NULL},         {"auth", load_auth},         {"timeouts", load_timeouts},
 		{"limits", load_limits},     {"logging", load_logging},   {"pool", load_pool},
-		{"admin", load_admin},       {"managed_indexes", load_indexes},
+		{"admin", load_admin},       {"managed_indexes", load_indexes}, {"ddl_guard", load_ddl_guard},
 		{NULL, NULL},
 	};
 	/* backends first: databases refer to them */

@@ -194,6 +194,7 @@ struct vg_config {
 	struct vg_logging logging;
 	struct vg_pool_settings pool;
 	struct vg_admin admin;
+	int ddl_guard; /* 0 block, 1 warn, 2 allow (routing/ddl_guard.h) */
 	struct vg_managed_index *indexes;
 	size_t n_indexes;
 };

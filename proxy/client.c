@@ -6,6 +6,8 @@
  * client statement names can be mapped onto statements the server really has.
  */
 #include "proxy/vecgate.h"
+#include "routing/classify.h"
+#include "routing/ddl_guard.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -511,6 +513,57 @@ passthrough:
 	push_req(s, PD_FORWARD, type, 0, 0);
 }
 
+/* Simple-protocol statements against managed tables and indexes go past
+ * the DDL guard.  Returns true when the statement was refused (and answered). */
+static bool ddl_guard_refused(struct client_conn *c, const uint8_t *msg, uint32_t total)
+{
+	const char *sql = (const char *)msg + PG_HDR_LEN;
+	size_t len = strnlen(sql, total - PG_HDR_LEN);
+	/* every guarded statement names an INDEX (REINDEX, CREATE/DROP INDEX):
+	 * a bounded, case-insensitive look before the real lexer runs */
+	bool maybe = false;
+	for (size_t i = 0; i + 5 <= len && !maybe; i++)
+		maybe = !strncasecmp(sql + i, "index", 5);
+	if (!maybe)
+		return false;
+	struct guard_target targets[32];
+	int n = 0;
+	for (size_t i = 0; i < vg.cfg->n_indexes && n < 32; i++) {
+		const struct vg_managed_index *m = &vg.cfg->indexes[i];
+		if (strcmp(m->database, c->pool->be_dbname))
+			continue;
+		targets[n++] = (struct guard_target){m->name, m->schema, m->table, m->index};
+	}
+	if (!n)
+		return false;
+	struct sql_class cls;
+	sql_classify(sql, len, &cls);
+	char why[512], hint[300];
+	enum guard_verdict v = ddl_guard_check(&cls, targets, n, (enum guard_mode)vg.cfg->ddl_guard, why, sizeof(why),
+	                                       hint, sizeof(hint));
+	if (v == GUARD_PASS)
+		return false;
+	log_warn("C-%llu: %s DDL from %s@%s: %s", (unsigned long long)c->id, v == GUARD_BLOCKED ? "refused" : "allowed",
+	         c->user, c->addr, why);
+	if (v == GUARD_WARNED)
+		return false;
+	struct pg_buf b;
+	buf_init(&b);
+	build_error(&b, "ERROR", VG_SQLSTATE_DDL_GUARD, why, NULL, hint);
+	struct server_conn *s = c->server;
+	if (s && (s->pending.count || s->fwd_remaining)) {
+		/* answers to earlier requests are still coming: take our turn */
+		struct pending p = {.kind = PD_SYNTH, .req = 'Q', .synth = 'Z', .msg = b.data, .msg_len = (uint32_t)b.len};
+		pq_push(&s->pending, p);
+		server_emit_synth(s);
+		return true;
+	}
+	build_ready(&b, s ? s->txn_status : 'I');
+	bufferevent_write(c->bev, b.data, b.len);
+	buf_free(&b);
+	return true;
+}
+
 static void pause_read(struct client_conn *c)
 {
 	if (!c->read_paused) {
@@ -567,6 +620,14 @@ static void forward_loop(struct client_conn *c)
 		c->last_active = now_sec();
 		log_debug("C-%llu: -> '%c' len %u, server %s", (unsigned long long)c->id, type, total,
 		          s ? "linked" : "none");
+		if (type == 'Q' && vg.cfg->n_indexes && vg.cfg->ddl_guard != GUARD_MODE_ALLOW) {
+			if (avail < total)
+				break; /* the guard reads the statement whole */
+			if (ddl_guard_refused(c, evbuffer_pullup(in, total), total)) {
+				evbuffer_drain(in, total);
+				continue;
+			}
+		}
 		if (!s) {
 			if (!pool_checkout(c->pool, c))
 				return; /* queued; client_linked() resumes */

@@ -41,12 +41,16 @@ struct pending *pq_head(struct pending_queue *q)
 void pq_pop(struct pending_queue *q)
 {
 	assert(q->count > 0);
+	free(q->items[q->head].msg);
+	q->items[q->head].msg = NULL;
 	q->head = (q->head + 1) % q->cap;
 	q->count--;
 }
 
 void pq_free(struct pending_queue *q)
 {
+	while (q->count)
+		pq_pop(q);
 	free(q->items);
 	memset(q, 0, sizeof(*q));
 }

@@ -458,8 +458,15 @@ void server_emit_synth(struct server_conn *s)
 		return; /* never overtake a message still being streamed */
 	while ((h = pq_head(&s->pending)) && h->kind == PD_SYNTH) {
 		if (s->client) {
-			uint8_t msg[5] = {h->synth, 0, 0, 0, 4};
-			bufferevent_write(s->client->bev, msg, sizeof(msg));
+			if (h->msg)
+				bufferevent_write(s->client->bev, h->msg, h->msg_len);
+			if (h->synth == 'Z') {
+				uint8_t z[6] = {'Z', 0, 0, 0, 5, (uint8_t)s->txn_status};
+				bufferevent_write(s->client->bev, z, sizeof(z));
+			} else {
+				uint8_t msg[5] = {h->synth, 0, 0, 0, 4};
+				bufferevent_write(s->client->bev, msg, sizeof(msg));
+			}
 		}
 		pq_pop(&s->pending);
 	}

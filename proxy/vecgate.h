@@ -87,8 +87,10 @@ enum pending_kind {
 struct pending {
 	uint8_t kind;
 	uint8_t req;    /* client message type the entry stands for */
-	uint8_t synth;  /* PD_SYNTH: message type to emit */
+	uint8_t synth;  /* PD_SYNTH: message type to emit ('Z': ReadyForQuery with the current status) */
 	uint32_t stmt;  /* statement id this request prepares on the server, or 0 */
+	uint8_t *msg;   /* PD_SYNTH: whole messages to emit first (owned), or NULL */
+	uint32_t msg_len;
 };
 struct pending_queue {
 	struct pending *items;

@@ -399,5 +399,48 @@ class Rebuild(unittest.TestCase):
         self.assertIn("in state cancelled", r.stderr)
 
 
+    def test_9_ddl_guard(self):
+        dsn = self.vg.dsn(db="postgres", user="postgres", password="")
+        with psycopg.connect(dsn, autocommit=True) as c:
+            for sql, fragment in (
+                    ("REINDEX INDEX emb_live", "ACCESS EXCLUSIVE lock on public.emb_live"),
+                    ("/* maintenance */ reindex table public.emb", "REINDEX table public.emb"),
+                    ("DROP INDEX emb_live", "remove the live vector index"),
+                    ("CREATE INDEX emb_extra ON emb (id)", "SHARE lock on emb")):
+                with self.assertRaises(psycopg.Error) as cm:
+                    c.execute(sql)
+                self.assertEqual(cm.exception.sqlstate, "VG002", sql)
+                self.assertIn(fragment, str(cm.exception))
+                # the connection stays usable and the index is untouched
+                self.assertEqual(c.execute("SELECT 1").fetchone()[0], 1)
+            with self.assertRaises(psycopg.Error) as cm:
+                c.execute("REINDEX INDEX emb_live")
+            self.assertIn("REINDEX INDEX CONCURRENTLY public.emb_live", cm.exception.diag.message_hint)
+            # inside a transaction the refusal keeps the transaction status
+            with c.transaction():
+                c.execute("SELECT 1")
+                with self.assertRaises(psycopg.Error):
+                    c.execute("REINDEX INDEX emb_live")
+            # safe forms and unmanaged objects pass
+            c.execute("CREATE INDEX CONCURRENTLY emb_extra ON emb (id)")
+            c.execute("DROP INDEX CONCURRENTLY emb_extra")
+            c.execute("SELECT 'REINDEX INDEX emb_live'")
+        self.assertEqual(self.pg.psql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'emb_live'::regclass"), "t")
+        # warn mode logs and lets it run; allow mode lets it run
+        for mode in ("warn", "allow"):
+            self.vg.cfg["ddl_guard"] = mode
+            self.vg.write_config()
+            self.vg.proc.send_signal(1)
+            time.sleep(0.5)
+            with psycopg.connect(dsn, autocommit=True) as c:
+                c.execute("CREATE INDEX emb_extra ON emb (id)")
+                c.execute("DROP INDEX emb_extra")
+        self.assertIn("allowed DDL", self.vg.log())
+        self.vg.cfg["ddl_guard"] = "block"
+        self.vg.write_config()
+        self.vg.proc.send_signal(1)
+        time.sleep(0.5)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

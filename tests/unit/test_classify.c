@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "routing/classify.h"
+#include "routing/ddl_guard.h"
 
 static struct sql_class cls(const char *sql)
 {
@@ -202,12 +203,50 @@ static void test_random_inputs(void **state)
 	assert_int_equal(c.ddl_kind, DDL_NONE);
 }
 
+static enum guard_verdict guard(const char *sql, enum guard_mode mode, char *msg, char *hint)
+{
+	static const struct guard_target t[] = {{"items", "public", "items", "items_hnsw"},
+	                                        {"docs", "app", "docs", "docs_ivf"}};
+	struct sql_class c = cls(sql);
+	return ddl_guard_check(&c, t, 2, mode, msg, 512, hint, 512);
+}
+
+static void test_ddl_guard(void **state)
+{
+	(void)state;
+	char msg[512], hint[512];
+	assert_int_equal(guard("REINDEX INDEX items_hnsw", GUARD_MODE_BLOCK, msg, hint), GUARD_BLOCKED);
+	assert_non_null(strstr(msg, "ACCESS EXCLUSIVE lock on public.items_hnsw and a SHARE lock on public.items"));
+	assert_non_null(strstr(hint, "REINDEX INDEX CONCURRENTLY public.items_hnsw"));
+	assert_non_null(strstr(hint, "vecgatectl rebuild start items"));
+	assert_int_equal(guard("REINDEX INDEX public.items_hnsw", GUARD_MODE_WARN, msg, hint), GUARD_WARNED);
+	assert_int_equal(guard("REINDEX INDEX items_hnsw", GUARD_MODE_ALLOW, msg, hint), GUARD_PASS);
+	assert_int_equal(guard("REINDEX INDEX other_schema.items_hnsw", GUARD_MODE_BLOCK, msg, hint), GUARD_PASS);
+	assert_int_equal(guard("REINDEX INDEX CONCURRENTLY items_hnsw", GUARD_MODE_BLOCK, msg, hint), GUARD_PASS);
+	assert_int_equal(guard("REINDEX TABLE app.docs", GUARD_MODE_BLOCK, msg, hint), GUARD_BLOCKED);
+	assert_int_equal(guard("REINDEX SCHEMA app", GUARD_MODE_BLOCK, msg, hint), GUARD_BLOCKED);
+	assert_int_equal(guard("REINDEX DATABASE db", GUARD_MODE_BLOCK, msg, hint), GUARD_BLOCKED);
+	assert_int_equal(guard("REINDEX INDEX unrelated", GUARD_MODE_BLOCK, msg, hint), GUARD_PASS);
+	assert_int_equal(guard("DROP INDEX docs_ivf", GUARD_MODE_BLOCK, msg, hint), GUARD_BLOCKED);
+	assert_non_null(strstr(msg, "managed index \"docs\""));
+	assert_int_equal(guard("DROP INDEX CONCURRENTLY IF EXISTS app.docs_ivf", GUARD_MODE_BLOCK, msg, hint),
+	                 GUARD_BLOCKED);
+	assert_int_equal(guard("DROP INDEX some_other", GUARD_MODE_BLOCK, msg, hint), GUARD_PASS);
+	assert_int_equal(guard("CREATE INDEX ON items (id)", GUARD_MODE_BLOCK, msg, hint), GUARD_BLOCKED);
+	assert_non_null(strstr(msg, "SHARE lock on items"));
+	assert_int_equal(guard("CREATE INDEX CONCURRENTLY i2 ON items (id)", GUARD_MODE_BLOCK, msg, hint), GUARD_PASS);
+	assert_int_equal(guard("CREATE INDEX i3 ON other_table (id)", GUARD_MODE_BLOCK, msg, hint), GUARD_PASS);
+	assert_int_equal(guard("SELECT 'DROP INDEX docs_ivf'", GUARD_MODE_BLOCK, msg, hint), GUARD_PASS);
+	assert_int_equal(guard("SELECT 1; DROP INDEX docs_ivf", GUARD_MODE_BLOCK, msg, hint), GUARD_BLOCKED);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_vector_and_read_only), cmocka_unit_test(test_transactions),
 		cmocka_unit_test(test_tables),               cmocka_unit_test(test_guarded_ddl),
 		cmocka_unit_test(test_unterminated_input), cmocka_unit_test(test_random_inputs),
+		cmocka_unit_test(test_ddl_guard),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
