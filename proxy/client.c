@@ -513,12 +513,33 @@ passthrough:
 	push_req(s, PD_FORWARD, type, 0, 0);
 }
 
-/* Simple-protocol statements against managed tables and indexes go past
- * the DDL guard.  Returns true when the statement was refused (and answered). */
-static bool ddl_guard_refused(struct client_conn *c, const uint8_t *msg, uint32_t total)
+/* Send vecgate's own answer after whatever the server still owes this
+ * client: messages (may be NULL) and, if `ready`, a ReadyForQuery. */
+static void answer_in_order(struct client_conn *c, uint8_t *msgs, size_t len, bool ready)
 {
-	const char *sql = (const char *)msg + PG_HDR_LEN;
-	size_t len = strnlen(sql, total - PG_HDR_LEN);
+	struct server_conn *s = c->server;
+	if (s && (s->pending.count || s->fwd_remaining)) {
+		struct pending p = {.kind = PD_SYNTH, .req = 'Q', .synth = ready ? 'Z' : 0, .msg = msgs,
+		                    .msg_len = (uint32_t)len};
+		pq_push(&s->pending, p);
+		server_emit_synth(s);
+		return;
+	}
+	if (msgs)
+		bufferevent_write(c->bev, msgs, len);
+	free(msgs);
+	if (ready) {
+		uint8_t z[6] = {'Z', 0, 0, 0, 5, (uint8_t)(s ? s->txn_status : 'I')};
+		bufferevent_write(c->bev, z, sizeof(z));
+	}
+}
+
+/* Statements against managed tables and indexes go past the DDL guard.
+ * Returns true when the statement was refused (and answered): a simple
+ * Query gets ErrorResponse + ReadyForQuery; a Parse gets the ErrorResponse
+ * and, as PostgreSQL does after an error, everything up to Sync is skipped. */
+static bool ddl_guard_refused(struct client_conn *c, const char *sql, size_t len, bool extended)
+{
 	/* every guarded statement names an INDEX (REINDEX, CREATE/DROP INDEX):
 	 * a bounded, case-insensitive look before the real lexer runs */
 	bool maybe = false;
@@ -550,17 +571,9 @@ static bool ddl_guard_refused(struct client_conn *c, const uint8_t *msg, uint32_
 	struct pg_buf b;
 	buf_init(&b);
 	build_error(&b, "ERROR", VG_SQLSTATE_DDL_GUARD, why, NULL, hint);
-	struct server_conn *s = c->server;
-	if (s && (s->pending.count || s->fwd_remaining)) {
-		/* answers to earlier requests are still coming: take our turn */
-		struct pending p = {.kind = PD_SYNTH, .req = 'Q', .synth = 'Z', .msg = b.data, .msg_len = (uint32_t)b.len};
-		pq_push(&s->pending, p);
-		server_emit_synth(s);
-		return true;
-	}
-	build_ready(&b, s ? s->txn_status : 'I');
-	bufferevent_write(c->bev, b.data, b.len);
-	buf_free(&b);
+	answer_in_order(c, b.data, b.len, !extended);
+	if (extended)
+		c->guard_skip = true;
 	return true;
 }
 
@@ -620,10 +633,42 @@ static void forward_loop(struct client_conn *c)
 		c->last_active = now_sec();
 		log_debug("C-%llu: -> '%c' len %u, server %s", (unsigned long long)c->id, type, total,
 		          s ? "linked" : "none");
-		if (type == 'Q' && vg.cfg->n_indexes && vg.cfg->ddl_guard != GUARD_MODE_ALLOW) {
+		if (c->guard_skip) {
+			/* after a refused Parse, like the server after an error */
+			if (avail < total)
+				break;
+			if (type == 'S') {
+				c->guard_skip = false;
+				if (s && (s->pending.count || s->fwd_remaining)) {
+					/* the server still owes earlier answers and flushes them
+					 * on Sync: its ReadyForQuery ends the batch, after ours */
+					push_req(s, PD_FORWARD, 'S', 0, 0);
+					evbuffer_remove_buffer(in, bufferevent_get_output(s->bev), total);
+					continue;
+				}
+				evbuffer_drain(in, total);
+				answer_in_order(c, NULL, 0, true);
+				continue;
+			}
+			evbuffer_drain(in, total);
+			continue;
+		}
+		if ((type == 'Q' || type == 'P') && vg.cfg->n_indexes && vg.cfg->ddl_guard != GUARD_MODE_ALLOW) {
 			if (avail < total)
 				break; /* the guard reads the statement whole */
-			if (ddl_guard_refused(c, evbuffer_pullup(in, total), total)) {
+			const uint8_t *msg = evbuffer_pullup(in, total);
+			const char *sql = (const char *)msg + PG_HDR_LEN;
+			size_t sql_len = total - PG_HDR_LEN;
+			if (type == 'P') {
+				const char *stmt_name;
+				const uint8_t *tail;
+				if (parse_parse_msg(msg + PG_HDR_LEN, total - PG_HDR_LEN, &stmt_name, &tail, &sql_len) == 0)
+					sql = (const char *)tail;
+				else
+					sql_len = 0;
+			}
+			sql_len = strnlen(sql, sql_len);
+			if (ddl_guard_refused(c, sql, sql_len, type == 'P')) {
 				evbuffer_drain(in, total);
 				continue;
 			}

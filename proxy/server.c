@@ -463,7 +463,7 @@ void server_emit_synth(struct server_conn *s)
 			if (h->synth == 'Z') {
 				uint8_t z[6] = {'Z', 0, 0, 0, 5, (uint8_t)s->txn_status};
 				bufferevent_write(s->client->bev, z, sizeof(z));
-			} else {
+			} else if (h->synth) {
 				uint8_t msg[5] = {h->synth, 0, 0, 0, 4};
 				bufferevent_write(s->client->bev, msg, sizeof(msg));
 			}

@@ -207,6 +207,7 @@ struct client_conn {
 	struct server_conn *server;
 	size_t fwd_remaining; /* bytes of the current message still to forward */
 	bool read_paused;     /* server output above the high watermark */
+	bool guard_skip;      /* a refused Parse: discard extended messages until Sync */
 
 	/* auth */
 	struct scram_server_state *scram;

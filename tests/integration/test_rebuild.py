@@ -425,6 +425,32 @@ class Rebuild(unittest.TestCase):
             c.execute("CREATE INDEX CONCURRENTLY emb_extra ON emb (id)")
             c.execute("DROP INDEX CONCURRENTLY emb_extra")
             c.execute("SELECT 'REINDEX INDEX emb_live'")
+            # extended protocol in a pipeline: the refusal arrives in order, the rest is unaffected
+            results = []
+            with self.assertRaises(psycopg.Error) as cm:
+                with c.pipeline():
+                    results.append(c.execute("SELECT 41 + 1"))
+                    c.execute("DROP INDEX emb_live", prepare=False)
+            self.assertEqual(cm.exception.sqlstate, "VG002")
+            self.assertEqual(results[0].fetchone()[0], 42)
+            self.assertEqual(c.execute("SELECT 2").fetchone()[0], 2)
+
+        # asyncpg sends Parse/Bind/Execute/Sync: refused at Parse, skipped to Sync
+        import asyncio
+        import asyncpg
+
+        async def extended():
+            conn = await asyncpg.connect(host="127.0.0.1", port=self.vg.port, user="postgres", database="postgres")
+            try:
+                try:
+                    await conn.fetch("REINDEX INDEX emb_live")
+                    return "not refused"
+                except asyncpg.PostgresError as e:
+                    state = e.sqlstate
+                return state, await conn.fetchval("SELECT $1::int * 2", 21)
+            finally:
+                await conn.close()
+        self.assertEqual(asyncio.run(extended()), ("VG002", 42))
         self.assertEqual(self.pg.psql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'emb_live'::regclass"), "t")
         # warn mode logs and lets it run; allow mode lets it run
         for mode in ("warn", "allow"):
