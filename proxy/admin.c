@@ -4,7 +4,7 @@
  * <token>", compared in constant time.  Answers are JSON; errors are JSON
  * objects with a message an operator can act on.
  *
- *   GET  /healthz
+ *   GET  /healthz, /readyz, /metrics (Prometheus text; no token: loopback by default)
  *   GET  /v1/indexes                      managed indexes + latest job
  *   GET  /v1/jobs[?index=NAME]            jobs, newest first
  *   GET  /v1/jobs/ID                      one job with progress and history
@@ -63,6 +63,53 @@ static bool token_ok(struct evhttp_request *req)
 	return CRYPTO_memcmp(a, b, 32) == 0;
 }
 
+/* Proxy-wide series: clients, server connections and traffic per pool. */
+static void metrics_write(struct evbuffer *b)
+{
+	evbuffer_add_printf(b, "# HELP vecgate_clients Client connections.\n# TYPE vecgate_clients gauge\n"
+	                       "vecgate_clients %d\n", vg.n_clients);
+	evbuffer_add_printf(b, "# HELP vecgate_server_connections Server connections per pool and state.\n"
+	                       "# TYPE vecgate_server_connections gauge\n");
+	for (struct pool *p = vg.pools; p; p = p->next) {
+		int idle = 0, active = 0;
+		struct server_conn *s;
+		TAILQ_FOREACH(s, &p->servers, link) {
+			if (s->state == SV_IDLE)
+				idle++;
+			else if (s->state == SV_ACTIVE)
+				active++;
+		}
+		evbuffer_add_printf(b,
+		                    "vecgate_server_connections{database=\"%s\",user=\"%s\",state=\"idle\"} %d\n"
+		                    "vecgate_server_connections{database=\"%s\",user=\"%s\",state=\"active\"} %d\n"
+		                    "vecgate_server_connections{database=\"%s\",user=\"%s\",state=\"connecting\"} %d\n",
+		                    p->db_name, p->user, idle, p->db_name, p->user, active, p->db_name, p->user,
+		                    p->n_connecting);
+	}
+	evbuffer_add_printf(b, "# HELP vecgate_requests_total Request cycles answered (ReadyForQuery) per pool.\n"
+	                       "# TYPE vecgate_requests_total counter\n"
+	                       "# HELP vecgate_errors_total ErrorResponses delivered to clients per pool.\n"
+	                       "# TYPE vecgate_errors_total counter\n"
+	                       "# HELP vecgate_request_seconds_total Time from request to ReadyForQuery, summed.\n"
+	                       "# TYPE vecgate_request_seconds_total counter\n"
+	                       "# HELP vecgate_waiting_clients Clients queued for a server.\n"
+	                       "# TYPE vecgate_waiting_clients gauge\n");
+	for (struct pool *p = vg.pools; p; p = p->next) {
+		int waiting = 0;
+		struct client_conn *c;
+		TAILQ_FOREACH(c, &p->waiting, pool_link)
+			waiting++;
+		evbuffer_add_printf(b,
+		                    "vecgate_requests_total{database=\"%s\",user=\"%s\"} %llu\n"
+		                    "vecgate_errors_total{database=\"%s\",user=\"%s\"} %llu\n"
+		                    "vecgate_request_seconds_total{database=\"%s\",user=\"%s\"} %.6f\n"
+		                    "vecgate_waiting_clients{database=\"%s\",user=\"%s\"} %d\n",
+		                    p->db_name, p->user, (unsigned long long)p->stat_requests, p->db_name, p->user,
+		                    (unsigned long long)p->stat_errors, p->db_name, p->user, p->stat_latency_sum,
+		                    p->db_name, p->user, waiting);
+	}
+}
+
 static void index_json(struct json *j, const struct vg_managed_index *mi)
 {
 	json_obj_begin(j, NULL);
@@ -111,6 +158,25 @@ static void handle(struct evhttp_request *req, void *arg)
 		json_str(&j, "status", vg.shutting_down ? "draining" : "ok");
 		json_obj_end(&j);
 		reply(req, vg.shutting_down ? 503 : 200, vg.shutting_down ? "Service Unavailable" : "OK", &j);
+		goto done;
+	}
+	if (!strcmp(path, "/readyz")) {
+		bool ready = !vg.shutting_down && vg.listeners;
+		json_obj_begin(&j, NULL);
+		json_bool(&j, "ready", ready);
+		json_int(&j, "clients", vg.n_clients);
+		json_obj_end(&j);
+		reply(req, ready ? 200 : 503, ready ? "OK" : "Service Unavailable", &j);
+		goto done;
+	}
+	if (!strcmp(path, "/metrics")) {
+		struct evbuffer *out = evbuffer_new();
+		metrics_write(out);
+		rebuild_metrics(out);
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+		                  "text/plain; version=0.0.4; charset=utf-8");
+		evhttp_send_reply(req, 200, "OK", out);
+		evbuffer_free(out);
 		goto done;
 	}
 	if (!token_ok(req)) {

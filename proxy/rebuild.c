@@ -14,6 +14,7 @@
 #include "routing/indexdef.h"
 #include "routing/rebuild_sql.h"
 
+#include <event2/buffer.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1508,6 +1509,40 @@ void rebuild_jobs_json(struct json *j, const char *key, const char *index_name)
 		if (!index_name || !strcmp(job->index_name, index_name))
 			rebuild_job_json(j, NULL, job);
 	json_arr_end(j);
+}
+
+void rebuild_metrics(struct evbuffer *b)
+{
+	evbuffer_add_printf(b, "# HELP vecgate_rebuild_state Current state of the newest rebuild job per managed index.\n"
+	                       "# TYPE vecgate_rebuild_state gauge\n");
+	for (size_t i = 0; i < vg.cfg->n_indexes; i++) {
+		const struct rebuild_job *job = rebuild_latest(vg.cfg->indexes[i].name);
+		for (int st = 0; st < JOB_STATE_COUNT; st++)
+			evbuffer_add_printf(b, "vecgate_rebuild_state{index=\"%s\",state=\"%s\"} %d\n",
+			                    vg.cfg->indexes[i].name, job_state_name((enum job_state)st),
+			                    job && (int)job->state == st ? 1 : 0);
+	}
+	evbuffer_add_printf(b, "# HELP vecgate_rebuild_progress_percent Build progress of the newest job.\n"
+	                       "# TYPE vecgate_rebuild_progress_percent gauge\n"
+	                       "# HELP vecgate_recall Recall@k measured by the newest job (baseline = live index before).\n"
+	                       "# TYPE vecgate_recall gauge\n"
+	                       "# HELP vecgate_swap_lock_milliseconds Duration of the newest job's swap transaction.\n"
+	                       "# TYPE vecgate_swap_lock_milliseconds gauge\n");
+	for (struct rebuild_job *job = jobs; job; job = job->next) {
+		if (job != rebuild_latest(job->index_name))
+			continue;
+		double pct = job->state > JOB_BUILD && job->state <= JOB_DONE ? 100 : job->percent;
+		evbuffer_add_printf(b, "vecgate_rebuild_progress_percent{index=\"%s\"} %.2f\n", job->index_name, pct);
+		if (job->have_base)
+			evbuffer_add_printf(b, "vecgate_recall{index=\"%s\",which=\"baseline\"} %.6f\n", job->index_name,
+			                    job->base_recall);
+		if (job->have_new)
+			evbuffer_add_printf(b, "vecgate_recall{index=\"%s\",which=\"candidate\"} %.6f\n", job->index_name,
+			                    job->new_recall);
+		if (job->swap_tries)
+			evbuffer_add_printf(b, "vecgate_swap_lock_milliseconds{index=\"%s\"} %.3f\n", job->index_name,
+			                    job->swap_ms);
+	}
 }
 
 void rebuild_shutdown(void)

@@ -28,6 +28,9 @@ const struct rebuild_job *rebuild_latest(const char *index_name);
 /* At startup: adopt unfinished jobs recorded in vecgate.jobs whose advisory
  * lock is free (a vecgate that died mid-rebuild), clean up and resume. */
 void rebuild_resume_all(void);
+/* Prometheus text for every job's latest state, appended to buf. */
+struct evbuffer;
+void rebuild_metrics(struct evbuffer *buf);
 void rebuild_shutdown(void);
 
 #endif

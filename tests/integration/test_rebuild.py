@@ -468,5 +468,53 @@ class Rebuild(unittest.TestCase):
         time.sleep(0.5)
 
 
+    def scrape(self):
+        import urllib.request
+        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.admin_port, timeout=5).read().decode()
+        types, samples = {}, {}
+        for line in text.splitlines():
+            if line.startswith("# TYPE "):
+                _, _, name, kind = line.split(" ", 3)
+                types[name] = kind
+            elif line and not line.startswith("#"):
+                key, value = line.rsplit(" ", 1)
+                samples[key] = float(value)
+        return types, samples
+
+    def test_z_metrics_and_probes(self):
+        import urllib.request
+        self.assertEqual(json.loads(urllib.request.urlopen("http://127.0.0.1:%d/readyz" % self.admin_port,
+                                                           timeout=5).read())["ready"], True)
+        types, before = self.scrape()
+        for name, kind in (("vecgate_clients", "gauge"), ("vecgate_requests_total", "counter"),
+                           ("vecgate_errors_total", "counter"), ("vecgate_server_connections", "gauge"),
+                           ("vecgate_rebuild_state", "gauge"), ("vecgate_recall", "gauge"),
+                           ("vecgate_swap_lock_milliseconds", "gauge")):
+            self.assertEqual(types.get(name), kind, name)
+        with psycopg.connect(self.vg.dsn(db="postgres", user="postgres", password=""), autocommit=True) as c:
+            for _ in range(25):
+                c.execute(KNN)
+            with self.assertRaises(psycopg.Error):
+                c.execute("SELECT 1/0")
+            _, during = self.scrape()
+            self.assertGreaterEqual(during["vecgate_clients"], 1)
+        _, after = self.scrape()
+        key = 'vecgate_requests_total{database="postgres",user="postgres"}'
+        self.assertGreaterEqual(after[key] - before.get(key, 0), 26)
+        ekey = 'vecgate_errors_total{database="postgres",user="postgres"}'
+        self.assertGreaterEqual(after[ekey] - before.get(ekey, 0), 1)
+        # exactly one state per managed index, and the finished jobs' numbers are there
+        for idx in ("emb", "emb_slow", "emb_gated", "docs", "emb_watch"):
+            states = [v for k, v in after.items() if k.startswith('vecgate_rebuild_state{index="%s",' % idx)]
+            self.assertEqual(len(states), 11)
+            self.assertLessEqual(sum(states), 1)
+        self.assertEqual(after['vecgate_rebuild_state{index="emb",state="cancelled"}'], 1)  # test 8
+        self.assertEqual(after['vecgate_rebuild_state{index="emb_watch",state="rolled_back"}'], 1)  # test 7
+        # (jobs from before test 6's restart live on in vecgate.jobs, not in this process)
+        self.assertGreaterEqual(after['vecgate_recall{index="emb_watch",which="candidate"}'], 0.99)
+        self.assertGreaterEqual(after['vecgate_recall{index="emb_watch",which="baseline"}'], 0.99)
+        self.assertGreater(after['vecgate_swap_lock_milliseconds{index="emb_watch"}'], 0)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
