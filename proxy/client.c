@@ -74,12 +74,6 @@ struct client_conn *client_find_by_cancel_key(uint32_t pid, uint32_t key)
 	return NULL;
 }
 
-void client_forward_raw(struct client_conn *c, const void *data, size_t len)
-{
-	if (c->state != CL_CLOSING || c->bev)
-		bufferevent_write(c->bev, data, len);
-}
-
 void client_send_error(struct client_conn *c, const char *severity, const char *sqlstate,
                        const char *msg, const char *detail)
 {

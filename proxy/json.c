@@ -76,34 +76,39 @@ static void prefix(struct json *j, const char *key)
 	}
 }
 
-void json_obj_begin(struct json *j, const char *key)
+static void open_container(struct json *j, const char *key, const char *bracket)
 {
 	prefix(j, key);
-	put(j, "{", 1);
+	put(j, bracket, 1);
 	if (j->depth < 31)
 		j->need_comma[++j->depth] = false;
+}
+
+static void close_container(struct json *j, const char *bracket)
+{
+	put(j, bracket, 1);
+	if (j->depth > 0)
+		j->depth--;
+}
+
+void json_obj_begin(struct json *j, const char *key)
+{
+	open_container(j, key, "{");
 }
 
 void json_obj_end(struct json *j)
 {
-	put(j, "}", 1);
-	if (j->depth > 0)
-		j->depth--;
+	close_container(j, "}");
 }
 
 void json_arr_begin(struct json *j, const char *key)
 {
-	prefix(j, key);
-	put(j, "[", 1);
-	if (j->depth < 31)
-		j->need_comma[++j->depth] = false;
+	open_container(j, key, "[");
 }
 
 void json_arr_end(struct json *j)
 {
-	put(j, "]", 1);
-	if (j->depth > 0)
-		j->depth--;
+	close_container(j, "]");
 }
 
 void json_str(struct json *j, const char *key, const char *v)

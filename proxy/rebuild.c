@@ -75,6 +75,8 @@ struct rebuild_job {
 	int build_pid;
 	bool building;
 
+	int pf_stage; /* enum preflight_stage: which preflight check runs */
+
 	/* the eval run in progress */
 	enum eval_purpose purpose;
 	size_t eval_i;
@@ -477,18 +479,11 @@ static void preflight_result(void *arg, PGresult *res, const char *error);
 static void resume_continue(struct rebuild_job *job);
 
 enum preflight_stage { PF_SUPER, PF_INDEX, PF_INVALID, PF_RUNNING, PF_OLD_XACTS, PF_SPACE, PF_DONE };
-static enum preflight_stage pf_stage_of(struct rebuild_job *job)
-{
-	return (enum preflight_stage)job->eval_i;
-}
-
 static void preflight_next(struct rebuild_job *job)
 {
 	const struct vg_managed_index *mi = job_index(job);
-	char idx[600], tbl[600], age[32];
-	snprintf(idx, sizeof(idx), "%s.%s", job->schema, job->live);
-	snprintf(tbl, sizeof(tbl), "%s.%s", job->schema, job->table);
-	switch (pf_stage_of(job)) {
+	char age[32];
+	switch (job->pf_stage) {
 	case PF_SUPER:
 		query(job, SQL_IS_SUPERUSER, 0, NULL, preflight_result);
 		return;
@@ -504,7 +499,7 @@ static void preflight_next(struct rebuild_job *job)
 		char q[700];
 		sql_qualified(job->schema, job->table, q, sizeof(q));
 		const char *params[] = {q};
-		query(job, pf_stage_of(job) == PF_INVALID ? SQL_INVALID_INDEXES : SQL_BUILDS_RUNNING, 1, params,
+		query(job, job->pf_stage == PF_INVALID ? SQL_INVALID_INDEXES : SQL_BUILDS_RUNNING, 1, params,
 		      preflight_result);
 		return;
 	}
@@ -526,11 +521,9 @@ static void preflight_next(struct rebuild_job *job)
 			          mi->free_space_bytes, 2 * job->live_size, job->live);
 			return;
 		}
-		job->eval_i = PF_DONE;
+		job->pf_stage = PF_DONE;
 		/* fall through */
 	case PF_DONE:
-		(void)idx;
-		(void)tbl;
 		job_event(job, JEV_STEP_OK, "preflight passed (swap mode %s)", job->mode == SWAP_FLIP ? "flip" : "rename");
 		return;
 	}
@@ -546,7 +539,7 @@ static void preflight_result(void *arg, PGresult *res, const char *error)
 	}
 	char list[700] = "";
 	size_t l = 0;
-	switch (pf_stage_of(job)) {
+	switch (job->pf_stage) {
 	case PF_SUPER:
 		job->superuser = PQntuples(res) && !strcmp(PQgetvalue(res, 0, 0), "t");
 		if (mi && mi->swap_mode == VG_SWAP_FLIP && !job->superuser) {
@@ -636,13 +629,13 @@ static void preflight_result(void *arg, PGresult *res, const char *error)
 			          free_bytes, 2 * job->live_size);
 			return;
 		}
-		job->eval_i = PF_DONE - 1;
+		job->pf_stage = PF_DONE - 1;
 		break;
 	}
 	case PF_DONE:
 		return;
 	}
-	job->eval_i++;
+	job->pf_stage++;
 	preflight_next(job);
 }
 
@@ -843,7 +836,7 @@ static void run_step(struct rebuild_job *job)
 	const struct vg_managed_index *mi = job_index(job);
 	switch (job->state) {
 	case JOB_PREFLIGHT:
-		job->eval_i = PF_SUPER;
+		job->pf_stage = PF_SUPER;
 		preflight_next(job);
 		return;
 	case JOB_BASELINE:
@@ -1391,11 +1384,6 @@ const struct rebuild_job *rebuild_find(int job_id)
 		if (j->id == job_id)
 			return j;
 	return NULL;
-}
-
-enum job_state rebuild_job_state(const struct rebuild_job *job)
-{
-	return job->state;
 }
 
 int rebuild_approve(int job_id, char *err, size_t errlen)

@@ -20,7 +20,6 @@ int rebuild_signal(int job_id, enum job_event ev, char *err, size_t errlen);
 /* Let a job waiting before its swap go on.  0, or -1 with a reason. */
 int rebuild_approve(int job_id, char *err, size_t errlen);
 const struct rebuild_job *rebuild_find(int job_id);
-enum job_state rebuild_job_state(const struct rebuild_job *job);
 void rebuild_job_json(struct json *j, const char *key, const struct rebuild_job *job);
 void rebuild_jobs_json(struct json *j, const char *key, const char *index_name /* NULL = all */);
 /* The newest job of an index, or NULL. */

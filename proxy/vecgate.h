@@ -360,7 +360,6 @@ void client_fatal(struct client_conn *c, const char *sqlstate, const char *msg, 
 void client_process(struct client_conn *c);
 void client_linked(struct client_conn *c); /* a server was assigned */
 void client_login_done(struct client_conn *c); /* welcome params known: finish login */
-void client_forward_raw(struct client_conn *c, const void *data, size_t len);
 void client_free(struct client_conn *c);
 struct client_conn *client_find_by_cancel_key(uint32_t pid, uint32_t key);
 

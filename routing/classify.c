@@ -307,6 +307,16 @@ static void table_at(const struct stmt *st, int j, struct sql_class *c, bool col
 	add_table(c, name);
 }
 
+/* Consume the optional keyword `w` at toks[*i]; true if it was there. */
+static bool accept_word(const struct stmt *st, int *i, const char *w)
+{
+	if (*i < st->n && word_is(&st->toks[*i], w)) {
+		(*i)++;
+		return true;
+	}
+	return false;
+}
+
 static void classify_guarded_ddl(const struct stmt *st, struct sql_class *c)
 {
 	const struct tok *t = st->toks;
@@ -323,45 +333,30 @@ static void classify_guarded_ddl(const struct stmt *st, struct sql_class *c)
 		}
 		if (i < st->n && t[i].type == T_WORD)
 			snprintf(extra, sizeof(extra), "%s", t[i++].word); /* index/table/schema/... */
-		if (i < st->n && word_is(&t[i], "concurrently")) {
+		if (accept_word(st, &i, "concurrently"))
 			conc = true;
-			i++;
-		}
 		read_name(st, i, name, sizeof(name));
 		kind = conc ? DDL_REINDEX_CONCURRENTLY : DDL_REINDEX;
 		if (!strcmp(extra, "table"))
 			add_table(c, name);
 	} else if (word_is(&t[0], "create")) {
-		if (i < st->n && word_is(&t[i], "unique"))
-			i++;
-		if (i < st->n && word_is(&t[i], "index")) {
-			i++;
-			bool conc = false;
-			if (i < st->n && word_is(&t[i], "concurrently")) {
-				conc = true;
-				i++;
-			}
+		accept_word(st, &i, "unique");
+		if (accept_word(st, &i, "index")) {
+			bool conc = accept_word(st, &i, "concurrently");
 			if (i + 2 < st->n && word_is(&t[i], "if") && word_is(&t[i + 1], "not") && word_is(&t[i + 2], "exists"))
 				i += 3;
 			if (i < st->n && !word_is(&t[i], "on"))
 				i = read_name(st, i, extra, sizeof(extra));
-			if (i < st->n && word_is(&t[i], "on")) {
-				i++;
-				if (i < st->n && word_is(&t[i], "only"))
-					i++;
+			if (accept_word(st, &i, "on")) {
+				accept_word(st, &i, "only");
 				read_name(st, i, name, sizeof(name));
 				add_table(c, name);
 			}
 			kind = conc ? DDL_CREATE_INDEX_CONCURRENTLY : DDL_CREATE_INDEX;
 		}
 	} else if (word_is(&t[0], "drop")) {
-		if (i < st->n && word_is(&t[i], "index")) {
-			i++;
-			bool conc = false;
-			if (i < st->n && word_is(&t[i], "concurrently")) {
-				conc = true;
-				i++;
-			}
+		if (accept_word(st, &i, "index")) {
+			bool conc = accept_word(st, &i, "concurrently");
 			if (i + 1 < st->n && word_is(&t[i], "if") && word_is(&t[i + 1], "exists"))
 				i += 2;
 			read_name(st, i, name, sizeof(name));

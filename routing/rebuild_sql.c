@@ -106,15 +106,24 @@ static void regclass_lit(const char *schema, const char *name, char *out, size_t
 	snprintf(out, outlen, "%s::regclass", lit);
 }
 
+int sql_set_index_valid(const char *schema, const char *index, bool valid, char *out, size_t outlen)
+{
+	char rc[900];
+	regclass_lit(schema, index, rc, sizeof(rc));
+	int len = snprintf(out, outlen, "UPDATE pg_index SET indisvalid = %s WHERE indexrelid = %s",
+	                   valid ? "true" : "false", rc);
+	return len < 0 || (size_t)len >= outlen ? -1 : 0;
+}
+
 int sql_swap(const struct swap_names *n, enum swap_mode mode, char *out, size_t outlen)
 {
-	char live_q[420], fresh_q[420], retired_name[200], live_name[200], live_rc[900], fresh_rc[900], table_rc[900];
+	char live_q[420], fresh_q[420], retired_name[200], live_name[200], hide[1100], show[1100], table_rc[900];
 	sql_qualified(n->schema, n->live, live_q, sizeof(live_q));
 	sql_qualified(n->schema, n->fresh, fresh_q, sizeof(fresh_q));
 	quote_ident(n->retired, retired_name, sizeof(retired_name));
 	quote_ident(n->live, live_name, sizeof(live_name));
-	regclass_lit(n->schema, n->live, live_rc, sizeof(live_rc));
-	regclass_lit(n->schema, n->fresh, fresh_rc, sizeof(fresh_rc));
+	sql_set_index_valid(n->schema, n->live, false, hide, sizeof(hide));
+	sql_set_index_valid(n->schema, n->fresh, true, show, sizeof(show));
 	regclass_lit(n->schema, n->table, table_rc, sizeof(table_rc));
 	int len;
 	if (mode == SWAP_FLIP) {
@@ -124,13 +133,13 @@ int sql_swap(const struct swap_names *n, enum swap_mode mode, char *out, size_t 
 		len = snprintf(out, outlen,
 		               "BEGIN;\n"
 		               "SET LOCAL lock_timeout = '%dms';\n"
-		               "UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s;\n"
-		               "UPDATE pg_index SET indisvalid = true WHERE indexrelid = %s;\n"
+		               "%s;\n"
+		               "%s;\n"
 		               "ALTER INDEX %s RENAME TO %s;\n"
 		               "ALTER INDEX %s RENAME TO %s;\n"
 		               "UPDATE pg_class SET relname = relname WHERE oid = %s;\n"
 		               "COMMIT;",
-		               n->lock_timeout_ms, live_rc, fresh_rc, live_q, retired_name, fresh_q, live_name, table_rc);
+		               n->lock_timeout_ms, hide, show, live_q, retired_name, fresh_q, live_name, table_rc);
 	} else {
 		len = snprintf(out, outlen,
 		               "BEGIN;\n"

@@ -38,6 +38,9 @@ int sql_drop_index_concurrently(const char *schema, const char *index, char *out
 /* Session settings for the maintenance connection, one SET per entry. */
 int sql_session_settings(const char *const *names, const char *const *values, int n, char *out, size_t outlen);
 
+/* "UPDATE pg_index SET indisvalid = <valid> WHERE indexrelid = '<schema.index>'::regclass" */
+int sql_set_index_valid(const char *schema, const char *index, bool valid, char *out, size_t outlen);
+
 /* schema.name with each part quoted only as needed. */
 void sql_qualified(const char *schema, const char *name, char *out, size_t outlen);
 
