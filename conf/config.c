@@ -345,12 +345,26 @@ static bool load_tls(struct load_ctx *lc, const yaml_node_t *val, void *base)
 	return load_mapping(lc, val, "tls", NULL, custom, base);
 }
 
+static const struct enum_name role_names[] = {
+	{"primary", VG_ROLE_PRIMARY}, {"replica", VG_ROLE_REPLICA}, {"fallback", VG_ROLE_FALLBACK}, {NULL, 0}};
+static const struct enum_name route_names[] = {{"primary", VG_ROUTE_PRIMARY},
+                                               {"replica", VG_ROUTE_REPLICA},
+                                               {"fallback", VG_ROUTE_FALLBACK},
+                                               {"refuse", VG_ROUTE_REFUSE},
+                                               {NULL, 0}};
+const char *const config_policy_steps[VG_POLICY_STEPS] = {"preflight", "baseline", "build", "verify",
+                                                          "swap",      "watch",    "retain"};
+
 static bool load_backends(struct load_ctx *lc, const yaml_node_t *val, void *base)
 {
 	struct vg_config *cfg = base;
 	static const struct field fields[] = {
 		{"host", F_STR, OFF(struct vg_backend, host), 0, 0, NULL},
 		{"port", F_INT, OFF(struct vg_backend, port), 1, 65535, NULL},
+		{"role", F_ENUM, OFF(struct vg_backend, role), 0, 0, role_names},
+		{"serves", F_STR, OFF(struct vg_backend, serves), 0, 0, NULL},
+		{"max_lag_bytes", F_SIZE, OFF(struct vg_backend, max_lag_bytes), 0, 0, NULL},
+		{"max_lag_seconds", F_SECONDS, OFF(struct vg_backend, max_lag_seconds), 0, 0, NULL},
 		{NULL, 0, 0, 0, 0, NULL},
 	};
 	if (!expect(lc, val, YAML_MAPPING_NODE, "backends"))
@@ -373,12 +387,19 @@ static bool load_backends(struct load_ctx *lc, const yaml_node_t *val, void *bas
 		cfg->n_backends = i + 1;
 		b->name = strdup(name);
 		b->port = 5432;
+		b->role = VG_ROLE_PRIMARY;
+		b->max_lag_bytes = 16u << 20;
+		b->max_lag_seconds = 10;
 		char what[128];
 		snprintf(what, sizeof(what), "backend '%s'", name);
 		if (!load_mapping(lc, v, what, fields, NULL, b))
 			return false;
 		if (!b->host)
 			return fail_at(lc, v, "backend '%s' needs host", name);
+		if (b->role == VG_ROLE_PRIMARY && b->serves)
+			return fail_at(lc, v, "backend '%s': serves is for role replica or fallback", name);
+		if (b->role != VG_ROLE_PRIMARY && !b->serves)
+			b->serves = strdup("primary");
 	}
 	return true;
 }
@@ -424,9 +445,13 @@ static bool load_databases(struct load_ctx *lc, const yaml_node_t *val, void *ba
 			d->dbname = strdup(d->name);
 		if (!d->backend)
 			d->backend = strdup("primary");
-		if (!config_find_backend(cfg, d->backend))
+		const struct vg_backend *be = config_find_backend(cfg, d->backend);
+		if (!be)
 			return fail_at(lc, item, "database '%s' names backend '%s', which is not in backends", d->name,
 			               d->backend);
+		if (be->role != VG_ROLE_PRIMARY)
+			return fail_at(lc, item, "database '%s' names backend '%s', a %s: databases point at primaries", d->name,
+			               d->backend, config_role_name(be->role));
 	}
 	return true;
 }
@@ -617,6 +642,70 @@ static bool load_idx_maint(struct load_ctx *lc, const yaml_node_t *val, void *ba
 	return load_settings(lc, val, "maintenance_settings", &m->maintenance, &m->n_maintenance);
 }
 
+/* route_policy: {step: mode}; "keep" (or none) leaves the operator's mode. */
+static bool load_idx_policy(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	struct vg_managed_index *m = base;
+	if (!expect(lc, val, YAML_MAPPING_NODE, "route_policy"))
+		return false;
+	for (int st = 0; st < VG_POLICY_STEPS; st++)
+		m->route_policy[st] = -1;
+	for (yaml_node_pair_t *p = val->data.mapping.pairs.start; p < val->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = yaml_document_get_node(lc->doc, p->key);
+		yaml_node_t *v = yaml_document_get_node(lc->doc, p->value);
+		const char *step = scalar(k), *mode = scalar(v);
+		int st = 0;
+		while (st < VG_POLICY_STEPS && (!step || strcmp(step, config_policy_steps[st])))
+			st++;
+		if (st == VG_POLICY_STEPS)
+			return fail_at(lc, k, "route_policy: unknown step '%s' (preflight, baseline, build, verify, swap, watch, retain)",
+			               step ? step : "?");
+		if (mode && !strcmp(mode, "keep"))
+			continue;
+		int rm = mode ? config_route_mode_parse(mode) : -1;
+		if (rm < 0)
+			return fail_at(lc, v, "route_policy: '%s' is not a route mode (primary, replica, fallback, refuse, keep)",
+			               mode ? mode : "?");
+		m->route_policy[st] = rm;
+	}
+	return true;
+}
+
+static bool load_health(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	static const struct field fields[] = {
+		{"user", F_STR, OFF(struct vg_config, health.user), 0, 0, NULL},
+		{"password", F_STR, OFF(struct vg_config, health.password), 0, 0, NULL},
+		{"dbname", F_STR, OFF(struct vg_config, health.dbname), 0, 0, NULL},
+		{"interval", F_SECONDS, OFF(struct vg_config, health.interval), 0, 0, NULL},
+		{"timeout", F_SECONDS, OFF(struct vg_config, health.timeout), 0, 0, NULL},
+		{NULL, 0, 0, 0, 0, NULL},
+	};
+	struct vg_config *cfg = base;
+	if (!load_mapping(lc, val, "health_check", fields, NULL, cfg))
+		return false;
+	if (cfg->health.interval < 0.05)
+		return fail_at(lc, val, "health_check.interval must be at least 0.05 seconds");
+	if (cfg->health.timeout <= 0)
+		return fail_at(lc, val, "health_check.timeout must be positive");
+	return true;
+}
+
+static bool load_routing(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	static const struct field fields[] = {
+		{"refresh_seconds", F_SECONDS, OFF(struct vg_config, routing.refresh_seconds), 0, 0, NULL},
+		{"hold_bytes", F_SIZE, OFF(struct vg_config, routing.hold_bytes), 0, 0, NULL},
+		{NULL, 0, 0, 0, 0, NULL},
+	};
+	struct vg_config *cfg = base;
+	if (!load_mapping(lc, val, "routing", fields, NULL, cfg))
+		return false;
+	if (cfg->routing.refresh_seconds < 0.1)
+		return fail_at(lc, val, "routing.refresh_seconds must be at least 0.1");
+	return true;
+}
+
 static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base)
 {
 	struct vg_config *cfg = base;
@@ -649,12 +738,14 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		{"free_space_bytes", F_SIZE, MI(free_space_bytes), 0, 0, NULL},
 		{"drop_invalid", F_BOOL, MI(drop_invalid), 0, 0, NULL},
 		{"approve_swap", F_BOOL, MI(approve_swap), 0, 0, NULL},
+		{"route", F_ENUM, MI(route), 0, 0, route_names},
 		{NULL, 0, 0, 0, 0, NULL},
 	};
 #undef MI
 	static const struct custom_key custom[] = {{"search_settings", load_idx_search},
 	                                           {"with", load_idx_with},
 	                                           {"maintenance_settings", load_idx_maint},
+	                                           {"route_policy", load_idx_policy},
 	                                           {NULL, NULL}};
 	size_t n;
 	if (!(cfg->indexes = seq_alloc(lc, val, "managed_indexes", sizeof(*cfg->indexes), false, &n)))
@@ -674,6 +765,11 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		m->watch_error_rate_increase = 0.01;
 		m->retention_seconds = 86400;
 		m->max_transaction_age = 300;
+		/* vector reads move off the primary while it builds and verifies */
+		for (int st = 0; st < VG_POLICY_STEPS; st++)
+			m->route_policy[st] = -1;
+		m->route_policy[2] = VG_ROUTE_REPLICA;
+		m->route_policy[3] = VG_ROUTE_REPLICA;
 		if (!load_mapping(lc, item, "a managed index", fields, custom, m))
 			return false;
 		if (!m->table || !m->index || !m->database)
@@ -731,6 +827,10 @@ static void set_defaults(struct vg_config *cfg)
 	cfg->logging.log_connections = true;
 	cfg->logging.log_disconnections = true;
 	cfg->auth.type = VG_AUTH_SCRAM;
+	cfg->health.interval = 1;
+	cfg->health.timeout = 3;
+	cfg->routing.refresh_seconds = 5;
+	cfg->routing.hold_bytes = 1u << 20;
 }
 
 static struct vg_config *load_document(const char *name, yaml_parser_t *parser, char *errbuf, size_t errlen)
@@ -762,6 +862,7 @@ static struct vg_config *load_document(const char *name, yaml_parser_t *parser, 
 		{"databases", NULL},         {"auth", load_auth},         {"timeouts", load_timeouts},
 		{"limits", load_limits},     {"logging", load_logging},   {"pool", load_pool},
 		{"admin", load_admin},       {"managed_indexes", load_indexes}, {"ddl_guard", load_ddl_guard},
+		{"health_check", load_health}, {"routing", load_routing},
 		{NULL, NULL},
 	};
 	/* backends first: databases refer to them */
@@ -828,6 +929,21 @@ static struct vg_config *load_document(const char *name, yaml_parser_t *parser, 
 		cfg->pool.server_reset_query = strdup("DISCARD ALL");
 	if (!cfg->admin.host)
 		cfg->admin.host = strdup("127.0.0.1");
+	if (!cfg->health.dbname)
+		cfg->health.dbname = strdup("postgres");
+	for (size_t i = 0; i < cfg->n_backends; i++) {
+		const struct vg_backend *b = &cfg->backends[i], *of = b->serves ? config_find_backend(cfg, b->serves) : NULL;
+		if (b->serves && (!of || of->role != VG_ROLE_PRIMARY)) {
+			fail_at(&lc, benode, "backend '%s' serves '%s', which is not a backend with role primary", b->name,
+			        b->serves);
+			goto failed;
+		}
+		if (cfg->backends[i].role != VG_ROLE_PRIMARY && !cfg->health.user) {
+			fail_at(&lc, benode, "backend '%s' is a %s: health_check.user is needed to watch it",
+			        cfg->backends[i].name, config_role_name(cfg->backends[i].role));
+			goto failed;
+		}
+	}
 	yaml_document_delete(&doc);
 	return cfg;
 failed:
@@ -888,6 +1004,7 @@ void config_free(struct vg_config *cfg)
 	for (size_t i = 0; i < cfg->n_backends; i++) {
 		free(cfg->backends[i].name);
 		free(cfg->backends[i].host);
+		free(cfg->backends[i].serves);
 	}
 	free(cfg->backends);
 	for (size_t i = 0; i < cfg->n_databases; i++) {
@@ -913,6 +1030,9 @@ void config_free(struct vg_config *cfg)
 	free(cfg->pool.server_reset_query);
 	free(cfg->admin.host);
 	free(cfg->admin.token);
+	free(cfg->health.user);
+	free(cfg->health.password);
+	free(cfg->health.dbname);
 	for (size_t i = 0; i < cfg->n_indexes; i++) {
 		struct vg_managed_index *m = &cfg->indexes[i];
 		char **strs[] = {&m->name, &m->database, &m->backend, &m->schema, &m->table, &m->index, &m->user,
@@ -973,4 +1093,30 @@ const struct vg_managed_index *config_find_index(const struct vg_config *cfg, co
 const char *config_pool_mode_name(enum vg_pool_mode m)
 {
 	return m == VG_POOL_TRANSACTION ? "transaction" : "session";
+}
+
+static const char *enum_label(const struct enum_name *names, int v)
+{
+	for (; names->name; names++)
+		if (names->value == v)
+			return names->name;
+	return "?";
+}
+
+const char *config_route_mode_name(enum vg_route_mode m)
+{
+	return enum_label(route_names, (int)m);
+}
+
+int config_route_mode_parse(const char *s)
+{
+	for (const struct enum_name *n = route_names; n->name; n++)
+		if (!strcmp(n->name, s))
+			return n->value;
+	return -1;
+}
+
+const char *config_role_name(enum vg_backend_role r)
+{
+	return enum_label(role_names, (int)r);
 }

@@ -57,10 +57,37 @@ struct vg_server_tls {
 	char *key_file;
 };
 
+enum vg_backend_role { VG_ROLE_PRIMARY = 0, VG_ROLE_REPLICA, VG_ROLE_FALLBACK };
+
+/* How vector reads of a managed index are routed (routing/route.h). */
+enum vg_route_mode { VG_ROUTE_PRIMARY = 0, VG_ROUTE_REPLICA, VG_ROUTE_FALLBACK, VG_ROUTE_REFUSE, VG_ROUTE_COUNT };
+
+/* Rebuild steps a route policy can name, in rebuild job order. */
+#define VG_POLICY_STEPS 7 /* preflight baseline build verify swap watch retain */
+
 struct vg_backend {
-	char *name; /* "primary" for now; replicas/fallback come with routing */
+	char *name; /* "primary" is required */
 	char *host; /* hostname, IP or unix socket directory (starts with '/') */
 	int port;
+	enum vg_backend_role role; /* default primary: a backend databases point at */
+	char *serves;              /* replica/fallback: the backend whose vector reads it takes (default "primary") */
+	size_t max_lag_bytes;      /* replica: out of rotation beyond this replay lag */
+	double max_lag_seconds;
+};
+
+/* libpq health checks of every backend (up/down, replica lag). */
+struct vg_health_check {
+	char *user; /* required when replicas or a fallback are configured */
+	char *password;
+	char *dbname;    /* default "postgres" */
+	double interval; /* seconds between checks, default 1 */
+	double timeout;  /* a check slower than this marks the backend down, default 3 */
+};
+
+/* Route modes shared by every vecgate instance through the database. */
+struct vg_routing {
+	double refresh_seconds; /* periodic re-read of vecgate.routes, default 5 */
+	size_t hold_bytes;      /* routed reads are answered whole up to this size (replay on failure) */
 };
 
 struct vg_user {
@@ -176,6 +203,8 @@ struct vg_managed_index {
 	char *free_space_query;     /* or a SQL query returning bytes free */
 	bool drop_invalid;          /* preflight drops leftover invalid vecgate indexes */
 	bool approve_swap;          /* wait for an operator's approve before swapping */
+	enum vg_route_mode route;   /* initial route mode of its vector reads */
+	int route_policy[VG_POLICY_STEPS]; /* per rebuild step: a vg_route_mode, or -1 = keep */
 };
 
 struct vg_config {
@@ -195,6 +224,8 @@ struct vg_config {
 	struct vg_pool_settings pool;
 	struct vg_admin admin;
 	int ddl_guard; /* 0 block, 1 warn, 2 allow (routing/ddl_guard.h) */
+	struct vg_health_check health;
+	struct vg_routing routing;
 	struct vg_managed_index *indexes;
 	size_t n_indexes;
 };
@@ -215,6 +246,10 @@ const struct vg_database *config_find_database(const struct vg_config *cfg, cons
 const struct vg_user *config_find_user(const struct vg_config *cfg, const char *name);
 
 const char *config_pool_mode_name(enum vg_pool_mode m);
+const char *config_route_mode_name(enum vg_route_mode m);
+int config_route_mode_parse(const char *s); /* enum value or -1 */
+const char *config_role_name(enum vg_backend_role r);
+extern const char *const config_policy_steps[VG_POLICY_STEPS];
 const struct vg_managed_index *config_find_index(const struct vg_config *cfg, const char *name);
 
 #endif

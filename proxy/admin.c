@@ -10,8 +10,13 @@
  *   GET  /v1/jobs/ID                      one job with progress and history
  *   POST /v1/indexes/NAME/rebuild         start a rebuild (202)
  *   POST /v1/jobs/ID/cancel | /rollback | /approve
+ *   GET  /v1/routes                       route modes per managed index, counters
+ *   POST /v1/routes/NAME?mode=M           set a route mode (or body {"mode": "M"})
+ *   GET  /v1/backends                     health, lag, rotation of every backend
  */
 #include "proxy/admin.h"
+#include "proxy/backends.h"
+#include "proxy/routes.h"
 #include "proxy/json.h"
 #include "proxy/rebuild.h"
 #include "proxy/vecgate.h"
@@ -79,12 +84,11 @@ static void metrics_write(struct evbuffer *b)
 			else if (s->state == SV_ACTIVE)
 				active++;
 		}
-		evbuffer_add_printf(b,
-		                    "vecgate_server_connections{database=\"%s\",user=\"%s\",state=\"idle\"} %d\n"
-		                    "vecgate_server_connections{database=\"%s\",user=\"%s\",state=\"active\"} %d\n"
-		                    "vecgate_server_connections{database=\"%s\",user=\"%s\",state=\"connecting\"} %d\n",
-		                    p->db_name, p->user, idle, p->db_name, p->user, active, p->db_name, p->user,
-		                    p->n_connecting);
+		const char *states[] = {"idle", "active", "connecting"};
+		int counts[] = {idle, active, p->n_connecting};
+		for (int i = 0; i < 3; i++)
+			evbuffer_add_printf(b, "vecgate_server_connections{database=\"%s\",user=\"%s\",backend=\"%s\",state=\"%s\"} %d\n",
+			                    p->db_name, p->user, p->be_name, states[i], counts[i]);
 	}
 	evbuffer_add_printf(b, "# HELP vecgate_requests_total Request cycles answered (ReadyForQuery) per pool.\n"
 	                       "# TYPE vecgate_requests_total counter\n"
@@ -99,14 +103,15 @@ static void metrics_write(struct evbuffer *b)
 		struct client_conn *c;
 		TAILQ_FOREACH(c, &p->waiting, pool_link)
 			waiting++;
+		char lbl[400];
+		snprintf(lbl, sizeof(lbl), "database=\"%s\",user=\"%s\",backend=\"%s\"", p->db_name, p->user, p->be_name);
 		evbuffer_add_printf(b,
-		                    "vecgate_requests_total{database=\"%s\",user=\"%s\"} %llu\n"
-		                    "vecgate_errors_total{database=\"%s\",user=\"%s\"} %llu\n"
-		                    "vecgate_request_seconds_total{database=\"%s\",user=\"%s\"} %.6f\n"
-		                    "vecgate_waiting_clients{database=\"%s\",user=\"%s\"} %d\n",
-		                    p->db_name, p->user, (unsigned long long)p->stat_requests, p->db_name, p->user,
-		                    (unsigned long long)p->stat_errors, p->db_name, p->user, p->stat_latency_sum,
-		                    p->db_name, p->user, waiting);
+		                    "vecgate_requests_total{%s} %llu\n"
+		                    "vecgate_errors_total{%s} %llu\n"
+		                    "vecgate_request_seconds_total{%s} %.6f\n"
+		                    "vecgate_waiting_clients{%s} %d\n",
+		                    lbl, (unsigned long long)p->stat_requests, lbl, (unsigned long long)p->stat_errors, lbl,
+		                    p->stat_latency_sum, lbl, waiting);
 	}
 }
 
@@ -127,6 +132,37 @@ static void index_json(struct json *j, const struct vg_managed_index *mi)
 	else
 		json_str(j, "latest_job", NULL);
 	json_obj_end(j);
+}
+
+/* ?mode=M, or a JSON body {"mode": "M"} */
+static void route_mode_from_request(struct evhttp_request *req, const struct evhttp_uri *u, char *out, size_t outlen)
+{
+	struct evkeyvalq q;
+	TAILQ_INIT(&q);
+	const char *query = evhttp_uri_get_query(u);
+	if (query && evhttp_parse_query_str(query, &q) == 0) {
+		const char *m = evhttp_find_header(&q, "mode");
+		if (m)
+			snprintf(out, outlen, "%s", m);
+	}
+	evhttp_clear_headers(&q);
+	if (out[0])
+		return;
+	struct evbuffer *body = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(body);
+	if (!len || len > 4096)
+		return;
+	char *text = malloc(len + 1);
+	if (!text)
+		return;
+	evbuffer_copyout(body, text, len);
+	text[len] = 0;
+	struct jnode *doc = json_parse(text);
+	const char *m = doc ? json_get_str(doc, "mode") : NULL;
+	if (m)
+		snprintf(out, outlen, "%s", m);
+	json_node_free(doc);
+	free(text);
 }
 
 static int path_id(const char *s, const char **rest)
@@ -172,6 +208,8 @@ static void handle(struct evhttp_request *req, void *arg)
 	if (!strcmp(path, "/metrics")) {
 		struct evbuffer *out = evbuffer_new();
 		metrics_write(out);
+		backends_metrics(out);
+		routes_metrics(out);
 		rebuild_metrics(out);
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 		                  "text/plain; version=0.0.4; charset=utf-8");
@@ -205,6 +243,47 @@ static void handle(struct evhttp_request *req, void *arg)
 		json_obj_end(&j);
 		evhttp_clear_headers(&q);
 		reply(req, 200, "OK", &j);
+		goto done;
+	}
+	if (!strcmp(path, "/v1/routes") && cmd == EVHTTP_REQ_GET) {
+		json_obj_begin(&j, NULL);
+		routes_json(&j, "routes");
+		json_obj_end(&j);
+		reply(req, 200, "OK", &j);
+		goto done;
+	}
+	if (!strcmp(path, "/v1/backends") && cmd == EVHTTP_REQ_GET) {
+		json_obj_begin(&j, NULL);
+		backends_json(&j, "backends");
+		json_obj_end(&j);
+		reply(req, 200, "OK", &j);
+		goto done;
+	}
+	if (!strncmp(path, "/v1/routes/", 11)) {
+		if (cmd != EVHTTP_REQ_POST) {
+			reply_error(req, 405, "Method Not Allowed", "use POST with ?mode=primary|replica|fallback|refuse");
+			goto done;
+		}
+		char *name = evhttp_uridecode(path + 11, 0, NULL);
+		char mode[32] = "";
+		route_mode_from_request(req, u, mode, sizeof(mode));
+		int m = config_route_mode_parse(mode);
+		struct route_state *r = name ? route_find(name) : NULL;
+		if (!r) {
+			reply_error(req, 404, "Not Found", "no managed index of that name; see GET /v1/routes");
+		} else if (m < 0) {
+			reply_error(req, 400, "Bad Request", "mode must be one of primary, replica, fallback, refuse");
+		} else {
+			routes_set_mode(r->name, (enum vg_route_mode)m, "admin API");
+			json_obj_begin(&j, NULL);
+			json_str(&j, "name", r->name);
+			json_str(&j, "mode", config_route_mode_name(r->mode));
+			json_str(&j, "effective", config_route_mode_name(route_state_effective(r)));
+			json_str(&j, "step_mode", r->step_mode >= 0 ? config_route_mode_name((enum vg_route_mode)r->step_mode) : NULL);
+			json_obj_end(&j);
+			reply(req, 200, "OK", &j);
+		}
+		free(name);
 		goto done;
 	}
 	if (!strncmp(path, "/v1/indexes/", 12)) {
@@ -279,7 +358,7 @@ static void handle(struct evhttp_request *req, void *arg)
 		reply(req, 202, "Accepted", &j);
 		goto done;
 	}
-	reply_error(req, 404, "Not Found", "unknown path; try /v1/indexes or /v1/jobs");
+	reply_error(req, 404, "Not Found", "unknown path; try /v1/indexes, /v1/jobs, /v1/routes or /v1/backends");
 done:
 	json_free(&j);
 	if (u)

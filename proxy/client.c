@@ -5,6 +5,8 @@
  * transaction mode are Parse/Bind/Describe/Close pulled up whole, so that
  * client statement names can be mapped onto statements the server really has.
  */
+#include "proxy/backends.h"
+#include "proxy/routes.h"
 #include "proxy/vecgate.h"
 #include "routing/classify.h"
 #include "routing/ddl_guard.h"
@@ -156,6 +158,8 @@ void client_close(struct client_conn *c, const char *reason)
 
 void client_free(struct client_conn *c)
 {
+	if (c->replay)
+		evbuffer_free(c->replay);
 	io_out_detach(&c->out);
 	bufferevent_free(c->bev);
 	free(c->user);
@@ -452,7 +456,7 @@ static void rewrite_extended(struct client_conn *c, struct server_conn *s, uint8
 	case 'P':
 		if (parse_parse_msg(body, len, &name, &tail, &tail_len) < 0 || !name[0])
 			goto passthrough;
-		st = registry_intern(&c->pool->registry, tail, tail_len);
+		st = registry_intern(c->pool->reg, tail, tail_len);
 		name_map_put(&c->stmts, name, st);
 		if (s->err_skip)
 			break;
@@ -571,6 +575,154 @@ static bool ddl_guard_refused(struct client_conn *c, const char *sql, size_t len
 	return true;
 }
 
+/* ---- routing vector reads ---- */
+
+/* Only text holding a distance operator can be a vector read: a scan that
+ * keeps the classifier off every other statement. */
+static bool maybe_vector_op(const char *sql, size_t len)
+{
+	for (size_t i = 0; i + 2 < len; i++)
+		if (sql[i] == '<' && strchr("-=#+~%", sql[i + 1]) && sql[i + 2] == '>')
+			return true;
+	return false;
+}
+
+/* The statement text of a Query or Parse message, or NULL. */
+static const char *statement_text(uint8_t type, const uint8_t *msg, size_t total, size_t *len,
+                                  const char **stmt_name, const uint8_t **tail, size_t *tail_len)
+{
+	const uint8_t *body = msg + PG_HDR_LEN;
+	size_t blen = total - PG_HDR_LEN;
+	*stmt_name = "";
+	if (type == 'Q') {
+		*len = strnlen((const char *)body, blen);
+		return (const char *)body;
+	}
+	if (parse_parse_msg(body, blen, stmt_name, tail, tail_len) < 0)
+		return NULL;
+	*len = strnlen((const char *)*tail, *tail_len);
+	return (const char *)*tail;
+}
+
+/* Classify a named statement once; later Binds reuse the answer. */
+static const struct sql_class *stmt_route_class(struct prep_stmt *st)
+{
+	if (!st->route_kind) {
+		st->route_kind = 1;
+		size_t len = strnlen((const char *)st->tail, st->tail_len);
+		struct sql_class *cls;
+		if (maybe_vector_op((const char *)st->tail, len) && (cls = malloc(sizeof(*cls)))) {
+			sql_classify((const char *)st->tail, len, cls);
+			if (route_is_vector_read(cls)) {
+				st->cls = cls;
+				st->route_kind = 2;
+			} else {
+				free(cls);
+			}
+		}
+	}
+	return st->route_kind == 2 ? st->cls : NULL;
+}
+
+/* The classification routing needs for the message that starts a cycle, or
+ * NULL when it cannot be a routable vector read. */
+static const struct sql_class *routing_class(struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total,
+                                             struct sql_class *scratch)
+{
+	const char *name, *portal;
+	const uint8_t *tail = NULL;
+	size_t len, tail_len = 0;
+	if (type == 'B') {
+		if (parse_bind_msg(msg + PG_HDR_LEN, total - PG_HDR_LEN, &portal, &name, &tail, &tail_len) < 0 || !name[0])
+			return NULL;
+		struct prep_stmt *st = name_map_get(&c->stmts, name);
+		return st ? stmt_route_class(st) : NULL;
+	}
+	const char *sql = statement_text(type, msg, total, &len, &name, &tail, &tail_len);
+	if (!sql)
+		return NULL;
+	if (type == 'P' && name[0])
+		return stmt_route_class(registry_intern(c->pool->reg, tail, tail_len));
+	if (!maybe_vector_op(sql, len))
+		return NULL;
+	sql_classify(sql, len, scratch);
+	return route_is_vector_read(scratch) ? scratch : NULL;
+}
+
+/* Decide where the cycle starting with this message goes.  Returns the pool
+ * to check out from, or NULL when the read was refused (and answered). */
+static struct pool *route_cycle(struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total)
+{
+	if (c->force_primary) {
+		c->force_primary = false;
+		return c->pool;
+	}
+	struct sql_class scratch;
+	const struct sql_class *cls = routing_class(c, type, msg, total, &scratch);
+	if (!cls)
+		return c->pool;
+	struct route_decision d;
+	routes_decide(c->pool->be_dbname, c->pool->be_name, cls, &d);
+	if (!d.route)
+		return c->pool;
+	if (d.target == ROUTE_TO_REFUSE) {
+		routes_count(d.route, RS_REFUSED);
+		char m[300];
+		snprintf(m, sizeof(m), "vector search on managed index \"%s\" is refused for now (route mode refuse)",
+		         d.route->name);
+		struct pg_buf b;
+		buf_init(&b);
+		build_error(&b, "ERROR", VG_SQLSTATE_ROUTE_REFUSED, m, NULL,
+		            "An operator or a rebuild step set this mode; retry later, or see GET /v1/routes.");
+		answer_in_order(c, b.data, b.len, type == 'Q');
+		if (type != 'Q')
+			c->guard_skip = true;
+		return NULL;
+	}
+	struct pool *sib = d.backend ? pool_sibling(c->pool, d.backend->name) : NULL;
+	if (!sib || !pool_usable(sib)) {
+		routes_count(d.route, RS_PRIMARY);
+		return c->pool;
+	}
+	routes_count(d.route, d.mode == VG_ROUTE_FALLBACK ? RS_FALLBACK : RS_REPLICA);
+	d.backend->routed_reads++;
+	c->routed = true;
+	c->cycle_sent = false;
+	c->route = d.route;
+	c->route_backend = d.backend;
+	if (!c->replay)
+		c->replay = evbuffer_new();
+	return sib;
+}
+
+void client_route_done(struct client_conn *c)
+{
+	c->routed = c->cycle_sent = false;
+	c->route = NULL;
+	c->route_backend = NULL;
+	if (c->replay)
+		evbuffer_drain(c->replay, evbuffer_get_length(c->replay));
+}
+
+void client_replay_on_primary(struct client_conn *c, const char *why)
+{
+	assert(!c->server && !c->in_pool_queue);
+	log_info("C-%llu: routed read on %s failed before answering (%s): running it on the primary",
+	         (unsigned long long)c->id, c->route_backend ? c->route_backend->name : "?", why);
+	routes_count(c->route, RS_REPLAYED);
+	if (c->route_backend)
+		c->route_backend->replayed_reads++;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	if (c->replay && evbuffer_get_length(c->replay))
+		evbuffer_prepend_buffer(in, c->replay);
+	client_route_done(c);
+	c->fwd_remaining = 0;
+	c->guard_skip = false;
+	c->force_primary = true;
+	c->state = CL_IDLE;
+	client_process(c);
+}
+
 static void pause_read(struct client_conn *c)
 {
 	if (!c->read_paused) {
@@ -668,11 +820,36 @@ static void forward_loop(struct client_conn *c)
 			}
 		}
 		if (!s) {
-			if (!pool_checkout(c->pool, c))
+			struct pool *target = c->pool;
+			if ((type == 'Q' || type == 'P' || type == 'B') && c->pool->mode == VG_POOL_TRANSACTION &&
+			    routes_for_database(c->pool->be_dbname)) {
+				if (avail < total)
+					break; /* routing reads the statement whole */
+				target = route_cycle(c, type, evbuffer_pullup(in, total), total);
+				if (!target) {
+					evbuffer_drain(in, total);
+					continue;
+				}
+			}
+			if (!pool_checkout(target, c))
 				return; /* queued; client_linked() resumes */
 			s = c->server;
 			if (!s || c->state != CL_ACTIVE)
 				return;
+		}
+		if (c->routed) {
+			/* one request cycle per routed link, each message kept whole
+			 * until the answer is complete */
+			if (c->cycle_sent || avail < total)
+				return;
+			if (type == 'H' && s->holding) {
+				server_stop_holding(s); /* the client wants answers before Sync */
+				evbuffer_drain(c->replay, evbuffer_get_length(c->replay));
+			}
+			if (s->holding)
+				evbuffer_add(c->replay, evbuffer_pullup(in, total), total);
+			if (type == 'S' || type == 'Q')
+				c->cycle_sent = true;
 		}
 		struct evbuffer *out = bufferevent_get_output(s->bev);
 		if (evbuffer_get_length(out) >= VG_OUT_HIGH) {

@@ -5,6 +5,8 @@
  */
 #include "proxy/vecgate.h"
 #include "proxy/admin.h"
+#include "proxy/backends.h"
+#include "proxy/routes.h"
 #include "proxy/rebuild.h"
 
 #include <signal.h>
@@ -123,6 +125,8 @@ int vg_reload(void)
 	vg.cfg = ncfg;
 	log_init(&ncfg->logging);
 	pools_apply_config();
+	backends_reload();
+	routes_reload();
 	config_free(old);
 	log_info("configuration reloaded from %s", ncfg->path);
 	return 0;
@@ -227,11 +231,15 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_info("vecgate started (config %s)", path);
+	backends_start();
+	routes_start();
 	rebuild_resume_all();
 	event_base_dispatch(vg.base);
 	listeners_stop();
 	admin_stop();
 	rebuild_shutdown();
+	routes_stop();
+	backends_stop();
 	struct client_conn *c;
 	while ((c = TAILQ_FIRST(&vg.closing_clients))) {
 		TAILQ_REMOVE(&vg.closing_clients, c, link);

@@ -31,6 +31,7 @@ struct pg_session {
 	struct pg_stmt *head, *tail; /* head is running when state is SENDING/READING */
 	PGresult *last;
 	pg_state_cb on_connect, on_lost;
+	pg_notify_cb on_notify;
 	void *arg;
 	bool in_callback;
 	bool close_requested;
@@ -167,6 +168,26 @@ static bool ps_finish_stmt(struct pg_session *s)
 	return true;
 }
 
+/* LISTEN: hand each NOTIFY to the owner.  Returns false if the session was
+ * closed from the callback (and freed). */
+static bool ps_deliver_notifies(struct pg_session *s)
+{
+	PGnotify *n;
+	while ((n = PQnotifies(s->conn))) {
+		if (s->on_notify) {
+			s->in_callback = true;
+			s->on_notify(s->arg, n->relname, n->extra);
+			s->in_callback = false;
+		}
+		PQfreemem(n);
+		if (s->close_requested) {
+			ps_destroy(s);
+			return false;
+		}
+	}
+	return true;
+}
+
 static void ps_io_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -217,6 +238,8 @@ static void ps_io_cb(evutil_socket_t fd, short what, void *arg)
 			ps_lost(s);
 			return;
 		}
+		if (!ps_deliver_notifies(s))
+			return;
 		while (!PQisBusy(s->conn)) {
 			PGresult *r = PQgetResult(s->conn);
 			if (!r) {
@@ -236,6 +259,12 @@ static void ps_io_cb(evutil_socket_t fd, short what, void *arg)
 		/* readable while idle: a NOTICE, or the server went away */
 		if (!PQconsumeInput(s->conn) || PQstatus(s->conn) == CONNECTION_BAD) {
 			ps_lost(s);
+			return;
+		}
+		if (!ps_deliver_notifies(s))
+			return;
+		if (s->state == PS_IDLE && s->head) {
+			ps_start_next(s); /* the callback queued a statement */
 			return;
 		}
 		ps_wait(s, EV_READ);
@@ -312,6 +341,11 @@ int pg_session_query(struct pg_session *s, const char *sql, int nparams, const c
 	else if (s->state == PS_IDLE && s->head == st)
 		ps_wait(s, EV_WRITE); /* start once the callback has returned */
 	return 0;
+}
+
+void pg_session_on_notify(struct pg_session *s, pg_notify_cb cb)
+{
+	s->on_notify = cb;
 }
 
 bool pg_session_connected(const struct pg_session *s)

@@ -23,6 +23,7 @@
 struct pg_session;
 typedef void (*pg_result_cb)(void *arg, PGresult *res, const char *error);
 typedef void (*pg_state_cb)(void *arg, const char *error); /* error NULL = connected */
+typedef void (*pg_notify_cb)(void *arg, const char *channel, const char *payload);
 
 struct pg_session *pg_session_connect(struct event_base *base, const char *const *keywords,
                                       const char *const *values, double connect_timeout,
@@ -30,6 +31,8 @@ struct pg_session *pg_session_connect(struct event_base *base, const char *const
 /* Queue a statement; returns 0, or -1 if the session is closed. */
 int pg_session_query(struct pg_session *s, const char *sql, int nparams, const char *const *params,
                      pg_result_cb cb, void *arg);
+/* Deliver NOTIFY messages (after LISTEN) to cb with the session's arg. */
+void pg_session_on_notify(struct pg_session *s, pg_notify_cb cb);
 bool pg_session_idle(const struct pg_session *s);
 bool pg_session_connected(const struct pg_session *s);
 int pg_session_backend_pid(const struct pg_session *s);

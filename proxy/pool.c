@@ -55,7 +55,7 @@ struct pool *pool_find_or_create(const struct vg_database *db, const char *dbnam
                                  struct client_conn *c)
 {
 	for (struct pool *p = vg.pools; p; p = p->next)
-		if (!strcmp(p->db_name, dbname) && !strcmp(p->user, user))
+		if (!p->family && !strcmp(p->db_name, dbname) && !strcmp(p->user, user))
 			return p;
 	const struct vg_backend *be = config_find_backend(vg.cfg, db->backend ? db->backend : "primary");
 	if (!be)
@@ -73,6 +73,8 @@ struct pool *pool_find_or_create(const struct vg_database *db, const char *dbnam
 	p->be_user = strdup(db->user ? db->user : user);
 	p->be_host = strdup(be->host);
 	p->be_port = be->port;
+	p->be_name = strdup(be->name);
+	p->reg = &p->registry;
 	pool_set_credentials(p, db, config_find_user(vg.cfg, user), c ? c->authq_secret : NULL);
 	pool_set_limits(p, db);
 	p->next = vg.pools;
@@ -80,6 +82,76 @@ struct pool *pool_find_or_create(const struct vg_database *db, const char *dbnam
 	log_debug("new pool %s/%s -> %s@%s:%d/%s (%s, size %d)", dbname, user, p->be_user, p->be_host,
 	          p->be_port, p->be_dbname, config_pool_mode_name(p->mode), p->pool_size);
 	return p;
+}
+
+static bool in_login_backoff(const struct pool *p, double now);
+
+static char *dup_keep(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+struct pool *pool_sibling(struct pool *p, const char *backend_name)
+{
+	assert(!p->family);
+	struct pool *q;
+	for (q = vg.pools; q; q = q->next)
+		if (q->family == p && !strcmp(q->be_name, backend_name))
+			break;
+	const struct vg_backend *be = config_find_backend(vg.cfg, backend_name);
+	if (!q) {
+		if (!be || !(q = calloc(1, sizeof(*q))))
+			return NULL;
+		TAILQ_INIT(&q->servers);
+		TAILQ_INIT(&q->idle);
+		TAILQ_INIT(&q->waiting);
+		TAILQ_INIT(&q->welcome);
+		q->family = p;
+		q->reg = p->reg;
+		q->db_name = strdup(p->db_name);
+		q->user = strdup(p->user);
+		q->be_dbname = strdup(p->be_dbname);
+		q->be_user = strdup(p->be_user);
+		q->be_host = strdup(be->host);
+		q->be_port = be->port;
+		q->be_name = strdup(be->name);
+		q->welcome_ready = true; /* clients log in through the client pool */
+		q->next = vg.pools;
+		vg.pools = q;
+		log_info("routing: new pool %s/%s on backend %s (%s:%d)", q->db_name, q->user, q->be_name, q->be_host,
+		         q->be_port);
+	}
+	/* credentials and limits follow the client pool (reloads, SCRAM keys) */
+	if (!q->be_password != !p->be_password || (p->be_password && strcmp(q->be_password, p->be_password))) {
+		free(q->be_password);
+		q->be_password = dup_keep(p->be_password);
+	}
+	if (!q->be_md5 != !p->be_md5 || (p->be_md5 && strcmp(q->be_md5, p->be_md5))) {
+		free(q->be_md5);
+		q->be_md5 = dup_keep(p->be_md5);
+	}
+	if (p->have_scram_keys && !q->have_scram_keys) {
+		memcpy(q->scram_client_key, p->scram_client_key, SCRAM_KEY_LEN);
+		memcpy(q->scram_server_key, p->scram_server_key, SCRAM_KEY_LEN);
+		q->have_scram_keys = true;
+	}
+	q->mode = p->mode;
+	q->pool_size = p->pool_size;
+	q->min_pool_size = 0;
+	q->max_db_connections = p->max_db_connections;
+	return q;
+}
+
+void pools_backend_up(const char *backend_name)
+{
+	for (struct pool *p = vg.pools; p; p = p->next)
+		if (p->family && !strcmp(p->be_name, backend_name))
+			p->last_login_fail = 0; /* a health check just logged in there */
+}
+
+bool pool_usable(const struct pool *p)
+{
+	return !in_login_backoff(p, now_sec());
 }
 
 static int db_connections(const struct pool *p)
@@ -151,6 +223,7 @@ void pool_client_login(struct pool *p, struct client_conn *c)
 	c->state = CL_WAIT_WELCOME;
 	TAILQ_INSERT_TAIL(&p->welcome, c, pool_link);
 	c->in_pool_queue = true;
+	c->wait_pool = p;
 	if (p->n_connecting == 0 && TAILQ_EMPTY(&p->idle))
 		launch_for_waiters(p);
 }
@@ -169,17 +242,18 @@ bool pool_checkout(struct pool *p, struct client_conn *c)
 	c->wait_start = now_sec();
 	TAILQ_INSERT_TAIL(&p->waiting, c, pool_link);
 	c->in_pool_queue = true;
+	c->wait_pool = p;
 	launch_for_waiters(p);
 	return false;
 }
 
 void pool_dequeue(struct client_conn *c)
 {
-	assert(c->in_pool_queue && c->pool);
+	assert(c->in_pool_queue && c->wait_pool);
 	if (c->state == CL_WAIT_WELCOME)
-		TAILQ_REMOVE(&c->pool->welcome, c, pool_link);
+		TAILQ_REMOVE(&c->wait_pool->welcome, c, pool_link);
 	else
-		TAILQ_REMOVE(&c->pool->waiting, c, pool_link);
+		TAILQ_REMOVE(&c->wait_pool->waiting, c, pool_link);
 	c->in_pool_queue = false;
 }
 
@@ -285,6 +359,15 @@ void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len
 	if (p->n_servers - p->n_connecting > 0)
 		return;
 	struct client_conn *c;
+	if (p->family) {
+		/* a routed read never fails for a replica's sake: the primary takes it */
+		while ((c = TAILQ_FIRST(&p->waiting))) {
+			TAILQ_REMOVE(&p->waiting, c, pool_link);
+			c->in_pool_queue = false;
+			client_replay_on_primary(c, text);
+		}
+		return;
+	}
 	while ((c = TAILQ_FIRST(&p->welcome))) {
 		TAILQ_REMOVE(&p->welcome, c, pool_link);
 		c->in_pool_queue = false;
@@ -319,8 +402,8 @@ void pools_apply_config(void)
 {
 	for (struct pool *p = vg.pools; p; p = p->next) {
 		const struct vg_database *db = config_find_database(vg.cfg, p->db_name);
-		if (!db)
-			continue; /* removed: existing clients finish on what they have */
+		if (!db || p->family)
+			continue; /* removed: existing clients finish on what they have; siblings follow at use */
 		enum vg_pool_mode old = p->mode;
 		pool_set_limits(p, db);
 		if (p->n_clients > 0 && old != p->mode) {
@@ -406,10 +489,12 @@ void pools_free(void)
 		free(p->be_dbname);
 		free(p->be_user);
 		free(p->be_host);
+		free(p->be_name);
 		free(p->be_password);
 		free(p->be_md5);
 		free(p->last_login_error);
-		registry_free(&p->registry);
+		if (!p->family)
+			registry_free(&p->registry);
 		/* dead servers still point at the pool until reaped */
 		struct server_conn *d;
 		TAILQ_FOREACH(d, &vg.dead_servers, link)

@@ -123,6 +123,7 @@ void registry_free(struct stmt_registry *r)
 		while (st) {
 			struct prep_stmt *next = st->next;
 			free(st->tail);
+			free(st->cls);
 			free(st);
 			st = next;
 		}

@@ -8,6 +8,7 @@
  * responsive for the hours a build can take.
  */
 #include "proxy/rebuild.h"
+#include "proxy/routes.h"
 #include "proxy/pgasync.h"
 #include "proxy/vecgate.h"
 #include "routing/gate.h"
@@ -1041,6 +1042,7 @@ static void job_event(struct rebuild_job *job, enum job_event ev, const char *fm
 		job->state = t.next;
 		job->attempts = 1;
 		job->state_since = now_sec();
+		routes_job_step(job->index_name, job->state);
 	}
 	persist(job, job_state_name(from), job_state_name(t.next), job_event_name(ev), msg);
 	perform(job, from, t.action);
@@ -1209,6 +1211,7 @@ int rebuild_start(const char *index_name, char *err, size_t errlen)
 	job_register(job);
 	log_info("rebuild %d: starting for %s (%s.%s, %zu eval queries)", job->id, mi->name, mi->schema, mi->index,
 	         job->n_queries);
+	routes_job_step(job->index_name, job->state);
 	job->state_s = open_session(job, state_connected, state_lost, "state");
 	if (!job->state_s)
 		job_event(job, JEV_FATAL, "cannot open a connection to the managed index's backend");
@@ -1223,6 +1226,7 @@ static void set_state_resumed(struct rebuild_job *job, enum job_state to, const 
 	job->state = to;
 	job->state_since = now_sec();
 	job->resuming = false;
+	routes_job_step(job->index_name, to);
 	snprintf(job->message, sizeof(job->message), "%s", msg);
 	struct history_entry *h = &job->hist[job->n_hist < 64 ? job->n_hist++ : 63];
 	h->at = now_sec();

@@ -181,6 +181,11 @@ void server_link(struct server_conn *s, struct client_conn *c)
 	c->server = s;
 	s->state = SV_ACTIVE;
 	s->last_used = now_sec();
+	if (c->routed && vg.cfg->routing.hold_bytes > 0) {
+		if (!s->hold)
+			s->hold = evbuffer_new();
+		s->holding = s->hold != NULL;
+	}
 	struct pg_buf sql;
 	buf_init(&sql);
 	if (varcache_sync_sql(&c->vars, &s->vars, &sql) > 0) {
@@ -225,11 +230,17 @@ void server_close(struct server_conn *s, const char *reason)
 	log_debug("S-%llu: closing: %s", (unsigned long long)s->id, reason);
 	struct client_conn *c = s->client;
 	if (c) {
+		bool replay = s->holding && c->routed;
 		s->client = NULL;
 		c->server = NULL;
-		char msg[300];
-		snprintf(msg, sizeof(msg), "server connection lost: %s", reason);
-		client_fatal(c, "08006", msg, NULL);
+		s->holding = false;
+		if (replay) {
+			client_replay_on_primary(c, reason);
+		} else {
+			char msg[300];
+			snprintf(msg, sizeof(msg), "server connection lost: %s", reason);
+			client_fatal(c, "08006", msg, NULL);
+		}
 	}
 	enum server_state was = s->state;
 	s->state = SV_CLOSING;
@@ -266,6 +277,8 @@ static void free_ps(struct server_conn *s)
 
 void server_free(struct server_conn *s)
 {
+	if (s->hold)
+		evbuffer_free(s->hold);
 	io_out_detach(&s->out);
 	if (s->bev)
 		bufferevent_free(s->bev);
@@ -451,6 +464,23 @@ static bool handle_login_message(struct server_conn *s, uint8_t type, const uint
 
 /* ---- after login ---- */
 
+/* Where answers for the linked client go: its socket, or the hold of a
+ * routed read that is not complete yet. */
+static struct evbuffer *client_out(struct server_conn *s)
+{
+	return s->holding ? s->hold : bufferevent_get_output(s->client->bev);
+}
+
+void server_stop_holding(struct server_conn *s)
+{
+	if (!s->holding)
+		return;
+	s->holding = false;
+	if (s->client && evbuffer_get_length(s->hold))
+		evbuffer_add_buffer(bufferevent_get_output(s->client->bev), s->hold);
+	evbuffer_drain(s->hold, evbuffer_get_length(s->hold));
+}
+
 void server_emit_synth(struct server_conn *s)
 {
 	struct pending *h;
@@ -458,18 +488,27 @@ void server_emit_synth(struct server_conn *s)
 		return; /* never overtake a message still being streamed */
 	while ((h = pq_head(&s->pending)) && h->kind == PD_SYNTH) {
 		if (s->client) {
+			struct evbuffer *out = client_out(s);
 			if (h->msg)
-				bufferevent_write(s->client->bev, h->msg, h->msg_len);
+				evbuffer_add(out, h->msg, h->msg_len);
 			if (h->synth == 'Z') {
 				uint8_t z[6] = {'Z', 0, 0, 0, 5, (uint8_t)s->txn_status};
-				bufferevent_write(s->client->bev, z, sizeof(z));
+				evbuffer_add(out, z, sizeof(z));
 			} else if (h->synth) {
 				uint8_t msg[5] = {h->synth, 0, 0, 0, 4};
-				bufferevent_write(s->client->bev, msg, sizeof(msg));
+				evbuffer_add(out, msg, sizeof(msg));
 			}
 		}
 		pq_pop(&s->pending);
 	}
+}
+
+/* A routed read failed in a way the primary can answer (replica shutting
+ * down or in conflict with recovery, a statement it cannot run read-only). */
+static bool replayable_error(const char *sqlstate)
+{
+	return sqlstate && (!strncmp(sqlstate, "57P", 3) || !strncmp(sqlstate, "08", 2) || !strcmp(sqlstate, "40001") ||
+	                    !strcmp(sqlstate, "25006") || !strcmp(sqlstate, "53300"));
 }
 
 /* After an ErrorResponse in the extended protocol the server skips to Sync:
@@ -496,6 +535,8 @@ static void transaction_done(struct server_conn *s)
 	s->client = NULL;
 	c->server = NULL;
 	c->state = CL_IDLE;
+	if (c->routed)
+		client_route_done(c);
 	pool_release(s);
 	if (c->read_paused) {
 		c->read_paused = false;
@@ -524,8 +565,10 @@ void server_process(struct server_conn *s)
 		if (avail == 0)
 			return;
 		struct client_conn *c = s->client;
-		struct evbuffer *cout = c ? bufferevent_get_output(c->bev) : NULL;
-		if (cout && evbuffer_get_length(cout) >= VG_OUT_HIGH) {
+		if (s->holding && evbuffer_get_length(s->hold) > vg.cfg->routing.hold_bytes)
+			server_stop_holding(s); /* too big to keep for a replay: stream the rest */
+		struct evbuffer *cout = c ? client_out(s) : NULL;
+		if (c && evbuffer_get_length(bufferevent_get_output(c->bev)) >= VG_OUT_HIGH) {
 			pause_server_read(s);
 			return;
 		}
@@ -601,6 +644,8 @@ void server_process(struct server_conn *s)
 				evbuffer_remove_buffer(in, cout, total);
 			else
 				evbuffer_drain(in, total);
+			if (deliver && s->holding && s->pending.count == 0)
+				server_stop_holding(s); /* the routed read is answered whole */
 			if (s->close_needed && s->pending.count == 0) {
 				server_close(s, "internal query failed");
 				return;
@@ -630,6 +675,18 @@ void server_process(struct server_conn *s)
 					return;
 				}
 				continue;
+			}
+			if (s->holding) {
+				uint8_t *msg = evbuffer_pullup(in, total);
+				struct pg_error_fields ef;
+				parse_error_fields(msg + PG_HDR_LEN, total - PG_HDR_LEN, &ef);
+				if (replayable_error(ef.sqlstate)) {
+					char why[300];
+					snprintf(why, sizeof(why), "%s (SQLSTATE %s)", ef.message ? ef.message : "?", ef.sqlstate);
+					evbuffer_drain(in, total);
+					server_close(s, why);
+					return;
+				}
 			}
 			evbuffer_remove_buffer(in, cout, total);
 			s->pool->stat_errors++;

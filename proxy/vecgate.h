@@ -33,6 +33,7 @@
 #endif
 #include "protocol/pgproto.h"
 #include "protocol/scram.h"
+#include "routing/classify.h"
 
 /* ---- logging (log.c) ---- */
 void log_init(const struct vg_logging *cfg);
@@ -107,6 +108,8 @@ struct prep_stmt {
 	uint64_t hash;
 	uint8_t *tail; /* Parse body after the name: query, param types */
 	size_t tail_len;
+	uint8_t route_kind;     /* 0 not classified yet, 1 stays on the primary, 2 vector read */
+	struct sql_class *cls;  /* route_kind 2: the classification, for route decisions per Bind */
 	struct prep_stmt *next;
 };
 struct stmt_registry {
@@ -203,9 +206,19 @@ struct client_conn {
 	struct varcache vars;
 	uint32_t cancel_pid, cancel_key;
 
-	struct pool *pool;
+	struct pool *pool;       /* the pool of the client's database and user */
+	struct pool *wait_pool;  /* the pool whose queue the client is in (pool or a routed sibling) */
 	struct server_conn *server;
 	size_t fwd_remaining; /* bytes of the current message still to forward */
+	/* routing: a vector read on a replica/fallback server is one request
+	 * cycle; its messages are kept until the answer is complete, so that a
+	 * failure there can be replayed on the primary */
+	bool routed;          /* linked through a routed sibling pool */
+	bool cycle_sent;      /* the routed cycle's Sync/Query is through: hold the rest */
+	bool force_primary;   /* the next cycle is a replay: primary only */
+	struct evbuffer *replay;
+	struct route_state *route;
+	struct backend_state *route_backend;
 	bool read_paused;     /* server output above the high watermark */
 	bool guard_skip;      /* a refused Parse: discard extended messages until Sync */
 
@@ -258,6 +271,8 @@ struct server_conn {
 	struct varcache vars, login_vars;
 	struct scram_client_state *scram;
 	bool close_needed; /* an internal query failed: do not reuse */
+	bool holding;       /* routed read: answers collect in `hold` until ReadyForQuery */
+	struct evbuffer *hold;
 	double req_started; /* when the oldest unanswered client request was sent */
 	/* ParameterStatus seen during login, for the pool's welcome */
 	char **ps_names, **ps_values;
@@ -269,6 +284,9 @@ TAILQ_HEAD(server_list, server_conn);
 
 struct pool {
 	struct pool *next;
+	struct pool *family; /* routed sibling: the client pool it serves reads for; NULL for client pools */
+	char *be_name;       /* backend name in the config */
+	struct stmt_registry *reg; /* shared by a client pool and its siblings: statement ids agree */
 	char *db_name;  /* as the client asked */
 	char *user;     /* client user */
 	char *be_dbname, *be_user;
@@ -361,6 +379,9 @@ void client_process(struct client_conn *c);
 void client_linked(struct client_conn *c); /* a server was assigned */
 void client_login_done(struct client_conn *c); /* welcome params known: finish login */
 void client_free(struct client_conn *c);
+/* A routed read's server failed before answering: re-run it on the primary. */
+void client_replay_on_primary(struct client_conn *c, const char *why);
+void client_route_done(struct client_conn *c); /* the routed cycle is answered */
 struct client_conn *client_find_by_cancel_key(uint32_t pid, uint32_t key);
 
 /* auth.c: the client-facing login exchange */
@@ -378,6 +399,7 @@ bool server_is_clean(const struct server_conn *s);
 void server_send_internal(struct server_conn *s, const char *sql);
 void server_process(struct server_conn *s);
 void server_emit_synth(struct server_conn *s);
+void server_stop_holding(struct server_conn *s); /* deliver what is held, stop holding */
 
 /* pool.c */
 struct pool *pool_find_or_create(const struct vg_database *db, const char *dbname,
@@ -391,6 +413,10 @@ void pool_server_available(struct server_conn *s); /* idle: give to a waiter or 
 void pool_server_login_ok(struct server_conn *s);
 void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len, const char *text);
 void pool_server_gone(struct server_conn *s);
+/* The pool serving p's clients on another backend (replica/fallback). */
+struct pool *pool_sibling(struct pool *p, const char *backend_name);
+bool pool_usable(const struct pool *p); /* not in login backoff */
+void pools_backend_up(const char *backend_name); /* health checks see it again: end login backoff */
 void pool_release(struct server_conn *s); /* transaction/session end: reset and park */
 void pool_janitor(double now);
 void pools_apply_config(void);

@@ -37,7 +37,10 @@ static void usage(void)
 	                "  jobs [INDEX]                jobs, newest first\n"
 	                "  job ID                      one job with progress and history\n"
 	                "  rebuild start INDEX [--watch]\n"
-	                "  cancel ID | rollback ID | approve ID\n");
+	                "  cancel ID | rollback ID | approve ID\n"
+	                "  routes                      route mode per managed index, where reads went\n"
+	                "  route INDEX MODE            set a route mode: primary, replica, fallback, refuse\n"
+	                "  backends                    health, replica lag and rotation of every backend\n");
 }
 
 /* One HTTP/1.0 request over a plain socket; the admin API is loopback. */
@@ -204,6 +207,49 @@ static void render_status(const struct jnode *doc)
 	}
 }
 
+static void render_routes(const struct jnode *doc)
+{
+	const struct jnode *rs = json_get(doc, "routes");
+	if (!rs || !rs->child)
+		printf("no managed indexes configured\n");
+	else
+		printf("%-20s %-9s %-9s %-18s %9s %9s %9s %8s %8s\n", "INDEX", "MODE", "EFFECTIVE", "STEP", "PRIMARY",
+		       "REPLICA", "FALLBACK", "REFUSED", "REPLAYED");
+	for (const struct jnode *r = rs ? rs->child : NULL; r; r = r->next) {
+		char step[64] = "-";
+		if (json_get_str(r, "step"))
+			snprintf(step, sizeof(step), "%s:%s", json_get_str(r, "step"), json_get_str(r, "step_mode"));
+		printf("%-20s %-9s %-9s %-18s %9.0f %9.0f %9.0f %8.0f %8.0f%s\n", json_get_str(r, "name"),
+		       json_get_str(r, "mode"), json_get_str(r, "effective"), step, json_get_num(r, "queries.primary"),
+		       json_get_num(r, "queries.replica"), json_get_num(r, "queries.fallback"),
+		       json_get_num(r, "queries.refused"), json_get_num(r, "queries.replayed"),
+		       json_get(r, "synced") && json_get(r, "synced")->b ? "" : "  (not yet in vecgate.routes)");
+	}
+}
+
+static void render_route(const struct jnode *doc)
+{
+	printf("%s: mode %s, in force: %s\n", json_get_str(doc, "name"), json_get_str(doc, "mode"),
+	       json_get_str(doc, "effective"));
+}
+
+static void render_backends(const struct jnode *doc)
+{
+	const struct jnode *bs = json_get(doc, "backends");
+	printf("%-12s %-8s %-22s %-8s %8s %12s %9s %9s\n", "BACKEND", "ROLE", "ADDRESS", "STATUS", "ROTATION",
+	       "LAG_BYTES", "LAG_S", "READS");
+	for (const struct jnode *b = bs ? bs->child : NULL; b; b = b->next) {
+		char addr[300];
+		snprintf(addr, sizeof(addr), "%s:%.0f", json_get_str(b, "host"), json_get_num(b, "port"));
+		const struct jnode *rot = json_get(b, "in_rotation");
+		printf("%-12s %-8s %-22s %-8s %8s %12.0f %9.2f %9.0f\n", json_get_str(b, "name"), json_get_str(b, "role"),
+		       addr, json_get_str(b, "status"), rot && rot->b ? "yes" : "no", json_get_num(b, "lag_bytes"),
+		       json_get_num(b, "lag_seconds"), json_get_num(b, "routed_reads"));
+		if (json_get_str(b, "last_error"))
+			printf("    last error: %s\n", json_get_str(b, "last_error"));
+	}
+}
+
 static int watch(int id)
 {
 	char path[64];
@@ -284,6 +330,14 @@ int main(int argc, char **argv)
 	if ((!strcmp(args[0], "cancel") || !strcmp(args[0], "rollback") || !strcmp(args[0], "approve")) && nargs == 2) {
 		snprintf(path, sizeof(path), "/v1/jobs/%d/%s", atoi(args[1]), args[0]);
 		return show("POST", path, render_job);
+	}
+	if (!strcmp(args[0], "routes"))
+		return show("GET", "/v1/routes", render_routes);
+	if (!strcmp(args[0], "backends"))
+		return show("GET", "/v1/backends", render_backends);
+	if (!strcmp(args[0], "route") && nargs == 3) {
+		snprintf(path, sizeof(path), "/v1/routes/%s?mode=%s", args[1], args[2]);
+		return show("POST", path, render_route);
 	}
 	if (!strcmp(args[0], "rebuild") && nargs == 3 && !strcmp(args[1], "start")) {
 		snprintf(path, sizeof(path), "/v1/indexes/%s/rebuild", args[2]);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 enum tok_type { T_END, T_WORD, T_QIDENT, T_STRING, T_NUMBER, T_OP, T_PUNCT, T_PARAM };
 
@@ -254,10 +255,30 @@ static void add_table(struct sql_class *c, const char *name)
 /* One statement's tokens, buffered so the classifier can look ahead. */
 #define STMT_MAX_TOKENS 2048
 struct stmt {
-	struct tok toks[STMT_MAX_TOKENS];
-	int n;
-	int depth[STMT_MAX_TOKENS];
+	struct tok *toks; /* grown on demand: most statements have few tokens */
+	int *depth;
+	int n, cap;
 };
+
+static bool stmt_push(struct stmt *st, const struct tok *t, int depth)
+{
+	if (st->n == st->cap) {
+		int cap = st->cap ? st->cap * 2 : 64;
+		struct tok *toks = realloc(st->toks, (size_t)cap * sizeof(*toks));
+		if (!toks)
+			return false;
+		st->toks = toks;
+		int *d = realloc(st->depth, (size_t)cap * sizeof(*d));
+		if (!d)
+			return false;
+		st->depth = d;
+		st->cap = cap;
+	}
+	st->toks[st->n] = *t;
+	st->depth[st->n] = depth;
+	st->n++;
+	return true;
+}
 
 /* A possibly schema-qualified name starting at toks[i]; returns the index
  * after it, or i if there is no name. */
@@ -450,14 +471,10 @@ static bool classify_statement(const struct stmt *st, struct sql_class *c)
 void sql_classify(const char *sql, size_t len, struct sql_class *out)
 {
 	memset(out, 0, sizeof(*out));
-	struct stmt *stp = malloc(sizeof(*stp)); /* ~170 kB: not for the stack */
-	if (!stp) {
-		out->statements = 1; /* cannot judge: not read-only */
-		return;
-	}
+	struct stmt stmt = {0}, *stp = &stmt;
 	struct lexer lx = {sql, len, 0};
 	bool all_read = true;
-	stp->n = 0;
+	bool overflow = false; /* too long to judge, or out of memory */
 	int depth = 0;
 	for (;;) {
 		struct tok t;
@@ -468,27 +485,36 @@ void sql_classify(const char *sql, size_t len, struct sql_class *out)
 				depth++;
 			if (t.type == T_PUNCT && (*t.p == ')' || *t.p == ']') && depth > 0)
 				depth--;
-			if (stp->n < STMT_MAX_TOKENS) {
-				stp->toks[stp->n] = t;
-				stp->depth[stp->n] = depth;
-				stp->n++;
-			} else if (t.type == T_OP && sql_is_vector_operator(t.p, t.len)) {
-				out->vector_op = true; /* past what we buffer: still notice it */
+			if (overflow || stp->n >= STMT_MAX_TOKENS || !stmt_push(stp, &t, depth)) {
+				overflow = true;
+				if (t.type == T_OP && sql_is_vector_operator(t.p, t.len))
+					out->vector_op = true; /* past what we buffer: still notice it */
 			}
 			continue;
 		}
-		if (stp->n > 0) {
+		if (stp->n > 0 || overflow) {
 			out->statements++;
-			if (stp->n >= STMT_MAX_TOKENS)
+			if (overflow)
 				all_read = false; /* too long to judge: be conservative */
-			if (!classify_statement(stp, out))
+			if (stp->n == 0 || !classify_statement(stp, out))
 				all_read = false;
 		}
 		stp->n = 0;
 		depth = 0;
+		overflow = false;
 		if (t.type == T_END)
 			break;
 	}
 	out->read_only = out->statements > 0 && all_read;
-	free(stp);
+	free(stmt.toks);
+	free(stmt.depth);
+}
+
+bool sql_name_matches(const char *given, const char *schema, const char *name)
+{
+	const char *dot = strrchr(given, '.');
+	if (!dot)
+		return !strcasecmp(given, name);
+	size_t sl = (size_t)(dot - given);
+	return strlen(schema) == sl && !strncasecmp(given, schema, sl) && !strcasecmp(dot + 1, name);
 }

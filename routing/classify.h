@@ -46,6 +46,10 @@ struct sql_class {
 
 void sql_classify(const char *sql, size_t len, struct sql_class *out);
 
+/* Does a name as written ("t" or "s.t", lower-cased) denote schema.name?
+ * A bare name matches whatever the schema (search_path is not known here). */
+bool sql_name_matches(const char *given, const char *schema, const char *name);
+
 /* Is this operator token one of pgvector's distance operators? */
 bool sql_is_vector_operator(const char *op, size_t len);
 

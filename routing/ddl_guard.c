@@ -10,15 +10,6 @@
 #include <string.h>
 #include <strings.h>
 
-static bool name_matches(const char *given, const char *schema, const char *name)
-{
-	const char *dot = strrchr(given, '.');
-	if (!dot)
-		return !strcasecmp(given, name);
-	size_t sl = (size_t)(dot - given);
-	return strlen(schema) == sl && !strncasecmp(given, schema, sl) && !strcasecmp(dot + 1, name);
-}
-
 enum guard_verdict ddl_guard_check(const struct sql_class *c, const struct guard_target *targets, int n,
                                    enum guard_mode mode, char *msg, size_t msglen, char *hint, size_t hintlen)
 {
@@ -31,8 +22,8 @@ enum guard_verdict ddl_guard_check(const struct sql_class *c, const struct guard
 		switch (c->ddl_kind) {
 		case DDL_REINDEX: {
 			const char *what = c->ddl_target2;
-			bool hit = (!strcmp(what, "index") && name_matches(t, g->schema, g->index)) ||
-			           (!strcmp(what, "table") && name_matches(t, g->schema, g->table)) ||
+			bool hit = (!strcmp(what, "index") && sql_name_matches(t, g->schema, g->index)) ||
+			           (!strcmp(what, "table") && sql_name_matches(t, g->schema, g->table)) ||
 			           (!strcmp(what, "schema") && !strcasecmp(t, g->schema)) || !strcmp(what, "database") ||
 			           !strcmp(what, "system");
 			if (!hit)
@@ -49,7 +40,7 @@ enum guard_verdict ddl_guard_check(const struct sql_class *c, const struct guard
 		}
 		case DDL_DROP_INDEX:
 		case DDL_DROP_INDEX_CONCURRENTLY:
-			if (!name_matches(t, g->schema, g->index))
+			if (!sql_name_matches(t, g->schema, g->index))
 				continue;
 			snprintf(msg, msglen,
 			         "DROP INDEX %s would remove the live vector index of managed index \"%s\": searches on %s.%s "
@@ -61,7 +52,7 @@ enum guard_verdict ddl_guard_check(const struct sql_class *c, const struct guard
 			         g->name);
 			break;
 		case DDL_CREATE_INDEX:
-			if (!name_matches(t, g->schema, g->table))
+			if (!sql_name_matches(t, g->schema, g->table))
 				continue;
 			snprintf(msg, msglen,
 			         "CREATE INDEX without CONCURRENTLY would take a SHARE lock on %s for the whole build: every "

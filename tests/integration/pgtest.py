@@ -96,9 +96,35 @@ class PgCluster:
             raise RuntimeError("psql failed: %s" % r.stderr)
         return r.stdout.strip()
 
+    def pg_ctl(self, *args):
+        self._as_pg([PGBIN + "/pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w"] + list(args))
+
+    def replica(self):
+        """A streaming replica of this cluster (pg_basebackup -R) on its own port."""
+        return Replica(self)
+
     def add_app(self, user="app", password="app-pw", db="app"):
         self.psql("CREATE ROLE %s LOGIN PASSWORD '%s'" % (user, password))
         self.psql("CREATE DATABASE %s OWNER %s" % (db, user))
+
+
+class Replica(PgCluster):
+    """pg_basebackup -R of a primary into a temp dir, started as a hot standby."""
+
+    def __init__(self, primary):
+        self.dir = tempfile.mkdtemp(prefix="vg-replica-")
+        pw = pwd.getpwnam("postgres")
+        os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        self.data = os.path.join(self.dir, "data")
+        self.port = free_port()
+        env = dict(os.environ, PGPASSWORD=SUPERPW)
+        subprocess.run(["runuser", "-u", "postgres", "--", PGBIN + "/pg_basebackup", "-h", "127.0.0.1", "-p",
+                        str(primary.port), "-U", "postgres", "-D", self.data, "-R", "-X", "stream", "-c", "fast"],
+                       check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+            f.write("port=%d\nunix_socket_directories='%s'\nhot_standby=on\n" % (self.port, self.dir))
+        self.pg_ctl("start")
+        _cleanups.append(self.stop)
 
 
 def yaml_dump(obj, indent=0):

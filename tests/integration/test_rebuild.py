@@ -499,9 +499,9 @@ class Rebuild(unittest.TestCase):
             _, during = self.scrape()
             self.assertGreaterEqual(during["vecgate_clients"], 1)
         _, after = self.scrape()
-        key = 'vecgate_requests_total{database="postgres",user="postgres"}'
+        key = 'vecgate_requests_total{database="postgres",user="postgres",backend="primary"}'
         self.assertGreaterEqual(after[key] - before.get(key, 0), 26)
-        ekey = 'vecgate_errors_total{database="postgres",user="postgres"}'
+        ekey = 'vecgate_errors_total{database="postgres",user="postgres",backend="primary"}'
         self.assertGreaterEqual(after[ekey] - before.get(ekey, 0), 1)
         # exactly one state per managed index, and the finished jobs' numbers are there
         for idx in ("emb", "emb_slow", "emb_gated", "docs", "emb_watch"):

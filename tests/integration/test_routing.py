@@ -1,0 +1,362 @@
+"""Vector-aware routing with a real primary and two streaming replicas
+(pg_basebackup -R) on PostgreSQL 15 (cube + GiST stand-in).  Where a query
+ran is proven by the server itself (pg_is_in_recovery(), inet_server_port()),
+never by trusting vecgate: replica mode sends vector reads to the replica
+while writes, transactions and locking reads stay on the primary; refuse
+answers VG001 at once; fallback uses the fallback backend; a replica whose
+replay is paused falls out of rotation and comes back; stopping the replica
+mid-load moves reads to the primary with zero client errors; a route flipped
+through one vecgate instance is in force on a second within a second; a
+rebuild step's route policy moves reads and hands them back."""
+import asyncio
+import json
+import os
+import random
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+import urllib.request
+
+import asyncpg
+import psycopg
+
+from pgtest import SUPERPW, SRC, PgCluster, Vecgate, _cleanups, free_port
+
+CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
+TOKEN = "routing-token-0123456789"
+VREAD = ("SELECT pg_is_in_recovery(), inet_server_port(), id FROM items "
+         "ORDER BY v <-> cube(array[%s, 0.5, 0.5]) LIMIT 5")
+
+
+def api(port, path, method="GET", body=None):
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Authorization": "Bearer " + TOKEN})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
+
+
+class Routing(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = PgCluster()
+        cls.pg.psql("CREATE EXTENSION cube")
+        cls.pg.psql("CREATE TABLE items (id bigserial PRIMARY KEY, v cube, note text)")
+        cls.pg.psql("INSERT INTO items (v) SELECT cube(array[random(), random(), random()]) "
+                    "FROM generate_series(1, 5000)")
+        cls.pg.psql("CREATE INDEX items_v ON items USING gist (v)")
+        cls.pg.psql("ANALYZE items")
+        cls.r1 = cls.pg.replica()
+        cls.r2 = cls.pg.replica()
+        d = tempfile.mkdtemp(prefix="vg-eval-")
+        _cleanups.append(lambda: subprocess.run(["rm", "-rf", d]))
+        eval_file = os.path.join(d, "eval.txt")
+        rnd = random.Random(3)
+        with open(eval_file, "w") as f:
+            for _ in range(20):
+                f.write("(%f, %f, %f)\n" % (rnd.random(), rnd.random(), rnd.random()))
+        cls.index = {"name": "items", "database": "postgres", "table": "public.items", "index": "items_v",
+                     "user": "postgres", "password": SUPERPW, "eval_file": eval_file,
+                     "eval_query": "SELECT id FROM public.items ORDER BY v <-> $1::cube LIMIT $2",
+                     "route": "replica", "approve_swap": True, "watch_seconds": 0.5, "retention_seconds": 1,
+                     "latency_tolerance": 10,
+                     "route_policy": {"build": "replica", "verify": "replica", "swap": "fallback"}}
+        cls.admin_port = free_port()
+        cls.vg = cls.start_vecgate(cls.admin_port)
+
+    @classmethod
+    def start_vecgate(cls, admin_port):
+        return Vecgate(cls.pg, auth_type="trust", users=[], databases=[
+            {"name": "postgres", "pool_mode": "transaction", "pool_size": 4, "user": "postgres", "password": SUPERPW},
+        ], extra={
+            "backends": {
+                "primary": {"host": "127.0.0.1", "port": cls.pg.port},
+                "r1": {"host": "127.0.0.1", "port": cls.r1.port, "role": "replica", "max_lag_bytes": 65536,
+                       "max_lag_seconds": 30},
+                "r2": {"host": "127.0.0.1", "port": cls.r2.port, "role": "fallback"},
+            },
+            "health_check": {"user": "postgres", "password": SUPERPW, "interval": 0.2, "timeout": 2},
+            "routing": {"refresh_seconds": 2},
+            "admin": {"port": admin_port, "token": TOKEN},
+            "managed_indexes": [cls.index],
+        })
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.vg.stop()
+
+    def setUp(self):
+        self.set_mode("replica")
+        self.wait_backend("r1", lambda b: b["in_rotation"])
+
+    # ---- helpers ----
+
+    def set_mode(self, mode, port=None):
+        r = api(port or self.admin_port, "/v1/routes/items", "POST", {"mode": mode})
+        self.assertEqual(r["mode"], mode)
+
+    def route(self, port=None):
+        return [r for r in api(port or self.admin_port, "/v1/routes")["routes"] if r["name"] == "items"][0]
+
+    def backend(self, name):
+        return [b for b in api(self.admin_port, "/v1/backends")["backends"] if b["name"] == name][0]
+
+    def wait_backend(self, name, pred, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            b = self.backend(name)
+            if pred(b):
+                return b
+            time.sleep(0.05)
+        self.fail("backend %s never got there: %s\n%s" % (name, b, self.vg.log()[-3000:]))
+
+    def conn(self, vg=None, **kw):
+        return psycopg.connect((vg or self.vg).dsn(db="postgres", user="postgres", password=""), autocommit=True, **kw)
+
+    def where(self, conn, sql=VREAD, params=None):
+        rows = conn.execute(sql, params if params is not None else (random.random(),)).fetchall()
+        self.assertTrue(rows)
+        return rows[0][0], rows[0][1]
+
+    def ctl(self, *args):
+        env = dict(os.environ, VECGATE_TOKEN=TOKEN)
+        r = subprocess.run([CTL, "--url", "http://127.0.0.1:%d" % self.admin_port] + list(args),
+                           capture_output=True, text=True, env=env, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        return r.stdout
+
+    # ---- tests ----
+
+    def test_a_replica_mode(self):
+        """Vector reads on the replica; writes, transactions, locking reads and plain reads on the primary."""
+        with self.conn(prepare_threshold=None) as c:  # extended protocol, unnamed statements
+            self.assertEqual(self.where(c), (True, self.r1.port))
+            # not a vector read: primary
+            self.assertEqual(self.where(c, "SELECT pg_is_in_recovery(), inet_server_port() FROM items LIMIT 1", ()),
+                             (False, self.pg.port))
+            # a write with a distance operator in it: primary
+            c.execute("INSERT INTO items (v, note) SELECT v, 'copied' FROM items "
+                      "ORDER BY v <-> cube(array[0.1, 0.1, 0.1]) LIMIT 1")
+            self.assertEqual(self.where(c, VREAD + " FOR UPDATE"), (False, self.pg.port))
+            # a writable CTE that orders by distance: primary
+            self.assertEqual(self.where(c, "WITH w AS (UPDATE items SET note = 'x' WHERE id = 1 RETURNING id) "
+                                           "SELECT pg_is_in_recovery(), inet_server_port(), id FROM items "
+                                           "ORDER BY v <-> cube(array[%s, 0.5, 0.5]) LIMIT 5"),
+                             (False, self.pg.port))
+            # inside an explicit transaction everything stays on the primary
+            with c.transaction():
+                c.execute("INSERT INTO items (v, note) VALUES (cube(array[0.5, 0.5, 0.5]), 'in-txn')")
+                self.assertEqual(self.where(c), (False, self.pg.port))
+                self.assertEqual(self.where(c), (False, self.pg.port))
+            # ingestion: COPY FROM passes through to the primary unchanged
+            with c.cursor().copy("COPY items (v, note) FROM STDIN") as cp:
+                for i in range(100):
+                    cp.write_row(("(%f, 0.5, 0.5)" % (i / 100.0), "copied-in"))
+            # operator text inside a string or comment is not a vector read
+            self.assertEqual(self.where(c, "SELECT pg_is_in_recovery(), inet_server_port(), '<->' FROM items "
+                                           "/* ORDER BY v <-> x */ LIMIT 1", ()), (False, self.pg.port))
+        with self.conn(prepare_threshold=0) as c:  # named prepared statements, classified once
+            for _ in range(5):
+                self.assertEqual(self.where(c), (True, self.r1.port))
+        # simple protocol (psql) through vecgate
+        out = subprocess.run(["psql", "-XAtq", "-h", "127.0.0.1", "-p", str(self.vg.port), "-U", "postgres",
+                              "-d", "postgres", "-c", VREAD % "0.3"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.stdout.splitlines()[0].split("|")[:2], ["t", str(self.r1.port)], out.stderr)
+
+        async def via_asyncpg():  # Parse/Describe/Sync, then Bind/Execute/Sync of a named statement
+            c = await asyncpg.connect(host="127.0.0.1", port=self.vg.port, user="postgres", database="postgres",
+                                      statement_cache_size=100)
+            try:
+                st = await c.prepare("SELECT pg_is_in_recovery() AS rec, inet_server_port() AS port, id FROM items "
+                                     "ORDER BY v <-> cube(array[$1::float8, 0.5, 0.5]) LIMIT 5")
+                got = [tuple((await st.fetch(random.random()))[0][:2]) for _ in range(5)]
+                async with c.transaction():
+                    got_txn = tuple((await st.fetch(0.5))[0][:2])
+                return got, got_txn
+            finally:
+                await c.close()
+        got, got_txn = asyncio.run(via_asyncpg())
+        self.assertEqual(set(got), {(True, self.r1.port)})
+        self.assertEqual(got_txn, (False, self.pg.port))
+        # writes landed on the primary and replicated
+        self.assertGreaterEqual(int(self.pg.psql("SELECT count(*) FROM items WHERE note = 'in-txn'")), 1)
+        self.assertEqual(int(self.pg.psql("SELECT count(*) FROM items WHERE note = 'copied-in'")), 100)
+        r = self.route()
+        self.assertGreater(r["queries"]["replica"], 10)
+        self.assertGreater(self.backend("r1")["routed_reads"], 10)
+
+    def test_b_refuse_mode(self):
+        self.ctl("route", "items", "refuse")
+        with self.conn(prepare_threshold=None) as c:
+            t0 = time.monotonic()
+            with self.assertRaises(psycopg.Error) as e:
+                c.execute(VREAD, (0.5,))
+            self.assertEqual(e.exception.sqlstate, "VG001")
+            self.assertIn("refuse", str(e.exception))
+            refused_in = time.monotonic() - t0
+            # the connection stays usable; non-vector work is not refused
+            self.assertEqual(c.execute("SELECT count(*) > 0 FROM items").fetchone()[0], True)
+        with self.conn(prepare_threshold=0) as c:
+            for _ in range(2):
+                with self.assertRaises(psycopg.Error) as e:
+                    c.execute(VREAD, (0.5,))
+                self.assertEqual(e.exception.sqlstate, "VG001")
+            self.assertEqual(c.execute("SELECT 41 + 1").fetchone()[0], 42)
+        out = subprocess.run(["psql", "-XAtq", "-h", "127.0.0.1", "-p", str(self.vg.port), "-U", "postgres",
+                              "-d", "postgres", "-c", VREAD % "0.3"], capture_output=True, text=True, timeout=30)
+        self.assertIn("VG001", subprocess.run(
+            ["psql", "-XAtq", "-v", "VERBOSITY=verbose", "-h", "127.0.0.1", "-p", str(self.vg.port), "-U", "postgres",
+             "-d", "postgres", "-c", VREAD % "0.3"], capture_output=True, text=True, timeout=30).stderr)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertGreaterEqual(self.route()["queries"]["refused"], 4)
+        print("refused in %.1f ms" % (refused_in * 1000))
+
+    def test_c_fallback_mode(self):
+        self.wait_backend("r2", lambda b: b["in_rotation"])
+        self.ctl("route", "items", "fallback")
+        with self.conn(prepare_threshold=0) as c:
+            for _ in range(3):
+                self.assertEqual(self.where(c), (True, self.r2.port))
+        self.ctl("route", "items", "primary")
+        with self.conn() as c:
+            self.assertEqual(self.where(c), (False, self.pg.port))
+        self.assertIn("items", self.ctl("routes"))
+        self.assertIn("r2", self.ctl("backends"))
+
+    def test_d_lagging_replica_is_skipped(self):
+        self.r1.psql("SELECT pg_wal_replay_pause()")
+        try:
+            self.pg.psql("INSERT INTO items (v, note) SELECT cube(array[random(), random(), random()]), "
+                         "repeat('w', 200) FROM generate_series(1, 3000)")
+            b = self.wait_backend("r1", lambda b: not b["in_rotation"])
+            self.assertGreater(b["lag_bytes"], 65536)
+            self.assertTrue(b["replay_paused"])
+            with self.conn() as c:
+                for _ in range(3):
+                    self.assertEqual(self.where(c), (False, self.pg.port))
+        finally:
+            self.r1.psql("SELECT pg_wal_replay_resume()")
+        self.wait_backend("r1", lambda b: b["in_rotation"])
+        with self.conn() as c:
+            self.assertEqual(self.where(c), (True, self.r1.port))
+
+    def test_e_replica_stopped_mid_load(self):
+        stop = threading.Event()
+        stats = {"errors": [], "replica": 0, "primary": 0, "reads": 0}
+        lock = threading.Lock()
+
+        def reader(prepare):
+            with self.conn(prepare_threshold=prepare) as c:
+                while not stop.is_set():
+                    try:
+                        rec, port = self.where(c)
+                        with lock:
+                            stats["reads"] += 1
+                            stats["replica" if rec else "primary"] += 1
+                    except Exception as e:  # every error counts against vecgate
+                        with lock:
+                            stats["errors"].append(repr(e))
+
+        threads = [threading.Thread(target=reader, args=(p,)) for p in (None, 0, None, 0)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(1.5)
+            on_replica_before = stats["replica"]
+            self.r1.pg_ctl("-m", "fast", "stop")
+            stopped_at = stats["reads"]
+            time.sleep(2.0)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+        try:
+            self.assertEqual(stats["errors"], [], self.vg.log()[-3000:])
+            self.assertGreater(on_replica_before, 20)
+            self.assertGreater(stats["reads"] - stopped_at, 20)
+            self.assertGreater(stats["primary"], 20)
+            self.assertEqual(self.backend("r1")["status"], "down")
+            print("reads %d (replica %d, primary %d), errors 0, replayed %d" %
+                  (stats["reads"], stats["replica"], stats["primary"], self.route()["queries"]["replayed"]))
+        finally:
+            self.r1.pg_ctl("start")
+        self.wait_backend("r1", lambda b: b["in_rotation"])
+
+    def test_f_two_instances_share_routes(self):
+        admin2 = free_port()
+        vg2 = self.start_vecgate(admin2)
+        try:
+            deadline = time.time() + 10
+            while not self.route(admin2)["synced"] and time.time() < deadline:
+                time.sleep(0.05)
+            self.assertEqual(self.route(admin2)["effective"], "replica")
+            for mode, via, other in (("refuse", self.admin_port, admin2), ("fallback", admin2, self.admin_port),
+                                     ("replica", self.admin_port, admin2)):
+                t0 = time.monotonic()
+                self.set_mode(mode, via)
+                while self.route(other)["effective"] != mode and time.monotonic() - t0 < 5:
+                    time.sleep(0.01)
+                took = time.monotonic() - t0
+                self.assertEqual(self.route(other)["effective"], mode)
+                self.assertLess(took, 1.0, "route %s reached the other instance after %.3fs" % (mode, took))
+                print("route %s in force on the other instance after %.0f ms" % (mode, took * 1000))
+                if mode == "refuse":
+                    with self.conn(vg2) as c, self.assertRaises(psycopg.Error) as e:
+                        c.execute(VREAD, (0.5,))
+                    self.assertEqual(e.exception.sqlstate, "VG001")
+                if mode == "fallback":
+                    with self.conn(self.vg) as c:
+                        self.assertEqual(self.where(c), (True, self.r2.port))
+        finally:
+            vg2.stop()
+        self.assertEqual(self.pg.psql("SELECT mode FROM vecgate.routes WHERE index_name = 'items'"), "replica")
+
+    def test_g_rebuild_step_policy(self):
+        out = json.loads(self.ctl("--json", "rebuild", "start", "items"))
+        job = out["id"]
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            j = json.loads(self.ctl("--json", "job", str(job)))
+            if j.get("awaiting_approval") or j["state"] in ("failed", "cancelled", "done"):
+                break
+            time.sleep(0.1)
+        self.assertTrue(j.get("awaiting_approval"), j)
+        r = self.route()
+        self.assertEqual((r["mode"], r["step"], r["step_mode"], r["effective"]), ("replica", "swap", "fallback",
+                                                                                 "fallback"))
+        self.assertEqual(self.pg.psql("SELECT step_mode FROM vecgate.routes WHERE index_name = 'items'"), "fallback")
+        with self.conn() as c:
+            self.assertEqual(self.where(c), (True, self.r2.port))
+        self.ctl("approve", str(job))
+        while time.time() < deadline:
+            j = json.loads(self.ctl("--json", "job", str(job)))
+            if j["state"] in ("done", "failed", "rolled_back"):
+                break
+            time.sleep(0.1)
+        self.assertEqual(j["state"], "done", j)
+        r = self.route()
+        self.assertEqual((r["step"], r["effective"]), (None, "replica"))
+        self.wait_backend("r1", lambda b: b["in_rotation"])  # the new index's WAL may still be replaying
+        with self.conn() as c:
+            self.assertEqual(self.where(c), (True, self.r1.port), self.vg.log()[-2500:])
+
+    def test_h_metrics(self):
+        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.admin_port, timeout=5).read().decode()
+        samples = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                k, v = line.rsplit(" ", 1)
+                samples[k] = float(v)
+        self.assertEqual(samples['vecgate_backend_up{backend="r1",role="replica"}'], 1)
+        self.assertEqual(samples['vecgate_route_mode{index="items",mode="replica"}'], 1)
+        self.assertEqual(samples['vecgate_route_mode{index="items",mode="refuse"}'], 0)
+        self.assertGreater(samples['vecgate_route_queries_total{index="items",target="replica"}'], 0)
+        self.assertGreater(samples['vecgate_backend_reads_total{backend="r1"}'], 0)
+        self.assertIn('vecgate_replica_lag_bytes{backend="r1"}', samples)
+        self.assertIn('vecgate_requests_total{database="postgres",user="postgres",backend="r1"}', samples)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
