@@ -1,0 +1,84 @@
+"""Shared by the benchmarks: build vecgate if needed, start Debian's
+PgBouncer in front of a cluster, run pgbench and read its tps, peak RSS."""
+import os
+import pwd
+import re
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from pgtest import SRC, free_port, wait_port, _cleanups  # noqa: E402
+
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+
+
+def vecgate_bin():
+    b = os.environ.get("VECGATE_BIN", os.path.join(SRC, "build", "vecgate"))
+    if not os.path.exists(b):
+        subprocess.run(["cmake", "-S", SRC, "-B", os.path.join(SRC, "build"), "-DCMAKE_BUILD_TYPE=RelWithDebInfo"],
+                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["cmake", "--build", os.path.join(SRC, "build"), "-j"], check=True, stdout=subprocess.DEVNULL)
+    return b
+
+
+def start_pgbouncer(pg, db="app", user="app", password="app-pw", pool_size=20):
+    d = os.path.join(pg.dir, "pgbouncer")
+    os.makedirs(d)
+    pw = pwd.getpwnam("postgres")
+    port = free_port()
+    with open(os.path.join(d, "users.txt"), "w") as f:
+        f.write('"%s" "%s"\n' % (user, password))
+    with open(os.path.join(d, "pgbouncer.ini"), "w") as f:
+        f.write("""[databases]
+%s = host=127.0.0.1 port=%d dbname=%s
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = %d
+unix_socket_dir = %s
+auth_type = scram-sha-256
+auth_file = %s/users.txt
+pool_mode = transaction
+default_pool_size = %d
+max_client_conn = 500
+logfile = %s/pgbouncer.log
+pidfile = %s/pgbouncer.pid
+""" % (db, pg.port, db, port, d, d, pool_size, d, d))
+    for root, _, files in os.walk(d):
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+        for fn in files:
+            os.chown(os.path.join(root, fn), pw.pw_uid, pw.pw_gid)
+    proc = subprocess.Popen(["runuser", "-u", "postgres", "--", "/usr/sbin/pgbouncer",
+                             os.path.join(d, "pgbouncer.ini")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop():
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+    _cleanups.append(stop)
+    wait_port(port, proc=proc)
+    pid = int(subprocess.run(["pgrep", "-f", "pgbouncer.ini", "-n"], capture_output=True, text=True).stdout.split()[0])
+    return port, pid
+
+
+def pgbench(port, args, clients, db="app", user="app", password="app-pw"):
+    cmd = ["pgbench", "-n", "-h", "127.0.0.1", "-p", str(port), "-U", user, "-c", str(clients),
+           "-j", str(min(2, clients)), "-T", str(SECONDS)] + args + [db]
+    r = subprocess.run(cmd, env=dict(os.environ, PGPASSWORD=password), capture_output=True, text=True,
+                       timeout=SECONDS * 4 + 60)
+    m = re.search(r"^tps = ([0-9.]+)", r.stdout, re.M)
+    failed = re.search(r"number of failed transactions: (\d+)", r.stdout)
+    aborted = "aborted" in r.stderr or "error" in r.stderr.lower()
+    if r.returncode != 0 or not m or (failed and int(failed.group(1)) > 0) or aborted:
+        return None, (r.stderr.strip().splitlines() or ["failed"])[-1]
+    return float(m.group(1)), None
+
+
+def peak_rss_kb(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
