@@ -688,8 +688,8 @@ static struct pool *route_cycle(struct client_conn *c, uint8_t type, const uint8
 	d.backend->routed_reads++;
 	c->routed = true;
 	c->cycle_sent = false;
-	c->route = d.route;
-	c->route_backend = d.backend;
+	snprintf(c->route_name, sizeof(c->route_name), "%s", d.route->name);
+	snprintf(c->route_backend, sizeof(c->route_backend), "%s", d.backend->name);
 	if (!c->replay)
 		c->replay = evbuffer_new();
 	return sib;
@@ -698,8 +698,7 @@ static struct pool *route_cycle(struct client_conn *c, uint8_t type, const uint8
 void client_route_done(struct client_conn *c)
 {
 	c->routed = c->cycle_sent = false;
-	c->route = NULL;
-	c->route_backend = NULL;
+	c->route_name[0] = c->route_backend[0] = 0;
 	if (c->replay)
 		evbuffer_drain(c->replay, evbuffer_get_length(c->replay));
 }
@@ -708,10 +707,11 @@ void client_replay_on_primary(struct client_conn *c, const char *why)
 {
 	assert(!c->server && !c->in_pool_queue);
 	log_info("C-%llu: routed read on %s failed before answering (%s): running it on the primary",
-	         (unsigned long long)c->id, c->route_backend ? c->route_backend->name : "?", why);
-	routes_count(c->route, RS_REPLAYED);
-	if (c->route_backend)
-		c->route_backend->replayed_reads++;
+	         (unsigned long long)c->id, c->route_backend, why);
+	routes_count(route_find(c->route_name), RS_REPLAYED);
+	struct backend_state *be = backend_find(c->route_backend);
+	if (be)
+		be->replayed_reads++;
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	if (c->replay && evbuffer_get_length(c->replay))
 		evbuffer_prepend_buffer(in, c->replay);

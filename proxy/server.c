@@ -181,6 +181,9 @@ void server_link(struct server_conn *s, struct client_conn *c)
 	c->server = s;
 	s->state = SV_ACTIVE;
 	s->last_used = now_sec();
+	s->holding = false;
+	if (s->hold)
+		evbuffer_drain(s->hold, evbuffer_get_length(s->hold)); /* a previous client left mid-read */
 	if (c->routed && vg.cfg->routing.hold_bytes > 0) {
 		if (!s->hold)
 			s->hold = evbuffer_new();

@@ -217,8 +217,9 @@ struct client_conn {
 	bool cycle_sent;      /* the routed cycle's Sync/Query is through: hold the rest */
 	bool force_primary;   /* the next cycle is a replay: primary only */
 	struct evbuffer *replay;
-	struct route_state *route;
-	struct backend_state *route_backend;
+	/* names, not pointers: a reload may rebuild the route and backend tables */
+	char route_name[64];
+	char route_backend[64];
 	bool read_paused;     /* server output above the high watermark */
 	bool guard_skip;      /* a refused Parse: discard extended messages until Sync */
 
