@@ -17,6 +17,7 @@
 #include "proxy/admin.h"
 #include "proxy/backends.h"
 #include "proxy/routes.h"
+#include "proxy/stats.h"
 #include "proxy/json.h"
 #include "proxy/rebuild.h"
 #include "proxy/vecgate.h"
@@ -210,6 +211,7 @@ static void handle(struct evhttp_request *req, void *arg)
 		metrics_write(out);
 		backends_metrics(out);
 		routes_metrics(out);
+		stats_metrics(out);
 		rebuild_metrics(out);
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 		                  "text/plain; version=0.0.4; charset=utf-8");

@@ -7,6 +7,7 @@
  */
 #include "proxy/backends.h"
 #include "proxy/routes.h"
+#include "proxy/stats.h"
 #include "proxy/vecgate.h"
 #include "routing/classify.h"
 #include "routing/ddl_guard.h"
@@ -84,6 +85,7 @@ void client_send_error(struct client_conn *c, const char *severity, const char *
 	build_error(&b, severity, sqlstate, msg, detail, NULL);
 	bufferevent_write(c->bev, b.data, b.len);
 	buf_free(&b);
+	stats_error(sqlstate);
 }
 
 void client_fatal(struct client_conn *c, const char *sqlstate, const char *msg, const char *detail)
@@ -569,6 +571,7 @@ static bool ddl_guard_refused(struct client_conn *c, const char *sql, size_t len
 	struct pg_buf b;
 	buf_init(&b);
 	build_error(&b, "ERROR", VG_SQLSTATE_DDL_GUARD, why, NULL, hint);
+	stats_error(VG_SQLSTATE_DDL_GUARD);
 	answer_in_order(c, b.data, b.len, !extended);
 	if (extended)
 		c->guard_skip = true;
@@ -654,7 +657,7 @@ static const struct sql_class *routing_class(struct client_conn *c, uint8_t type
 static struct pool *route_cycle(struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total)
 {
 	if (c->force_primary) {
-		c->force_primary = false;
+		c->force_primary = false; /* a replay: its latency keeps counting from the first try */
 		return c->pool;
 	}
 	struct sql_class scratch;
@@ -665,6 +668,8 @@ static struct pool *route_cycle(struct client_conn *c, uint8_t type, const uint8
 	routes_decide(c->pool->be_dbname, c->pool->be_name, cls, &d);
 	if (!d.route)
 		return c->pool;
+	snprintf(c->vread_route, sizeof(c->vread_route), "%s", d.route->name);
+	c->vread_start = now_sec();
 	if (d.target == ROUTE_TO_REFUSE) {
 		routes_count(d.route, RS_REFUSED);
 		char m[300];
@@ -672,6 +677,7 @@ static struct pool *route_cycle(struct client_conn *c, uint8_t type, const uint8
 		         d.route->name);
 		struct pg_buf b;
 		buf_init(&b);
+		stats_error(VG_SQLSTATE_ROUTE_REFUSED);
 		build_error(&b, "ERROR", VG_SQLSTATE_ROUTE_REFUSED, m, NULL,
 		            "An operator or a rebuild step set this mode; retry later, or see GET /v1/routes.");
 		answer_in_order(c, b.data, b.len, type == 'Q');

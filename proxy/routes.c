@@ -331,6 +331,7 @@ static void build(const struct route_state *old, int n_old)
 			r->step_mode = old[o].step_mode;
 			memcpy(r->step, old[o].step, sizeof(r->step));
 			memcpy(r->stats, old[o].stats, sizeof(r->stats));
+			r->latency = old[o].latency;
 			memcpy(r->updated_by, old[o].updated_by, sizeof(r->updated_by));
 			memcpy(r->updated_at, old[o].updated_at, sizeof(r->updated_at));
 			memcpy(r->mode_source, old[o].mode_source, sizeof(r->mode_source));
@@ -488,6 +489,13 @@ void routes_count(struct route_state *r, enum route_stat what)
 		r->stats[what]++;
 }
 
+void routes_observe_latency(const char *name, double seconds)
+{
+	struct route_state *r = route_find(name);
+	if (r)
+		stats_observe(&r->latency, seconds);
+}
+
 static const char *const stat_names[ROUTE_STAT_COUNT] = {"primary", "replica", "fallback", "refused", "replayed"};
 
 void routes_json(struct json *j, const char *key)
@@ -530,4 +538,11 @@ void routes_metrics(struct evbuffer *out)
 		for (int s = 0; s < ROUTE_STAT_COUNT; s++)
 			evbuffer_add_printf(out, "vecgate_route_queries_total{index=\"%s\",target=\"%s\"} %llu\n", routes[i].name,
 			                    stat_names[s], (unsigned long long)routes[i].stats[s]);
+	evbuffer_add_printf(out, "# HELP vecgate_vector_query_seconds Vector reads of a managed index, from arrival to "
+	                         "ReadyForQuery.\n# TYPE vecgate_vector_query_seconds histogram\n");
+	for (int i = 0; i < n_routes; i++) {
+		char labels[200];
+		snprintf(labels, sizeof(labels), "index=\"%s\"", routes[i].name);
+		stats_hist_write(out, "vecgate_vector_query_seconds", labels, &routes[i].latency);
+	}
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "proxy/json.h"
+#include "proxy/stats.h"
 #include "routing/rebuild_job.h"
 #include "routing/route.h"
 
@@ -30,6 +31,7 @@ struct route_state {
 	bool mode_dirty, step_dirty;
 	unsigned mode_gen, mode_gen_sent, step_gen, step_gen_sent;
 	uint64_t stats[ROUTE_STAT_COUNT];
+	struct latency_hist latency; /* vector reads: arrival to the ReadyForQuery that ends the cycle */
 };
 
 struct route_decision {
@@ -52,6 +54,7 @@ void routes_job_step(const char *name, enum job_state state);
 bool routes_for_database(const char *dbname);
 void routes_decide(const char *dbname, const char *primary, const struct sql_class *c, struct route_decision *out);
 void routes_count(struct route_state *r, enum route_stat what);
+void routes_observe_latency(const char *name, double seconds);
 void routes_json(struct json *j, const char *key);
 void routes_metrics(struct evbuffer *out);
 

@@ -6,6 +6,8 @@
  * answers to requests it injected, answer the ones it skipped, and know when
  * a transaction-mode server is free again.
  */
+#include "proxy/routes.h"
+#include "proxy/stats.h"
 #include "proxy/vecgate.h"
 #include "protocol/md5auth.h"
 
@@ -538,6 +540,10 @@ static void transaction_done(struct server_conn *s)
 	s->client = NULL;
 	c->server = NULL;
 	c->state = CL_IDLE;
+	if (c->vread_route[0]) {
+		routes_observe_latency(c->vread_route, now_sec() - c->vread_start);
+		c->vread_route[0] = 0;
+	}
 	if (c->routed)
 		client_route_done(c);
 	pool_release(s);
@@ -679,18 +685,17 @@ void server_process(struct server_conn *s)
 				}
 				continue;
 			}
-			if (s->holding) {
-				uint8_t *msg = evbuffer_pullup(in, total);
-				struct pg_error_fields ef;
-				parse_error_fields(msg + PG_HDR_LEN, total - PG_HDR_LEN, &ef);
-				if (replayable_error(ef.sqlstate)) {
-					char why[300];
-					snprintf(why, sizeof(why), "%s (SQLSTATE %s)", ef.message ? ef.message : "?", ef.sqlstate);
-					evbuffer_drain(in, total);
-					server_close(s, why);
-					return;
-				}
+			uint8_t *emsg = evbuffer_pullup(in, total);
+			struct pg_error_fields ef;
+			parse_error_fields(emsg + PG_HDR_LEN, total - PG_HDR_LEN, &ef);
+			if (s->holding && replayable_error(ef.sqlstate)) {
+				char why[300];
+				snprintf(why, sizeof(why), "%s (SQLSTATE %s)", ef.message ? ef.message : "?", ef.sqlstate);
+				evbuffer_drain(in, total);
+				server_close(s, why);
+				return;
 			}
+			stats_error(ef.sqlstate);
 			evbuffer_remove_buffer(in, cout, total);
 			s->pool->stat_errors++;
 			if (h && h->req != 'Q' && h->req != 'F' && h->req != 'S')

@@ -220,6 +220,8 @@ struct client_conn {
 	/* names, not pointers: a reload may rebuild the route and backend tables */
 	char route_name[64];
 	char route_backend[64];
+	char vread_route[64]; /* the cycle is a vector read of this managed index */
+	double vread_start;
 	bool read_paused;     /* server output above the high watermark */
 	bool guard_skip;      /* a refused Parse: discard extended messages until Sync */
 

@@ -135,8 +135,11 @@ static void draw_bar(const struct jnode *job)
 		bar[i] = i < filled ? '#' : '.';
 	bar[30] = 0;
 	char eta[32] = "", rec[64] = "";
+	/* a terminal gets one line redrawn in place; a pipe or log file gets a
+	 * line per change (so no ETA there: it changes every poll) */
+	bool tty = isatty(STDOUT_FILENO);
 	double e = json_get_num(job, "progress.eta_seconds");
-	if (!isnan(e) && e > 0)
+	if (!isnan(e) && e > 0 && tty)
 		snprintf(eta, sizeof(eta), " ETA %.0fs", e);
 	double rb = json_get_num(job, "baseline.recall"), rn = json_get_num(job, "candidate.recall");
 	if (!isnan(rb))
@@ -145,8 +148,15 @@ static void draw_bar(const struct jnode *job)
 		snprintf(rec + strlen(rec), sizeof(rec) - strlen(rec), " -> %.3f", rn);
 	const char *phase = json_get_str(job, "progress.phase");
 	const char *state = json_get_str(job, "state");
-	printf("\r\033[K[%s] %3.0f%% %-9s %s%s%s", bar, pct, state ? state : "?",
-	       state && !strcmp(state, "build") && phase ? phase : "", eta, rec);
+	char line[300];
+	snprintf(line, sizeof(line), "[%s] %3.0f%% %-9s %s%s%s", bar, pct, state ? state : "?",
+	         state && !strcmp(state, "build") && phase ? phase : "", eta, rec);
+	static char last[300];
+	if (tty)
+		printf("\r\033[K%s", line);
+	else if (strcmp(line, last))
+		printf("%s\n", line);
+	snprintf(last, sizeof(last), "%s", line);
 	fflush(stdout);
 }
 

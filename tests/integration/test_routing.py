@@ -356,6 +356,17 @@ class Routing(unittest.TestCase):
         self.assertGreater(samples['vecgate_backend_reads_total{backend="r1"}'], 0)
         self.assertIn('vecgate_replica_lag_bytes{backend="r1"}', samples)
         self.assertIn('vecgate_requests_total{database="postgres",user="postgres",backend="r1"}', samples)
+        # errors by SQLSTATE include vecgate's own refusals (test b)
+        self.assertGreaterEqual(samples['vecgate_client_errors_total{sqlstate="VG001"}'], 4)
+        # the vector-read latency histogram is cumulative and counts every classified read
+        buckets = [(k, v) for k, v in samples.items() if k.startswith('vecgate_vector_query_seconds_bucket{index="items"')]
+        self.assertEqual(len(buckets), 13)
+        values = [v for _, v in buckets]
+        self.assertEqual(values, sorted(values))
+        self.assertEqual(values[-1], samples['vecgate_vector_query_seconds_count{index="items"}'])
+        self.assertGreater(values[-1], 50)
+        self.assertGreater(samples['vecgate_vector_query_seconds_sum{index="items"}'], 0)
+        self.assertIn("# TYPE vecgate_vector_query_seconds histogram", text)
 
 
 if __name__ == "__main__":
