@@ -739,6 +739,9 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		{"drop_invalid", F_BOOL, MI(drop_invalid), 0, 0, NULL},
 		{"approve_swap", F_BOOL, MI(approve_swap), 0, 0, NULL},
 		{"route", F_ENUM, MI(route), 0, 0, route_names},
+		{"drift_check_seconds", F_SECONDS, MI(drift_check_seconds), 0, 0, NULL},
+		{"drift_tolerance", F_SECONDS, MI(drift_tolerance), 0, 0, NULL},
+		{"drift_propose_rebuild", F_BOOL, MI(drift_propose_rebuild), 0, 0, NULL},
 		{NULL, 0, 0, 0, 0, NULL},
 	};
 #undef MI
@@ -765,6 +768,8 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		m->watch_error_rate_increase = 0.01;
 		m->retention_seconds = 86400;
 		m->max_transaction_age = 300;
+		m->drift_tolerance = 0.05;
+		m->drift_propose_rebuild = true;
 		/* vector reads move off the primary while it builds and verifies */
 		for (int st = 0; st < VG_POLICY_STEPS; st++)
 			m->route_policy[st] = -1;

@@ -204,6 +204,9 @@ struct vg_managed_index {
 	bool drop_invalid;          /* preflight drops leftover invalid vecgate indexes */
 	bool approve_swap;          /* wait for an operator's approve before swapping */
 	enum vg_route_mode route;   /* initial route mode of its vector reads */
+	double drift_check_seconds; /* recall-drift monitor period; 0 = off */
+	double drift_tolerance;     /* alert when recall < baseline x (1 - this), default 0.05 */
+	bool drift_propose_rebuild; /* on alert, propose a rebuild (never started without an operator) */
 	int route_policy[VG_POLICY_STEPS]; /* per rebuild step: a vg_route_mode, or -1 = keep */
 };
 

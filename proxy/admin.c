@@ -132,6 +132,7 @@ static void index_json(struct json *j, const struct vg_managed_index *mi)
 		rebuild_job_json(j, "latest_job", job);
 	else
 		json_str(j, "latest_job", NULL);
+	rebuild_drift_json(j, "drift", mi->name);
 	json_obj_end(j);
 }
 

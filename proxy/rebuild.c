@@ -36,7 +36,7 @@ struct history_entry {
 	char message[240];
 };
 
-enum eval_purpose { EVAL_BASELINE, EVAL_VERIFY, EVAL_WATCH };
+enum eval_purpose { EVAL_BASELINE, EVAL_VERIFY, EVAL_WATCH, EVAL_DRIFT };
 
 struct rebuild_job {
 	struct rebuild_job *next;
@@ -97,12 +97,19 @@ struct rebuild_job {
 	bool persistent;
 	bool resuming;
 	enum job_state resume_to;
+
+	bool drift; /* not a rebuild: one eval run of the recall-drift monitor */
 };
 
 static struct rebuild_job *jobs;
 static int next_job_id;
 
 static void run_step(struct rebuild_job *job);
+static void drift_measured(struct rebuild_job *job, double recall);
+static void drift_failed(struct rebuild_job *job, const char *why);
+static void drift_rebase(const char *index_name, double recall);
+static void drift_clear_proposal(const char *index_name);
+static void drift_tick(evutil_socket_t fd, short what, void *arg);
 static void job_event(struct rebuild_job *job, enum job_event ev, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -302,6 +309,9 @@ static void eval_finish(struct rebuild_job *job)
 			          gr.reason);
 		return;
 	}
+	case EVAL_DRIFT:
+		drift_measured(job, recall);
+		return;
 	case EVAL_WATCH: {
 		struct gate_input in = {job->base_recall, job->base_p95, recall, p95, mi ? mi->recall_tolerance : 0,
 		                        mi ? 2 * mi->latency_tolerance + 1 : 1};
@@ -463,11 +473,9 @@ static void eval_start(struct rebuild_job *job, enum eval_purpose purpose)
 	query(job, "ROLLBACK", 0, NULL, NULL); /* a transaction a failed attempt left open */
 	query(job, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL, NULL);
 	if (purpose == EVAL_VERIFY && job->superuser) {
-		char sql[1024], lit[800], rel[700];
-		sql_qualified(job->schema, job->live, rel, sizeof(rel));
-		sql_literal(rel, lit, sizeof(lit));
-		snprintf(sql, sizeof(sql), "UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass", lit);
-		query(job, sql, 0, NULL, NULL);
+		char sql[1100];
+		if (sql_set_index_valid(job->schema, job->live, false, sql, sizeof(sql)) == 0)
+			query(job, sql, 0, NULL, NULL);
 	}
 	query(job, "SET LOCAL enable_indexscan = off", 0, NULL, NULL);
 	query(job, "SET LOCAL enable_bitmapscan = off", 0, NULL, NULL);
@@ -1019,6 +1027,10 @@ static void job_event(struct rebuild_job *job, enum job_event ev, const char *fm
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (job->drift) {
+		drift_failed(job, msg);
+		return;
+	}
 	const struct vg_managed_index *mi = job_index(job);
 	int max = job->state == JOB_SWAP ? (mi ? mi->swap_attempts : 20) : (mi ? mi->max_attempts : 3);
 	struct job_transition t = job_next(job->state, ev, job->attempts, max);
@@ -1043,6 +1055,8 @@ static void job_event(struct rebuild_job *job, enum job_event ev, const char *fm
 		job->attempts = 1;
 		job->state_since = now_sec();
 		routes_job_step(job->index_name, job->state);
+		if (job->state == JOB_DONE && job->have_new)
+			drift_rebase(job->index_name, job->new_recall);
 	}
 	persist(job, job_state_name(from), job_state_name(t.next), job_event_name(ev), msg);
 	perform(job, from, t.action);
@@ -1192,6 +1206,196 @@ static void state_connected(void *arg, const char *error)
 	pg_session_query(job->state_s, SQL_STATE_SCHEMA, 0, NULL, schema_done, job);
 }
 
+/* ---- recall-drift monitor ----
+ * Per managed index with drift_check_seconds > 0: the eval set runs against
+ * the live index on a schedule (never while a rebuild of it runs), recall@k
+ * is published, and a drop of more than drift_tolerance (a fraction) below
+ * the baseline (the last rebuild's measured recall, else the first check)
+ * is logged, flagged in the metrics and, if configured, turned into a
+ * proposed rebuild that waits for an operator. */
+
+struct drift_state {
+	char *name;
+	double recall, baseline, checked_at;
+	bool have_recall, have_baseline, alert, running;
+	uint64_t checks, failures;
+	char last_error[256];
+	char proposal[400];
+};
+static struct drift_state *drifts;
+static size_t n_drifts;
+static struct event *drift_timer;
+
+static struct drift_state *drift_find(const char *name, bool create)
+{
+	for (size_t i = 0; i < n_drifts; i++)
+		if (!strcmp(drifts[i].name, name))
+			return &drifts[i];
+	if (!create)
+		return NULL;
+	struct drift_state *n = realloc(drifts, (n_drifts + 1) * sizeof(*n));
+	if (!n)
+		return NULL;
+	drifts = n;
+	memset(&drifts[n_drifts], 0, sizeof(*drifts));
+	drifts[n_drifts].name = strdup(name);
+	return &drifts[n_drifts++];
+}
+
+static void drift_run_done(struct rebuild_job *job)
+{
+	struct drift_state *d = drift_find(job->index_name, false);
+	if (d)
+		d->running = false;
+	pg_session_close(job->maint); /* mid-transaction: the server rolls back */
+	job->maint = NULL;
+	job_free(job);
+}
+
+static void drift_measured(struct rebuild_job *job, double recall)
+{
+	const struct vg_managed_index *mi = job_index(job);
+	struct drift_state *d = drift_find(job->index_name, true);
+	if (d && mi) {
+		d->recall = recall;
+		d->have_recall = true;
+		d->checked_at = now_sec();
+		d->checks++;
+		d->last_error[0] = 0;
+		if (!d->have_baseline) {
+			d->baseline = recall;
+			d->have_baseline = true;
+		}
+		bool low = recall < d->baseline * (1 - mi->drift_tolerance);
+		if (low && !d->alert)
+			log_warn("drift: %s recall@%d %.4f is more than %.0f%% below its baseline %.4f", mi->name, mi->k, recall,
+			         mi->drift_tolerance * 100, d->baseline);
+		else if (!low && d->alert)
+			log_info("drift: %s recall@%d back to %.4f (baseline %.4f)", mi->name, mi->k, recall, d->baseline);
+		d->alert = low;
+		if (low && mi->drift_propose_rebuild && !d->proposal[0]) {
+			snprintf(d->proposal, sizeof(d->proposal),
+			         "recall@%d fell to %.4f (baseline %.4f): approve with POST /v1/indexes/%s/rebuild or "
+			         "\"vecgatectl rebuild start %s\"",
+			         mi->k, recall, d->baseline, mi->name, mi->name);
+			log_warn("drift: rebuild of %s proposed; it starts only when an operator starts it", mi->name);
+		}
+	}
+	drift_run_done(job);
+}
+
+static void drift_failed(struct rebuild_job *job, const char *why)
+{
+	struct drift_state *d = drift_find(job->index_name, true);
+	if (d) {
+		d->failures++;
+		d->checked_at = now_sec();
+		snprintf(d->last_error, sizeof(d->last_error), "%s", why);
+	}
+	log_warn("drift: check of %s failed: %s", job->index_name, why);
+	drift_run_done(job);
+}
+
+static void drift_rebase(const char *index_name, double recall)
+{
+	struct drift_state *d = drift_find(index_name, true);
+	if (!d)
+		return;
+	d->baseline = recall;
+	d->have_baseline = true;
+	d->alert = false;
+	d->proposal[0] = 0;
+}
+
+static void drift_clear_proposal(const char *index_name)
+{
+	struct drift_state *d = drift_find(index_name, false);
+	if (d)
+		d->proposal[0] = 0;
+}
+
+static void drift_connected(void *arg, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error) {
+		job->maint = NULL;
+		drift_failed(job, error);
+		return;
+	}
+	eval_start(job, EVAL_DRIFT);
+}
+
+static void drift_lost(void *arg, const char *error)
+{
+	struct rebuild_job *job = arg;
+	job->maint = NULL;
+	drift_failed(job, error ? error : "connection lost");
+}
+
+static void drift_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	double now = now_sec();
+	for (size_t i = 0; i < vg.cfg->n_indexes; i++) {
+		const struct vg_managed_index *mi = &vg.cfg->indexes[i];
+		if (mi->drift_check_seconds <= 0)
+			continue;
+		struct drift_state *d = drift_find(mi->name, true);
+		const struct rebuild_job *latest = rebuild_latest(mi->name);
+		if (!d || d->running || (latest && !job_is_terminal(latest->state)) ||
+		    (d->checked_at > 0 && now - d->checked_at < mi->drift_check_seconds))
+			continue;
+		char err[256];
+		struct rebuild_job *job = job_new(mi, err, sizeof(err));
+		if (!job) {
+			snprintf(d->last_error, sizeof(d->last_error), "%s", err);
+			d->checked_at = now;
+			continue;
+		}
+		job->drift = true;
+		d->running = true;
+		job->maint = open_session(job, drift_connected, drift_lost, "drift");
+		if (!job->maint)
+			drift_failed(job, "cannot open a connection");
+	}
+}
+
+void rebuild_drift_json(struct json *j, const char *key, const char *index_name)
+{
+	const struct vg_managed_index *mi = config_find_index(vg.cfg, index_name);
+	struct drift_state *d = drift_find(index_name, false);
+	json_obj_begin(j, key);
+	json_bool(j, "enabled", mi && mi->drift_check_seconds > 0);
+	json_num(j, "recall", d && d->have_recall ? d->recall : NAN);
+	json_num(j, "baseline", d && d->have_baseline ? d->baseline : NAN);
+	json_bool(j, "alert", d && d->alert);
+	json_num(j, "checked_seconds_ago", d && d->checked_at > 0 ? now_sec() - d->checked_at : NAN);
+	json_int(j, "checks", d ? (long long)d->checks : 0);
+	json_str(j, "last_error", d && d->last_error[0] ? d->last_error : NULL);
+	json_str(j, "proposed_rebuild", d && d->proposal[0] ? d->proposal : NULL);
+	json_obj_end(j);
+}
+
+static void drift_metrics(struct evbuffer *b)
+{
+	evbuffer_add_printf(b, "# HELP vecgate_drift_recall Recall@k of the live index, from the drift monitor.\n"
+	                       "# TYPE vecgate_drift_recall gauge\n"
+	                       "# HELP vecgate_drift_baseline Recall@k the drift monitor compares against.\n"
+	                       "# TYPE vecgate_drift_baseline gauge\n"
+	                       "# HELP vecgate_drift_alert 1 while recall is below baseline by more than drift_tolerance.\n"
+	                       "# TYPE vecgate_drift_alert gauge\n");
+	for (size_t i = 0; i < n_drifts; i++) {
+		const struct drift_state *d = &drifts[i];
+		if (d->have_recall)
+			evbuffer_add_printf(b, "vecgate_drift_recall{index=\"%s\"} %.6f\n", d->name, d->recall);
+		if (d->have_baseline)
+			evbuffer_add_printf(b, "vecgate_drift_baseline{index=\"%s\"} %.6f\n", d->name, d->baseline);
+		evbuffer_add_printf(b, "vecgate_drift_alert{index=\"%s\"} %d\n", d->name, d->alert);
+	}
+}
+
 int rebuild_start(const char *index_name, char *err, size_t errlen)
 {
 	const struct vg_managed_index *mi = config_find_index(vg.cfg, index_name);
@@ -1209,6 +1413,7 @@ int rebuild_start(const char *index_name, char *err, size_t errlen)
 	if (!job)
 		return -1;
 	job_register(job);
+	drift_clear_proposal(index_name);
 	log_info("rebuild %d: starting for %s (%s.%s, %zu eval queries)", job->id, mi->name, mi->schema, mi->index,
 	         job->n_queries);
 	routes_job_step(job->index_name, job->state);
@@ -1369,6 +1574,11 @@ static void probe_lost(void *arg, const char *error)
 
 void rebuild_resume_all(void)
 {
+	if (!drift_timer) {
+		drift_timer = event_new(vg.base, -1, EV_PERSIST, drift_tick, NULL);
+		struct timeval tv = {0, 250000};
+		event_add(drift_timer, &tv);
+	}
 	for (size_t i = 0; i < vg.cfg->n_indexes; i++) {
 		char err[256];
 		struct rebuild_job *job = job_new(&vg.cfg->indexes[i], err, sizeof(err));
@@ -1535,10 +1745,19 @@ void rebuild_metrics(struct evbuffer *b)
 			evbuffer_add_printf(b, "vecgate_swap_lock_milliseconds{index=\"%s\"} %.3f\n", job->index_name,
 			                    job->swap_ms);
 	}
+	drift_metrics(b);
 }
 
 void rebuild_shutdown(void)
 {
+	if (drift_timer)
+		event_free(drift_timer);
+	drift_timer = NULL;
+	for (size_t i = 0; i < n_drifts; i++)
+		free(drifts[i].name);
+	free(drifts);
+	drifts = NULL;
+	n_drifts = 0;
 	while (jobs) {
 		struct rebuild_job *job = jobs;
 		jobs = job->next;

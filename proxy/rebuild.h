@@ -27,6 +27,8 @@ const struct rebuild_job *rebuild_latest(const char *index_name);
 /* At startup: adopt unfinished jobs recorded in vecgate.jobs whose advisory
  * lock is free (a vecgate that died mid-rebuild), clean up and resume. */
 void rebuild_resume_all(void);
+/* The recall-drift monitor's view of an index (object under `key`). */
+void rebuild_drift_json(struct json *j, const char *key, const char *index_name);
 /* Prometheus text for every job's latest state, appended to buf. */
 struct evbuffer;
 void rebuild_metrics(struct evbuffer *buf);

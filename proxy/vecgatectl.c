@@ -214,6 +214,14 @@ static void render_status(const struct jnode *doc)
 			print_job_line(job);
 		else
 			printf("    no rebuild yet\n");
+		const struct jnode *en = json_get(i, "drift.enabled");
+		if (en && en->b) {
+			const struct jnode *alert = json_get(i, "drift.alert");
+			printf("    drift: recall %.4f, baseline %.4f%s\n", json_get_num(i, "drift.recall"),
+			       json_get_num(i, "drift.baseline"), alert && alert->b ? "  ALERT" : "");
+			if (json_get_str(i, "drift.proposed_rebuild"))
+				printf("    proposed: %s\n", json_get_str(i, "drift.proposed_rebuild"));
+		}
 	}
 }
 

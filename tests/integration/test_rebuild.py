@@ -54,6 +54,19 @@ class Rebuild(unittest.TestCase):
         with open(cls.eval_file, "w") as f:
             for _ in range(40):
                 f.write("(%f, %f, %f)\n" % (rnd.random(), rnd.random(), rnd.random()))
+        # the drift monitor's table: its eval file carries ground truth, which
+        # rows ingested later at the query points make stale (recall drops)
+        cls.pg.psql("CREATE TABLE drift_t (id bigserial PRIMARY KEY, v cube)")
+        cls.pg.psql("INSERT INTO drift_t (v) SELECT cube(array[random(), random(), random()]) "
+                    "FROM generate_series(1, 5000)")
+        cls.pg.psql("CREATE INDEX drift_live ON drift_t USING gist (v)")
+        cls.drift_points = [(rnd.random(), rnd.random(), rnd.random()) for _ in range(10)]
+        cls.drift_file = os.path.join(d, "drift.txt")
+        with open(cls.drift_file, "w") as f:
+            for p in cls.drift_points:
+                ids = cls.pg.psql("SELECT string_agg(id::text, ',') FROM (SELECT id FROM drift_t ORDER BY v <-> "
+                                  "cube(array[%f, %f, %f]) LIMIT 10) s" % p)
+                f.write("(%f, %f, %f) | %s\n" % (p + (ids,)))
         cls.admin_port = __import__("pgtest").free_port()
         index = {"name": "emb", "database": "postgres", "table": "public.emb", "index": "emb_live",
                  "user": "postgres", "password": SUPERPW, "k": 10, "eval_file": cls.eval_file,
@@ -67,11 +80,14 @@ class Rebuild(unittest.TestCase):
         unprivileged = dict(index, name="docs", table="public.docs", index="docs_live", user="vecowner",
                             password="owner-pw", retention_seconds=1,
                             eval_query="SELECT id FROM public.docs ORDER BY v <-> $1::cube LIMIT $2")
+        drift = dict(index, name="drift", table="public.drift_t", index="drift_live", eval_file=cls.drift_file,
+                     eval_query="SELECT id FROM public.drift_t ORDER BY v <-> $1::cube LIMIT $2",
+                     drift_check_seconds=0.5, drift_tolerance=0.1)
         cls.vg = Vecgate(cls.pg, auth_type="trust", users=[], databases=[
             {"name": "postgres", "pool_mode": "transaction", "pool_size": 4, "user": "postgres", "password": SUPERPW},
             {"name": "pinned", "dbname": "postgres", "pool_mode": "session", "pool_size": 2, "user": "postgres",
              "password": SUPERPW},
-        ], extra={"admin": {"port": cls.admin_port, "token": TOKEN}, "managed_indexes": [index, slow, gated, unprivileged, watched]})
+        ], extra={"admin": {"port": cls.admin_port, "token": TOKEN}, "managed_indexes": [index, slow, gated, unprivileged, watched, drift]})
 
     @classmethod
     def tearDownClass(cls):
@@ -480,6 +496,32 @@ class Rebuild(unittest.TestCase):
                 key, value = line.rsplit(" ", 1)
                 samples[key] = float(value)
         return types, samples
+
+    def drift(self):
+        return [i for i in json.loads(self.ctl("--json", "status").stdout)["indexes"] if i["name"] == "drift"][0]
+
+    def test_y_recall_drift_monitor(self):
+        deadline = time.time() + 20
+        while time.time() < deadline and self.drift()["drift"]["checks"] < 1:
+            time.sleep(0.1)
+        d = self.drift()["drift"]
+        self.assertEqual((d["enabled"], d["recall"], d["baseline"], d["alert"]), (True, 1.0, 1.0, False), d)
+        # new rows land exactly on the eval points: the recorded neighbours are no longer the nearest
+        for p in self.drift_points:
+            self.pg.psql("INSERT INTO drift_t (v) SELECT cube(array[%f, %f, %f]) FROM generate_series(1, 10)" % p)
+        while time.time() < deadline + 20 and not self.drift()["drift"]["alert"]:
+            time.sleep(0.1)
+        d = self.drift()["drift"]
+        self.assertTrue(d["alert"], d)
+        self.assertLess(d["recall"], 0.5)
+        self.assertIn("vecgatectl rebuild start drift", d["proposed_rebuild"])
+        self.assertIn("drift: drift recall@10", self.vg.log())
+        # proposed, never started without an operator
+        self.assertEqual(json.loads(self.ctl("--json", "jobs", "drift").stdout)["jobs"], [])
+        _, m = self.scrape()
+        self.assertEqual(m['vecgate_drift_alert{index="drift"}'], 1)
+        self.assertEqual(m['vecgate_drift_baseline{index="drift"}'], 1)
+        self.assertLess(m['vecgate_drift_recall{index="drift"}'], 0.5)
 
     def test_z_metrics_and_probes(self):
         import urllib.request
