@@ -256,12 +256,17 @@ static void test_missing_file(void **state)
 static void test_example_file(void **state)
 {
 	(void)state;
-	/* the documented example must stay valid */
-	char err[512];
-	struct vg_config *c = config_load(VG_SOURCE_DIR "/conf/vecgate.example.yaml", err, sizeof(err));
-	if (!c)
-		fail_msg("%s", err);
-	config_free(c);
+	/* the documented example and the packaged configs must stay valid */
+	static const char *const files[] = {"/conf/vecgate.example.yaml", "/docker/compose/vecgate.yaml",
+	                                     "/docker/k8s/config/vecgate.yaml"};
+	for (size_t i = 0; i < sizeof(files) / sizeof(*files); i++) {
+		char path[1024], err[512];
+		snprintf(path, sizeof(path), "%s%s", VG_SOURCE_DIR, files[i]);
+		struct vg_config *c = config_load(path, err, sizeof(err));
+		if (!c)
+			fail_msg("%s", err);
+		config_free(c);
+	}
 }
 
 int main(void)
