@@ -248,16 +248,16 @@ static void handle(struct evhttp_request *req, void *arg)
 		reply(req, 200, "OK", &j);
 		goto done;
 	}
-	if (!strcmp(path, "/v1/routes") && cmd == EVHTTP_REQ_GET) {
+	/* plain listings: {"<key>": [...]} */
+	static const struct {
+		const char *path, *key;
+		void (*list)(struct json *, const char *);
+	} listings[] = {{"/v1/routes", "routes", routes_json}, {"/v1/backends", "backends", backends_json}};
+	for (size_t i = 0; i < sizeof(listings) / sizeof(*listings); i++) {
+		if (strcmp(path, listings[i].path) || cmd != EVHTTP_REQ_GET)
+			continue;
 		json_obj_begin(&j, NULL);
-		routes_json(&j, "routes");
-		json_obj_end(&j);
-		reply(req, 200, "OK", &j);
-		goto done;
-	}
-	if (!strcmp(path, "/v1/backends") && cmd == EVHTTP_REQ_GET) {
-		json_obj_begin(&j, NULL);
-		backends_json(&j, "backends");
+		listings[i].list(&j, listings[i].key);
 		json_obj_end(&j);
 		reply(req, 200, "OK", &j);
 		goto done;
