@@ -101,13 +101,14 @@ class Routing(unittest.TestCase):
         return [r for r in api(port or self.admin_port, "/v1/routes")["routes"] if r["name"] == "items"][0]
 
     def backend(self, name):
-        return [b for b in api(self.admin_port, "/v1/backends")["backends"] if b["name"] == name][0]
+        found = [b for b in api(self.admin_port, "/v1/backends")["backends"] if b["name"] == name]
+        return found[0] if found else None
 
     def wait_backend(self, name, pred, timeout=20):
         deadline = time.time() + timeout
         while time.time() < deadline:
             b = self.backend(name)
-            if pred(b):
+            if b and pred(b):
                 return b
             time.sleep(0.05)
         self.fail("backend %s never got there: %s\n%s" % (name, b, self.vg.log()[-3000:]))
@@ -341,6 +342,51 @@ class Routing(unittest.TestCase):
         self.wait_backend("r1", lambda b: b["in_rotation"])  # the new index's WAL may still be replaying
         with self.conn() as c:
             self.assertEqual(self.where(c), (True, self.r1.port), self.vg.log()[-2500:])
+
+    def test_i_reload_under_load(self):
+        """SIGHUP rebuilds the route and backend tables while routed reads are in flight."""
+        import signal
+        stop = threading.Event()
+        errors, reads = [], [0]
+
+        def reader():
+            with self.conn(prepare_threshold=0) as c:
+                while not stop.is_set():
+                    try:
+                        self.where(c)
+                        reads[0] += 1
+                    except Exception as e:
+                        errors.append(repr(e))
+        threads = [threading.Thread(target=reader) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            cfg = self.vg.cfg
+            for bound in (1 << 20, 65536, 1 << 21):
+                cfg["backends"]["r1"]["max_lag_bytes"] = bound
+                self.vg.write_config(cfg)
+                self.vg.proc.send_signal(signal.SIGHUP)
+                deadline = time.time() + 10
+                while self.backend("r1")["max_lag_bytes"] != bound and time.time() < deadline:
+                    time.sleep(0.05)
+                self.assertEqual(self.backend("r1")["max_lag_bytes"], bound)
+                time.sleep(0.3)
+            # a changed backend set restarts the health checks; modes survive
+            cfg["backends"]["r1"]["max_lag_seconds"] = 20
+            cfg["backends"]["r3"] = {"host": "127.0.0.1", "port": self.r2.port, "role": "fallback"}
+            self.vg.write_config(cfg)
+            self.vg.proc.send_signal(signal.SIGHUP)
+            self.wait_backend("r3", lambda b: b["up"])
+            self.assertEqual(self.route()["effective"], "replica")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+        self.assertEqual(errors, [], self.vg.log()[-3000:])
+        self.assertGreater(reads[0], 30)
+        self.wait_backend("r1", lambda b: b["in_rotation"])
+        with self.conn() as c:
+            self.assertEqual(self.where(c), (True, self.r1.port))
 
     def test_h_metrics(self):
         text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.admin_port, timeout=5).read().decode()
