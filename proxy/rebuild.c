@@ -61,8 +61,11 @@ struct rebuild_job {
 	int swap_tries;
 	bool approved;
 
-	/* traffic through vecgate on the index's database: verify..swap, swap..end of watch */
-	struct traffic_stats t_verify, t_swap;
+	/* traffic through vecgate on the index's database: before = job start to
+	 * build start (the old index, reads not yet moved by the route policy),
+	 * after = swap to the end of watch */
+	struct traffic_stats t_pre_start, t_pre_end, t_swap;
+	bool have_pre_end;
 	double pre_err_rate, pre_mean_ms, post_err_rate, post_mean_ms;
 	uint64_t post_requests;
 	bool have_watch;
@@ -320,12 +323,13 @@ static void eval_finish(struct rebuild_job *job)
 		/* what applications saw through vecgate, before and after the swap */
 		struct traffic_stats now;
 		pools_traffic(mi ? mi->database : "", &now);
-		uint64_t pre_n = job->t_swap.requests - job->t_verify.requests;
+		uint64_t pre_n = job->t_pre_end.requests - job->t_pre_start.requests;
 		uint64_t post_n = now.requests - job->t_swap.requests;
-		uint64_t pre_e = job->t_swap.errors - job->t_verify.errors, post_e = now.errors - job->t_swap.errors;
+		uint64_t pre_e = job->t_pre_end.errors - job->t_pre_start.errors, post_e = now.errors - job->t_swap.errors;
 		job->pre_err_rate = pre_n ? (double)pre_e / (double)pre_n : 0;
 		job->post_err_rate = post_n ? (double)post_e / (double)post_n : 0;
-		job->pre_mean_ms = pre_n ? (job->t_swap.latency_sum - job->t_verify.latency_sum) * 1000 / (double)pre_n : NAN;
+		job->pre_mean_ms =
+			pre_n ? (job->t_pre_end.latency_sum - job->t_pre_start.latency_sum) * 1000 / (double)pre_n : NAN;
 		job->post_mean_ms = post_n ? (now.latency_sum - job->t_swap.latency_sum) * 1000 / (double)post_n : NAN;
 		job->post_requests = post_n;
 		job->have_watch = true;
@@ -727,6 +731,10 @@ static void build_result(void *arg, PGresult *res, const char *error)
 static void start_build(struct rebuild_job *job)
 {
 	const struct vg_managed_index *mi = job_index(job);
+	if (!job->have_pre_end) {
+		pools_traffic(mi ? mi->database : "", &job->t_pre_end);
+		job->have_pre_end = true;
+	}
 	struct index_param ov[32];
 	int n = 0;
 	for (size_t i = 0; mi && i < mi->n_with && n < 32; i++, n++) {
@@ -792,8 +800,6 @@ static void start_swap(struct rebuild_job *job)
 
 static void start_verify(struct rebuild_job *job)
 {
-	const struct vg_managed_index *mi = job_index(job);
-	pools_traffic(mi ? mi->database : "", &job->t_verify);
 	char sql[1024], q[700];
 	sql_qualified(job->schema, job->table, q, sizeof(q));
 	snprintf(sql, sizeof(sql), "ANALYZE %s", q);
@@ -845,6 +851,7 @@ static void run_step(struct rebuild_job *job)
 	const struct vg_managed_index *mi = job_index(job);
 	switch (job->state) {
 	case JOB_PREFLIGHT:
+		pools_traffic(mi ? mi->database : "", &job->t_pre_start);
 		job->pf_stage = PF_SUPER;
 		preflight_next(job);
 		return;
