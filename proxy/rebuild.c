@@ -1522,10 +1522,51 @@ static void adopt_locked(void *arg, PGresult *res, const char *error)
 	run_step(job); /* preflight's first checks, then resume_continue() */
 }
 
+static double opt_num(const PGresult *res, int col, bool *have)
+{
+	*have = !PQgetisnull(res, 0, col);
+	return *have ? atof(PQgetvalue(res, 0, col)) : NAN;
+}
+
+/* No unfinished job: keep the newest finished one as a record, so the API
+ * and the metrics show what happened before this process started. */
+static void latest_result(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	pg_session_close(job->state_s);
+	job->state_s = NULL;
+	int st = !error && PQntuples(res) ? job_state_from_name(PQgetvalue(res, 0, 1)) : -1;
+	if (st < 0 || !job_is_terminal((enum job_state)st) || rebuild_latest(job->index_name)) {
+		job_free(job);
+		return;
+	}
+	job->db_id = atoll(PQgetvalue(res, 0, 0));
+	job->state = (enum job_state)st;
+	job->persistent = false;
+	snprintf(job->message, sizeof(job->message), "%s (recorded in vecgate.jobs before this vecgate started)",
+	         PQgetvalue(res, 0, 2));
+	job->mode = !strcmp(PQgetvalue(res, 0, 3), "rename") ? SWAP_RENAME : SWAP_FLIP;
+	job->base_recall = opt_num(res, 4, &job->have_base);
+	job->base_p50 = job->have_base ? atof(PQgetvalue(res, 0, 5)) : NAN;
+	job->base_p95 = job->have_base ? atof(PQgetvalue(res, 0, 6)) : NAN;
+	job->new_recall = opt_num(res, 7, &job->have_new);
+	bool have_swap;
+	job->swap_ms = opt_num(res, 8, &have_swap);
+	job->swap_tries = have_swap;
+	set_str(&job->fresh, PQgetvalue(res, 0, 9));
+	set_str(&job->retired, PQgetvalue(res, 0, 10));
+	job_register(job);
+}
+
 static void unfinished_result(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
-	if (error || !PQntuples(res)) {
+	if (!error && !PQntuples(res)) {
+		const char *params[] = {job->index_name};
+		pg_session_query(job->state_s, SQL_JOB_LATEST, 1, params, latest_result, job);
+		return;
+	}
+	if (error) {
 		pg_session_close(job->state_s);
 		job->state_s = NULL;
 		job_free(job);

@@ -66,6 +66,10 @@ const char SQL_JOB_UNFINISHED[] =
 	"baseline_p95_ms FROM vecgate.jobs WHERE index_name = $1 "
 	"AND state NOT IN ('done', 'failed', 'cancelled', 'rolled_back') ORDER BY id DESC LIMIT 1";
 
+const char SQL_JOB_LATEST[] =
+	"SELECT id, state, message, swap_mode, baseline_recall, baseline_p50_ms, baseline_p95_ms, candidate_recall, "
+	"swap_lock_ms, fresh_index, retired_index FROM vecgate.jobs WHERE index_name = $1 ORDER BY id DESC LIMIT 1";
+
 const char SQL_CANCEL_ORPHAN_BUILDS[] =
 	"SELECT pg_cancel_backend(p.pid) FROM pg_stat_progress_create_index p JOIN pg_stat_activity a USING (pid) "
 	"WHERE p.relid = $1::regclass AND a.application_name LIKE 'vecgate rebuild %'";

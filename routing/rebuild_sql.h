@@ -64,6 +64,7 @@ extern const char SQL_JOB_UPDATE[];        /* $1 id, $2 state, $3 attempts, $4 m
                                               $6 base recall, $7 p50, $8 p95, $9 cand recall, $10 swap ms */
 extern const char SQL_JOB_STEP[];          /* $1 id, $2 from, $3 to, $4 event, $5 message */
 extern const char SQL_JOB_UNFINISHED[];    /* $1 index -> the newest non-terminal job */
+extern const char SQL_JOB_LATEST[];        /* $1 index -> the newest job, any state */
 extern const char SQL_CANCEL_ORPHAN_BUILDS[]; /* $1 schema.table: cancel CREATE INDEX run by vecgate */
 
 #endif
