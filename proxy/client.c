@@ -458,6 +458,19 @@ static void rewrite_extended(struct client_conn *c, struct server_conn *s, uint8
 	case 'P':
 		if (parse_parse_msg(body, len, &name, &tail, &tail_len) < 0 || !name[0])
 			goto passthrough;
+		if (!s->err_skip && name_map_get(&c->stmts, name)) {
+			/* as PostgreSQL: names must be closed before reuse; the rest
+			 * up to Sync is skipped like after any extended-protocol error */
+			char m[200];
+			snprintf(m, sizeof(m), "prepared statement \"%.100s\" already exists", name);
+			build_error(&b, "ERROR", "42P05", m, NULL, NULL);
+			stats_error("42P05");
+			struct pending p = {.kind = PD_SYNTH, .req = 'P', .msg = b.data, .msg_len = (uint32_t)b.len};
+			buf_init(&b); /* the pending entry owns the message now */
+			pq_push(&s->pending, p);
+			c->guard_skip = true;
+			break;
+		}
 		st = registry_intern(c->pool->reg, tail, tail_len);
 		name_map_put(&c->stmts, name, st);
 		if (s->err_skip)

@@ -143,6 +143,43 @@ class BadInput(unittest.TestCase):
         err = read_until_error_or_close(s)
         self.assertEqual(err["C"], "08P01")
 
+    def test_duplicate_prepared_statement_name(self):
+        # transaction pooling keeps named statements per client: re-using a
+        # name without Close is 42P05, as on PostgreSQL, and the batch is skipped to Sync
+        import struct
+
+        def msg(t, body):
+            return t + struct.pack("!I", len(body) + 4) + body
+        parse = lambda name, sql: msg(b"P", name + b"\0" + sql + b"\0" + b"\0\0")
+        bind = lambda name: msg(b"B", b"\0" + name + b"\0" + b"\0\0" + b"\0\0" + b"\0\0")
+        execute, sync = msg(b"E", b"\0" + b"\0\0\0\0"), msg(b"S", b"")
+
+        def until_ready(s):
+            seen = []
+            while True:
+                typ, body = read_message(s)
+                seen.append((typ, error_fields(body) if typ == b"E" else body))
+                if typ == b"Z":
+                    return seen
+        s = self.login_raw()
+        s.sendall(parse(b"s1", b"SELECT 1") + sync)
+        self.assertEqual([t for t, _ in until_ready(s)], [b"1", b"Z"])
+        s.sendall(parse(b"s1", b"SELECT 2") + bind(b"s1") + execute + sync)
+        seen = until_ready(s)
+        self.assertEqual([t for t, _ in seen], [b"E", b"Z"])
+        self.assertEqual(seen[0][1]["C"], "42P05")
+        self.assertIn('"s1" already exists', seen[0][1]["M"])
+        # the first definition still stands
+        s.sendall(bind(b"s1") + execute + sync)
+        seen = until_ready(s)
+        self.assertEqual([t for t, _ in seen], [b"2", b"D", b"C", b"Z"])
+        self.assertEqual(seen[1][1][-1:], b"1")
+        # after Close the name is free again
+        s.sendall(msg(b"C", b"Ss1\0") + parse(b"s1", b"SELECT 3") + bind(b"s1") + execute + sync)
+        seen = until_ready(s)
+        self.assertEqual([t for t, _ in seen], [b"3", b"1", b"2", b"D", b"C", b"Z"])
+        self.assertEqual(seen[3][1][-1:], b"3")
+
     def test_slowloris(self):
         socks = []
         for _ in range(5):
