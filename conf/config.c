@@ -574,6 +574,7 @@ static bool load_pool(struct load_ctx *lc, const yaml_node_t *val, void *base)
 	static const struct field fields[] = {
 		{"server_reset_query", F_STR, OFF(struct vg_config, pool.server_reset_query), 0, 0, NULL},
 		{"server_reset_query_always", F_BOOL, OFF(struct vg_config, pool.server_reset_query_always), 0, 0, NULL},
+		{"max_prepared_statements", F_INT, OFF(struct vg_config, pool.max_prepared_statements), 0, 100000, NULL},
 		{NULL, 0, 0, 0, 0, NULL},
 	};
 	return load_simple_section(lc, val, base, "pool", fields);
@@ -832,6 +833,7 @@ static void set_defaults(struct vg_config *cfg)
 	cfg->logging.log_connections = true;
 	cfg->logging.log_disconnections = true;
 	cfg->auth.type = VG_AUTH_SCRAM;
+	cfg->pool.max_prepared_statements = 200; /* as PgBouncer 1.22 */
 	cfg->health.interval = 1;
 	cfg->health.timeout = 3;
 	cfg->routing.refresh_seconds = 5;

@@ -151,6 +151,7 @@ struct vg_pool_settings {
 	char *server_reset_query;      /* default "DISCARD ALL" */
 	bool server_reset_query_always; /* also in transaction mode */
 	char *application_name_add_host; /* reserved, NULL */
+	int max_prepared_statements;     /* per server connection, least recently used closed first; 0 = no cap */
 };
 
 /* Admin HTTP API (evhttp), loopback by default. */

@@ -423,10 +423,33 @@ static bool tracked_request(uint8_t type)
 	       type == 'Q' || type == 'F';
 }
 
+/* max_prepared_statements: before a server prepares one more statement,
+ * close its least recently used ones (the registry keeps their texts, so a
+ * later Bind simply prepares them again). */
+static void make_room(struct server_conn *s, struct evbuffer *out)
+{
+	int max = vg.cfg->pool.max_prepared_statements;
+	while (max > 0 && s->prepared.count >= (size_t)max && !s->err_skip) {
+		uint32_t victim = s->prepared.order[0];
+		char name[24];
+		stmt_server_name(victim, name);
+		struct pg_buf b;
+		buf_init(&b);
+		build_describe_close(&b, 'C', 'S', name);
+		evbuffer_add(out, b.data, b.len);
+		buf_free(&b);
+		push_req(s, PD_DROP, 'C', 0, 0);
+		id_set_del(&s->prepared, victim);
+	}
+}
+
 static void ensure_prepared(struct server_conn *s, struct prep_stmt *st, struct evbuffer *out)
 {
+	if (!s->err_skip && id_set_has(&s->prepared, st->id))
+		id_set_touch(&s->prepared, st->id);
 	if (s->err_skip || id_set_has(&s->prepared, st->id))
 		return;
+	make_room(s, out);
 	char name[24];
 	stmt_server_name(st->id, name);
 	struct pg_buf b;
@@ -476,9 +499,11 @@ static void rewrite_extended(struct client_conn *c, struct server_conn *s, uint8
 		if (s->err_skip)
 			break;
 		if (id_set_has(&s->prepared, st->id)) {
+			id_set_touch(&s->prepared, st->id);
 			push_req(s, PD_SYNTH, 'P', '1', 0);
 			break;
 		}
+		make_room(s, out);
 		stmt_server_name(st->id, sname);
 		build_parse_named(&b, sname, tail, tail_len);
 		evbuffer_add(out, b.data, b.len);

@@ -231,8 +231,24 @@ bool id_set_has(const struct id_set *s, uint32_t id)
 	return byte < s->nbytes && (s->bits[byte] & (1u << (id % 8)));
 }
 
+static void order_remove(struct id_set *s, uint32_t id)
+{
+	/* recently used ids sit at the end: search from there */
+	for (size_t i = s->count; i-- > 0;) {
+		if (s->order[i] == id) {
+			memmove(s->order + i, s->order + i + 1, (s->count - i - 1) * sizeof(*s->order));
+			s->count--;
+			return;
+		}
+	}
+}
+
 void id_set_add(struct id_set *s, uint32_t id)
 {
+	if (id_set_has(s, id)) {
+		id_set_touch(s, id);
+		return;
+	}
 	size_t byte = id / 8;
 	if (byte >= s->nbytes) {
 		size_t nb = s->nbytes ? s->nbytes : 64;
@@ -245,24 +261,44 @@ void id_set_add(struct id_set *s, uint32_t id)
 		s->bits = n;
 		s->nbytes = nb;
 	}
+	if (s->count == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 16;
+		uint32_t *o = realloc(s->order, cap * sizeof(*o));
+		if (!o)
+			abort();
+		s->order = o;
+		s->cap = cap;
+	}
 	s->bits[byte] |= (uint8_t)(1u << (id % 8));
+	s->order[s->count++] = id;
+}
+
+void id_set_touch(struct id_set *s, uint32_t id)
+{
+	if (!id_set_has(s, id) || (s->count && s->order[s->count - 1] == id))
+		return;
+	order_remove(s, id);
+	s->order[s->count++] = id;
 }
 
 void id_set_del(struct id_set *s, uint32_t id)
 {
-	size_t byte = id / 8;
-	if (byte < s->nbytes)
-		s->bits[byte] &= (uint8_t)~(1u << (id % 8));
+	if (!id_set_has(s, id))
+		return;
+	s->bits[id / 8] &= (uint8_t)~(1u << (id % 8));
+	order_remove(s, id);
 }
 
 void id_set_clear(struct id_set *s)
 {
 	if (s->bits)
 		memset(s->bits, 0, s->nbytes);
+	s->count = 0;
 }
 
 void id_set_free(struct id_set *s)
 {
 	free(s->bits);
+	free(s->order);
 	memset(s, 0, sizeof(*s));
 }

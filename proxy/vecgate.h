@@ -136,15 +136,19 @@ void name_map_put(struct name_map *m, const char *name, struct prep_stmt *st);
 void name_map_del(struct name_map *m, const char *name);
 void name_map_free(struct name_map *m);
 
-/* which statement ids a server has prepared */
+/* which statement ids a server has prepared, and in which order they were
+ * last used (for closing the least recently used at max_prepared_statements) */
 struct id_set {
 	uint8_t *bits;
 	size_t nbytes;
+	uint32_t *order; /* least recently used first */
+	size_t count, cap;
 };
 bool id_set_has(const struct id_set *s, uint32_t id);
 void id_set_add(struct id_set *s, uint32_t id);
 void id_set_del(struct id_set *s, uint32_t id);
 void id_set_clear(struct id_set *s);
+void id_set_touch(struct id_set *s, uint32_t id); /* mark as just used */
 void id_set_free(struct id_set *s);
 
 /* ---- write-through output for plain sockets (flush.c) ---- */

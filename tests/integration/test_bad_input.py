@@ -24,6 +24,7 @@ class BadInput(unittest.TestCase):
         ], auth_type="trust", extra={
             "timeouts": {"client_login": 2, "query_wait": 1},
             "limits": {"max_client_conn": 30, "max_message_size": "64kB"},
+            "pool": {"max_prepared_statements": 3},
         })
         # a client connected before any of the abuse, checked after each case
         cls.witness = psycopg.connect(cls.vg.dsn(), autocommit=True)
@@ -179,6 +180,17 @@ class BadInput(unittest.TestCase):
         seen = until_ready(s)
         self.assertEqual([t for t, _ in seen], [b"3", b"1", b"2", b"D", b"C", b"Z"])
         self.assertEqual(seen[3][1][-1:], b"3")
+
+    def test_prepared_statement_cap(self):
+        # one server (tiny), at most 3 statements prepared on it: the least
+        # recently used is closed and prepared again when needed
+        with psycopg.connect(self.vg.dsn(db="tiny"), autocommit=True, prepare_threshold=0) as c:
+            for rnd in range(3):
+                for i in range(8):
+                    self.assertEqual(c.execute("SELECT %%s::int + %d" % i, (rnd,)).fetchone()[0], rnd + i)
+            held = c.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0]
+            self.assertLessEqual(held, 3)
+            self.assertGreaterEqual(held, 1)
 
     def test_slowloris(self):
         socks = []

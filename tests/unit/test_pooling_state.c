@@ -102,6 +102,22 @@ static void test_name_map_and_ids(void **state)
 	assert_false(id_set_has(&s, 5));
 	id_set_clear(&s);
 	assert_false(id_set_has(&s, 4000));
+	assert_int_equal(s.count, 0);
+	/* least recently used first: adds append, uses move to the end */
+	for (uint32_t id = 1; id <= 5; id++)
+		id_set_add(&s, id);
+	id_set_touch(&s, 1);
+	id_set_add(&s, 3); /* already there: a use */
+	const uint32_t want[] = {2, 4, 5, 1, 3};
+	assert_int_equal(s.count, 5);
+	for (size_t i = 0; i < 5; i++)
+		assert_int_equal(s.order[i], want[i]);
+	id_set_del(&s, 2);
+	id_set_del(&s, 2); /* twice is harmless */
+	assert_int_equal(s.count, 4);
+	assert_int_equal(s.order[0], 4);
+	id_set_touch(&s, 99); /* not there: ignored */
+	assert_int_equal(s.count, 4);
 	id_set_free(&s);
 }
 
