@@ -757,6 +757,9 @@ void client_replay_on_primary(struct client_conn *c, const char *why)
 	if (be)
 		be->replayed_reads++;
 	struct evbuffer *in = bufferevent_get_input(c->bev);
+	/* a message cut off by backpressure is whole in the replay buffer:
+	 * its unsent rest must not follow it twice */
+	evbuffer_drain(in, c->fwd_remaining);
 	if (c->replay && evbuffer_get_length(c->replay))
 		evbuffer_prepend_buffer(in, c->replay);
 	client_route_done(c);
@@ -764,6 +767,10 @@ void client_replay_on_primary(struct client_conn *c, const char *why)
 	c->guard_skip = false;
 	c->force_primary = true;
 	c->state = CL_IDLE;
+	if (c->read_paused) { /* paused for the dead server's sake */
+		c->read_paused = false;
+		io_read(&c->out, true);
+	}
 	client_process(c);
 }
 

@@ -509,7 +509,9 @@ class Rebuild(unittest.TestCase):
         # new rows land exactly on the eval points: the recorded neighbours are no longer the nearest
         for p in self.drift_points:
             self.pg.psql("INSERT INTO drift_t (v) SELECT cube(array[%f, %f, %f]) FROM generate_series(1, 10)" % p)
-        while time.time() < deadline + 20 and not self.drift()["drift"]["alert"]:
+        # (a check may run while the rows are going in: wait for one after all of them)
+        while time.time() < deadline + 20 and not (self.drift()["drift"]["alert"] and
+                                                   self.drift()["drift"]["recall"] < 0.5):
             time.sleep(0.1)
         d = self.drift()["drift"]
         self.assertTrue(d["alert"], d)
