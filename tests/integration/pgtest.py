@@ -108,6 +108,16 @@ class PgCluster:
         self.psql("CREATE DATABASE %s OWNER %s" % (db, user))
 
 
+def cube_table(cluster, table, rows, index, extra_columns=""):
+    """The vector stand-in: `table` (id, v cube[, extra]) holding `rows` random
+    3-d points, with a GiST index named `index` (cube extension created)."""
+    cluster.psql("CREATE EXTENSION IF NOT EXISTS cube")
+    cluster.psql("CREATE TABLE %s (id bigserial PRIMARY KEY, v cube%s)" % (table, extra_columns))
+    cluster.psql("INSERT INTO %s (v) SELECT cube(array[random(), random(), random()]) "
+                 "FROM generate_series(1, %d)" % (table, rows))
+    cluster.psql("CREATE INDEX %s ON %s USING gist (v)" % (index, table))
+
+
 class Replica(PgCluster):
     """pg_basebackup -R of a primary into a temp dir, started as a hot standby."""
 

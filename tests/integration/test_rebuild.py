@@ -15,7 +15,7 @@ import unittest
 
 import psycopg
 
-from pgtest import SUPERPW, PgCluster, SRC, Vecgate, _cleanups
+from pgtest import SUPERPW, PgCluster, SRC, Vecgate, _cleanups, cube_table
 
 CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
 TOKEN = "test-token-0123456789"
@@ -26,18 +26,11 @@ class Rebuild(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.pg = PgCluster()
-        cls.pg.psql("CREATE EXTENSION cube", db="postgres")
-        cls.pg.psql("CREATE TABLE emb (id bigserial PRIMARY KEY, v cube)")
-        cls.pg.psql("INSERT INTO emb (v) SELECT cube(array[random(), random(), random()]) "
-                    "FROM generate_series(1, 60000)")
-        cls.pg.psql("CREATE INDEX emb_live ON emb USING gist (v)")
+        cube_table(cls.pg, "emb", 60000, "emb_live")
         cls.pg.psql("ANALYZE emb")
         # a second table owned by a role without superuser: rename mode
         cls.pg.psql("CREATE ROLE vecowner LOGIN PASSWORD 'owner-pw'")
-        cls.pg.psql("CREATE TABLE docs (id bigserial PRIMARY KEY, v cube)")
-        cls.pg.psql("INSERT INTO docs (v) SELECT cube(array[random(), random(), random()]) "
-                    "FROM generate_series(1, 20000)")
-        cls.pg.psql("CREATE INDEX docs_live ON docs USING gist (v)")
+        cube_table(cls.pg, "docs", 20000, "docs_live")
         # the usual reason to rebuild: a bloated index.  Without superuser
         # vecgate cannot hide the live index while verifying, so the planner
         # must prefer the new one on its own: the compact rebuild is cheaper.
@@ -56,10 +49,7 @@ class Rebuild(unittest.TestCase):
                 f.write("(%f, %f, %f)\n" % (rnd.random(), rnd.random(), rnd.random()))
         # the drift monitor's table: its eval file carries ground truth, which
         # rows ingested later at the query points make stale (recall drops)
-        cls.pg.psql("CREATE TABLE drift_t (id bigserial PRIMARY KEY, v cube)")
-        cls.pg.psql("INSERT INTO drift_t (v) SELECT cube(array[random(), random(), random()]) "
-                    "FROM generate_series(1, 5000)")
-        cls.pg.psql("CREATE INDEX drift_live ON drift_t USING gist (v)")
+        cube_table(cls.pg, "drift_t", 5000, "drift_live")
         cls.drift_points = [(rnd.random(), rnd.random(), rnd.random()) for _ in range(10)]
         cls.drift_file = os.path.join(d, "drift.txt")
         with open(cls.drift_file, "w") as f:

@@ -22,7 +22,7 @@ import urllib.request
 import asyncpg
 import psycopg
 
-from pgtest import SUPERPW, SRC, PgCluster, Vecgate, _cleanups, free_port
+from pgtest import SUPERPW, SRC, PgCluster, Vecgate, _cleanups, cube_table, free_port
 
 CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
 TOKEN = "routing-token-0123456789"
@@ -42,11 +42,7 @@ class Routing(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.pg = PgCluster()
-        cls.pg.psql("CREATE EXTENSION cube")
-        cls.pg.psql("CREATE TABLE items (id bigserial PRIMARY KEY, v cube, note text)")
-        cls.pg.psql("INSERT INTO items (v) SELECT cube(array[random(), random(), random()]) "
-                    "FROM generate_series(1, 5000)")
-        cls.pg.psql("CREATE INDEX items_v ON items USING gist (v)")
+        cube_table(cls.pg, "items", 5000, "items_v", extra_columns=", note text")
         cls.pg.psql("ANALYZE items")
         cls.r1 = cls.pg.replica()
         cls.r2 = cls.pg.replica()
