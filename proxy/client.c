@@ -445,10 +445,12 @@ static void make_room(struct server_conn *s, struct evbuffer *out)
 
 static void ensure_prepared(struct server_conn *s, struct prep_stmt *st, struct evbuffer *out)
 {
-	if (!s->err_skip && id_set_has(&s->prepared, st->id))
-		id_set_touch(&s->prepared, st->id);
-	if (s->err_skip || id_set_has(&s->prepared, st->id))
+	if (s->err_skip)
 		return;
+	if (id_set_has(&s->prepared, st->id)) {
+		id_set_touch(&s->prepared, st->id);
+		return;
+	}
 	make_room(s, out);
 	char name[24];
 	stmt_server_name(st->id, name);
@@ -459,6 +461,45 @@ static void ensure_prepared(struct server_conn *s, struct prep_stmt *st, struct 
 	buf_free(&b);
 	id_set_add(&s->prepared, st->id);
 	push_req(s, PD_DROP, 'P', 0, st->id);
+}
+
+/* Send vecgate's own answer after whatever the server still owes this
+ * client: messages (may be NULL, owned from here on) and, if `ready`, a
+ * ReadyForQuery.  With a server linked the answer goes through its queue,
+ * so it also lands behind a routed read's held answers. */
+static void answer_in_order(struct client_conn *c, uint8_t *msgs, size_t len, bool ready)
+{
+	struct server_conn *s = c->server;
+	if (s) {
+		struct pending p = {.kind = PD_SYNTH, .req = 'Q', .synth = ready ? 'Z' : 0, .msg = msgs,
+		                    .msg_len = (uint32_t)len};
+		pq_push(&s->pending, p);
+		server_emit_synth(s);
+		return;
+	}
+	if (msgs)
+		bufferevent_write(c->bev, msgs, len);
+	free(msgs);
+	if (ready) {
+		uint8_t z[6] = {'Z', 0, 0, 0, 5, 'I'};
+		bufferevent_write(c->bev, z, sizeof(z));
+	}
+}
+
+/* vecgate refuses a statement itself (DDL guard, route mode refuse, a
+ * reused statement name): an ERROR in protocol order; a simple Query also
+ * gets its ReadyForQuery, an extended-protocol message skips to Sync as
+ * after any server error. */
+static void refuse_in_order(struct client_conn *c, const char *sqlstate, const char *msg, const char *hint,
+                            bool extended)
+{
+	struct pg_buf b;
+	buf_init(&b);
+	build_error(&b, "ERROR", sqlstate, msg, NULL, hint);
+	stats_error(sqlstate);
+	answer_in_order(c, b.data, b.len, !extended);
+	if (extended)
+		c->guard_skip = true;
 }
 
 /* Transaction mode: Parse/Bind/Describe/Close with client statement names
@@ -482,16 +523,10 @@ static void rewrite_extended(struct client_conn *c, struct server_conn *s, uint8
 		if (parse_parse_msg(body, len, &name, &tail, &tail_len) < 0 || !name[0])
 			goto passthrough;
 		if (!s->err_skip && name_map_get(&c->stmts, name)) {
-			/* as PostgreSQL: names must be closed before reuse; the rest
-			 * up to Sync is skipped like after any extended-protocol error */
+			/* as PostgreSQL: names must be closed before reuse */
 			char m[200];
 			snprintf(m, sizeof(m), "prepared statement \"%.100s\" already exists", name);
-			build_error(&b, "ERROR", "42P05", m, NULL, NULL);
-			stats_error("42P05");
-			struct pending p = {.kind = PD_SYNTH, .req = 'P', .msg = b.data, .msg_len = (uint32_t)b.len};
-			buf_init(&b); /* the pending entry owns the message now */
-			pq_push(&s->pending, p);
-			c->guard_skip = true;
+			refuse_in_order(c, "42P05", m, NULL, true);
 			break;
 		}
 		st = registry_intern(c->pool->reg, tail, tail_len);
@@ -551,27 +586,6 @@ passthrough:
 	push_req(s, PD_FORWARD, type, 0, 0);
 }
 
-/* Send vecgate's own answer after whatever the server still owes this
- * client: messages (may be NULL) and, if `ready`, a ReadyForQuery. */
-static void answer_in_order(struct client_conn *c, uint8_t *msgs, size_t len, bool ready)
-{
-	struct server_conn *s = c->server;
-	if (s && (s->pending.count || s->fwd_remaining)) {
-		struct pending p = {.kind = PD_SYNTH, .req = 'Q', .synth = ready ? 'Z' : 0, .msg = msgs,
-		                    .msg_len = (uint32_t)len};
-		pq_push(&s->pending, p);
-		server_emit_synth(s);
-		return;
-	}
-	if (msgs)
-		bufferevent_write(c->bev, msgs, len);
-	free(msgs);
-	if (ready) {
-		uint8_t z[6] = {'Z', 0, 0, 0, 5, (uint8_t)(s ? s->txn_status : 'I')};
-		bufferevent_write(c->bev, z, sizeof(z));
-	}
-}
-
 /* Statements against managed tables and indexes go past the DDL guard.
  * Returns true when the statement was refused (and answered): a simple
  * Query gets ErrorResponse + ReadyForQuery; a Parse gets the ErrorResponse
@@ -606,13 +620,7 @@ static bool ddl_guard_refused(struct client_conn *c, const char *sql, size_t len
 	         c->user, c->addr, why);
 	if (v == GUARD_WARNED)
 		return false;
-	struct pg_buf b;
-	buf_init(&b);
-	build_error(&b, "ERROR", VG_SQLSTATE_DDL_GUARD, why, NULL, hint);
-	stats_error(VG_SQLSTATE_DDL_GUARD);
-	answer_in_order(c, b.data, b.len, !extended);
-	if (extended)
-		c->guard_skip = true;
+	refuse_in_order(c, VG_SQLSTATE_DDL_GUARD, why, hint, extended);
 	return true;
 }
 
@@ -645,21 +653,26 @@ static const char *statement_text(uint8_t type, const uint8_t *msg, size_t total
 	return (const char *)*tail;
 }
 
+/* A routable vector read?  Text without a distance operator never reaches
+ * the lexer. */
+static bool classify_vector_read(const char *sql, size_t len, struct sql_class *out)
+{
+	if (!maybe_vector_op(sql, len))
+		return false;
+	sql_classify(sql, len, out);
+	return route_is_vector_read(out);
+}
+
 /* Classify a named statement once; later Binds reuse the answer. */
 static const struct sql_class *stmt_route_class(struct prep_stmt *st)
 {
 	if (!st->route_kind) {
+		struct sql_class cls;
 		st->route_kind = 1;
-		size_t len = strnlen((const char *)st->tail, st->tail_len);
-		struct sql_class *cls;
-		if (maybe_vector_op((const char *)st->tail, len) && (cls = malloc(sizeof(*cls)))) {
-			sql_classify((const char *)st->tail, len, cls);
-			if (route_is_vector_read(cls)) {
-				st->cls = cls;
-				st->route_kind = 2;
-			} else {
-				free(cls);
-			}
+		if (classify_vector_read((const char *)st->tail, strnlen((const char *)st->tail, st->tail_len), &cls) &&
+		    (st->cls = malloc(sizeof(*st->cls)))) {
+			*st->cls = cls;
+			st->route_kind = 2;
 		}
 	}
 	return st->route_kind == 2 ? st->cls : NULL;
@@ -684,10 +697,7 @@ static const struct sql_class *routing_class(struct client_conn *c, uint8_t type
 		return NULL;
 	if (type == 'P' && name[0])
 		return stmt_route_class(registry_intern(c->pool->reg, tail, tail_len));
-	if (!maybe_vector_op(sql, len))
-		return NULL;
-	sql_classify(sql, len, scratch);
-	return route_is_vector_read(scratch) ? scratch : NULL;
+	return classify_vector_read(sql, len, scratch) ? scratch : NULL;
 }
 
 /* Decide where the cycle starting with this message goes.  Returns the pool
@@ -713,14 +723,8 @@ static struct pool *route_cycle(struct client_conn *c, uint8_t type, const uint8
 		char m[300];
 		snprintf(m, sizeof(m), "vector search on managed index \"%s\" is refused for now (route mode refuse)",
 		         d.route->name);
-		struct pg_buf b;
-		buf_init(&b);
-		stats_error(VG_SQLSTATE_ROUTE_REFUSED);
-		build_error(&b, "ERROR", VG_SQLSTATE_ROUTE_REFUSED, m, NULL,
-		            "An operator or a rebuild step set this mode; retry later, or see GET /v1/routes.");
-		answer_in_order(c, b.data, b.len, type == 'Q');
-		if (type != 'Q')
-			c->guard_skip = true;
+		refuse_in_order(c, VG_SQLSTATE_ROUTE_REFUSED, m,
+		                "An operator or a rebuild step set this mode; retry later, or see GET /v1/routes.", type != 'Q');
 		return NULL;
 	}
 	struct pool *sib = d.backend ? pool_sibling(c->pool, d.backend->name) : NULL;
@@ -853,19 +857,12 @@ static void forward_loop(struct client_conn *c)
 		if ((type == 'Q' || type == 'P') && vg.cfg->n_indexes && vg.cfg->ddl_guard != GUARD_MODE_ALLOW) {
 			if (avail < total)
 				break; /* the guard reads the statement whole */
-			const uint8_t *msg = evbuffer_pullup(in, total);
-			const char *sql = (const char *)msg + PG_HDR_LEN;
-			size_t sql_len = total - PG_HDR_LEN;
-			if (type == 'P') {
-				const char *stmt_name;
-				const uint8_t *tail;
-				if (parse_parse_msg(msg + PG_HDR_LEN, total - PG_HDR_LEN, &stmt_name, &tail, &sql_len) == 0)
-					sql = (const char *)tail;
-				else
-					sql_len = 0;
-			}
-			sql_len = strnlen(sql, sql_len);
-			if (ddl_guard_refused(c, sql, sql_len, type == 'P')) {
+			const char *stmt_name;
+			const uint8_t *tail;
+			size_t sql_len, tail_len;
+			const char *sql = statement_text(type, evbuffer_pullup(in, total), total, &sql_len, &stmt_name, &tail,
+			                                 &tail_len);
+			if (sql && ddl_guard_refused(c, sql, sql_len, type == 'P')) {
 				evbuffer_drain(in, total);
 				continue;
 			}

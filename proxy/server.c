@@ -235,7 +235,7 @@ void server_close(struct server_conn *s, const char *reason)
 	log_debug("S-%llu: closing: %s", (unsigned long long)s->id, reason);
 	struct client_conn *c = s->client;
 	if (c) {
-		bool replay = s->holding && c->routed;
+		bool replay = s->holding; /* only routed links hold: nothing reached the client yet */
 		s->client = NULL;
 		c->server = NULL;
 		s->holding = false;
