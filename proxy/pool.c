@@ -51,6 +51,31 @@ static void pool_set_limits(struct pool *p, const struct vg_database *db)
 	p->max_db_connections = db->max_db_connections;
 }
 
+/* A pool for (db_name, user) on backend `be`, linked into vg.pools, with
+ * its own statement registry (a routed sibling points at its family's). */
+static struct pool *pool_new(const char *db_name, const char *user, const char *be_dbname, const char *be_user,
+                             const struct vg_backend *be)
+{
+	struct pool *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	TAILQ_INIT(&p->servers);
+	TAILQ_INIT(&p->idle);
+	TAILQ_INIT(&p->waiting);
+	TAILQ_INIT(&p->welcome);
+	p->db_name = strdup(db_name);
+	p->user = strdup(user);
+	p->be_dbname = strdup(be_dbname);
+	p->be_user = strdup(be_user);
+	p->be_host = strdup(be->host);
+	p->be_port = be->port;
+	p->be_name = strdup(be->name);
+	p->reg = &p->registry;
+	p->next = vg.pools;
+	vg.pools = p;
+	return p;
+}
+
 struct pool *pool_find_or_create(const struct vg_database *db, const char *dbname, const char *user,
                                  struct client_conn *c)
 {
@@ -60,35 +85,23 @@ struct pool *pool_find_or_create(const struct vg_database *db, const char *dbnam
 	const struct vg_backend *be = config_find_backend(vg.cfg, db->backend ? db->backend : "primary");
 	if (!be)
 		return NULL;
-	struct pool *p = calloc(1, sizeof(*p));
+	struct pool *p = pool_new(dbname, user, db->dbname && strcmp(db->dbname, "*") ? db->dbname : dbname,
+	                          db->user ? db->user : user, be);
 	if (!p)
 		return NULL;
-	TAILQ_INIT(&p->servers);
-	TAILQ_INIT(&p->idle);
-	TAILQ_INIT(&p->waiting);
-	TAILQ_INIT(&p->welcome);
-	p->db_name = strdup(dbname);
-	p->user = strdup(user);
-	p->be_dbname = strdup(db->dbname && strcmp(db->dbname, "*") ? db->dbname : dbname);
-	p->be_user = strdup(db->user ? db->user : user);
-	p->be_host = strdup(be->host);
-	p->be_port = be->port;
-	p->be_name = strdup(be->name);
-	p->reg = &p->registry;
 	pool_set_credentials(p, db, config_find_user(vg.cfg, user), c ? c->authq_secret : NULL);
 	pool_set_limits(p, db);
-	p->next = vg.pools;
-	vg.pools = p;
 	log_debug("new pool %s/%s -> %s@%s:%d/%s (%s, size %d)", dbname, user, p->be_user, p->be_host,
 	          p->be_port, p->be_dbname, config_pool_mode_name(p->mode), p->pool_size);
 	return p;
 }
 
-static bool in_login_backoff(const struct pool *p, double now);
-
-static char *dup_keep(const char *s)
+static void copy_if_changed(char **dst, const char *src)
 {
-	return s ? strdup(s) : NULL;
+	if (!*dst != !src || (src && strcmp(*dst, src))) {
+		free(*dst);
+		*dst = dup_or_null(src);
+	}
 }
 
 struct pool *pool_sibling(struct pool *p, const char *backend_name)
@@ -98,38 +111,19 @@ struct pool *pool_sibling(struct pool *p, const char *backend_name)
 	for (q = vg.pools; q; q = q->next)
 		if (q->family == p && !strcmp(q->be_name, backend_name))
 			break;
-	const struct vg_backend *be = config_find_backend(vg.cfg, backend_name);
 	if (!q) {
-		if (!be || !(q = calloc(1, sizeof(*q))))
+		const struct vg_backend *be = config_find_backend(vg.cfg, backend_name);
+		if (!be || !(q = pool_new(p->db_name, p->user, p->be_dbname, p->be_user, be)))
 			return NULL;
-		TAILQ_INIT(&q->servers);
-		TAILQ_INIT(&q->idle);
-		TAILQ_INIT(&q->waiting);
-		TAILQ_INIT(&q->welcome);
 		q->family = p;
 		q->reg = p->reg;
-		q->db_name = strdup(p->db_name);
-		q->user = strdup(p->user);
-		q->be_dbname = strdup(p->be_dbname);
-		q->be_user = strdup(p->be_user);
-		q->be_host = strdup(be->host);
-		q->be_port = be->port;
-		q->be_name = strdup(be->name);
 		q->welcome_ready = true; /* clients log in through the client pool */
-		q->next = vg.pools;
-		vg.pools = q;
 		log_info("routing: new pool %s/%s on backend %s (%s:%d)", q->db_name, q->user, q->be_name, q->be_host,
 		         q->be_port);
 	}
 	/* credentials and limits follow the client pool (reloads, SCRAM keys) */
-	if (!q->be_password != !p->be_password || (p->be_password && strcmp(q->be_password, p->be_password))) {
-		free(q->be_password);
-		q->be_password = dup_keep(p->be_password);
-	}
-	if (!q->be_md5 != !p->be_md5 || (p->be_md5 && strcmp(q->be_md5, p->be_md5))) {
-		free(q->be_md5);
-		q->be_md5 = dup_keep(p->be_md5);
-	}
+	copy_if_changed(&q->be_password, p->be_password);
+	copy_if_changed(&q->be_md5, p->be_md5);
 	if (p->have_scram_keys && !q->have_scram_keys) {
 		memcpy(q->scram_client_key, p->scram_client_key, SCRAM_KEY_LEN);
 		memcpy(q->scram_server_key, p->scram_server_key, SCRAM_KEY_LEN);
@@ -140,18 +134,6 @@ struct pool *pool_sibling(struct pool *p, const char *backend_name)
 	q->min_pool_size = 0;
 	q->max_db_connections = p->max_db_connections;
 	return q;
-}
-
-void pools_backend_up(const char *backend_name)
-{
-	for (struct pool *p = vg.pools; p; p = p->next)
-		if (p->family && !strcmp(p->be_name, backend_name))
-			p->last_login_fail = 0; /* a health check just logged in there */
-}
-
-bool pool_usable(const struct pool *p)
-{
-	return !in_login_backoff(p, now_sec());
 }
 
 static int db_connections(const struct pool *p)
@@ -167,6 +149,18 @@ static bool in_login_backoff(const struct pool *p, double now)
 {
 	return p->last_login_fail > 0 && p->n_servers == 0 &&
 	       now - p->last_login_fail < vg.cfg->timeouts.server_login_retry;
+}
+
+void pools_backend_up(const char *backend_name)
+{
+	for (struct pool *p = vg.pools; p; p = p->next)
+		if (p->family && !strcmp(p->be_name, backend_name))
+			p->last_login_fail = 0; /* a health check just logged in there */
+}
+
+bool pool_usable(const struct pool *p)
+{
+	return !in_login_backoff(p, now_sec());
 }
 
 static bool may_launch(const struct pool *p)
