@@ -278,12 +278,7 @@ static void handle(struct evhttp_request *req, void *arg)
 			reply_error(req, 400, "Bad Request", "mode must be one of primary, replica, fallback, refuse");
 		} else {
 			routes_set_mode(r->name, (enum vg_route_mode)m, "admin API");
-			json_obj_begin(&j, NULL);
-			json_str(&j, "name", r->name);
-			json_str(&j, "mode", config_route_mode_name(r->mode));
-			json_str(&j, "effective", config_route_mode_name(route_state_effective(r)));
-			json_str(&j, "step_mode", r->step_mode >= 0 ? config_route_mode_name((enum vg_route_mode)r->step_mode) : NULL);
-			json_obj_end(&j);
+			route_json(&j, NULL, r);
 			reply(req, 200, "OK", &j);
 		}
 		free(name);

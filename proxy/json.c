@@ -333,6 +333,12 @@ const char *json_get_str(const struct jnode *n, const char *path)
 	return v && v->type == J_STR ? v->str : NULL;
 }
 
+bool json_get_bool(const struct jnode *n, const char *path)
+{
+	const struct jnode *v = json_get(n, path);
+	return v && v->type == J_BOOL && v->b;
+}
+
 double json_get_num(const struct jnode *n, const char *path)
 {
 	const struct jnode *v = json_get(n, path);

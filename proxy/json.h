@@ -42,6 +42,7 @@ void json_node_free(struct jnode *n);
 /* Dotted path lookup ("progress.percent"); NULL if absent. */
 const struct jnode *json_get(const struct jnode *n, const char *path);
 const char *json_get_str(const struct jnode *n, const char *path); /* NULL unless a string */
-double json_get_num(const struct jnode *n, const char *path);      /* NaN unless a number */
+double json_get_num(const struct jnode *n, const char *path);
+bool json_get_bool(const struct jnode *n, const char *path);       /* false unless true */      /* NaN unless a number */
 
 #endif

@@ -68,17 +68,17 @@ static char whoami[128];
 static void sync_connect(struct route_sync *y);
 static void sync_read(struct route_sync *y);
 
-static struct route_sync *sync_of(const struct route_state *r)
-{
-	for (int i = 0; i < n_syncs; i++)
-		if (!strcmp(syncs[i].database, r->database) && !strcmp(syncs[i].backend, r->backend))
-			return &syncs[i];
-	return NULL;
-}
-
 static bool in_sync(const struct route_sync *y, const struct route_state *r)
 {
 	return !strcmp(y->database, r->database) && !strcmp(y->backend, r->backend);
+}
+
+static struct route_sync *sync_of(const struct route_state *r)
+{
+	for (int i = 0; i < n_syncs; i++)
+		if (in_sync(&syncs[i], r))
+			return &syncs[i];
+	return NULL;
 }
 
 /* ---- writes ---- */
@@ -498,28 +498,31 @@ void routes_observe_latency(const char *name, double seconds)
 
 static const char *const stat_names[ROUTE_STAT_COUNT] = {"primary", "replica", "fallback", "refused", "replayed"};
 
+void route_json(struct json *j, const char *key, const struct route_state *r)
+{
+	json_obj_begin(j, key);
+	json_str(j, "name", r->name);
+	json_str(j, "database", r->database);
+	json_str(j, "table", r->table);
+	json_str(j, "mode", config_route_mode_name(r->mode));
+	json_str(j, "step_mode", r->step_mode >= 0 ? config_route_mode_name((enum vg_route_mode)r->step_mode) : NULL);
+	json_str(j, "step", r->step[0] ? r->step : NULL);
+	json_str(j, "effective", config_route_mode_name(route_state_effective(r)));
+	json_bool(j, "synced", r->synced && !r->mode_dirty && !r->step_dirty);
+	json_str(j, "updated_by", r->updated_by[0] ? r->updated_by : NULL);
+	json_str(j, "updated_at", r->updated_at[0] ? r->updated_at : NULL);
+	json_obj_begin(j, "queries");
+	for (int s = 0; s < ROUTE_STAT_COUNT; s++)
+		json_int(j, stat_names[s], (long long)r->stats[s]);
+	json_obj_end(j);
+	json_obj_end(j);
+}
+
 void routes_json(struct json *j, const char *key)
 {
 	json_arr_begin(j, key);
-	for (int i = 0; i < n_routes; i++) {
-		const struct route_state *r = &routes[i];
-		json_obj_begin(j, NULL);
-		json_str(j, "name", r->name);
-		json_str(j, "database", r->database);
-		json_str(j, "table", r->table);
-		json_str(j, "mode", config_route_mode_name(r->mode));
-		json_str(j, "step_mode", r->step_mode >= 0 ? config_route_mode_name((enum vg_route_mode)r->step_mode) : NULL);
-		json_str(j, "step", r->step[0] ? r->step : NULL);
-		json_str(j, "effective", config_route_mode_name(route_state_effective(r)));
-		json_bool(j, "synced", r->synced && !r->mode_dirty && !r->step_dirty);
-		json_str(j, "updated_by", r->updated_by[0] ? r->updated_by : NULL);
-		json_str(j, "updated_at", r->updated_at[0] ? r->updated_at : NULL);
-		json_obj_begin(j, "queries");
-		for (int s = 0; s < ROUTE_STAT_COUNT; s++)
-			json_int(j, stat_names[s], (long long)r->stats[s]);
-		json_obj_end(j);
-		json_obj_end(j);
-	}
+	for (int i = 0; i < n_routes; i++)
+		route_json(j, NULL, &routes[i]);
 	json_arr_end(j);
 }
 

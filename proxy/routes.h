@@ -55,6 +55,7 @@ bool routes_for_database(const char *dbname);
 void routes_decide(const char *dbname, const char *primary, const struct sql_class *c, struct route_decision *out);
 void routes_count(struct route_state *r, enum route_stat what);
 void routes_observe_latency(const char *name, double seconds);
+void route_json(struct json *j, const char *key, const struct route_state *r);
 void routes_json(struct json *j, const char *key);
 void routes_metrics(struct evbuffer *out);
 

@@ -214,11 +214,9 @@ static void render_status(const struct jnode *doc)
 			print_job_line(job);
 		else
 			printf("    no rebuild yet\n");
-		const struct jnode *en = json_get(i, "drift.enabled");
-		if (en && en->b) {
-			const struct jnode *alert = json_get(i, "drift.alert");
+		if (json_get_bool(i, "drift.enabled")) {
 			printf("    drift: recall %.4f, baseline %.4f%s\n", json_get_num(i, "drift.recall"),
-			       json_get_num(i, "drift.baseline"), alert && alert->b ? "  ALERT" : "");
+			       json_get_num(i, "drift.baseline"), json_get_bool(i, "drift.alert") ? "  ALERT" : "");
 			if (json_get_str(i, "drift.proposed_rebuild"))
 				printf("    proposed: %s\n", json_get_str(i, "drift.proposed_rebuild"));
 		}
@@ -241,7 +239,7 @@ static void render_routes(const struct jnode *doc)
 		       json_get_str(r, "mode"), json_get_str(r, "effective"), step, json_get_num(r, "queries.primary"),
 		       json_get_num(r, "queries.replica"), json_get_num(r, "queries.fallback"),
 		       json_get_num(r, "queries.refused"), json_get_num(r, "queries.replayed"),
-		       json_get(r, "synced") && json_get(r, "synced")->b ? "" : "  (not yet in vecgate.routes)");
+		       json_get_bool(r, "synced") ? "" : "  (not yet in vecgate.routes)");
 	}
 }
 
@@ -259,9 +257,8 @@ static void render_backends(const struct jnode *doc)
 	for (const struct jnode *b = bs ? bs->child : NULL; b; b = b->next) {
 		char addr[300];
 		snprintf(addr, sizeof(addr), "%s:%.0f", json_get_str(b, "host"), json_get_num(b, "port"));
-		const struct jnode *rot = json_get(b, "in_rotation");
 		printf("%-12s %-8s %-22s %-8s %8s %12.0f %9.2f %9.0f\n", json_get_str(b, "name"), json_get_str(b, "role"),
-		       addr, json_get_str(b, "status"), rot && rot->b ? "yes" : "no", json_get_num(b, "lag_bytes"),
+		       addr, json_get_str(b, "status"), json_get_bool(b, "in_rotation") ? "yes" : "no", json_get_num(b, "lag_bytes"),
 		       json_get_num(b, "lag_seconds"), json_get_num(b, "routed_reads"));
 		if (json_get_str(b, "last_error"))
 			printf("    last error: %s\n", json_get_str(b, "last_error"));
@@ -280,7 +277,7 @@ static int watch(int id)
 		free(r.body);
 		if (!doc)
 			return 1;
-		bool done = json_get(doc, "terminal") && json_get(doc, "terminal")->b;
+		bool done = json_get_bool(doc, "terminal");
 		if (opt_json && done) {
 			/* final state only: --json output stays one document */
 		} else if (!opt_json) {
