@@ -125,6 +125,14 @@ static bool parse_size(const char *s, size_t *out)
 	return true;
 }
 
+static const struct enum_name *enum_lookup(const struct enum_name *names, const char *s)
+{
+	for (; names->name; names++)
+		if (!strcmp(names->name, s))
+			return names;
+	return NULL;
+}
+
 static bool set_field(struct load_ctx *lc, const struct field *f, void *base, const yaml_node_t *val)
 {
 	char *dst = (char *)base + f->offset;
@@ -174,12 +182,13 @@ static bool set_field(struct load_ctx *lc, const struct field *f, void *base, co
 		return true;
 	}
 	case F_ENUM: {
+		const struct enum_name *e = enum_lookup(f->names, s);
+		if (e) {
+			*(int *)dst = e->value;
+			return true;
+		}
 		char allowed[256] = "";
-		for (const struct enum_name *e = f->names; e->name; e++) {
-			if (!strcmp(e->name, s)) {
-				*(int *)dst = e->value;
-				return true;
-			}
+		for (e = f->names; e->name; e++) {
 			size_t l = strlen(allowed);
 			snprintf(allowed + l, sizeof(allowed) - l, "%s'%s'", l ? ", " : "", e->name);
 		}
@@ -1117,10 +1126,8 @@ const char *config_route_mode_name(enum vg_route_mode m)
 
 int config_route_mode_parse(const char *s)
 {
-	for (const struct enum_name *n = route_names; n->name; n++)
-		if (!strcmp(n->name, s))
-			return n->value;
-	return -1;
+	const struct enum_name *e = enum_lookup(route_names, s);
+	return e ? e->value : -1;
 }
 
 const char *config_role_name(enum vg_backend_role r)
