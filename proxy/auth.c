@@ -4,8 +4,10 @@
  * users get the same exchange as known ones and fail at the end, so the
  * answer does not reveal which user names exist.
  */
-#include "proxy/vecgate.h"
-#include "proxy/pgasync.h"
+#include "proxy/auth.h"
+#include "proxy/client.h"
+#include "proxy/pool.h"
+#include "proxy/runtime/pgasync.h"
 #include "protocol/md5auth.h"
 
 #include <stdio.h>

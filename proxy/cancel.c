@@ -3,7 +3,9 @@
  * up for it; the matching server's real key goes to the backend on a fresh
  * short-lived connection, as PostgreSQL expects.
  */
-#include "proxy/vecgate.h"
+#include "proxy/cancel.h"
+#include "proxy/conn.h"
+#include "proxy/io.h"
 
 #include <event2/bufferevent.h>
 #include <stdlib.h>

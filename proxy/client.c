@@ -1,16 +1,22 @@
 /*
  * Client connections: read the startup packet (negotiating TLS or refusing
  * GSS encryption first), hand the login to auth.c, then move the client's
- * messages to its server.  Bodies are streamed by chain moves; only in
- * transaction mode are Parse/Bind/Describe/Close pulled up whole, so that
- * client statement names can be mapped onto statements the server really has.
+ * messages to its server.  Bodies are streamed by chain moves; messages are
+ * pulled up whole only where they must be read: for the DDL guard and
+ * routing (read_route.c) and, in transaction mode, for the rewrite of named
+ * statements (prepared.c).
  */
-#include "proxy/backends.h"
-#include "proxy/routes.h"
-#include "proxy/stats.h"
-#include "proxy/vecgate.h"
-#include "routing/classify.h"
+#include "proxy/client.h"
+#include "proxy/auth.h"
+#include "proxy/backend_table.h"
+#include "proxy/cancel.h"
+#include "proxy/pool.h"
+#include "proxy/read_route.h"
+#include "proxy/reaper.h"
+#include "proxy/route_table.h"
 #include "routing/ddl_guard.h"
+#include "proxy/runtime/stats.h"
+#include "proxy/server.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -107,7 +113,7 @@ static void closing_done(struct client_conn *c)
 	}
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 	TAILQ_INSERT_TAIL(&vg.dead_clients, c, link);
-	vg_schedule_reap();
+	reaper_schedule();
 }
 
 static void closing_write_cb(struct bufferevent *bev, void *arg)
@@ -404,369 +410,39 @@ void client_login_done(struct client_conn *c)
 
 /* ---- the forwarding loop ---- */
 
-static void push_req(struct server_conn *s, uint8_t kind, uint8_t req, uint8_t synth, uint32_t stmt)
+/* The pool a cycle's first message is checked out from, or NULL when
+ * vecgate refused the statement (and answered). */
+static struct pool *routed_pool(struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total)
 {
-	/* after an error the server ignores everything up to Sync: so do we */
-	if (s->err_skip && req != 'S')
-		return;
-	if (req == 'S')
-		s->err_skip = false;
-	if (kind == PD_FORWARD && s->pending.count == 0)
-		s->req_started = now_sec();
-	struct pending p = {.kind = kind, .req = req, .synth = synth, .stmt = stmt};
-	pq_push(&s->pending, p);
-}
-
-static bool tracked_request(uint8_t type)
-{
-	return type == 'P' || type == 'B' || type == 'C' || type == 'D' || type == 'E' || type == 'S' ||
-	       type == 'Q' || type == 'F';
-}
-
-/* max_prepared_statements: before a server prepares one more statement,
- * close its least recently used ones (the registry keeps their texts, so a
- * later Bind simply prepares them again). */
-static void make_room(struct server_conn *s, struct evbuffer *out)
-{
-	int max = vg.cfg->pool.max_prepared_statements;
-	while (max > 0 && s->prepared.count >= (size_t)max && !s->err_skip) {
-		uint32_t victim = s->prepared.order[0];
-		char name[24];
-		stmt_server_name(victim, name);
-		struct pg_buf b;
-		buf_init(&b);
-		build_describe_close(&b, 'C', 'S', name);
-		evbuffer_add(out, b.data, b.len);
-		buf_free(&b);
-		push_req(s, PD_DROP, 'C', 0, 0);
-		id_set_del(&s->prepared, victim);
-	}
-}
-
-static void ensure_prepared(struct server_conn *s, struct prep_stmt *st, struct evbuffer *out)
-{
-	if (s->err_skip)
-		return;
-	if (id_set_has(&s->prepared, st->id)) {
-		id_set_touch(&s->prepared, st->id);
-		return;
-	}
-	make_room(s, out);
-	char name[24];
-	stmt_server_name(st->id, name);
-	struct pg_buf b;
-	buf_init(&b);
-	build_parse_named(&b, name, st->tail, st->tail_len);
-	evbuffer_add(out, b.data, b.len);
-	buf_free(&b);
-	id_set_add(&s->prepared, st->id);
-	push_req(s, PD_DROP, 'P', 0, st->id);
-}
-
-/* Send vecgate's own answer after whatever the server still owes this
- * client: messages (may be NULL, owned from here on) and, if `ready`, a
- * ReadyForQuery.  With a server linked the answer goes through its queue,
- * so it also lands behind a routed read's held answers. */
-static void answer_in_order(struct client_conn *c, uint8_t *msgs, size_t len, bool ready)
-{
-	struct server_conn *s = c->server;
-	if (s) {
-		struct pending p = {.kind = PD_SYNTH, .req = 'Q', .synth = ready ? 'Z' : 0, .msg = msgs,
-		                    .msg_len = (uint32_t)len};
-		pq_push(&s->pending, p);
-		server_emit_synth(s);
-		return;
-	}
-	if (msgs)
-		bufferevent_write(c->bev, msgs, len);
-	free(msgs);
-	if (ready) {
-		uint8_t z[6] = {'Z', 0, 0, 0, 5, 'I'};
-		bufferevent_write(c->bev, z, sizeof(z));
-	}
-}
-
-/* vecgate refuses a statement itself (DDL guard, route mode refuse, a
- * reused statement name): an ERROR in protocol order; a simple Query also
- * gets its ReadyForQuery, an extended-protocol message skips to Sync as
- * after any server error. */
-static void refuse_in_order(struct client_conn *c, const char *sqlstate, const char *msg, const char *hint,
-                            bool extended)
-{
-	struct pg_buf b;
-	buf_init(&b);
-	build_error(&b, "ERROR", sqlstate, msg, NULL, hint);
-	stats_error(sqlstate);
-	answer_in_order(c, b.data, b.len, !extended);
-	if (extended)
-		c->guard_skip = true;
-}
-
-/* Transaction mode: Parse/Bind/Describe/Close with client statement names
- * become requests about the pool's shared statements. */
-static void rewrite_extended(struct client_conn *c, struct server_conn *s, uint8_t type,
-                             const uint8_t *msg, size_t total, struct evbuffer *out)
-{
-	const uint8_t *body = msg + PG_HDR_LEN;
-	size_t len = total - PG_HDR_LEN;
-	struct pg_buf b;
-	buf_init(&b);
-	char sname[24];
-	const char *name, *portal;
-	const uint8_t *tail;
-	size_t tail_len;
-	char kind;
-	struct prep_stmt *st;
-
-	switch (type) {
-	case 'P':
-		if (parse_parse_msg(body, len, &name, &tail, &tail_len) < 0 || !name[0])
-			goto passthrough;
-		if (!s->err_skip && name_map_get(&c->stmts, name)) {
-			/* as PostgreSQL: names must be closed before reuse */
-			char m[200];
-			snprintf(m, sizeof(m), "prepared statement \"%.100s\" already exists", name);
-			refuse_in_order(c, "42P05", m, NULL, true);
-			break;
-		}
-		st = registry_intern(c->pool->reg, tail, tail_len);
-		name_map_put(&c->stmts, name, st);
-		if (s->err_skip)
-			break;
-		if (id_set_has(&s->prepared, st->id)) {
-			id_set_touch(&s->prepared, st->id);
-			push_req(s, PD_SYNTH, 'P', '1', 0);
-			break;
-		}
-		make_room(s, out);
-		stmt_server_name(st->id, sname);
-		build_parse_named(&b, sname, tail, tail_len);
-		evbuffer_add(out, b.data, b.len);
-		id_set_add(&s->prepared, st->id);
-		push_req(s, PD_FORWARD, 'P', 0, st->id);
-		break;
-	case 'B':
-		if (parse_bind_msg(body, len, &portal, &name, &tail, &tail_len) < 0 || !name[0] ||
-		    !(st = name_map_get(&c->stmts, name)))
-			goto passthrough;
-		ensure_prepared(s, st, out);
-		stmt_server_name(st->id, sname);
-		build_bind_named(&b, portal, sname, tail, tail_len);
-		evbuffer_add(out, b.data, b.len);
-		push_req(s, PD_FORWARD, 'B', 0, 0);
-		break;
-	case 'D':
-	case 'C':
-		if (parse_describe_close(body, len, &kind, &name) < 0 || kind != 'S' || !name[0])
-			goto passthrough;
-		st = name_map_get(&c->stmts, name);
-		if (type == 'C') {
-			/* servers keep the statement for other clients; closing an
-			 * unknown name is not an error in PostgreSQL either */
-			name_map_del(&c->stmts, name);
-			push_req(s, PD_SYNTH, 'C', '3', 0);
-			break;
-		}
-		if (!st)
-			goto passthrough;
-		ensure_prepared(s, st, out);
-		stmt_server_name(st->id, sname);
-		build_describe_close(&b, 'D', 'S', sname);
-		evbuffer_add(out, b.data, b.len);
-		push_req(s, PD_FORWARD, 'D', 0, 0);
-		break;
-	default:
-		goto passthrough;
-	}
-	buf_free(&b);
-	return;
-passthrough:
-	buf_free(&b);
-	evbuffer_add(out, msg, total);
-	push_req(s, PD_FORWARD, type, 0, 0);
-}
-
-/* Statements against managed tables and indexes go past the DDL guard.
- * Returns true when the statement was refused (and answered): a simple
- * Query gets ErrorResponse + ReadyForQuery; a Parse gets the ErrorResponse
- * and, as PostgreSQL does after an error, everything up to Sync is skipped. */
-static bool ddl_guard_refused(struct client_conn *c, const char *sql, size_t len, bool extended)
-{
-	/* every guarded statement names an INDEX (REINDEX, CREATE/DROP INDEX):
-	 * a bounded, case-insensitive look before the real lexer runs */
-	bool maybe = false;
-	for (size_t i = 0; i + 5 <= len && !maybe; i++)
-		maybe = !strncasecmp(sql + i, "index", 5);
-	if (!maybe)
-		return false;
-	struct guard_target targets[32];
-	int n = 0;
-	for (size_t i = 0; i < vg.cfg->n_indexes && n < 32; i++) {
-		const struct vg_managed_index *m = &vg.cfg->indexes[i];
-		if (strcmp(m->database, c->pool->be_dbname))
-			continue;
-		targets[n++] = (struct guard_target){m->name, m->schema, m->table, m->index};
-	}
-	if (!n)
-		return false;
-	struct sql_class cls;
-	sql_classify(sql, len, &cls);
-	char why[512], hint[300];
-	enum guard_verdict v = ddl_guard_check(&cls, targets, n, (enum guard_mode)vg.cfg->ddl_guard, why, sizeof(why),
-	                                       hint, sizeof(hint));
-	if (v == GUARD_PASS)
-		return false;
-	log_warn("C-%llu: %s DDL from %s@%s: %s", (unsigned long long)c->id, v == GUARD_BLOCKED ? "refused" : "allowed",
-	         c->user, c->addr, why);
-	if (v == GUARD_WARNED)
-		return false;
-	refuse_in_order(c, VG_SQLSTATE_DDL_GUARD, why, hint, extended);
-	return true;
-}
-
-/* ---- routing vector reads ---- */
-
-/* Only text holding a distance operator can be a vector read: a scan that
- * keeps the classifier off every other statement. */
-static bool maybe_vector_op(const char *sql, size_t len)
-{
-	for (size_t i = 0; i + 2 < len; i++)
-		if (sql[i] == '<' && strchr("-=#+~%", sql[i + 1]) && sql[i + 2] == '>')
-			return true;
-	return false;
-}
-
-/* The statement text of a Query or Parse message, or NULL. */
-static const char *statement_text(uint8_t type, const uint8_t *msg, size_t total, size_t *len,
-                                  const char **stmt_name, const uint8_t **tail, size_t *tail_len)
-{
-	const uint8_t *body = msg + PG_HDR_LEN;
-	size_t blen = total - PG_HDR_LEN;
-	*stmt_name = "";
-	if (type == 'Q') {
-		*len = strnlen((const char *)body, blen);
-		return (const char *)body;
-	}
-	if (parse_parse_msg(body, blen, stmt_name, tail, tail_len) < 0)
-		return NULL;
-	*len = strnlen((const char *)*tail, *tail_len);
-	return (const char *)*tail;
-}
-
-/* A routable vector read?  Text without a distance operator never reaches
- * the lexer. */
-static bool classify_vector_read(const char *sql, size_t len, struct sql_class *out)
-{
-	if (!maybe_vector_op(sql, len))
-		return false;
-	sql_classify(sql, len, out);
-	return route_is_vector_read(out);
-}
-
-/* Classify a named statement once; later Binds reuse the answer. */
-static const struct sql_class *stmt_route_class(struct prep_stmt *st)
-{
-	if (!st->route_kind) {
-		struct sql_class cls;
-		st->route_kind = 1;
-		if (classify_vector_read((const char *)st->tail, strnlen((const char *)st->tail, st->tail_len), &cls) &&
-		    (st->cls = malloc(sizeof(*st->cls)))) {
-			*st->cls = cls;
-			st->route_kind = 2;
-		}
-	}
-	return st->route_kind == 2 ? st->cls : NULL;
-}
-
-/* The classification routing needs for the message that starts a cycle, or
- * NULL when it cannot be a routable vector read. */
-static const struct sql_class *routing_class(struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total,
-                                             struct sql_class *scratch)
-{
-	const char *name, *portal;
-	const uint8_t *tail = NULL;
-	size_t len, tail_len = 0;
-	if (type == 'B') {
-		if (parse_bind_msg(msg + PG_HDR_LEN, total - PG_HDR_LEN, &portal, &name, &tail, &tail_len) < 0 || !name[0])
-			return NULL;
-		struct prep_stmt *st = name_map_get(&c->stmts, name);
-		return st ? stmt_route_class(st) : NULL;
-	}
-	const char *sql = statement_text(type, msg, total, &len, &name, &tail, &tail_len);
-	if (!sql)
-		return NULL;
-	if (type == 'P' && name[0])
-		return stmt_route_class(registry_intern(c->pool->reg, tail, tail_len));
-	return classify_vector_read(sql, len, scratch) ? scratch : NULL;
-}
-
-/* Decide where the cycle starting with this message goes.  Returns the pool
- * to check out from, or NULL when the read was refused (and answered). */
-static struct pool *route_cycle(struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total)
-{
-	if (c->force_primary) {
-		c->force_primary = false; /* a replay: its latency keeps counting from the first try */
-		return c->pool;
-	}
-	struct sql_class scratch;
-	const struct sql_class *cls = routing_class(c, type, msg, total, &scratch);
-	if (!cls)
-		return c->pool;
 	struct route_decision d;
-	routes_decide(c->pool->be_dbname, c->pool->be_name, cls, &d);
-	if (!d.route)
-		return c->pool;
-	snprintf(c->vread_route, sizeof(c->vread_route), "%s", d.route->name);
-	c->vread_start = now_sec();
-	if (d.target == ROUTE_TO_REFUSE) {
-		routes_count(d.route, RS_REFUSED);
-		char m[300];
-		snprintf(m, sizeof(m), "vector search on managed index \"%s\" is refused for now (route mode refuse)",
-		         d.route->name);
-		refuse_in_order(c, VG_SQLSTATE_ROUTE_REFUSED, m,
-		                "An operator or a rebuild step set this mode; retry later, or see GET /v1/routes.", type != 'Q');
+	switch (route_cycle(c, type, msg, total, &d)) {
+	case CYCLE_REFUSED:
 		return NULL;
-	}
-	struct pool *sib = d.backend ? pool_sibling(c->pool, d.backend->name) : NULL;
-	if (!sib || !pool_usable(sib)) {
-		routes_count(d.route, RS_PRIMARY);
+	case CYCLE_ROUTED: {
+		struct pool *sib = pool_sibling(c->pool, d.backend->name);
+		if (sib && pool_usable(sib)) {
+			route_cycle_routed(c, &d);
+			return sib;
+		}
+		route_cycle_kept(c, &d);
 		return c->pool;
 	}
-	routes_count(d.route, d.mode == VG_ROUTE_FALLBACK ? RS_FALLBACK : RS_REPLICA);
-	d.backend->routed_reads++;
-	c->routed = true;
-	c->cycle_sent = false;
-	snprintf(c->route_name, sizeof(c->route_name), "%s", d.route->name);
-	snprintf(c->route_backend, sizeof(c->route_backend), "%s", d.backend->name);
-	if (!c->replay)
-		c->replay = evbuffer_new();
-	return sib;
-}
-
-void client_route_done(struct client_conn *c)
-{
-	c->routed = c->cycle_sent = false;
-	c->route_name[0] = c->route_backend[0] = 0;
-	if (c->replay)
-		evbuffer_drain(c->replay, evbuffer_get_length(c->replay));
+	default:
+		return c->pool;
+	}
 }
 
 void client_replay_on_primary(struct client_conn *c, const char *why)
 {
 	assert(!c->server && !c->in_pool_queue);
-	log_info("C-%llu: routed read on %s failed before answering (%s): running it on the primary",
-	         (unsigned long long)c->id, c->route_backend, why);
-	routes_count(route_find(c->route_name), RS_REPLAYED);
-	struct backend_state *be = backend_find(c->route_backend);
-	if (be)
-		be->replayed_reads++;
+	route_cycle_failed(c, why);
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	/* a message cut off by backpressure is whole in the replay buffer:
 	 * its unsent rest must not follow it twice */
 	evbuffer_drain(in, c->fwd_remaining);
 	if (c->replay && evbuffer_get_length(c->replay))
 		evbuffer_prepend_buffer(in, c->replay);
-	client_route_done(c);
+	route_cycle_done(c);
 	c->fwd_remaining = 0;
 	c->guard_skip = false;
 	c->force_primary = true;
@@ -778,7 +454,7 @@ void client_replay_on_primary(struct client_conn *c, const char *why)
 	client_process(c);
 }
 
-static void pause_read(struct client_conn *c)
+void client_pause_read(struct client_conn *c)
 {
 	if (!c->read_paused) {
 		c->read_paused = true;
@@ -800,7 +476,7 @@ static void forward_loop(struct client_conn *c)
 			assert(s);
 			struct evbuffer *out = bufferevent_get_output(s->bev);
 			if (evbuffer_get_length(out) >= VG_OUT_HIGH) {
-				pause_read(c);
+				client_pause_read(c);
 				return;
 			}
 			size_t n = avail < c->fwd_remaining ? avail : c->fwd_remaining;
@@ -843,12 +519,12 @@ static void forward_loop(struct client_conn *c)
 				if (s && (s->pending.count || s->fwd_remaining)) {
 					/* the server still owes earlier answers and flushes them
 					 * on Sync: its ReadyForQuery ends the batch, after ours */
-					push_req(s, PD_FORWARD, 'S', 0, 0);
+					pending_push_request(s, PD_FORWARD, 'S', 0, 0);
 					evbuffer_remove_buffer(in, bufferevent_get_output(s->bev), total);
 					continue;
 				}
 				evbuffer_drain(in, total);
-				answer_in_order(c, NULL, 0, true);
+				pending_answer(c, NULL, 0, true);
 				continue;
 			}
 			evbuffer_drain(in, total);
@@ -873,7 +549,7 @@ static void forward_loop(struct client_conn *c)
 			    routes_for_database(c->pool->be_dbname)) {
 				if (avail < total)
 					break; /* routing reads the statement whole */
-				target = route_cycle(c, type, evbuffer_pullup(in, total), total);
+				target = routed_pool(c, type, evbuffer_pullup(in, total), total);
 				if (!target) {
 					evbuffer_drain(in, total);
 					continue;
@@ -901,7 +577,7 @@ static void forward_loop(struct client_conn *c)
 		}
 		struct evbuffer *out = bufferevent_get_output(s->bev);
 		if (evbuffer_get_length(out) >= VG_OUT_HIGH) {
-			pause_read(c);
+			client_pause_read(c);
 			return;
 		}
 		if (type == 'Q' || type == 'E')
@@ -911,18 +587,18 @@ static void forward_loop(struct client_conn *c)
 			if (avail < total)
 				break; /* these are rewritten whole */
 			uint8_t *msg = evbuffer_pullup(in, total);
-			rewrite_extended(c, s, type, msg, total, out);
+			prepared_rewrite(c, s, type, msg, total, out);
 			evbuffer_drain(in, total);
-			server_emit_synth(s);
+			pending_emit(s);
 			continue;
 		}
-		if (tracked_request(type))
-			push_req(s, PD_FORWARD, type, 0, 0);
+		if (pending_tracked(type))
+			pending_push_request(s, PD_FORWARD, type, 0, 0);
 		c->fwd_remaining = total;
 	}
 	/* a client waiting for a server should not buffer without bound */
 	if (evbuffer_get_length(in) > VG_OUT_HIGH && !c->server)
-		pause_read(c);
+		client_pause_read(c);
 }
 
 void client_process(struct client_conn *c)
@@ -947,7 +623,7 @@ void client_process(struct client_conn *c)
 			/* notice a Terminate while queued, otherwise just hold */
 			struct evbuffer *in = bufferevent_get_input(c->bev);
 			if (evbuffer_get_length(in) > VG_OUT_HIGH)
-				pause_read(c);
+				client_pause_read(c);
 			return;
 		}
 		default:

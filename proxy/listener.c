@@ -3,7 +3,8 @@
  * max_client_conn are answered with SQLSTATE 53300 and closed, without ever
  * becoming client_conns.
  */
-#include "proxy/vecgate.h"
+#include "proxy/listener.h"
+#include "proxy/client.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

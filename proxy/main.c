@@ -3,11 +3,17 @@
  * loop.  SIGHUP reloads, SIGTERM drains (stop accepting, let transactions
  * finish, then exit), SIGINT stops at once.
  */
-#include "proxy/vecgate.h"
-#include "proxy/admin.h"
-#include "proxy/backends.h"
-#include "proxy/routes.h"
-#include "proxy/rebuild.h"
+#include "proxy/admin/admin.h"
+#include "proxy/client.h"
+#include "proxy/control/drift.h"
+#include "proxy/control/health.h"
+#include "proxy/control/rebuild/rebuild.h"
+#include "proxy/control/route_sync.h"
+#include "proxy/listener.h"
+#include "proxy/pool.h"
+#include "proxy/reaper.h"
+#include "proxy/server.h"
+#include "proxy/tls.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -15,35 +21,11 @@
 #include <string.h>
 #include <openssl/err.h>
 
-struct vg_runtime vg;
-
 static void usage(FILE *fp)
 {
 	fprintf(fp, "usage: vecgate [-c] CONFIG.yaml\n"
 	            "       vecgate --check-config CONFIG.yaml\n"
 	            "       vecgate --version\n");
-}
-
-static void reap_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	(void)arg;
-	struct client_conn *c;
-	while ((c = TAILQ_FIRST(&vg.dead_clients))) {
-		TAILQ_REMOVE(&vg.dead_clients, c, link);
-		client_free(c);
-	}
-	struct server_conn *s;
-	while ((s = TAILQ_FIRST(&vg.dead_servers))) {
-		TAILQ_REMOVE(&vg.dead_servers, s, link);
-		server_free(s);
-	}
-}
-
-void vg_schedule_reap(void)
-{
-	event_active(vg.reaper, EV_TIMEOUT, 0);
 }
 
 static void finish_shutdown(void)
@@ -56,7 +38,7 @@ static void finish_shutdown(void)
 	TAILQ_FOREACH_SAFE(c, &vg.clients, link, tmp)
 		client_fatal(c, "57P01", "terminating connection due to administrator command", NULL);
 	pools_free();
-	reap_cb(-1, 0, NULL);
+	reaper_run();
 	/* give the goodbye messages a moment to leave */
 	struct timeval grace = {0, 200000};
 	event_base_loopexit(vg.base, &grace);
@@ -85,7 +67,7 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-int vg_reload(void)
+static int reload(void)
 {
 	char err[1024];
 	struct vg_config *ncfg = config_load(vg.cfg->path, err, sizeof(err));
@@ -125,8 +107,8 @@ int vg_reload(void)
 	vg.cfg = ncfg;
 	log_init(&ncfg->logging);
 	pools_apply_config();
-	backends_reload();
-	routes_reload();
+	health_reload();
+	route_sync_reload();
 	config_free(old);
 	log_info("configuration reloaded from %s", ncfg->path);
 	return 0;
@@ -138,7 +120,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	(void)arg;
 	if (sig == SIGHUP) {
 		log_info("SIGHUP: reloading configuration");
-		vg_reload();
+		reload();
 	} else if (sig == SIGTERM) {
 		if (vg.shutting_down)
 			return;
@@ -216,7 +198,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cannot create event base\n");
 		return 1;
 	}
-	vg.reaper = event_new(vg.base, -1, 0, reap_cb, NULL);
+	reaper_init(client_free, server_free);
 	vg.janitor = event_new(vg.base, -1, EV_PERSIST, janitor_cb, NULL);
 	struct timeval tick = {0, 200000};
 	event_add(vg.janitor, &tick);
@@ -231,24 +213,25 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_info("vecgate started (config %s)", path);
-	backends_start();
-	routes_start();
+	health_start();
+	route_sync_start();
 	rebuild_resume_all();
+	drift_start();
 	event_base_dispatch(vg.base);
 	listeners_stop();
 	admin_stop();
+	drift_stop();
 	rebuild_shutdown();
-	routes_stop();
-	backends_stop();
+	route_sync_stop();
+	health_stop();
 	struct client_conn *c;
 	while ((c = TAILQ_FIRST(&vg.closing_clients))) {
 		TAILQ_REMOVE(&vg.closing_clients, c, link);
 		c->flushing = false;
 		client_free(c);
 	}
-	reap_cb(-1, 0, NULL);
+	reaper_free();
 	event_free(vg.janitor);
-	event_free(vg.reaper);
 	io_flush_shutdown();
 	event_free(vg.sig_hup);
 	event_free(vg.sig_term);

@@ -5,7 +5,10 @@
  * opens connections up to pool_size, resets servers that come back, and runs
  * the periodic janitor for every timeout.
  */
-#include "proxy/vecgate.h"
+#include "proxy/pool.h"
+#include "proxy/client.h"
+#include "proxy/read_route.h"
+#include "proxy/server.h"
 #include "protocol/md5auth.h"
 
 #include <assert.h>
@@ -495,5 +498,26 @@ void pools_free(void)
 			if (d->pool == p)
 				d->pool = NULL;
 		free(p);
+	}
+}
+
+void pools_foreach_view(bool (*fn)(const struct pool_view *v, void *arg), void *arg)
+{
+	for (struct pool *p = vg.pools; p; p = p->next) {
+		struct pool_view v = {.database = p->db_name, .user = p->user, .backend = p->be_name,
+		                      .connecting = p->n_connecting, .requests = p->stat_requests,
+		                      .errors = p->stat_errors, .latency_sum = p->stat_latency_sum};
+		struct server_conn *s;
+		TAILQ_FOREACH(s, &p->servers, link) {
+			if (s->state == SV_IDLE)
+				v.idle++;
+			else if (s->state == SV_ACTIVE)
+				v.active++;
+		}
+		struct client_conn *c;
+		TAILQ_FOREACH(c, &p->waiting, pool_link)
+			v.waiting++;
+		if (!fn(&v, arg))
+			return;
 	}
 }

@@ -1,59 +1,21 @@
 /*
- * Bookkeeping that lets named prepared statements survive transaction
- * pooling: a per-pool registry of statement texts (each prepared on servers
- * under a stable name "vg_<id>"), each client's own names for them, the set
- * of statements each server has prepared, and the queue of responses a
- * server still owes, so injected requests can be swallowed and skipped ones
- * answered in order.
+ * Let named prepared statements survive transaction pooling: a per-pool
+ * registry of statement texts (each prepared on servers under a stable name
+ * "vg_<id>"), each client's own names for them, the set of statements each
+ * server has prepared, and the rewrite of a client's Parse/Bind/Describe/
+ * Close into requests about the registry's statements.
  */
-#include "proxy/vecgate.h"
+#include "proxy/prepared.h"
+#include "proxy/conn.h"
+#include "proxy/pending.h"
+#include "protocol/pgproto.h"
+
+#include <event2/buffer.h>
 
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- pending queue: a growable ring ---- */
-
-void pq_push(struct pending_queue *q, struct pending p)
-{
-	if (q->count == q->cap) {
-		size_t ncap = q->cap ? q->cap * 2 : 16;
-		struct pending *n = malloc(ncap * sizeof(*n));
-		if (!n)
-			abort();
-		for (size_t i = 0; i < q->count; i++)
-			n[i] = q->items[(q->head + i) % q->cap];
-		free(q->items);
-		q->items = n;
-		q->head = 0;
-		q->cap = ncap;
-	}
-	q->items[(q->head + q->count) % q->cap] = p;
-	q->count++;
-}
-
-struct pending *pq_head(struct pending_queue *q)
-{
-	return q->count ? &q->items[q->head] : NULL;
-}
-
-void pq_pop(struct pending_queue *q)
-{
-	assert(q->count > 0);
-	free(q->items[q->head].msg);
-	q->items[q->head].msg = NULL;
-	q->head = (q->head + 1) % q->cap;
-	q->count--;
-}
-
-void pq_free(struct pending_queue *q)
-{
-	while (q->count)
-		pq_pop(q);
-	free(q->items);
-	memset(q, 0, sizeof(*q));
-}
 
 /* ---- hashing ---- */
 
@@ -301,4 +263,130 @@ void id_set_free(struct id_set *s)
 	free(s->bits);
 	free(s->order);
 	memset(s, 0, sizeof(*s));
+}
+
+/* ---- rewriting a client's extended-protocol messages ---- */
+
+/* max_prepared_statements: before a server prepares one more statement,
+ * close its least recently used ones (the registry keeps their texts, so a
+ * later Bind simply prepares them again). */
+static void make_room(struct server_conn *s, struct evbuffer *out)
+{
+	int max = vg.cfg->pool.max_prepared_statements;
+	while (max > 0 && s->prepared.count >= (size_t)max && !s->err_skip) {
+		uint32_t victim = s->prepared.order[0];
+		char name[24];
+		stmt_server_name(victim, name);
+		struct pg_buf b;
+		buf_init(&b);
+		build_describe_close(&b, 'C', 'S', name);
+		evbuffer_add(out, b.data, b.len);
+		buf_free(&b);
+		pending_push_request(s, PD_DROP, 'C', 0, 0);
+		id_set_del(&s->prepared, victim);
+	}
+}
+
+static void ensure_prepared(struct server_conn *s, struct prep_stmt *st, struct evbuffer *out)
+{
+	if (s->err_skip)
+		return;
+	if (id_set_has(&s->prepared, st->id)) {
+		id_set_touch(&s->prepared, st->id);
+		return;
+	}
+	make_room(s, out);
+	char name[24];
+	stmt_server_name(st->id, name);
+	struct pg_buf b;
+	buf_init(&b);
+	build_parse_named(&b, name, st->tail, st->tail_len);
+	evbuffer_add(out, b.data, b.len);
+	buf_free(&b);
+	id_set_add(&s->prepared, st->id);
+	pending_push_request(s, PD_DROP, 'P', 0, st->id);
+}
+
+/* Transaction mode: Parse/Bind/Describe/Close with client statement names
+ * become requests about the pool's shared statements. */
+void prepared_rewrite(struct client_conn *c, struct server_conn *s, uint8_t type,
+                             const uint8_t *msg, size_t total, struct evbuffer *out)
+{
+	const uint8_t *body = msg + PG_HDR_LEN;
+	size_t len = total - PG_HDR_LEN;
+	struct pg_buf b;
+	buf_init(&b);
+	char sname[24];
+	const char *name, *portal;
+	const uint8_t *tail;
+	size_t tail_len;
+	char kind;
+	struct prep_stmt *st;
+
+	switch (type) {
+	case 'P':
+		if (parse_parse_msg(body, len, &name, &tail, &tail_len) < 0 || !name[0])
+			goto passthrough;
+		if (!s->err_skip && name_map_get(&c->stmts, name)) {
+			/* as PostgreSQL: names must be closed before reuse */
+			char m[200];
+			snprintf(m, sizeof(m), "prepared statement \"%.100s\" already exists", name);
+			pending_refuse(c, "42P05", m, NULL, true);
+			break;
+		}
+		st = registry_intern(c->pool->reg, tail, tail_len);
+		name_map_put(&c->stmts, name, st);
+		if (s->err_skip)
+			break;
+		if (id_set_has(&s->prepared, st->id)) {
+			id_set_touch(&s->prepared, st->id);
+			pending_push_request(s, PD_SYNTH, 'P', '1', 0);
+			break;
+		}
+		make_room(s, out);
+		stmt_server_name(st->id, sname);
+		build_parse_named(&b, sname, tail, tail_len);
+		evbuffer_add(out, b.data, b.len);
+		id_set_add(&s->prepared, st->id);
+		pending_push_request(s, PD_FORWARD, 'P', 0, st->id);
+		break;
+	case 'B':
+		if (parse_bind_msg(body, len, &portal, &name, &tail, &tail_len) < 0 || !name[0] ||
+		    !(st = name_map_get(&c->stmts, name)))
+			goto passthrough;
+		ensure_prepared(s, st, out);
+		stmt_server_name(st->id, sname);
+		build_bind_named(&b, portal, sname, tail, tail_len);
+		evbuffer_add(out, b.data, b.len);
+		pending_push_request(s, PD_FORWARD, 'B', 0, 0);
+		break;
+	case 'D':
+	case 'C':
+		if (parse_describe_close(body, len, &kind, &name) < 0 || kind != 'S' || !name[0])
+			goto passthrough;
+		st = name_map_get(&c->stmts, name);
+		if (type == 'C') {
+			/* servers keep the statement for other clients; closing an
+			 * unknown name is not an error in PostgreSQL either */
+			name_map_del(&c->stmts, name);
+			pending_push_request(s, PD_SYNTH, 'C', '3', 0);
+			break;
+		}
+		if (!st)
+			goto passthrough;
+		ensure_prepared(s, st, out);
+		stmt_server_name(st->id, sname);
+		build_describe_close(&b, 'D', 'S', sname);
+		evbuffer_add(out, b.data, b.len);
+		pending_push_request(s, PD_FORWARD, 'D', 0, 0);
+		break;
+	default:
+		goto passthrough;
+	}
+	buf_free(&b);
+	return;
+passthrough:
+	buf_free(&b);
+	evbuffer_add(out, msg, total);
+	pending_push_request(s, PD_FORWARD, type, 0, 0);
 }

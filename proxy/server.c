@@ -6,9 +6,14 @@
  * answers to requests it injected, answer the ones it skipped, and know when
  * a transaction-mode server is free again.
  */
-#include "proxy/routes.h"
-#include "proxy/stats.h"
-#include "proxy/vecgate.h"
+#include "proxy/server.h"
+#include "proxy/cancel.h"
+#include "proxy/client.h"
+#include "proxy/pool.h"
+#include "proxy/read_route.h"
+#include "proxy/reaper.h"
+#include "proxy/route_table.h"
+#include "proxy/runtime/stats.h"
 #include "protocol/md5auth.h"
 
 #include <assert.h>
@@ -28,35 +33,6 @@
 static void server_read_cb(struct bufferevent *bev, void *arg);
 static void server_write_cb(struct bufferevent *bev, void *arg);
 static void server_event_cb(struct bufferevent *bev, short what, void *arg);
-
-int backend_sockaddr(const char *host, int port, struct sockaddr_storage *sa, unsigned *salen,
-                     char *err, size_t errlen)
-{
-	memset(sa, 0, sizeof(*sa));
-	if (host[0] == '/') {
-		struct sockaddr_un *un = (struct sockaddr_un *)sa;
-		un->sun_family = AF_UNIX;
-		int n = snprintf(un->sun_path, sizeof(un->sun_path), "%s/.s.PGSQL.%d", host, port);
-		if (n < 0 || (size_t)n >= sizeof(un->sun_path)) {
-			snprintf(err, errlen, "unix socket path too long: %s", host);
-			return -1;
-		}
-		*salen = sizeof(*un);
-		return 0;
-	}
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-	char portstr[16];
-	snprintf(portstr, sizeof(portstr), "%d", port);
-	int rc = getaddrinfo(host, portstr, &hints, &res);
-	if (rc != 0 || !res) {
-		snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
-		return -1;
-	}
-	memcpy(sa, res->ai_addr, res->ai_addrlen);
-	*salen = (unsigned)res->ai_addrlen;
-	freeaddrinfo(res);
-	return 0;
-}
 
 static void server_setup_bev(struct server_conn *s)
 {
@@ -265,7 +241,7 @@ void server_close(struct server_conn *s, const char *reason)
 		}
 	}
 	TAILQ_INSERT_TAIL(&vg.dead_servers, s, link);
-	vg_schedule_reap();
+	reaper_schedule();
 }
 
 static void free_ps(struct server_conn *s)
@@ -469,13 +445,6 @@ static bool handle_login_message(struct server_conn *s, uint8_t type, const uint
 
 /* ---- after login ---- */
 
-/* Where answers for the linked client go: its socket, or the hold of a
- * routed read that is not complete yet. */
-static struct evbuffer *client_out(struct server_conn *s)
-{
-	return s->holding ? s->hold : bufferevent_get_output(s->client->bev);
-}
-
 void server_stop_holding(struct server_conn *s)
 {
 	if (!s->holding)
@@ -484,28 +453,6 @@ void server_stop_holding(struct server_conn *s)
 	if (s->client && evbuffer_get_length(s->hold))
 		evbuffer_add_buffer(bufferevent_get_output(s->client->bev), s->hold);
 	evbuffer_drain(s->hold, evbuffer_get_length(s->hold));
-}
-
-void server_emit_synth(struct server_conn *s)
-{
-	struct pending *h;
-	if (s->fwd_remaining)
-		return; /* never overtake a message still being streamed */
-	while ((h = pq_head(&s->pending)) && h->kind == PD_SYNTH) {
-		if (s->client) {
-			struct evbuffer *out = client_out(s);
-			if (h->msg)
-				evbuffer_add(out, h->msg, h->msg_len);
-			if (h->synth == 'Z') {
-				uint8_t z[6] = {'Z', 0, 0, 0, 5, (uint8_t)s->txn_status};
-				evbuffer_add(out, z, sizeof(z));
-			} else if (h->synth) {
-				uint8_t msg[5] = {h->synth, 0, 0, 0, 4};
-				evbuffer_add(out, msg, sizeof(msg));
-			}
-		}
-		pq_pop(&s->pending);
-	}
 }
 
 /* A routed read failed in a way the primary can answer (replica shutting
@@ -545,7 +492,7 @@ static void transaction_done(struct server_conn *s)
 		c->vread_route[0] = 0;
 	}
 	if (c->routed)
-		client_route_done(c);
+		route_cycle_done(c);
 	pool_release(s);
 	if (c->read_paused) {
 		c->read_paused = false;
@@ -569,14 +516,14 @@ void server_process(struct server_conn *s)
 	for (;;) {
 		if (s->state == SV_CLOSING || s->read_paused)
 			return;
-		server_emit_synth(s);
+		pending_emit(s);
 		size_t avail = evbuffer_get_length(in);
 		if (avail == 0)
 			return;
 		struct client_conn *c = s->client;
 		if (s->holding && evbuffer_get_length(s->hold) > vg.cfg->routing.hold_bytes)
 			server_stop_holding(s); /* too big to keep for a replay: stream the rest */
-		struct evbuffer *cout = c ? client_out(s) : NULL;
+		struct evbuffer *cout = c ? conn_client_out(s) : NULL;
 		if (c && evbuffer_get_length(bufferevent_get_output(c->bev)) >= VG_OUT_HIGH) {
 			pause_server_read(s);
 			return;

@@ -2,7 +2,8 @@
  * TLS contexts: one for terminating client TLS (vecgate as the server), one
  * for TLS to backends (vecgate as the client, with libpq's sslmode meanings).
  */
-#include "proxy/vecgate.h"
+#include "proxy/tls.h"
+#include "proxy/runtime/runtime.h"
 
 #include <openssl/err.h>
 #include <stdio.h>

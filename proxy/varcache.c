@@ -4,7 +4,7 @@
  * application_name, ...) and what the server reports back.  Before a server
  * runs a client's statements, the difference becomes one SET/RESET batch.
  */
-#include "proxy/vecgate.h"
+#include "proxy/varcache.h"
 
 #include <stdlib.h>
 #include <string.h>

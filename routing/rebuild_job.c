@@ -16,7 +16,7 @@ static const char *const state_names[JOB_STATE_COUNT] = {
 };
 
 static const char *const event_names[JEV_EVENT_COUNT] = {
-	"step_ok", "transient_failure", "fatal_failure", "gate_failed", "cancel", "rollback", "degraded",
+	"step_ok", "transient_failure", "fatal_failure", "gate_failed", "cancel", "rollback", "degraded", "resumed",
 };
 
 static const char *const action_names[] = {
@@ -72,6 +72,24 @@ struct job_transition job_next(enum job_state state, enum job_event ev, int atte
 		return to(JOB_ROLLED_BACK, JACT_ROLLBACK_SWAP);
 	default:
 		return to(state, JACT_REJECT);
+	}
+}
+
+struct job_transition job_resume(enum job_state recorded, bool have_baseline, bool swap_committed)
+{
+	switch (recorded) {
+	case JOB_SWAP:
+		return to(swap_committed ? JOB_WATCH : JOB_SWAP, JACT_RUN_STEP);
+	case JOB_WATCH:
+	case JOB_RETAIN:
+		return to(recorded, JACT_RUN_STEP);
+	case JOB_BUILD:
+	case JOB_VERIFY:
+		return to(have_baseline ? JOB_BUILD : JOB_PREFLIGHT, JACT_RUN_STEP);
+	default:
+		if (job_is_terminal(recorded))
+			return to(recorded, JACT_REJECT);
+		return to(JOB_PREFLIGHT, JACT_RUN_STEP);
 	}
 }
 

@@ -34,6 +34,7 @@ enum job_event {
 	JEV_CANCEL,      /* operator */
 	JEV_ROLLBACK,    /* operator, after the swap */
 	JEV_DEGRADED,    /* watch: error rate or latency got worse */
+	JEV_RESUMED,     /* a restarted coordinator takes the job over (see job_resume) */
 	JEV_EVENT_COUNT
 };
 
@@ -54,6 +55,13 @@ struct job_transition {
 
 /* attempts: tries of the current step so far (1 on the first run). */
 struct job_transition job_next(enum job_state state, enum job_event ev, int attempts, int max_attempts);
+
+/* Where a job recorded in state `recorded` goes on after a restart: a build
+ * or verify with a baseline builds again (the dead build was dropped), a
+ * swap goes to watch if it had committed and swaps otherwise, watch and
+ * retain go on, anything earlier starts over from preflight.  Action
+ * JACT_RUN_STEP; JACT_REJECT for a terminal state. */
+struct job_transition job_resume(enum job_state recorded, bool have_baseline, bool swap_committed);
 
 bool job_is_terminal(enum job_state s);
 const char *job_state_name(enum job_state s);

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/vecgate.h"
+#include "proxy/conn.h"
 
 static void test_pending_ring(void **state)
 {

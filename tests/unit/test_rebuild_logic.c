@@ -237,6 +237,33 @@ static void test_transitions(void **state)
 		}
 }
 
+/* A restarted coordinator goes on from what the catalog says, never from
+ * a state the job could not be in. */
+static void test_resume(void **state)
+{
+	(void)state;
+	struct job_transition t = job_resume(JOB_SWAP, true, true);
+	assert_int_equal(t.next, JOB_WATCH);
+	assert_int_equal(t.action, JACT_RUN_STEP);
+	assert_int_equal(job_resume(JOB_SWAP, true, false).next, JOB_SWAP);
+	assert_int_equal(job_resume(JOB_WATCH, true, false).next, JOB_WATCH);
+	assert_int_equal(job_resume(JOB_RETAIN, true, false).next, JOB_RETAIN);
+	assert_int_equal(job_resume(JOB_BUILD, true, false).next, JOB_BUILD);
+	assert_int_equal(job_resume(JOB_VERIFY, true, false).next, JOB_BUILD);
+	assert_int_equal(job_resume(JOB_VERIFY, false, false).next, JOB_PREFLIGHT);
+	assert_int_equal(job_resume(JOB_BASELINE, true, false).next, JOB_PREFLIGHT);
+	assert_int_equal(job_resume(JOB_PREFLIGHT, false, false).next, JOB_PREFLIGHT);
+	for (int s = JOB_DONE; s < JOB_STATE_COUNT; s++) {
+		t = job_resume((enum job_state)s, true, true);
+		assert_int_equal(t.action, JACT_REJECT);
+		assert_int_equal(t.next, s);
+	}
+	/* the resume event never moves a job through job_next */
+	for (int s = 0; s < JOB_STATE_COUNT; s++)
+		assert_int_equal(job_next((enum job_state)s, JEV_RESUMED, 1, 3).action, JACT_REJECT);
+	assert_string_equal(job_event_name(JEV_RESUMED), "resumed");
+}
+
 static void test_names_and_backoff(void **state)
 {
 	(void)state;
@@ -301,6 +328,7 @@ int main(void)
 		cmocka_unit_test(test_rewrite_rejects),   cmocka_unit_test(test_recall),
 		cmocka_unit_test(test_percentile),        cmocka_unit_test(test_gate),
 		cmocka_unit_test(test_happy_path),        cmocka_unit_test(test_transitions),
+		cmocka_unit_test(test_resume),
 		cmocka_unit_test(test_names_and_backoff), cmocka_unit_test(test_swap_sql),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

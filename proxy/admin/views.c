@@ -1,0 +1,189 @@
+/*
+ * Every JSON document the admin API returns, built from the objects'
+ * read-only state: one place that decides field names and the "null when
+ * not known" rule, so the CLI and operators see one shape everywhere.
+ */
+#include "proxy/admin/views.h"
+#include "proxy/backend_table.h"
+#include "proxy/control/drift.h"
+#include "proxy/control/rebuild/job.h"
+#include "proxy/control/rebuild/rebuild.h"
+#include "proxy/route_table.h"
+#include "proxy/runtime/runtime.h"
+
+#include <math.h>
+#include <string.h>
+
+void view_job(struct json *j, const char *key, const struct rebuild_job *job)
+{
+	json_obj_begin(j, key);
+	json_int(j, "id", job->id);
+	if (job->db_id)
+		json_int(j, "db_id", job->db_id);
+	else
+		json_str(j, "db_id", NULL);
+	json_str(j, "index", job->index_name);
+	json_str(j, "state", job_state_name(job->state));
+	json_bool(j, "terminal", job_is_terminal(job->state));
+	json_int(j, "attempt", job->attempts);
+	json_str(j, "message", job->message);
+	json_str(j, "swap_mode", job->state > JOB_PREFLIGHT ? (job->mode == SWAP_FLIP ? "flip" : "rename") : NULL);
+	json_str(j, "new_index", job->fresh);
+	json_str(j, "retired_index", job->retired);
+	json_num(j, "seconds_in_state", now_sec() - job->state_since);
+	json_obj_begin(j, "progress");
+	json_str(j, "phase", job->phase[0] ? job->phase : NULL);
+	json_num(j, "percent", job->state > JOB_BUILD && job->state <= JOB_DONE ? 100 : job->percent);
+	json_num(j, "eta_seconds", job->eta_s);
+	json_int(j, "blocks_done", job->blocks_done);
+	json_int(j, "blocks_total", job->blocks_total);
+	json_int(j, "tuples_done", job->tuples_done);
+	json_int(j, "tuples_total", job->tuples_total);
+	json_obj_end(j);
+	json_obj_begin(j, "baseline");
+	json_num(j, "recall", job->have_base ? job->base_recall : NAN);
+	json_num(j, "p50_ms", job->have_base ? job->base_p50 : NAN);
+	json_num(j, "p95_ms", job->have_base ? job->base_p95 : NAN);
+	json_obj_end(j);
+	json_obj_begin(j, "candidate");
+	json_num(j, "recall", job->have_new ? job->new_recall : NAN);
+	json_num(j, "p50_ms", job->have_new ? job->new_p50 : NAN);
+	json_num(j, "p95_ms", job->have_new ? job->new_p95 : NAN);
+	json_obj_end(j);
+	json_num(j, "swap_lock_ms", job->swap_tries ? job->swap_ms : NAN);
+	json_obj_begin(j, "watch");
+	json_int(j, "requests", job->have_watch ? (long long)job->post_requests : 0);
+	json_num(j, "error_rate", job->have_watch ? job->post_err_rate : NAN);
+	json_num(j, "error_rate_before", job->have_watch ? job->pre_err_rate : NAN);
+	json_num(j, "mean_ms", job->have_watch ? job->post_mean_ms : NAN);
+	json_num(j, "mean_ms_before", job->have_watch ? job->pre_mean_ms : NAN);
+	json_obj_end(j);
+	json_int(j, "swap_attempts", job->swap_tries);
+	json_bool(j, "awaiting_approval", job->state == JOB_SWAP && !job->approved && job_index(job) &&
+	                                      job_index(job)->approve_swap);
+	json_arr_begin(j, "history");
+	for (int i = 0; i < job->n_hist; i++) {
+		const struct history_entry *h = &job->hist[i];
+		json_obj_begin(j, NULL);
+		json_num(j, "t", h->at - job->created);
+		json_str(j, "from", job_state_name(h->from));
+		json_str(j, "to", job_state_name(h->to));
+		json_str(j, "event", job_event_name(h->event));
+		json_str(j, "message", h->message);
+		json_obj_end(j);
+	}
+	json_arr_end(j);
+	json_obj_end(j);
+}
+
+void view_jobs(struct json *j, const char *key, const char *index_name)
+{
+	json_arr_begin(j, key);
+	for (const struct rebuild_job *job = rebuild_next(NULL); job; job = rebuild_next(job))
+		if (!index_name || !strcmp(job->index_name, index_name))
+			view_job(j, NULL, job);
+	json_arr_end(j);
+}
+
+static void drift_json(struct json *j, const char *key, const char *index_name)
+{
+	const struct vg_managed_index *mi = config_find_index(vg.cfg, index_name);
+	const struct drift_monitor *d = drift_find(index_name);
+	json_obj_begin(j, key);
+	json_bool(j, "enabled", mi && mi->drift_check_seconds > 0);
+	json_num(j, "recall", d && d->have_recall ? d->recall : NAN);
+	json_num(j, "baseline", d && d->have_baseline ? d->baseline : NAN);
+	json_bool(j, "alert", d && d->alert);
+	json_num(j, "checked_seconds_ago", d && d->checked_at > 0 ? now_sec() - d->checked_at : NAN);
+	json_int(j, "checks", d ? (long long)d->checks : 0);
+	json_str(j, "last_error", d && d->last_error[0] ? d->last_error : NULL);
+	json_str(j, "proposed_rebuild", d && d->proposal[0] ? d->proposal : NULL);
+	json_obj_end(j);
+}
+
+void view_index(struct json *j, const struct vg_managed_index *mi)
+{
+	json_obj_begin(j, NULL);
+	json_str(j, "name", mi->name);
+	json_str(j, "database", mi->database);
+	json_str(j, "table", mi->table);
+	json_str(j, "schema", mi->schema);
+	json_str(j, "index", mi->index);
+	json_int(j, "k", mi->k);
+	json_num(j, "recall_tolerance", mi->recall_tolerance);
+	json_num(j, "latency_tolerance", mi->latency_tolerance);
+	const struct rebuild_job *job = rebuild_latest(mi->name);
+	if (job)
+		view_job(j, "latest_job", job);
+	else
+		json_str(j, "latest_job", NULL);
+	drift_json(j, "drift", mi->name);
+	json_obj_end(j);
+}
+
+void view_route(struct json *j, const char *key, const struct route_state *r)
+{
+	json_obj_begin(j, key);
+	json_str(j, "name", r->name);
+	json_str(j, "database", r->database);
+	json_str(j, "table", r->table);
+	json_str(j, "mode", config_route_mode_name(r->mode));
+	json_str(j, "step_mode", r->step_mode >= 0 ? config_route_mode_name((enum vg_route_mode)r->step_mode) : NULL);
+	json_str(j, "step", r->step[0] ? r->step : NULL);
+	json_str(j, "effective", config_route_mode_name(route_state_effective(r)));
+	json_bool(j, "synced", r->synced && !r->mode_dirty && !r->step_dirty);
+	json_str(j, "updated_by", r->updated_by[0] ? r->updated_by : NULL);
+	json_str(j, "updated_at", r->updated_at[0] ? r->updated_at : NULL);
+	json_obj_begin(j, "queries");
+	for (int s = 0; s < ROUTE_STAT_COUNT; s++)
+		json_int(j, route_stat_name((enum route_stat)s), (long long)r->stats[s]);
+	json_obj_end(j);
+	json_obj_end(j);
+}
+
+void view_routes(struct json *j, const char *key)
+{
+	json_arr_begin(j, key);
+	for (int i = 0; i < route_count(); i++)
+		view_route(j, NULL, route_at(i));
+	json_arr_end(j);
+}
+
+static const char *status_of(const struct backend_state *b)
+{
+	if (!b->checked)
+		return "unknown";
+	if (!b->view.up)
+		return "down";
+	return backend_in_rotation(&b->view) ? "up" : "lagging";
+}
+
+void view_backends(struct json *j, const char *key)
+{
+	double now = now_sec();
+	json_arr_begin(j, key);
+	for (int i = 0; i < backend_count(); i++) {
+		const struct backend_state *b = backend_at(i);
+		json_obj_begin(j, NULL);
+		json_str(j, "name", b->name);
+		json_str(j, "role", config_role_name(b->view.role));
+		json_str(j, "serves", b->serves);
+		json_str(j, "host", b->host);
+		json_int(j, "port", b->port);
+		json_str(j, "status", status_of(b));
+		json_bool(j, "up", b->view.up);
+		json_bool(j, "in_rotation", backend_in_rotation(&b->view));
+		json_bool(j, "in_recovery", b->in_recovery);
+		json_bool(j, "replay_paused", b->replay_paused);
+		json_int(j, "lag_bytes", (long long)b->view.lag_bytes);
+		json_num(j, "lag_seconds", b->view.lag_seconds);
+		json_int(j, "max_lag_bytes", (long long)b->view.max_lag_bytes);
+		json_num(j, "max_lag_seconds", b->view.max_lag_seconds);
+		json_num(j, "last_check_age_seconds", b->checked ? now - b->last_check : NAN);
+		json_str(j, "last_error", b->last_error[0] ? b->last_error : NULL);
+		json_int(j, "routed_reads", (long long)b->routed_reads);
+		json_int(j, "replayed_reads", (long long)b->replayed_reads);
+		json_obj_end(j);
+	}
+	json_arr_end(j);
+}

@@ -1,0 +1,388 @@
+/*
+ * vecgatectl: a small CLI over vecgate's admin API.  Readable output by
+ * default, the API's JSON with --json; `rebuild start INDEX --watch` draws a
+ * live progress line (state, percent, ETA, recall when known) until the job
+ * ends, and exits 0 only if it reached "done".
+ *
+ *   vecgatectl [--url http://127.0.0.1:6480] [--token T] [--json] COMMAND
+ *   status | jobs [INDEX] | job ID | rebuild start INDEX [--watch] | cancel ID | rollback ID | approve ID
+ *
+ * The token may also come from VECGATE_TOKEN, the URL from VECGATE_ADMIN_URL.
+ */
+#include "protocol/json.h"
+
+#include <math.h>
+#include <netdb.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *opt_url = "http://127.0.0.1:6480";
+static const char *opt_token;
+static bool opt_json;
+
+struct response {
+	int status;
+	char *body;
+};
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: vecgatectl [--url URL] [--token TOKEN] [--json] COMMAND\n"
+	                "  status                      managed indexes and their latest job\n"
+	                "  jobs [INDEX]                jobs, newest first\n"
+	                "  job ID                      one job with progress and history\n"
+	                "  rebuild start INDEX [--watch]\n"
+	                "  cancel ID | rollback ID | approve ID\n"
+	                "  routes                      route mode per managed index, where reads went\n"
+	                "  route INDEX MODE            set a route mode: primary, replica, fallback, refuse\n"
+	                "  backends                    health, replica lag and rotation of every backend\n");
+}
+
+/* One HTTP/1.0 request over a plain socket; the admin API is loopback. */
+static int http(const char *method, const char *path, struct response *r)
+{
+	char host[256] = "127.0.0.1", port[16] = "6480";
+	const char *u = opt_url;
+	if (!strncmp(u, "http://", 7))
+		u += 7;
+	const char *colon = strchr(u, ':'), *slash = strchr(u, '/');
+	size_t hl = colon ? (size_t)(colon - u) : slash ? (size_t)(slash - u) : strlen(u);
+	snprintf(host, sizeof(host), "%.*s", (int)hl, u);
+	if (colon)
+		snprintf(port, sizeof(port), "%.*s", (int)strcspn(colon + 1, "/"), colon + 1);
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
+	if (getaddrinfo(host, port, &hints, &ai) != 0) {
+		fprintf(stderr, "vecgatectl: cannot resolve %s\n", host);
+		return -1;
+	}
+	int fd = socket(ai->ai_family, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+		fprintf(stderr, "vecgatectl: cannot connect to the admin API at %s (is vecgate running with admin.port?)\n",
+		        opt_url);
+		freeaddrinfo(ai);
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	freeaddrinfo(ai);
+	char req[2048];
+	int n = snprintf(req, sizeof(req),
+	                 "%s %s HTTP/1.0\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: 0\r\n\r\n", method,
+	                 path, host, opt_token ? opt_token : "");
+	if (write(fd, req, (size_t)n) != n) {
+		close(fd);
+		return -1;
+	}
+	size_t cap = 8192, len = 0;
+	char *buf = malloc(cap);
+	ssize_t k;
+	while (buf && (k = read(fd, buf + len, cap - len - 1)) > 0) {
+		len += (size_t)k;
+		if (len + 1 >= cap) {
+			char *nb = realloc(buf, cap *= 2);
+			if (!nb)
+				break;
+			buf = nb;
+		}
+	}
+	close(fd);
+	if (!buf)
+		return -1;
+	buf[len] = 0;
+	r->status = 0;
+	sscanf(buf, "HTTP/%*s %d", &r->status);
+	char *body = strstr(buf, "\r\n\r\n");
+	r->body = strdup(body ? body + 4 : "");
+	free(buf);
+	return r->status ? 0 : -1;
+}
+
+static void fmt_num(char *out, size_t len, double v, const char *fmt)
+{
+	if (isnan(v))
+		snprintf(out, len, "-");
+	else
+		snprintf(out, len, fmt, v);
+}
+
+static void print_job_line(const struct jnode *job)
+{
+	char pct[16], eta[24], rb[16], rn[16], sw[24];
+	fmt_num(pct, sizeof(pct), json_get_num(job, "progress.percent"), "%.0f%%");
+	fmt_num(eta, sizeof(eta), json_get_num(job, "progress.eta_seconds"), "ETA %.0fs");
+	fmt_num(rb, sizeof(rb), json_get_num(job, "baseline.recall"), "%.4f");
+	fmt_num(rn, sizeof(rn), json_get_num(job, "candidate.recall"), "%.4f");
+	fmt_num(sw, sizeof(sw), json_get_num(job, "swap_lock_ms"), "%.2f ms");
+	printf("job %.0f  %-10s %-11s %5s  recall %s -> %s  swap %s\n    %s\n", json_get_num(job, "id"),
+	       json_get_str(job, "index") ? json_get_str(job, "index") : "?", json_get_str(job, "state"), pct, rb, rn,
+	       sw, json_get_str(job, "message") ? json_get_str(job, "message") : "");
+	(void)eta;
+}
+
+static void draw_bar(const struct jnode *job)
+{
+	double pct = json_get_num(job, "progress.percent");
+	if (isnan(pct))
+		pct = 0;
+	int filled = (int)(pct / 100.0 * 30 + 0.5);
+	char bar[31];
+	for (int i = 0; i < 30; i++)
+		bar[i] = i < filled ? '#' : '.';
+	bar[30] = 0;
+	char eta[32] = "", rec[64] = "";
+	/* a terminal gets one line redrawn in place; a pipe or log file gets a
+	 * line per change (so no ETA there: it changes every poll) */
+	bool tty = isatty(STDOUT_FILENO);
+	double e = json_get_num(job, "progress.eta_seconds");
+	if (!isnan(e) && e > 0 && tty)
+		snprintf(eta, sizeof(eta), " ETA %.0fs", e);
+	double rb = json_get_num(job, "baseline.recall"), rn = json_get_num(job, "candidate.recall");
+	if (!isnan(rb))
+		snprintf(rec, sizeof(rec), " recall %.3f%s", rb, "");
+	if (!isnan(rn))
+		snprintf(rec + strlen(rec), sizeof(rec) - strlen(rec), " -> %.3f", rn);
+	const char *phase = json_get_str(job, "progress.phase");
+	const char *state = json_get_str(job, "state");
+	char line[300];
+	snprintf(line, sizeof(line), "[%s] %3.0f%% %-9s %s%s%s", bar, pct, state ? state : "?",
+	         state && !strcmp(state, "build") && phase ? phase : "", eta, rec);
+	static char last[300];
+	if (tty)
+		printf("\r\033[K%s", line);
+	else if (strcmp(line, last))
+		printf("%s\n", line);
+	snprintf(last, sizeof(last), "%s", line);
+	fflush(stdout);
+}
+
+static int show(const char *method, const char *path, void (*render)(const struct jnode *))
+{
+	struct response r = {0};
+	if (http(method, path, &r) < 0)
+		return 1;
+	int rc = r.status >= 200 && r.status < 300 ? 0 : 1;
+	if (opt_json) {
+		printf("%s", r.body);
+	} else {
+		struct jnode *doc = json_parse(r.body);
+		if (!doc)
+			fprintf(stderr, "vecgatectl: unreadable answer (HTTP %d): %s\n", r.status, r.body);
+		else if (rc)
+			fprintf(stderr, "vecgatectl: %s (HTTP %d)\n", json_get_str(doc, "error") ? json_get_str(doc, "error") : "?",
+			        r.status);
+		else
+			render(doc);
+		json_node_free(doc);
+	}
+	free(r.body);
+	return rc;
+}
+
+static void render_job(const struct jnode *doc)
+{
+	print_job_line(doc);
+	const struct jnode *h = json_get(doc, "history");
+	for (const struct jnode *e = h ? h->child : NULL; e; e = e->next)
+		printf("    %7.1fs  %-9s -> %-11s %s\n", json_get_num(e, "t"), json_get_str(e, "from"),
+		       json_get_str(e, "to"), json_get_str(e, "message"));
+}
+
+static void render_jobs(const struct jnode *doc)
+{
+	const struct jnode *jobs = json_get(doc, "jobs");
+	if (!jobs || !jobs->child)
+		printf("no jobs\n");
+	for (const struct jnode *j = jobs ? jobs->child : NULL; j; j = j->next)
+		print_job_line(j);
+}
+
+static void render_status(const struct jnode *doc)
+{
+	const struct jnode *idx = json_get(doc, "indexes");
+	if (!idx || !idx->child)
+		printf("no managed indexes configured\n");
+	for (const struct jnode *i = idx ? idx->child : NULL; i; i = i->next) {
+		printf("%s  (%s.%s on %s.%s, k=%.0f)\n", json_get_str(i, "name"), json_get_str(i, "schema"),
+		       json_get_str(i, "index"), json_get_str(i, "schema"), json_get_str(i, "table"), json_get_num(i, "k"));
+		const struct jnode *job = json_get(i, "latest_job");
+		if (job && job->type == J_OBJ)
+			print_job_line(job);
+		else
+			printf("    no rebuild yet\n");
+		if (json_get_bool(i, "drift.enabled")) {
+			printf("    drift: recall %.4f, baseline %.4f%s\n", json_get_num(i, "drift.recall"),
+			       json_get_num(i, "drift.baseline"), json_get_bool(i, "drift.alert") ? "  ALERT" : "");
+			if (json_get_str(i, "drift.proposed_rebuild"))
+				printf("    proposed: %s\n", json_get_str(i, "drift.proposed_rebuild"));
+		}
+	}
+}
+
+static void render_routes(const struct jnode *doc)
+{
+	const struct jnode *rs = json_get(doc, "routes");
+	if (!rs || !rs->child)
+		printf("no managed indexes configured\n");
+	else
+		printf("%-20s %-9s %-9s %-18s %9s %9s %9s %8s %8s\n", "INDEX", "MODE", "EFFECTIVE", "STEP", "PRIMARY",
+		       "REPLICA", "FALLBACK", "REFUSED", "REPLAYED");
+	for (const struct jnode *r = rs ? rs->child : NULL; r; r = r->next) {
+		char step[64] = "-";
+		if (json_get_str(r, "step"))
+			snprintf(step, sizeof(step), "%s:%s", json_get_str(r, "step"), json_get_str(r, "step_mode"));
+		printf("%-20s %-9s %-9s %-18s %9.0f %9.0f %9.0f %8.0f %8.0f%s\n", json_get_str(r, "name"),
+		       json_get_str(r, "mode"), json_get_str(r, "effective"), step, json_get_num(r, "queries.primary"),
+		       json_get_num(r, "queries.replica"), json_get_num(r, "queries.fallback"),
+		       json_get_num(r, "queries.refused"), json_get_num(r, "queries.replayed"),
+		       json_get_bool(r, "synced") ? "" : "  (not yet in vecgate.routes)");
+	}
+}
+
+static void render_route(const struct jnode *doc)
+{
+	printf("%s: mode %s, in force: %s\n", json_get_str(doc, "name"), json_get_str(doc, "mode"),
+	       json_get_str(doc, "effective"));
+}
+
+static void render_backends(const struct jnode *doc)
+{
+	const struct jnode *bs = json_get(doc, "backends");
+	printf("%-12s %-8s %-22s %-8s %8s %12s %9s %9s\n", "BACKEND", "ROLE", "ADDRESS", "STATUS", "ROTATION",
+	       "LAG_BYTES", "LAG_S", "READS");
+	for (const struct jnode *b = bs ? bs->child : NULL; b; b = b->next) {
+		char addr[300];
+		snprintf(addr, sizeof(addr), "%s:%.0f", json_get_str(b, "host"), json_get_num(b, "port"));
+		printf("%-12s %-8s %-22s %-8s %8s %12.0f %9.2f %9.0f\n", json_get_str(b, "name"), json_get_str(b, "role"),
+		       addr, json_get_str(b, "status"), json_get_bool(b, "in_rotation") ? "yes" : "no", json_get_num(b, "lag_bytes"),
+		       json_get_num(b, "lag_seconds"), json_get_num(b, "routed_reads"));
+		if (json_get_str(b, "last_error"))
+			printf("    last error: %s\n", json_get_str(b, "last_error"));
+	}
+}
+
+static int watch(int id)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/v1/jobs/%d", id);
+	for (;;) {
+		struct response r = {0};
+		if (http("GET", path, &r) < 0)
+			return 1;
+		struct jnode *doc = json_parse(r.body);
+		free(r.body);
+		if (!doc)
+			return 1;
+		bool done = json_get_bool(doc, "terminal");
+		if (opt_json && done) {
+			/* final state only: --json output stays one document */
+		} else if (!opt_json) {
+			draw_bar(doc);
+		}
+		if (done) {
+			const char *state = json_get_str(doc, "state");
+			int rc = state && !strcmp(state, "done") ? 0 : 1;
+			if (!opt_json) {
+				printf("\n");
+				render_job(doc);
+			} else {
+				struct response again = {0};
+				if (http("GET", path, &again) == 0)
+					printf("%s", again.body);
+				free(again.body);
+			}
+			json_node_free(doc);
+			return rc;
+		}
+		json_node_free(doc);
+		struct timespec ts = {0, 250 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	if (getenv("VECGATE_ADMIN_URL"))
+		opt_url = getenv("VECGATE_ADMIN_URL");
+	opt_token = getenv("VECGATE_TOKEN");
+	bool want_watch = false;
+	const char *args[8];
+	int nargs = 0;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--url") && i + 1 < argc)
+			opt_url = argv[++i];
+		else if (!strcmp(argv[i], "--token") && i + 1 < argc)
+			opt_token = argv[++i];
+		else if (!strcmp(argv[i], "--json"))
+			opt_json = true;
+		else if (!strcmp(argv[i], "--watch"))
+			want_watch = true;
+		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage();
+			return 0;
+		} else if (nargs < 8)
+			args[nargs++] = argv[i];
+	}
+	if (nargs == 0) {
+		usage();
+		return 2;
+	}
+	char path[512];
+	if (!strcmp(args[0], "status"))
+		return show("GET", "/v1/indexes", render_status);
+	if (!strcmp(args[0], "jobs")) {
+		snprintf(path, sizeof(path), "/v1/jobs%s%s", nargs > 1 ? "?index=" : "", nargs > 1 ? args[1] : "");
+		return show("GET", path, render_jobs);
+	}
+	if (!strcmp(args[0], "job") && nargs == 2) {
+		snprintf(path, sizeof(path), "/v1/jobs/%d", atoi(args[1]));
+		return show("GET", path, render_job);
+	}
+	if ((!strcmp(args[0], "cancel") || !strcmp(args[0], "rollback") || !strcmp(args[0], "approve")) && nargs == 2) {
+		snprintf(path, sizeof(path), "/v1/jobs/%d/%s", atoi(args[1]), args[0]);
+		return show("POST", path, render_job);
+	}
+	if (!strcmp(args[0], "routes"))
+		return show("GET", "/v1/routes", render_routes);
+	if (!strcmp(args[0], "backends"))
+		return show("GET", "/v1/backends", render_backends);
+	if (!strcmp(args[0], "route") && nargs == 3) {
+		snprintf(path, sizeof(path), "/v1/routes/%s?mode=%s", args[1], args[2]);
+		return show("POST", path, render_route);
+	}
+	if (!strcmp(args[0], "rebuild") && nargs == 3 && !strcmp(args[1], "start")) {
+		snprintf(path, sizeof(path), "/v1/indexes/%s/rebuild", args[2]);
+		struct response r = {0};
+		if (http("POST", path, &r) < 0)
+			return 1;
+		struct jnode *doc = json_parse(r.body);
+		int id = doc ? (int)json_get_num(doc, "id") : -1;
+		if (r.status != 202 || id <= 0) {
+			if (opt_json)
+				printf("%s", r.body);
+			else
+				fprintf(stderr, "vecgatectl: %s (HTTP %d)\n",
+				        doc && json_get_str(doc, "error") ? json_get_str(doc, "error") : r.body, r.status);
+			json_node_free(doc);
+			free(r.body);
+			return 1;
+		}
+		json_node_free(doc);
+		if (!want_watch) {
+			if (opt_json)
+				printf("%s", r.body);
+			else
+				printf("started rebuild job %d for %s (vecgatectl job %d to follow it)\n", id, args[2], id);
+			free(r.body);
+			return 0;
+		}
+		free(r.body);
+		return watch(id);
+	}
+	usage();
+	return 2;
+}

@@ -1,0 +1,195 @@
+/*
+ * The data plane's objects (proxy/conn.h).  A client_conn is a socket from
+ * an application; a server_conn is a logged-in backend connection owned by a
+ * pool (one per backend database + user, plus "sibling" pools on replicas and
+ * fallbacks that share its statement registry).  A client is linked to at
+ * most one server at a time: for the whole session in session mode, for one
+ * transaction (or one routed read) in transaction mode.  Objects are never
+ * freed inside a callback: closing moves them to a dead list that the reaper
+ * frees (reaper.c).
+ */
+#ifndef VG_PROXY_CONN_H
+#define VG_PROXY_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "conf/config.h"
+#include "protocol/scram.h"
+#include "proxy/io.h"
+#include "proxy/pending.h"
+#include "proxy/prepared.h"
+#include "proxy/runtime/runtime.h"
+#include "proxy/varcache.h"
+
+/* high/low watermarks for backpressure between linked connections */
+#define VG_OUT_HIGH (512 * 1024)
+#define VG_OUT_LOW (128 * 1024)
+
+struct pg_async;
+
+
+enum client_state {
+	CL_STARTUP,        /* reading the startup packet (possibly after SSL) */
+	CL_AUTH_LOOKUP,    /* auth_query running */
+	CL_AUTH_PASSWORD,  /* sent md5 challenge */
+	CL_AUTH_SASL_INIT, /* sent SASL mechanisms */
+	CL_AUTH_SASL_CONT, /* sent server-first */
+	CL_WAIT_WELCOME,   /* authenticated, waiting for the pool's first login */
+	CL_IDLE,           /* logged in, no server */
+	CL_WAITING,        /* queued for a server */
+	CL_ACTIVE,         /* linked to a server */
+	CL_CLOSING,
+};
+
+struct client_conn {
+	TAILQ_ENTRY(client_conn) link;      /* vg.clients or vg.dead_clients */
+	TAILQ_ENTRY(client_conn) pool_link; /* pool wait queue / welcome queue */
+	bool in_pool_queue;
+	bool flushing; /* on vg.closing_clients */
+	enum client_state state;
+	int fd;
+	struct bufferevent *bev;
+	struct io_out out;
+	bool tls;
+	bool is_unix;
+	char addr[64];
+	uint64_t id;
+	double connect_time, wait_start, last_active;
+
+	char *user, *database;
+	struct varcache vars;
+	uint32_t cancel_pid, cancel_key;
+
+	struct pool *pool;       /* the pool of the client's database and user */
+	struct pool *wait_pool;  /* the pool whose queue the client is in (pool or a routed sibling) */
+	struct server_conn *server;
+	size_t fwd_remaining; /* bytes of the current message still to forward */
+	/* routing: a vector read on a replica/fallback server is one request
+	 * cycle; its messages are kept until the answer is complete, so that a
+	 * failure there can be replayed on the primary */
+	bool routed;          /* linked through a routed sibling pool */
+	bool cycle_sent;      /* the routed cycle's Sync/Query is through: hold the rest */
+	bool force_primary;   /* the next cycle is a replay: primary only */
+	struct evbuffer *replay;
+	/* names, not pointers: a reload may rebuild the route and backend tables */
+	char route_name[64];
+	char route_backend[64];
+	char vread_route[64]; /* the cycle is a vector read of this managed index */
+	double vread_start;
+	bool read_paused;     /* server output above the high watermark */
+	bool guard_skip;      /* a refused Parse: discard extended messages until Sync */
+
+	/* auth */
+	struct scram_server_state *scram;
+	char md5_stored[40];
+	uint8_t md5_salt[4];
+	bool auth_mock; /* unknown user: go through the motions, then fail */
+	bool have_scram_keys;
+	uint8_t scram_client_key[SCRAM_KEY_LEN], scram_server_key[SCRAM_KEY_LEN];
+	char *authq_secret;
+	struct pg_async *authq;
+
+	struct name_map stmts; /* transaction mode: client name -> statement */
+	uint64_t queries;
+};
+
+enum server_state {
+	SV_CONNECTING, /* TCP connect in progress */
+	SV_SSL_REQ,    /* sent SSLRequest, waiting for 'S'/'N' */
+	SV_LOGIN,      /* startup sent, authenticating */
+	SV_IDLE,       /* in the pool */
+	SV_ACTIVE,     /* linked to a client */
+	SV_RESET,      /* running internal reset queries, no client */
+	SV_CLOSING,
+};
+
+struct server_conn {
+	TAILQ_ENTRY(server_conn) link;      /* pool->servers or vg.dead_servers */
+	TAILQ_ENTRY(server_conn) idle_link; /* pool->idle */
+	bool in_idle;
+	enum server_state state;
+	int fd;
+	struct bufferevent *bev;
+	struct io_out out;
+	bool tls;
+	struct pool *pool;
+	struct client_conn *client;
+	uint64_t id;
+	double connect_time, last_used;
+
+	uint32_t be_pid, be_key;
+	char txn_status;
+	size_t fwd_remaining;
+	bool fwd_drop; /* the message being streamed is swallowed */
+	bool err_skip; /* server is discarding extended messages until Sync */
+	bool read_paused;
+	struct pending_queue pending;
+	struct id_set prepared;
+	struct varcache vars, login_vars;
+	struct scram_client_state *scram;
+	bool close_needed; /* an internal query failed: do not reuse */
+	bool holding;       /* routed read: answers collect in `hold` until ReadyForQuery */
+	struct evbuffer *hold;
+	double req_started; /* when the oldest unanswered client request was sent */
+	/* ParameterStatus seen during login, for the pool's welcome */
+	char **ps_names, **ps_values;
+	int n_ps;
+};
+
+
+struct pool {
+	struct pool *next;
+	struct pool *family; /* routed sibling: the client pool it serves reads for; NULL for client pools */
+	char *be_name;       /* backend name in the config */
+	struct stmt_registry *reg; /* shared by a client pool and its siblings: statement ids agree */
+	char *db_name;  /* as the client asked */
+	char *user;     /* client user */
+	char *be_dbname, *be_user;
+	char *be_host;
+	int be_port;
+	char *be_password; /* plaintext, or NULL */
+	char *be_md5;      /* stored md5 for passthrough, or NULL */
+	bool have_scram_keys;
+	uint8_t scram_client_key[SCRAM_KEY_LEN], scram_server_key[SCRAM_KEY_LEN];
+	enum vg_pool_mode mode;
+	int pool_size, min_pool_size, max_db_connections;
+
+	struct server_list servers; /* every server of this pool */
+	struct server_list idle;    /* LIFO of idle ones */
+	int n_servers, n_connecting;
+	struct client_list waiting; /* clients queued for a server */
+	struct client_list welcome; /* clients waiting for the first login */
+	int n_clients;
+
+	/* ParameterStatus of the first successful login, replayed to clients */
+	char **welcome_names, **welcome_values;
+	int n_welcome;
+	bool welcome_ready;
+	char *last_login_error; /* ErrorResponse bytes of the last failed login */
+	size_t last_login_error_len;
+	double last_login_fail;
+
+	struct stmt_registry registry;
+
+	/* traffic counters (watch step, later /metrics) */
+	uint64_t stat_requests;   /* request cycles answered with ReadyForQuery */
+	uint64_t stat_errors;     /* ErrorResponses delivered to clients */
+	double stat_latency_sum;  /* seconds, over stat_requests */
+};
+
+
+
+
+/* Where a server's answers to its client go: the hold buffer of a routed
+ * read until it is complete, else the client's socket. */
+static inline struct evbuffer *conn_client_out(struct server_conn *s)
+{
+	return s->holding ? s->hold : bufferevent_get_output(s->client->bev);
+}
+
+#endif

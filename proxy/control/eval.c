@@ -1,0 +1,250 @@
+/*
+ * Measure an index the way the gate needs it: exact ground truth (unless
+ * the eval file gives it) and the timed k-NN queries share one REPEATABLE
+ * READ snapshot on the owner's session, one statement in flight at a time so
+ * that hours of other maintenance work on the loop are never blocked.
+ */
+#include "proxy/control/eval.h"
+#include "proxy/runtime/pgasync.h"
+#include "proxy/runtime/runtime.h"
+#include "routing/gate.h"
+#include "routing/rebuild_sql.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int eval_set_load(struct eval_set *set, const char *path, char *err, size_t errlen)
+{
+	memset(set, 0, sizeof(*set));
+	FILE *fp = fopen(path, "r");
+	if (!fp) {
+		snprintf(err, errlen, "cannot open eval_file %s", path);
+		return -1;
+	}
+	char line[65536];
+	size_t cap = 0;
+	while (fgets(line, sizeof(line), fp)) {
+		line[strcspn(line, "\r\n")] = 0;
+		if (!line[0] || line[0] == '#')
+			continue;
+		if (set->n == cap) {
+			cap = cap ? cap * 2 : 64;
+			struct eval_query *n = realloc(set->queries, cap * sizeof(*n));
+			if (!n)
+				break;
+			set->queries = n;
+		}
+		struct eval_query *q = &set->queries[set->n++];
+		memset(q, 0, sizeof(*q));
+		char *bar = strchr(line, '|');
+		if (bar) {
+			*bar = 0;
+			for (char *tok = strtok(bar + 1, ", "); tok; tok = strtok(NULL, ", ")) {
+				int64_t *t = realloc(q->truth, (q->n_truth + 1) * sizeof(*t));
+				if (!t)
+					break;
+				q->truth = t;
+				q->truth[q->n_truth++] = strtoll(tok, NULL, 10);
+			}
+			q->truth_from_file = q->n_truth > 0;
+		}
+		size_t n = strlen(line);
+		while (n && line[n - 1] == ' ')
+			line[--n] = 0;
+		q->vector = strdup(line);
+	}
+	fclose(fp);
+	if (!set->n) {
+		snprintf(err, errlen, "eval_file %s holds no queries", path);
+		eval_set_free(set);
+		return -1;
+	}
+	return 0;
+}
+
+void eval_set_free(struct eval_set *set)
+{
+	for (size_t i = 0; i < set->n; i++) {
+		free(set->queries[i].vector);
+		free(set->queries[i].truth);
+	}
+	free(set->queries);
+	memset(set, 0, sizeof(*set));
+}
+
+static void run_next(struct eval_run *run);
+
+/* The run ends here, once: success or the first failure. */
+static void finish(struct eval_run *run, const struct eval_outcome *out, const char *error, bool transient)
+{
+	if (run->finished)
+		return;
+	run->finished = true;
+	free(run->lat_ms);
+	run->lat_ms = NULL;
+	run->done(run->arg, out, error, transient);
+}
+
+static void send_query(struct eval_run *run, const char *sql, int nparams, const char *const *params,
+                       pg_result_cb cb)
+{
+	if (run->finished)
+		return;
+	if (!run->s || pg_session_query(run->s, sql, nparams, params, cb, run) < 0)
+		finish(run, NULL, "maintenance connection unavailable", true);
+}
+
+static void ids_of(const PGresult *res, int64_t *out, size_t *n, size_t max)
+{
+	*n = 0;
+	for (int r = 0; r < PQntuples(res) && *n < max; r++)
+		out[(*n)++] = strtoll(PQgetvalue(res, r, 0), NULL, 10);
+}
+
+static void query_result(void *arg, PGresult *res, const char *error)
+{
+	struct eval_run *run = arg;
+	double now = now_sec();
+	if (error) {
+		char m[600];
+		snprintf(m, sizeof(m), "eval query failed: %s", error);
+		finish(run, NULL, m, pg_result_transient(res));
+		return;
+	}
+	const struct vg_managed_index *mi = config_find_index(vg.cfg, run->index_name);
+	size_t k = mi ? (size_t)mi->k : 10;
+	struct eval_query *q = &run->set->queries[run->i];
+	if (run->truth_pass) {
+		free(q->truth);
+		q->truth = calloc(k + 1, sizeof(int64_t));
+		if (q->truth)
+			ids_of(res, q->truth, &q->n_truth, k);
+	} else {
+		int64_t got[1024];
+		size_t n;
+		ids_of(res, got, &n, k < 1024 ? k : 1024);
+		run->lat_ms[run->i] = (now - run->sent) * 1000.0;
+		run->recall_sum += recall_at_k(got, n, q->truth, q->n_truth, k);
+	}
+	run->i++;
+	run_next(run);
+}
+
+static void explain_result(void *arg, PGresult *res, const char *error)
+{
+	struct eval_run *run = arg;
+	char m[700];
+	if (error) {
+		snprintf(m, sizeof(m), "EXPLAIN of the eval query failed: %s", error);
+		finish(run, NULL, m, false);
+		return;
+	}
+	const char *plan = PQntuples(res) ? PQgetvalue(res, 0, 0) : "";
+	const char *p = strstr(plan, "\"Index Name\": \"");
+	run->plan_index[0] = 0;
+	if (p) {
+		p += 15;
+		snprintf(run->plan_index, sizeof(run->plan_index), "%.*s", (int)strcspn(p, "\""), p);
+	}
+	if (strcmp(run->plan_index, run->expect_index) != 0) {
+		send_query(run, "ROLLBACK", 0, NULL, NULL);
+		snprintf(m, sizeof(m), "verify: EXPLAIN shows the eval query served by %s, not the new index %s; cannot "
+		         "measure it%s",
+		         run->plan_index[0] ? run->plan_index : "a sequential scan", run->expect_index, run->expect_hint);
+		finish(run, NULL, m, false);
+		return;
+	}
+	run_next(run);
+}
+
+static void run_next(struct eval_run *run)
+{
+	const struct vg_managed_index *mi = config_find_index(vg.cfg, run->index_name);
+	struct eval_set *set = run->set;
+	if (!mi) {
+		char m[300];
+		snprintf(m, sizeof(m), "managed index %s vanished from the configuration", run->index_name);
+		finish(run, NULL, m, false);
+		return;
+	}
+	char kbuf[16];
+	snprintf(kbuf, sizeof(kbuf), "%d", mi->k);
+	if (run->truth_pass) {
+		while (run->i < set->n && set->queries[run->i].truth_from_file)
+			run->i++; /* ground truth given in the file */
+		if (run->i < set->n) {
+			const char *params[] = {set->queries[run->i].vector, kbuf};
+			send_query(run, mi->eval_query, 2, params, query_result);
+			return;
+		}
+		/* exact pass done: back to index scans, same snapshot */
+		run->truth_pass = false;
+		run->i = 0;
+		send_query(run, "SET LOCAL enable_indexscan = on", 0, NULL, NULL);
+		send_query(run, "SET LOCAL enable_bitmapscan = on", 0, NULL, NULL);
+	}
+	if (!run->prepared) {
+		run->prepared = true;
+		for (size_t i = 0; i < mi->n_search_settings; i++) {
+			char sql[512];
+			const char *names[] = {mi->search_settings[i].name};
+			const char *values[] = {mi->search_settings[i].value};
+			if (sql_session_settings(names, values, 1, sql, sizeof(sql)) == 0)
+				send_query(run, sql, 0, NULL, NULL);
+		}
+		if (run->expect_index[0]) {
+			char sql[8192];
+			snprintf(sql, sizeof(sql), "EXPLAIN (FORMAT JSON) %s", mi->eval_query);
+			const char *params[] = {set->queries[0].vector, kbuf};
+			send_query(run, sql, 2, params, explain_result);
+			return;
+		}
+	}
+	if (run->i < set->n) {
+		const char *params[] = {set->queries[run->i].vector, kbuf};
+		run->sent = now_sec();
+		send_query(run, mi->eval_query, 2, params, query_result);
+		return;
+	}
+	struct eval_outcome out = {
+		.recall = run->recall_sum / (double)set->n,
+		.p50_ms = percentile(run->lat_ms, set->n, 50),
+		.p95_ms = percentile(run->lat_ms, set->n, 95),
+		.plan_index = run->plan_index,
+	};
+	send_query(run, "ROLLBACK", 0, NULL, NULL);
+	finish(run, &out, NULL, false);
+}
+
+void eval_run_start(struct eval_run *run, struct pg_session *s, const struct vg_managed_index *mi,
+                    struct eval_set *set, const struct eval_opts *opts, eval_done_cb done, void *arg)
+{
+	eval_run_release(run);
+	memset(run, 0, sizeof(*run));
+	run->s = s;
+	snprintf(run->index_name, sizeof(run->index_name), "%s", mi->name);
+	run->set = set;
+	if (opts) {
+		snprintf(run->setup_sql, sizeof(run->setup_sql), "%s", opts->setup_sql ? opts->setup_sql : "");
+		snprintf(run->expect_index, sizeof(run->expect_index), "%s", opts->expect_index ? opts->expect_index : "");
+		snprintf(run->expect_hint, sizeof(run->expect_hint), "%s", opts->expect_hint ? opts->expect_hint : "");
+	}
+	run->done = done;
+	run->arg = arg;
+	run->truth_pass = true;
+	run->lat_ms = calloc(set->n ? set->n : 1, sizeof(double));
+	send_query(run, "ROLLBACK", 0, NULL, NULL); /* a transaction a failed attempt left open */
+	send_query(run, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL, NULL);
+	if (run->setup_sql[0])
+		send_query(run, run->setup_sql, 0, NULL, NULL);
+	send_query(run, "SET LOCAL enable_indexscan = off", 0, NULL, NULL);
+	send_query(run, "SET LOCAL enable_bitmapscan = off", 0, NULL, NULL);
+	run_next(run);
+}
+
+void eval_run_release(struct eval_run *run)
+{
+	free(run->lat_ms);
+	run->lat_ms = NULL;
+}

@@ -1,0 +1,71 @@
+/*
+ * The eval runner (eval.c), shared by rebuild jobs and the drift monitor:
+ * an eval set (query vectors, optionally with their exact top-k) and one
+ * run of it on a maintenance session.  A run computes missing ground truth
+ * exactly and times every k-NN query in one REPEATABLE READ snapshot, so
+ * rows ingested meanwhile cannot make an index look as if it lost recall;
+ * it reports recall@k, p50 and p95 to its owner's callback exactly once.
+ */
+#ifndef VG_PROXY_CONTROL_EVAL_H
+#define VG_PROXY_CONTROL_EVAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf/config.h"
+
+struct pg_session;
+
+struct eval_query {
+	char *vector;
+	int64_t *truth;
+	size_t n_truth;
+	bool truth_from_file; /* else recomputed exactly in every run */
+};
+
+struct eval_set {
+	struct eval_query *queries;
+	size_t n;
+};
+
+/* Lines "VECTOR" or "VECTOR | id, id, ..." ('#' comments).  0, or -1 with a reason. */
+int eval_set_load(struct eval_set *set, const char *path, char *err, size_t errlen);
+void eval_set_free(struct eval_set *set);
+
+struct eval_outcome {
+	double recall, p50_ms, p95_ms;
+	const char *plan_index; /* the index EXPLAIN showed, when the run checked */
+};
+/* error NULL: the run finished; else it stopped, and `transient` says
+ * whether trying again later may help. */
+typedef void (*eval_done_cb)(void *arg, const struct eval_outcome *out, const char *error, bool transient);
+
+struct eval_opts {
+	const char *setup_sql;    /* run inside the eval transaction first (e.g. hide the live index), or NULL */
+	const char *expect_index; /* EXPLAIN must show this index serving the eval query, or NULL */
+	const char *expect_hint;  /* appended to the refusal when it does not */
+};
+
+/* One run in progress; embedded (zeroed) in its owner, which keeps it, the
+ * set and the session alive until the callback. */
+struct eval_run {
+	struct pg_session *s;
+	char index_name[128]; /* looked up on every step: a reload may replace the config */
+	struct eval_set *set;
+	char setup_sql[1200], expect_index[128], expect_hint[200];
+	eval_done_cb done;
+	void *arg;
+	size_t i;
+	bool truth_pass, prepared, finished;
+	double sent;
+	double *lat_ms;
+	double recall_sum;
+	char plan_index[128];
+};
+
+void eval_run_start(struct eval_run *run, struct pg_session *s, const struct vg_managed_index *mi,
+                    struct eval_set *set, const struct eval_opts *opts, eval_done_cb done, void *arg);
+void eval_run_release(struct eval_run *run); /* free what a run holds (after its callback or to abandon it) */
+
+#endif

@@ -1,0 +1,287 @@
+/*
+ * The rebuild job's lifecycle and its one transition path.  Every change of
+ * state, an operator's or a step's or a resume's, goes through job_apply
+ * with a transition from routing/rebuild_job.h, so history, logs, the route
+ * policy, the durable record and the cleanup actions can never disagree.
+ */
+#include "proxy/control/rebuild/job.h"
+#include "proxy/control/rebuild/rebuild.h"
+#include "proxy/control/route_sync.h"
+#include "proxy/control/session.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct rebuild_job *jobs;
+static int next_job_id;
+static rebuild_observer observers[4];
+static int n_observers;
+
+const struct vg_managed_index *job_index(const struct rebuild_job *job)
+{
+	return config_find_index(vg.cfg, job->index_name);
+}
+
+void job_set_str(char **dst, const char *v)
+{
+	free(*dst);
+	*dst = v ? strdup(v) : NULL;
+}
+
+void job_schedule(struct rebuild_job *job, double seconds)
+{
+	struct timeval tv = {(long)seconds, (long)((seconds - (long)seconds) * 1e6)};
+	evtimer_add(job->timer, &tv);
+}
+
+void job_query(struct rebuild_job *job, const char *sql, int nparams, const char *const *params, pg_result_cb cb)
+{
+	if (!job->maint || pg_session_query(job->maint, sql, nparams, params, cb, job) < 0)
+		job_event(job, JEV_TRANSIENT, "maintenance connection unavailable");
+}
+
+struct pg_session *job_open_session(struct rebuild_job *job, pg_state_cb on_connect, pg_state_cb on_lost,
+                                    const char *role)
+{
+	return index_session_open(job_index(job), role, on_connect, on_lost, job);
+}
+
+/* ---- lifecycle ---- */
+
+struct rebuild_job *job_new(const struct vg_managed_index *mi, char *err, size_t errlen)
+{
+	struct rebuild_job *job = calloc(1, sizeof(*job));
+	if (!job) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	job->id = next_job_id + 1; /* taken for good in job_register() */
+	job->index_name = strdup(mi->name);
+	job->schema = strdup(mi->schema);
+	job->table = strdup(mi->table);
+	job->live = strdup(mi->index);
+	char name[64];
+	snprintf(name, sizeof(name), "%.40s_vg%d", mi->index, job->id);
+	job->fresh = strdup(name);
+	snprintf(name, sizeof(name), "%.40s_vgold%d", mi->index, job->id);
+	job->retired = strdup(name);
+	job->created = job->updated = job->state_since = now_sec();
+	job->base_recall = job->new_recall = NAN;
+	job->eta_s = NAN;
+	job->attempts = 1;
+	job->state = JOB_PREFLIGHT;
+	job->persistent = true;
+	job->timer = evtimer_new(vg.base, job_step_timer, job);
+	if (eval_set_load(&job->evals, mi->eval_file, err, errlen) < 0) {
+		job_free(job);
+		return NULL;
+	}
+	return job;
+}
+
+void job_register(struct rebuild_job *job)
+{
+	job->id = ++next_job_id;
+	job->next = jobs;
+	jobs = job;
+}
+
+void job_free(struct rebuild_job *job)
+{
+	if (job->timer)
+		event_free(job->timer);
+	if (job->poll_timer)
+		event_free(job->poll_timer);
+	eval_run_release(&job->eval);
+	eval_set_free(&job->evals);
+	free(job->index_name);
+	free(job->schema);
+	free(job->table);
+	free(job->live);
+	free(job->fresh);
+	free(job->retired);
+	free(job->live_def);
+	free(job);
+}
+
+struct rebuild_job *job_first(void)
+{
+	return jobs;
+}
+
+static void notify_observers(const struct rebuild_job *job)
+{
+	for (int i = 0; i < n_observers; i++)
+		observers[i](job);
+}
+
+/* ---- transitions ---- */
+
+void job_apply(struct rebuild_job *job, enum job_event ev, struct job_transition t, const char *msg)
+{
+	enum job_state from = job->state;
+	log_info("rebuild %d (%s): %s -> %s [%s]: %s", job->id, job->index_name, job_state_name(from),
+	         job_state_name(t.next), job_event_name(ev), msg);
+	snprintf(job->message, sizeof(job->message), "%s", msg);
+	struct history_entry *h = &job->hist[job->n_hist < JOB_HISTORY_MAX ? job->n_hist++ : JOB_HISTORY_MAX - 1];
+	h->at = now_sec();
+	h->from = from;
+	h->to = t.next;
+	h->event = ev;
+	snprintf(h->message, sizeof(h->message), "%.239s", msg);
+	job->updated = now_sec();
+	/* a resumed job enters its state anew even when it is the one recorded */
+	if (t.next != from || ev == JEV_RESUMED) {
+		if (t.next != from)
+			job->attempts = 1;
+		job->state = t.next;
+		job->state_since = now_sec();
+		job->resuming = false;
+		routes_job_step(job->index_name, job->state);
+		notify_observers(job);
+	}
+	job_persist(job, job_state_name(from), job_state_name(t.next), job_event_name(ev), msg);
+	job_perform(job, from, t.action);
+	if (t.action == JACT_RUN_STEP)
+		job_run_step(job);
+	if (job_is_terminal(job->state)) {
+		job_state_close_when_idle(job);
+		job_close_when_idle(job);
+	}
+}
+
+void job_event(struct rebuild_job *job, enum job_event ev, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	const struct vg_managed_index *mi = job_index(job);
+	int max = job->state == JOB_SWAP ? (mi ? mi->swap_attempts : 20) : (mi ? mi->max_attempts : 3);
+	struct job_transition t = job_next(job->state, ev, job->attempts, max);
+	if (t.action == JACT_REJECT) {
+		log_warn("rebuild %d (%s): %s ignored in state %s: %s", job->id, job->index_name, job_event_name(ev),
+		         job_state_name(job->state), msg);
+		return;
+	}
+	job_apply(job, ev, t, msg);
+}
+
+/* ---- the coordinator's API ---- */
+
+int rebuild_start(const char *index_name, enum op_status *why, char *err, size_t errlen)
+{
+	const struct vg_managed_index *mi = config_find_index(vg.cfg, index_name);
+	if (!mi) {
+		snprintf(err, errlen, "no managed index named '%s' in the configuration", index_name);
+		*why = OP_NOT_FOUND;
+		return -1;
+	}
+	const struct rebuild_job *prev = rebuild_latest(index_name);
+	if (prev && !job_is_terminal(prev->state)) {
+		snprintf(err, errlen, "job %d is already %s for %s; cancel it first or wait", prev->id,
+		         job_state_name(prev->state), index_name);
+		*why = OP_CONFLICT;
+		return -1;
+	}
+	struct rebuild_job *job = job_new(mi, err, errlen);
+	if (!job) {
+		*why = OP_CONFLICT;
+		return -1;
+	}
+	job_register(job);
+	notify_observers(job);
+	log_info("rebuild %d: starting for %s (%s.%s, %zu eval queries)", job->id, mi->name, mi->schema, mi->index,
+	         job->evals.n);
+	routes_job_step(job->index_name, job->state);
+	job_state_open(job);
+	*why = OP_OK;
+	return job->id;
+}
+
+const struct rebuild_job *rebuild_latest(const char *index_name)
+{
+	for (struct rebuild_job *j = jobs; j; j = j->next)
+		if (!strcmp(j->index_name, index_name))
+			return j;
+	return NULL;
+}
+
+const struct rebuild_job *rebuild_find(int job_id)
+{
+	for (struct rebuild_job *j = jobs; j; j = j->next)
+		if (j->id == job_id)
+			return j;
+	return NULL;
+}
+
+const struct rebuild_job *rebuild_next(const struct rebuild_job *job)
+{
+	return job ? job->next : jobs;
+}
+
+enum op_status rebuild_approve(int job_id, char *err, size_t errlen)
+{
+	struct rebuild_job *job = (struct rebuild_job *)rebuild_find(job_id);
+	if (!job) {
+		snprintf(err, errlen, "no job %d", job_id);
+		return OP_NOT_FOUND;
+	}
+	if (job->state != JOB_SWAP || job->approved) {
+		snprintf(err, errlen, "job %d is %s: nothing waits for approval", job_id, job_state_name(job->state));
+		return OP_CONFLICT;
+	}
+	job->approved = true;
+	log_info("rebuild %d: swap approved by operator", job->id);
+	job_run_step(job);
+	return OP_OK;
+}
+
+enum op_status rebuild_signal(int job_id, enum job_event ev, char *err, size_t errlen)
+{
+	struct rebuild_job *job = (struct rebuild_job *)rebuild_find(job_id);
+	if (!job) {
+		snprintf(err, errlen, "no job %d", job_id);
+		return OP_NOT_FOUND;
+	}
+	if (ev == JEV_ROLLBACK && job->mode == SWAP_RENAME && job->state > JOB_SWAP) {
+		snprintf(err, errlen, "job %d swapped in rename mode (no superuser): the old index was dropped, there is "
+		         "no instant rollback; start a new rebuild instead", job_id);
+		return OP_CONFLICT;
+	}
+	struct job_transition t = job_next(job->state, ev, job->attempts, 1000);
+	if (t.action == JACT_REJECT) {
+		snprintf(err, errlen, "cannot %s job %d in state %s%s", ev == JEV_CANCEL ? "cancel" : "roll back", job_id,
+		         job_state_name(job->state),
+		         ev == JEV_CANCEL && job->state >= JOB_SWAP && !job_is_terminal(job->state)
+		             ? " (after the swap, roll back instead)"
+		             : "");
+		return OP_CONFLICT;
+	}
+	job_event(job, ev, "%s requested by operator", ev == JEV_CANCEL ? "cancel" : "rollback");
+	return OP_OK;
+}
+
+void rebuild_observe(rebuild_observer fn)
+{
+	for (int i = 0; i < n_observers; i++)
+		if (observers[i] == fn)
+			return;
+	if (n_observers < (int)(sizeof(observers) / sizeof(*observers)))
+		observers[n_observers++] = fn;
+}
+
+void rebuild_shutdown(void)
+{
+	while (jobs) {
+		struct rebuild_job *job = jobs;
+		jobs = job->next;
+		job_stop_sessions(job);
+		job_free(job);
+	}
+	n_observers = 0;
+}

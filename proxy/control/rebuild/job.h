@@ -1,0 +1,122 @@
+/*
+ * Inside the rebuild coordinator (proxy/control/rebuild/): the job object
+ * and what its files share.  job.c owns the lifecycle, the one transition
+ * path (job_event/job_apply over routing/rebuild_job.h) and the operator
+ * API; steps.c runs each state's SQL and the actions between states;
+ * state.c keeps the job durable in vecgate.jobs and resumes it after a
+ * restart.  Views (admin/) read the struct; nothing outside writes it.
+ */
+#ifndef VG_PROXY_CONTROL_REBUILD_JOB_H
+#define VG_PROXY_CONTROL_REBUILD_JOB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "conf/config.h"
+#include "proxy/control/eval.h"
+#include "proxy/pool.h"
+#include "proxy/runtime/pgasync.h"
+#include "routing/rebuild_job.h"
+#include "routing/rebuild_sql.h"
+
+struct history_entry {
+	double at;
+	enum job_state from, to;
+	enum job_event event;
+	char message[240];
+};
+
+enum eval_purpose { EVAL_BASELINE, EVAL_VERIFY, EVAL_WATCH };
+
+#define JOB_HISTORY_MAX 64
+
+struct rebuild_job {
+	struct rebuild_job *next;
+	int id;
+	char *index_name;
+	enum job_state state;
+	int attempts;
+	char message[1024];
+	double created, updated, state_since; /* monotonic seconds */
+
+	char *schema, *table, *live, *fresh, *retired, *live_def;
+	bool superuser;
+	enum swap_mode mode;
+	long long live_size;
+
+	/* measurements */
+	struct eval_set evals;
+	struct eval_run eval;
+	enum eval_purpose purpose;
+	double base_recall, base_p50, base_p95, new_recall, new_p50, new_p95;
+	bool have_base, have_new;
+	double swap_ms, swap_sent;
+	int swap_tries;
+	bool approved;
+
+	/* traffic through vecgate on the index's database: before = job start to
+	 * build start (the old index, reads not yet moved by the route policy),
+	 * after = swap to the end of watch */
+	struct traffic_stats t_pre_start, t_pre_end, t_swap;
+	bool have_pre_end;
+	double pre_err_rate, pre_mean_ms, post_err_rate, post_mean_ms;
+	uint64_t post_requests;
+	bool have_watch;
+
+	/* build progress */
+	char phase[128];
+	long long blocks_done, blocks_total, tuples_done, tuples_total;
+	double percent, eta_s, build_started;
+
+	struct pg_session *maint, *poll;
+	struct event *timer, *poll_timer;
+	int build_pid;
+	bool building;
+
+	int pf_stage; /* enum preflight_stage (steps.c): which preflight check runs */
+
+	struct history_entry hist[JOB_HISTORY_MAX];
+	int n_hist;
+
+	/* durable state: a session that holds the index's advisory lock */
+	struct pg_session *state_s;
+	long long db_id;
+	bool persistent;
+	bool resuming;
+	enum job_state resume_to;
+};
+
+/* job.c */
+const struct vg_managed_index *job_index(const struct rebuild_job *job);
+struct rebuild_job *job_new(const struct vg_managed_index *mi, char *err, size_t errlen);
+void job_register(struct rebuild_job *job);
+void job_free(struct rebuild_job *job);
+struct rebuild_job *job_first(void);
+/* Feed an event to the transition function and carry out its result. */
+void job_event(struct rebuild_job *job, enum job_event ev, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Carry out a transition: history, log, route policy, durable record, the
+ * action on the way and the new state's step. */
+void job_apply(struct rebuild_job *job, enum job_event ev, struct job_transition t, const char *msg);
+struct pg_session *job_open_session(struct rebuild_job *job, pg_state_cb on_connect, pg_state_cb on_lost,
+                                    const char *role);
+/* Queue on the maintenance session; a dead session is a transient failure. */
+void job_query(struct rebuild_job *job, const char *sql, int nparams, const char *const *params, pg_result_cb cb);
+void job_schedule(struct rebuild_job *job, double seconds);
+void job_set_str(char **dst, const char *v);
+
+/* steps.c */
+void job_run_step(struct rebuild_job *job);
+void job_perform(struct rebuild_job *job, enum job_state from, enum job_action action);
+void job_step_timer(evutil_socket_t fd, short what, void *arg);
+void job_stop_sessions(struct rebuild_job *job); /* cancels a running build first */
+void job_close_when_idle(struct rebuild_job *job);
+
+/* state.c */
+void job_state_open(struct rebuild_job *job); /* schema, advisory lock, job row; then the first step */
+void job_persist(struct rebuild_job *job, const char *from, const char *to, const char *event, const char *msg);
+void job_state_close_when_idle(struct rebuild_job *job);
+void job_resume_continue(struct rebuild_job *job); /* preflight found the index of a resumed job */
+
+#endif

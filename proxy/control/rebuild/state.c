@@ -1,0 +1,314 @@
+/*
+ * A rebuild job's durable life: a session per job holds the index's
+ * advisory lock (only its holder drives the job) and records every
+ * transition in vecgate.jobs / vecgate.job_steps; after a restart an
+ * unfinished job whose lock is free is adopted, the truth in the catalog
+ * decides where it goes on (through job_resume, like every transition), and
+ * the newest finished job is kept as a read-only record.
+ */
+#include "proxy/control/rebuild/job.h"
+#include "proxy/control/rebuild/rebuild.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the state session: schema, advisory lock, job row ---- */
+
+static void fmt_or_null(char *buf, size_t len, double v, const char **out)
+{
+	if (isnan(v)) {
+		*out = NULL;
+		return;
+	}
+	snprintf(buf, len, "%.6f", v);
+	*out = buf;
+}
+
+void job_persist(struct rebuild_job *job, const char *from, const char *to, const char *event, const char *msg)
+{
+	if (!job->persistent || !job->db_id || !job->state_s)
+		return;
+	char id[24], att[16], b1[32], b2[32], b3[32], c1[32], sw[32];
+	const char *p6, *p7, *p8, *p9, *p10;
+	snprintf(id, sizeof(id), "%lld", job->db_id);
+	snprintf(att, sizeof(att), "%d", job->attempts);
+	fmt_or_null(b1, sizeof(b1), job->have_base ? job->base_recall : NAN, &p6);
+	fmt_or_null(b2, sizeof(b2), job->have_base ? job->base_p50 : NAN, &p7);
+	fmt_or_null(b3, sizeof(b3), job->have_base ? job->base_p95 : NAN, &p8);
+	fmt_or_null(c1, sizeof(c1), job->have_new ? job->new_recall : NAN, &p9);
+	fmt_or_null(sw, sizeof(sw), job->swap_tries ? job->swap_ms : NAN, &p10);
+	const char *mode = job->state > JOB_PREFLIGHT ? (job->mode == SWAP_FLIP ? "flip" : "rename") : NULL;
+	const char *up[] = {id, job_state_name(job->state), att, job->message, mode, p6, p7, p8, p9, p10};
+	pg_session_query(job->state_s, SQL_JOB_UPDATE, 10, up, NULL, NULL);
+	const char *step[] = {id, from, to, event, msg};
+	pg_session_query(job->state_s, SQL_JOB_STEP, 5, step, NULL, NULL);
+}
+
+static void close_state_when_done(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	(void)res;
+	(void)error;
+	pg_session_close(job->state_s); /* releases the advisory lock */
+	job->state_s = NULL;
+}
+
+/* ---- the state session: schema, advisory lock, job row ---- */
+
+static void state_lost(void *arg, const char *error)
+{
+	struct rebuild_job *job = arg;
+	job->state_s = NULL;
+	log_error("rebuild %d: lost the connection holding the rebuild lock (%s); job state is no longer recorded",
+	          job->id, error ? error : "?");
+}
+
+static void insert_done(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error || !PQntuples(res)) {
+		job->persistent = false;
+		log_warn("rebuild %d: cannot record the job in vecgate.jobs: %s", job->id, error ? error : "no id");
+	} else {
+		job->db_id = atoll(PQgetvalue(res, 0, 0));
+	}
+	job_run_step(job);
+}
+
+static void lock_done(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error || !PQntuples(res) || strcmp(PQgetvalue(res, 0, 0), "t")) {
+		job_event(job, JEV_FATAL,
+		          "another vecgate instance is rebuilding %s (it holds the advisory lock); follow it there", 
+		          job->index_name);
+		return;
+	}
+	if (!job->persistent) {
+		job_run_step(job);
+		return;
+	}
+	const char *params[] = {job->index_name, job->fresh, job->retired};
+	pg_session_query(job->state_s, SQL_JOB_INSERT, 3, params, insert_done, job);
+}
+
+static void schema_done(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	(void)res;
+	if (error) {
+		job->persistent = false;
+		log_warn("rebuild %d: durable job state disabled, cannot create schema vecgate: %s", job->id, error);
+	}
+	const char *params[] = {job->index_name};
+	pg_session_query(job->state_s, SQL_TRY_LOCK, 1, params, lock_done, job);
+}
+
+static void state_connected(void *arg, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error) {
+		job->state_s = NULL;
+		job_event(job, JEV_FATAL, "cannot connect to record the job and take the rebuild lock: %s", error);
+		return;
+	}
+	pg_session_query(job->state_s, SQL_STATE_SCHEMA, 0, NULL, schema_done, job);
+}
+
+/* ---- resume after a restart ---- */
+
+static void resume_after_cleanup(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	(void)res;
+	if (error)
+		log_warn("rebuild %d: cleanup on resume: %s", job->id, error);
+	struct job_transition t = job_resume(job->resume_to, job->have_base, false);
+	job_apply(job, JEV_RESUMED, t,
+	          t.next == JOB_BUILD ? "resumed after a restart: the dead build was cancelled and dropped, building again"
+	                              : "resumed after a restart: starting over from preflight");
+}
+
+static void resume_swap_checked(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	bool swapped = !error && PQntuples(res) && !PQgetisnull(res, 0, 0);
+	job_apply(job, JEV_RESUMED, job_resume(job->resume_to, job->have_base, swapped),
+	          swapped ? "resumed after a restart: the swap had happened, watching"
+	                  : "resumed after a restart: the swap had not happened, swapping");
+}
+
+void job_resume_continue(struct rebuild_job *job)
+{
+	char rel[700];
+	switch (job->resume_to) {
+	case JOB_SWAP: {
+		sql_qualified(job->schema, job->retired, rel, sizeof(rel));
+		const char *params[] = {rel};
+		job_query(job, "SELECT to_regclass($1)", 1, params, resume_swap_checked);
+		return;
+	}
+	case JOB_WATCH:
+	case JOB_RETAIN:
+		job_apply(job, JEV_RESUMED, job_resume(job->resume_to, job->have_base, false), "resumed after a restart");
+		return;
+	default: {
+		/* a build vecgate started before it died may still be running:
+		 * cancel it, then drop whatever it left */
+		char sql[800];
+		sql_qualified(job->schema, job->table, rel, sizeof(rel));
+		const char *params[] = {rel};
+		job_query(job, SQL_CANCEL_ORPHAN_BUILDS, 1, params, NULL);
+		job_query(job, "SELECT pg_sleep(0.2)", 0, NULL, NULL);
+		sql_drop_index_concurrently(job->schema, job->fresh, sql, sizeof(sql));
+		job_query(job, sql, 0, NULL, resume_after_cleanup);
+		return;
+	}
+	}
+}
+
+static void adopt_locked(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error || !PQntuples(res) || strcmp(PQgetvalue(res, 0, 0), "t")) {
+		log_info("rebuild: job %lld for %s is driven by another instance", job->db_id, job->index_name);
+		pg_session_close(job->state_s);
+		job->state_s = NULL;
+		job_free(job);
+		return;
+	}
+	job_register(job);
+	job->resuming = true;
+	log_info("rebuild %d: resuming job %lld for %s (was %s)", job->id, job->db_id, job->index_name,
+	         job_state_name(job->resume_to));
+	job_run_step(job); /* preflight's first checks, then job_resume_continue() */
+}
+
+static double opt_num(const PGresult *res, int col, bool *have)
+{
+	*have = !PQgetisnull(res, 0, col);
+	return *have ? atof(PQgetvalue(res, 0, col)) : NAN;
+}
+
+/* No unfinished job: keep the newest finished one as a record, so the API
+ * and the metrics show what happened before this process started. */
+static void latest_result(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	pg_session_close(job->state_s);
+	job->state_s = NULL;
+	int st = !error && PQntuples(res) ? job_state_from_name(PQgetvalue(res, 0, 1)) : -1;
+	if (st < 0 || !job_is_terminal((enum job_state)st) || rebuild_latest(job->index_name)) {
+		job_free(job);
+		return;
+	}
+	job->db_id = atoll(PQgetvalue(res, 0, 0));
+	job->state = (enum job_state)st;
+	job->persistent = false;
+	snprintf(job->message, sizeof(job->message), "%s (recorded in vecgate.jobs before this vecgate started)",
+	         PQgetvalue(res, 0, 2));
+	job->mode = !strcmp(PQgetvalue(res, 0, 3), "rename") ? SWAP_RENAME : SWAP_FLIP;
+	job->base_recall = opt_num(res, 4, &job->have_base);
+	job->base_p50 = job->have_base ? atof(PQgetvalue(res, 0, 5)) : NAN;
+	job->base_p95 = job->have_base ? atof(PQgetvalue(res, 0, 6)) : NAN;
+	job->new_recall = opt_num(res, 7, &job->have_new);
+	bool have_swap;
+	job->swap_ms = opt_num(res, 8, &have_swap);
+	job->swap_tries = have_swap;
+	job_set_str(&job->fresh, PQgetvalue(res, 0, 9));
+	job_set_str(&job->retired, PQgetvalue(res, 0, 10));
+	job_register(job);
+}
+
+static void unfinished_result(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (!error && !PQntuples(res)) {
+		const char *params[] = {job->index_name};
+		pg_session_query(job->state_s, SQL_JOB_LATEST, 1, params, latest_result, job);
+		return;
+	}
+	if (error) {
+		pg_session_close(job->state_s);
+		job->state_s = NULL;
+		job_free(job);
+		return;
+	}
+	job->db_id = atoll(PQgetvalue(res, 0, 0));
+	int st = job_state_from_name(PQgetvalue(res, 0, 1));
+	job->resume_to = st < 0 ? JOB_PREFLIGHT : (enum job_state)st;
+	job_set_str(&job->fresh, PQgetvalue(res, 0, 3));
+	job_set_str(&job->retired, PQgetvalue(res, 0, 4));
+	job->mode = !strcmp(PQgetvalue(res, 0, 5), "rename") ? SWAP_RENAME : SWAP_FLIP;
+	if (!PQgetisnull(res, 0, 6)) {
+		job->base_recall = atof(PQgetvalue(res, 0, 6));
+		job->base_p50 = atof(PQgetvalue(res, 0, 7));
+		job->base_p95 = atof(PQgetvalue(res, 0, 8));
+		job->have_base = true;
+	}
+	const char *params[] = {job->index_name};
+	pg_session_query(job->state_s, SQL_TRY_LOCK, 1, params, adopt_locked, job);
+}
+
+static void probe_table(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error || !PQntuples(res) || PQgetisnull(res, 0, 0)) {
+		pg_session_close(job->state_s);
+		job->state_s = NULL;
+		job_free(job);
+		return;
+	}
+	const char *params[] = {job->index_name};
+	pg_session_query(job->state_s, SQL_JOB_UNFINISHED, 1, params, unfinished_result, job);
+}
+
+static void probe_connected(void *arg, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error) {
+		log_warn("rebuild: cannot look for unfinished jobs of %s: %s", job->index_name, error);
+		job->state_s = NULL;
+		job_free(job);
+		return;
+	}
+	pg_session_query(job->state_s, "SELECT to_regclass('vecgate.jobs')", 0, NULL, probe_table, job);
+}
+
+static void probe_lost(void *arg, const char *error)
+{
+	struct rebuild_job *job = arg;
+	(void)error;
+	job->state_s = NULL; /* an adopted job keeps running; the lock is gone with the session */
+}
+
+void rebuild_resume_all(void)
+{
+	for (size_t i = 0; i < vg.cfg->n_indexes; i++) {
+		char err[256];
+		struct rebuild_job *job = job_new(&vg.cfg->indexes[i], err, sizeof(err));
+		if (!job) {
+			log_warn("rebuild: cannot check %s for unfinished jobs: %s", vg.cfg->indexes[i].name, err);
+			continue;
+		}
+		job->state_s = job_open_session(job, probe_connected, probe_lost, "state");
+		if (!job->state_s)
+			job_free(job);
+	}
+}
+
+void job_state_open(struct rebuild_job *job)
+{
+	job->state_s = job_open_session(job, state_connected, state_lost, "state");
+	if (!job->state_s)
+		job_event(job, JEV_FATAL, "cannot open a connection to the managed index's backend");
+}
+
+/* A job that ended: its last records go out, then the lock is released. */
+void job_state_close_when_idle(struct rebuild_job *job)
+{
+	if (job->state_s)
+		pg_session_query(job->state_s, "SELECT 1", 0, NULL, close_state_when_done, job);
+}

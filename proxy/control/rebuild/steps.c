@@ -1,0 +1,689 @@
+/*
+ * What each state of a rebuild job does: a short chain of SQL on the job's
+ * maintenance session, whose outcome becomes the job's next event; and the
+ * cleanup or rollback actions the transition function asks for on the way
+ * between states.  The build runs on the maintenance session while a second
+ * session polls pg_stat_progress_create_index, so progress and cancel stay
+ * responsive for the hours a build can take.
+ */
+#include "proxy/control/rebuild/job.h"
+#include "routing/gate.h"
+#include "routing/indexdef.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- sessions ---- */
+
+static void stop_polling(struct rebuild_job *job)
+{
+	if (job->poll_timer)
+		event_del(job->poll_timer);
+	pg_session_close(job->poll);
+	job->poll = NULL;
+	job->building = false;
+}
+
+static void close_sessions(struct rebuild_job *job)
+{
+	stop_polling(job);
+	pg_session_close(job->maint);
+	job->maint = NULL;
+}
+
+static void maint_lost(void *arg, const char *error)
+{
+	struct rebuild_job *job = arg;
+	/* the session frees itself after this call: forget it first */
+	job->maint = NULL;
+	stop_polling(job);
+	job_event(job, JEV_TRANSIENT, "maintenance connection lost: %s", error ? error : "?");
+}
+
+static void cleanup_lost(void *arg, const char *error)
+{
+	struct rebuild_job *job = arg;
+	job->maint = NULL;
+	log_warn("rebuild %d: cleanup connection failed: %s", job->id, error ? error : "?");
+}
+
+static void close_when_done(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	(void)res;
+	(void)error;
+	pg_session_close(job->maint);
+	job->maint = NULL;
+}
+
+/* statement_timeout 0 so hours of build are fine; then the operator's settings */
+static void apply_settings(struct rebuild_job *job)
+{
+	const struct vg_managed_index *mi = job_index(job);
+	pg_session_query(job->maint, "SET statement_timeout = 0", 0, NULL, NULL, NULL);
+	for (size_t i = 0; mi && i < mi->n_maintenance; i++) {
+		char sql[512];
+		const char *names[] = {mi->maintenance[i].name};
+		const char *values[] = {mi->maintenance[i].value};
+		if (sql_session_settings(names, values, 1, sql, sizeof(sql)) == 0)
+			pg_session_query(job->maint, sql, 0, NULL, NULL, NULL);
+	}
+}
+
+/* ---- measuring: baseline, verify and watch share the eval runner ---- */
+
+static void watch_judge(struct rebuild_job *job, const struct eval_outcome *out)
+{
+	const struct vg_managed_index *mi = job_index(job);
+	struct gate_input in = {job->base_recall, job->base_p95, out->recall, out->p95_ms, mi ? mi->recall_tolerance : 0,
+	                        mi ? 2 * mi->latency_tolerance + 1 : 1};
+	struct gate_result gr;
+	gate_evaluate(&in, &gr);
+	/* what applications saw through vecgate, before and after the swap */
+	struct traffic_stats now;
+	pools_traffic(mi ? mi->database : "", &now);
+	uint64_t pre_n = job->t_pre_end.requests - job->t_pre_start.requests;
+	uint64_t post_n = now.requests - job->t_swap.requests;
+	uint64_t pre_e = job->t_pre_end.errors - job->t_pre_start.errors, post_e = now.errors - job->t_swap.errors;
+	job->pre_err_rate = pre_n ? (double)pre_e / (double)pre_n : 0;
+	job->post_err_rate = post_n ? (double)post_e / (double)post_n : 0;
+	job->pre_mean_ms = pre_n ? (job->t_pre_end.latency_sum - job->t_pre_start.latency_sum) * 1000 / (double)pre_n : NAN;
+	job->post_mean_ms = post_n ? (now.latency_sum - job->t_swap.latency_sum) * 1000 / (double)post_n : NAN;
+	job->post_requests = post_n;
+	job->have_watch = true;
+	double max_rise = mi ? mi->watch_error_rate_increase : 0.01;
+	bool errors_up = post_n >= 10 && job->post_err_rate > job->pre_err_rate + max_rise;
+	bool slower = pre_n >= 20 && post_n >= 20 && mi &&
+	              job->post_mean_ms > job->pre_mean_ms * (1 + 2 * mi->latency_tolerance) + 1.0;
+	char traffic[300];
+	snprintf(traffic, sizeof(traffic),
+	         "through vecgate %llu requests, error rate %.2f%% (before %.2f%%), mean %.2f ms (before %.2f ms)",
+	         (unsigned long long)post_n, job->post_err_rate * 100, job->pre_err_rate * 100, job->post_mean_ms,
+	         job->pre_mean_ms);
+	if (job->mode == SWAP_RENAME || (gr.pass && !errors_up && !slower))
+		job_event(job, JEV_STEP_OK, "watch: %s; eval recall %.4f, p95 %.2f ms", traffic, out->recall, out->p95_ms);
+	else
+		job_event(job, JEV_DEGRADED, "watch: degraded after the swap (%s): rolling back",
+		          errors_up ? traffic : slower ? traffic : gr.reason);
+}
+
+static void eval_done(void *arg, const struct eval_outcome *out, const char *error, bool transient)
+{
+	struct rebuild_job *job = arg;
+	if (error) {
+		job_event(job, transient ? JEV_TRANSIENT : JEV_FATAL, "%s", error);
+		return;
+	}
+	const struct vg_managed_index *mi = job_index(job);
+	switch (job->purpose) {
+	case EVAL_BASELINE:
+		job->base_recall = out->recall;
+		job->base_p50 = out->p50_ms;
+		job->base_p95 = out->p95_ms;
+		job->have_base = true;
+		job_event(job, JEV_STEP_OK, "baseline: recall@%d %.4f, p50 %.2f ms, p95 %.2f ms", mi ? mi->k : 0,
+		          out->recall, out->p50_ms, out->p95_ms);
+		return;
+	case EVAL_VERIFY: {
+		job->new_recall = out->recall;
+		job->new_p50 = out->p50_ms;
+		job->new_p95 = out->p95_ms;
+		job->have_new = true;
+		struct gate_input in = {job->base_recall, job->base_p95, out->recall, out->p95_ms,
+		                        mi ? mi->recall_tolerance : 0, mi ? mi->latency_tolerance : 0};
+		struct gate_result gr;
+		gate_evaluate(&in, &gr);
+		if (gr.pass)
+			job_event(job, JEV_STEP_OK, "gate passed: %s (plan used %s)", gr.reason, out->plan_index);
+		else
+			job_event(job, JEV_GATE_FAILED, "gate refused the new index: %s; the live index is untouched",
+			          gr.reason);
+		return;
+	}
+	case EVAL_WATCH:
+		watch_judge(job, out);
+		return;
+	}
+}
+
+/* Verify hides the live index from the planner inside the eval transaction
+ * (pg_index.indisvalid, superuser only), so the measured plans use the new
+ * one; EXPLAIN then has to prove it. */
+static void start_eval(struct rebuild_job *job, enum eval_purpose purpose)
+{
+	const struct vg_managed_index *mi = job_index(job);
+	if (!mi) {
+		job_event(job, JEV_FATAL, "managed index %s vanished from the configuration", job->index_name);
+		return;
+	}
+	job->purpose = purpose;
+	struct eval_opts opts = {0};
+	char hide[1100];
+	if (purpose == EVAL_VERIFY) {
+		if (job->superuser && sql_set_index_valid(job->schema, job->live, false, hide, sizeof(hide)) == 0)
+			opts.setup_sql = hide;
+		opts.expect_index = job->fresh;
+		opts.expect_hint = job->superuser ? "" : " (without superuser vecgate cannot hide the live index from the planner)";
+	}
+	eval_run_start(&job->eval, job->maint, mi, &job->evals, &opts, eval_done, job);
+}
+
+/* ---- steps ---- */
+
+enum preflight_stage { PF_SUPER, PF_INDEX, PF_INVALID, PF_RUNNING, PF_OLD_XACTS, PF_SPACE, PF_DONE };
+
+static void preflight_result(void *arg, PGresult *res, const char *error);
+
+static void preflight_next(struct rebuild_job *job)
+{
+	const struct vg_managed_index *mi = job_index(job);
+	char age[32];
+	switch (job->pf_stage) {
+	case PF_SUPER:
+		job_query(job, SQL_IS_SUPERUSER, 0, NULL, preflight_result);
+		return;
+	case PF_INDEX: {
+		char q[700];
+		sql_qualified(job->schema, job->live, q, sizeof(q));
+		const char *params[] = {q};
+		job_query(job, SQL_INDEX_INFO, 1, params, preflight_result);
+		return;
+	}
+	case PF_INVALID:
+	case PF_RUNNING: {
+		char q[700];
+		sql_qualified(job->schema, job->table, q, sizeof(q));
+		const char *params[] = {q};
+		job_query(job, job->pf_stage == PF_INVALID ? SQL_INVALID_INDEXES : SQL_BUILDS_RUNNING, 1, params,
+		      preflight_result);
+		return;
+	}
+	case PF_OLD_XACTS: {
+		snprintf(age, sizeof(age), "%g", mi ? mi->max_transaction_age : 300);
+		const char *params[] = {age};
+		job_query(job, SQL_OLD_TRANSACTIONS, 1, params, preflight_result);
+		return;
+	}
+	case PF_SPACE:
+		if (mi && mi->free_space_query) {
+			job_query(job, mi->free_space_query, 0, NULL, preflight_result);
+			return;
+		}
+		if (mi && mi->free_space_bytes && (long long)mi->free_space_bytes < 2 * job->live_size) {
+			job_event(job, JEV_FATAL,
+			          "preflight: %zu bytes free, the build needs about %lld (2x the live index %s); free space "
+			          "or raise free_space_bytes if the figure is wrong",
+			          mi->free_space_bytes, 2 * job->live_size, job->live);
+			return;
+		}
+		job->pf_stage = PF_DONE;
+		/* fall through */
+	case PF_DONE:
+		job_event(job, JEV_STEP_OK, "preflight passed (swap mode %s)", job->mode == SWAP_FLIP ? "flip" : "rename");
+		return;
+	}
+}
+
+static void preflight_result(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	const struct vg_managed_index *mi = job_index(job);
+	if (error) {
+		job_event(job, pg_result_transient(res) ? JEV_TRANSIENT : JEV_FATAL, "preflight query failed: %s", error);
+		return;
+	}
+	char list[700] = "";
+	size_t l = 0;
+	switch (job->pf_stage) {
+	case PF_SUPER:
+		job->superuser = PQntuples(res) && !strcmp(PQgetvalue(res, 0, 0), "t");
+		if (mi && mi->swap_mode == VG_SWAP_FLIP && !job->superuser) {
+			job_event(job, JEV_FATAL, "preflight: swap_mode flip needs a superuser maintenance role (%s is not)",
+			          mi->user ? mi->user : "postgres");
+			return;
+		}
+		job->mode = (mi && mi->swap_mode == VG_SWAP_RENAME) || !job->superuser ? SWAP_RENAME : SWAP_FLIP;
+		break;
+	case PF_INDEX:
+		if (PQntuples(res) != 1) {
+			job_event(job, JEV_FATAL, "preflight: index %s.%s not found", job->schema, job->live);
+			return;
+		}
+		job_set_str(&job->live_def, PQgetvalue(res, 0, 2));
+		job->live_size = atoll(PQgetvalue(res, 0, 5));
+		if (job->resuming) {
+			job_resume_continue(job);
+			return;
+		}
+		if (strcmp(PQgetvalue(res, 0, 3), "t")) {
+			job_event(job, JEV_FATAL, "preflight: the live index %s is itself invalid; rebuild it by hand first",
+			          job->live);
+			return;
+		}
+		if (!job->superuser && strcmp(PQgetvalue(res, 0, 7), "t")) {
+			job_event(job, JEV_FATAL, "preflight: role %s does not own %s.%s, so it cannot build or rename its "
+			          "indexes; use the table owner or a superuser", mi && mi->user ? mi->user : "postgres",
+			          job->schema, job->table);
+			return;
+		}
+		if (!job->superuser && strcmp(PQgetvalue(res, 0, 6), "t")) {
+			job_event(job, JEV_FATAL, "preflight: role %s may not create in schema %s (GRANT CREATE ON SCHEMA %s "
+			          "TO %s)", mi && mi->user ? mi->user : "postgres", job->schema, job->schema,
+			          mi && mi->user ? mi->user : "postgres");
+			return;
+		}
+		break;
+	case PF_INVALID:
+		for (int r = 0; r < PQntuples(res); r++) {
+			const char *name = PQgetvalue(res, r, 0);
+			bool ours = !strncmp(name, job->live, strlen(job->live)) && strstr(name, "_vg");
+			if (ours && mi && mi->drop_invalid) {
+				char sql[800];
+				sql_drop_index_concurrently(job->schema, name, sql, sizeof(sql));
+				job_query(job, sql, 0, NULL, NULL);
+				log_info("rebuild %d: dropping leftover invalid index %s", job->id, name);
+				continue;
+			}
+			l += (size_t)snprintf(list + l, l < sizeof(list) ? sizeof(list) - l : 0, "%s%s", l ? ", " : "", name);
+		}
+		if (l) {
+			job_event(job, JEV_FATAL,
+			          "preflight: invalid indexes left on %s.%s by earlier failed builds: %s. Drop them with DROP "
+			          "INDEX CONCURRENTLY (or set drop_invalid: true)",
+			          job->schema, job->table, list);
+			return;
+		}
+		break;
+	case PF_RUNNING:
+		if (PQntuples(res)) {
+			job_event(job, JEV_FATAL,
+			          "preflight: CREATE INDEX is already running on %s.%s (pid %s, %s); wait for it or cancel it",
+			          job->schema, job->table, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+			return;
+		}
+		break;
+	case PF_OLD_XACTS:
+		for (int r = 0; r < PQntuples(res) && r < 8; r++)
+			l += (size_t)snprintf(list + l, l < sizeof(list) ? sizeof(list) - l : 0, "%spid %s (%.0fs, %s)",
+			                      l ? ", " : "", PQgetvalue(res, r, 0), atof(PQgetvalue(res, r, 1)),
+			                      PQgetvalue(res, r, 2));
+		if (l) {
+			job_event(job, JEV_FATAL,
+			          "preflight: transactions older than %.0fs would stall CREATE INDEX CONCURRENTLY (it waits "
+			          "for them): %s. End them or raise max_transaction_age",
+			          mi ? mi->max_transaction_age : 0, list);
+			return;
+		}
+		break;
+	case PF_SPACE: {
+		long long free_bytes = PQntuples(res) ? atoll(PQgetvalue(res, 0, 0)) : 0;
+		if (free_bytes < 2 * job->live_size) {
+			job_event(job, JEV_FATAL,
+			          "preflight: free_space_query reports %lld bytes free; the build needs about %lld (2x the "
+			          "live index)",
+			          free_bytes, 2 * job->live_size);
+			return;
+		}
+		job->pf_stage = PF_DONE - 1;
+		break;
+	}
+	case PF_DONE:
+		return;
+	}
+	job->pf_stage++;
+	preflight_next(job);
+}
+
+/* build: progress polling on a second session */
+
+static void progress_result(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error || !PQntuples(res))
+		return;
+	snprintf(job->phase, sizeof(job->phase), "%s", PQgetvalue(res, 0, 0));
+	job->blocks_done = atoll(PQgetvalue(res, 0, 1));
+	job->blocks_total = atoll(PQgetvalue(res, 0, 2));
+	job->tuples_done = atoll(PQgetvalue(res, 0, 3));
+	job->tuples_total = atoll(PQgetvalue(res, 0, 4));
+	double f = 0;
+	if (job->blocks_total > 0 && job->blocks_done <= job->blocks_total && strstr(job->phase, "building"))
+		f = (double)job->blocks_done / (double)job->blocks_total;
+	else if (job->tuples_total > 0)
+		f = (double)job->tuples_done / (double)job->tuples_total;
+	/* the phases after "building" (validation, waiting) are the last stretch */
+	if (strstr(job->phase, "validation") || strstr(job->phase, "waiting for old"))
+		f = 0.9 + 0.1 * f;
+	else
+		f *= 0.9;
+	if (f > job->percent / 100)
+		job->percent = f * 100;
+	double elapsed = now_sec() - job->build_started;
+	job->eta_s = job->percent > 1 ? elapsed * (100 - job->percent) / job->percent : NAN;
+}
+
+static void poll_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct rebuild_job *job = arg;
+	if (!job->building || !job->poll)
+		return;
+	char pid[16];
+	snprintf(pid, sizeof(pid), "%d", job->build_pid);
+	const char *params[] = {pid};
+	if (pg_session_idle(job->poll))
+		pg_session_query(job->poll, SQL_BUILD_PROGRESS, 1, params, progress_result, job);
+	struct timeval tv = {1, 0};
+	evtimer_add(job->poll_timer, &tv);
+}
+
+static void poll_lost(void *arg, const char *error)
+{
+	struct rebuild_job *job = arg;
+	(void)error;
+	job->poll = NULL; /* progress stops; the build goes on */
+}
+
+static void poll_connected(void *arg, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error) {
+		job->poll = NULL;
+		return;
+	}
+	poll_tick(-1, 0, job);
+}
+
+static void build_result(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	stop_polling(job);
+	if (error) {
+		job_event(job, pg_result_transient(res) ? JEV_TRANSIENT : JEV_FATAL, "CREATE INDEX CONCURRENTLY failed: %s",
+		          error);
+		return;
+	}
+	job->percent = 100;
+	job->eta_s = 0;
+	snprintf(job->phase, sizeof(job->phase), "done");
+	job_event(job, JEV_STEP_OK, "built %s in %.1fs", job->fresh, now_sec() - job->build_started);
+}
+
+static void start_build(struct rebuild_job *job)
+{
+	const struct vg_managed_index *mi = job_index(job);
+	if (!job->have_pre_end) {
+		pools_traffic(mi ? mi->database : "", &job->t_pre_end);
+		job->have_pre_end = true;
+	}
+	struct index_param ov[32];
+	int n = 0;
+	for (size_t i = 0; mi && i < mi->n_with && n < 32; i++, n++) {
+		ov[n].name = mi->with[i].name;
+		ov[n].value = mi->with[i].value;
+	}
+	char def[8192], err[256];
+	if (indexdef_rewrite(job->live_def, job->fresh, ov, n, def, sizeof(def), err, sizeof(err)) < 0) {
+		job_event(job, JEV_FATAL, "cannot derive the new definition from \"%s\": %s", job->live_def, err);
+		return;
+	}
+	/* the new index lives in the table's schema: qualify nothing else */
+	log_info("rebuild %d: %s", job->id, def);
+	job->build_pid = pg_session_backend_pid(job->maint);
+	job->build_started = now_sec();
+	job->percent = 0;
+	job->eta_s = NAN;
+	snprintf(job->phase, sizeof(job->phase), "starting");
+	job->building = true;
+	job_query(job, def, 0, NULL, build_result);
+	if (!job->poll_timer)
+		job->poll_timer = evtimer_new(vg.base, poll_tick, job);
+	job->poll = job_open_session(job, poll_connected, poll_lost, "progress");
+}
+
+static void swap_result(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	job->swap_ms = (now_sec() - job->swap_sent) * 1000.0;
+	if (error) {
+		job_query(job, "ROLLBACK", 0, NULL, NULL);
+		job_event(job, pg_result_transient(res) ? JEV_TRANSIENT : JEV_FATAL,
+		          "swap attempt %d did not get its locks in time (%s); retrying with backoff", job->attempts, error);
+		return;
+	}
+	const struct vg_managed_index *mi = job_index(job);
+	pools_traffic(mi ? mi->database : "", &job->t_swap);
+	if (job->mode == SWAP_RENAME) {
+		/* without superuser the old index must go for the planner to move */
+		char sql[800];
+		sql_drop_index_concurrently(job->schema, job->retired, sql, sizeof(sql));
+		job_query(job, sql, 0, NULL, NULL);
+	}
+	job_event(job, JEV_STEP_OK, "swapped in %.2f ms (%s mode%s)", job->swap_ms,
+	          job->mode == SWAP_FLIP ? "flip" : "rename",
+	          job->mode == SWAP_FLIP ? ", old index kept for instant rollback" : "; old index dropped, no rollback");
+}
+
+static void start_swap(struct rebuild_job *job)
+{
+	const struct vg_managed_index *mi = job_index(job);
+	struct swap_names n = {job->schema, job->table, job->live, job->fresh, job->retired,
+	                       mi ? mi->lock_timeout_ms : 50};
+	char sql[4096];
+	if (sql_swap(&n, job->mode, sql, sizeof(sql)) < 0) {
+		job_event(job, JEV_FATAL, "swap statement too long");
+		return;
+	}
+	job->swap_tries++;
+	job->swap_sent = now_sec();
+	job_query(job, sql, 0, NULL, swap_result);
+}
+
+static void start_verify(struct rebuild_job *job)
+{
+	char sql[1024], q[700];
+	sql_qualified(job->schema, job->table, q, sizeof(q));
+	snprintf(sql, sizeof(sql), "ANALYZE %s", q);
+	job_query(job, "ROLLBACK", 0, NULL, NULL);
+	job_query(job, sql, 0, NULL, NULL);
+	start_eval(job, EVAL_VERIFY);
+}
+
+void job_step_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct rebuild_job *job = arg;
+	if (job->state == JOB_WATCH) {
+		start_eval(job, EVAL_WATCH);
+		return;
+	}
+	if (job->state == JOB_RETAIN) {
+		job_event(job, JEV_STEP_OK, "retention over: dropping %s", job->retired);
+		return;
+	}
+	job_run_step(job);
+}
+
+static void maint_connected(void *arg, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error) {
+		job->maint = NULL;
+		job_event(job, JEV_TRANSIENT, "cannot open the maintenance connection: %s", error);
+		return;
+	}
+	apply_settings(job);
+	job_run_step(job);
+}
+
+void job_run_step(struct rebuild_job *job)
+{
+	if (job_is_terminal(job->state))
+		return;
+	if (!job->maint) {
+		job->maint = job_open_session(job, maint_connected, maint_lost, "rebuild");
+		if (!job->maint)
+			job_event(job, JEV_FATAL, "cannot start a maintenance connection (check the managed index's backend)");
+		return;
+	}
+	if (!pg_session_connected(job->maint))
+		return; /* still connecting: maint_connected runs the step */
+	const struct vg_managed_index *mi = job_index(job);
+	switch (job->state) {
+	case JOB_PREFLIGHT:
+		pools_traffic(mi ? mi->database : "", &job->t_pre_start);
+		job->pf_stage = PF_SUPER;
+		preflight_next(job);
+		return;
+	case JOB_BASELINE:
+		start_eval(job, EVAL_BASELINE);
+		return;
+	case JOB_BUILD:
+		start_build(job);
+		return;
+	case JOB_VERIFY:
+		start_verify(job);
+		return;
+	case JOB_SWAP:
+		if (mi && mi->approve_swap && !job->approved) {
+			snprintf(job->message, sizeof(job->message),
+			         "verified; waiting for approval to swap (vecgatectl approve %d)", job->id);
+			return;
+		}
+		start_swap(job);
+		return;
+	case JOB_WATCH:
+		job_schedule(job, mi ? mi->watch_seconds : 60);
+		return;
+	case JOB_RETAIN:
+		job_schedule(job, job->mode == SWAP_RENAME ? 0 : (mi ? mi->retention_seconds : 86400));
+		return;
+	default:
+		return;
+	}
+}
+
+/* ---- actions on the way between states ---- */
+
+static void drop_index_async(struct rebuild_job *job, const char *name)
+{
+	char sql[800];
+	sql_drop_index_concurrently(job->schema, name, sql, sizeof(sql));
+	if (job->maint && pg_session_connected(job->maint))
+		job_query(job, sql, 0, NULL, NULL);
+	else
+		log_warn("rebuild %d: %s must be dropped by hand: %s", job->id, name, sql);
+}
+
+/* A build still running on the maintenance session is cancelled, the
+ * session replaced: DROP INDEX CONCURRENTLY cannot share it. */
+static void stop_running_build(struct rebuild_job *job)
+{
+	if (!job->building || !job->maint)
+		return;
+	PGconn *conn = pg_session_conn(job->maint);
+	if (conn) {
+		PGcancel *c = PQgetCancel(conn);
+		char err[256];
+		if (c) {
+			PQcancel(c, err, sizeof(err));
+			PQfreeCancel(c);
+		}
+	}
+	close_sessions(job);
+}
+
+static void retry_when_clean(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	(void)res;
+	(void)error;
+	const struct vg_managed_index *mi = job_index(job);
+	job_schedule(job, job_backoff_seconds(job->attempts - 1, mi ? mi->backoff_seconds : 2, 300));
+}
+
+void job_perform(struct rebuild_job *job, enum job_state from, enum job_action action)
+{
+	switch (action) {
+	case JACT_DROP_NEW_INDEX: {
+		stop_running_build(job);
+		if (!job->maint)
+			job->maint = job_open_session(job, NULL, cleanup_lost, "cleanup");
+		char sql[800];
+		sql_drop_index_concurrently(job->schema, job->fresh, sql, sizeof(sql));
+		if (job->maint) {
+			pg_session_query(job->maint, "ROLLBACK", 0, NULL, NULL, NULL);
+			pg_session_query(job->maint, sql, 0, NULL, NULL, NULL);
+		} else {
+			log_warn("rebuild %d: drop %s by hand: %s", job->id, job->fresh, sql);
+		}
+		break;
+	}
+	case JACT_ROLLBACK_SWAP: {
+		if (job->mode != SWAP_FLIP)
+			break;
+		const struct vg_managed_index *mi = job_index(job);
+		struct swap_names n = {job->schema, job->table, job->live, job->fresh, job->retired,
+		                       mi ? mi->lock_timeout_ms * 10 : 500};
+		char sql[4096];
+		sql_rollback(&n, sql, sizeof(sql));
+		if (!job->maint)
+			job->maint = job_open_session(job, NULL, cleanup_lost, "rollback");
+		if (job->maint) {
+			pg_session_query(job->maint, sql, 0, NULL, NULL, NULL);
+			/* the candidate, invalid again, would only cost writes: drop it */
+			sql_drop_index_concurrently(job->schema, job->fresh, sql, sizeof(sql));
+			pg_session_query(job->maint, sql, 0, NULL, NULL, NULL);
+		}
+		break;
+	}
+	case JACT_DROP_OLD_INDEX:
+		if (job->mode == SWAP_FLIP)
+			drop_index_async(job, job->retired);
+		break;
+	case JACT_RETRY_AFTER_BACKOFF: {
+		const struct vg_managed_index *mi = job_index(job);
+		double delay = job_backoff_seconds(job->attempts, mi ? mi->backoff_seconds : 2, 300);
+		job->attempts++;
+		if (from == JOB_BUILD) {
+			/* a failed concurrent build leaves an invalid index behind:
+			 * drop it on a fresh session, then wait out the backoff */
+			stop_running_build(job);
+			pg_session_close(job->maint);
+			job->maint = job_open_session(job, NULL, maint_lost, "rebuild");
+			if (job->maint) {
+				char sql[800];
+				sql_drop_index_concurrently(job->schema, job->fresh, sql, sizeof(sql));
+				pg_session_query(job->maint, sql, 0, NULL, NULL, NULL);
+				apply_settings(job);
+				pg_session_query(job->maint, "SELECT 1", 0, NULL, retry_when_clean, job);
+				break;
+			}
+		}
+		job_schedule(job, delay);
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+void job_stop_sessions(struct rebuild_job *job)
+{
+	stop_running_build(job);
+	close_sessions(job);
+}
+
+/* A job that ended: let queued cleanup statements finish, then close. */
+void job_close_when_idle(struct rebuild_job *job)
+{
+	stop_polling(job);
+	if (job->timer)
+		event_del(job->timer);
+	if (job->maint)
+		pg_session_query(job->maint, "SELECT 1", 0, NULL, close_when_done, job);
+}

@@ -1,0 +1,383 @@
+/*
+ * The route table: per managed index, the mode its vector reads are routed
+ * by, shared by every vecgate instance through the database.  Modes live in
+ * vecgate.routes on the index's primary; a change (admin API, or a rebuild
+ * step's policy) is applied here at once, written with pg_notify() in the
+ * same statement, and every instance LISTENing on vecgate_routes re-reads
+ * the table when the commit's notification arrives.  A periodic re-read
+ * (routing.refresh_seconds) is the safety net for lost connections.  A local
+ * change that is not yet written is never overwritten by a re-read.
+ */
+#include "proxy/control/route_sync.h"
+#include "proxy/route_table.h"
+#include "proxy/runtime/pgasync.h"
+#include "proxy/runtime/runtime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SQL_ROUTES_SETUP                                                                                           \
+	"CREATE SCHEMA IF NOT EXISTS vecgate;"                                                                         \
+	"CREATE TABLE IF NOT EXISTS vecgate.routes ("                                                                  \
+	" index_name text PRIMARY KEY,"                                                                                \
+	" mode text NOT NULL CHECK (mode IN ('primary','replica','fallback','refuse')),"                               \
+	" step_mode text CHECK (step_mode IN ('primary','replica','fallback','refuse')),"                              \
+	" step text,"                                                                                                  \
+	" updated_at timestamptz NOT NULL DEFAULT now(),"                                                              \
+	" updated_by text);"                                                                                           \
+	"LISTEN vecgate_routes"
+
+#define SQL_ROUTE_SEED "INSERT INTO vecgate.routes (index_name, mode, updated_by) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+
+#define SQL_ROUTE_SET_MODE                                                                                         \
+	"WITH u AS (INSERT INTO vecgate.routes AS r (index_name, mode, updated_by) VALUES ($1, $2, $3)"                \
+	" ON CONFLICT (index_name) DO UPDATE SET mode = EXCLUDED.mode, updated_at = now(),"                            \
+	" updated_by = EXCLUDED.updated_by RETURNING r.index_name)"                                                    \
+	" SELECT pg_notify('vecgate_routes', index_name) FROM u"
+
+#define SQL_ROUTE_SET_STEP                                                                                         \
+	"WITH u AS (INSERT INTO vecgate.routes AS r (index_name, mode, step_mode, step, updated_by)"                   \
+	" VALUES ($1, $2, $3, $4, $5) ON CONFLICT (index_name) DO UPDATE SET step_mode = EXCLUDED.step_mode,"          \
+	" step = EXCLUDED.step, updated_at = now(), updated_by = EXCLUDED.updated_by RETURNING r.index_name)"          \
+	" SELECT pg_notify('vecgate_routes', index_name) FROM u"
+
+#define SQL_ROUTES_READ                                                                                            \
+	"SELECT index_name, mode, step_mode, step, updated_by, to_char(updated_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MSOF')" \
+	" FROM vecgate.routes"
+
+/* One session per (database, backend) holding managed indexes. */
+struct route_sync {
+	char *database, *backend, *user, *password;
+	struct pg_session *s;
+	bool ready;        /* table exists and LISTEN is on */
+	bool reading;      /* a re-read is in flight */
+	bool reread;       /* another notification came meanwhile */
+	bool warned;       /* setup failure logged once */
+	uint64_t reads;
+};
+
+static struct route_sync *syncs;
+static int n_syncs;
+static struct event *timer;
+static char whoami[128];
+
+static void sync_connect(struct route_sync *y);
+static void sync_read(struct route_sync *y);
+
+static bool in_sync(const struct route_sync *y, const struct route_state *r)
+{
+	return !strcmp(y->database, r->database) && !strcmp(y->backend, r->backend);
+}
+
+static struct route_sync *sync_of(const struct route_state *r)
+{
+	for (int i = 0; i < n_syncs; i++)
+		if (in_sync(&syncs[i], r))
+			return &syncs[i];
+	return NULL;
+}
+
+/* ---- writes ---- */
+
+static void mode_written(void *arg, PGresult *res, const char *error)
+{
+	(void)res;
+	struct route_state *r = arg;
+	if (error) {
+		log_warn("route %s: cannot record mode %s in vecgate.routes (retrying): %s", r->name,
+		         config_route_mode_name(r->mode), error);
+		return;
+	}
+	if (r->mode_gen == r->mode_gen_sent)
+		r->mode_dirty = false;
+}
+
+static void step_written(void *arg, PGresult *res, const char *error)
+{
+	(void)res;
+	struct route_state *r = arg;
+	if (error) {
+		log_warn("route %s: cannot record step policy in vecgate.routes (retrying): %s", r->name, error);
+		return;
+	}
+	if (r->step_gen == r->step_gen_sent)
+		r->step_dirty = false;
+}
+
+static void write_route(struct route_state *r)
+{
+	struct route_sync *y = sync_of(r);
+	if (!y || !y->ready || !pg_session_connected(y->s))
+		return; /* written when the session is back (refresh) */
+	char by[200];
+	if (r->mode_dirty) {
+		snprintf(by, sizeof(by), "%s (%s)", whoami, r->mode_source);
+		const char *p[] = {r->name, config_route_mode_name(r->mode), by};
+		if (pg_session_query(y->s, SQL_ROUTE_SET_MODE, 3, p, mode_written, r) == 0)
+			r->mode_gen_sent = r->mode_gen;
+	}
+	if (r->step_dirty) {
+		snprintf(by, sizeof(by), "%s (rebuild)", whoami);
+		const char *p[] = {r->name, config_route_mode_name(r->mode),
+		                   r->step_mode >= 0 ? config_route_mode_name((enum vg_route_mode)r->step_mode) : NULL,
+		                   r->step[0] ? r->step : NULL, by};
+		if (pg_session_query(y->s, SQL_ROUTE_SET_STEP, 5, p, step_written, r) == 0)
+			r->step_gen_sent = r->step_gen;
+	}
+}
+
+/* ---- reads ---- */
+
+static void read_done(void *arg, PGresult *res, const char *error)
+{
+	struct route_sync *y = arg;
+	y->reading = false;
+	if (error) {
+		log_warn("routes: cannot read vecgate.routes in %s: %s", y->database, error);
+		return;
+	}
+	y->reads++;
+	for (int row = 0; row < PQntuples(res); row++) {
+		const char *name = PQgetvalue(res, row, 0);
+		for (int i = 0; i < route_count(); i++) {
+			struct route_state *r = route_at(i);
+			if (strcmp(r->name, name) || !in_sync(y, r))
+				continue;
+			enum vg_route_mode before = route_state_effective(r);
+			int m = config_route_mode_parse(PQgetvalue(res, row, 1));
+			if (!r->mode_dirty && m >= 0)
+				r->mode = (enum vg_route_mode)m;
+			if (!r->step_dirty) {
+				r->step_mode = PQgetisnull(res, row, 2) ? -1 : config_route_mode_parse(PQgetvalue(res, row, 2));
+				snprintf(r->step, sizeof(r->step), "%s", PQgetisnull(res, row, 3) ? "" : PQgetvalue(res, row, 3));
+			}
+			snprintf(r->updated_by, sizeof(r->updated_by), "%s", PQgetvalue(res, row, 4));
+			snprintf(r->updated_at, sizeof(r->updated_at), "%s", PQgetvalue(res, row, 5));
+			r->synced = true;
+			if (route_state_effective(r) != before)
+				log_info("route %s: vector reads now go by mode %s (set by %s)", r->name,
+				         config_route_mode_name(route_state_effective(r)), r->updated_by);
+		}
+	}
+	if (y->reread) {
+		y->reread = false;
+		sync_read(y);
+	}
+}
+
+static void sync_read(struct route_sync *y)
+{
+	if (y->reading) {
+		y->reread = true;
+		return;
+	}
+	if (pg_session_query(y->s, SQL_ROUTES_READ, 0, NULL, read_done, y) == 0)
+		y->reading = true;
+}
+
+static void on_notify(void *arg, const char *channel, const char *payload)
+{
+	(void)payload;
+	struct route_sync *y = arg;
+	if (!strcmp(channel, "vecgate_routes") && y->ready)
+		sync_read(y);
+}
+
+/* ---- session ---- */
+
+static void setup_done(void *arg, PGresult *res, const char *error)
+{
+	(void)res;
+	struct route_sync *y = arg;
+	if (error) {
+		if (!y->warned)
+			log_warn("routes: cannot use vecgate.routes in database %s (route modes stay local to this "
+			         "instance until it works): %s",
+			         y->database, error);
+		y->warned = true;
+		return;
+	}
+	if (y->warned)
+		log_info("routes: vecgate.routes in database %s is usable now", y->database);
+	y->warned = false;
+	y->ready = true;
+	for (int i = 0; i < route_count(); i++) {
+		struct route_state *r = route_at(i);
+		if (!in_sync(y, r))
+			continue;
+		char by[200];
+		snprintf(by, sizeof(by), "%s (config)", whoami);
+		const char *p[] = {r->name, config_route_mode_name(r->config_mode), by};
+		pg_session_query(y->s, SQL_ROUTE_SEED, 3, p, NULL, NULL);
+		write_route(r);
+	}
+	sync_read(y);
+}
+
+static void sync_connected(void *arg, const char *error)
+{
+	struct route_sync *y = arg;
+	if (error) {
+		y->s = NULL;
+		if (!y->warned)
+			log_warn("routes: cannot connect to database %s for vecgate.routes: %s", y->database, error);
+		y->warned = true;
+		return;
+	}
+	pg_session_query(y->s, SQL_ROUTES_SETUP, 0, NULL, setup_done, y);
+}
+
+static void sync_lost(void *arg, const char *error)
+{
+	struct route_sync *y = arg;
+	log_warn("routes: connection for vecgate.routes in %s lost: %s", y->database, error ? error : "?");
+	y->s = NULL;
+	y->ready = y->reading = y->reread = false;
+}
+
+static void sync_connect(struct route_sync *y)
+{
+	const struct vg_backend *be = config_find_backend(vg.cfg, y->backend);
+	if (!be)
+		return;
+	char port[16];
+	snprintf(port, sizeof(port), "%d", be->port);
+	const char *kw[] = {"host", "port", "dbname", "user", "password", "application_name", NULL};
+	const char *val[] = {be->host, port, y->database, y->user, y->password ? y->password : "", "vecgate routes", NULL};
+	y->ready = y->reading = y->reread = false;
+	y->s = pg_session_connect(vg.base, kw, val, vg.cfg->timeouts.server_connect, sync_connected, sync_lost, y);
+	if (y->s)
+		pg_session_on_notify(y->s, on_notify);
+}
+
+static void refresh(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	for (int i = 0; i < n_syncs; i++) {
+		struct route_sync *y = &syncs[i];
+		if (!y->s) {
+			sync_connect(y);
+		} else if (!pg_session_connected(y->s)) {
+			continue;
+		} else if (!y->ready) {
+			pg_session_query(y->s, SQL_ROUTES_SETUP, 0, NULL, setup_done, y);
+		} else {
+			for (int r = 0; r < route_count(); r++)
+				if (in_sync(y, route_at(r)))
+					write_route(route_at(r));
+			sync_read(y);
+		}
+	}
+}
+
+/* ---- lifetime ---- */
+
+/* One session per (database, backend) that holds managed indexes. */
+static void start_syncs(void)
+{
+	const struct vg_config *cfg = vg.cfg;
+	syncs = calloc(cfg->n_indexes + 1, sizeof(*syncs));
+	if (!syncs)
+		return;
+	for (int i = 0; i < route_count(); i++) {
+		struct route_state *r = route_at(i);
+		if (sync_of(r))
+			continue;
+		const struct vg_managed_index *mi = config_find_index(cfg, r->name);
+		struct route_sync *y = &syncs[n_syncs++];
+		y->database = strdup(mi->database);
+		y->backend = strdup(mi->backend);
+		y->user = strdup(mi->user ? mi->user : "postgres");
+		y->password = mi->password ? strdup(mi->password) : NULL;
+	}
+	for (int i = 0; i < n_syncs; i++)
+		sync_connect(&syncs[i]);
+	double iv = cfg->routing.refresh_seconds;
+	struct timeval tv = {(long)iv, (long)((iv - (long)iv) * 1e6)};
+	if (!timer)
+		timer = event_new(vg.base, -1, EV_PERSIST, refresh, NULL);
+	event_add(timer, &tv);
+}
+
+static void free_syncs(void)
+{
+	for (int i = 0; i < n_syncs; i++) {
+		pg_session_close(syncs[i].s); /* pending callbacks are dropped with it */
+		free(syncs[i].database);
+		free(syncs[i].backend);
+		free(syncs[i].user);
+		free(syncs[i].password);
+	}
+	free(syncs);
+	syncs = NULL;
+	n_syncs = 0;
+}
+
+/* ---- operations ---- */
+
+enum op_status routes_set_mode(const char *name, enum vg_route_mode mode, const char *source)
+{
+	struct route_state *r = route_find(name);
+	if (!r)
+		return OP_NOT_FOUND;
+	if (r->mode != mode)
+		log_info("route %s: mode %s -> %s (%s)", r->name, config_route_mode_name(r->mode),
+		         config_route_mode_name(mode), source);
+	r->mode = mode;
+	snprintf(r->mode_source, sizeof(r->mode_source), "%s", source);
+	r->mode_dirty = true;
+	r->mode_gen++;
+	write_route(r);
+	return OP_OK;
+}
+
+void routes_job_step(const char *name, enum job_state state)
+{
+	struct route_state *r = route_find(name);
+	const struct vg_managed_index *mi = config_find_index(vg.cfg, name);
+	if (!r || !mi)
+		return;
+	int step = (int)state - (int)JOB_PREFLIGHT;
+	bool active = step >= 0 && step < VG_POLICY_STEPS;
+	int mode = active ? mi->route_policy[step] : -1;
+	const char *label = mode >= 0 ? job_state_name(state) : "";
+	if (mode == r->step_mode && !strcmp(label, r->step))
+		return;
+	if (mode != r->step_mode)
+		log_info("route %s: rebuild step %s %s", r->name, job_state_name(state),
+		         mode >= 0 ? config_route_mode_name((enum vg_route_mode)mode) : "leaves the operator's mode");
+	r->step_mode = mode;
+	snprintf(r->step, sizeof(r->step), "%s", label);
+	r->step_dirty = true;
+	r->step_gen++;
+	write_route(r);
+}
+
+void route_sync_start(void)
+{
+	char host[64] = "?";
+	gethostname(host, sizeof(host) - 1);
+	snprintf(whoami, sizeof(whoami), "vecgate@%s:%d", host, (int)getpid());
+	route_table_build();
+	start_syncs();
+}
+
+void route_sync_reload(void)
+{
+	free_syncs(); /* their callbacks point into the old table */
+	route_table_build();
+	start_syncs();
+}
+
+void route_sync_stop(void)
+{
+	free_syncs();
+	route_table_free();
+	if (timer)
+		event_free(timer);
+	timer = NULL;
+}

@@ -1,0 +1,77 @@
+/*
+ * Named prepared statements under transaction pooling (prepared.c), the
+ * rewrite half of the data plane.  A pool's registry interns statement texts
+ * that servers prepare as "vg_<id>"; each client maps its own names onto
+ * them, and each server remembers which ids it has (closing the least
+ * recently used beyond max_prepared_statements).  rewrite_extended turns a
+ * client's Parse/Bind/Describe/Close into requests about those statements.
+ */
+#ifndef VG_PROXY_PREPARED_H
+#define VG_PROXY_PREPARED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct client_conn;
+struct server_conn;
+struct evbuffer;
+struct sql_class;
+
+/* A statement text known to a pool; servers prepare it as "vg_<id>". */
+struct prep_stmt {
+	uint32_t id;
+	uint64_t hash;
+	uint8_t *tail; /* Parse body after the name: query, param types */
+	size_t tail_len;
+	uint8_t route_kind;     /* 0 not classified yet, 1 stays on the primary, 2 vector read */
+	struct sql_class *cls;  /* route_kind 2: the classification, for route decisions per Bind */
+	struct prep_stmt *next;
+};
+struct stmt_registry {
+	struct prep_stmt **buckets;
+	size_t nbuckets, count;
+	uint32_t next_id;
+};
+struct prep_stmt *registry_intern(struct stmt_registry *r, const uint8_t *tail, size_t len);
+void registry_free(struct stmt_registry *r);
+void stmt_server_name(uint32_t id, char out[24]);
+
+/* client statement name -> prep_stmt */
+struct name_map_entry {
+	char *name;
+	struct prep_stmt *stmt;
+	struct name_map_entry *next;
+};
+struct name_map {
+	struct name_map_entry **buckets;
+	size_t nbuckets, count;
+};
+struct prep_stmt *name_map_get(struct name_map *m, const char *name);
+void name_map_put(struct name_map *m, const char *name, struct prep_stmt *st);
+void name_map_del(struct name_map *m, const char *name);
+void name_map_free(struct name_map *m);
+
+/* which statement ids a server has prepared, and in which order they were
+ * last used (for closing the least recently used at max_prepared_statements) */
+struct id_set {
+	uint8_t *bits;
+	size_t nbytes;
+	uint32_t *order; /* least recently used first */
+	size_t count, cap;
+};
+bool id_set_has(const struct id_set *s, uint32_t id);
+void id_set_add(struct id_set *s, uint32_t id);
+void id_set_del(struct id_set *s, uint32_t id);
+void id_set_clear(struct id_set *s);
+void id_set_touch(struct id_set *s, uint32_t id); /* mark as just used */
+void id_set_free(struct id_set *s);
+
+
+/* Transaction mode: write the client's Parse/Bind/Describe/Close `msg` to
+ * the server's output `out`, mapped onto the pool's shared statements, and
+ * queue what the server will owe for it. */
+void prepared_rewrite(struct client_conn *c, struct server_conn *s, uint8_t type, const uint8_t *msg, size_t total,
+                      struct evbuffer *out);
+
+#endif

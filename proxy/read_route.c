@@ -1,0 +1,204 @@
+/*
+ * Decide, once per client request cycle, whether vecgate answers it itself
+ * (a DDL guard or route refusal), sends it to the primary, or routes a
+ * vector read to a replica or fallback; and replay a routed read on the
+ * primary when its backend fails before answering.  Only statements that can
+ * matter reach the lexer: cheap byte scans come first.
+ */
+#include "proxy/read_route.h"
+#include "proxy/backend_table.h"
+#include "proxy/pending.h"
+#include "proxy/route_table.h"
+#include "routing/classify.h"
+#include "routing/ddl_guard.h"
+
+#include <assert.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Statements against managed tables and indexes go past the DDL guard.
+ * Returns true when the statement was refused (and answered): a simple
+ * Query gets ErrorResponse + ReadyForQuery; a Parse gets the ErrorResponse
+ * and, as PostgreSQL does after an error, everything up to Sync is skipped. */
+bool ddl_guard_refused(struct client_conn *c, const char *sql, size_t len, bool extended)
+{
+	/* every guarded statement names an INDEX (REINDEX, CREATE/DROP INDEX):
+	 * a bounded, case-insensitive look before the real lexer runs */
+	bool maybe = false;
+	for (size_t i = 0; i + 5 <= len && !maybe; i++)
+		maybe = !strncasecmp(sql + i, "index", 5);
+	if (!maybe)
+		return false;
+	struct guard_target targets[32];
+	int n = 0;
+	for (size_t i = 0; i < vg.cfg->n_indexes && n < 32; i++) {
+		const struct vg_managed_index *m = &vg.cfg->indexes[i];
+		if (strcmp(m->database, c->pool->be_dbname))
+			continue;
+		targets[n++] = (struct guard_target){m->name, m->schema, m->table, m->index};
+	}
+	if (!n)
+		return false;
+	struct sql_class cls;
+	sql_classify(sql, len, &cls);
+	char why[512], hint[300];
+	enum guard_verdict v = ddl_guard_check(&cls, targets, n, (enum guard_mode)vg.cfg->ddl_guard, why, sizeof(why),
+	                                       hint, sizeof(hint));
+	if (v == GUARD_PASS)
+		return false;
+	log_warn("C-%llu: %s DDL from %s@%s: %s", (unsigned long long)c->id, v == GUARD_BLOCKED ? "refused" : "allowed",
+	         c->user, c->addr, why);
+	if (v == GUARD_WARNED)
+		return false;
+	pending_refuse(c, VG_SQLSTATE_DDL_GUARD, why, hint, extended);
+	return true;
+}
+
+/* Only text holding a distance operator can be a vector read: a scan that
+ * keeps the classifier off every other statement. */
+static bool maybe_vector_op(const char *sql, size_t len)
+{
+	for (size_t i = 0; i + 2 < len; i++)
+		if (sql[i] == '<' && strchr("-=#+~%", sql[i + 1]) && sql[i + 2] == '>')
+			return true;
+	return false;
+}
+
+/* The statement text of a Query or Parse message, or NULL. */
+const char *statement_text(uint8_t type, const uint8_t *msg, size_t total, size_t *len,
+                                  const char **stmt_name, const uint8_t **tail, size_t *tail_len)
+{
+	const uint8_t *body = msg + PG_HDR_LEN;
+	size_t blen = total - PG_HDR_LEN;
+	*stmt_name = "";
+	if (type == 'Q') {
+		*len = strnlen((const char *)body, blen);
+		return (const char *)body;
+	}
+	if (parse_parse_msg(body, blen, stmt_name, tail, tail_len) < 0)
+		return NULL;
+	*len = strnlen((const char *)*tail, *tail_len);
+	return (const char *)*tail;
+}
+
+/* A routable vector read?  Text without a distance operator never reaches
+ * the lexer. */
+static bool classify_vector_read(const char *sql, size_t len, struct sql_class *out)
+{
+	if (!maybe_vector_op(sql, len))
+		return false;
+	sql_classify(sql, len, out);
+	return route_is_vector_read(out);
+}
+
+/* Classify a named statement once; later Binds reuse the answer. */
+static const struct sql_class *stmt_route_class(struct prep_stmt *st)
+{
+	if (!st->route_kind) {
+		struct sql_class cls;
+		st->route_kind = 1;
+		if (classify_vector_read((const char *)st->tail, strnlen((const char *)st->tail, st->tail_len), &cls) &&
+		    (st->cls = malloc(sizeof(*st->cls)))) {
+			*st->cls = cls;
+			st->route_kind = 2;
+		}
+	}
+	return st->route_kind == 2 ? st->cls : NULL;
+}
+
+/* The classification routing needs for the message that starts a cycle, or
+ * NULL when it cannot be a routable vector read. */
+static const struct sql_class *routing_class(struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total,
+                                             struct sql_class *scratch)
+{
+	const char *name, *portal;
+	const uint8_t *tail = NULL;
+	size_t len, tail_len = 0;
+	if (type == 'B') {
+		if (parse_bind_msg(msg + PG_HDR_LEN, total - PG_HDR_LEN, &portal, &name, &tail, &tail_len) < 0 || !name[0])
+			return NULL;
+		struct prep_stmt *st = name_map_get(&c->stmts, name);
+		return st ? stmt_route_class(st) : NULL;
+	}
+	const char *sql = statement_text(type, msg, total, &len, &name, &tail, &tail_len);
+	if (!sql)
+		return NULL;
+	if (type == 'P' && name[0])
+		return stmt_route_class(registry_intern(c->pool->reg, tail, tail_len));
+	return classify_vector_read(sql, len, scratch) ? scratch : NULL;
+}
+
+/* Decide where the cycle starting with this whole message goes.  For a
+ * vector read that may leave the primary, `d` names the backend; the caller
+ * finds its pool and reports with route_cycle_routed or _kept. */
+enum cycle_route route_cycle(struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total,
+                             struct route_decision *d)
+{
+	if (c->force_primary) {
+		c->force_primary = false; /* a replay: its latency keeps counting from the first try */
+		return CYCLE_PRIMARY;
+	}
+	struct sql_class scratch;
+	const struct sql_class *cls = routing_class(c, type, msg, total, &scratch);
+	if (!cls)
+		return CYCLE_PRIMARY;
+	routes_decide(c->pool->be_dbname, c->pool->be_name, cls, d);
+	if (!d->route)
+		return CYCLE_PRIMARY;
+	snprintf(c->vread_route, sizeof(c->vread_route), "%s", d->route->name);
+	c->vread_start = now_sec();
+	if (d->target == ROUTE_TO_REFUSE) {
+		routes_count(d->route, RS_REFUSED);
+		char m[300];
+		snprintf(m, sizeof(m), "vector search on managed index \"%s\" is refused for now (route mode refuse)",
+		         d->route->name);
+		pending_refuse(c, VG_SQLSTATE_ROUTE_REFUSED, m,
+		               "An operator or a rebuild step set this mode; retry later, or see GET /v1/routes.", type != 'Q');
+		return CYCLE_REFUSED;
+	}
+	if (!d->backend) {
+		routes_count(d->route, RS_PRIMARY);
+		return CYCLE_PRIMARY;
+	}
+	return CYCLE_ROUTED;
+}
+
+void route_cycle_kept(struct client_conn *c, const struct route_decision *d)
+{
+	(void)c;
+	routes_count(d->route, RS_PRIMARY);
+}
+
+void route_cycle_routed(struct client_conn *c, const struct route_decision *d)
+{
+	routes_count(d->route, d->mode == VG_ROUTE_FALLBACK ? RS_FALLBACK : RS_REPLICA);
+	d->backend->routed_reads++;
+	c->routed = true;
+	c->cycle_sent = false;
+	snprintf(c->route_name, sizeof(c->route_name), "%s", d->route->name);
+	snprintf(c->route_backend, sizeof(c->route_backend), "%s", d->backend->name);
+	if (!c->replay)
+		c->replay = evbuffer_new();
+}
+
+void route_cycle_done(struct client_conn *c)
+{
+	c->routed = c->cycle_sent = false;
+	c->route_name[0] = c->route_backend[0] = 0;
+	if (c->replay)
+		evbuffer_drain(c->replay, evbuffer_get_length(c->replay));
+}
+
+void route_cycle_failed(struct client_conn *c, const char *why)
+{
+	log_info("C-%llu: routed read on %s failed before answering (%s): running it on the primary",
+	         (unsigned long long)c->id, c->route_backend, why);
+	routes_count(route_find(c->route_name), RS_REPLAYED);
+	struct backend_state *be = backend_find(c->route_backend);
+	if (be)
+		be->replayed_reads++;
+}

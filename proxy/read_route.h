@@ -1,0 +1,37 @@
+/*
+ * Routing decisions for one client request cycle (read_route.c): whether
+ * the DDL guard refuses its statement, and where a vector read goes (the
+ * primary, a replica or fallback through a sibling pool, or a refusal).  A
+ * routed read keeps its messages until answered, so that a failure on the
+ * replica can be replayed on the primary.
+ */
+#ifndef VG_PROXY_READ_ROUTE_H
+#define VG_PROXY_READ_ROUTE_H
+
+#include "proxy/conn.h"
+#include "proxy/route_table.h"
+
+/* The statement text of a Query or Parse message, or NULL. */
+const char *statement_text(uint8_t type, const uint8_t *msg, size_t total, size_t *len, const char **stmt_name,
+                           const uint8_t **tail, size_t *tail_len);
+/* True when the DDL guard refused the statement (and it was answered). */
+bool ddl_guard_refused(struct client_conn *c, const char *sql, size_t len, bool extended);
+enum cycle_route {
+	CYCLE_PRIMARY, /* the client's own pool */
+	CYCLE_ROUTED,  /* a vector read for d->backend, if its pool can take it */
+	CYCLE_REFUSED, /* answered with an error already */
+};
+/* Where the cycle starting with this whole message goes. */
+enum cycle_route route_cycle(struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total,
+                             struct route_decision *d);
+/* The caller's verdict on a CYCLE_ROUTED: linked through the backend's
+ * pool (the cycle's messages are then kept for a replay), or kept on the
+ * primary because that pool cannot take it now. */
+void route_cycle_routed(struct client_conn *c, const struct route_decision *d);
+void route_cycle_kept(struct client_conn *c, const struct route_decision *d);
+void route_cycle_done(struct client_conn *c); /* the routed cycle is answered */
+/* A routed read's backend failed before answering: counted and logged
+ * here; the client replays the kept messages on the primary. */
+void route_cycle_failed(struct client_conn *c, const char *why);
+
+#endif

@@ -1,0 +1,57 @@
+/*
+ * The route table (route_table.c): per managed index, the operator's route
+ * mode, a rebuild step's override and the counters of where its vector reads
+ * went.  The data plane decides with it (routes_decide); the control plane
+ * keeps the modes in step with vecgate.routes (proxy/control/route_sync.h).
+ */
+#ifndef VG_PROXY_ROUTE_TABLE_H
+#define VG_PROXY_ROUTE_TABLE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proxy/runtime/stats.h"
+#include "routing/route.h"
+
+struct backend_state;
+
+enum route_stat { RS_PRIMARY, RS_REPLICA, RS_FALLBACK, RS_REFUSED, RS_REPLAYED, ROUTE_STAT_COUNT };
+
+struct route_state {
+	char *name, *database, *backend, *schema, *table;
+	enum vg_route_mode config_mode; /* seeded into vecgate.routes when absent */
+	enum vg_route_mode mode;        /* the operator's */
+	int step_mode;                  /* a rebuild step's policy, -1 = none */
+	char step[16];
+	char mode_source[64];
+	char updated_by[200], updated_at[40];
+	bool synced; /* read back from vecgate.routes at least once */
+	bool mode_dirty, step_dirty;
+	unsigned mode_gen, mode_gen_sent, step_gen, step_gen_sent;
+	uint64_t stats[ROUTE_STAT_COUNT];
+	struct latency_hist latency; /* vector reads: arrival to the ReadyForQuery that ends the cycle */
+};
+
+struct route_decision {
+	int target;                    /* ROUTE_TO_PRIMARY, ROUTE_TO_REFUSE, or a backend */
+	struct backend_state *backend; /* target >= 0 */
+	struct route_state *route;     /* the managed index that decided, or NULL */
+	enum vg_route_mode mode;
+};
+
+/* Build the table from vg.cfg; modes and counters of indexes that stay are
+ * carried over from the table it replaces. */
+void route_table_build(void);
+void route_table_free(void);
+int route_count(void);
+struct route_state *route_at(int i);
+struct route_state *route_find(const char *name);
+enum vg_route_mode route_state_effective(const struct route_state *r);
+const char *route_stat_name(enum route_stat s);
+/* Cheap pre-check: does any managed index live in this backend database? */
+bool routes_for_database(const char *dbname);
+void routes_decide(const char *dbname, const char *primary, const struct sql_class *c, struct route_decision *out);
+void routes_count(struct route_state *r, enum route_stat what);
+void routes_observe_latency(const char *name, double seconds);
+
+#endif

@@ -1,0 +1,25 @@
+/*
+ * Logging (log.c): one line per event with a wall-clock timestamp and a
+ * level, to stderr or a file.  Debug lines sit on the hot path, so the macro
+ * skips the call entirely below the configured level.
+ */
+#ifndef VG_PROXY_RUNTIME_LOG_H
+#define VG_PROXY_RUNTIME_LOG_H
+
+#include "conf/config.h"
+
+void log_init(const struct vg_logging *cfg);
+void log_set_level(enum vg_log_level lvl);
+void vg_log(enum vg_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+extern enum vg_log_level vg_log_min_level;
+/* per-message tracing sits on the hot path: skip the call when disabled */
+#define log_debug(...)                                                                             \
+	do {                                                                                           \
+		if (vg_log_min_level <= VG_LOG_DEBUG)                                                      \
+			vg_log(VG_LOG_DEBUG, __VA_ARGS__);                                                     \
+	} while (0)
+#define log_info(...) vg_log(VG_LOG_INFO, __VA_ARGS__)
+#define log_warn(...) vg_log(VG_LOG_WARNING, __VA_ARGS__)
+#define log_error(...) vg_log(VG_LOG_ERROR, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,445 @@
+/*
+ * Non-blocking libpq on the event loop: PQconnectStartParams/PQconnectPoll
+ * for the login, then one statement at a time from a queue with
+ * PQsendQueryParams, PQflush and PQconsumeInput/PQisBusy on socket
+ * readiness.  The socket can change during connection polling (libpq may try
+ * several addresses), so the io event is re-created for every wait.
+ */
+#include "proxy/runtime/pgasync.h"
+#include "proxy/runtime/runtime.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum session_state { PS_CONNECTING, PS_IDLE, PS_SENDING, PS_READING, PS_CLOSED };
+
+struct pg_stmt {
+	struct pg_stmt *next;
+	char *sql;
+	int nparams;
+	char **params;
+	pg_result_cb cb;
+	void *arg;
+};
+
+struct pg_session {
+	struct event_base *base;
+	PGconn *conn;
+	enum session_state state;
+	struct event *io;
+	struct event *timer;
+	struct pg_stmt *head, *tail; /* head is running when state is SENDING/READING */
+	PGresult *last;
+	pg_state_cb on_connect, on_lost;
+	pg_notify_cb on_notify;
+	void *arg;
+	bool in_callback;
+	bool close_requested;
+};
+
+static void ps_io_cb(evutil_socket_t fd, short what, void *arg);
+
+/* NOTICE/WARNING text from the server goes to vecgate's log, not stderr */
+static void ps_notice(void *arg, const char *message)
+{
+	(void)arg;
+	log_debug("server notice: %.*s", (int)strcspn(message, "\n"), message);
+}
+
+static void stmt_free(struct pg_stmt *st)
+{
+	for (int i = 0; i < st->nparams; i++)
+		free(st->params[i]);
+	free(st->params);
+	free(st->sql);
+	free(st);
+}
+
+static void ps_destroy(struct pg_session *s)
+{
+	if (s->io)
+		event_free(s->io);
+	if (s->timer)
+		event_free(s->timer);
+	if (s->last)
+		PQclear(s->last);
+	if (s->conn)
+		PQfinish(s->conn);
+	while (s->head) {
+		struct pg_stmt *n = s->head->next;
+		stmt_free(s->head);
+		s->head = n;
+	}
+	free(s);
+}
+
+static void conn_error(struct pg_session *s, char *buf, size_t len)
+{
+	const char *e = s->conn ? PQerrorMessage(s->conn) : "out of memory";
+	snprintf(buf, len, "%s", e && *e ? e : "connection failed");
+	size_t n = strlen(buf);
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+		buf[--n] = 0;
+}
+
+/* The connection is gone: tell the owner once, then free everything. */
+static void ps_lost_because(struct pg_session *s, const char *why)
+{
+	char msg[512];
+	if (why)
+		snprintf(msg, sizeof(msg), "%s", why);
+	else
+		conn_error(s, msg, sizeof(msg));
+	bool was_connecting = s->state == PS_CONNECTING;
+	s->state = PS_CLOSED;
+	pg_state_cb cb = was_connecting ? s->on_connect : s->on_lost;
+	if (cb)
+		cb(s->arg, msg);
+	ps_destroy(s);
+}
+
+static void ps_lost(struct pg_session *s)
+{
+	ps_lost_because(s, NULL);
+}
+
+static void ps_wait(struct pg_session *s, short what)
+{
+	if (s->io)
+		event_free(s->io);
+	s->io = event_new(s->base, PQsocket(s->conn), what, ps_io_cb, s);
+	event_add(s->io, NULL);
+}
+
+static void ps_start_next(struct pg_session *s)
+{
+	if (s->state != PS_IDLE || !s->head) {
+		if (s->state == PS_IDLE)
+			ps_wait(s, EV_READ); /* notice a dropped connection while idle */
+		return;
+	}
+	struct pg_stmt *st = s->head;
+	/* without parameters use the simple protocol: it allows several
+	 * statements (BEGIN; ...; COMMIT) in one string */
+	int ok = st->nparams ? PQsendQueryParams(s->conn, st->sql, st->nparams, NULL, (const char *const *)st->params,
+	                                         NULL, NULL, 0)
+	                     : PQsendQuery(s->conn, st->sql);
+	if (!ok) {
+		ps_lost(s);
+		return;
+	}
+	s->state = PS_SENDING;
+	ps_wait(s, EV_WRITE);
+}
+
+/* Returns false if the session was freed. */
+static bool ps_finish_stmt(struct pg_session *s)
+{
+	struct pg_stmt *st = s->head;
+	s->head = st->next;
+	if (!s->head)
+		s->tail = NULL;
+	PGresult *res = s->last;
+	s->last = NULL;
+	s->state = PS_IDLE;
+	const char *error = NULL;
+	char msg[1024];
+	ExecStatusType rs = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	if (!res) {
+		error = "no result";
+	} else if (rs != PGRES_TUPLES_OK && rs != PGRES_COMMAND_OK && rs != PGRES_EMPTY_QUERY) {
+		snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
+		size_t n = strlen(msg);
+		while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+			msg[--n] = 0;
+		error = msg;
+	}
+	s->in_callback = true;
+	if (st->cb)
+		st->cb(st->arg, res, error);
+	s->in_callback = false;
+	if (res)
+		PQclear(res);
+	stmt_free(st);
+	if (s->close_requested) {
+		ps_destroy(s);
+		return false;
+	}
+	return true;
+}
+
+/* LISTEN: hand each NOTIFY to the owner.  Returns false if the session was
+ * closed from the callback (and freed). */
+static bool ps_deliver_notifies(struct pg_session *s)
+{
+	PGnotify *n;
+	while ((n = PQnotifies(s->conn))) {
+		if (s->on_notify) {
+			s->in_callback = true;
+			s->on_notify(s->arg, n->relname, n->extra);
+			s->in_callback = false;
+		}
+		PQfreemem(n);
+		if (s->close_requested) {
+			ps_destroy(s);
+			return false;
+		}
+	}
+	return true;
+}
+
+static void ps_io_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct pg_session *s = arg;
+	switch (s->state) {
+	case PS_CONNECTING:
+		switch (PQconnectPoll(s->conn)) {
+		case PGRES_POLLING_READING:
+			ps_wait(s, EV_READ);
+			return;
+		case PGRES_POLLING_WRITING:
+			ps_wait(s, EV_WRITE);
+			return;
+		case PGRES_POLLING_OK:
+			event_del(s->timer);
+			PQsetnonblocking(s->conn, 1);
+			s->state = PS_IDLE;
+			if (s->on_connect) {
+				s->in_callback = true;
+				s->on_connect(s->arg, NULL);
+				s->in_callback = false;
+				if (s->close_requested) {
+					ps_destroy(s);
+					return;
+				}
+			}
+			ps_start_next(s);
+			return;
+		default:
+			ps_lost(s);
+			return;
+		}
+	case PS_SENDING: {
+		int r = PQflush(s->conn);
+		if (r < 0) {
+			ps_lost(s);
+		} else if (r == 1) {
+			ps_wait(s, EV_WRITE);
+		} else {
+			s->state = PS_READING;
+			ps_wait(s, EV_READ);
+		}
+		return;
+	}
+	case PS_READING:
+		if (!PQconsumeInput(s->conn)) {
+			ps_lost(s);
+			return;
+		}
+		if (!ps_deliver_notifies(s))
+			return;
+		while (!PQisBusy(s->conn)) {
+			PGresult *r = PQgetResult(s->conn);
+			if (!r) {
+				if (!ps_finish_stmt(s))
+					return;
+				ps_start_next(s);
+				return;
+			}
+			/* keep the last result: errors and row sets come last */
+			if (s->last)
+				PQclear(s->last);
+			s->last = r;
+		}
+		ps_wait(s, EV_READ);
+		return;
+	case PS_IDLE:
+		/* readable while idle: a NOTICE, or the server went away */
+		if (!PQconsumeInput(s->conn) || PQstatus(s->conn) == CONNECTION_BAD) {
+			ps_lost(s);
+			return;
+		}
+		if (!ps_deliver_notifies(s))
+			return;
+		if (s->state == PS_IDLE && s->head) {
+			ps_start_next(s); /* the callback queued a statement */
+			return;
+		}
+		ps_wait(s, EV_READ);
+		return;
+	case PS_CLOSED:
+		return;
+	}
+}
+
+static void ps_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct pg_session *s = arg;
+	if (s->state == PS_CONNECTING)
+		ps_lost_because(s, "connection timed out");
+}
+
+struct pg_session *pg_session_connect(struct event_base *base, const char *const *keywords,
+                                      const char *const *values, double connect_timeout,
+                                      pg_state_cb on_connect, pg_state_cb on_lost, void *arg)
+{
+	struct pg_session *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->base = base;
+	s->on_connect = on_connect;
+	s->on_lost = on_lost;
+	s->arg = arg;
+	s->conn = PQconnectStartParams(keywords, values, 0);
+	if (s->conn)
+		PQsetNoticeProcessor(s->conn, ps_notice, NULL);
+	s->timer = evtimer_new(base, ps_timeout_cb, s);
+	if (!s->conn || PQstatus(s->conn) == CONNECTION_BAD || !s->timer) {
+		ps_destroy(s);
+		return NULL;
+	}
+	s->state = PS_CONNECTING;
+	if (connect_timeout > 0) {
+		struct timeval tv = {(long)connect_timeout, (long)((connect_timeout - (long)connect_timeout) * 1e6)};
+		evtimer_add(s->timer, &tv);
+	}
+	ps_wait(s, EV_WRITE);
+	return s;
+}
+
+int pg_session_query(struct pg_session *s, const char *sql, int nparams, const char *const *params,
+                     pg_result_cb cb, void *arg)
+{
+	if (!s || s->state == PS_CLOSED || s->close_requested)
+		return -1;
+	struct pg_stmt *st = calloc(1, sizeof(*st));
+	if (!st)
+		return -1;
+	st->sql = strdup(sql);
+	st->nparams = nparams;
+	st->params = calloc((size_t)nparams + 1, sizeof(char *));
+	st->cb = cb;
+	st->arg = arg;
+	bool ok = st->sql && st->params;
+	for (int i = 0; ok && i < nparams; i++)
+		ok = params[i] ? (st->params[i] = strdup(params[i])) != NULL : true;
+	if (!ok) {
+		stmt_free(st);
+		return -1;
+	}
+	if (s->tail)
+		s->tail->next = st;
+	else
+		s->head = st;
+	s->tail = st;
+	if (!s->in_callback)
+		ps_start_next(s);
+	else if (s->state == PS_IDLE && s->head == st)
+		ps_wait(s, EV_WRITE); /* start once the callback has returned */
+	return 0;
+}
+
+void pg_session_on_notify(struct pg_session *s, pg_notify_cb cb)
+{
+	s->on_notify = cb;
+}
+
+bool pg_session_connected(const struct pg_session *s)
+{
+	return s && s->state != PS_CONNECTING && s->state != PS_CLOSED;
+}
+
+bool pg_session_idle(const struct pg_session *s)
+{
+	return s->state == PS_IDLE && !s->head;
+}
+
+int pg_session_backend_pid(const struct pg_session *s)
+{
+	return s->conn ? PQbackendPID(s->conn) : 0;
+}
+
+PGconn *pg_session_conn(struct pg_session *s)
+{
+	return s->conn;
+}
+
+void pg_session_close(struct pg_session *s)
+{
+	if (!s)
+		return;
+	if (s->in_callback) {
+		s->close_requested = true;
+		return;
+	}
+	ps_destroy(s);
+}
+
+/* ---- one-shot: connect, one statement, close ---- */
+
+struct pg_async {
+	struct pg_session *session;
+	pg_async_cb cb;
+	void *arg;
+};
+
+static void oneshot_result(void *arg, PGresult *res, const char *error)
+{
+	struct pg_async *a = arg;
+	pg_async_cb cb = a->cb;
+	void *cbarg = a->arg;
+	pg_session_close(a->session);
+	free(a);
+	if (cb)
+		cb(cbarg, error ? NULL : res, error);
+}
+
+static void oneshot_failed(void *arg, const char *error)
+{
+	struct pg_async *a = arg;
+	if (!error)
+		return;
+	pg_async_cb cb = a->cb;
+	void *cbarg = a->arg;
+	free(a); /* the session frees itself after reporting */
+	if (cb)
+		cb(cbarg, NULL, error);
+}
+
+struct pg_async *pg_async_oneshot(struct event_base *base, const char *const *keywords,
+                                  const char *const *values, const char *sql, int nparams,
+                                  const char *const *params, double timeout_sec,
+                                  pg_async_cb cb, void *arg)
+{
+	struct pg_async *a = calloc(1, sizeof(*a));
+	if (!a)
+		return NULL;
+	a->cb = cb;
+	a->arg = arg;
+	a->session = pg_session_connect(base, keywords, values, timeout_sec, oneshot_failed, oneshot_failed, a);
+	if (!a->session || pg_session_query(a->session, sql, nparams, params, oneshot_result, a) < 0) {
+		pg_session_close(a->session);
+		free(a);
+		return NULL;
+	}
+	return a;
+}
+
+void pg_async_cancel(struct pg_async *a)
+{
+	pg_session_close(a->session);
+	free(a);
+}
+
+bool pg_result_transient(const PGresult *res)
+{
+	const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	if (!st)
+		return true; /* no result at all: the connection went away */
+	return !strncmp(st, "08", 2) || !strncmp(st, "53", 2) || !strncmp(st, "57", 2) || !strncmp(st, "40", 2) ||
+	       !strcmp(st, "55P03") || !strcmp(st, "55006");
+}

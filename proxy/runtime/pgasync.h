@@ -1,0 +1,53 @@
+/*
+ * libpq connections driven by the libevent loop, so that lookups and
+ * maintenance work (an index build can take hours) never block client
+ * traffic or the admin port.
+ *
+ * A pg_session connects asynchronously, then runs queued statements one at a
+ * time (PQsendQueryParams, or PQsendQuery for parameterless strings that may
+ * hold several statements; PQconsumeInput / PQisBusy on socket readiness).
+ * Each statement's callback runs exactly once with its last result and, if
+ * it failed, an error text (res then carries the SQLSTATE, or is NULL when
+ * there was no result).  Results are freed after the callback returns.
+ * pg_session_close() never calls pending callbacks; the on_close callback
+ * reports a lost connection.  pg_async_oneshot() is connect + one query +
+ * close, for auth_query.
+ */
+#ifndef VG_PROXY_RUNTIME_PGASYNC_H
+#define VG_PROXY_RUNTIME_PGASYNC_H
+
+#include <event2/event.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+struct pg_session;
+typedef void (*pg_result_cb)(void *arg, PGresult *res, const char *error);
+typedef void (*pg_state_cb)(void *arg, const char *error); /* error NULL = connected */
+typedef void (*pg_notify_cb)(void *arg, const char *channel, const char *payload);
+
+struct pg_session *pg_session_connect(struct event_base *base, const char *const *keywords,
+                                      const char *const *values, double connect_timeout,
+                                      pg_state_cb on_connect, pg_state_cb on_lost, void *arg);
+/* Queue a statement; returns 0, or -1 if the session is closed. */
+int pg_session_query(struct pg_session *s, const char *sql, int nparams, const char *const *params,
+                     pg_result_cb cb, void *arg);
+/* Deliver NOTIFY messages (after LISTEN) to cb with the session's arg. */
+void pg_session_on_notify(struct pg_session *s, pg_notify_cb cb);
+bool pg_session_idle(const struct pg_session *s);
+bool pg_session_connected(const struct pg_session *s);
+int pg_session_backend_pid(const struct pg_session *s);
+PGconn *pg_session_conn(struct pg_session *s);
+void pg_session_close(struct pg_session *s);
+/* Is a failed statement worth retrying (connection lost, lock_timeout,
+ * serialization, resources, shutdown)?  NULL res counts as a lost connection. */
+bool pg_result_transient(const PGresult *res);
+
+struct pg_async;
+typedef void (*pg_async_cb)(void *arg, PGresult *res, const char *error);
+struct pg_async *pg_async_oneshot(struct event_base *base, const char *const *keywords,
+                                  const char *const *values, const char *sql, int nparams,
+                                  const char *const *params, double timeout_sec,
+                                  pg_async_cb cb, void *arg);
+void pg_async_cancel(struct pg_async *a);
+
+#endif

@@ -1,0 +1,30 @@
+/*
+ * The one runtime object of the process and the clock and randomness every
+ * layer uses.  It lives here, below the data plane, so that libraries and
+ * tests link without the daemon's main().
+ */
+#include "proxy/runtime/runtime.h"
+
+#include <sys/random.h>
+#include <time.h>
+
+struct vg_runtime vg;
+
+double now_sec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void random_bytes(void *buf, size_t len)
+{
+	uint8_t *p = buf;
+	while (len) {
+		ssize_t n = getrandom(p, len, 0);
+		if (n <= 0)
+			continue;
+		p += n;
+		len -= (size_t)n;
+	}
+}
