@@ -13,8 +13,6 @@
 #include "proxy/pool.h"
 #include "proxy/read_route.h"
 #include "proxy/reaper.h"
-#include "proxy/route_table.h"
-#include "routing/ddl_guard.h"
 #include "proxy/runtime/stats.h"
 #include "proxy/server.h"
 
@@ -530,7 +528,7 @@ static void forward_loop(struct client_conn *c)
 			evbuffer_drain(in, total);
 			continue;
 		}
-		if ((type == 'Q' || type == 'P') && vg.cfg->n_indexes && vg.cfg->ddl_guard != GUARD_MODE_ALLOW) {
+		if (ddl_guard_applies(type)) {
 			if (avail < total)
 				break; /* the guard reads the statement whole */
 			const char *stmt_name;
@@ -545,8 +543,7 @@ static void forward_loop(struct client_conn *c)
 		}
 		if (!s) {
 			struct pool *target = c->pool;
-			if ((type == 'Q' || type == 'P' || type == 'B') && c->pool->mode == VG_POOL_TRANSACTION &&
-			    routes_for_database(c->pool->be_dbname)) {
+			if (route_cycle_applies(c, type)) {
 				if (avail < total)
 					break; /* routing reads the statement whole */
 				target = routed_pool(c, type, evbuffer_pullup(in, total), total);

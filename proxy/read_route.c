@@ -20,6 +20,19 @@
 #include <string.h>
 #include <strings.h>
 
+bool ddl_guard_applies(uint8_t type)
+{
+	return (type == 'Q' || type == 'P') && vg.cfg->n_indexes && vg.cfg->ddl_guard != GUARD_MODE_ALLOW;
+}
+
+/* Only transaction pooling routes (a session's state lives on one server),
+ * and only where a managed index lives in the client's database. */
+bool route_cycle_applies(const struct client_conn *c, uint8_t type)
+{
+	return (type == 'Q' || type == 'P' || type == 'B') && c->pool->mode == VG_POOL_TRANSACTION &&
+	       routes_for_database(c->pool->be_dbname);
+}
+
 /* Statements against managed tables and indexes go past the DDL guard.
  * Returns true when the statement was refused (and answered): a simple
  * Query gets ErrorResponse + ReadyForQuery; a Parse gets the ErrorResponse
@@ -201,4 +214,24 @@ void route_cycle_failed(struct client_conn *c, const char *why)
 	struct backend_state *be = backend_find(c->route_backend);
 	if (be)
 		be->replayed_reads++;
+}
+
+/* The cycle a client's transaction ended: its latency counts for the
+ * managed index it read, and a routed link is undone. */
+void route_cycle_end(struct client_conn *c)
+{
+	if (c->vread_route[0]) {
+		routes_observe_latency(c->vread_route, now_sec() - c->vread_start);
+		c->vread_route[0] = 0;
+	}
+	if (c->routed)
+		route_cycle_done(c);
+}
+
+/* A routed read failed in a way the primary can answer (replica shutting
+ * down or in conflict with recovery, a statement it cannot run read-only). */
+bool route_error_replayable(const char *sqlstate)
+{
+	return sqlstate && (!strncmp(sqlstate, "57P", 3) || !strncmp(sqlstate, "08", 2) || !strcmp(sqlstate, "40001") ||
+	                    !strcmp(sqlstate, "25006") || !strcmp(sqlstate, "53300"));
 }

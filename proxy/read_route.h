@@ -14,6 +14,10 @@
 /* The statement text of a Query or Parse message, or NULL. */
 const char *statement_text(uint8_t type, const uint8_t *msg, size_t total, size_t *len, const char **stmt_name,
                            const uint8_t **tail, size_t *tail_len);
+/* Must the DDL guard see this message (Query or Parse) whole? */
+bool ddl_guard_applies(uint8_t type);
+/* Does the cycle this message starts need a routing decision (read whole)? */
+bool route_cycle_applies(const struct client_conn *c, uint8_t type);
 /* True when the DDL guard refused the statement (and it was answered). */
 bool ddl_guard_refused(struct client_conn *c, const char *sql, size_t len, bool extended);
 enum cycle_route {
@@ -30,6 +34,9 @@ enum cycle_route route_cycle(struct client_conn *c, uint8_t type, const uint8_t 
 void route_cycle_routed(struct client_conn *c, const struct route_decision *d);
 void route_cycle_kept(struct client_conn *c, const struct route_decision *d);
 void route_cycle_done(struct client_conn *c); /* the routed cycle is answered */
+void route_cycle_end(struct client_conn *c);  /* the cycle's transaction ended: count its latency */
+/* Can the primary answer a routed read that failed with this SQLSTATE? */
+bool route_error_replayable(const char *sqlstate);
 /* A routed read's backend failed before answering: counted and logged
  * here; the client replays the kept messages on the primary. */
 void route_cycle_failed(struct client_conn *c, const char *why);

@@ -12,7 +12,6 @@
 #include "proxy/pool.h"
 #include "proxy/read_route.h"
 #include "proxy/reaper.h"
-#include "proxy/route_table.h"
 #include "proxy/runtime/stats.h"
 #include "protocol/md5auth.h"
 
@@ -455,14 +454,6 @@ void server_stop_holding(struct server_conn *s)
 	evbuffer_drain(s->hold, evbuffer_get_length(s->hold));
 }
 
-/* A routed read failed in a way the primary can answer (replica shutting
- * down or in conflict with recovery, a statement it cannot run read-only). */
-static bool replayable_error(const char *sqlstate)
-{
-	return sqlstate && (!strncmp(sqlstate, "57P", 3) || !strncmp(sqlstate, "08", 2) || !strcmp(sqlstate, "40001") ||
-	                    !strcmp(sqlstate, "25006") || !strcmp(sqlstate, "53300"));
-}
-
 /* After an ErrorResponse in the extended protocol the server skips to Sync:
  * so do the entries waiting for answers that will now never come. */
 static void skip_to_sync(struct server_conn *s)
@@ -487,12 +478,7 @@ static void transaction_done(struct server_conn *s)
 	s->client = NULL;
 	c->server = NULL;
 	c->state = CL_IDLE;
-	if (c->vread_route[0]) {
-		routes_observe_latency(c->vread_route, now_sec() - c->vread_start);
-		c->vread_route[0] = 0;
-	}
-	if (c->routed)
-		route_cycle_done(c);
+	route_cycle_end(c);
 	pool_release(s);
 	if (c->read_paused) {
 		c->read_paused = false;
@@ -635,7 +621,7 @@ void server_process(struct server_conn *s)
 			uint8_t *emsg = evbuffer_pullup(in, total);
 			struct pg_error_fields ef;
 			parse_error_fields(emsg + PG_HDR_LEN, total - PG_HDR_LEN, &ef);
-			if (s->holding && replayable_error(ef.sqlstate)) {
+			if (s->holding && route_error_replayable(ef.sqlstate)) {
 				char why[300];
 				snprintf(why, sizeof(why), "%s (SQLSTATE %s)", ef.message ? ef.message : "?", ef.sqlstate);
 				evbuffer_drain(in, total);

@@ -2,10 +2,11 @@
  * The SQL a rebuild runs, built from data (schema, table and index names,
  * settings).  Catalog lookups take their arguments as query parameters; DDL,
  * which cannot, gets identifiers through quote_ident and literals through
- * sql_literal.  The swap follows the facts in DESIGN.md: renaming alone does
- * not move traffic, pg_index.indisvalid decides what the planner may use, and
- * cached plans move only when the table's relcache is invalidated in the
- * same transaction.
+ * sql_literal.  The swap follows what PostgreSQL does (README, "What the
+ * design rests on"): renaming alone does not move traffic,
+ * pg_index.indisvalid decides what the planner may use, and cached plans
+ * move only when the table's relcache is invalidated in the same
+ * transaction.
  */
 #ifndef VG_ROUTING_REBUILD_SQL_H
 #define VG_ROUTING_REBUILD_SQL_H

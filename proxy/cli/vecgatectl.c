@@ -1,11 +1,13 @@
 /*
- * vecgatectl: a small CLI over vecgate's admin API.  Readable output by
- * default, the API's JSON with --json; `rebuild start INDEX --watch` draws a
- * live progress line (state, percent, ETA, recall when known) until the job
- * ends, and exits 0 only if it reached "done".
+ * vecgatectl: a small CLI over vecgate's admin API, linked against the pure
+ * protocol library only.  Readable output by default, the API's JSON with
+ * --json; `rebuild start INDEX --watch` draws a live progress line (state,
+ * percent, ETA, recall when known) until the job ends, and exits 0 only if
+ * it reached "done".
  *
  *   vecgatectl [--url http://127.0.0.1:6480] [--token T] [--json] COMMAND
  *   status | jobs [INDEX] | job ID | rebuild start INDEX [--watch] | cancel ID | rollback ID | approve ID
+ *   | routes | route INDEX MODE | backends
  *
  * The token may also come from VECGATE_TOKEN, the URL from VECGATE_ADMIN_URL.
  */

@@ -161,8 +161,7 @@ static void close_sessions(void)
 
 static void arm_timer(void)
 {
-	double iv = vg.cfg->health.interval;
-	struct timeval tv = {(long)iv, (long)((iv - (long)iv) * 1e6)};
+	struct timeval tv = timeval_of(vg.cfg->health.interval);
 	if (!timer)
 		timer = event_new(vg.base, -1, EV_PERSIST, tick, NULL);
 	event_add(timer, &tv);

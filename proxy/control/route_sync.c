@@ -296,8 +296,7 @@ static void start_syncs(void)
 	}
 	for (int i = 0; i < n_syncs; i++)
 		sync_connect(&syncs[i]);
-	double iv = cfg->routing.refresh_seconds;
-	struct timeval tv = {(long)iv, (long)((iv - (long)iv) * 1e6)};
+	struct timeval tv = timeval_of(cfg->routing.refresh_seconds);
 	if (!timer)
 		timer = event_new(vg.base, -1, EV_PERSIST, refresh, NULL);
 	event_add(timer, &tv);

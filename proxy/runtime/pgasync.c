@@ -304,7 +304,7 @@ struct pg_session *pg_session_connect(struct event_base *base, const char *const
 	}
 	s->state = PS_CONNECTING;
 	if (connect_timeout > 0) {
-		struct timeval tv = {(long)connect_timeout, (long)((connect_timeout - (long)connect_timeout) * 1e6)};
+		struct timeval tv = timeval_of(connect_timeout);
 		evtimer_add(s->timer, &tv);
 	}
 	ps_wait(s, EV_WRITE);

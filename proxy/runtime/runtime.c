@@ -17,6 +17,12 @@ double now_sec(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+struct timeval timeval_of(double seconds)
+{
+	struct timeval tv = {(long)seconds, (long)((seconds - (long)seconds) * 1e6)};
+	return tv;
+}
+
 void random_bytes(void *buf, size_t len)
 {
 	uint8_t *p = buf;

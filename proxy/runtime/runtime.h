@@ -55,6 +55,7 @@ struct vg_runtime {
 extern struct vg_runtime vg;
 
 double now_sec(void); /* monotonic seconds */
+struct timeval timeval_of(double seconds); /* for event_add() */
 void random_bytes(void *buf, size_t len);
 
 /* Outcome of an operator request, so the admin layer picks the HTTP status

@@ -33,7 +33,7 @@ void job_set_str(char **dst, const char *v)
 
 void job_schedule(struct rebuild_job *job, double seconds)
 {
-	struct timeval tv = {(long)seconds, (long)((seconds - (long)seconds) * 1e6)};
+	struct timeval tv = timeval_of(seconds);
 	evtimer_add(job->timer, &tv);
 }
 
