@@ -1,6 +1,8 @@
 /*
- * JSON output for the admin API.  Only writing is needed: requests carry
- * their few parameters in the path and query string.
+ * JSON both ways without a library: the admin API writes its answers
+ * (commas and escaping handled by the writer, NaN as null) and reads the
+ * small bodies it accepts; vecgatectl reads the API's answers.  Pure code
+ * over strings, so the fuzzer can drive the reader.
  */
 #include "protocol/json.h"
 

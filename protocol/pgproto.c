@@ -19,23 +19,29 @@ static uint32_t get_be32(const uint8_t *p)
 enum pkt_status pkt_peek_header(const uint8_t *buf, size_t avail, size_t max_len,
                                 uint8_t *type, uint32_t *total)
 {
+	/* *type and *total are always set, so that a caller reporting a refused
+	 * message never prints an uninitialised length */
+	*type = avail > 0 ? buf[0] : 0;
+	*total = 0;
 	if (avail < PG_HDR_LEN)
 		return PKT_NEED_MORE;
 	uint32_t len = get_be32(buf + 1);
+	/* the length as announced (saturated: 1 + 0xffffffff does not fit) */
+	*total = len < UINT32_MAX ? len + 1 : UINT32_MAX;
 	if (len < 4)
 		return PKT_BAD_LENGTH;
 	if (len > max_len || len > 0x7fffffffu - 1)
 		return PKT_TOO_LARGE;
-	*type = buf[0];
-	*total = len + 1;
 	return PKT_OK;
 }
 
 enum pkt_status pkt_peek_startup(const uint8_t *buf, size_t avail, size_t max_len, uint32_t *total)
 {
+	*total = 0;
 	if (avail < 4)
 		return PKT_NEED_MORE;
 	uint32_t len = get_be32(buf);
+	*total = len; /* set even when refused, for the caller's message */
 	if (len < 8)
 		return PKT_BAD_LENGTH;
 	if (len > max_len)

@@ -30,10 +30,14 @@ enum pkt_status {
 	PKT_TOO_LARGE,  /* length above the caller's limit */
 };
 
-/* Regular message header: type byte + length.  *total = 1 + length. */
+/* Regular message header: type byte + length.  *total = 1 + length.
+ * Both outputs are always written: for PKT_BAD_LENGTH and PKT_TOO_LARGE
+ * *total is the announced size (saturated at UINT32_MAX), for PKT_NEED_MORE
+ * it is 0 (and *type the first byte, or 0 when there is none). */
 enum pkt_status pkt_peek_header(const uint8_t *buf, size_t avail, size_t max_len,
                                 uint8_t *type, uint32_t *total);
-/* Startup-phase packet (no type byte): *total = length (includes itself). */
+/* Startup-phase packet (no type byte): *total = length (includes itself);
+ * always written, as the announced length, or 0 for PKT_NEED_MORE. */
 enum pkt_status pkt_peek_startup(const uint8_t *buf, size_t avail, size_t max_len,
                                  uint32_t *total);
 

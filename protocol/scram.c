@@ -410,8 +410,8 @@ int scram_client_verify_server(struct scram_client_state *st, const char *server
 	char msg[SCRAM_MSG_MAX];
 	if (take_msg(server_final, server_final_len, msg, sizeof(msg)) < 0)
 		return fail(err, errlen, "malformed server-final-message");
-	if (msg[0] == 'e' && msg[1] == '=')
-		return fail(err, errlen, msg + 2);
+	if (msg[0] == 'e' && msg[1] == '=') /* the server's reason, never an empty one */
+		return fail(err, errlen, msg[2] ? msg + 2 : "server-final-message reports an unnamed error");
 	if (msg[0] != 'v' || msg[1] != '=')
 		return fail(err, errlen, "server-final-message lacks v=");
 	const char *v = msg + 2;

@@ -50,14 +50,15 @@ static char peek(const struct lexer *lx, size_t ahead)
 }
 
 /* Skip a quoted run ending at `q`; doubled q is an escaped q; with
- * backslashes, a backslash escapes the next character (E'' strings). */
-static void skip_quoted(struct lexer *lx, char q, bool backslashes)
+ * backslashes, a backslash escapes the next character (E'' strings).
+ * Returns whether the closing quote was found; lx->pos never passes len. */
+static bool skip_quoted(struct lexer *lx, char q, bool backslashes)
 {
 	lx->pos++;
 	while (lx->pos < lx->len) {
 		char c = lx->s[lx->pos];
 		if (backslashes && c == '\\') {
-			lx->pos += 2;
+			lx->pos = lx->len - lx->pos > 2 ? lx->pos + 2 : lx->len;
 			continue;
 		}
 		if (c == q) {
@@ -66,10 +67,11 @@ static void skip_quoted(struct lexer *lx, char q, bool backslashes)
 				continue;
 			}
 			lx->pos++;
-			return;
+			return true;
 		}
 		lx->pos++;
 	}
+	return false;
 }
 
 /* At '$': a dollar quote "$tag$...$tag$" (skipped, true) or not (false). */
@@ -132,6 +134,17 @@ static void set_word(struct tok *t, const char *p, size_t n, bool lower)
 	t->word[m] = 0;
 }
 
+/* The content of a quoted identifier: from just after the opening quote to
+ * just before the closing one, or to the end of the input when the quote is
+ * never closed (an unterminated U&" must not make the length negative). */
+static void set_quoted_word(struct tok *t, const char *content, const char *end, bool closed)
+{
+	size_t n = (size_t)(end - content);
+	if (closed && n > 0)
+		n--;
+	set_word(t, content, n, false);
+}
+
 static void next_token(struct lexer *lx, struct tok *t)
 {
 	skip_space_and_comments(lx);
@@ -158,15 +171,15 @@ static void next_token(struct lexer *lx, struct tok *t)
 	} else if ((c == 'u' || c == 'U') && peek(lx, 1) == '&' && (peek(lx, 2) == '\'' || peek(lx, 2) == '"')) {
 		char q = peek(lx, 2);
 		lx->pos += 2;
-		skip_quoted(lx, q, false);
+		bool closed = skip_quoted(lx, q, false);
 		t->type = q == '\'' ? T_STRING : T_QIDENT;
 		if (q == '"')
-			set_word(t, lx->s + start + 3, lx->pos - start - 4, false);
+			set_quoted_word(t, lx->s + start + 3, lx->s + lx->pos, closed);
 	} else if (c == '"') {
-		skip_quoted(lx, '"', false);
+		bool closed = skip_quoted(lx, '"', false);
 		t->type = T_QIDENT;
 		/* content without the quotes; doubled quotes kept as written */
-		set_word(t, lx->s + start + 1, lx->pos - start >= 2 ? lx->pos - start - 2 : 0, false);
+		set_quoted_word(t, lx->s + start + 1, lx->s + lx->pos, closed);
 	} else if (c == '$') {
 		if (skip_dollar_quote(lx)) {
 			t->type = T_STRING;

@@ -19,14 +19,23 @@ static int fail(char *err, size_t errlen, const char *why)
 	return -1;
 }
 
+/* Words that cannot be an index name without quotes: PostgreSQL's reserved
+ * and type/function-name keywords (not a ColId), plus IF, which split_def
+ * would read as IF NOT EXISTS when it parses a rewritten definition. */
 static bool is_keyword_reserved(const char *s)
 {
-	static const char *const words[] = {"all", "and", "any", "as", "asc", "both", "case", "check", "collate",
-	                                    "column", "constraint", "create", "default", "desc", "distinct", "do",
-	                                    "else", "end", "for", "from", "grant", "group", "having", "in", "index",
-	                                    "into", "is", "limit", "not", "null", "on", "only", "or", "order",
-	                                    "select", "table", "then", "to", "union", "unique", "user", "using",
-	                                    "when", "where", "with", NULL};
+	static const char *const words[] = {
+		"all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric", "authorization", "binary",
+		"both", "case", "cast", "check", "collate", "collation", "column", "concurrently", "constraint", "create",
+		"cross", "current_catalog", "current_date", "current_role", "current_schema", "current_time",
+		"current_timestamp", "current_user", "default", "deferrable", "desc", "distinct", "do", "else", "end",
+		"except", "false", "fetch", "for", "foreign", "freeze", "from", "full", "grant", "group", "having", "if",
+		"ilike", "in", "index", "initially", "inner", "intersect", "into", "is", "isnull", "join", "lateral",
+		"leading", "left", "like", "limit", "localtime", "localtimestamp", "natural", "not", "notnull", "null",
+		"offset", "on", "only", "or", "order", "outer", "overlaps", "placing", "primary", "references",
+		"returning", "right", "select", "session_user", "similar", "some", "symmetric", "table", "tablesample",
+		"then", "to", "trailing", "true", "union", "unique", "user", "using", "variadic", "verbose", "when",
+		"where", "window", "with", NULL};
 	for (int i = 0; words[i]; i++)
 		if (!strcmp(words[i], s))
 			return true;
@@ -60,9 +69,14 @@ void quote_ident(const char *name, char *out, size_t outlen)
 }
 
 /* Skip one token starting at p: a quoted identifier, a string literal, a
- * parenthesised group (whole), or a run of non-space characters. */
-static const char *skip_token(const char *p)
+ * parenthesised group (whole), or a run of non-space characters.  *closed
+ * (if not NULL) tells whether a quote or group was terminated: pg_get_indexdef
+ * never produces an open one, so a definition with one is refused rather
+ * than rewritten into something else. */
+static const char *scan_token(const char *p, bool *closed)
 {
+	if (closed)
+		*closed = true;
 	if (*p == '"' || *p == '\'') {
 		char q = *p++;
 		while (*p) {
@@ -75,13 +89,18 @@ static const char *skip_token(const char *p)
 			}
 			p++;
 		}
+		if (closed)
+			*closed = false;
 		return p;
 	}
 	if (*p == '(') {
 		int depth = 0;
 		while (*p) {
 			if (*p == '"' || *p == '\'') {
-				p = skip_token(p);
+				bool inner;
+				p = scan_token(p, &inner);
+				if (!inner)
+					break;
 				continue;
 			}
 			if (*p == '(')
@@ -90,11 +109,18 @@ static const char *skip_token(const char *p)
 				return p + 1;
 			p++;
 		}
+		if (closed)
+			*closed = false;
 		return p;
 	}
 	while (*p && !isspace((unsigned char)*p) && *p != '(')
 		p++;
 	return p;
+}
+
+static const char *skip_token(const char *p)
+{
+	return scan_token(p, NULL);
 }
 
 static const char *skip_space(const char *p)
@@ -149,7 +175,10 @@ static int split_def(const char *def, struct def_parts *dp, char *err, size_t er
 		return fail(err, errlen, "expected ON after the index name");
 	bool seen_using = false;
 	for (p = skip_space(e); *p; p = skip_space(e)) {
-		e = skip_token(p);
+		bool closed;
+		e = scan_token(p, &closed);
+		if (!closed)
+			return fail(err, errlen, "unterminated quote or parenthesis in definition");
 		if (e == p)
 			e = p + 1;
 		if (word_is(p, e, "USING"))
@@ -160,8 +189,11 @@ static int split_def(const char *def, struct def_parts *dp, char *err, size_t er
 			const char *q = skip_space(e);
 			if (*q != '(')
 				return fail(err, errlen, "WITH without a parameter list");
+			bool closed;
 			dp->with_start = p;
-			dp->with_end = skip_token(q);
+			dp->with_end = scan_token(q, &closed);
+			if (!closed)
+				return fail(err, errlen, "unterminated WITH parameter list");
 			e = dp->with_end;
 		} else if ((word_is(p, e, "TABLESPACE") || word_is(p, e, "WHERE")) && !dp->insert_at) {
 			dp->insert_at = p;
@@ -205,14 +237,34 @@ static bool valid_param_name(const char *s)
 	return true;
 }
 
-/* A value goes in as is when it is a number or a bare word, else quoted. */
+/* Exactly one complete '...' literal (inner quotes doubled)?  Only then may a
+ * value that starts with a quote go in unchanged: "'16'); DROP ..." may not. */
+static bool is_one_literal(const char *v)
+{
+	if (*v != '\'')
+		return false;
+	const char *p = v + 1;
+	for (;;) {
+		if (!*p)
+			return false;
+		if (*p == '\'') {
+			if (p[1] != '\'')
+				return p[1] == 0;
+			p++;
+		}
+		p++;
+	}
+}
+
+/* A value goes in as is when it is a number, a bare word or one literal,
+ * else quoted. */
 static void put_value(char *buf, size_t buflen, size_t *o, const char *v)
 {
 	bool bare = *v != 0;
 	for (const char *p = v; *p; p++)
 		if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '.' || *p == '-'))
 			bare = false;
-	if (*v == '\'') /* already a literal */
+	if (is_one_literal(v))
 		bare = true;
 	if (bare) {
 		*o += (size_t)snprintf(buf + *o, *o < buflen ? buflen - *o : 0, "%s", v);
@@ -256,12 +308,15 @@ static int parse_with(const char *start, const char *end, struct kv *kvs, int ma
 			else
 				ve++;
 		}
+		if (ve > stop) /* a quote opened inside a name ran past the list */
+			return fail(err, errlen, "malformed WITH parameter");
 		if (n == max)
 			return fail(err, errlen, "too many WITH parameters");
-		size_t nl = (size_t)(eq - p), vl = (size_t)(ve - v);
+		size_t nl = (size_t)(eq - p), vl;
 		while (nl && isspace((unsigned char)p[nl - 1]))
 			nl--;
-		v = skip_space(v);
+		while (v < ve && isspace((unsigned char)*v)) /* never past the value's end */
+			v++;
 		vl = (size_t)(ve - v);
 		while (vl && isspace((unsigned char)v[vl - 1]))
 			vl--;
@@ -290,6 +345,9 @@ int indexdef_rewrite(const char *def, const char *new_name, const struct index_p
 	for (int i = 0; i < n_overrides; i++) {
 		if (!valid_param_name(overrides[i].name) || !overrides[i].value || !overrides[i].value[0])
 			return fail(err, errlen, "invalid WITH override (name must be an identifier, value non-empty)");
+		/* never cut a name or value to fit: that would set a different parameter */
+		if (strlen(overrides[i].name) >= sizeof(kvs[0].name))
+			return fail(err, errlen, "WITH override name too long");
 		int j = 0;
 		while (j < n && strcasecmp(kvs[j].name, overrides[i].name))
 			j++;
@@ -302,7 +360,9 @@ int indexdef_rewrite(const char *def, const char *new_name, const struct index_p
 		kvs[j].value[0] = 0;
 		size_t o = 0;
 		put_value(kvs[j].value, sizeof(kvs[j].value) - 1, &o, overrides[i].value);
-		kvs[j].value[o < sizeof(kvs[j].value) ? o : sizeof(kvs[j].value) - 1] = 0;
+		if (o >= sizeof(kvs[j].value) - 1)
+			return fail(err, errlen, "WITH override value too long");
+		kvs[j].value[o] = 0;
 	}
 	char qname[256];
 	quote_ident(new_name, qname, sizeof(qname));

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "routing/classify.h"
@@ -203,6 +204,34 @@ static void test_random_inputs(void **state)
 	assert_int_equal(c.ddl_kind, DDL_NONE);
 }
 
+/* Regression: a Query ending in U&" (an unterminated Unicode identifier)
+ * made set_word compute a negative length and copy 63 bytes past the end of
+ * the message.  The input is an exact-size heap copy so ASan sees any
+ * overread; the identifier's content is the rest of the input. */
+static void test_unterminated_unicode_ident(void **state)
+{
+	(void)state;
+	const char *cases[] = {"SELECT * FROM items ORDER BY v <-> $1; SELECT U&\"", "U&\"", "index U&\"",
+	                       "SELECT U&\"ab", "SELECT \"", "SELECT E'\\"};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		size_t len = strlen(cases[i]);
+		char *copy = malloc(len);
+		assert_non_null(copy);
+		memcpy(copy, cases[i], len);
+		struct sql_class c;
+		sql_classify(copy, len, &c);
+		assert_true(c.n_tables <= SQL_MAX_TABLES);
+		free(copy);
+	}
+	struct sql_class c = cls("SELECT * FROM U&\"items\" ORDER BY v <-> $1");
+	assert_true(c.vector_op);
+	assert_int_equal(c.n_tables, 1);
+	assert_string_equal(c.tables[0], "items");
+	c = cls("SELECT * FROM U&\"it");
+	assert_int_equal(c.n_tables, 1);
+	assert_string_equal(c.tables[0], "it");
+}
+
 static enum guard_verdict guard(const char *sql, enum guard_mode mode, char *msg, char *hint)
 {
 	static const struct guard_target t[] = {{"items", "public", "items", "items_hnsw"},
@@ -246,7 +275,7 @@ int main(void)
 		cmocka_unit_test(test_vector_and_read_only), cmocka_unit_test(test_transactions),
 		cmocka_unit_test(test_tables),               cmocka_unit_test(test_guarded_ddl),
 		cmocka_unit_test(test_unterminated_input), cmocka_unit_test(test_random_inputs),
-		cmocka_unit_test(test_ddl_guard),
+		cmocka_unit_test(test_ddl_guard),            cmocka_unit_test(test_unterminated_unicode_ident),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -108,6 +108,33 @@ static void test_framing_limits(void **state)
 	assert_int_equal(pkt_peek_startup(st2, 3, 10000, &total), PKT_NEED_MORE);
 }
 
+/* Regression: for a message over the limit pkt_peek_header returned without
+ * setting *total, and the proxy printed that uninitialised length in its
+ * "message too large" error.  Both outputs are now always written. */
+static void test_framing_outputs_always_set(void **state)
+{
+	(void)state;
+	uint8_t type = 0;
+	uint32_t total = 12345;
+	const uint8_t big[] = {'Q', 0, 0x10, 0, 0};
+	assert_int_equal(pkt_peek_header(big, 5, 1024, &type, &total), PKT_TOO_LARGE);
+	assert_int_equal(type, 'Q');
+	assert_int_equal(total, 0x100001u);
+	const uint8_t huge[] = {'d', 0xff, 0xff, 0xff, 0xff};
+	assert_int_equal(pkt_peek_header(huge, 5, 1024, &type, &total), PKT_TOO_LARGE);
+	assert_int_equal(total, UINT32_MAX);
+	const uint8_t short_len[] = {'Q', 0, 0, 0, 3};
+	assert_int_equal(pkt_peek_header(short_len, 5, 1024, &type, &total), PKT_BAD_LENGTH);
+	assert_int_equal(total, 4u);
+	total = 12345;
+	assert_int_equal(pkt_peek_header(big, 2, 1024, &type, &total), PKT_NEED_MORE);
+	assert_int_equal(total, 0u);
+	const uint8_t st[] = {0, 1, 0, 0};
+	total = 12345;
+	assert_int_equal(pkt_peek_startup(st, 4, 10000, &total), PKT_TOO_LARGE);
+	assert_int_equal(total, 65536u);
+}
+
 static void test_startup_parse(void **state)
 {
 	(void)state;
@@ -347,6 +374,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_framing_chunked),
 		cmocka_unit_test(test_framing_limits),
+		cmocka_unit_test(test_framing_outputs_always_set),
 		cmocka_unit_test(test_startup_parse),
 		cmocka_unit_test(test_startup_too_many_params),
 		cmocka_unit_test(test_error_roundtrip),

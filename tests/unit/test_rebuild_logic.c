@@ -107,6 +107,56 @@ static void test_rewrite_rejects(void **state)
 	assert_string_equal(out, "CREATE INDEX CONCURRENTLY n ON t USING gist (v) WITH (m='16); DROP TABLE t; --')");
 }
 
+/* Regression: a WITH list cut off after "x= " made parse_with step its value
+ * pointer past the value's end (pointer-overflow UB, then a huge length).
+ * Unterminated lists, quotes and column lists are refused, and overrides
+ * are never truncated or pasted unquoted to fit. */
+static void test_rewrite_malformed(void **state)
+{
+	(void)state;
+	char out[1024], err[128];
+	const struct index_param ov[] = {{"m", "24"}};
+	const char *bad[] = {
+		"CREATE INDEX i ON t USING hnsw (v vector_l2_ops) WITH (m= ",
+		"CREATE INDEX i ON t USING hnsw (v vector_l2_ops) WITH (m=",
+		"CREATE INDEX i ON t USING hnsw (v vector_l2_ops) WITH (m='16', ef_construction= ",
+		"CREATE INDEX i ON t USING hnsw (v vector_l2_ops) WITH (",
+		"CREATE INDEX i ON t USING hnsw (v vector_l2_ops",
+		"CREATE INDEX i ON t USING hnsw (v vector_l2_ops) WHERE (note = 'open)",
+		"CREATE INDEX i ON t USING hnsw (v vector_l2_ops) WITH ('a=b'=1)",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		err[0] = 0;
+		assert_int_equal(indexdef_rewrite(bad[i], "n", ov, 1, out, sizeof(out), err, sizeof(err)), -1);
+		assert_true(err[0] != 0);
+		assert_int_equal(indexdef_rewrite(bad[i], "n", NULL, 0, out, sizeof(out), err, sizeof(err)), -1);
+	}
+	const char *def = "CREATE INDEX i ON t USING hnsw (v vector_l2_ops)";
+	const struct index_param long_name[] = {
+		{"m_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "1"}};
+	assert_int_equal(indexdef_rewrite(def, "n", long_name, 1, out, sizeof(out), err, sizeof(err)), -1);
+	char big[400];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	const struct index_param long_value[] = {{"m", big}};
+	assert_int_equal(indexdef_rewrite(def, "n", long_value, 1, out, sizeof(out), err, sizeof(err)), -1);
+	/* a value that merely starts with a quote is quoted; one whole literal is kept */
+	const struct index_param inj[] = {{"m", "'16'); DROP TABLE t; --"}};
+	assert_int_equal(indexdef_rewrite(def, "n", inj, 1, out, sizeof(out), err, sizeof(err)), 0);
+	assert_string_equal(out, "CREATE INDEX CONCURRENTLY n ON t USING hnsw (v vector_l2_ops) WITH (m='''16''); DROP "
+	                         "TABLE t; --')");
+	const struct index_param lit[] = {{"m", "'it''s'"}};
+	assert_int_equal(indexdef_rewrite(def, "n", lit, 1, out, sizeof(out), err, sizeof(err)), 0);
+	assert_string_equal(out, "CREATE INDEX CONCURRENTLY n ON t USING hnsw (v vector_l2_ops) WITH (m='it''s')");
+	/* keywords are quoted as new names, and the result parses back */
+	assert_int_equal(indexdef_rewrite(def, "concurrently", NULL, 0, out, sizeof(out), err, sizeof(err)), 0);
+	assert_string_equal(out, "CREATE INDEX CONCURRENTLY \"concurrently\" ON t USING hnsw (v vector_l2_ops)");
+	assert_int_equal(indexdef_rewrite(def, "if", NULL, 0, out, sizeof(out), err, sizeof(err)), 0);
+	char name[64];
+	assert_int_equal(indexdef_name(out, name, sizeof(name)), 0);
+	assert_string_equal(name, "if");
+}
+
 static void test_recall(void **state)
 {
 	(void)state;
@@ -325,7 +375,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rewrite_hnsw),      cmocka_unit_test(test_rewrite_clauses_and_quoting),
-		cmocka_unit_test(test_rewrite_rejects),   cmocka_unit_test(test_recall),
+		cmocka_unit_test(test_rewrite_rejects),   cmocka_unit_test(test_rewrite_malformed),   cmocka_unit_test(test_recall),
 		cmocka_unit_test(test_percentile),        cmocka_unit_test(test_gate),
 		cmocka_unit_test(test_happy_path),        cmocka_unit_test(test_transitions),
 		cmocka_unit_test(test_resume),

@@ -1,0 +1,80 @@
+/*
+ * Fuzz the SQL classifier and the routing checks built on it.  Every Query
+ * and Parse message that mentions an index or a distance operator is lexed
+ * here, byte for byte as the client sent it (not NUL-terminated), and the
+ * answer decides whether a statement may leave the primary.  So the lexer
+ * must never read outside the buffer, and the answer must be coherent: a
+ * "read-only" statement that is also DDL or locking would send writes to a
+ * replica.  Input: the SQL text.
+ */
+#include "routing/classify.h"
+#include "routing/route.h"
+#include "tests/fuzz/fuzz_util.h"
+
+static void check_name(const char *s)
+{
+	FUZZ_CHECK(memchr(s, 0, SQL_NAME_MAX) != NULL);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char *sql = (char *)fuzz_memdup(data, size); /* exact size: no terminator to lean on */
+	struct sql_class c;
+	sql_classify(sql, size, &c);
+
+	FUZZ_CHECK(c.statements >= 0 && (size_t)c.statements <= size);
+	FUZZ_CHECK(c.n_tables >= 0 && c.n_tables <= SQL_MAX_TABLES);
+	FUZZ_CHECK(!c.truncated || c.n_tables == SQL_MAX_TABLES);
+	for (int i = 0; i < c.n_tables; i++) {
+		check_name(c.tables[i]);
+		FUZZ_CHECK(c.tables[i][0]);
+		for (int j = 0; j < i; j++)
+			FUZZ_CHECK(strcmp(c.tables[i], c.tables[j])); /* listed once */
+	}
+	check_name(c.ddl_target);
+	check_name(c.ddl_target2);
+	/* coherence of the flags the router relies on */
+	if (c.read_only)
+		FUZZ_CHECK(c.statements > 0 && !c.ddl && !c.locking && !c.txn_control);
+	if (c.txn_begin || c.txn_end)
+		FUZZ_CHECK(c.txn_control);
+	if (c.ddl_kind != DDL_NONE)
+		FUZZ_CHECK(c.ddl);
+	if (c.ddl)
+		FUZZ_CHECK(c.ddl_kind != DDL_NONE && !c.read_only);
+	if (c.statements == 0)
+		FUZZ_CHECK(!c.read_only && !c.ddl && c.n_tables == 0);
+
+	/* the same text gives the same answer (no state kept between calls) */
+	struct sql_class again;
+	sql_classify(sql, size, &again);
+	FUZZ_CHECK(!memcmp(&c, &again, sizeof(c)));
+
+	/* routing: a vector read matches every table it names, split at the
+	 * last dot as sql_name_matches does */
+	bool vread = route_is_vector_read(&c);
+	if (vread)
+		FUZZ_CHECK(c.statements == 1 && c.read_only && c.vector_op);
+	char schemas[SQL_MAX_TABLES][SQL_NAME_MAX];
+	struct route_table_ref refs[SQL_MAX_TABLES];
+	for (int i = 0; i < c.n_tables; i++) {
+		const char *dot = strrchr(c.tables[i], '.');
+		size_t sl = dot ? (size_t)(dot - c.tables[i]) : 0;
+		memcpy(schemas[i], c.tables[i], sl);
+		schemas[i][sl] = 0;
+		refs[i].schema = dot ? schemas[i] : "public";
+		refs[i].table = dot ? dot + 1 : c.tables[i];
+		FUZZ_CHECK(sql_name_matches(c.tables[i], refs[i].schema, refs[i].table));
+	}
+	uint64_t hits = route_match(&c, refs, c.n_tables);
+	if (!vread)
+		FUZZ_CHECK(hits == 0);
+	else if (c.n_tables > 0)
+		FUZZ_CHECK(hits == (UINT64_C(1) << c.n_tables) - 1);
+
+	/* the operator check on the first bytes of the input */
+	if (size >= 3 && sql_is_vector_operator(sql, 3))
+		FUZZ_CHECK(sql[0] == '<' && sql[2] == '>');
+	free(sql);
+	return 0;
+}
