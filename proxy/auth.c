@@ -8,6 +8,7 @@
 #include "proxy/client.h"
 #include "proxy/pool.h"
 #include "proxy/runtime/pgasync.h"
+#include "proxy/runtime/pgconn_params.h"
 #include "protocol/md5auth.h"
 
 #include <stdio.h>
@@ -185,11 +186,10 @@ static void begin_auth_query(struct client_conn *c)
 		dbname = db && db->dbname && strcmp(db->dbname, "*") ? db->dbname : c->database;
 	char port[16];
 	snprintf(port, sizeof(port), "%d", be->port);
-	const char *kw[] = {"host", "port", "dbname", "user", "password", "application_name",
-	                    "sslmode", NULL};
-	const char *val[] = {be->host, port, dbname, a->auth_user, a->auth_password ? a->auth_password : "",
-	                     "vecgate auth_query",
-	                     vg.cfg->server_tls.mode == VG_STLS_DISABLE ? "disable" : "prefer", NULL};
+	const char *kw[6 + PGCONN_TLS_MAX + 1] = {"host", "port", "dbname", "user", "password", "application_name"};
+	const char *val[6 + PGCONN_TLS_MAX + 1] = {be->host, port, dbname, a->auth_user,
+	                                           a->auth_password ? a->auth_password : "", "vecgate auth_query"};
+	pgconn_add_tls(&vg.cfg->server_tls, be->host, kw, val, 6, sizeof(kw) / sizeof(*kw));
 	const char *params[] = {c->user};
 	c->state = CL_AUTH_LOOKUP;
 	c->authq = pg_async_oneshot(vg.base, kw, val, a->auth_query, 1, params,

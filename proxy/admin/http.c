@@ -1,12 +1,14 @@
 /*
  * The admin HTTP API on libevent's evhttp, on its own port (loopback by
  * default).  Requests are matched against one dispatch table; every route
- * but the probes and /metrics needs "Authorization: Bearer <token>",
- * compared in constant time.  Answers are JSON; errors are JSON objects
- * with a message an operator can act on, and their HTTP status comes from
- * the operation's typed outcome, never from its text.
+ * but the probes needs "Authorization: Bearer <token>", compared in
+ * constant time; /metrics too unless admin.metrics_without_token is set.
+ * Answers are JSON; errors are JSON objects with a message an operator can
+ * act on, and their HTTP status comes from the operation's typed outcome,
+ * never from its text.
  *
- *   GET  /healthz, /readyz, /metrics (Prometheus text; no token: loopback by default)
+ *   GET  /healthz, /readyz                probes, no token
+ *   GET  /metrics                         Prometheus text (token unless admin.metrics_without_token)
  *   GET  /v1/indexes                      managed indexes + latest job
  *   GET  /v1/jobs[?index=NAME]            jobs, newest first
  *   GET  /v1/jobs/ID                      one job with progress and history
@@ -297,7 +299,11 @@ static void post_rollback(struct admin_request *r)
 
 /* ---- dispatch ---- */
 
-enum { OPEN, TOKEN };
+enum {
+	OPEN,    /* no token */
+	TOKEN,   /* Authorization: Bearer <admin.token> */
+	METRICS, /* TOKEN, or OPEN with admin.metrics_without_token (read per request: follows SIGHUP) */
+};
 
 /* A path is literal but for at most one "{}" segment, handed to the handler. */
 static const struct admin_route {
@@ -309,7 +315,7 @@ static const struct admin_route {
 } routes[] = {
 	{"/healthz", EVHTTP_REQ_GET, OPEN, get_healthz, "use GET"},
 	{"/readyz", EVHTTP_REQ_GET, OPEN, get_readyz, "use GET"},
-	{"/metrics", EVHTTP_REQ_GET, OPEN, get_metrics, "use GET"},
+	{"/metrics", EVHTTP_REQ_GET, METRICS, get_metrics, "use GET"},
 	{"/v1/indexes", EVHTTP_REQ_GET, TOKEN, get_indexes, "use GET"},
 	{"/v1/indexes/{}/rebuild", EVHTTP_REQ_POST, TOKEN, post_rebuild, "use POST to start a rebuild"},
 	{"/v1/jobs", EVHTTP_REQ_GET, TOKEN, get_jobs, "use GET"},
@@ -367,7 +373,8 @@ static void handle(struct evhttp_request *req, void *unused)
 	for (size_t i = 0; i < sizeof(routes) / sizeof(*routes) && !hit; i++)
 		if (path_matches(routes[i].path, path, arg, sizeof(arg)))
 			hit = &routes[i];
-	if (hit && hit->auth == OPEN && evhttp_request_get_command(req) == hit->method) {
+	bool open = hit && (hit->auth == OPEN || (hit->auth == METRICS && vg.cfg->admin.metrics_without_token));
+	if (open && evhttp_request_get_command(req) == hit->method) {
 		hit->handle(&r);
 		goto done;
 	}

@@ -1,6 +1,10 @@
 /*
  * The Prometheus text of /metrics, written from read-only views of the
  * pools, backends, routes, counters, rebuild jobs and drift monitors.
+ * Every sample goes through sample(), which escapes every label value
+ * (prom_label_value): database and user names come from clients, index and
+ * backend names from the configuration, and any of them may hold a quote,
+ * a backslash or a newline that would otherwise break the exposition format.
  */
 #include "proxy/admin/views.h"
 #include "proxy/backend_table.h"
@@ -13,21 +17,66 @@
 #include "proxy/runtime/stats.h"
 
 #include <event2/buffer.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-static void hist_write(struct evbuffer *out, const char *name, const char *labels, const struct latency_hist *h)
+void prom_label_value(struct evbuffer *out, const char *value)
 {
+	const char *run = value;
+	for (const char *p = value; *p; p++) {
+		const char *esc = *p == '\\' ? "\\\\" : *p == '"' ? "\\\"" : *p == '\n' ? "\\n" : NULL;
+		if (!esc)
+			continue;
+		evbuffer_add(out, run, (size_t)(p - run));
+		evbuffer_add(out, esc, 2);
+		run = p + 1;
+	}
+	evbuffer_add(out, run, strlen(run));
+}
+
+/* Label pairs for sample(): key, value, key, value, ..., NULL. */
+#define LABELS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* One sample line: name{key="value",...} <fmt>; values escaped. */
+static void sample(struct evbuffer *out, const char *name, const char *const *labels, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void sample(struct evbuffer *out, const char *name, const char *const *labels, const char *fmt, ...)
+{
+	evbuffer_add(out, name, strlen(name));
+	for (size_t i = 0; labels && labels[i]; i += 2) {
+		evbuffer_add(out, i ? "," : "{", 1);
+		evbuffer_add(out, labels[i], strlen(labels[i]));
+		evbuffer_add(out, "=\"", 2);
+		prom_label_value(out, labels[i + 1] ? labels[i + 1] : "");
+		evbuffer_add(out, "\"", 1);
+	}
+	evbuffer_add(out, labels && labels[0] ? "} " : " ", labels && labels[0] ? 2 : 1);
+	va_list ap;
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(out, "\n", 1);
+}
+
+static void hist_write(struct evbuffer *out, const char *name, const char *index, const struct latency_hist *h)
+{
+	char series[128], le[32];
 	uint64_t cum = 0;
+	snprintf(series, sizeof(series), "%s_bucket", name);
 	for (int b = 0; b < LATENCY_BUCKETS; b++) {
 		cum += h->count[b];
 		if (b < LATENCY_BUCKETS - 1)
-			evbuffer_add_printf(out, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, stats_bucket_bound(b), (unsigned long long)cum);
+			snprintf(le, sizeof(le), "%g", stats_bucket_bound(b));
 		else
-			evbuffer_add_printf(out, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, (unsigned long long)cum);
+			snprintf(le, sizeof(le), "+Inf");
+		sample(out, series, LABELS("index", index, "le", le), "%llu", (unsigned long long)cum);
 	}
-	evbuffer_add_printf(out, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, h->sum, name, labels,
-	                    (unsigned long long)h->total);
+	snprintf(series, sizeof(series), "%s_sum", name);
+	sample(out, series, LABELS("index", index), "%.6f", h->sum);
+	snprintf(series, sizeof(series), "%s_count", name);
+	sample(out, series, LABELS("index", index), "%llu", (unsigned long long)h->total);
 }
 
 /* Proxy-wide series: clients, server connections and traffic per pool. */
@@ -37,30 +86,27 @@ static bool pool_connections(const struct pool_view *v, void *arg)
 	const char *states[] = {"idle", "active", "connecting"};
 	int counts[] = {v->idle, v->active, v->connecting};
 	for (int i = 0; i < 3; i++)
-		evbuffer_add_printf(b, "vecgate_server_connections{database=\"%s\",user=\"%s\",backend=\"%s\",state=\"%s\"} %d\n",
-		                    v->database, v->user, v->backend, states[i], counts[i]);
+		sample(b, "vecgate_server_connections",
+		       LABELS("database", v->database, "user", v->user, "backend", v->backend, "state", states[i]), "%d",
+		       counts[i]);
 	return true;
 }
 
 static bool pool_traffic(const struct pool_view *v, void *arg)
 {
 	struct evbuffer *b = arg;
-	char lbl[400];
-	snprintf(lbl, sizeof(lbl), "database=\"%s\",user=\"%s\",backend=\"%s\"", v->database, v->user, v->backend);
-	evbuffer_add_printf(b,
-	                    "vecgate_requests_total{%s} %llu\n"
-	                    "vecgate_errors_total{%s} %llu\n"
-	                    "vecgate_request_seconds_total{%s} %.6f\n"
-	                    "vecgate_waiting_clients{%s} %d\n",
-	                    lbl, (unsigned long long)v->requests, lbl, (unsigned long long)v->errors, lbl, v->latency_sum,
-	                    lbl, v->waiting);
+	const char *const *lbl = LABELS("database", v->database, "user", v->user, "backend", v->backend);
+	sample(b, "vecgate_requests_total", lbl, "%llu", (unsigned long long)v->requests);
+	sample(b, "vecgate_errors_total", lbl, "%llu", (unsigned long long)v->errors);
+	sample(b, "vecgate_request_seconds_total", lbl, "%.6f", v->latency_sum);
+	sample(b, "vecgate_waiting_clients", lbl, "%d", v->waiting);
 	return true;
 }
 
 static void pools_metrics(struct evbuffer *b)
 {
-	evbuffer_add_printf(b, "# HELP vecgate_clients Client connections.\n# TYPE vecgate_clients gauge\n"
-	                       "vecgate_clients %d\n", vg.n_clients);
+	evbuffer_add_printf(b, "# HELP vecgate_clients Client connections.\n# TYPE vecgate_clients gauge\n");
+	sample(b, "vecgate_clients", NULL, "%d", vg.n_clients);
 	evbuffer_add_printf(b, "# HELP vecgate_server_connections Server connections per pool and state.\n"
 	                       "# TYPE vecgate_server_connections gauge\n");
 	pools_foreach_view(pool_connections, b);
@@ -80,13 +126,15 @@ static void backends_metrics(struct evbuffer *out)
 	evbuffer_add_printf(out, "# HELP vecgate_backend_up Last health check answered (1) or not (0).\n"
 	                         "# TYPE vecgate_backend_up gauge\n");
 	for (int i = 0; i < backend_count(); i++)
-		evbuffer_add_printf(out, "vecgate_backend_up{backend=\"%s\",role=\"%s\"} %d\n", backend_at(i)->name,
-		                    config_role_name(backend_at(i)->view.role), backend_at(i)->view.up);
+		sample(out, "vecgate_backend_up",
+		       LABELS("backend", backend_at(i)->name, "role", config_role_name(backend_at(i)->view.role)), "%d",
+		       backend_at(i)->view.up);
 	evbuffer_add_printf(out, "# HELP vecgate_backend_in_rotation Backend may take routed vector reads.\n"
 	                         "# TYPE vecgate_backend_in_rotation gauge\n");
 	for (int i = 0; i < backend_count(); i++)
-		evbuffer_add_printf(out, "vecgate_backend_in_rotation{backend=\"%s\",role=\"%s\"} %d\n", backend_at(i)->name,
-		                    config_role_name(backend_at(i)->view.role), backend_in_rotation(&backend_at(i)->view));
+		sample(out, "vecgate_backend_in_rotation",
+		       LABELS("backend", backend_at(i)->name, "role", config_role_name(backend_at(i)->view.role)), "%d",
+		       backend_in_rotation(&backend_at(i)->view));
 	evbuffer_add_printf(out, "# HELP vecgate_replica_lag_bytes WAL received but not replayed, from the replica.\n"
 	                         "# TYPE vecgate_replica_lag_bytes gauge\n"
 	                         "# HELP vecgate_replica_lag_seconds Age of the last replayed transaction while behind.\n"
@@ -94,22 +142,21 @@ static void backends_metrics(struct evbuffer *out)
 	for (int i = 0; i < backend_count(); i++) {
 		if (backend_at(i)->view.role != VG_ROLE_REPLICA)
 			continue;
-		evbuffer_add_printf(out,
-		                    "vecgate_replica_lag_bytes{backend=\"%s\"} %lld\n"
-		                    "vecgate_replica_lag_seconds{backend=\"%s\"} %.3f\n",
-		                    backend_at(i)->name, (long long)backend_at(i)->view.lag_bytes, backend_at(i)->name,
-		                    backend_at(i)->view.lag_seconds);
+		sample(out, "vecgate_replica_lag_bytes", LABELS("backend", backend_at(i)->name), "%lld",
+		       (long long)backend_at(i)->view.lag_bytes);
+		sample(out, "vecgate_replica_lag_seconds", LABELS("backend", backend_at(i)->name), "%.3f",
+		       backend_at(i)->view.lag_seconds);
 	}
 	evbuffer_add_printf(out, "# HELP vecgate_backend_reads_total Vector reads routed to a backend.\n"
 	                         "# TYPE vecgate_backend_reads_total counter\n"
 	                         "# HELP vecgate_backend_replays_total Routed reads re-run on the primary after this "
 	                         "backend failed them.\n# TYPE vecgate_backend_replays_total counter\n");
-	for (int i = 0; i < backend_count(); i++)
-		evbuffer_add_printf(out,
-		                    "vecgate_backend_reads_total{backend=\"%s\"} %llu\n"
-		                    "vecgate_backend_replays_total{backend=\"%s\"} %llu\n",
-		                    backend_at(i)->name, (unsigned long long)backend_at(i)->routed_reads, backend_at(i)->name,
-		                    (unsigned long long)backend_at(i)->replayed_reads);
+	for (int i = 0; i < backend_count(); i++) {
+		sample(out, "vecgate_backend_reads_total", LABELS("backend", backend_at(i)->name), "%llu",
+		       (unsigned long long)backend_at(i)->routed_reads);
+		sample(out, "vecgate_backend_replays_total", LABELS("backend", backend_at(i)->name), "%llu",
+		       (unsigned long long)backend_at(i)->replayed_reads);
+	}
 }
 
 static void routes_metrics(struct evbuffer *out)
@@ -118,22 +165,20 @@ static void routes_metrics(struct evbuffer *out)
 	                         "# TYPE vecgate_route_mode gauge\n");
 	for (int i = 0; i < route_count(); i++)
 		for (int m = 0; m < VG_ROUTE_COUNT; m++)
-			evbuffer_add_printf(out, "vecgate_route_mode{index=\"%s\",mode=\"%s\"} %d\n", route_at(i)->name,
-			                    config_route_mode_name((enum vg_route_mode)m),
-			                    route_state_effective(route_at(i)) == (enum vg_route_mode)m);
+			sample(out, "vecgate_route_mode",
+			       LABELS("index", route_at(i)->name, "mode", config_route_mode_name((enum vg_route_mode)m)), "%d",
+			       route_state_effective(route_at(i)) == (enum vg_route_mode)m);
 	evbuffer_add_printf(out, "# HELP vecgate_route_queries_total Vector reads of a managed index by where they went.\n"
 	                         "# TYPE vecgate_route_queries_total counter\n");
 	for (int i = 0; i < route_count(); i++)
 		for (int s = 0; s < ROUTE_STAT_COUNT; s++)
-			evbuffer_add_printf(out, "vecgate_route_queries_total{index=\"%s\",target=\"%s\"} %llu\n", route_at(i)->name,
-			                    route_stat_name((enum route_stat)s), (unsigned long long)route_at(i)->stats[s]);
+			sample(out, "vecgate_route_queries_total",
+			       LABELS("index", route_at(i)->name, "target", route_stat_name((enum route_stat)s)), "%llu",
+			       (unsigned long long)route_at(i)->stats[s]);
 	evbuffer_add_printf(out, "# HELP vecgate_vector_query_seconds Vector reads of a managed index, from arrival to "
 	                         "ReadyForQuery.\n# TYPE vecgate_vector_query_seconds histogram\n");
-	for (int i = 0; i < route_count(); i++) {
-		char labels[200];
-		snprintf(labels, sizeof(labels), "index=\"%s\"", route_at(i)->name);
-		hist_write(out, "vecgate_vector_query_seconds", labels, &route_at(i)->latency);
-	}
+	for (int i = 0; i < route_count(); i++)
+		hist_write(out, "vecgate_vector_query_seconds", route_at(i)->name, &route_at(i)->latency);
 }
 
 static void errors_metrics(struct evbuffer *out)
@@ -143,7 +188,7 @@ static void errors_metrics(struct evbuffer *out)
 	for (int i = 0; i < stats_error_count(); i++) {
 		const char *code;
 		uint64_t n = stats_error_at(i, &code);
-		evbuffer_add_printf(out, "vecgate_client_errors_total{sqlstate=\"%s\"} %llu\n", code, (unsigned long long)n);
+		sample(out, "vecgate_client_errors_total", LABELS("sqlstate", code), "%llu", (unsigned long long)n);
 	}
 }
 
@@ -154,9 +199,9 @@ static void rebuild_metrics(struct evbuffer *b)
 	for (size_t i = 0; i < vg.cfg->n_indexes; i++) {
 		const struct rebuild_job *job = rebuild_latest(vg.cfg->indexes[i].name);
 		for (int st = 0; st < JOB_STATE_COUNT; st++)
-			evbuffer_add_printf(b, "vecgate_rebuild_state{index=\"%s\",state=\"%s\"} %d\n",
-			                    vg.cfg->indexes[i].name, job_state_name((enum job_state)st),
-			                    job && (int)job->state == st ? 1 : 0);
+			sample(b, "vecgate_rebuild_state",
+			       LABELS("index", vg.cfg->indexes[i].name, "state", job_state_name((enum job_state)st)), "%d",
+			       job && (int)job->state == st ? 1 : 0);
 	}
 	evbuffer_add_printf(b, "# HELP vecgate_rebuild_progress_percent Build progress of the newest job.\n"
 	                       "# TYPE vecgate_rebuild_progress_percent gauge\n"
@@ -168,16 +213,15 @@ static void rebuild_metrics(struct evbuffer *b)
 		if (job != rebuild_latest(job->index_name))
 			continue;
 		double pct = job->state > JOB_BUILD && job->state <= JOB_DONE ? 100 : job->percent;
-		evbuffer_add_printf(b, "vecgate_rebuild_progress_percent{index=\"%s\"} %.2f\n", job->index_name, pct);
+		sample(b, "vecgate_rebuild_progress_percent", LABELS("index", job->index_name), "%.2f", pct);
 		if (job->have_base)
-			evbuffer_add_printf(b, "vecgate_recall{index=\"%s\",which=\"baseline\"} %.6f\n", job->index_name,
-			                    job->base_recall);
+			sample(b, "vecgate_recall", LABELS("index", job->index_name, "which", "baseline"), "%.6f",
+			       job->base_recall);
 		if (job->have_new)
-			evbuffer_add_printf(b, "vecgate_recall{index=\"%s\",which=\"candidate\"} %.6f\n", job->index_name,
-			                    job->new_recall);
+			sample(b, "vecgate_recall", LABELS("index", job->index_name, "which", "candidate"), "%.6f",
+			       job->new_recall);
 		if (job->swap_tries)
-			evbuffer_add_printf(b, "vecgate_swap_lock_milliseconds{index=\"%s\"} %.3f\n", job->index_name,
-			                    job->swap_ms);
+			sample(b, "vecgate_swap_lock_milliseconds", LABELS("index", job->index_name), "%.3f", job->swap_ms);
 	}
 }
 
@@ -191,10 +235,10 @@ static void drift_metrics(struct evbuffer *b)
 	                       "# TYPE vecgate_drift_alert gauge\n");
 	for (const struct drift_monitor *d = drift_next(NULL); d; d = drift_next(d)) {
 		if (d->have_recall)
-			evbuffer_add_printf(b, "vecgate_drift_recall{index=\"%s\"} %.6f\n", d->name, d->recall);
+			sample(b, "vecgate_drift_recall", LABELS("index", d->name), "%.6f", d->recall);
 		if (d->have_baseline)
-			evbuffer_add_printf(b, "vecgate_drift_baseline{index=\"%s\"} %.6f\n", d->name, d->baseline);
-		evbuffer_add_printf(b, "vecgate_drift_alert{index=\"%s\"} %d\n", d->name, d->alert);
+			sample(b, "vecgate_drift_baseline", LABELS("index", d->name), "%.6f", d->baseline);
+		sample(b, "vecgate_drift_alert", LABELS("index", d->name), "%d", d->alert);
 	}
 }
 

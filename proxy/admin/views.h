@@ -20,5 +20,7 @@ void view_route(struct json *j, const char *key, const struct route_state *r);
 void view_routes(struct json *j, const char *key);
 void view_backends(struct json *j, const char *key);
 void view_metrics(struct evbuffer *out);
+/* Append a Prometheus label value with \\, \" and \n escaped (metrics.c). */
+void prom_label_value(struct evbuffer *out, const char *value);
 
 #endif

@@ -11,6 +11,7 @@
 #include "proxy/control/route_sync.h"
 #include "proxy/route_table.h"
 #include "proxy/runtime/pgasync.h"
+#include "proxy/runtime/pgconn_params.h"
 #include "proxy/runtime/runtime.h"
 
 #include <stdio.h>
@@ -244,8 +245,10 @@ static void sync_connect(struct route_sync *y)
 		return;
 	char port[16];
 	snprintf(port, sizeof(port), "%d", be->port);
-	const char *kw[] = {"host", "port", "dbname", "user", "password", "application_name", NULL};
-	const char *val[] = {be->host, port, y->database, y->user, y->password ? y->password : "", "vecgate routes", NULL};
+	const char *kw[6 + PGCONN_TLS_MAX + 1] = {"host", "port", "dbname", "user", "password", "application_name"};
+	const char *val[6 + PGCONN_TLS_MAX + 1] = {be->host, port, y->database, y->user, y->password ? y->password : "",
+	                                           "vecgate routes"};
+	pgconn_add_tls(&vg.cfg->server_tls, be->host, kw, val, 6, sizeof(kw) / sizeof(*kw));
 	y->ready = y->reading = y->reread = false;
 	y->s = pg_session_connect(vg.base, kw, val, vg.cfg->timeouts.server_connect, sync_connected, sync_lost, y);
 	if (y->s)

@@ -476,7 +476,9 @@ class Rebuild(unittest.TestCase):
 
     def scrape(self):
         import urllib.request
-        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.admin_port, timeout=5).read().decode()
+        req = urllib.request.Request("http://127.0.0.1:%d/metrics" % self.admin_port,
+                                     headers={"Authorization": "Bearer " + TOKEN})
+        text = urllib.request.urlopen(req, timeout=5).read().decode()
         types, samples = {}, {}
         for line in text.splitlines():
             if line.startswith("# TYPE "):
@@ -516,9 +518,19 @@ class Rebuild(unittest.TestCase):
         self.assertLess(m['vecgate_drift_recall{index="drift"}'], 0.5)
 
     def test_z_metrics_and_probes(self):
+        import urllib.error
         import urllib.request
+        # the probes need no token; /metrics does (admin.metrics_without_token is off by default)
         self.assertEqual(json.loads(urllib.request.urlopen("http://127.0.0.1:%d/readyz" % self.admin_port,
                                                            timeout=5).read())["ready"], True)
+        self.assertEqual(json.loads(urllib.request.urlopen("http://127.0.0.1:%d/healthz" % self.admin_port,
+                                                           timeout=5).read())["status"], "ok")
+        for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}):
+            with self.assertRaises(urllib.error.HTTPError) as cm:
+                urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:%d/metrics" % self.admin_port,
+                                                              headers=headers), timeout=5)
+            self.assertEqual(cm.exception.code, 401)
+            self.assertEqual(cm.exception.headers["WWW-Authenticate"], "Bearer")
         types, before = self.scrape()
         for name, kind in (("vecgate_clients", "gauge"), ("vecgate_requests_total", "counter"),
                            ("vecgate_errors_total", "counter"), ("vecgate_server_connections", "gauge"),

@@ -12,11 +12,13 @@ import asyncio
 import json
 import os
 import random
+import signal
 import subprocess
 import tempfile
 import threading
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 import asyncpg
@@ -385,7 +387,13 @@ class Routing(unittest.TestCase):
             self.assertEqual(self.where(c), (True, self.r1.port))
 
     def test_h_metrics(self):
-        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.admin_port, timeout=5).read().decode()
+        # /metrics needs the token by default
+        with self.assertRaises(urllib.error.HTTPError) as cm:
+            urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.admin_port, timeout=5)
+        self.assertEqual(cm.exception.code, 401)
+        req = urllib.request.Request("http://127.0.0.1:%d/metrics" % self.admin_port,
+                                     headers={"Authorization": "Bearer " + TOKEN})
+        text = urllib.request.urlopen(req, timeout=5).read().decode()
         samples = {}
         for line in text.splitlines():
             if line and not line.startswith("#"):
@@ -409,6 +417,71 @@ class Routing(unittest.TestCase):
         self.assertGreater(values[-1], 50)
         self.assertGreater(samples['vecgate_vector_query_seconds_sum{index="items"}'], 0)
         self.assertIn("# TYPE vecgate_vector_query_seconds histogram", text)
+
+    def test_i_metrics_without_token_and_label_escaping(self):
+        """admin.metrics_without_token: true opens /metrics (and only it) again, and follows SIGHUP; label
+        values are escaped: a managed index named with a quote, a backslash and a newline."""
+        admin = free_port()
+        weird = 'we"ird\\na\nme'  # we"ird\na<newline>me
+        index = dict(self.index, name="PLACEHOLDER", route="primary", approve_swap=False)
+        vg = Vecgate(self.pg, auth_type="trust", users=[], databases=[
+            {"name": "postgres", "pool_mode": "transaction", "pool_size": 2, "user": "postgres", "password": SUPERPW},
+        ], extra={"admin": {"port": admin, "token": TOKEN, "metrics_without_token": True},
+                  "managed_indexes": [index]})
+        self.addCleanup(vg.stop)
+
+        def restart_with(open_metrics):
+            vg.cfg["admin"]["metrics_without_token"] = open_metrics
+            vg.write_config()
+            with open(vg.path) as f:
+                text = f.read()
+            # a YAML double-quoted scalar: the emitter's single quotes cannot hold a newline
+            with open(vg.path, "w") as f:
+                f.write(text.replace("'PLACEHOLDER'", '"we\\"ird\\\\na\\nme"'))
+
+        restart_with(True)
+        vg.stop()
+        vg.start()
+        wait_admin = time.time() + 10
+        while True:
+            try:
+                text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin, timeout=5).read().decode()
+                break
+            except OSError:
+                if time.time() > wait_admin:
+                    raise
+                time.sleep(0.05)
+        lines = text.splitlines()
+        esc = 'we\\"ird\\\\na\\nme'  # the exposition format's escapes: \" \\ \n
+        self.assertIn('vecgate_route_mode{index="%s",mode="primary"} 1' % esc, lines)
+        self.assertIn('vecgate_rebuild_state{index="%s",state="done"} 0' % esc, lines)
+        self.assertIn('vecgate_vector_query_seconds_bucket{index="%s",le="+Inf"} 0' % esc, lines)
+        # every sample line still parses: name{labels} value, quotes balanced
+        for line in lines:
+            if line and not line.startswith("#"):
+                self.assertRegex(line, r'^[a-z_]+(\{([a-z_]+="([^"\\\n]|\\[\\"n])*",?)*\})? \S+$')
+        # the API's JSON carries the raw name
+        self.assertIn(weird, [r["name"] for r in api(admin, "/v1/routes")["routes"]])
+        # still only /metrics: the rest keeps needing the token
+        with self.assertRaises(urllib.error.HTTPError) as cm:
+            urllib.request.urlopen("http://127.0.0.1:%d/v1/routes" % admin, timeout=5)
+        self.assertEqual(cm.exception.code, 401)
+        # back to the default on SIGHUP: 401 without, 200 with the token
+        restart_with(False)
+        vg.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while True:
+            try:
+                urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin, timeout=5)
+            except urllib.error.HTTPError as e:
+                self.assertEqual(e.code, 401)
+                break
+            self.assertLess(time.time(), deadline, vg.log()[-2000:])
+            time.sleep(0.05)
+        req = urllib.request.Request("http://127.0.0.1:%d/metrics" % admin, headers={"Authorization": "Bearer " + TOKEN})
+        self.assertIn('vecgate_route_mode{index="%s",mode="primary"} 1' % esc,
+                      urllib.request.urlopen(req, timeout=5).read().decode().splitlines())
+        vg.stop()
 
 
 if __name__ == "__main__":

@@ -122,6 +122,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c->databases[0].pool_mode, VG_POOL_SESSION);
 	assert_true(c->timeouts.query_wait == 120);
 	assert_int_equal(c->client_tls.mode, VG_CTLS_DISABLE);
+	assert_false(c->admin.metrics_without_token); /* /metrics needs the token unless said otherwise */
 	config_free(c);
 }
 
@@ -176,6 +177,8 @@ static const struct bad_case bad_cases[] = {
 	{BASE "limits:\n  max_client_conn: 5\n  max_client_conn: 6\n", "t.yaml:7:3:", "duplicate key 'max_client_conn'"},
 	{"", "t.yaml:1:1:", "configuration is empty"},
 	{BASE "admin: {port: 6480, token: short}\n", "t.yaml:5:8:", "admin.token of at least 16 characters"},
+	{BASE "admin: {port: 6480, token: 0123456789abcdef, metrics_without_token: maybe}\n", "t.yaml:5:69:",
+	 "metrics_without_token must be true or false, got 'maybe'"},
 	{BASE "managed_indexes:\n  - {database: app, table: t, index: i}\n", "t.yaml:6:5:", "needs eval_query and eval_file"},
 	{BASE "managed_indexes:\n  - {database: app, table: t}\n", "t.yaml:6:5:", "needs database, table and index"},
 	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, backend: nope}\n",
@@ -228,6 +231,7 @@ static void test_managed_index(void **state)
 		fail_msg("%s", err);
 	assert_int_equal(c->admin.port, 6480);
 	assert_string_equal(c->admin.host, "127.0.0.1");
+	assert_false(c->admin.metrics_without_token);
 	const struct vg_managed_index *m = config_find_index(c, "items_hnsw");
 	assert_non_null(m);
 	assert_string_equal(m->schema, "docs");
@@ -242,6 +246,25 @@ static void test_managed_index(void **state)
 	assert_int_equal(m->lock_timeout_ms, 25);
 	assert_int_equal(m->swap_attempts, 20);
 	assert_true(m->retention_seconds == 86400);
+	config_free(c);
+}
+
+static void test_admin_metrics_without_token(void **state)
+{
+	(void)state;
+	const char *y = BASE "admin: {host: 0.0.0.0, port: 6480, token: 0123456789abcdef, metrics_without_token: true}\n";
+	char err[512];
+	struct vg_config *c = config_load_string("a.yaml", y, strlen(y), err, sizeof(err));
+	if (!c)
+		fail_msg("%s", err);
+	assert_true(c->admin.metrics_without_token);
+	assert_string_equal(c->admin.host, "0.0.0.0");
+	config_free(c);
+	y = BASE "admin: {port: 6480, token: 0123456789abcdef, metrics_without_token: false}\n";
+	c = config_load_string("a.yaml", y, strlen(y), err, sizeof(err));
+	if (!c)
+		fail_msg("%s", err);
+	assert_false(c->admin.metrics_without_token);
 	config_free(c);
 }
 
@@ -274,7 +297,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full),         cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_bad_configs),  cmocka_unit_test(test_missing_file),
-		cmocka_unit_test(test_managed_index),
+		cmocka_unit_test(test_managed_index), cmocka_unit_test(test_admin_metrics_without_token),
 		cmocka_unit_test(test_example_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
