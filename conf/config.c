@@ -584,6 +584,7 @@ static bool load_pool(struct load_ctx *lc, const yaml_node_t *val, void *base)
 		{"server_reset_query", F_STR, OFF(struct vg_config, pool.server_reset_query), 0, 0, NULL},
 		{"server_reset_query_always", F_BOOL, OFF(struct vg_config, pool.server_reset_query_always), 0, 0, NULL},
 		{"max_prepared_statements", F_INT, OFF(struct vg_config, pool.max_prepared_statements), 0, 100000, NULL},
+		{"statement_cache", F_SIZE, OFF(struct vg_config, pool.statement_cache), 0, 1073741824L, NULL},
 		{NULL, 0, 0, 0, 0, NULL},
 	};
 	return load_simple_section(lc, val, base, "pool", fields);
@@ -595,6 +596,7 @@ static bool load_admin(struct load_ctx *lc, const yaml_node_t *val, void *base)
 		{"host", F_STR, OFF(struct vg_config, admin.host), 0, 0, NULL},
 		{"port", F_INT, OFF(struct vg_config, admin.port), 0, 65535, NULL},
 		{"token", F_STR, OFF(struct vg_config, admin.token), 0, 0, NULL},
+		{"metrics_without_token", F_BOOL, OFF(struct vg_config, admin.metrics_without_token), 0, 0, NULL},
 		{NULL, 0, 0, 0, 0, NULL},
 	};
 	struct vg_config *cfg = base;
@@ -843,6 +845,7 @@ static void set_defaults(struct vg_config *cfg)
 	cfg->logging.log_disconnections = true;
 	cfg->auth.type = VG_AUTH_SCRAM;
 	cfg->pool.max_prepared_statements = 200; /* as PgBouncer 1.22 */
+	cfg->pool.statement_cache = 4u << 20;
 	cfg->health.interval = 1;
 	cfg->health.timeout = 3;
 	cfg->routing.refresh_seconds = 5;

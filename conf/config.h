@@ -152,6 +152,7 @@ struct vg_pool_settings {
 	bool server_reset_query_always; /* also in transaction mode */
 	char *application_name_add_host; /* reserved, NULL */
 	int max_prepared_statements;     /* per server connection, least recently used closed first; 0 = no cap */
+	size_t statement_cache;          /* bytes of statement texts no client holds, kept per pool for reuse */
 };
 
 /* Admin HTTP API (evhttp), loopback by default. */
@@ -159,6 +160,7 @@ struct vg_admin {
 	char *host;  /* default 127.0.0.1 */
 	int port;    /* 0 = admin API disabled */
 	char *token; /* bearer token; required when port is set */
+	bool metrics_without_token; /* GET /metrics without the token (default false: token required) */
 };
 
 struct vg_setting {

@@ -615,3 +615,19 @@ bool response_completes(uint8_t request_type, uint8_t response_type)
 	default: return false;
 	}
 }
+
+bool pg_frontend_type_valid(uint8_t type)
+{
+	switch (type) {
+	case 'Q': case 'P': case 'B': case 'E': case 'D': case 'C': case 'S': case 'H':
+	case 'F': case 'd': case 'c': case 'f': case 'X':
+		return true;
+	default:
+		return false;
+	}
+}
+
+bool pg_severity_fatal(const char *severity)
+{
+	return severity && (!strcmp(severity, "FATAL") || !strcmp(severity, "PANIC"));
+}

@@ -89,6 +89,13 @@ const char *startup_get(const struct startup_packet *sp, const char *name);
 struct pg_error_fields {
 	const char *severity, *sqlstate, *message, *detail, *hint;
 };
+/* May a logged-in client send a message of this type (simple and extended
+ * query, function call, COPY data, Terminate)?  Anything else is a
+ * protocol violation vecgate answers itself. */
+bool pg_frontend_type_valid(uint8_t type);
+/* Is this ErrorResponse severity one after which the backend closes (FATAL, PANIC)? */
+bool pg_severity_fatal(const char *severity);
+
 /* ErrorResponse / NoticeResponse body (after the length word). */
 int parse_error_fields(const uint8_t *body, size_t len, struct pg_error_fields *out);
 int parse_parameter_status(const uint8_t *body, size_t len, const char **name, const char **value);

@@ -35,7 +35,7 @@ static void client_setup_bev(struct client_conn *c)
 {
 	bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_WRITE, VG_OUT_LOW, 0);
-	io_out_attach(&c->out, c->bev, c->tls, client_read_cb, client_event_cb, c);
+	io_out_attach(&c->out, c->bev, c->tls, client_read_cb, client_write_cb, client_event_cb, c);
 	io_read(&c->out, true);
 }
 
@@ -94,8 +94,12 @@ void client_send_error(struct client_conn *c, const char *severity, const char *
 
 void client_fatal(struct client_conn *c, const char *sqlstate, const char *msg, const char *detail)
 {
+	static struct log_limit refused;
 	if (c->state == CL_CLOSING)
 		return;
+	if (c->state < CL_IDLE || !strcmp(sqlstate, "08P01"))
+		vg_log_limited(&refused, VG_LOG_INFO, "C-%llu: refused %s@%s: %s (SQLSTATE %s)", (unsigned long long)c->id,
+		               c->user ? c->user : "?", c->addr, msg, sqlstate);
 	client_send_error(c, "FATAL", sqlstate, msg, detail);
 	client_close(c, msg);
 }
@@ -142,6 +146,8 @@ void client_close(struct client_conn *c, const char *reason)
 	if (c->server)
 		server_unlink_client_gone(c->server);
 	auth_release(c);
+	/* the pool may be gone before the reaper frees this client */
+	name_map_free(&c->stmts, vg.cfg->pool.statement_cache);
 	if (c->pool)
 		c->pool->n_clients--;
 	c->state = CL_CLOSING;
@@ -171,7 +177,7 @@ void client_free(struct client_conn *c)
 	free(c->user);
 	free(c->database);
 	varcache_clear(&c->vars);
-	name_map_free(&c->stmts);
+	name_map_free(&c->stmts, vg.cfg->pool.statement_cache);
 	free(c->scram);
 	free(c->authq_secret);
 	free(c);
@@ -240,10 +246,13 @@ static bool handle_startup(struct client_conn *c)
 	switch (sp.kind) {
 	case STARTUP_SSL:
 		evbuffer_drain(in, total);
-		if (c->tls) {
-			client_fatal(c, "08P01", "SSL negotiation already completed", NULL);
+		if (c->tls || c->ssl_asked) {
+			/* one negotiation per connection, as PostgreSQL: a loop of
+			 * requests would only queue replies the client never reads */
+			client_fatal(c, "08P01", c->tls ? "SSL negotiation already completed" : "duplicate SSLRequest", NULL);
 			return false;
 		}
+		c->ssl_asked = true;
 		if (vg.client_tls && !c->is_unix) {
 			if (!upgrade_to_tls(c)) {
 				client_close(c, "TLS setup failed");
@@ -255,6 +264,11 @@ static bool handle_startup(struct client_conn *c)
 		return true;
 	case STARTUP_GSSENC:
 		evbuffer_drain(in, total);
+		if (c->gss_asked || c->ssl_asked || c->tls) {
+			client_fatal(c, "08P01", "duplicate or late GSSENCRequest", NULL);
+			return false;
+		}
+		c->gss_asked = true;
 		bufferevent_write(c->bev, "N", 1);
 		return true;
 	case STARTUP_CANCEL: {
@@ -399,6 +413,7 @@ void client_login_done(struct client_conn *c)
 	buf_free(&b);
 	c->state = CL_IDLE;
 	c->last_active = now_sec();
+	client_resume_read(c);
 	if (vg.cfg->logging.log_connections)
 		log_info("C-%llu: %s@%s login to %s (%s pool%s)", (unsigned long long)c->id, c->user, c->addr,
 		         c->database, config_pool_mode_name(p->mode), c->tls ? ", TLS" : "");
@@ -460,6 +475,21 @@ void client_pause_read(struct client_conn *c)
 	}
 }
 
+/* Drop a whole message vecgate answered itself; the rest of a large one is
+ * skipped as it arrives (fwd_remaining with no server means "discard"). */
+static bool drain_whole(struct client_conn *c, uint32_t total)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t avail = evbuffer_get_length(in);
+	if (avail >= total) {
+		evbuffer_drain(in, total);
+		return true;
+	}
+	evbuffer_drain(in, avail);
+	c->discard_remaining = total - avail;
+	return false;
+}
+
 static void forward_loop(struct client_conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -470,6 +500,12 @@ static void forward_loop(struct client_conn *c)
 		if (avail == 0)
 			break;
 		struct server_conn *s = c->server;
+		if (c->discard_remaining) {
+			size_t n = avail < c->discard_remaining ? avail : c->discard_remaining;
+			evbuffer_drain(in, n);
+			c->discard_remaining -= n;
+			continue;
+		}
 		if (c->fwd_remaining) {
 			assert(s);
 			struct evbuffer *out = bufferevent_get_output(s->bev);
@@ -505,6 +541,14 @@ static void forward_loop(struct client_conn *c)
 			client_close(c, "client terminated the session");
 			return;
 		}
+		if (!pg_frontend_type_valid(type)) {
+			/* never forwarded: a server would answer FATAL, possibly after
+			 * it went back to the pool, and end another client's session */
+			char m[64];
+			snprintf(m, sizeof(m), "invalid frontend message type %d", type);
+			client_fatal(c, "08P01", m, NULL);
+			return;
+		}
 		c->last_active = now_sec();
 		log_debug("C-%llu: -> '%c' len %u, server %s", (unsigned long long)c->id, type, total,
 		          s ? "linked" : "none");
@@ -528,22 +572,24 @@ static void forward_loop(struct client_conn *c)
 			evbuffer_drain(in, total);
 			continue;
 		}
+		/* the DDL guard and routing read at most VG_INSPECT_MAX bytes of a
+		 * statement: larger messages stream like any other, never held */
+		size_t look = total < VG_INSPECT_MAX ? total : VG_INSPECT_MAX;
 		if (ddl_guard_applies(type)) {
-			if (avail < total)
-				break; /* the guard reads the statement whole */
-			const char *stmt_name;
-			const uint8_t *tail;
-			size_t sql_len, tail_len;
-			const char *sql = statement_text(type, evbuffer_pullup(in, total), total, &sql_len, &stmt_name, &tail,
-			                                 &tail_len);
-			if (sql && ddl_guard_refused(c, sql, sql_len, type == 'P')) {
-				evbuffer_drain(in, total);
+			if (avail < look)
+				break;
+			const char *sql;
+			size_t sql_len;
+			if (statement_prefix(type, evbuffer_pullup(in, look), look, &sql, &sql_len) &&
+			    ddl_guard_refused(c, sql, sql_len, type == 'P')) {
+				if (!drain_whole(c, total))
+					return;
 				continue;
 			}
 		}
 		if (!s) {
 			struct pool *target = c->pool;
-			if (route_cycle_applies(c, type)) {
+			if (route_cycle_applies(c, type) && total <= VG_INSPECT_MAX) {
 				if (avail < total)
 					break; /* routing reads the statement whole */
 				target = routed_pool(c, type, evbuffer_pullup(in, total), total);
@@ -561,7 +607,11 @@ static void forward_loop(struct client_conn *c)
 		if (c->routed) {
 			/* one request cycle per routed link, each message kept whole
 			 * until the answer is complete */
-			if (c->cycle_sent || avail < total)
+			if (c->cycle_sent) {
+				client_pause_read(c); /* resumed when the routed read is answered */
+				return;
+			}
+			if (avail < total)
 				return;
 			if (type == 'H' && s->holding) {
 				server_stop_holding(s); /* the client wants answers before Sync */
@@ -573,8 +623,8 @@ static void forward_loop(struct client_conn *c)
 				c->cycle_sent = true;
 		}
 		struct evbuffer *out = bufferevent_get_output(s->bev);
-		if (evbuffer_get_length(out) >= VG_OUT_HIGH) {
-			client_pause_read(c);
+		if (evbuffer_get_length(out) >= VG_OUT_HIGH || s->pending.count >= VG_PENDING_MAX) {
+			client_pause_read(c); /* resumed as the server drains or answers */
 			return;
 		}
 		if (type == 'Q' || type == 'E')
@@ -616,26 +666,38 @@ void client_process(struct client_conn *c)
 		case CL_ACTIVE:
 			forward_loop(c);
 			return;
-		case CL_WAITING: {
-			/* notice a Terminate while queued, otherwise just hold */
-			struct evbuffer *in = bufferevent_get_input(c->bev);
-			if (evbuffer_get_length(in) > VG_OUT_HIGH)
+		case CL_WAITING:
+		case CL_WAIT_WELCOME:
+			/* queued for a server or for the pool's first login: hold at
+			 * most a window of what the client pipelines */
+			if (evbuffer_get_length(bufferevent_get_input(c->bev)) > VG_OUT_HIGH)
 				client_pause_read(c);
 			return;
-		}
+		case CL_AUTH_LOOKUP:
+			/* nothing is due from the client before its challenge */
+			if (evbuffer_get_length(bufferevent_get_input(c->bev)) > vg.cfg->limits.max_startup_size) {
+				client_fatal(c, "08P01", "unexpected data before the authentication request", NULL);
+				return;
+			}
+			return;
 		default:
 			return;
 		}
 	}
 }
 
-void client_linked(struct client_conn *c)
+void client_resume_read(struct client_conn *c)
 {
-	c->state = CL_ACTIVE;
 	if (c->read_paused) {
 		c->read_paused = false;
 		io_read(&c->out, true);
 	}
+}
+
+void client_linked(struct client_conn *c)
+{
+	c->state = CL_ACTIVE;
+	client_resume_read(c);
 	client_process(c);
 }
 

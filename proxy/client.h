@@ -20,6 +20,7 @@ void client_linked(struct client_conn *c);     /* a server was assigned */
 void client_login_done(struct client_conn *c); /* welcome params known: finish login */
 void client_free(struct client_conn *c);
 void client_pause_read(struct client_conn *c);
+void client_resume_read(struct client_conn *c);
 /* A routed read's server failed before answering: re-run it on the primary. */
 void client_replay_on_primary(struct client_conn *c, const char *why);
 struct client_conn *client_find_by_cancel_key(uint32_t pid, uint32_t key);

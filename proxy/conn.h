@@ -26,9 +26,12 @@
 #include "proxy/runtime/runtime.h"
 #include "proxy/varcache.h"
 
-/* high/low watermarks for backpressure between linked connections */
-#define VG_OUT_HIGH (512 * 1024)
-#define VG_OUT_LOW (128 * 1024)
+/* requests one server may owe answers for before the client must wait:
+ * the kernel absorbs pipelined bytes, so the queue, not the buffer, is what
+ * a flood would grow */
+#define VG_PENDING_MAX 4096
+/* at most this much of a statement is read for the DDL guard and routing */
+#define VG_INSPECT_MAX (256 * 1024)
 
 struct pg_async;
 
@@ -57,6 +60,7 @@ struct client_conn {
 	struct io_out out;
 	bool tls;
 	bool is_unix;
+	bool ssl_asked, gss_asked; /* each negotiation at most once */
 	char addr[64];
 	uint64_t id;
 	double connect_time, wait_start, last_active;
@@ -69,6 +73,7 @@ struct client_conn {
 	struct pool *wait_pool;  /* the pool whose queue the client is in (pool or a routed sibling) */
 	struct server_conn *server;
 	size_t fwd_remaining; /* bytes of the current message still to forward */
+	size_t discard_remaining; /* bytes of a refused message still to skip */
 	/* routing: a vector read on a replica/fallback server is one request
 	 * cycle; its messages are kept until the answer is complete, so that a
 	 * failure there can be replayed on the primary */

@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 static TAILQ_HEAD(, io_out) dirty = TAILQ_HEAD_INITIALIZER(dirty);
 static struct event *flush_ev;
@@ -37,7 +38,8 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 		io->queued = false;
 		struct evbuffer *out = bufferevent_get_output(io->bev);
 		int sock = bufferevent_getfd(io->bev);
-		if (evbuffer_get_length(out) == 0 || sock < 0)
+		size_t before = evbuffer_get_length(out);
+		if (before == 0 || sock < 0)
 			continue;
 		/* bufferevent_socket freezes the buffer's start so only it drains
 		 * the buffer; we are draining on its behalf */
@@ -51,8 +53,13 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 			bufferevent_enable(io->bev, EV_WRITE);
 			continue;
 		}
-		if (evbuffer_get_length(out) > 0)
+		size_t after = evbuffer_get_length(out);
+		if (after > 0)
 			bufferevent_enable(io->bev, EV_WRITE);
+		/* the kernel took it all at once: libevent will not call the write
+		 * callback, yet a peer paused on this buffer must hear of it */
+		if (before >= VG_OUT_LOW && after < VG_OUT_LOW && io->on_drain)
+			io->on_drain(io->bev, io->arg);
 	}
 }
 
@@ -77,23 +84,17 @@ static void io_read_cb(evutil_socket_t fd, short what, void *arg)
 	struct io_out *io = arg;
 	struct bufferevent *bev = io->bev;
 	struct evbuffer *in = bufferevent_get_input(bev);
-	struct evbuffer_iovec v[2];
-	/* bufferevent_socket freezes its input's end: we fill it on its behalf */
-	evbuffer_unfreeze(in, 0);
-	int nv = evbuffer_reserve_space(in, IO_READ_CHUNK, v, 2);
-	ssize_t n = nv > 0 ? readv(fd, (struct iovec *)v, nv) : -1;
+	/* read into one shared buffer and append: reserving space in the input
+	 * instead leaves a 64 kB chain behind every short read, and moving such
+	 * chains whole to the peer multiplies a flood of small messages in memory */
+	static uint8_t chunk[IO_READ_CHUNK];
+	ssize_t n = read(fd, chunk, sizeof(chunk));
 	int saved = errno;
 	if (n > 0) {
-		size_t left = (size_t)n;
-		for (int i = 0; i < nv; i++) {
-			size_t take = left < v[i].iov_len ? left : v[i].iov_len;
-			v[i].iov_len = take;
-			left -= take;
-		}
-		evbuffer_commit_space(in, v, nv);
-	}
-	evbuffer_freeze(in, 0);
-	if (n > 0) {
+		/* bufferevent_socket freezes its input's end: we fill it on its behalf */
+		evbuffer_unfreeze(in, 0);
+		evbuffer_add(in, chunk, (size_t)n);
+		evbuffer_freeze(in, 0);
 		io->on_read(bev, io->arg);
 		/* send what this read produced now, not after every other ready
 		 * socket of this loop iteration: it keeps the peer busy sooner */
@@ -107,7 +108,7 @@ static void io_read_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 void io_out_attach(struct io_out *io, struct bufferevent *bev, bool tls, bufferevent_data_cb on_read,
-                   bufferevent_event_cb on_event, void *arg)
+                   bufferevent_data_cb on_drain, bufferevent_event_cb on_event, void *arg)
 {
 	io->bev = bev;
 	io->queued = false;
@@ -115,6 +116,7 @@ void io_out_attach(struct io_out *io, struct bufferevent *bev, bool tls, buffere
 	io->rev = NULL;
 	io->plain = !tls;
 	io->on_read = on_read;
+	io->on_drain = on_drain;
 	io->on_event = on_event;
 	io->arg = arg;
 	if (tls) {

@@ -12,12 +12,17 @@
 
 #include <event2/bufferevent.h>
 
+/* high/low watermarks for backpressure between linked connections */
+#define VG_OUT_HIGH (512 * 1024)
+#define VG_OUT_LOW (128 * 1024)
+
 struct io_out {
 	TAILQ_ENTRY(io_out) link;
 	struct bufferevent *bev;
 	struct evbuffer_cb_entry *cb;
 	struct event *rev; /* own read event, plain sockets */
 	bufferevent_data_cb on_read;
+	bufferevent_data_cb on_drain; /* output fell below VG_OUT_LOW by a write-through */
 	bufferevent_event_cb on_event;
 	void *arg;
 	bool queued;
@@ -27,7 +32,7 @@ struct io_out {
 /* Take over reading and writing of a plain socket's bufferevent (TLS ones
  * are left to libevent); reading starts with io_read(io, true). */
 void io_out_attach(struct io_out *io, struct bufferevent *bev, bool tls, bufferevent_data_cb on_read,
-                   bufferevent_event_cb on_event, void *arg);
+                   bufferevent_data_cb on_drain, bufferevent_event_cb on_event, void *arg);
 void io_read(struct io_out *io, bool on);
 void io_connected(struct io_out *io); /* a connecting socket now has its fd */
 void io_out_detach(struct io_out *io);

@@ -52,7 +52,62 @@ static void registry_grow(struct stmt_registry *r)
 	r->nbuckets = nb;
 }
 
-struct prep_stmt *registry_intern(struct stmt_registry *r, const uint8_t *tail, size_t len)
+/* ---- unused statements: an LRU list, oldest first ---- */
+
+static void unused_remove(struct stmt_registry *r, struct prep_stmt *st)
+{
+	if (st->lru_prev)
+		st->lru_prev->lru_next = st->lru_next;
+	else if (r->unused_head == st)
+		r->unused_head = st->lru_next;
+	else
+		return; /* not on the list */
+	if (st->lru_next)
+		st->lru_next->lru_prev = st->lru_prev;
+	else
+		r->unused_tail = st->lru_prev;
+	st->lru_prev = st->lru_next = NULL;
+}
+
+static void unused_append(struct stmt_registry *r, struct prep_stmt *st)
+{
+	st->lru_next = NULL;
+	st->lru_prev = r->unused_tail;
+	if (r->unused_tail)
+		r->unused_tail->lru_next = st;
+	else
+		r->unused_head = st;
+	r->unused_tail = st;
+}
+
+static void stmt_free(struct prep_stmt *st)
+{
+	free(st->tail);
+	free(st->cls);
+	free(st);
+}
+
+/* Forget unused statements, oldest first, while the texts no client holds
+ * exceed the cache (`keep` is spared: it is being handed out right now). */
+static void registry_trim(struct stmt_registry *r, size_t cache, const struct prep_stmt *keep)
+{
+	while (r->unused_bytes > cache && r->unused_head && r->unused_head != keep) {
+		struct prep_stmt *st = r->unused_head;
+		unused_remove(r, st);
+		for (struct prep_stmt **pp = &r->buckets[st->hash % r->nbuckets]; *pp; pp = &(*pp)->next) {
+			if (*pp == st) {
+				*pp = st->next;
+				break;
+			}
+		}
+		r->unused_bytes -= st->tail_len;
+		r->bytes -= st->tail_len;
+		r->count--;
+		stmt_free(st); /* its id is never reused: servers that prepared it just keep a stale name */
+	}
+}
+
+struct prep_stmt *registry_intern(struct stmt_registry *r, const uint8_t *tail, size_t len, size_t cache)
 {
 	uint64_t h = fnv1a(tail, len);
 	if (r->nbuckets) {
@@ -72,10 +127,34 @@ struct prep_stmt *registry_intern(struct stmt_registry *r, const uint8_t *tail, 
 	st->tail_len = len;
 	st->hash = h;
 	st->id = ++r->next_id;
+	st->reg = r;
 	st->next = r->buckets[h % r->nbuckets];
 	r->buckets[h % r->nbuckets] = st;
 	r->count++;
+	r->bytes += len;
+	/* unused until a client name points at it */
+	unused_append(r, st);
+	r->unused_bytes += len;
+	registry_trim(r, cache, st);
 	return st;
+}
+
+void stmt_hold(struct prep_stmt *st)
+{
+	if (st->refs++ == 0) {
+		unused_remove(st->reg, st);
+		st->reg->unused_bytes -= st->tail_len;
+	}
+}
+
+void stmt_release(struct prep_stmt *st, size_t cache)
+{
+	assert(st->refs > 0);
+	if (--st->refs == 0) {
+		unused_append(st->reg, st);
+		st->reg->unused_bytes += st->tail_len;
+		registry_trim(st->reg, cache, NULL);
+	}
 }
 
 void registry_free(struct stmt_registry *r)
@@ -84,9 +163,7 @@ void registry_free(struct stmt_registry *r)
 		struct prep_stmt *st = r->buckets[i];
 		while (st) {
 			struct prep_stmt *next = st->next;
-			free(st->tail);
-			free(st->cls);
-			free(st);
+			stmt_free(st);
 			st = next;
 		}
 	}
@@ -133,13 +210,15 @@ static void name_map_grow(struct name_map *m)
 	m->nbuckets = nb;
 }
 
-void name_map_put(struct name_map *m, const char *name, struct prep_stmt *st)
+void name_map_put(struct name_map *m, const char *name, struct prep_stmt *st, size_t cache)
 {
 	if (m->count >= m->nbuckets)
 		name_map_grow(m);
 	uint64_t h = fnv1a(name, strlen(name));
+	stmt_hold(st);
 	for (struct name_map_entry *e = m->buckets[h % m->nbuckets]; e; e = e->next) {
 		if (strcmp(e->name, name) == 0) {
+			stmt_release(e->stmt, cache);
 			e->stmt = st;
 			return;
 		}
@@ -153,7 +232,7 @@ void name_map_put(struct name_map *m, const char *name, struct prep_stmt *st)
 	m->count++;
 }
 
-void name_map_del(struct name_map *m, const char *name)
+void name_map_del(struct name_map *m, const char *name, size_t cache)
 {
 	if (!m->nbuckets)
 		return;
@@ -162,6 +241,7 @@ void name_map_del(struct name_map *m, const char *name)
 		if (strcmp((*pp)->name, name) == 0) {
 			struct name_map_entry *e = *pp;
 			*pp = e->next;
+			stmt_release(e->stmt, cache);
 			free(e->name);
 			free(e);
 			m->count--;
@@ -170,12 +250,13 @@ void name_map_del(struct name_map *m, const char *name)
 	}
 }
 
-void name_map_free(struct name_map *m)
+void name_map_free(struct name_map *m, size_t cache)
 {
 	for (size_t i = 0; i < m->nbuckets; i++) {
 		struct name_map_entry *e = m->buckets[i];
 		while (e) {
 			struct name_map_entry *next = e->next;
+			stmt_release(e->stmt, cache);
 			free(e->name);
 			free(e);
 			e = next;
@@ -334,8 +415,8 @@ void prepared_rewrite(struct client_conn *c, struct server_conn *s, uint8_t type
 			pending_refuse(c, "42P05", m, NULL, true);
 			break;
 		}
-		st = registry_intern(c->pool->reg, tail, tail_len);
-		name_map_put(&c->stmts, name, st);
+		st = registry_intern(c->pool->reg, tail, tail_len, vg.cfg->pool.statement_cache);
+		name_map_put(&c->stmts, name, st, vg.cfg->pool.statement_cache);
 		if (s->err_skip)
 			break;
 		if (id_set_has(&s->prepared, st->id)) {
@@ -368,7 +449,7 @@ void prepared_rewrite(struct client_conn *c, struct server_conn *s, uint8_t type
 		if (type == 'C') {
 			/* servers keep the statement for other clients; closing an
 			 * unknown name is not an error in PostgreSQL either */
-			name_map_del(&c->stmts, name);
+			name_map_del(&c->stmts, name, vg.cfg->pool.statement_cache);
 			pending_push_request(s, PD_SYNTH, 'C', '3', 0);
 			break;
 		}

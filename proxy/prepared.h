@@ -26,14 +26,24 @@ struct prep_stmt {
 	size_t tail_len;
 	uint8_t route_kind;     /* 0 not classified yet, 1 stays on the primary, 2 vector read */
 	struct sql_class *cls;  /* route_kind 2: the classification, for route decisions per Bind */
-	struct prep_stmt *next;
+	struct prep_stmt *next; /* hash chain */
+	uint32_t refs;          /* client names pointing here; 0 = on the unused list */
+	struct prep_stmt *lru_prev, *lru_next;
+	struct stmt_registry *reg;
 };
+/* Statement texts of a pool.  Texts no client holds stay for reuse (a
+ * server may still have them prepared) until they exceed `cache` bytes,
+ * least recently released first; ids are never reused. */
 struct stmt_registry {
 	struct prep_stmt **buckets;
 	size_t nbuckets, count;
 	uint32_t next_id;
+	size_t bytes, unused_bytes;
+	struct prep_stmt *unused_head, *unused_tail;
 };
-struct prep_stmt *registry_intern(struct stmt_registry *r, const uint8_t *tail, size_t len);
+struct prep_stmt *registry_intern(struct stmt_registry *r, const uint8_t *tail, size_t len, size_t cache);
+void stmt_hold(struct prep_stmt *st);                  /* a client name points at it */
+void stmt_release(struct prep_stmt *st, size_t cache); /* ... no more */
 void registry_free(struct stmt_registry *r);
 void stmt_server_name(uint32_t id, char out[24]);
 
@@ -48,9 +58,10 @@ struct name_map {
 	size_t nbuckets, count;
 };
 struct prep_stmt *name_map_get(struct name_map *m, const char *name);
-void name_map_put(struct name_map *m, const char *name, struct prep_stmt *st);
-void name_map_del(struct name_map *m, const char *name);
-void name_map_free(struct name_map *m);
+/* The map holds a reference on each statement it names. */
+void name_map_put(struct name_map *m, const char *name, struct prep_stmt *st, size_t cache);
+void name_map_del(struct name_map *m, const char *name, size_t cache);
+void name_map_free(struct name_map *m, size_t cache);
 
 /* which statement ids a server has prepared, and in which order they were
  * last used (for closing the least recently used at max_prepared_statements) */

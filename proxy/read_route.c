@@ -82,7 +82,7 @@ static bool maybe_vector_op(const char *sql, size_t len)
 }
 
 /* The statement text of a Query or Parse message, or NULL. */
-const char *statement_text(uint8_t type, const uint8_t *msg, size_t total, size_t *len,
+static const char *statement_text(uint8_t type, const uint8_t *msg, size_t total, size_t *len,
                                   const char **stmt_name, const uint8_t **tail, size_t *tail_len)
 {
 	const uint8_t *body = msg + PG_HDR_LEN;
@@ -96,6 +96,26 @@ const char *statement_text(uint8_t type, const uint8_t *msg, size_t total, size_
 		return NULL;
 	*len = strnlen((const char *)*tail, *tail_len);
 	return (const char *)*tail;
+}
+
+bool statement_prefix(uint8_t type, const uint8_t *msg, size_t len, const char **sql, size_t *sql_len)
+{
+	if (len < PG_HDR_LEN)
+		return false;
+	const uint8_t *body = msg + PG_HDR_LEN;
+	size_t blen = len - PG_HDR_LEN;
+	if (type == 'P') {
+		const uint8_t *nul = memchr(body, 0, blen); /* after the statement name */
+		if (!nul)
+			return false;
+		blen -= (size_t)(nul + 1 - body);
+		body = nul + 1;
+	} else if (type != 'Q') {
+		return false;
+	}
+	*sql = (const char *)body;
+	*sql_len = strnlen(*sql, blen);
+	return true;
 }
 
 /* A routable vector read?  Text without a distance operator never reaches
@@ -141,7 +161,7 @@ static const struct sql_class *routing_class(struct client_conn *c, uint8_t type
 	if (!sql)
 		return NULL;
 	if (type == 'P' && name[0])
-		return stmt_route_class(registry_intern(c->pool->reg, tail, tail_len));
+		return stmt_route_class(registry_intern(c->pool->reg, tail, tail_len, vg.cfg->pool.statement_cache));
 	return classify_vector_read(sql, len, scratch) ? scratch : NULL;
 }
 

@@ -11,10 +11,10 @@
 #include "proxy/conn.h"
 #include "proxy/route_table.h"
 
-/* The statement text of a Query or Parse message, or NULL. */
-const char *statement_text(uint8_t type, const uint8_t *msg, size_t total, size_t *len, const char **stmt_name,
-                           const uint8_t **tail, size_t *tail_len);
-/* Must the DDL guard see this message (Query or Parse) whole? */
+/* The statement text of a Query or Parse message, or of its first `len`
+ * bytes (large statements are inspected by their beginning only). */
+bool statement_prefix(uint8_t type, const uint8_t *msg, size_t len, const char **sql, size_t *sql_len);
+/* Must the DDL guard see this message (Query or Parse)? */
 bool ddl_guard_applies(uint8_t type);
 /* Does the cycle this message starts need a routing decision (read whole)? */
 bool route_cycle_applies(const struct client_conn *c, uint8_t type);

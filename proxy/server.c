@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 static void server_read_cb(struct bufferevent *bev, void *arg);
+static void resume_client(struct server_conn *s);
 static void server_write_cb(struct bufferevent *bev, void *arg);
 static void server_event_cb(struct bufferevent *bev, short what, void *arg);
 
@@ -37,7 +38,7 @@ static void server_setup_bev(struct server_conn *s)
 {
 	bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_WRITE, VG_OUT_LOW, 0);
-	io_out_attach(&s->out, s->bev, s->tls, server_read_cb, server_event_cb, s);
+	io_out_attach(&s->out, s->bev, s->tls, server_read_cb, server_write_cb, server_event_cb, s);
 	io_read(&s->out, true);
 }
 
@@ -324,6 +325,12 @@ static bool handle_login_message(struct server_conn *s, uint8_t type, const uint
 		switch (ar.code) {
 		case 0:
 			buf_free(&b);
+			if (s->scram) {
+				/* as libpq: a server that started SCRAM must prove it knows the
+				 * password (server-final) before its AuthenticationOk counts */
+				login_failed(s, NULL, 0, "server sent AuthenticationOk before completing SCRAM authentication");
+				return false;
+			}
 			return true;
 		case 3:
 			if (!p->be_password) {
@@ -598,6 +605,8 @@ void server_process(struct server_conn *s)
 			}
 			if (c)
 				transaction_done(s);
+			if (s->client == c && c)
+				resume_client(s);
 			continue;
 		}
 		case 'E': {
@@ -628,6 +637,8 @@ void server_process(struct server_conn *s)
 				server_close(s, why);
 				return;
 			}
+			if (pg_severity_fatal(ef.severity))
+				s->close_needed = true; /* the backend is going away: never pool it again */
 			stats_error(ef.sqlstate);
 			evbuffer_remove_buffer(in, cout, total);
 			s->pool->stat_errors++;
@@ -659,6 +670,14 @@ void server_process(struct server_conn *s)
 			break;
 		}
 
+		if (!h && type != 'N' && type != 'A') {
+			/* an answer nobody asked for: vecgate and the server disagree
+			 * about where the protocol stands, so the link cannot be trusted */
+			char why[80];
+			snprintf(why, sizeof(why), "protocol desync: unexpected message '%c' from server", type >= 32 && type < 127 ? type : '?');
+			server_close(s, why);
+			return;
+		}
 		bool drop = !deliver;
 		if (h && h->kind != PD_INTERNAL && response_completes(h->req, type)) {
 			if (h->kind == PD_DROP)
@@ -699,17 +718,24 @@ static void server_read_cb(struct bufferevent *bev, void *arg)
 	server_process(s);
 }
 
+/* A client paused for this server's sake may go on once the server has
+ * room again: its output below the low watermark, its queue half empty. */
+static void resume_client(struct server_conn *s)
+{
+	struct client_conn *c = s->client;
+	if (c && c->read_paused && s->pending.count <= VG_PENDING_MAX / 2 &&
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) < VG_OUT_LOW) {
+		client_resume_read(c);
+		client_process(c);
+	}
+}
+
 static void server_write_cb(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
 	struct server_conn *s = arg;
 	io_out_drained(&s->out);
-	struct client_conn *c = s->client;
-	if (c && c->read_paused) {
-		c->read_paused = false;
-		io_read(&c->out, true);
-		client_process(c);
-	}
+	resume_client(s);
 }
 
 static void server_event_cb(struct bufferevent *bev, short what, void *arg)

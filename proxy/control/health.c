@@ -11,6 +11,7 @@
 #include "proxy/backend_table.h"
 #include "proxy/pool.h"
 #include "proxy/runtime/pgasync.h"
+#include "proxy/runtime/pgconn_params.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -115,9 +116,11 @@ static void open_session(struct backend_state *b)
 	char port[16], timeout[16];
 	snprintf(port, sizeof(port), "%d", b->port);
 	snprintf(timeout, sizeof(timeout), "%d", (int)ceil(h->timeout));
-	const char *kw[] = {"host", "port", "dbname", "user", "password", "application_name", "connect_timeout", NULL};
-	const char *val[] = {b->host, port, h->dbname, h->user ? h->user : "postgres", h->password ? h->password : "",
-	                     "vecgate health", timeout, NULL};
+	const char *kw[7 + PGCONN_TLS_MAX + 1] = {"host", "port", "dbname", "user", "password", "application_name",
+	                                          "connect_timeout"};
+	const char *val[7 + PGCONN_TLS_MAX + 1] = {b->host, port, h->dbname, h->user,
+	                                           h->password ? h->password : "", "vecgate health", timeout};
+	pgconn_add_tls(&vg.cfg->server_tls, b->host, kw, val, 7, sizeof(kw) / sizeof(*kw));
 	b->session = pg_session_connect(vg.base, kw, val, h->timeout, session_connected, session_lost, b);
 	if (!b->session)
 		mark_down(b, "cannot start a connection");
@@ -129,6 +132,8 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	double now = now_sec();
+	if (!vg.cfg->health.user)
+		return; /* not configured: no guessed logins (replicas and fallbacks require it) */
 	for (int i = 0; i < backend_count(); i++) {
 		struct backend_state *b = backend_at(i);
 		if (!b->session) {
@@ -169,6 +174,8 @@ static void arm_timer(void)
 
 void health_start(void)
 {
+	if (!vg.cfg->health.user)
+		log_info("health checks are off (no health_check.user): backends are not probed");
 	backend_table_build();
 	arm_timer();
 	tick(-1, 0, NULL);

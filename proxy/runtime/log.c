@@ -36,11 +36,9 @@ void log_set_level(enum vg_log_level lvl)
 	vg_log_min_level = lvl;
 }
 
-void vg_log(enum vg_log_level lvl, const char *fmt, ...)
+static void write_line(enum vg_log_level lvl, const char *line)
 {
 	static const char *names[] = {"DEBUG", "INFO", "WARNING", "ERROR"};
-	if (lvl < vg_log_min_level)
-		return;
 	FILE *fp = log_fp ? log_fp : stderr;
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -48,10 +46,43 @@ void vg_log(enum vg_log_level lvl, const char *fmt, ...)
 	gmtime_r(&ts.tv_sec, &tm);
 	char tbuf[32];
 	strftime(tbuf, sizeof(tbuf), "%Y-%m-%d %H:%M:%S", &tm);
+	fprintf(fp, "%s.%03ld UTC [%d] %s %s\n", tbuf, ts.tv_nsec / 1000000, (int)getpid(), names[lvl], line);
+}
+
+void vg_log(enum vg_log_level lvl, const char *fmt, ...)
+{
+	if (lvl < vg_log_min_level)
+		return;
 	char line[2048];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	fprintf(fp, "%s.%03ld UTC [%d] %s %s\n", tbuf, ts.tv_nsec / 1000000, (int)getpid(), names[lvl], line);
+	write_line(lvl, line);
+}
+
+void vg_log_limited(struct log_limit *lim, enum vg_log_level lvl, const char *fmt, ...)
+{
+	if (lvl < vg_log_min_level)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (ts.tv_sec != lim->second) {
+		lim->second = ts.tv_sec;
+		lim->lines = 0;
+	}
+	if (lim->lines >= LOG_LIMIT_PER_SECOND) {
+		lim->suppressed++;
+		return;
+	}
+	lim->lines++;
+	char line[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (lim->suppressed && n >= 0 && (size_t)n < sizeof(line))
+		snprintf(line + n, sizeof(line) - (size_t)n, " (%lu similar lines suppressed)", lim->suppressed);
+	lim->suppressed = 0;
+	write_line(lvl, line);
 }

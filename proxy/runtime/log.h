@@ -22,4 +22,16 @@ extern enum vg_log_level vg_log_min_level;
 #define log_warn(...) vg_log(VG_LOG_WARNING, __VA_ARGS__)
 #define log_error(...) vg_log(VG_LOG_ERROR, __VA_ARGS__)
 
+/* A flood of the same kind of event (hostile clients, failing logins)
+ * logs at most LOG_LIMIT_PER_SECOND lines a second per limiter; the next
+ * line that gets through says how many were suppressed. */
+#define LOG_LIMIT_PER_SECOND 10
+struct log_limit {
+	long second;
+	int lines;
+	unsigned long suppressed;
+};
+void vg_log_limited(struct log_limit *lim, enum vg_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #endif

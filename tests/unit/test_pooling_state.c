@@ -14,6 +14,8 @@
 
 #include "proxy/conn.h"
 
+#define NOCAP ((size_t)1 << 40) /* a statement cache nothing exceeds */
+
 static void test_pending_ring(void **state)
 {
 	(void)state;
@@ -47,10 +49,10 @@ static void test_registry(void **state)
 	const uint8_t a[] = "SELECT 1\0\0\0";
 	const uint8_t b[] = "SELECT 2\0\0\0";
 	const uint8_t a_typed[] = "SELECT 1\0\0\1\0\0\0\x17";
-	struct prep_stmt *sa = registry_intern(&r, a, sizeof(a) - 1);
-	struct prep_stmt *sb = registry_intern(&r, b, sizeof(b) - 1);
-	struct prep_stmt *sat = registry_intern(&r, a_typed, sizeof(a_typed) - 1);
-	assert_ptr_equal(registry_intern(&r, a, sizeof(a) - 1), sa);
+	struct prep_stmt *sa = registry_intern(&r, a, sizeof(a) - 1, NOCAP);
+	struct prep_stmt *sb = registry_intern(&r, b, sizeof(b) - 1, NOCAP);
+	struct prep_stmt *sat = registry_intern(&r, a_typed, sizeof(a_typed) - 1, NOCAP);
+	assert_ptr_equal(registry_intern(&r, a, sizeof(a) - 1, NOCAP), sa);
 	assert_int_not_equal(sa->id, sb->id);
 	assert_int_not_equal(sa->id, sat->id);
 	/* survive rehashing */
@@ -58,11 +60,11 @@ static void test_registry(void **state)
 	uint32_t ids[500];
 	for (int i = 0; i < 500; i++) {
 		int n = snprintf(q, sizeof(q), "SELECT %d", i + 100);
-		ids[i] = registry_intern(&r, (const uint8_t *)q, (size_t)n + 1)->id;
+		ids[i] = registry_intern(&r, (const uint8_t *)q, (size_t)n + 1, NOCAP)->id;
 	}
 	for (int i = 0; i < 500; i++) {
 		int n = snprintf(q, sizeof(q), "SELECT %d", i + 100);
-		assert_int_equal(registry_intern(&r, (const uint8_t *)q, (size_t)n + 1)->id, ids[i]);
+		assert_int_equal(registry_intern(&r, (const uint8_t *)q, (size_t)n + 1, NOCAP)->id, ids[i]);
 	}
 	assert_int_equal(r.count, 503);
 	char name[24];
@@ -71,25 +73,74 @@ static void test_registry(void **state)
 	registry_free(&r);
 }
 
+/* Statements no client names stay for reuse up to the cache size, oldest
+ * released first; held ones are never forgotten; ids are never reused. */
+static void test_registry_bounded(void **state)
+{
+	(void)state;
+	struct stmt_registry r = {0};
+	struct name_map client = {0};
+	char q[64], n[16];
+	const size_t cache = 3 * 16; /* three 16-byte texts */
+	struct prep_stmt *held = NULL;
+	uint32_t max_id = 0;
+	for (int i = 0; i < 50; i++) {
+		int len = snprintf(q, sizeof(q), "SELECT %07d;", i); /* 15 chars + NUL = 16 bytes */
+		struct prep_stmt *st = registry_intern(&r, (const uint8_t *)q, (size_t)len + 1, cache);
+		assert_true(st->id > max_id);
+		max_id = st->id;
+		snprintf(n, sizeof(n), "s%d", i);
+		name_map_put(&client, n, st, cache);
+		if (i == 0)
+			held = st;
+		else
+			name_map_del(&client, n, cache); /* the client closes all but the first */
+	}
+	/* the held statement plus at most three unused ones */
+	assert_int_equal(r.count, 4);
+	assert_int_equal(r.unused_bytes, 48);
+	assert_int_equal(r.bytes, 64);
+	assert_int_equal(held->refs, 1);
+	/* the most recently released ones are the ones kept */
+	struct prep_stmt *again = registry_intern(&r, (const uint8_t *)"SELECT 0000049;", 16, cache);
+	assert_int_equal(again->id, max_id);
+	again = registry_intern(&r, (const uint8_t *)"SELECT 0000001;", 16, cache);
+	assert_true(again->id > max_id); /* forgotten: a new id */
+	/* the client leaves: its statements join the unused ones, within the cache */
+	name_map_free(&client, cache);
+	assert_true(r.unused_bytes <= cache);
+	assert_int_equal(r.bytes, r.unused_bytes);
+	assert_true(r.count <= 3);
+	registry_free(&r);
+}
+
 static void test_name_map_and_ids(void **state)
 {
 	(void)state;
 	struct name_map m = {0};
-	struct prep_stmt x = {.id = 7}, y = {.id = 9};
+	struct stmt_registry r = {0};
+	struct prep_stmt *px = registry_intern(&r, (const uint8_t *)"SELECT 7", 9, NOCAP);
+	struct prep_stmt *py = registry_intern(&r, (const uint8_t *)"SELECT 9", 9, NOCAP);
+
 	char n[32];
 	for (int i = 0; i < 100; i++) {
 		snprintf(n, sizeof(n), "s%d", i);
-		name_map_put(&m, n, i % 2 ? &x : &y);
+		name_map_put(&m, n, i % 2 ? px : py, NOCAP);
 	}
-	assert_ptr_equal(name_map_get(&m, "s3"), &x);
-	assert_ptr_equal(name_map_get(&m, "s4"), &y);
-	name_map_put(&m, "s3", &y);
-	assert_ptr_equal(name_map_get(&m, "s3"), &y);
-	name_map_del(&m, "s3");
+	assert_ptr_equal(name_map_get(&m, "s3"), px);
+	assert_ptr_equal(name_map_get(&m, "s4"), py);
+	name_map_put(&m, "s3", py, NOCAP);
+	assert_ptr_equal(name_map_get(&m, "s3"), py);
+	name_map_del(&m, "s3", NOCAP);
 	assert_null(name_map_get(&m, "s3"));
 	assert_null(name_map_get(&m, "nope"));
 	assert_int_equal(m.count, 99);
-	name_map_free(&m);
+	/* every name holds its statement */
+	assert_int_equal(px->refs, 49);
+	assert_int_equal(py->refs, 50);
+	name_map_free(&m, NOCAP);
+	assert_int_equal(px->refs, 0);
+	registry_free(&r);
 
 	struct id_set s = {0};
 	assert_false(id_set_has(&s, 5));
@@ -149,6 +200,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pending_ring),
 		cmocka_unit_test(test_registry),
+		cmocka_unit_test(test_registry_bounded),
 		cmocka_unit_test(test_name_map_and_ids),
 		cmocka_unit_test(test_varcache_sync),
 	};
