@@ -34,6 +34,12 @@ from pgtest import (SUPERPW, PgCluster, Vecgate, _cleanups, cube_table, error_fi
 VREAD = "SELECT pg_sleep(%s), id FROM items ORDER BY v <-> cube(array[0.5, 0.5, 0.5]) LIMIT 1"
 
 
+def sanitized():
+    """An ASan build keeps freed memory in quarantine: RSS says nothing there."""
+    out = subprocess.run(["ldd", os.environ.get("VECGATE_BIN", "")], capture_output=True, text=True).stdout
+    return "libasan" in out
+
+
 def rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -170,7 +176,9 @@ class Isolation(unittest.TestCase):
         s.setblocking(True)
         s.close()
         # the kernel's socket buffers take some; vecgate keeps at most a window
-        self.assertLess(peak - before, 16 * 1024, "RSS grew %d kB while %d bytes were pushed" % (peak - before, sent))
+        print("flood: %d bytes pushed, RSS +%d kB" % (sent, peak - before))
+        if not sanitized():
+            self.assertLess(peak - before, 16 * 1024, "RSS grew %d kB while %d bytes were pushed" % (peak - before, sent))
         time.sleep(2.5)  # the routed read ends; the pool is usable again
 
     def test_large_messages_with_a_managed_index(self):
@@ -207,7 +215,9 @@ class Isolation(unittest.TestCase):
         time.sleep(1)
         after = rss_kb(self.vg.proc.pid)
         # 60 MB of texts went through; the pool keeps at most pool.statement_cache (4 MB)
-        self.assertLess(after - before, 12 * 1024, "before %d kB, during %d kB, after %d kB" % (before, during, after))
+        print("150 x 400 kB statements: RSS before %d kB, during %d kB, after %d kB" % (before, during, after))
+        if not sanitized():
+            self.assertLess(after - before, 12 * 1024, "before %d kB, during %d kB, after %d kB" % (before, during, after))
 
     def test_negotiation_once(self):
         s = socket.create_connection(("127.0.0.1", self.vg.port), timeout=5)
