@@ -833,7 +833,7 @@ static void set_defaults(struct vg_config *cfg)
 		.server_connect = 15,
 		.server_idle = 600,
 		.server_lifetime = 3600,
-		.server_login_retry = 15,
+		.server_login_retry = 1,
 		.shutdown = 30,
 		.cancel_wait = 10,
 	};

@@ -177,7 +177,14 @@ struct pool {
 	bool welcome_ready;
 	char *last_login_error; /* ErrorResponse bytes of the last failed login */
 	size_t last_login_error_len;
-	double last_login_fail;
+	/* login failures in a row (0 = logins work): while failing, one login at
+	 * a time, each after a growing backoff (pool.c) */
+	int login_failures;
+	bool login_error_permanent; /* wrong password, no such database: clients fail at once */
+	double next_login_at;
+	double failing_since;
+	int held_limit;             /* after "too many clients": servers this backend gave us, 0 = none */
+	struct event *login_timer;
 
 	struct stmt_registry registry;
 

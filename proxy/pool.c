@@ -148,29 +148,87 @@ static int db_connections(const struct pool *p)
 	return n;
 }
 
-static bool in_login_backoff(const struct pool *p, double now)
+/* ---- logins after failures ----
+ * A backend that refuses logins (restarting, in recovery, out of
+ * connection slots) gets one login attempt at a time, each after a backoff
+ * that starts at LOGIN_BACKOFF_MIN and doubles up to server_login_retry,
+ * jittered by +-25% so that pools and instances do not retry in step.
+ * Clients keep waiting (within query_wait) and are served by the first login
+ * that works; only a permanent refusal (password, database, privileges)
+ * fails them at once. */
+#define LOGIN_BACKOFF_MIN 0.025
+
+static double login_backoff(int failures)
 {
-	return p->last_login_fail > 0 && p->n_servers == 0 &&
-	       now - p->last_login_fail < vg.cfg->timeouts.server_login_retry;
+	double cap = vg.cfg->timeouts.server_login_retry > LOGIN_BACKOFF_MIN ? vg.cfg->timeouts.server_login_retry
+	                                                                     : LOGIN_BACKOFF_MIN;
+	double d = LOGIN_BACKOFF_MIN;
+	for (int i = 1; i < failures && d < cap; i++)
+		d *= 2;
+	if (d > cap)
+		d = cap;
+	uint32_t r;
+	random_bytes(&r, sizeof(r));
+	return d * (0.75 + 0.5 * (double)r / 4294967295.0);
+}
+
+/* Failing logins a client should hear about at once rather than wait out. */
+static bool login_error_permanent(const char *sqlstate)
+{
+	return sqlstate && (!strncmp(sqlstate, "28", 2) || !strcmp(sqlstate, "3D000") || !strncmp(sqlstate, "42", 2));
+}
+
+/* Not now: a failing backend takes one login at a time, after its backoff. */
+static bool login_allowed(const struct pool *p, double now)
+{
+	return p->login_failures == 0 || (p->n_connecting == 0 && now >= p->next_login_at);
+}
+
+static bool failing(const struct pool *p)
+{
+	return p->login_failures > 0 && p->n_servers - p->n_connecting <= 0;
+}
+
+static void login_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static void arm_login_timer(struct pool *p, double now)
+{
+	if (!p->login_timer && !(p->login_timer = evtimer_new(vg.base, login_timer_cb, p)))
+		return;
+	struct timeval tv = timeval_of(p->next_login_at > now ? p->next_login_at - now : 0);
+	evtimer_add(p->login_timer, &tv);
 }
 
 void pools_backend_up(const char *backend_name)
 {
-	for (struct pool *p = vg.pools; p; p = p->next)
-		if (p->family && !strcmp(p->be_name, backend_name))
-			p->last_login_fail = 0; /* a health check just logged in there */
+	double now = now_sec();
+	for (struct pool *p = vg.pools; p; p = p->next) {
+		if (!p->family || strcmp(p->be_name, backend_name) || !p->login_failures)
+			continue;
+		/* a health check just logged in there: logins work again */
+		p->login_failures = 0;
+		p->next_login_at = now;
+		if (!TAILQ_EMPTY(&p->waiting))
+			arm_login_timer(p, now);
+	}
 }
 
+/* May a routed read try this sibling now?  Not while its logins fail,
+ * except as the probe once its backoff is over (a failed probe is replayed
+ * on the primary). */
 bool pool_usable(const struct pool *p)
 {
-	return !in_login_backoff(p, now_sec());
+	return !failing(p) || (p->n_connecting == 0 && now_sec() >= p->next_login_at);
 }
 
-static bool may_launch(const struct pool *p)
+static bool may_launch(const struct pool *p, double now)
 {
 	if (p->n_servers >= p->pool_size)
 		return false;
 	if (p->max_db_connections > 0 && db_connections(p) >= p->max_db_connections)
+		return false;
+	/* the backend ran out of slots at held_limit: grow one probe at a time */
+	if (p->held_limit && p->n_servers >= p->held_limit && (p->n_connecting > 0 || now < p->next_login_at))
 		return false;
 	return true;
 }
@@ -184,17 +242,34 @@ static int count_waiting(const struct pool *p)
 	return n;
 }
 
-/* Open servers for queued clients, as many as the pool allows. */
+/* Open servers for queued clients, as many as the pool allows (one at a
+ * time while logins fail). */
 static void launch_for_waiters(struct pool *p)
 {
 	double now = now_sec();
-	if (in_login_backoff(p, now))
+	if (!login_allowed(p, now)) {
+		if (p->n_connecting == 0)
+			arm_login_timer(p, now);
 		return;
+	}
 	int want = count_waiting(p) + (TAILQ_EMPTY(&p->welcome) ? 0 : 1);
-	while (p->n_connecting < want && may_launch(p)) {
+	if (p->login_failures && want > 1)
+		want = 1;
+	while (p->n_connecting < want && may_launch(p, now)) {
 		if (!server_new(p))
 			break;
 	}
+	if (p->n_connecting == 0 && want > 0 && (p->login_failures || p->held_limit))
+		arm_login_timer(p, now); /* held back by the limit: try again later */
+}
+
+static void login_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct pool *p = arg;
+	if (!vg.shutting_down)
+		launch_for_waiters(p);
 }
 
 static void fail_client_with_login_error(struct pool *p, struct client_conn *c)
@@ -213,11 +288,12 @@ void pool_client_login(struct pool *p, struct client_conn *c)
 		client_login_done(c);
 		return;
 	}
-	if (in_login_backoff(p, now_sec())) {
+	if (failing(p) && p->login_error_permanent) {
 		fail_client_with_login_error(p, c);
 		return;
 	}
 	c->state = CL_WAIT_WELCOME;
+	c->wait_start = now_sec();
 	TAILQ_INSERT_TAIL(&p->welcome, c, pool_link);
 	c->in_pool_queue = true;
 	c->wait_pool = p;
@@ -303,7 +379,16 @@ void pool_release(struct server_conn *s)
 void pool_server_login_ok(struct server_conn *s)
 {
 	struct pool *p = s->pool;
-	p->last_login_fail = 0;
+	double now = now_sec();
+	if (p->login_failures)
+		log_info("backend %s (%s:%d): logins work again after %d failed attempts in %.1f s", p->be_name, p->be_host,
+		         p->be_port, p->login_failures, now - p->failing_since);
+	if (p->held_limit && p->n_servers > p->held_limit) {
+		p->held_limit = p->n_servers; /* the growth probe got a slot */
+		p->next_login_at = now + login_backoff(1);
+	}
+	p->login_failures = 0;
+	p->login_error_permanent = false;
 	free(p->last_login_error);
 	p->last_login_error = NULL;
 	if (!p->welcome_ready) {
@@ -330,7 +415,22 @@ void pool_server_login_ok(struct server_conn *s)
 
 void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len, const char *text)
 {
-	p->last_login_fail = now_sec();
+	double now = now_sec();
+	struct pg_error_fields ef = {0};
+	if (err_msg && len > PG_HDR_LEN)
+		parse_error_fields(err_msg + PG_HDR_LEN, len - PG_HDR_LEN, &ef);
+	if (p->login_failures++ == 0) {
+		p->failing_since = now;
+		log_warn("backend %s (%s:%d): login as %s failed: %s; retrying with backoff (up to %.1f s apart)",
+		         p->be_name, p->be_host, p->be_port, p->be_user, text, vg.cfg->timeouts.server_login_retry);
+	}
+	p->login_error_permanent = login_error_permanent(ef.sqlstate);
+	p->next_login_at = now + login_backoff(p->login_failures);
+	if (ef.sqlstate && !strcmp(ef.sqlstate, "53300")) {
+		/* out of connection slots: this pool holds what the backend can give */
+		int held = p->n_servers - p->n_connecting;
+		p->held_limit = held > 0 ? held : 1;
+	}
 	free(p->last_login_error);
 	p->last_login_error = NULL;
 	struct pg_buf b;
@@ -352,9 +452,16 @@ void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len
 	buf_free(&b);
 	/* The failing server is still counted in n_servers and n_connecting.
 	 * While another server is logged in, queued clients will be served;
-	 * with none, nobody queued here will be served soon: tell them why. */
+	 * a transient failure (restart, recovery, no slots) is waited out by
+	 * the clients, within query_wait; a permanent one is told at once. */
 	if (p->n_servers - p->n_connecting > 0)
 		return;
+	if (!p->login_error_permanent) {
+		if (!TAILQ_EMPTY(&p->waiting) || !TAILQ_EMPTY(&p->welcome))
+			arm_login_timer(p, now);
+		if (!p->family)
+			return;
+	}
 	struct client_conn *c;
 	if (p->family) {
 		/* a routed read never fails for a replica's sake: the primary takes it */
@@ -418,14 +525,21 @@ void pool_janitor(double now)
 	const struct vg_timeouts *t = &vg.cfg->timeouts;
 	struct client_conn *c, *ctmp;
 	TAILQ_FOREACH_SAFE(c, &vg.clients, link, ctmp) {
-		if (c->state < CL_IDLE && t->client_login > 0 && now - c->connect_time > t->client_login) {
+		if (c->state < CL_WAIT_WELCOME && t->client_login > 0 && now - c->connect_time > t->client_login) {
 			if (c->state == CL_STARTUP)
 				client_close(c, "client_login_timeout (startup packet not received in time)");
 			else
 				client_fatal(c, "08P01", "client_login_timeout", "login did not complete within timeouts.client_login");
-		} else if (c->state == CL_WAITING && t->query_wait > 0 && now - c->wait_start > t->query_wait) {
-			client_fatal(c, "08P01", "query_wait_timeout",
-			             "no server connection became free within timeouts.query_wait");
+		} else if ((c->state == CL_WAITING || c->state == CL_WAIT_WELCOME) && t->query_wait > 0 &&
+		           now - c->wait_start > t->query_wait) {
+			struct pool *wp = c->wait_pool ? c->wait_pool : c->pool;
+			if (wp && failing(wp) && wp->last_login_error) {
+				pool_dequeue(c);
+				fail_client_with_login_error(wp, c); /* the backend's own words */
+			} else {
+				client_fatal(c, "08P01", "query_wait_timeout",
+				             "no server connection became free within timeouts.query_wait");
+			}
 		} else if (c->state == CL_IDLE && t->client_idle > 0 && now - c->last_active > t->client_idle) {
 			client_fatal(c, "08P01", "client_idle_timeout", NULL);
 		}
@@ -448,8 +562,8 @@ void pool_janitor(double now)
 			continue;
 		if (!TAILQ_EMPTY(&p->waiting) || !TAILQ_EMPTY(&p->welcome))
 			launch_for_waiters(p);
-		while (p->n_servers < p->min_pool_size && pool_has_credentials(p) && !in_login_backoff(p, now) &&
-		       may_launch(p))
+		while (p->n_servers < p->min_pool_size && pool_has_credentials(p) && login_allowed(p, now) &&
+		       may_launch(p, now) && !(p->login_failures && p->n_connecting))
 			if (!server_new(p))
 				break;
 	}
@@ -490,6 +604,8 @@ void pools_free(void)
 		free(p->be_password);
 		free(p->be_md5);
 		free(p->last_login_error);
+		if (p->login_timer)
+			event_free(p->login_timer);
 		if (!p->family)
 			registry_free(&p->registry);
 		/* dead servers still point at the pool until reaped */

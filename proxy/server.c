@@ -76,7 +76,7 @@ struct server_conn *server_new(struct pool *p)
 	          p->be_user, p->be_dbname);
 	return s;
 failed:
-	log_error("S-%llu: %s", (unsigned long long)s->id, err);
+	log_debug("S-%llu: %s", (unsigned long long)s->id, err);
 	pool_server_login_failed(p, NULL, 0, err);
 	server_close(s, err);
 	return NULL;
@@ -96,7 +96,8 @@ static void send_startup(struct server_conn *s)
 
 static void login_failed(struct server_conn *s, const uint8_t *msg, size_t len, const char *text)
 {
-	log_error("S-%llu: login to %s:%d as %s failed: %s", (unsigned long long)s->id, s->pool->be_host,
+	/* the pool logs the first failure and the recovery, not every retry */
+	log_debug("S-%llu: login to %s:%d as %s failed: %s", (unsigned long long)s->id, s->pool->be_host,
 	          s->pool->be_port, s->pool->be_user, text);
 	pool_server_login_failed(s->pool, msg, len, text);
 	server_close(s, "login failed");
