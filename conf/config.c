@@ -737,6 +737,7 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		{"eval_query", F_STR, MI(eval_query), 0, 0, NULL},
 		{"recall_tolerance", F_SECONDS, MI(recall_tolerance), 0, 0, NULL},
 		{"latency_tolerance", F_SECONDS, MI(latency_tolerance), 0, 0, NULL},
+		{"latency_budget_ms", F_SECONDS, MI(latency_budget_ms), 0, 0, NULL},
 		{"max_attempts", F_INT, MI(max_attempts), 1, 100, NULL},
 		{"backoff_seconds", F_SECONDS, MI(backoff_seconds), 0, 0, NULL},
 		{"swap_mode", F_ENUM, MI(swap_mode), 0, 0, swap_modes},

@@ -187,6 +187,7 @@ struct vg_managed_index {
 	char *eval_query;
 	double recall_tolerance;  /* absolute, default 0.02 */
 	double latency_tolerance; /* relative p95 growth allowed, default 0.5 */
+	double latency_budget_ms; /* a p95 at or below this always passes the gate; 0 = none */
 	struct vg_setting *search_settings; /* e.g. hnsw.ef_search */
 	size_t n_search_settings;
 	struct vg_setting *with; /* WITH (...) overrides for the new index */

@@ -60,21 +60,32 @@ void gate_evaluate(const struct gate_input *in, struct gate_result *out)
 	const double eps = 1e-9;
 	out->recall_floor = in->base_recall - in->recall_tolerance;
 	out->p95_ceiling_ms = in->base_p95_ms * (1.0 + in->latency_tolerance);
+	if (in->latency_budget_ms > out->p95_ceiling_ms)
+		out->p95_ceiling_ms = in->latency_budget_ms; /* an absolute budget lifts the relative bound */
 	out->recall_ok = in->new_recall + eps >= out->recall_floor;
 	out->latency_ok = in->new_p95_ms <= out->p95_ceiling_ms + eps;
 	out->pass = out->recall_ok && out->latency_ok;
+	char recall[200] = "", latency[300] = "";
+	if (!out->recall_ok)
+		snprintf(recall, sizeof(recall),
+		         "recall %.4f below %.4f (baseline %.4f - recall_tolerance %.4f; recall_tolerance >= %.4f would "
+		         "accept it)",
+		         in->new_recall, out->recall_floor, in->base_recall, in->recall_tolerance,
+		         in->base_recall - in->new_recall);
+	if (!out->latency_ok)
+		snprintf(latency, sizeof(latency),
+		         "p95 %.2f ms above %.2f ms (baseline %.2f ms + latency_tolerance %.0f%%%s); latency_budget_ms >= "
+		         "%.0f would accept it",
+		         in->new_p95_ms, out->p95_ceiling_ms, in->base_p95_ms, in->latency_tolerance * 100,
+		         in->latency_budget_ms > 0 ? ", above latency_budget_ms too" : "", ceil(in->new_p95_ms));
 	if (out->pass)
-		snprintf(out->reason, sizeof(out->reason), "recall %.4f >= %.4f and p95 %.2f ms <= %.2f ms",
-		         in->new_recall, out->recall_floor, in->new_p95_ms, out->p95_ceiling_ms);
+		snprintf(out->reason, sizeof(out->reason), "recall %.4f >= %.4f and p95 %.2f ms <= %.2f ms%s",
+		         in->new_recall, out->recall_floor, in->new_p95_ms, out->p95_ceiling_ms,
+		         in->latency_budget_ms > 0 && in->new_p95_ms > in->base_p95_ms * (1.0 + in->latency_tolerance)
+		             ? " (within latency_budget_ms)"
+		             : "");
 	else if (!out->recall_ok && !out->latency_ok)
-		snprintf(out->reason, sizeof(out->reason),
-		         "recall %.4f below %.4f (baseline %.4f - tolerance %.4f) and p95 %.2f ms above %.2f ms",
-		         in->new_recall, out->recall_floor, in->base_recall, in->recall_tolerance, in->new_p95_ms,
-		         out->p95_ceiling_ms);
-	else if (!out->recall_ok)
-		snprintf(out->reason, sizeof(out->reason), "recall %.4f below %.4f (baseline %.4f - tolerance %.4f)",
-		         in->new_recall, out->recall_floor, in->base_recall, in->recall_tolerance);
+		snprintf(out->reason, sizeof(out->reason), "%s and %s", recall, latency);
 	else
-		snprintf(out->reason, sizeof(out->reason), "p95 %.2f ms above %.2f ms (baseline %.2f ms + %.0f%%)",
-		         in->new_p95_ms, out->p95_ceiling_ms, in->base_p95_ms, in->latency_tolerance * 100);
+		snprintf(out->reason, sizeof(out->reason), "%s", out->recall_ok ? latency : recall);
 }

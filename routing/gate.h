@@ -3,7 +3,8 @@
  * the live one: recall@k of each eval query against ground truth, latency
  * percentiles, and the pass/fail arithmetic
  *   recall_new >= recall_base - recall_tolerance
- *   p95_new    <= p95_base * (1 + latency_tolerance)
+ *   p95_new    <= p95_base * (1 + latency_tolerance)  or  p95_new <= latency_budget_ms
+ * A refusal says which value failed and which setting would change it.
  * Pure functions; the caller measures.
  */
 #ifndef VG_ROUTING_GATE_H
@@ -25,12 +26,13 @@ struct gate_input {
 	double new_recall, new_p95_ms;
 	double recall_tolerance;  /* absolute, e.g. 0.02 */
 	double latency_tolerance; /* relative, e.g. 0.25 */
+	double latency_budget_ms; /* absolute p95 that always passes; 0 = none */
 };
 
 struct gate_result {
 	bool pass, recall_ok, latency_ok;
 	double recall_floor, p95_ceiling_ms;
-	char reason[256];
+	char reason[512];
 };
 
 void gate_evaluate(const struct gate_input *in, struct gate_result *out);

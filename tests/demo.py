@@ -61,16 +61,20 @@ class Space:
         return "vector(%d)" % self.dims if self.pgvector else "cube"
 
     def generate_sql(self, rows):
-        """INSERT ... SELECT of clustered points, computed by the server."""
-        centers = "ARRAY[%s]" % ",".join("ARRAY[%s]" % ",".join("%.5f" % x for x in c) for c in self.centers)
-        coords = ", ".join("(%s)[1 + g %% %d][%d] + (random() - 0.5) * 0.1" % (centers, CLUSTERS, i + 1)
-                           for i in range(self.dims))
+        """INSERT ... SELECT of clustered points, computed by the server: each
+        row is a cluster center plus uniform noise of +-0.05 per coordinate."""
+        centers = ", ".join("(%d, ARRAY[%s])" % (i, ",".join("%.5f" % x for x in c))
+                            for i, c in enumerate(self.centers))
         if self.pgvector:
-            value = "('[' || array_to_string(ARRAY[%s], ',') || ']')::vector" % coords
+            # pgvector adds vectors: center + a noise vector drawn per row
+            noise = ("(SELECT array_agg((random() - 0.5) * 0.1)::vector FROM generate_series(1, %d) WHERE g > 0)"
+                     % self.dims)
+            value = "c.v::vector + %s" % noise
         else:
+            coords = ", ".join("c.v[%d] + (random() - 0.5) * 0.1" % (i + 1) for i in range(self.dims))
             value = "cube(ARRAY[%s])" % coords
-        return ("INSERT INTO embeddings (doc, v) SELECT 'seed ' || g, %s FROM generate_series(1, %d) g"
-                % (value, rows))
+        return ("INSERT INTO embeddings (doc, v) SELECT 'seed ' || g, %s FROM generate_series(1, %d) g "
+                "JOIN (VALUES %s) AS c(i, v) ON c.i = g %% %d" % (value, rows, centers, CLUSTERS))
 
 
 class Load:
@@ -158,7 +162,8 @@ def pct(values, p):
 def main():
     ap = argparse.ArgumentParser(description="vecgate demo: online rebuild under live traffic")
     ap.add_argument("--rows", type=int, default=int(os.environ.get("DEMO_ROWS", "200000")))
-    ap.add_argument("--dims", type=int, default=8)
+    ap.add_argument("--dims", type=int, default=None,
+                    help="vector dimensions (default 128 with pgvector, 8 with the cube stand-in)")
     ap.add_argument("--readers", type=int, default=4)
     ap.add_argument("--keep", action="store_true", help="leave servers and vecgate running")
     args = ap.parse_args()
@@ -170,6 +175,8 @@ def main():
     pg = PgCluster(extra_conf="shared_buffers=256MB\nmaintenance_work_mem=256MB\nmax_connections=150")
     replica = pg.replica()
     pgvector = pg.psql("SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'") == "1"
+    if args.dims is None:
+        args.dims = 128 if pgvector else 8
     if pgvector:
         print("== pgvector is available: vector(%d) with an HNSW index" % args.dims)
         pg.psql("CREATE EXTENSION vector")
@@ -199,7 +206,7 @@ def main():
     index = {"name": "embeddings", "database": "postgres", "table": "public.embeddings", "index": "embeddings_v",
              "user": "postgres", "password": SUPERPW, "k": 10, "eval_file": evalf,
              "eval_query": "SELECT id FROM public.embeddings ORDER BY v <-> $1::%s LIMIT $2" % space.cast,
-             "watch_seconds": 5, "retention_seconds": 2, "latency_tolerance": 5,
+             "watch_seconds": 5, "retention_seconds": 2, "latency_tolerance": 5, "latency_budget_ms": 50,
              "maintenance_settings": {"maintenance_work_mem": "256MB"},
              "route": "primary", "route_policy": {"build": "replica", "verify": "replica"}}
     if pgvector:

@@ -61,7 +61,7 @@ class Rebuild(unittest.TestCase):
         index = {"name": "emb", "database": "postgres", "table": "public.emb", "index": "emb_live",
                  "user": "postgres", "password": SUPERPW, "k": 10, "eval_file": cls.eval_file,
                  "eval_query": "SELECT id FROM public.emb ORDER BY v <-> $1::cube LIMIT $2",
-                 "watch_seconds": 1, "retention_seconds": 3, "latency_tolerance": 5, "backoff_seconds": 1,
+                 "watch_seconds": 1, "retention_seconds": 3, "latency_tolerance": 5, "latency_budget_ms": 250, "backoff_seconds": 1,
                  "max_attempts": 4}
         slow = dict(index, name="emb_slow", retention_seconds=600)
         gated = dict(index, name="emb_gated", approve_swap=True, lock_timeout_ms=50, swap_attempts=30,

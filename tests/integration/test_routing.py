@@ -59,7 +59,7 @@ class Routing(unittest.TestCase):
                      "user": "postgres", "password": SUPERPW, "eval_file": eval_file,
                      "eval_query": "SELECT id FROM public.items ORDER BY v <-> $1::cube LIMIT $2",
                      "route": "replica", "approve_swap": True, "watch_seconds": 0.5, "retention_seconds": 1,
-                     "latency_tolerance": 10,
+                     "latency_tolerance": 10, "latency_budget_ms": 250,
                      "route_policy": {"build": "replica", "verify": "replica", "swap": "fallback"}}
         cls.admin_port = free_port()
         cls.vg = cls.start_vecgate(cls.admin_port)
