@@ -5,7 +5,7 @@ PostgreSQL 15 in a temp dir, an embeddings table of clustered synthetic
 vectors, vecgate in front with a sample config, a load generator shaped like
 a RAG app plus an ingestion pipeline (k-NN reads with prepared statements,
 single-row INSERTs, COPY batches), and a full online rebuild through
-`vecgatectl rebuild start --watch`.  The route moves to the replica while
+`vecgatectl rebuild start --until-done`.  The route moves to the replica while
 the index builds and verifies, and back.  Then a report; its last line:
 
   demo: failed_queries=<n> failed_writes=<n> lost_rows=<n> swap_lock_ms=<x> recall_before=<a> recall_after=<b>
@@ -267,8 +267,8 @@ def main():
             time.sleep(0.1)
     follower = threading.Thread(target=follow)
     follower.start()
-    print("== vecgatectl rebuild start embeddings --watch", flush=True)
-    rc = subprocess.run([ctl, "rebuild", "start", "embeddings", "--watch"], env=env).returncode
+    print("== vecgatectl rebuild start embeddings --until-done", flush=True)
+    rc = subprocess.run([ctl, "rebuild", "start", "embeddings", "--until-done"], env=env).returncode
     watching.set()
     follower.join()
     load.phase = "after"

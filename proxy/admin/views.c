@@ -31,6 +31,12 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 	json_str(j, "new_index", job->fresh);
 	json_str(j, "retired_index", job->retired);
 	json_num(j, "seconds_in_state", now_sec() - job->state_since);
+	/* how much longer the old index is kept for an instant rollback */
+	const struct vg_managed_index *mi = job_index(job);
+	json_num(j, "rollback_window_seconds",
+	         job->state == JOB_RETAIN && job->mode == SWAP_FLIP && mi
+	             ? fmax(0, mi->retention_seconds - (now_sec() - job->state_since))
+	             : NAN);
 	json_obj_begin(j, "progress");
 	json_str(j, "phase", job->phase[0] ? job->phase : NULL);
 	json_num(j, "percent", job->state > JOB_BUILD && job->state <= JOB_DONE ? 100 : job->percent);

@@ -2,8 +2,9 @@
  * vecgatectl: a small CLI over vecgate's admin API, linked against the pure
  * protocol library only.  Readable output by default, the API's JSON with
  * --json; `rebuild start INDEX --watch` draws a live progress line (state,
- * percent, ETA, recall when known) until the job ends, and exits 0 only if
- * it reached "done".
+ * percent, ETA, recall when known) until the new index is swapped in and
+ * watched (exit 0), or the job ends without a swap (exit 1); --until-done
+ * follows it through retention.
  *
  *   vecgatectl [--url http://127.0.0.1:6480] [--token T] [--json] COMMAND
  *   status | jobs [INDEX] | job ID | rebuild start INDEX [--watch] | cancel ID | rollback ID | approve ID
@@ -38,7 +39,10 @@ static void usage(void)
 	                "  status                      managed indexes and their latest job\n"
 	                "  jobs [INDEX]                jobs, newest first\n"
 	                "  job ID                      one job with progress and history\n"
-	                "  rebuild start INDEX [--watch]\n"
+	                "  rebuild start INDEX [--watch | --until-done]\n"
+	                "                              --watch: follow until swapped and watched (exit 0) or\n"
+	                "                              the job ends without a swap (exit 1); --until-done: until\n"
+	                "                              the old index is dropped after retention\n"
 	                "  cancel ID | rollback ID | approve ID\n"
 	                "  routes                      route mode per managed index, where reads went\n"
 	                "  route INDEX MODE            set a route mode: primary, replica, fallback, refuse\n"
@@ -267,7 +271,11 @@ static void render_backends(const struct jnode *doc)
 	}
 }
 
-static int watch(int id)
+/* Follow a job.  Without until_done the operator's work ends once the new
+ * index is swapped in and watched (state retain): exit 0 then, saying how
+ * long a rollback stays possible.  Exit 1 when the job ends without a swap
+ * that stayed (failed, cancelled, rolled back) or the API cannot be read. */
+static int watch(int id, bool until_done)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/v1/jobs/%d", id);
@@ -276,31 +284,35 @@ static int watch(int id)
 		if (http("GET", path, &r) < 0)
 			return 1;
 		struct jnode *doc = json_parse(r.body);
-		free(r.body);
-		if (!doc)
+		if (!doc) {
+			free(r.body);
 			return 1;
-		bool done = json_get_bool(doc, "terminal");
-		if (opt_json && done) {
-			/* final state only: --json output stays one document */
-		} else if (!opt_json) {
-			draw_bar(doc);
 		}
-		if (done) {
-			const char *state = json_get_str(doc, "state");
-			int rc = state && !strcmp(state, "done") ? 0 : 1;
-			if (!opt_json) {
+		const char *state = json_get_str(doc, "state");
+		bool terminal = json_get_bool(doc, "terminal");
+		bool swapped_and_watched = state && (!strcmp(state, "retain") || !strcmp(state, "done"));
+		bool finished = terminal || (!until_done && swapped_and_watched);
+		if (!opt_json)
+			draw_bar(doc);
+		if (finished) {
+			int rc = swapped_and_watched ? 0 : 1;
+			if (opt_json) {
+				printf("%s", r.body); /* the final state only: one JSON document */
+			} else {
 				printf("\n");
 				render_job(doc);
-			} else {
-				struct response again = {0};
-				if (http("GET", path, &again) == 0)
-					printf("%s", again.body);
-				free(again.body);
+				double left = json_get_num(doc, "rollback_window_seconds");
+				if (!strcmp(state, "retain") && !isnan(left))
+					printf("swapped and watched: the old index stays for an instant rollback for %.0f s more "
+					       "(vecgatectl rollback %d)\n",
+					       left, id);
 			}
 			json_node_free(doc);
+			free(r.body);
 			return rc;
 		}
 		json_node_free(doc);
+		free(r.body);
 		struct timespec ts = {0, 250 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}
@@ -311,7 +323,7 @@ int main(int argc, char **argv)
 	if (getenv("VECGATE_ADMIN_URL"))
 		opt_url = getenv("VECGATE_ADMIN_URL");
 	opt_token = getenv("VECGATE_TOKEN");
-	bool want_watch = false;
+	bool want_watch = false, until_done = false;
 	const char *args[8];
 	int nargs = 0;
 	for (int i = 1; i < argc; i++) {
@@ -323,6 +335,8 @@ int main(int argc, char **argv)
 			opt_json = true;
 		else if (!strcmp(argv[i], "--watch"))
 			want_watch = true;
+		else if (!strcmp(argv[i], "--until-done"))
+			want_watch = until_done = true;
 		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage();
 			return 0;
@@ -383,7 +397,7 @@ int main(int argc, char **argv)
 			return 0;
 		}
 		free(r.body);
-		return watch(id);
+		return watch(id, until_done);
 	}
 	usage();
 	return 2;

@@ -86,7 +86,7 @@ class HnswOnPglite(unittest.TestCase):
         return json.loads(self.ctl("--json", "jobs", name).stdout)["jobs"][0]
 
     def test_1_better_parameters_are_swapped_in(self):
-        r = self.ctl("rebuild", "start", "better", "--watch")
+        r = self.ctl("rebuild", "start", "better", "--until-done")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr + self.vg.log()[-3000:])
         j = self.latest("better")
         self.assertEqual(j["state"], "done")

@@ -7,6 +7,7 @@ preflight refusals."""
 import json
 import os
 import random
+import re
 import subprocess
 import tempfile
 import threading
@@ -148,8 +149,13 @@ class Rebuild(unittest.TestCase):
         t = threading.Thread(target=self.traffic, args=(stop, stats))
         t.start()
         try:
-            r = self.ctl("rebuild", "start", "emb_slow")
-            job_id = int(r.stdout.split("job ")[1].split()[0])
+            # --watch returns once the new index is swapped in and watched,
+            # not after the retention window (600 s here)
+            r = self.ctl("rebuild", "start", "emb_slow", "--watch")
+            m = re.search(r"instant rollback for (\d+) s more \(vecgatectl rollback (\d+)\)", r.stdout)
+            self.assertIsNotNone(m, r.stdout[-2000:])
+            self.assertGreater(int(m.group(1)), 500)
+            job_id = int(m.group(2))
             j = self.wait_state(job_id, ("retain", "failed", "done"))
             self.assertEqual(j["state"], "retain", j)
             new_oid = self.pg.psql("SELECT 'emb_live'::regclass::oid")
@@ -202,7 +208,7 @@ class Rebuild(unittest.TestCase):
                                   % (self.pg.port, SUPERPW))
         blocker.execute("INSERT INTO emb (v) VALUES (cube(array[0.1, 0.2, 0.3]))")
         out = {}
-        watcher = threading.Thread(target=lambda: out.update(r=self.ctl("rebuild", "start", "emb", "--watch",
+        watcher = threading.Thread(target=lambda: out.update(r=self.ctl("rebuild", "start", "emb", "--until-done",
                                                                         check=False)))
         watcher.start()
         deadline = time.time() + 20
