@@ -4,7 +4,9 @@
  * new index and never touches the live one; the swap itself cannot be
  * cancelled halfway (it is one short transaction, retried on lock_timeout);
  * after the swap, only a rollback (operator or degraded watch) moves traffic
- * back, and the old index is dropped only when retention ends.
+ * back, and the old index is dropped only when retention ends.  An instance
+ * that lost the advisory lock to another one stops where it is and touches
+ * no index: the lock's holder drives the job from the catalog's truth.
  */
 #include "routing/rebuild_job.h"
 
@@ -17,6 +19,7 @@ static const char *const state_names[JOB_STATE_COUNT] = {
 
 static const char *const event_names[JEV_EVENT_COUNT] = {
 	"step_ok", "transient_failure", "fatal_failure", "gate_failed", "cancel", "rollback", "degraded", "resumed",
+	"taken_over",
 };
 
 static const char *const action_names[] = {
@@ -70,6 +73,9 @@ struct job_transition job_next(enum job_state state, enum job_event ev, int atte
 		if (before_swap)
 			return to(state, JACT_REJECT);
 		return to(JOB_ROLLED_BACK, JACT_ROLLBACK_SWAP);
+	case JEV_TAKEN_OVER:
+		/* not failed: the job goes on elsewhere; this instance just stops */
+		return to(JOB_CANCELLED, JACT_NONE);
 	default:
 		return to(state, JACT_REJECT);
 	}

@@ -35,6 +35,7 @@ enum job_event {
 	JEV_ROLLBACK,    /* operator, after the swap */
 	JEV_DEGRADED,    /* watch: error rate or latency got worse */
 	JEV_RESUMED,     /* a restarted coordinator takes the job over (see job_resume) */
+	JEV_TAKEN_OVER,  /* the advisory lock, lost with its session, is now held by another instance */
 	JEV_EVENT_COUNT
 };
 

@@ -74,6 +74,10 @@ const char SQL_CANCEL_ORPHAN_BUILDS[] =
 	"SELECT pg_cancel_backend(p.pid) FROM pg_stat_progress_create_index p JOIN pg_stat_activity a USING (pid) "
 	"WHERE p.relid = $1::regclass AND a.application_name LIKE 'vecgate rebuild %'";
 
+const char SQL_CANCEL_SESSION_BUILDS[] =
+	"SELECT pg_cancel_backend(p.pid) FROM pg_stat_progress_create_index p JOIN pg_stat_activity a USING (pid) "
+	"WHERE p.relid = $1::regclass AND a.application_name = $2 AND p.pid <> pg_backend_pid()";
+
 void sql_literal(const char *s, char *out, size_t outlen)
 {
 	size_t o = 0;

@@ -67,5 +67,8 @@ extern const char SQL_JOB_STEP[];          /* $1 id, $2 from, $3 to, $4 event, $
 extern const char SQL_JOB_UNFINISHED[];    /* $1 index -> the newest non-terminal job */
 extern const char SQL_JOB_LATEST[];        /* $1 index -> the newest job, any state */
 extern const char SQL_CANCEL_ORPHAN_BUILDS[]; /* $1 schema.table: cancel CREATE INDEX run by vecgate */
+/* $1 schema.table, $2 application_name: cancel CREATE INDEX run by other
+ * sessions of that name (a job's build on a session it lost) */
+extern const char SQL_CANCEL_SESSION_BUILDS[];
 
 #endif

@@ -137,7 +137,7 @@ static void explain_result(void *arg, PGresult *res, const char *error)
 	char m[700];
 	if (error) {
 		snprintf(m, sizeof(m), "EXPLAIN of the eval query failed: %s", error);
-		finish(run, NULL, m, false);
+		finish(run, NULL, m, pg_result_transient(res)); /* a server restarting under it is worth a retry */
 		return;
 	}
 	const char *plan = PQntuples(res) ? PQgetvalue(res, 0, 0) : "";

@@ -35,7 +35,12 @@ struct pg_session {
 	void *arg;
 	bool in_callback;
 	bool close_requested;
+	bool send_failed; /* reported from the timer, never from inside pg_session_query */
 };
+
+/* why the last pg_session_connect() returned NULL (libpq can fail at once,
+ * e.g. connection refused on loopback) */
+static char connect_error[256];
 
 static void ps_io_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -125,7 +130,12 @@ static void ps_start_next(struct pg_session *s)
 	                                         NULL, NULL, 0)
 	                     : PQsendQuery(s->conn, st->sql);
 	if (!ok) {
-		ps_lost(s);
+		/* the owner may be in the middle of queueing statements: report
+		 * the loss from the loop, never from inside its call */
+		s->state = PS_SENDING;
+		s->send_failed = true;
+		struct timeval now = {0, 0};
+		evtimer_add(s->timer, &now);
 		return;
 	}
 	s->state = PS_SENDING;
@@ -279,8 +289,15 @@ static void ps_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct pg_session *s = arg;
-	if (s->state == PS_CONNECTING)
+	if (s->send_failed)
+		ps_lost(s);
+	else if (s->state == PS_CONNECTING)
 		ps_lost_because(s, "connection timed out");
+}
+
+const char *pg_session_connect_error(void)
+{
+	return connect_error[0] ? connect_error : "connection failed";
 }
 
 struct pg_session *pg_session_connect(struct event_base *base, const char *const *keywords,
@@ -299,6 +316,7 @@ struct pg_session *pg_session_connect(struct event_base *base, const char *const
 		PQsetNoticeProcessor(s->conn, ps_notice, NULL);
 	s->timer = evtimer_new(base, ps_timeout_cb, s);
 	if (!s->conn || PQstatus(s->conn) == CONNECTION_BAD || !s->timer) {
+		conn_error(s, connect_error, sizeof(connect_error));
 		ps_destroy(s);
 		return NULL;
 	}

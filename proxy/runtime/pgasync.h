@@ -9,8 +9,9 @@
  * Each statement's callback runs exactly once with its last result and, if
  * it failed, an error text (res then carries the SQLSTATE, or is NULL when
  * there was no result).  Results are freed after the callback returns.
- * pg_session_close() never calls pending callbacks; the on_close callback
- * reports a lost connection.  pg_async_oneshot() is connect + one query +
+ * pg_session_close() never calls pending callbacks; the on_lost callback
+ * reports a lost connection (pending statements' callbacks are not called
+ * then either), always from the loop, never from inside pg_session_query.  pg_async_oneshot() is connect + one query +
  * close, for auth_query.
  */
 #ifndef VG_PROXY_RUNTIME_PGASYNC_H
@@ -28,6 +29,8 @@ typedef void (*pg_notify_cb)(void *arg, const char *channel, const char *payload
 struct pg_session *pg_session_connect(struct event_base *base, const char *const *keywords,
                                       const char *const *values, double connect_timeout,
                                       pg_state_cb on_connect, pg_state_cb on_lost, void *arg);
+/* Why the last pg_session_connect() returned NULL (libpq may fail at once). */
+const char *pg_session_connect_error(void);
 /* Queue a statement; returns 0, or -1 if the session is closed. */
 int pg_session_query(struct pg_session *s, const char *sql, int nparams, const char *const *params,
                      pg_result_cb cb, void *arg);

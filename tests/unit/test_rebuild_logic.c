@@ -210,6 +210,16 @@ static void test_gate(void **state)
 	assert_false(r.pass);
 	assert_true(r.recall_ok);
 	assert_non_null(strstr(r.reason, "p95 12.60 ms above 12.50 ms"));
+	/* an absolute budget accepts a slower index the relative bound refuses */
+	in.latency_budget_ms = 20;
+	gate_evaluate(&in, &r);
+	assert_true(r.pass);
+	assert_non_null(strstr(r.reason, "within latency_budget_ms"));
+	in.latency_budget_ms = 12;
+	gate_evaluate(&in, &r);
+	assert_false(r.pass);
+	assert_non_null(strstr(r.reason, "latency_budget_ms >= 13 would accept it"));
+	in.latency_budget_ms = 0;
 	in.new_recall = 0.5;
 	gate_evaluate(&in, &r);
 	assert_false(r.recall_ok || r.latency_ok);
@@ -314,6 +324,21 @@ static void test_resume(void **state)
 	assert_string_equal(job_event_name(JEV_RESUMED), "resumed");
 }
 
+/* Another instance holds the lock now: from any running step, swap and after
+ * the swap included, this instance stops and leaves every index alone. */
+static void test_taken_over(void **state)
+{
+	(void)state;
+	for (int s = 0; s < JOB_DONE; s++) {
+		struct job_transition t = job_next((enum job_state)s, JEV_TAKEN_OVER, 1, 3);
+		assert_int_equal(t.next, JOB_CANCELLED);
+		assert_int_equal(t.action, JACT_NONE);
+	}
+	for (int s = JOB_DONE; s < JOB_STATE_COUNT; s++)
+		assert_int_equal(job_next((enum job_state)s, JEV_TAKEN_OVER, 1, 3).action, JACT_REJECT);
+	assert_string_equal(job_event_name(JEV_TAKEN_OVER), "taken_over");
+}
+
 static void test_names_and_backoff(void **state)
 {
 	(void)state;
@@ -378,7 +403,7 @@ int main(void)
 		cmocka_unit_test(test_rewrite_rejects),   cmocka_unit_test(test_rewrite_malformed),   cmocka_unit_test(test_recall),
 		cmocka_unit_test(test_percentile),        cmocka_unit_test(test_gate),
 		cmocka_unit_test(test_happy_path),        cmocka_unit_test(test_transitions),
-		cmocka_unit_test(test_resume),
+		cmocka_unit_test(test_resume),            cmocka_unit_test(test_taken_over),
 		cmocka_unit_test(test_names_and_backoff), cmocka_unit_test(test_swap_sql),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -39,14 +39,22 @@ void job_schedule(struct rebuild_job *job, double seconds)
 
 void job_query(struct rebuild_job *job, const char *sql, int nparams, const char *const *params, pg_result_cb cb)
 {
-	if (!job->maint || pg_session_query(job->maint, sql, nparams, params, cb, job) < 0)
+	if (!index_link_up(&job->maint) || pg_session_query(job->maint.s, sql, nparams, params, cb, job) < 0)
 		job_event(job, JEV_TRANSIENT, "maintenance connection unavailable");
 }
 
-struct pg_session *job_open_session(struct rebuild_job *job, pg_state_cb on_connect, pg_state_cb on_lost,
-                                    const char *role)
+void job_link_init(struct rebuild_job *job, struct index_link *l, const char *role, const char *what,
+                   bool retry_first, pg_state_cb on_up, pg_state_cb on_down)
 {
-	return index_session_open(job_index(job), role, on_connect, on_lost, job);
+	char label[160];
+	snprintf(label, sizeof(label), "rebuild %d (%s) %s connection", job->id, job->index_name, what);
+	index_link_init(l, job->index_name, role, label, retry_first, on_up, on_down, job);
+}
+
+/* the id is final only now: the links' log labels follow it */
+static void relabel(struct rebuild_job *job, struct index_link *l, const char *what)
+{
+	snprintf(l->label, sizeof(l->label), "rebuild %d (%s) %s connection", job->id, job->index_name, what);
 }
 
 /* ---- lifecycle ---- */
@@ -75,6 +83,7 @@ struct rebuild_job *job_new(const struct vg_managed_index *mi, char *err, size_t
 	job->state = JOB_PREFLIGHT;
 	job->persistent = true;
 	job->timer = evtimer_new(vg.base, job_step_timer, job);
+	job_init_links(job);
 	if (eval_set_load(&job->evals, mi->eval_file, err, errlen) < 0) {
 		job_free(job);
 		return NULL;
@@ -87,14 +96,22 @@ void job_register(struct rebuild_job *job)
 	job->id = ++next_job_id;
 	job->next = jobs;
 	jobs = job;
+	relabel(job, &job->maint, "maintenance");
+	relabel(job, &job->poll, "progress");
+	relabel(job, &job->state_l, "state");
 }
 
 void job_free(struct rebuild_job *job)
 {
+	index_link_close(&job->maint);
+	index_link_close(&job->poll);
+	index_link_close(&job->state_l);
 	if (job->timer)
 		event_free(job->timer);
 	if (job->poll_timer)
 		event_free(job->poll_timer);
+	if (job->cleanup_timer)
+		event_free(job->cleanup_timer);
 	eval_run_release(&job->eval);
 	eval_set_free(&job->evals);
 	free(job->index_name);
@@ -126,6 +143,13 @@ void job_apply(struct rebuild_job *job, enum job_event ev, struct job_transition
 	log_info("rebuild %d (%s): %s -> %s [%s]: %s", job->id, job->index_name, job_state_name(from),
 	         job_state_name(t.next), job_event_name(ev), msg);
 	snprintf(job->message, sizeof(job->message), "%s", msg);
+	if (job->n_hist == JOB_HISTORY_MAX) {
+		/* full: the last entry is overwritten, and is not written yet */
+		if (job->hist_written > JOB_HISTORY_MAX - 1)
+			job->hist_written = JOB_HISTORY_MAX - 1;
+		if (job->hist_sent > JOB_HISTORY_MAX - 1)
+			job->hist_sent = JOB_HISTORY_MAX - 1;
+	}
 	struct history_entry *h = &job->hist[job->n_hist < JOB_HISTORY_MAX ? job->n_hist++ : JOB_HISTORY_MAX - 1];
 	h->at = now_sec();
 	h->from = from;
@@ -133,24 +157,34 @@ void job_apply(struct rebuild_job *job, enum job_event ev, struct job_transition
 	h->event = ev;
 	snprintf(h->message, sizeof(h->message), "%.239s", msg);
 	job->updated = now_sec();
+	/* whatever step ran has ended with this event */
+	job->step_busy = false;
+	job->run_on_connect = false;
 	/* a resumed job enters its state anew even when it is the one recorded */
 	if (t.next != from || ev == JEV_RESUMED) {
 		if (t.next != from)
 			job->attempts = 1;
+		if (job->retry) {
+			job->retry = RETRY_NONE;
+			event_del(job->timer);
+		}
 		job->state = t.next;
 		job->state_since = now_sec();
 		job->resuming = false;
 		routes_job_step(job->index_name, job->state);
 		notify_observers(job);
 	}
-	job_persist(job, job_state_name(from), job_state_name(t.next), job_event_name(ev), msg);
+	job_persist(job);
+	if (ev == JEV_TAKEN_OVER) {
+		/* the lock's holder owns the indexes now: stop our build, touch nothing */
+		job_stop_sessions(job);
+		job->cleanup = 0;
+	}
 	job_perform(job, from, t.action);
 	if (t.action == JACT_RUN_STEP)
 		job_run_step(job);
-	if (job_is_terminal(job->state)) {
-		job_state_close_when_idle(job);
-		job_close_when_idle(job);
-	}
+	if (job_is_terminal(job->state))
+		job_finish(job);
 }
 
 void job_event(struct rebuild_job *job, enum job_event ev, const char *fmt, ...)
@@ -160,6 +194,12 @@ void job_event(struct rebuild_job *job, enum job_event ev, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (ev == JEV_TRANSIENT && job->retry) {
+		/* the same failure seen twice (a statement's error, then the lost
+		 * connection): one retry is already on its way */
+		log_debug("rebuild %d (%s): already retrying: %s", job->id, job->index_name, msg);
+		return;
+	}
 	const struct vg_managed_index *mi = job_index(job);
 	int max = job->state == JOB_SWAP ? (mi ? mi->swap_attempts : 20) : (mi ? mi->max_attempts : 3);
 	struct job_transition t = job_next(job->state, ev, job->attempts, max);

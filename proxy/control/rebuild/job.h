@@ -5,6 +5,13 @@
  * API; steps.c runs each state's SQL and the actions between states;
  * state.c keeps the job durable in vecgate.jobs and resumes it after a
  * restart.  Views (admin/) read the struct; nothing outside writes it.
+ *
+ * Every session a job uses is an index_link (proxy/control/session.h): it
+ * comes back after PostgreSQL restarts.  A step whose session died fails
+ * with JEV_TRANSIENT; its retry waits for the backoff, a working
+ * maintenance session and the advisory lock, then cleans up and runs the
+ * step again.  Index changes that must happen (drops, the rollback) are
+ * kept as cleanup work until they are done, not fired and forgotten.
  */
 #ifndef VG_PROXY_CONTROL_REBUILD_JOB_H
 #define VG_PROXY_CONTROL_REBUILD_JOB_H
@@ -16,6 +23,7 @@
 
 #include "conf/config.h"
 #include "proxy/control/eval.h"
+#include "proxy/control/session.h"
 #include "proxy/pool.h"
 #include "proxy/runtime/pgasync.h"
 #include "routing/rebuild_job.h"
@@ -29,6 +37,23 @@ struct history_entry {
 };
 
 enum eval_purpose { EVAL_BASELINE, EVAL_VERIFY, EVAL_WATCH };
+
+/* a retry after a transient failure: backoff first, then ready to go on
+ * once the maintenance session works and the lock is held */
+enum job_retry { RETRY_NONE, RETRY_BACKOFF, RETRY_READY };
+
+/* index changes still owed (steps.c run_cleanup), in this order; each is
+ * idempotent and is run again after a reconnect until it is confirmed */
+enum {
+	CLEAN_CANCEL_BUILD = 1,   /* a build of ours on a backend we lost may still run */
+	CLEAN_ROLLBACK = 2,       /* flip back, if the catalog says the swap still stands */
+	CLEAN_DROP_FRESH = 4,     /* the candidate, invalid or rolled back */
+	CLEAN_DROP_RETIRED = 8,   /* the old index (rename mode after the swap, flip mode at the end) */
+};
+
+/* where the state session stands: looking for a job to adopt, taking the
+ * lock for a new job, or holding it (re-taken after every reconnect) */
+enum state_phase { SP_PROBING, SP_STARTING, SP_HOLDING };
 
 #define JOB_HISTORY_MAX 64
 
@@ -70,10 +95,16 @@ struct rebuild_job {
 	long long blocks_done, blocks_total, tuples_done, tuples_total;
 	double percent, eta_s, build_started;
 
-	struct pg_session *maint, *poll;
+	struct index_link maint, poll;
 	struct event *timer, *poll_timer;
 	int build_pid;
 	bool building;
+	bool step_busy;      /* a step's SQL is in flight on maint: losing it is a transient failure */
+	bool run_on_connect; /* the step waits for maint */
+	enum job_retry retry;
+	unsigned cleanup;    /* CLEAN_* still owed */
+	bool cleanup_running;
+	struct event *cleanup_timer; /* a cleanup statement failed for now */
 
 	int pf_stage; /* enum preflight_stage (steps.c): which preflight check runs */
 
@@ -81,7 +112,10 @@ struct rebuild_job {
 	int n_hist;
 
 	/* durable state: a session that holds the index's advisory lock */
-	struct pg_session *state_s;
+	struct index_link state_l;
+	enum state_phase sphase;
+	bool locked;                   /* the advisory lock is held now */
+	int hist_written, hist_sent;   /* history entries confirmed / sent to vecgate.job_steps */
 	long long db_id;
 	bool persistent;
 	bool resuming;
@@ -99,8 +133,9 @@ void job_event(struct rebuild_job *job, enum job_event ev, const char *fmt, ...)
 /* Carry out a transition: history, log, route policy, durable record, the
  * action on the way and the new state's step. */
 void job_apply(struct rebuild_job *job, enum job_event ev, struct job_transition t, const char *msg);
-struct pg_session *job_open_session(struct rebuild_job *job, pg_state_cb on_connect, pg_state_cb on_lost,
-                                    const char *role);
+/* Set up a link of the job (label "rebuild <id> (<index>) <what>"). */
+void job_link_init(struct rebuild_job *job, struct index_link *l, const char *role, const char *what,
+                   bool retry_first, pg_state_cb on_up, pg_state_cb on_down);
 /* Queue on the maintenance session; a dead session is a transient failure. */
 void job_query(struct rebuild_job *job, const char *sql, int nparams, const char *const *params, pg_result_cb cb);
 void job_schedule(struct rebuild_job *job, double seconds);
@@ -111,12 +146,20 @@ void job_run_step(struct rebuild_job *job);
 void job_perform(struct rebuild_job *job, enum job_state from, enum job_action action);
 void job_step_timer(evutil_socket_t fd, short what, void *arg);
 void job_stop_sessions(struct rebuild_job *job); /* cancels a running build first */
-void job_close_when_idle(struct rebuild_job *job);
+void job_init_links(struct rebuild_job *job);
+/* A job that ended: owed cleanup first, then sessions and the lock go. */
+void job_finish(struct rebuild_job *job);
+/* The state session holds the lock again: what waited for it goes on. */
+void job_lock_regained(struct rebuild_job *job);
 
 /* state.c */
 void job_state_open(struct rebuild_job *job); /* schema, advisory lock, job row; then the first step */
-void job_persist(struct rebuild_job *job, const char *from, const char *to, const char *event, const char *msg);
-void job_state_close_when_idle(struct rebuild_job *job);
+/* Bring vecgate.jobs / job_steps up to date (kept in memory while the lock is not held). */
+void job_persist(struct rebuild_job *job);
+void job_state_release(struct rebuild_job *job); /* last records out, then the lock goes */
 void job_resume_continue(struct rebuild_job *job); /* preflight found the index of a resumed job */
+/* Did the swap commit (the old index carries the retired name)?  Go on
+ * from the catalog's truth through job_resume: watch, or swap (again). */
+void job_swap_check(struct rebuild_job *job);
 
 #endif

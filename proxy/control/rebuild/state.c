@@ -5,6 +5,12 @@
  * unfinished job whose lock is free is adopted, the truth in the catalog
  * decides where it goes on (through job_resume, like every transition), and
  * the newest finished job is kept as a read-only record.
+ *
+ * The state session is a link: when PostgreSQL restarts it comes back and
+ * takes the lock again (it went with the old session).  Meanwhile the
+ * transitions wait in the job's history and are written once the lock is
+ * held again; if another instance holds it by then, that one drives the job
+ * and this one stops (JEV_TAKEN_OVER).
  */
 #include "proxy/control/rebuild/job.h"
 #include "proxy/control/rebuild/rebuild.h"
@@ -26,13 +32,31 @@ static void fmt_or_null(char *buf, size_t len, double v, const char **out)
 	*out = buf;
 }
 
-void job_persist(struct rebuild_job *job, const char *from, const char *to, const char *event, const char *msg)
+static void step_written(void *arg, PGresult *res, const char *error)
 {
-	if (!job->persistent || !job->db_id || !job->state_s)
-		return;
+	struct rebuild_job *job = arg;
+	(void)res;
+	if (error)
+		log_warn("rebuild %d: cannot record a step in vecgate.job_steps: %s", job->id, error);
+	if (job->hist_written < job->hist_sent)
+		job->hist_written++; /* written, or not worth another try */
+}
+
+void job_persist(struct rebuild_job *job)
+{
+	if (!job->persistent || !job->db_id || !job->locked || !index_link_up(&job->state_l))
+		return; /* kept in memory (the history) until the lock is held again */
+	struct pg_session *s = job->state_l.s;
 	char id[24], att[16], b1[32], b2[32], b3[32], c1[32], sw[32];
 	const char *p6, *p7, *p8, *p9, *p10;
 	snprintf(id, sizeof(id), "%lld", job->db_id);
+	/* steps missed while the lock was not held go first: late, in order */
+	for (; job->hist_sent < job->n_hist; job->hist_sent++) {
+		const struct history_entry *h = &job->hist[job->hist_sent];
+		const char *step[] = {id, job_state_name(h->from), job_state_name(h->to), job_event_name(h->event),
+		                      h->message};
+		pg_session_query(s, SQL_JOB_STEP, 5, step, step_written, job);
+	}
 	snprintf(att, sizeof(att), "%d", job->attempts);
 	fmt_or_null(b1, sizeof(b1), job->have_base ? job->base_recall : NAN, &p6);
 	fmt_or_null(b2, sizeof(b2), job->have_base ? job->base_p50 : NAN, &p7);
@@ -41,9 +65,7 @@ void job_persist(struct rebuild_job *job, const char *from, const char *to, cons
 	fmt_or_null(sw, sizeof(sw), job->swap_tries ? job->swap_ms : NAN, &p10);
 	const char *mode = job->state > JOB_PREFLIGHT ? (job->mode == SWAP_FLIP ? "flip" : "rename") : NULL;
 	const char *up[] = {id, job_state_name(job->state), att, job->message, mode, p6, p7, p8, p9, p10};
-	pg_session_query(job->state_s, SQL_JOB_UPDATE, 10, up, NULL, NULL);
-	const char *step[] = {id, from, to, event, msg};
-	pg_session_query(job->state_s, SQL_JOB_STEP, 5, step, NULL, NULL);
+	pg_session_query(s, SQL_JOB_UPDATE, 10, up, NULL, NULL);
 }
 
 static void close_state_when_done(void *arg, PGresult *res, const char *error)
@@ -51,19 +73,29 @@ static void close_state_when_done(void *arg, PGresult *res, const char *error)
 	struct rebuild_job *job = arg;
 	(void)res;
 	(void)error;
-	pg_session_close(job->state_s); /* releases the advisory lock */
-	job->state_s = NULL;
+	index_link_close(&job->state_l); /* releases the advisory lock */
+	job->locked = false;
+}
+
+/* A job that ended: its last records go out, then the lock is released.
+ * While the state session is down the records wait for it, unless there is
+ * nothing to write. */
+void job_state_release(struct rebuild_job *job)
+{
+	if (index_link_up(&job->state_l) && job->locked) {
+		job_persist(job);
+		pg_session_query(job->state_l.s, "SELECT 1", 0, NULL, close_state_when_done, job);
+		return;
+	}
+	bool owed = job->persistent && job->db_id && job->state_l.open && job->state_l.ever_up;
+	if (index_link_up(&job->state_l) || !owed) {
+		index_link_close(&job->state_l);
+		job->locked = false;
+	}
+	/* else relock_done() writes them and comes back here */
 }
 
 /* ---- the state session: schema, advisory lock, job row ---- */
-
-static void state_lost(void *arg, const char *error)
-{
-	struct rebuild_job *job = arg;
-	job->state_s = NULL;
-	log_error("rebuild %d: lost the connection holding the rebuild lock (%s); job state is no longer recorded",
-	          job->id, error ? error : "?");
-}
 
 static void insert_done(void *arg, PGresult *res, const char *error)
 {
@@ -74,6 +106,7 @@ static void insert_done(void *arg, PGresult *res, const char *error)
 	} else {
 		job->db_id = atoll(PQgetvalue(res, 0, 0));
 	}
+	job->sphase = SP_HOLDING;
 	job_run_step(job);
 }
 
@@ -82,16 +115,18 @@ static void lock_done(void *arg, PGresult *res, const char *error)
 	struct rebuild_job *job = arg;
 	if (error || !PQntuples(res) || strcmp(PQgetvalue(res, 0, 0), "t")) {
 		job_event(job, JEV_FATAL,
-		          "another vecgate instance is rebuilding %s (it holds the advisory lock); follow it there", 
+		          "another vecgate instance is rebuilding %s (it holds the advisory lock); follow it there",
 		          job->index_name);
 		return;
 	}
-	if (!job->persistent) {
+	job->locked = true;
+	if (!job->persistent || job->db_id) {
+		job->sphase = SP_HOLDING;
 		job_run_step(job);
 		return;
 	}
 	const char *params[] = {job->index_name, job->fresh, job->retired};
-	pg_session_query(job->state_s, SQL_JOB_INSERT, 3, params, insert_done, job);
+	pg_session_query(job->state_l.s, SQL_JOB_INSERT, 3, params, insert_done, job);
 }
 
 static void schema_done(void *arg, PGresult *res, const char *error)
@@ -103,18 +138,83 @@ static void schema_done(void *arg, PGresult *res, const char *error)
 		log_warn("rebuild %d: durable job state disabled, cannot create schema vecgate: %s", job->id, error);
 	}
 	const char *params[] = {job->index_name};
-	pg_session_query(job->state_s, SQL_TRY_LOCK, 1, params, lock_done, job);
+	pg_session_query(job->state_l.s, SQL_TRY_LOCK, 1, params, lock_done, job);
 }
 
-static void state_connected(void *arg, const char *error)
+/* After a reconnect: the lock went with the old session.  Take it again,
+ * or learn that another instance drives the job now. */
+static void relock_done(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
 	if (error) {
-		job->state_s = NULL;
-		job_event(job, JEV_FATAL, "cannot connect to record the job and take the rebuild lock: %s", error);
+		log_warn("rebuild %d (%s): cannot take the rebuild lock again (%s); reconnecting", job->id,
+		         job->index_name, error);
+		index_link_restart(&job->state_l);
 		return;
 	}
-	pg_session_query(job->state_s, SQL_STATE_SCHEMA, 0, NULL, schema_done, job);
+	if (strcmp(PQgetvalue(res, 0, 0), "t")) {
+		if (job_is_terminal(job->state)) {
+			log_warn("rebuild %d (%s): another vecgate instance holds the rebuild lock now; what is left of this "
+			         "job is its to do", job->id, job->index_name);
+			job->cleanup = 0;
+			job_stop_sessions(job);
+			index_link_close(&job->state_l);
+			return;
+		}
+		job_event(job, JEV_TAKEN_OVER,
+		          "another vecgate instance took over rebuild of %s while the connection was down; this instance "
+		          "stopped driving it and left its indexes alone (follow the job there)",
+		          job->index_name);
+		return;
+	}
+	job->locked = true;
+	log_info("rebuild %d (%s): holding the rebuild lock again; bringing vecgate.jobs up to date", job->id,
+	         job->index_name);
+	job_persist(job);
+	job_lock_regained(job);
+}
+
+static void probe_start(struct rebuild_job *job);
+
+static void state_up(void *arg, const char *error)
+{
+	struct rebuild_job *job = arg;
+	(void)error;
+	switch (job->sphase) {
+	case SP_PROBING:
+		probe_start(job);
+		return;
+	case SP_STARTING:
+		pg_session_query(job->state_l.s, SQL_STATE_SCHEMA, 0, NULL, schema_done, job);
+		return;
+	case SP_HOLDING: {
+		const char *params[] = {job->index_name};
+		pg_session_query(job->state_l.s, SQL_TRY_LOCK, 1, params, relock_done, job);
+		return;
+	}
+	}
+}
+
+static void state_down(void *arg, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (!job->state_l.ever_up) {
+		/* the first connect failed: nothing was started */
+		if (job->sphase == SP_PROBING) {
+			log_warn("rebuild: cannot look for unfinished jobs of %s: %s", job->index_name, error ? error : "?");
+			job_free(job);
+			return;
+		}
+		job_event(job, JEV_FATAL, "cannot connect to record the job and take the rebuild lock: %s",
+		          error ? error : "?");
+		return;
+	}
+	bool had = job->locked;
+	job->locked = false;
+	job->hist_sent = job->hist_written; /* what was not confirmed goes again */
+	if (had && !job_is_terminal(job->state))
+		log_warn("rebuild %d (%s): the rebuild lock went with its connection; the job goes on, its record "
+		         "waits in memory, no swap or rollback until the lock is taken again", job->id, job->index_name);
 }
 
 /* ---- resume after a restart ---- */
@@ -131,25 +231,53 @@ static void resume_after_cleanup(void *arg, PGresult *res, const char *error)
 	                              : "resumed after a restart: starting over from preflight");
 }
 
-static void resume_swap_checked(void *arg, PGresult *res, const char *error)
+/* The same truth decides after a restart of vecgate (resuming) and after
+ * a swap whose session died (retry): the old index under the retired name
+ * means the swap committed. */
+static void swap_checked(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
-	bool swapped = !error && PQntuples(res) && !PQgetisnull(res, 0, 0);
-	job_apply(job, JEV_RESUMED, job_resume(job->resume_to, job->have_base, swapped),
-	          swapped ? "resumed after a restart: the swap had happened, watching"
-	                  : "resumed after a restart: the swap had not happened, swapping");
+	if (error) {
+		job_event(job, pg_result_transient(res) ? JEV_TRANSIENT : JEV_FATAL,
+		          "cannot check whether the swap committed: %s", error);
+		return;
+	}
+	bool swapped = PQntuples(res) && !PQgetisnull(res, 0, 0);
+	if (swapped) {
+		const struct vg_managed_index *mi = job_index(job);
+		pools_traffic(mi ? mi->database : "", &job->t_swap);
+		if (job->mode == SWAP_RENAME)
+			job->cleanup |= CLEAN_DROP_RETIRED; /* the drop that moves the planner may not have run */
+	}
+	if (!job->resuming && !swapped) {
+		job->step_busy = false;
+		job_run_step(job); /* the swap did not happen: swap (again) */
+		return;
+	}
+	enum job_state recorded = job->resuming ? job->resume_to : JOB_SWAP;
+	job_apply(job, JEV_RESUMED, job_resume(recorded, job->have_base, swapped),
+	          job->resuming ? (swapped ? "resumed after a restart: the swap had happened, watching"
+	                                   : "resumed after a restart: the swap had not happened, swapping")
+	                        : "the swap had committed before its connection was lost: watching");
+}
+
+void job_swap_check(struct rebuild_job *job)
+{
+	char rel[700];
+	sql_qualified(job->schema, job->retired, rel, sizeof(rel));
+	const char *params[] = {rel};
+	job->step_busy = true;
+	job_query(job, "SELECT to_regclass($1)", 1, params, swap_checked);
 }
 
 void job_resume_continue(struct rebuild_job *job)
 {
 	char rel[700];
+	job->step_busy = true;
 	switch (job->resume_to) {
-	case JOB_SWAP: {
-		sql_qualified(job->schema, job->retired, rel, sizeof(rel));
-		const char *params[] = {rel};
-		job_query(job, "SELECT to_regclass($1)", 1, params, resume_swap_checked);
+	case JOB_SWAP:
+		job_swap_check(job);
 		return;
-	}
 	case JOB_WATCH:
 	case JOB_RETAIN:
 		job_apply(job, JEV_RESUMED, job_resume(job->resume_to, job->have_base, false), "resumed after a restart");
@@ -174,11 +302,11 @@ static void adopt_locked(void *arg, PGresult *res, const char *error)
 	struct rebuild_job *job = arg;
 	if (error || !PQntuples(res) || strcmp(PQgetvalue(res, 0, 0), "t")) {
 		log_info("rebuild: job %lld for %s is driven by another instance", job->db_id, job->index_name);
-		pg_session_close(job->state_s);
-		job->state_s = NULL;
 		job_free(job);
 		return;
 	}
+	job->locked = true;
+	job->sphase = SP_HOLDING;
 	job_register(job);
 	job->resuming = true;
 	log_info("rebuild %d: resuming job %lld for %s (was %s)", job->id, job->db_id, job->index_name,
@@ -197,8 +325,7 @@ static double opt_num(const PGresult *res, int col, bool *have)
 static void latest_result(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
-	pg_session_close(job->state_s);
-	job->state_s = NULL;
+	index_link_close(&job->state_l);
 	int st = !error && PQntuples(res) ? job_state_from_name(PQgetvalue(res, 0, 1)) : -1;
 	if (st < 0 || !job_is_terminal((enum job_state)st) || rebuild_latest(job->index_name)) {
 		job_free(job);
@@ -227,12 +354,10 @@ static void unfinished_result(void *arg, PGresult *res, const char *error)
 	struct rebuild_job *job = arg;
 	if (!error && !PQntuples(res)) {
 		const char *params[] = {job->index_name};
-		pg_session_query(job->state_s, SQL_JOB_LATEST, 1, params, latest_result, job);
+		pg_session_query(job->state_l.s, SQL_JOB_LATEST, 1, params, latest_result, job);
 		return;
 	}
 	if (error) {
-		pg_session_close(job->state_s);
-		job->state_s = NULL;
 		job_free(job);
 		return;
 	}
@@ -249,39 +374,23 @@ static void unfinished_result(void *arg, PGresult *res, const char *error)
 		job->have_base = true;
 	}
 	const char *params[] = {job->index_name};
-	pg_session_query(job->state_s, SQL_TRY_LOCK, 1, params, adopt_locked, job);
+	pg_session_query(job->state_l.s, SQL_TRY_LOCK, 1, params, adopt_locked, job);
 }
 
 static void probe_table(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
 	if (error || !PQntuples(res) || PQgetisnull(res, 0, 0)) {
-		pg_session_close(job->state_s);
-		job->state_s = NULL;
 		job_free(job);
 		return;
 	}
 	const char *params[] = {job->index_name};
-	pg_session_query(job->state_s, SQL_JOB_UNFINISHED, 1, params, unfinished_result, job);
+	pg_session_query(job->state_l.s, SQL_JOB_UNFINISHED, 1, params, unfinished_result, job);
 }
 
-static void probe_connected(void *arg, const char *error)
+static void probe_start(struct rebuild_job *job)
 {
-	struct rebuild_job *job = arg;
-	if (error) {
-		log_warn("rebuild: cannot look for unfinished jobs of %s: %s", job->index_name, error);
-		job->state_s = NULL;
-		job_free(job);
-		return;
-	}
-	pg_session_query(job->state_s, "SELECT to_regclass('vecgate.jobs')", 0, NULL, probe_table, job);
-}
-
-static void probe_lost(void *arg, const char *error)
-{
-	struct rebuild_job *job = arg;
-	(void)error;
-	job->state_s = NULL; /* an adopted job keeps running; the lock is gone with the session */
+	pg_session_query(job->state_l.s, "SELECT to_regclass('vecgate.jobs')", 0, NULL, probe_table, job);
 }
 
 void rebuild_resume_all(void)
@@ -293,22 +402,18 @@ void rebuild_resume_all(void)
 			log_warn("rebuild: cannot check %s for unfinished jobs: %s", vg.cfg->indexes[i].name, err);
 			continue;
 		}
-		job->state_s = job_open_session(job, probe_connected, probe_lost, "state");
-		if (!job->state_s)
+		/* an adopted job keeps this session: it holds the lock */
+		job->sphase = SP_PROBING;
+		job_link_init(job, &job->state_l, "state", "state", false, state_up, state_down);
+		if (index_link_open(&job->state_l) < 0)
 			job_free(job);
 	}
 }
 
 void job_state_open(struct rebuild_job *job)
 {
-	job->state_s = job_open_session(job, state_connected, state_lost, "state");
-	if (!job->state_s)
+	job->sphase = SP_STARTING;
+	job_link_init(job, &job->state_l, "state", "state", false, state_up, state_down);
+	if (index_link_open(&job->state_l) < 0)
 		job_event(job, JEV_FATAL, "cannot open a connection to the managed index's backend");
-}
-
-/* A job that ended: its last records go out, then the lock is released. */
-void job_state_close_when_idle(struct rebuild_job *job)
-{
-	if (job->state_s)
-		pg_session_query(job->state_s, "SELECT 1", 0, NULL, close_state_when_done, job);
 }

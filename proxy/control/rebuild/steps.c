@@ -21,54 +21,25 @@ static void stop_polling(struct rebuild_job *job)
 {
 	if (job->poll_timer)
 		event_del(job->poll_timer);
-	pg_session_close(job->poll);
-	job->poll = NULL;
+	index_link_close(&job->poll);
 	job->building = false;
 }
 
-static void close_sessions(struct rebuild_job *job)
-{
-	stop_polling(job);
-	pg_session_close(job->maint);
-	job->maint = NULL;
-}
-
-static void maint_lost(void *arg, const char *error)
-{
-	struct rebuild_job *job = arg;
-	/* the session frees itself after this call: forget it first */
-	job->maint = NULL;
-	stop_polling(job);
-	job_event(job, JEV_TRANSIENT, "maintenance connection lost: %s", error ? error : "?");
-}
-
-static void cleanup_lost(void *arg, const char *error)
-{
-	struct rebuild_job *job = arg;
-	job->maint = NULL;
-	log_warn("rebuild %d: cleanup connection failed: %s", job->id, error ? error : "?");
-}
-
-static void close_when_done(void *arg, PGresult *res, const char *error)
-{
-	struct rebuild_job *job = arg;
-	(void)res;
-	(void)error;
-	pg_session_close(job->maint);
-	job->maint = NULL;
-}
+static void run_cleanup(struct rebuild_job *job);
+static void retry_continue(struct rebuild_job *job);
+static void finish_if_done(struct rebuild_job *job);
 
 /* statement_timeout 0 so hours of build are fine; then the operator's settings */
 static void apply_settings(struct rebuild_job *job)
 {
 	const struct vg_managed_index *mi = job_index(job);
-	pg_session_query(job->maint, "SET statement_timeout = 0", 0, NULL, NULL, NULL);
+	pg_session_query(job->maint.s, "SET statement_timeout = 0", 0, NULL, NULL, NULL);
 	for (size_t i = 0; mi && i < mi->n_maintenance; i++) {
 		char sql[512];
 		const char *names[] = {mi->maintenance[i].name};
 		const char *values[] = {mi->maintenance[i].value};
 		if (sql_session_settings(names, values, 1, sql, sizeof(sql)) == 0)
-			pg_session_query(job->maint, sql, 0, NULL, NULL, NULL);
+			pg_session_query(job->maint.s, sql, 0, NULL, NULL, NULL);
 	}
 }
 
@@ -78,7 +49,7 @@ static void watch_judge(struct rebuild_job *job, const struct eval_outcome *out)
 {
 	const struct vg_managed_index *mi = job_index(job);
 	struct gate_input in = {job->base_recall, job->base_p95, out->recall, out->p95_ms, mi ? mi->recall_tolerance : 0,
-	                        mi ? 2 * mi->latency_tolerance + 1 : 1};
+	                        mi ? 2 * mi->latency_tolerance + 1 : 1, mi ? mi->latency_budget_ms : 0};
 	struct gate_result gr;
 	gate_evaluate(&in, &gr);
 	/* what applications saw through vecgate, before and after the swap */
@@ -96,7 +67,8 @@ static void watch_judge(struct rebuild_job *job, const struct eval_outcome *out)
 	double max_rise = mi ? mi->watch_error_rate_increase : 0.01;
 	bool errors_up = post_n >= 10 && job->post_err_rate > job->pre_err_rate + max_rise;
 	bool slower = pre_n >= 20 && post_n >= 20 && mi &&
-	              job->post_mean_ms > job->pre_mean_ms * (1 + 2 * mi->latency_tolerance) + 1.0;
+	              job->post_mean_ms > job->pre_mean_ms * (1 + 2 * mi->latency_tolerance) + 1.0 &&
+	              job->post_mean_ms > mi->latency_budget_ms;
 	char traffic[300];
 	snprintf(traffic, sizeof(traffic),
 	         "through vecgate %llu requests, error rate %.2f%% (before %.2f%%), mean %.2f ms (before %.2f ms)",
@@ -132,7 +104,8 @@ static void eval_done(void *arg, const struct eval_outcome *out, const char *err
 		job->new_p95 = out->p95_ms;
 		job->have_new = true;
 		struct gate_input in = {job->base_recall, job->base_p95, out->recall, out->p95_ms,
-		                        mi ? mi->recall_tolerance : 0, mi ? mi->latency_tolerance : 0};
+		                        mi ? mi->recall_tolerance : 0, mi ? mi->latency_tolerance : 0,
+		                        mi ? mi->latency_budget_ms : 0};
 		struct gate_result gr;
 		gate_evaluate(&in, &gr);
 		if (gr.pass)
@@ -167,7 +140,8 @@ static void start_eval(struct rebuild_job *job, enum eval_purpose purpose)
 		opts.expect_index = job->fresh;
 		opts.expect_hint = job->superuser ? "" : " (without superuser vecgate cannot hide the live index from the planner)";
 	}
-	eval_run_start(&job->eval, job->maint, mi, &job->evals, &opts, eval_done, job);
+	job->step_busy = true;
+	eval_run_start(&job->eval, job->maint.s, mi, &job->evals, &opts, eval_done, job);
 }
 
 /* ---- steps ---- */
@@ -369,32 +343,22 @@ static void poll_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct rebuild_job *job = arg;
-	if (!job->building || !job->poll)
+	if (!job->building)
 		return;
 	char pid[16];
 	snprintf(pid, sizeof(pid), "%d", job->build_pid);
 	const char *params[] = {pid};
-	if (pg_session_idle(job->poll))
-		pg_session_query(job->poll, SQL_BUILD_PROGRESS, 1, params, progress_result, job);
+	if (index_link_up(&job->poll) && pg_session_idle(job->poll.s))
+		pg_session_query(job->poll.s, SQL_BUILD_PROGRESS, 1, params, progress_result, job);
 	struct timeval tv = {1, 0};
 	evtimer_add(job->poll_timer, &tv);
 }
 
-static void poll_lost(void *arg, const char *error)
+/* progress pauses while the link reconnects; the build goes on */
+static void poll_up(void *arg, const char *error)
 {
-	struct rebuild_job *job = arg;
 	(void)error;
-	job->poll = NULL; /* progress stops; the build goes on */
-}
-
-static void poll_connected(void *arg, const char *error)
-{
-	struct rebuild_job *job = arg;
-	if (error) {
-		job->poll = NULL;
-		return;
-	}
-	poll_tick(-1, 0, job);
+	poll_tick(-1, 0, arg);
 }
 
 static void build_result(void *arg, PGresult *res, const char *error)
@@ -432,16 +396,17 @@ static void start_build(struct rebuild_job *job)
 	}
 	/* the new index lives in the table's schema: qualify nothing else */
 	log_info("rebuild %d: %s", job->id, def);
-	job->build_pid = pg_session_backend_pid(job->maint);
+	job->build_pid = pg_session_backend_pid(job->maint.s);
 	job->build_started = now_sec();
 	job->percent = 0;
 	job->eta_s = NAN;
 	snprintf(job->phase, sizeof(job->phase), "starting");
 	job->building = true;
-	job_query(job, def, 0, NULL, build_result);
+	job->step_busy = true;
 	if (!job->poll_timer)
 		job->poll_timer = evtimer_new(vg.base, poll_tick, job);
-	job->poll = job_open_session(job, poll_connected, poll_lost, "progress");
+	index_link_open(&job->poll);
+	job_query(job, def, 0, NULL, build_result);
 }
 
 static void swap_result(void *arg, PGresult *res, const char *error)
@@ -449,19 +414,16 @@ static void swap_result(void *arg, PGresult *res, const char *error)
 	struct rebuild_job *job = arg;
 	job->swap_ms = (now_sec() - job->swap_sent) * 1000.0;
 	if (error) {
-		job_query(job, "ROLLBACK", 0, NULL, NULL);
+		/* (a dead session needs no ROLLBACK: the retry checks the catalog) */
+		pg_session_query(job->maint.s, "ROLLBACK", 0, NULL, NULL, NULL);
 		job_event(job, pg_result_transient(res) ? JEV_TRANSIENT : JEV_FATAL,
 		          "swap attempt %d did not get its locks in time (%s); retrying with backoff", job->attempts, error);
 		return;
 	}
 	const struct vg_managed_index *mi = job_index(job);
 	pools_traffic(mi ? mi->database : "", &job->t_swap);
-	if (job->mode == SWAP_RENAME) {
-		/* without superuser the old index must go for the planner to move */
-		char sql[800];
-		sql_drop_index_concurrently(job->schema, job->retired, sql, sizeof(sql));
-		job_query(job, sql, 0, NULL, NULL);
-	}
+	if (job->mode == SWAP_RENAME)
+		job->cleanup |= CLEAN_DROP_RETIRED; /* without superuser the old index must go for the planner to move */
 	job_event(job, JEV_STEP_OK, "swapped in %.2f ms (%s mode%s)", job->swap_ms,
 	          job->mode == SWAP_FLIP ? "flip" : "rename",
 	          job->mode == SWAP_FLIP ? ", old index kept for instant rollback" : "; old index dropped, no rollback");
@@ -479,6 +441,7 @@ static void start_swap(struct rebuild_job *job)
 	}
 	job->swap_tries++;
 	job->swap_sent = now_sec();
+	job->step_busy = true;
 	job_query(job, sql, 0, NULL, swap_result);
 }
 
@@ -497,7 +460,20 @@ void job_step_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct rebuild_job *job = arg;
+	if (job->retry == RETRY_BACKOFF) {
+		job->retry = RETRY_READY;
+		retry_continue(job);
+		return;
+	}
+	if (job_is_terminal(job->state)) {
+		run_cleanup(job); /* a cleanup statement failed for now: again */
+		return;
+	}
 	if (job->state == JOB_WATCH) {
+		if (!index_link_up(&job->maint)) {
+			job->run_on_connect = true; /* the rest of the watch (none) and its eval, once back */
+			return;
+		}
 		start_eval(job, EVAL_WATCH);
 		return;
 	}
@@ -508,35 +484,64 @@ void job_step_timer(evutil_socket_t fd, short what, void *arg)
 	job_run_step(job);
 }
 
-static void maint_connected(void *arg, const char *error)
+/* Every (re)connect of the maintenance session: settings, then whatever
+ * waited for it (owed cleanup, a retry, a step). */
+static void maint_up(void *arg, const char *error)
 {
 	struct rebuild_job *job = arg;
-	if (error) {
-		job->maint = NULL;
-		job_event(job, JEV_TRANSIENT, "cannot open the maintenance connection: %s", error);
+	(void)error;
+	apply_settings(job);
+	job->cleanup_running = false;
+	run_cleanup(job);
+	if (job_is_terminal(job->state)) {
+		finish_if_done(job);
 		return;
 	}
-	apply_settings(job);
-	job_run_step(job);
+	if (job->retry == RETRY_READY) {
+		retry_continue(job);
+		return;
+	}
+	if (job->run_on_connect) {
+		job->run_on_connect = false;
+		job_run_step(job);
+	}
+}
+
+/* The link reconnects by itself; a step that was running on the session
+ * failed with it (its callbacks never come). */
+static void maint_down(void *arg, const char *error)
+{
+	struct rebuild_job *job = arg;
+	job->cleanup_running = false;
+	if (job->building)
+		stop_polling(job);
+	if (job->step_busy && !job_is_terminal(job->state))
+		job_event(job, JEV_TRANSIENT, "maintenance connection lost: %s", error ? error : "?");
+}
+
+void job_init_links(struct rebuild_job *job)
+{
+	job_link_init(job, &job->maint, "rebuild", "maintenance", true, maint_up, maint_down);
+	job_link_init(job, &job->poll, "progress", "progress", true, poll_up, NULL);
 }
 
 void job_run_step(struct rebuild_job *job)
 {
-	if (job_is_terminal(job->state))
-		return;
-	if (!job->maint) {
-		job->maint = job_open_session(job, maint_connected, maint_lost, "rebuild");
-		if (!job->maint)
+	if (job_is_terminal(job->state) || job->retry || job->step_busy)
+		return; /* a retry runs the step when it is ready; a running step reports first */
+	if (!index_link_up(&job->maint)) {
+		job->run_on_connect = true; /* maint_up runs the step */
+		if (index_link_open(&job->maint) < 0)
 			job_event(job, JEV_FATAL, "cannot start a maintenance connection (check the managed index's backend)");
 		return;
 	}
-	if (!pg_session_connected(job->maint))
-		return; /* still connecting: maint_connected runs the step */
 	const struct vg_managed_index *mi = job_index(job);
+	double in_state = now_sec() - job->state_since, left;
 	switch (job->state) {
 	case JOB_PREFLIGHT:
 		pools_traffic(mi ? mi->database : "", &job->t_pre_start);
 		job->pf_stage = PF_SUPER;
+		job->step_busy = true;
 		preflight_next(job);
 		return;
 	case JOB_BASELINE:
@@ -554,117 +559,228 @@ void job_run_step(struct rebuild_job *job)
 			         "verified; waiting for approval to swap (vecgatectl approve %d)", job->id);
 			return;
 		}
+		if (!job->locked) {
+			/* another instance might hold it by now: never swap without it */
+			snprintf(job->message, sizeof(job->message),
+			         "waiting for the state connection to take the rebuild lock again before swapping");
+			return; /* job_lock_regained() comes back here */
+		}
 		start_swap(job);
 		return;
 	case JOB_WATCH:
-		job_schedule(job, mi ? mi->watch_seconds : 60);
+		/* a retry (the eval failed, the connection was lost) does not
+		 * start the watch window over */
+		left = (mi ? mi->watch_seconds : 60) - in_state;
+		job_schedule(job, left > 0 ? left : 0);
 		return;
 	case JOB_RETAIN:
-		job_schedule(job, job->mode == SWAP_RENAME ? 0 : (mi ? mi->retention_seconds : 86400));
+		left = job->mode == SWAP_RENAME ? 0 : (mi ? mi->retention_seconds : 86400) - in_state;
+		job_schedule(job, left > 0 ? left : 0);
 		return;
 	default:
 		return;
 	}
 }
 
-/* ---- actions on the way between states ---- */
-
-static void drop_index_async(struct rebuild_job *job, const char *name)
-{
-	char sql[800];
-	sql_drop_index_concurrently(job->schema, name, sql, sizeof(sql));
-	if (job->maint && pg_session_connected(job->maint))
-		job_query(job, sql, 0, NULL, NULL);
-	else
-		log_warn("rebuild %d: %s must be dropped by hand: %s", job->id, name, sql);
-}
+/* ---- actions on the way between states, and the cleanup they owe ---- */
 
 /* A build still running on the maintenance session is cancelled, the
  * session replaced: DROP INDEX CONCURRENTLY cannot share it. */
 static void stop_running_build(struct rebuild_job *job)
 {
-	if (!job->building || !job->maint)
+	if (!job->building)
 		return;
-	PGconn *conn = pg_session_conn(job->maint);
-	if (conn) {
-		PGcancel *c = PQgetCancel(conn);
+	if (index_link_up(&job->maint)) {
+		PGconn *conn = pg_session_conn(job->maint.s);
+		PGcancel *c = conn ? PQgetCancel(conn) : NULL;
 		char err[256];
 		if (c) {
 			PQcancel(c, err, sizeof(err));
 			PQfreeCancel(c);
 		}
+		index_link_restart(&job->maint);
 	}
-	close_sessions(job);
+	stop_polling(job);
 }
 
-static void retry_when_clean(void *arg, PGresult *res, const char *error)
+static void cleanup_step_done(void *arg, PGresult *res, const char *error);
+
+/* the lowest CLEAN_* bit still owed: the one running */
+static unsigned cleanup_current(const struct rebuild_job *job)
+{
+	return job->cleanup & (~job->cleanup + 1);
+}
+
+static void rollback_checked(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
-	(void)res;
-	(void)error;
+	if (error || PQgetisnull(res, 0, 0)) {
+		/* no index under the retired name: the rollback (or, for a
+		 * swap that never happened, nothing) is done */
+		cleanup_step_done(arg, res, error);
+		return;
+	}
 	const struct vg_managed_index *mi = job_index(job);
-	job_schedule(job, job_backoff_seconds(job->attempts - 1, mi ? mi->backoff_seconds : 2, 300));
+	struct swap_names n = {job->schema, job->table, job->live, job->fresh, job->retired,
+	                       mi ? mi->lock_timeout_ms * 10 : 500};
+	char sql[4096];
+	sql_rollback(&n, sql, sizeof(sql));
+	pg_session_query(job->maint.s, sql, 0, NULL, cleanup_step_done, job);
+}
+
+/* Owed index changes, one at a time on the maintenance session, each only
+ * while the lock is held (another instance that holds it may be using
+ * these names); a lost session or a transient error runs them again. */
+static void run_cleanup(struct rebuild_job *job)
+{
+	if (!job->cleanup || job->cleanup_running)
+		return;
+	if (!index_link_up(&job->maint)) {
+		index_link_open(&job->maint); /* maint_up comes back here */
+		return;
+	}
+	if (!job->locked)
+		return; /* job_lock_regained() comes back here */
+	job->cleanup_running = true;
+	struct pg_session *s = job->maint.s;
+	char sql[800], rel[700], app[200];
+	pg_session_query(s, "ROLLBACK", 0, NULL, NULL, NULL); /* an eval transaction left open */
+	switch (cleanup_current(job)) {
+	case CLEAN_CANCEL_BUILD: {
+		sql_qualified(job->schema, job->table, rel, sizeof(rel));
+		snprintf(app, sizeof(app), "vecgate rebuild %s", job->index_name);
+		const char *params[] = {rel, app};
+		pg_session_query(s, SQL_CANCEL_SESSION_BUILDS, 2, params, cleanup_step_done, job);
+		return;
+	}
+	case CLEAN_ROLLBACK: {
+		/* did the rollback commit before a restart?  The retired name says */
+		sql_qualified(job->schema, job->retired, rel, sizeof(rel));
+		const char *params[] = {rel};
+		pg_session_query(s, "SELECT to_regclass($1)", 1, params, rollback_checked, job);
+		return;
+	}
+	case CLEAN_DROP_FRESH:
+		sql_drop_index_concurrently(job->schema, job->fresh, sql, sizeof(sql));
+		pg_session_query(s, sql, 0, NULL, cleanup_step_done, job);
+		return;
+	default:
+		sql_drop_index_concurrently(job->schema, job->retired, sql, sizeof(sql));
+		pg_session_query(s, sql, 0, NULL, cleanup_step_done, job);
+		return;
+	}
+}
+
+static void cleanup_retry_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	run_cleanup(arg);
+}
+
+static void cleanup_step_done(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	unsigned bit = cleanup_current(job);
+	job->cleanup_running = false;
+	if (error && pg_result_transient(res)) {
+		/* a lock not had in time, a server going down: again shortly
+		 * (a lost session comes back through maint_up) */
+		log_warn("rebuild %d (%s): cleanup step failed for now (%s); trying again", job->id, job->index_name,
+		         error);
+		if (!job->cleanup_timer)
+			job->cleanup_timer = evtimer_new(vg.base, cleanup_retry_timer, job);
+		struct timeval tv = {1, 0};
+		evtimer_add(job->cleanup_timer, &tv);
+		return;
+	}
+	if (error)
+		log_warn("rebuild %d (%s): cleanup step failed: %s; check %s.%s by hand (DROP INDEX CONCURRENTLY IF EXISTS "
+		         "%s)", job->id, job->index_name, error, job->schema, job->table,
+		         bit == CLEAN_DROP_RETIRED ? job->retired : job->fresh);
+	else if (bit == CLEAN_ROLLBACK)
+		log_info("rebuild %d (%s): rolled back: %s serves again", job->id, job->index_name, job->live);
+	job->cleanup &= ~bit;
+	if (job->cleanup) {
+		run_cleanup(job);
+		return;
+	}
+	if (job_is_terminal(job->state))
+		finish_if_done(job);
+	else if (job->retry == RETRY_READY)
+		retry_continue(job);
+}
+
+/* A retry after a transient failure goes on once the backoff is over, the
+ * maintenance session works, the lock is held and the leftovers are gone. */
+static void retry_continue(struct rebuild_job *job)
+{
+	if (job->retry != RETRY_READY || job_is_terminal(job->state))
+		return;
+	if (!index_link_up(&job->maint)) {
+		index_link_open(&job->maint); /* maint_up comes back here */
+		return;
+	}
+	if (!job->locked)
+		return; /* job_lock_regained() */
+	if (job->cleanup) {
+		run_cleanup(job); /* cleanup_step_done() */
+		return;
+	}
+	job->retry = RETRY_NONE;
+	if (job->state == JOB_SWAP) {
+		/* the failed swap may have committed before the connection went */
+		job->step_busy = true;
+		job_swap_check(job);
+		return;
+	}
+	job_run_step(job);
+}
+
+void job_lock_regained(struct rebuild_job *job)
+{
+	run_cleanup(job);
+	if (job_is_terminal(job->state)) {
+		finish_if_done(job);
+		return;
+	}
+	if (job->retry == RETRY_READY)
+		retry_continue(job);
+	else if (job->state == JOB_SWAP && !job->retry && !job->step_busy)
+		job_run_step(job);
 }
 
 void job_perform(struct rebuild_job *job, enum job_state from, enum job_action action)
 {
 	switch (action) {
-	case JACT_DROP_NEW_INDEX: {
+	case JACT_DROP_NEW_INDEX:
 		stop_running_build(job);
-		if (!job->maint)
-			job->maint = job_open_session(job, NULL, cleanup_lost, "cleanup");
-		char sql[800];
-		sql_drop_index_concurrently(job->schema, job->fresh, sql, sizeof(sql));
-		if (job->maint) {
-			pg_session_query(job->maint, "ROLLBACK", 0, NULL, NULL, NULL);
-			pg_session_query(job->maint, sql, 0, NULL, NULL, NULL);
-		} else {
-			log_warn("rebuild %d: drop %s by hand: %s", job->id, job->fresh, sql);
-		}
-		break;
-	}
-	case JACT_ROLLBACK_SWAP: {
+		job->cleanup |= CLEAN_DROP_FRESH | (from == JOB_BUILD ? CLEAN_CANCEL_BUILD : 0);
+		break; /* job_finish() runs it */
+	case JACT_ROLLBACK_SWAP:
 		if (job->mode != SWAP_FLIP)
 			break;
-		const struct vg_managed_index *mi = job_index(job);
-		struct swap_names n = {job->schema, job->table, job->live, job->fresh, job->retired,
-		                       mi ? mi->lock_timeout_ms * 10 : 500};
-		char sql[4096];
-		sql_rollback(&n, sql, sizeof(sql));
-		if (!job->maint)
-			job->maint = job_open_session(job, NULL, cleanup_lost, "rollback");
-		if (job->maint) {
-			pg_session_query(job->maint, sql, 0, NULL, NULL, NULL);
-			/* the candidate, invalid again, would only cost writes: drop it */
-			sql_drop_index_concurrently(job->schema, job->fresh, sql, sizeof(sql));
-			pg_session_query(job->maint, sql, 0, NULL, NULL, NULL);
-		}
+		/* the candidate, invalid again, would only cost writes: dropped after */
+		job->cleanup |= CLEAN_ROLLBACK | CLEAN_DROP_FRESH;
 		break;
-	}
 	case JACT_DROP_OLD_INDEX:
 		if (job->mode == SWAP_FLIP)
-			drop_index_async(job, job->retired);
+			job->cleanup |= CLEAN_DROP_RETIRED;
 		break;
 	case JACT_RETRY_AFTER_BACKOFF: {
 		const struct vg_managed_index *mi = job_index(job);
 		double delay = job_backoff_seconds(job->attempts, mi ? mi->backoff_seconds : 2, 300);
 		job->attempts++;
 		if (from == JOB_BUILD) {
-			/* a failed concurrent build leaves an invalid index behind:
-			 * drop it on a fresh session, then wait out the backoff */
+			/* a failed concurrent build leaves an invalid index behind (and a
+			 * build on a session we lost may still be running): cancel and
+			 * drop it while the backoff runs */
 			stop_running_build(job);
-			pg_session_close(job->maint);
-			job->maint = job_open_session(job, NULL, maint_lost, "rebuild");
-			if (job->maint) {
-				char sql[800];
-				sql_drop_index_concurrently(job->schema, job->fresh, sql, sizeof(sql));
-				pg_session_query(job->maint, sql, 0, NULL, NULL, NULL);
-				apply_settings(job);
-				pg_session_query(job->maint, "SELECT 1", 0, NULL, retry_when_clean, job);
-				break;
-			}
+			job->cleanup |= CLEAN_CANCEL_BUILD | CLEAN_DROP_FRESH;
 		}
+		job->retry = RETRY_BACKOFF;
 		job_schedule(job, delay);
+		run_cleanup(job);
 		break;
 	}
 	default:
@@ -675,15 +791,39 @@ void job_perform(struct rebuild_job *job, enum job_state from, enum job_action a
 void job_stop_sessions(struct rebuild_job *job)
 {
 	stop_running_build(job);
-	close_sessions(job);
+	stop_polling(job);
+	index_link_close(&job->maint);
+	if (job->cleanup_timer)
+		event_del(job->cleanup_timer);
 }
 
-/* A job that ended: let queued cleanup statements finish, then close. */
-void job_close_when_idle(struct rebuild_job *job)
+static void close_maint_when_done(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	(void)res;
+	(void)error;
+	index_link_close(&job->maint);
+}
+
+/* Cleanup done: the maintenance session goes, then the last records and
+ * the lock. */
+static void finish_if_done(struct rebuild_job *job)
+{
+	if (!job_is_terminal(job->state) || job->cleanup)
+		return;
+	if (index_link_up(&job->maint))
+		pg_session_query(job->maint.s, "SELECT 1", 0, NULL, close_maint_when_done, job);
+	else
+		index_link_close(&job->maint);
+	job_state_release(job);
+}
+
+void job_finish(struct rebuild_job *job)
 {
 	stop_polling(job);
 	if (job->timer)
 		event_del(job->timer);
-	if (job->maint)
-		pg_session_query(job->maint, "SELECT 1", 0, NULL, close_when_done, job);
+	job->retry = RETRY_NONE;
+	run_cleanup(job);
+	finish_if_done(job);
 }
