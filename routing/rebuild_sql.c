@@ -123,6 +123,27 @@ int sql_set_index_valid(const char *schema, const char *index, bool valid, char 
 	return len < 0 || (size_t)len >= outlen ? -1 : 0;
 }
 
+int sql_hide_candidate(const char *schema, const char *table, const char *fresh, char *out, size_t outlen)
+{
+	char hide[1100], table_rc[900];
+	if (sql_set_index_valid(schema, fresh, false, hide, sizeof(hide)) < 0)
+		return -1;
+	regclass_lit(schema, table, table_rc, sizeof(table_rc));
+	int len = snprintf(out, outlen, "BEGIN;\n%s;\nUPDATE pg_class SET relname = relname WHERE oid = %s;\nCOMMIT;", hide,
+	                   table_rc);
+	return len < 0 || (size_t)len >= outlen ? -1 : 0;
+}
+
+int sql_measure_candidate(const char *schema, const char *live, const char *fresh, char *out, size_t outlen)
+{
+	char show[1100], hide[1100];
+	if (sql_set_index_valid(schema, fresh, true, show, sizeof(show)) < 0 ||
+	    sql_set_index_valid(schema, live, false, hide, sizeof(hide)) < 0)
+		return -1;
+	int len = snprintf(out, outlen, "%s;\n%s", show, hide);
+	return len < 0 || (size_t)len >= outlen ? -1 : 0;
+}
+
 int sql_swap(const struct swap_names *n, enum swap_mode mode, char *out, size_t outlen)
 {
 	char live_q[420], fresh_q[420], retired_name[200], live_name[200], hide[1100], show[1100], table_rc[900];

@@ -41,6 +41,14 @@ int sql_session_settings(const char *const *names, const char *const *values, in
 
 /* "UPDATE pg_index SET indisvalid = <valid> WHERE indexrelid = '<schema.index>'::regclass" */
 int sql_set_index_valid(const char *schema, const char *index, bool valid, char *out, size_t outlen);
+/* Keep a freshly built candidate away from the planner until the swap: one
+ * transaction marks it not valid (PostgreSQL keeps maintaining it, as
+ * indisready stays true) and invalidates the table's cached plans, so no
+ * session, prepared statements included, can pick it before the gate. */
+int sql_hide_candidate(const char *schema, const char *table, const char *fresh, char *out, size_t outlen);
+/* Inside the verify transaction only: the candidate valid, the live index
+ * not, so the eval queries measure the candidate (rolled back afterwards). */
+int sql_measure_candidate(const char *schema, const char *live, const char *fresh, char *out, size_t outlen);
 
 /* schema.name with each part quoted only as needed. */
 void sql_qualified(const char *schema, const char *name, char *out, size_t outlen);

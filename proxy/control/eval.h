@@ -53,7 +53,7 @@ struct eval_run {
 	struct pg_session *s;
 	char index_name[128]; /* looked up on every step: a reload may replace the config */
 	struct eval_set *set;
-	char setup_sql[1200], expect_index[128], expect_hint[200];
+	char setup_sql[2400], expect_index[128], expect_hint[200];
 	eval_done_cb done;
 	void *arg;
 	size_t i;

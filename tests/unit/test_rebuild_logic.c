@@ -359,6 +359,16 @@ static void test_swap_sql(void **state)
 	char sql[2048];
 	struct swap_names n = {.schema = "public", .table = "Items", .live = "items_idx", .fresh = "items_idx_vg7",
 	                       .retired = "items_idx_vgold7", .lock_timeout_ms = 50};
+	/* the candidate out of every plan until the swap, and back in for the
+	 * verify transaction only */
+	assert_int_equal(sql_hide_candidate("public", "Items", "items_idx_vg7", sql, sizeof(sql)), 0);
+	assert_string_equal(sql, "BEGIN;\n"
+	                         "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'public.items_idx_vg7'::regclass;\n"
+	                         "UPDATE pg_class SET relname = relname WHERE oid = 'public.\"Items\"'::regclass;\n"
+	                         "COMMIT;");
+	assert_int_equal(sql_measure_candidate("public", "items_idx", "items_idx_vg7", sql, sizeof(sql)), 0);
+	assert_string_equal(sql, "UPDATE pg_index SET indisvalid = true WHERE indexrelid = 'public.items_idx_vg7'::regclass;\n"
+	                         "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'public.items_idx'::regclass");
 	assert_int_equal(sql_swap(&n, SWAP_FLIP, sql, sizeof(sql)), 0);
 	assert_string_equal(sql, "BEGIN;\n"
 	                         "SET LOCAL lock_timeout = '50ms';\n"

@@ -133,10 +133,10 @@ static void start_eval(struct rebuild_job *job, enum eval_purpose purpose)
 	}
 	job->purpose = purpose;
 	struct eval_opts opts = {0};
-	char hide[1100];
+	char measure[2400];
 	if (purpose == EVAL_VERIFY) {
-		if (job->superuser && sql_set_index_valid(job->schema, job->live, false, hide, sizeof(hide)) == 0)
-			opts.setup_sql = hide;
+		if (job->superuser && sql_measure_candidate(job->schema, job->live, job->fresh, measure, sizeof(measure)) == 0)
+			opts.setup_sql = measure;
 		opts.expect_index = job->fresh;
 		opts.expect_hint = job->superuser ? "" : " (without superuser vecgate cannot hide the live index from the planner)";
 	}
@@ -195,7 +195,12 @@ static void preflight_next(struct rebuild_job *job)
 		job->pf_stage = PF_DONE;
 		/* fall through */
 	case PF_DONE:
-		job_event(job, JEV_STEP_OK, "preflight passed (swap mode %s)", job->mode == SWAP_FLIP ? "flip" : "rename");
+		if (job->mode == SWAP_FLIP)
+			job_event(job, JEV_STEP_OK, "preflight passed (swap mode flip)");
+		else
+			job_event(job, JEV_STEP_OK,
+			          "preflight passed (swap mode rename); without a superuser maintenance role the new index is "
+			          "visible to the planner as soon as it is built, before the gate has measured it");
 		return;
 	}
 }
@@ -361,6 +366,18 @@ static void poll_up(void *arg, const char *error)
 	poll_tick(-1, 0, arg);
 }
 
+static void candidate_hidden(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error) {
+		job_event(job, pg_result_transient(res) ? JEV_TRANSIENT : JEV_FATAL,
+		          "cannot keep the new index %s from the planner until the swap: %s", job->fresh, error);
+		return;
+	}
+	job_event(job, JEV_STEP_OK, "built %s in %.1fs; kept invisible to the planner until the swap", job->fresh,
+	          now_sec() - job->build_started);
+}
+
 static void build_result(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
@@ -373,6 +390,15 @@ static void build_result(void *arg, PGresult *res, const char *error)
 	job->percent = 100;
 	job->eta_s = 0;
 	snprintf(job->phase, sizeof(job->phase), "done");
+	if (job->mode == SWAP_FLIP) {
+		/* a fresh compact graph would win the planner at once: keep it out
+		 * of every plan until the gated swap */
+		char sql[2200];
+		if (sql_hide_candidate(job->schema, job->table, job->fresh, sql, sizeof(sql)) == 0) {
+			job_query(job, sql, 0, NULL, candidate_hidden);
+			return;
+		}
+	}
 	job_event(job, JEV_STEP_OK, "built %s in %.1fs", job->fresh, now_sec() - job->build_started);
 }
 

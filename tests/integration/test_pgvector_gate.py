@@ -1,0 +1,171 @@
+"""The gate holds on real pgvector (HNSW): the candidate stays invisible to
+the planner until the gated swap.
+
+The live index is a "messy" HNSW graph (rows rewritten by UPDATEs with
+autovacuum off, as churn and ingestion leave it), rebuilt with the same
+parameters.  First the premise is checked: with both valid, the planner
+prefers the fresh candidate (it would move traffic before any gate).  Then a
+rebuild with approve_swap: while the job waits for approval, EXPLAIN through
+vecgate, in a direct session, and in a direct session holding a generic
+cached plan all show the live index; after approval all show the new one
+(the live name now points at a new relation); after rollback the old one
+again.  Skipped where pgvector is not installed (tests/install-deps builds it
+from VECGATE_VENDOR_DIR).
+"""
+import json
+import os
+import random
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.request
+
+import psycopg
+
+from pgtest import SRC, SUPERPW, PgCluster, Vecgate, _cleanups, free_port
+
+CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
+TOKEN = "pgvector-gate-token-0123"
+DIMS = 32
+
+
+def vec(rnd):
+    return "[%s]" % ",".join("%.4f" % rnd.random() for _ in range(DIMS))
+
+
+def has_pgvector():
+    r = subprocess.run(["/usr/lib/postgresql/15/bin/pg_config", "--sharedir"], capture_output=True, text=True)
+    return os.path.exists(os.path.join(r.stdout.strip(), "extension", "vector.control"))
+
+
+@unittest.skipUnless(has_pgvector(), "pgvector is not installed (set VECGATE_VENDOR_DIR for tests/install-deps)")
+class CandidateInvisible(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = PgCluster(extra_conf="autovacuum=off\nmaintenance_work_mem=128MB")
+        cls.pg.psql("CREATE EXTENSION vector")
+        cls.pg.psql("CREATE TABLE items (id bigserial PRIMARY KEY, embedding vector(%d))" % DIMS)
+        noise = "(SELECT array_agg(random())::vector FROM generate_series(1, %d) WHERE g > 0)" % DIMS
+        cls.pg.psql("INSERT INTO items (embedding) SELECT %s FROM generate_series(1, 8000) g" % noise)
+        cls.pg.psql("CREATE INDEX items_embedding_idx ON items USING hnsw (embedding vector_l2_ops) "
+                    "WITH (m = 8, ef_construction = 16)")
+        # churn: every row rewritten twice, nothing vacuumed
+        for _ in range(2):
+            cls.pg.psql("UPDATE items SET embedding = (SELECT array_agg(random())::vector "
+                        "FROM generate_series(1, %d) WHERE id > 0)" % DIMS)
+        cls.pg.psql("ANALYZE items")
+        d = tempfile.mkdtemp(prefix="vg-eval-")
+        _cleanups.append(lambda: subprocess.run(["rm", "-rf", d]))
+        evalf = os.path.join(d, "eval.txt")
+        rnd = random.Random(2)
+        with open(evalf, "w") as f:
+            for _ in range(20):
+                f.write(vec(rnd) + "\n")
+        cls.admin = free_port()
+        cls.vg = Vecgate(cls.pg, auth_type="trust", users=[], databases=[
+            {"name": "postgres", "pool_mode": "transaction", "pool_size": 4, "user": "postgres",
+             "password": SUPERPW}], extra={
+            "admin": {"port": cls.admin, "token": TOKEN},
+            "managed_indexes": [{
+                "name": "items", "database": "postgres", "table": "public.items", "index": "items_embedding_idx",
+                "user": "postgres", "password": SUPERPW, "eval_file": evalf, "k": 10,
+                "eval_query": "SELECT id FROM public.items ORDER BY embedding <-> $1::vector LIMIT $2",
+                "search_settings": {"hnsw.ef_search": "40"}, "approve_swap": True,
+                "latency_budget_ms": 250, "recall_tolerance": 0.2, "watch_seconds": 1,
+                "retention_seconds": 600}]})
+        cls.q = vec(random.Random(9))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.vg.stop()
+
+    def ctl(self, *args):
+        env = dict(os.environ, VECGATE_TOKEN=TOKEN, VECGATE_ADMIN_URL="http://127.0.0.1:%d" % self.admin)
+        return subprocess.run([CTL] + list(args), capture_output=True, text=True, env=env, timeout=300)
+
+    def job(self, job_id):
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/jobs/%d" % (self.admin, job_id),
+                                     headers={"Authorization": "Bearer " + TOKEN})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.loads(r.read())
+
+    def plan_index(self, conn, sql):
+        plan = conn.execute("EXPLAIN (FORMAT JSON) " + sql).fetchone()[0]
+        return json.dumps(plan).split('"Index Name": "')[1].split('"')[0] if '"Index Name"' in json.dumps(plan) \
+            else "seq scan"
+
+    def knn(self):
+        return "SELECT id FROM items ORDER BY embedding <-> '%s' LIMIT 10" % self.q
+
+    def direct(self):
+        return psycopg.connect(host="127.0.0.1", port=self.pg.port, user="postgres", password=SUPERPW,
+                               dbname="postgres", autocommit=True)
+
+    def test_candidate_stays_invisible_until_the_swap(self):
+        # the premise: a fresh compact graph wins the planner when both are valid
+        self.pg.psql("CREATE INDEX fresh_probe ON items USING hnsw (embedding vector_l2_ops) "
+                     "WITH (m = 8, ef_construction = 16)")
+        with self.direct() as c:
+            self.assertEqual(self.plan_index(c, self.knn()), "fresh_probe")
+        self.pg.psql("DROP INDEX fresh_probe")
+
+        old_oid = self.pg.psql("SELECT 'items_embedding_idx'::regclass::oid")
+        cached = self.direct()  # holds a generic plan made before the rebuild
+        cached.execute("SET plan_cache_mode = force_generic_plan")
+        cached.execute("PREPARE knn(vector) AS SELECT id FROM items ORDER BY embedding <-> $1 LIMIT 10")
+        explain_cached = "EXECUTE knn('%s')" % self.q
+        self.assertEqual(self.plan_index(cached, explain_cached), "items_embedding_idx")
+
+        r = self.ctl("--json", "rebuild", "start", "items")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        job_id = json.loads(r.stdout)["id"]
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            j = self.job(job_id)
+            if j["awaiting_approval"] or j["terminal"]:
+                break
+            time.sleep(0.2)
+        self.assertTrue(j["awaiting_approval"], j)
+        candidate = j["new_index"]
+        # the candidate exists, is maintained (indisready) and invisible (not indisvalid)
+        self.assertEqual(self.pg.psql("SELECT indisvalid || ' ' || indisready FROM pg_index "
+                                      "WHERE indexrelid = '%s'::regclass" % candidate), "false true")
+        with psycopg.connect(self.vg.dsn(user="postgres", password=SUPERPW, db="postgres"), autocommit=True) as via:
+            self.assertEqual(self.plan_index(via, self.knn()), "items_embedding_idx")
+        with self.direct() as c:
+            self.assertEqual(self.plan_index(c, self.knn()), "items_embedding_idx")
+        self.assertEqual(self.plan_index(cached, explain_cached), "items_embedding_idx")
+        # the gate measured the candidate (EXPLAIN inside its own transaction)
+        self.assertIn("plan used %s" % candidate, " ".join(h["message"] for h in j["history"]))
+
+        r = self.ctl("approve", str(job_id))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        while time.time() < deadline:
+            j = self.job(job_id)
+            if j["state"] in ("retain", "failed", "rolled_back", "done"):
+                break
+            time.sleep(0.2)
+        self.assertEqual(j["state"], "retain", j)
+        new_oid = self.pg.psql("SELECT 'items_embedding_idx'::regclass::oid")
+        self.assertNotEqual(new_oid, old_oid)
+        with psycopg.connect(self.vg.dsn(user="postgres", password=SUPERPW, db="postgres"), autocommit=True) as via:
+            self.assertEqual(self.plan_index(via, self.knn()), "items_embedding_idx")
+        self.assertEqual(self.plan_index(cached, explain_cached), "items_embedding_idx")
+        self.assertEqual(self.pg.psql("SELECT 'items_embedding_idx_vgold%d'::regclass::oid" % job_id), old_oid)
+        print("recall@10 %.3f -> %.3f, swap %.2f ms" % (j["baseline"]["recall"], j["candidate"]["recall"],
+                                                        j["swap_lock_ms"]))
+
+        r = self.ctl("rollback", str(job_id))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        while time.time() < deadline and self.job(job_id)["state"] != "rolled_back":
+            time.sleep(0.2)
+        self.assertEqual(self.pg.psql("SELECT 'items_embedding_idx'::regclass::oid"), old_oid)
+        with self.direct() as c:
+            self.assertEqual(self.plan_index(c, self.knn()), "items_embedding_idx")
+        self.assertEqual(self.plan_index(cached, explain_cached), "items_embedding_idx")
+        cached.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
