@@ -19,7 +19,7 @@ static const char *const state_names[JOB_STATE_COUNT] = {
 
 static const char *const event_names[JEV_EVENT_COUNT] = {
 	"step_ok", "transient_failure", "fatal_failure", "gate_failed", "cancel", "rollback", "degraded", "resumed",
-	"taken_over",
+	"taken_over", "gate_held", "override", "withdraw",
 };
 
 static const char *const action_names[] = {
@@ -76,6 +76,14 @@ struct job_transition job_next(enum job_state state, enum job_event ev, int atte
 	case JEV_TAKEN_OVER:
 		/* not failed: the job goes on elsewhere; this instance just stops */
 		return to(JOB_CANCELLED, JACT_NONE);
+	case JEV_GATE_HELD:
+		/* the candidate stays (invisible) and the swap step waits for the operator */
+		return state == JOB_VERIFY ? to(JOB_SWAP, JACT_RUN_STEP) : to(state, JACT_REJECT);
+	case JEV_OVERRIDE:
+		return state == JOB_SWAP ? to(JOB_SWAP, JACT_RUN_STEP) : to(state, JACT_REJECT);
+	case JEV_WITHDRAW:
+		/* only the coordinator knows that the swap transaction has not started */
+		return state == JOB_SWAP ? to(JOB_CANCELLED, JACT_DROP_NEW_INDEX) : to(state, JACT_REJECT);
 	default:
 		return to(state, JACT_REJECT);
 	}

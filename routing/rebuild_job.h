@@ -36,6 +36,9 @@ enum job_event {
 	JEV_DEGRADED,    /* watch: error rate or latency got worse */
 	JEV_RESUMED,     /* a restarted coordinator takes the job over (see job_resume) */
 	JEV_TAKEN_OVER,  /* the advisory lock, lost with its session, is now held by another instance */
+	JEV_GATE_HELD,   /* verify: the gate refused, approve_swap keeps the candidate for the operator */
+	JEV_OVERRIDE,    /* operator: swap a held candidate over the gate's refusal */
+	JEV_WITHDRAW,    /* operator: cancel a job waiting before its swap (its candidate is dropped) */
 	JEV_EVENT_COUNT
 };
 

@@ -13,7 +13,7 @@
  *   GET  /v1/jobs[?index=NAME]            jobs, newest first
  *   GET  /v1/jobs/ID                      one job with progress and history
  *   POST /v1/indexes/NAME/rebuild         start a rebuild (202)
- *   POST /v1/jobs/ID/cancel | /rollback | /approve
+ *   POST /v1/jobs/ID/cancel | /rollback | /approve[?override=true]
  *   GET  /v1/routes                       route modes per managed index, counters
  *   POST /v1/routes/NAME?mode=M           set a route mode (or body {"mode": "M"})
  *   GET  /v1/backends                     health, lag, rotation of every backend
@@ -282,9 +282,41 @@ static enum op_status rollback_job(int id, char *err, size_t errlen)
 	return rebuild_signal(id, JEV_ROLLBACK, err, errlen);
 }
 
+/* ?override=true (or {"override": true}): swap a candidate the gate refused */
+static bool override_requested(struct admin_request *r)
+{
+	char v[16] = "";
+	if (query_param(r->uri, "override", v, sizeof(v)))
+		return !strcmp(v, "true") || !strcmp(v, "1");
+	struct evbuffer *body = evhttp_request_get_input_buffer(r->req);
+	size_t len = evbuffer_get_length(body);
+	if (!len || len > 4096)
+		return false;
+	char *text = malloc(len + 1);
+	if (!text)
+		return false;
+	evbuffer_copyout(body, text, len);
+	text[len] = 0;
+	struct jnode *doc = json_parse(text);
+	bool yes = doc && json_get_bool(doc, "override");
+	json_node_free(doc);
+	free(text);
+	return yes;
+}
+
+static enum op_status approve_plain(int id, char *err, size_t errlen)
+{
+	return rebuild_approve(id, false, err, errlen);
+}
+
+static enum op_status approve_override(int id, char *err, size_t errlen)
+{
+	return rebuild_approve(id, true, err, errlen);
+}
+
 static void post_approve(struct admin_request *r)
 {
-	job_action(r, rebuild_approve);
+	job_action(r, override_requested(r) ? approve_override : approve_plain);
 }
 
 static void post_cancel(struct admin_request *r)

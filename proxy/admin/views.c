@@ -65,6 +65,7 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 	json_num(j, "mean_ms_before", job->have_watch ? job->pre_mean_ms : NAN);
 	json_obj_end(j);
 	json_int(j, "swap_attempts", job->swap_tries);
+	json_str(j, "gate_refused", job->gate_refusal[0] && job->state == JOB_SWAP ? job->gate_refusal : NULL);
 	json_bool(j, "awaiting_approval", job->state == JOB_SWAP && !job->approved && job_index(job) &&
 	                                      job_index(job)->approve_swap);
 	json_arr_begin(j, "history");

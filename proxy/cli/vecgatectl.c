@@ -7,7 +7,7 @@
  * follows it through retention.
  *
  *   vecgatectl [--url http://127.0.0.1:6480] [--token T] [--json] COMMAND
- *   status | jobs [INDEX] | job ID | rebuild start INDEX [--watch] | cancel ID | rollback ID | approve ID
+ *   status | jobs [INDEX] | job ID | rebuild start INDEX [--watch] | cancel ID | rollback ID | approve ID [--override]
  *   | routes | route INDEX MODE | backends
  *
  * The token may also come from VECGATE_TOKEN, the URL from VECGATE_ADMIN_URL.
@@ -43,7 +43,8 @@ static void usage(void)
 	                "                              --watch: follow until swapped and watched (exit 0) or\n"
 	                "                              the job ends without a swap (exit 1); --until-done: until\n"
 	                "                              the old index is dropped after retention\n"
-	                "  cancel ID | rollback ID | approve ID\n"
+	                "  cancel ID | rollback ID | approve ID [--override]\n"
+	                "                              --override: swap a candidate the gate refused (approve_swap)\n"
 	                "  routes                      route mode per managed index, where reads went\n"
 	                "  route INDEX MODE            set a route mode: primary, replica, fallback, refuse\n"
 	                "  backends                    health, replica lag and rotation of every backend\n");
@@ -274,7 +275,8 @@ static void render_backends(const struct jnode *doc)
 /* Follow a job.  Without until_done the operator's work ends once the new
  * index is swapped in and watched (state retain): exit 0 then, saying how
  * long a rollback stays possible.  Exit 1 when the job ends without a swap
- * that stayed (failed, cancelled, rolled back) or the API cannot be read. */
+ * that stayed (failed, cancelled, rolled back) or the API cannot be read;
+ * exit 3 when the gate refused and the job waits for an operator's word. */
 static int watch(int id, bool until_done)
 {
 	char path[64];
@@ -291,11 +293,12 @@ static int watch(int id, bool until_done)
 		const char *state = json_get_str(doc, "state");
 		bool terminal = json_get_bool(doc, "terminal");
 		bool swapped_and_watched = state && (!strcmp(state, "retain") || !strcmp(state, "done"));
-		bool finished = terminal || (!until_done && swapped_and_watched);
+		bool held = json_get_bool(doc, "awaiting_approval") && json_get_str(doc, "gate_refused");
+		bool finished = terminal || (!until_done && swapped_and_watched) || held;
 		if (!opt_json)
 			draw_bar(doc);
 		if (finished) {
-			int rc = swapped_and_watched ? 0 : 1;
+			int rc = swapped_and_watched ? 0 : held ? 3 : 1;
 			if (opt_json) {
 				printf("%s", r.body); /* the final state only: one JSON document */
 			} else {
@@ -323,7 +326,7 @@ int main(int argc, char **argv)
 	if (getenv("VECGATE_ADMIN_URL"))
 		opt_url = getenv("VECGATE_ADMIN_URL");
 	opt_token = getenv("VECGATE_TOKEN");
-	bool want_watch = false, until_done = false;
+	bool want_watch = false, until_done = false, want_override = false;
 	const char *args[8];
 	int nargs = 0;
 	for (int i = 1; i < argc; i++) {
@@ -337,6 +340,8 @@ int main(int argc, char **argv)
 			want_watch = true;
 		else if (!strcmp(argv[i], "--until-done"))
 			want_watch = until_done = true;
+		else if (!strcmp(argv[i], "--override"))
+			want_override = true;
 		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage();
 			return 0;
@@ -359,7 +364,8 @@ int main(int argc, char **argv)
 		return show("GET", path, render_job);
 	}
 	if ((!strcmp(args[0], "cancel") || !strcmp(args[0], "rollback") || !strcmp(args[0], "approve")) && nargs == 2) {
-		snprintf(path, sizeof(path), "/v1/jobs/%d/%s", atoi(args[1]), args[0]);
+		snprintf(path, sizeof(path), "/v1/jobs/%d/%s%s", atoi(args[1]), args[0],
+		         want_override && !strcmp(args[0], "approve") ? "?override=true" : "");
 		return show("POST", path, render_job);
 	}
 	if (!strcmp(args[0], "routes"))

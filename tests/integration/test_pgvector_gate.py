@@ -73,7 +73,14 @@ class CandidateInvisible(unittest.TestCase):
                 "eval_query": "SELECT id FROM public.items ORDER BY embedding <-> $1::vector LIMIT $2",
                 "search_settings": {"hnsw.ef_search": "40"}, "approve_swap": True,
                 "latency_budget_ms": 250, "recall_tolerance": 0.2, "watch_seconds": 1,
-                "retention_seconds": 600}]})
+                "retention_seconds": 600}, {
+                # the same index rebuilt as a much worse graph, under a strict gate
+                "name": "items_strict", "database": "postgres", "table": "public.items",
+                "index": "items_embedding_idx", "user": "postgres", "password": SUPERPW, "eval_file": evalf,
+                "k": 10, "eval_query": "SELECT id FROM public.items ORDER BY embedding <-> $1::vector LIMIT $2",
+                "with": {"m": 2, "ef_construction": 4}, "search_settings": {"hnsw.ef_search": "10"},
+                "approve_swap": True, "recall_tolerance": 0, "latency_budget_ms": 250, "watch_seconds": 1,
+                "retention_seconds": 1}]})
         cls.q = vec(random.Random(9))
 
     @classmethod
@@ -165,6 +172,62 @@ class CandidateInvisible(unittest.TestCase):
             self.assertEqual(self.plan_index(c, self.knn()), "items_embedding_idx")
         self.assertEqual(self.plan_index(cached, explain_cached), "items_embedding_idx")
         cached.close()
+
+
+class HeldCandidate(CandidateInvisible):
+    """approve_swap: a candidate the gate refuses waits for the operator
+    (invisible) instead of being dropped; approve --override swaps it with
+    the refusal on the record, cancel drops it."""
+
+    test_candidate_stays_invisible_until_the_swap = None
+
+    def wait(self, job_id, pred):
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            j = self.job(job_id)
+            if pred(j):
+                return j
+            time.sleep(0.2)
+        self.fail(j)
+
+    def test_refused_then_overridden_or_cancelled(self):
+        r = self.ctl("rebuild", "start", "items_strict", "--watch")
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)  # --watch ends: the operator must decide
+        job_id = int(r.stdout.split("vecgatectl approve ")[1].split()[0])
+        j = self.wait(job_id, lambda j: j["awaiting_approval"])
+        self.assertEqual(j["state"], "swap")
+        self.assertIn("recall", j["gate_refused"])
+        self.assertIn("recall_tolerance >=", j["gate_refused"])
+        candidate = j["new_index"]
+        self.assertEqual(self.pg.psql("SELECT indisvalid FROM pg_index WHERE indexrelid = '%s'::regclass"
+                                      % candidate), "f")
+        r = self.ctl("approve", str(job_id))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("--override", r.stderr)
+        r = self.ctl("approve", str(job_id), "--override")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        j = self.wait(job_id, lambda j: j["terminal"] or j["state"] == "retain")
+        self.assertIn(j["state"], ("retain", "done"), j)
+        override = [h for h in j["history"] if h["event"] == "override"]
+        self.assertEqual(len(override), 1, j["history"])
+        self.assertIn("over the gate's refusal: recall", override[0]["message"])
+        j = self.wait(job_id, lambda j: j["terminal"])
+        self.assertEqual(j["state"], "done")
+
+        # held again, then cancelled: the candidate is dropped, the live index untouched
+        live_oid = self.pg.psql("SELECT 'items_embedding_idx'::regclass::oid")
+        r = self.ctl("rebuild", "start", "items_strict", "--watch")
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        job_id = int(r.stdout.split("vecgatectl approve ")[1].split()[0])
+        candidate = self.job(job_id)["new_index"]
+        r = self.ctl("cancel", str(job_id))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.wait(job_id, lambda j: j["state"] == "cancelled")
+        deadline = time.time() + 30
+        while time.time() < deadline and self.pg.psql("SELECT to_regclass('%s') IS NULL" % candidate) != "t":
+            time.sleep(0.2)
+        self.assertEqual(self.pg.psql("SELECT to_regclass('%s') IS NULL" % candidate), "t")
+        self.assertEqual(self.pg.psql("SELECT 'items_embedding_idx'::regclass::oid"), live_oid)
 
 
 if __name__ == "__main__":

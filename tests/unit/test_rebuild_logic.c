@@ -339,6 +339,31 @@ static void test_taken_over(void **state)
 	assert_string_equal(job_event_name(JEV_TAKEN_OVER), "taken_over");
 }
 
+/* approve_swap keeps a refused candidate for the operator: override swaps
+ * it, withdraw drops it; neither exists anywhere else. */
+static void test_gate_held(void **state)
+{
+	(void)state;
+	struct job_transition t = job_next(JOB_VERIFY, JEV_GATE_HELD, 1, 3);
+	assert_int_equal(t.next, JOB_SWAP);
+	assert_int_equal(t.action, JACT_RUN_STEP);
+	t = job_next(JOB_SWAP, JEV_OVERRIDE, 1, 3);
+	assert_int_equal(t.next, JOB_SWAP);
+	assert_int_equal(t.action, JACT_RUN_STEP);
+	t = job_next(JOB_SWAP, JEV_WITHDRAW, 1, 3);
+	assert_int_equal(t.next, JOB_CANCELLED);
+	assert_int_equal(t.action, JACT_DROP_NEW_INDEX);
+	for (int s = 0; s < JOB_STATE_COUNT; s++) {
+		if (s != JOB_VERIFY)
+			assert_int_equal(job_next((enum job_state)s, JEV_GATE_HELD, 1, 3).action, JACT_REJECT);
+		if (s != JOB_SWAP) {
+			assert_int_equal(job_next((enum job_state)s, JEV_OVERRIDE, 1, 3).action, JACT_REJECT);
+			assert_int_equal(job_next((enum job_state)s, JEV_WITHDRAW, 1, 3).action, JACT_REJECT);
+		}
+	}
+	assert_string_equal(job_event_name(JEV_OVERRIDE), "override");
+}
+
 static void test_names_and_backoff(void **state)
 {
 	(void)state;
@@ -413,7 +438,7 @@ int main(void)
 		cmocka_unit_test(test_rewrite_rejects),   cmocka_unit_test(test_rewrite_malformed),   cmocka_unit_test(test_recall),
 		cmocka_unit_test(test_percentile),        cmocka_unit_test(test_gate),
 		cmocka_unit_test(test_happy_path),        cmocka_unit_test(test_transitions),
-		cmocka_unit_test(test_resume),            cmocka_unit_test(test_taken_over),
+		cmocka_unit_test(test_resume),            cmocka_unit_test(test_gate_held),            cmocka_unit_test(test_taken_over),
 		cmocka_unit_test(test_names_and_backoff), cmocka_unit_test(test_swap_sql),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -264,7 +264,7 @@ const struct rebuild_job *rebuild_next(const struct rebuild_job *job)
 	return job ? job->next : jobs;
 }
 
-enum op_status rebuild_approve(int job_id, char *err, size_t errlen)
+enum op_status rebuild_approve(int job_id, bool override, char *err, size_t errlen)
 {
 	struct rebuild_job *job = (struct rebuild_job *)rebuild_find(job_id);
 	if (!job) {
@@ -275,7 +275,17 @@ enum op_status rebuild_approve(int job_id, char *err, size_t errlen)
 		snprintf(err, errlen, "job %d is %s: nothing waits for approval", job_id, job_state_name(job->state));
 		return OP_CONFLICT;
 	}
+	if (job->gate_refusal[0] && !override) {
+		snprintf(err, errlen, "the gate refused job %d's candidate (%s); vecgatectl approve %d --override swaps it "
+		         "anyway, vecgatectl cancel %d drops it", job_id, job->gate_refusal, job_id, job_id);
+		return OP_CONFLICT;
+	}
 	job->approved = true;
+	if (job->gate_refusal[0]) {
+		/* on the record: who swapped what the gate refused, and why it refused */
+		job_event(job, JEV_OVERRIDE, "swap approved by operator over the gate's refusal: %s", job->gate_refusal);
+		return OP_OK;
+	}
 	log_info("rebuild %d: swap approved by operator", job->id);
 	job_run_step(job);
 	return OP_OK;
@@ -293,6 +303,8 @@ enum op_status rebuild_signal(int job_id, enum job_event ev, char *err, size_t e
 		         "no instant rollback; start a new rebuild instead", job_id);
 		return OP_CONFLICT;
 	}
+	if (ev == JEV_CANCEL && job->state == JOB_SWAP && !job->approved && job->swap_tries == 0)
+		ev = JEV_WITHDRAW; /* waiting before its swap: nothing has moved yet */
 	struct job_transition t = job_next(job->state, ev, job->attempts, 1000);
 	if (t.action == JACT_REJECT) {
 		snprintf(err, errlen, "cannot %s job %d in state %s%s", ev == JEV_CANCEL ? "cancel" : "roll back", job_id,
@@ -302,7 +314,7 @@ enum op_status rebuild_signal(int job_id, enum job_event ev, char *err, size_t e
 		             : "");
 		return OP_CONFLICT;
 	}
-	job_event(job, ev, "%s requested by operator", ev == JEV_CANCEL ? "cancel" : "rollback");
+	job_event(job, ev, "%s requested by operator", ev == JEV_ROLLBACK ? "rollback" : "cancel");
 	return OP_OK;
 }
 

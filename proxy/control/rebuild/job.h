@@ -80,6 +80,7 @@ struct rebuild_job {
 	double swap_ms, swap_sent;
 	int swap_tries;
 	bool approved;
+	char gate_refusal[512]; /* the gate's refusal of a candidate held for the operator, or "" */
 
 	/* traffic through vecgate on the index's database: before = job start to
 	 * build start (the old index, reads not yet moved by the route policy),

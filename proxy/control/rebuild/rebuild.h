@@ -10,6 +10,7 @@
 #ifndef VG_PROXY_CONTROL_REBUILD_REBUILD_H
 #define VG_PROXY_CONTROL_REBUILD_REBUILD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "proxy/runtime/runtime.h"
@@ -21,8 +22,9 @@ struct rebuild_job;
 int rebuild_start(const char *index_name, enum op_status *why, char *err, size_t errlen);
 /* Operator events: JEV_CANCEL or JEV_ROLLBACK. */
 enum op_status rebuild_signal(int job_id, enum job_event ev, char *err, size_t errlen);
-/* Let a job waiting before its swap go on. */
-enum op_status rebuild_approve(int job_id, char *err, size_t errlen);
+/* Let a job waiting before its swap go on; override: also one whose
+ * candidate the gate refused (approve_swap keeps it for the operator). */
+enum op_status rebuild_approve(int job_id, bool override, char *err, size_t errlen);
 const struct rebuild_job *rebuild_find(int job_id);
 /* The newest job of an index, or NULL. */
 const struct rebuild_job *rebuild_latest(const char *index_name);

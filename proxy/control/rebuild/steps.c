@@ -74,7 +74,10 @@ static void watch_judge(struct rebuild_job *job, const struct eval_outcome *out)
 	         "through vecgate %llu requests, error rate %.2f%% (before %.2f%%), mean %.2f ms (before %.2f ms)",
 	         (unsigned long long)post_n, job->post_err_rate * 100, job->pre_err_rate * 100, job->post_mean_ms,
 	         job->pre_mean_ms);
-	if (job->mode == SWAP_RENAME || (gr.pass && !errors_up && !slower))
+	/* an operator who swapped over the gate's refusal accepted its numbers:
+	 * the watch still guards errors and latency of the real traffic */
+	bool overridden = job->gate_refusal[0] && job->approved;
+	if (job->mode == SWAP_RENAME || ((gr.pass || overridden) && !errors_up && !slower))
 		job_event(job, JEV_STEP_OK, "watch: %s; eval recall %.4f, p95 %.2f ms", traffic, out->recall, out->p95_ms);
 	else
 		job_event(job, JEV_DEGRADED, "watch: degraded after the swap (%s): rolling back",
@@ -108,11 +111,19 @@ static void eval_done(void *arg, const struct eval_outcome *out, const char *err
 		                        mi ? mi->latency_budget_ms : 0};
 		struct gate_result gr;
 		gate_evaluate(&in, &gr);
-		if (gr.pass)
+		if (gr.pass) {
 			job_event(job, JEV_STEP_OK, "gate passed: %s (plan used %s)", gr.reason, out->plan_index);
-		else
+		} else if (mi && mi->approve_swap) {
+			/* the build is worth keeping: the operator decides */
+			snprintf(job->gate_refusal, sizeof(job->gate_refusal), "%s", gr.reason);
+			job_event(job, JEV_GATE_HELD,
+			          "gate refused the new index: %s; the candidate is kept%s for the operator: vecgatectl approve "
+			          "%d --override swaps it anyway, vecgatectl cancel %d drops it",
+			          gr.reason, job->mode == SWAP_FLIP ? " (invisible to the planner)" : "", job->id, job->id);
+		} else {
 			job_event(job, JEV_GATE_FAILED, "gate refused the new index: %s; the live index is untouched",
 			          gr.reason);
+		}
 		return;
 	}
 	case EVAL_WATCH:
@@ -580,6 +591,8 @@ void job_run_step(struct rebuild_job *job)
 		start_verify(job);
 		return;
 	case JOB_SWAP:
+		if (job->gate_refusal[0] && !job->approved)
+			return; /* held: the message says what the operator can do */
 		if (mi && mi->approve_swap && !job->approved) {
 			snprintf(job->message, sizeof(job->message),
 			         "verified; waiting for approval to swap (vecgatectl approve %d)", job->id);
