@@ -118,6 +118,16 @@ def cube_table(cluster, table, rows, index, extra_columns=""):
     cluster.psql("CREATE INDEX %s ON %s USING gist (v)" % (index, table))
 
 
+def eval_file(lines):
+    """An eval file (one query vector per line) in a temp dir removed at exit."""
+    d = tempfile.mkdtemp(prefix="vg-eval-")
+    _cleanups.append(lambda: shutil.rmtree(d, ignore_errors=True))
+    path = os.path.join(d, "eval.txt")
+    with open(path, "w") as f:
+        f.writelines(line + "\n" for line in lines)
+    return path
+
+
 class Replica(PgCluster):
     """pg_basebackup -R of a primary into a temp dir, started as a hot standby."""
 

@@ -21,14 +21,13 @@ import random
 import socket
 import struct
 import subprocess
-import tempfile
 import threading
 import time
 import unittest
 
 import psycopg
 
-from pgtest import (SUPERPW, PgCluster, Vecgate, _cleanups, cube_table, error_fields, free_port, is_closed,
+from pgtest import (SUPERPW, PgCluster, Vecgate, _cleanups, cube_table, error_fields, eval_file, is_closed,
                     read_message, read_until_error_or_close, startup_packet)
 
 VREAD = "SELECT pg_sleep(%s), id FROM items ORDER BY v <-> cube(array[0.5, 0.5, 0.5]) LIMIT 1"
@@ -77,13 +76,8 @@ class Isolation(unittest.TestCase):
         cube_table(cls.pg, "items", 2000, "items_v")
         cls.pg.psql("ANALYZE items")
         cls.replica = cls.pg.replica()
-        d = tempfile.mkdtemp(prefix="vg-eval-")
-        _cleanups.append(lambda: subprocess.run(["rm", "-rf", d]))
-        eval_file = os.path.join(d, "eval.txt")
-        with open(eval_file, "w") as f:
-            rnd = random.Random(1)
-            for _ in range(5):
-                f.write("(%f, %f, %f)\n" % (rnd.random(), rnd.random(), rnd.random()))
+        rnd = random.Random(1)
+        evalf = eval_file("(%f, %f, %f)" % (rnd.random(), rnd.random(), rnd.random()) for _ in range(5))
         cls.vg = Vecgate(cls.pg, auth_type="trust", users=[], databases=[
             {"name": "postgres", "pool_mode": "transaction", "pool_size": 3, "user": "postgres", "password": SUPERPW},
             {"name": "one", "dbname": "postgres", "pool_mode": "transaction", "pool_size": 1, "user": "postgres",
@@ -95,7 +89,7 @@ class Isolation(unittest.TestCase):
             },
             "health_check": {"user": "postgres", "password": SUPERPW, "interval": 0.2, "timeout": 2},
             "managed_indexes": [{"name": "items", "database": "postgres", "table": "public.items", "index": "items_v",
-                                 "user": "postgres", "password": SUPERPW, "eval_file": eval_file,
+                                 "user": "postgres", "password": SUPERPW, "eval_file": evalf,
                                  "eval_query": "SELECT id FROM public.items ORDER BY v <-> $1::cube LIMIT $2",
                                  "route": "replica"}],
         })

@@ -16,14 +16,13 @@ import json
 import os
 import random
 import subprocess
-import tempfile
 import time
 import unittest
 import urllib.request
 
 import psycopg
 
-from pgtest import SRC, SUPERPW, PgCluster, Vecgate, _cleanups, free_port
+from pgtest import SRC, SUPERPW, PgCluster, Vecgate, eval_file, free_port
 
 CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
 TOKEN = "pgvector-gate-token-0123"
@@ -55,13 +54,8 @@ class CandidateInvisible(unittest.TestCase):
             cls.pg.psql("UPDATE items SET embedding = (SELECT array_agg(random())::vector "
                         "FROM generate_series(1, %d) WHERE id > 0)" % DIMS)
         cls.pg.psql("ANALYZE items")
-        d = tempfile.mkdtemp(prefix="vg-eval-")
-        _cleanups.append(lambda: subprocess.run(["rm", "-rf", d]))
-        evalf = os.path.join(d, "eval.txt")
         rnd = random.Random(2)
-        with open(evalf, "w") as f:
-            for _ in range(20):
-                f.write(vec(rnd) + "\n")
+        evalf = eval_file(vec(rnd) for _ in range(20))
         cls.admin = free_port()
         cls.vg = Vecgate(cls.pg, auth_type="trust", users=[], databases=[
             {"name": "postgres", "pool_mode": "transaction", "pool_size": 4, "user": "postgres",
@@ -228,6 +222,59 @@ class HeldCandidate(CandidateInvisible):
             time.sleep(0.2)
         self.assertEqual(self.pg.psql("SELECT to_regclass('%s') IS NULL" % candidate), "t")
         self.assertEqual(self.pg.psql("SELECT 'items_embedding_idx'::regclass::oid"), live_oid)
+
+
+@unittest.skipUnless(has_pgvector(), "pgvector is not installed (set VECGATE_VENDOR_DIR for tests/install-deps)")
+class IvfflatRebuild(unittest.TestCase):
+    """IVFFlat at 128 dimensions: lists 10 -> 40 with ivfflat.probes 2.
+    Recall is approximate on both sides and gated for real; the new
+    definition keeps the access method and operator class of the live one."""
+
+    def test_lists_rebuild(self):
+        dims = 128
+        pg = PgCluster(extra_conf="maintenance_work_mem=128MB")
+        pg.psql("CREATE EXTENSION vector")
+        pg.psql("CREATE TABLE docs (id bigserial PRIMARY KEY, embedding vector(%d))" % dims)
+        # 40 clusters, so that probing 2 of 10 or of 40 lists really differs
+        pg.psql("INSERT INTO docs (embedding) SELECT (SELECT array_agg((g %% 40) / 40.0 + random() * 0.05)::vector "
+                "FROM generate_series(1, %d) WHERE g > 0) FROM generate_series(1, 6000) g" % dims)
+        pg.psql("CREATE INDEX docs_ivf ON docs USING ivfflat (embedding vector_l2_ops) WITH (lists = 10)")
+        pg.psql("ANALYZE docs")
+        rnd = random.Random(4)
+
+        def clustered():
+            c = rnd.randrange(40) / 40.0
+            return "[%s]" % ",".join("%.4f" % (c + rnd.random() * 0.05) for _ in range(dims))
+        evalf = eval_file(clustered() for _ in range(30))
+        admin = free_port()
+        vg = Vecgate(pg, auth_type="trust", users=[], databases=[
+            {"name": "postgres", "pool_mode": "transaction", "pool_size": 2, "user": "postgres",
+             "password": SUPERPW}], extra={
+            "admin": {"port": admin, "token": TOKEN},
+            "managed_indexes": [{
+                "name": "docs", "database": "postgres", "table": "public.docs", "index": "docs_ivf",
+                "user": "postgres", "password": SUPERPW, "eval_file": evalf, "k": 10,
+                "eval_query": "SELECT id FROM public.docs ORDER BY embedding <-> $1::vector LIMIT $2",
+                "with": {"lists": 40}, "search_settings": {"ivfflat.probes": "2"},
+                "recall_tolerance": 0.5, "latency_budget_ms": 250, "watch_seconds": 1, "retention_seconds": 1}]})
+        try:
+            env = dict(os.environ, VECGATE_TOKEN=TOKEN, VECGATE_ADMIN_URL="http://127.0.0.1:%d" % admin)
+            r = subprocess.run([CTL, "rebuild", "start", "docs", "--until-done"], capture_output=True, text=True,
+                               env=env, timeout=300)
+            self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr)
+            j = json.loads(subprocess.run([CTL, "--json", "jobs", "docs"], capture_output=True, text=True,
+                                          env=env).stdout)["jobs"][0]
+            self.assertEqual(j["state"], "done")
+            # approximate on both sides: neither graph finds every true neighbour at 2 probes
+            self.assertLess(j["baseline"]["recall"], 1.0)
+            self.assertLess(j["candidate"]["recall"], 1.0)
+            self.assertGreater(j["candidate"]["recall"], 0)
+            self.assertIn("USING ivfflat (embedding vector_l2_ops) WITH (lists='40')",
+                          pg.psql("SELECT pg_get_indexdef('docs_ivf'::regclass)"))
+            print("ivfflat lists 10 -> 40, probes 2: recall@10 %.3f -> %.3f" % (j["baseline"]["recall"],
+                                                                             j["candidate"]["recall"]))
+        finally:
+            vg.stop()
 
 
 if __name__ == "__main__":

@@ -15,13 +15,12 @@ import random
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
 import psycopg
 
-from pgtest import SUPERPW, PgCluster, SRC, Vecgate, _cleanups, cube_table, free_port
+from pgtest import SUPERPW, PgCluster, SRC, Vecgate, cube_table, eval_file, free_port
 
 CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
 TOKEN = "test-token-0123456789"
@@ -36,13 +35,8 @@ class RebuildFaults(unittest.TestCase):
         cls.pg = PgCluster()
         cube_table(cls.pg, "emb", 60000, "emb_live")
         cls.pg.psql("ANALYZE emb")
-        d = tempfile.mkdtemp(prefix="vg-eval-")
-        _cleanups.append(lambda: subprocess.run(["rm", "-rf", d]))
-        cls.eval_file = os.path.join(d, "eval.txt")
         rnd = random.Random(11)
-        with open(cls.eval_file, "w") as f:
-            for _ in range(40):
-                f.write("(%f, %f, %f)\n" % (rnd.random(), rnd.random(), rnd.random()))
+        cls.eval_file = eval_file("(%f, %f, %f)" % (rnd.random(), rnd.random(), rnd.random()) for _ in range(40))
         cls.admin_port = free_port()
         fast = {"name": "emb", "database": "postgres", "table": "public.emb", "index": "emb_live",
                 "user": "postgres", "password": SUPERPW, "k": 10, "eval_file": cls.eval_file,
