@@ -29,8 +29,12 @@ const char SQL_OLD_TRANSACTIONS[] =
 	"AND now() - xact_start > make_interval(secs => $1::float8) ORDER BY xact_start";
 
 const char SQL_BUILD_PROGRESS[] =
-	"SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total, lockers_done, lockers_total "
-	"FROM pg_stat_progress_create_index WHERE pid = $1::int";
+	"SELECT p.phase, p.blocks_done, p.blocks_total, p.tuples_done, p.tuples_total, p.lockers_done, p.lockers_total,"
+	" a.pid, a.usename, a.application_name, host(a.client_addr),"
+	" extract(epoch FROM now() - a.xact_start), extract(epoch FROM now() - a.query_start), left(a.query, 200)"
+	" FROM pg_stat_progress_create_index p"
+	" LEFT JOIN pg_stat_activity a ON a.pid = p.current_locker_pid AND p.current_locker_pid <> 0"
+	" WHERE p.pid = $1::int";
 
 const char SQL_IS_SUPERUSER[] = "SELECT rolsuper FROM pg_roles WHERE rolname = current_user";
 

@@ -62,7 +62,9 @@ extern const char SQL_INDEX_INFO[];
 extern const char SQL_INVALID_INDEXES[];     /* $1 schema.table -> invalid index names */
 extern const char SQL_BUILDS_RUNNING[];      /* $1 schema.table -> pids of CREATE INDEX in progress */
 extern const char SQL_OLD_TRANSACTIONS[];    /* $1 min age seconds -> pid, age, state, query */
-extern const char SQL_BUILD_PROGRESS[];      /* $1 pid -> phase, blocks/tuples done/total */
+extern const char SQL_BUILD_PROGRESS[];      /* $1 pid -> phase, blocks/tuples done/total, lockers done/total,
+                                                the backend the build waits for: pid, user, application,
+                                                client, transaction age s, query age s, query start */
 extern const char SQL_IS_SUPERUSER[];
 
 /* Durable job state, schema "vecgate" (created on first use). */

@@ -208,11 +208,25 @@ static void rebuild_metrics(struct evbuffer *b)
 	                       "# HELP vecgate_recall Recall@k measured by the newest job (baseline = live index before).\n"
 	                       "# TYPE vecgate_recall gauge\n"
 	                       "# HELP vecgate_swap_lock_milliseconds Duration of the newest job's swap transaction.\n"
-	                       "# TYPE vecgate_swap_lock_milliseconds gauge\n");
+	                       "# TYPE vecgate_swap_lock_milliseconds gauge\n"
+	                       "# HELP vecgate_rebuild_blocked_seconds How long the newest job's build has waited for the "
+	                       "backend named by its labels (0 = not waiting).\n"
+	                       "# TYPE vecgate_rebuild_blocked_seconds gauge\n");
 	for (const struct rebuild_job *job = rebuild_next(NULL); job; job = rebuild_next(job)) {
 		if (job != rebuild_latest(job->index_name))
 			continue;
 		double pct = job->state > JOB_BUILD && job->state <= JOB_DONE ? 100 : job->percent;
+		const struct build_blocker *bl = &job->blocker;
+		if (bl->pid && job->building) {
+			char pid[16];
+			snprintf(pid, sizeof(pid), "%d", bl->pid);
+			sample(b, "vecgate_rebuild_blocked_seconds",
+			       LABELS("index", job->index_name, "pid", pid, "user", bl->user, "application", bl->application),
+			       "%.1f", now_sec() - job->blocked_since);
+		} else {
+			sample(b, "vecgate_rebuild_blocked_seconds", LABELS("index", job->index_name, "pid", "", "user", "",
+			                                                     "application", ""), "0");
+		}
 		sample(b, "vecgate_rebuild_progress_percent", LABELS("index", job->index_name), "%.2f", pct);
 		if (job->have_base)
 			sample(b, "vecgate_recall", LABELS("index", job->index_name, "which", "baseline"), "%.6f",

@@ -45,6 +45,26 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 	json_int(j, "blocks_total", job->blocks_total);
 	json_int(j, "tuples_done", job->tuples_done);
 	json_int(j, "tuples_total", job->tuples_total);
+	const struct build_blocker *b = &job->blocker;
+	if (b->pid && job->building) {
+		char cmd[64];
+		json_obj_begin(j, "blocked_by");
+		json_int(j, "pid", b->pid);
+		json_str(j, "user", b->user);
+		json_str(j, "application_name", b->application);
+		json_str(j, "client_addr", b->client);
+		json_num(j, "transaction_age_seconds", b->xact_age_s);
+		json_num(j, "query_age_seconds", b->query_age_s);
+		json_str(j, "query", b->query);
+		json_num(j, "waiting_seconds", now_sec() - job->blocked_since);
+		snprintf(cmd, sizeof(cmd), "SELECT pg_cancel_backend(%d)", b->pid);
+		json_str(j, "cancel", cmd);
+		snprintf(cmd, sizeof(cmd), "SELECT pg_terminate_backend(%d)", b->pid);
+		json_str(j, "terminate", cmd);
+		json_obj_end(j);
+	} else {
+		json_str(j, "blocked_by", NULL);
+	}
 	json_obj_end(j);
 	json_obj_begin(j, "baseline");
 	json_num(j, "recall", job->have_base ? job->base_recall : NAN);

@@ -148,17 +148,30 @@ static void draw_bar(const struct jnode *job)
 	double e = json_get_num(job, "progress.eta_seconds");
 	if (!isnan(e) && e > 0 && tty)
 		snprintf(eta, sizeof(eta), " ETA %.0fs", e);
+	/* say whose recall it is: during the build only the live index's is known */
 	double rb = json_get_num(job, "baseline.recall"), rn = json_get_num(job, "candidate.recall");
-	if (!isnan(rb))
-		snprintf(rec, sizeof(rec), " recall %.3f%s", rb, "");
-	if (!isnan(rn))
-		snprintf(rec + strlen(rec), sizeof(rec) - strlen(rec), " -> %.3f", rn);
+	if (!isnan(rb) && !isnan(rn))
+		snprintf(rec, sizeof(rec), " recall %.3f -> %.3f", rb, rn);
+	else if (!isnan(rb))
+		snprintf(rec, sizeof(rec), " baseline recall %.3f", rb);
+	char blocked[200] = "";
+	double bpid = json_get_num(job, "progress.blocked_by.pid");
+	char waited[32] = "";
+	if (tty) /* a log gets one line per blocker, not one per second */
+		snprintf(waited, sizeof(waited), " %.0fs", json_get_num(job, "progress.blocked_by.waiting_seconds"));
+	if (!isnan(bpid))
+		snprintf(blocked, sizeof(blocked), " | waits%s for pid %.0f (%s, %s): %s", waited, bpid,
+		         json_get_str(job, "progress.blocked_by.user") ? json_get_str(job, "progress.blocked_by.user") : "?",
+		         json_get_str(job, "progress.blocked_by.application_name")
+		             ? json_get_str(job, "progress.blocked_by.application_name")
+		             : "?",
+		         json_get_str(job, "progress.blocked_by.cancel") ? json_get_str(job, "progress.blocked_by.cancel") : "");
 	const char *phase = json_get_str(job, "progress.phase");
 	const char *state = json_get_str(job, "state");
-	char line[300];
-	snprintf(line, sizeof(line), "[%s] %3.0f%% %-9s %s%s%s", bar, pct, state ? state : "?",
-	         state && !strcmp(state, "build") && phase ? phase : "", eta, rec);
-	static char last[300];
+	char line[600];
+	snprintf(line, sizeof(line), "[%s] %3.0f%% %-9s %s%s%s%s", bar, pct, state ? state : "?",
+	         state && !strcmp(state, "build") && phase ? phase : "", eta, rec, blocked);
+	static char last[600];
 	if (tty)
 		printf("\r\033[K%s", line);
 	else if (strcmp(line, last))

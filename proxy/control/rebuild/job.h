@@ -95,6 +95,15 @@ struct rebuild_job {
 	char phase[128];
 	long long blocks_done, blocks_total, tuples_done, tuples_total;
 	double percent, eta_s, build_started;
+	/* the backend a wait phase of the build waits for (pg_stat_progress_create_index
+	 * current_locker_pid joined with pg_stat_activity), pid 0 = none */
+	struct build_blocker {
+		int pid;
+		char user[64], application[64], client[64];
+		double xact_age_s, query_age_s;
+		char query[201];
+	} blocker;
+	double blocked_since; /* when the build started waiting for blocker.pid */
 
 	struct index_link maint, poll;
 	struct event *timer, *poll_timer;

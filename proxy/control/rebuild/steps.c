@@ -45,6 +45,15 @@ static void apply_settings(struct rebuild_job *job)
 
 /* ---- measuring: baseline, verify and watch share the eval runner ---- */
 
+/* A mean over no traffic is not a number a person should read as one. */
+static void ms_or_na(char *buf, size_t len, double ms)
+{
+	if (isnan(ms))
+		snprintf(buf, len, "n/a (no traffic)");
+	else
+		snprintf(buf, len, "%.2f ms", ms);
+}
+
 static void watch_judge(struct rebuild_job *job, const struct eval_outcome *out)
 {
 	const struct vg_managed_index *mi = job_index(job);
@@ -69,11 +78,12 @@ static void watch_judge(struct rebuild_job *job, const struct eval_outcome *out)
 	bool slower = pre_n >= 20 && post_n >= 20 && mi &&
 	              job->post_mean_ms > job->pre_mean_ms * (1 + 2 * mi->latency_tolerance) + 1.0 &&
 	              job->post_mean_ms > mi->latency_budget_ms;
-	char traffic[300];
+	char traffic[300], post_ms[40], pre_ms[40];
+	ms_or_na(post_ms, sizeof(post_ms), job->post_mean_ms);
+	ms_or_na(pre_ms, sizeof(pre_ms), job->pre_mean_ms);
 	snprintf(traffic, sizeof(traffic),
-	         "through vecgate %llu requests, error rate %.2f%% (before %.2f%%), mean %.2f ms (before %.2f ms)",
-	         (unsigned long long)post_n, job->post_err_rate * 100, job->pre_err_rate * 100, job->post_mean_ms,
-	         job->pre_mean_ms);
+	         "through vecgate %llu requests, error rate %.2f%% (before %.2f%%), mean %s (before %s)",
+	         (unsigned long long)post_n, job->post_err_rate * 100, job->pre_err_rate * 100, post_ms, pre_ms);
 	/* an operator who swapped over the gate's refusal accepted its numbers:
 	 * the watch still guards errors and latency of the real traffic */
 	bool overridden = job->gate_refusal[0] && job->approved;
@@ -328,6 +338,36 @@ static void preflight_result(void *arg, PGresult *res, const char *error)
 
 /* build: progress polling on a second session */
 
+/* A wait phase of CREATE INDEX CONCURRENTLY (writers before build or
+ * validation, old snapshots) names the backend it waits for: keep it, and
+ * tell the log once per blocker what would unblock the build. */
+static void note_blocker(struct rebuild_job *job, const PGresult *res)
+{
+	struct build_blocker *b = &job->blocker;
+	int pid = PQnfields(res) > 7 && !PQgetisnull(res, 0, 7) ? atoi(PQgetvalue(res, 0, 7)) : 0;
+	if (!pid) {
+		if (b->pid)
+			log_info("rebuild %d: the build no longer waits for pid %d (waited %.0f s)", job->id, b->pid,
+			         now_sec() - job->blocked_since);
+		b->pid = 0;
+		return;
+	}
+	if (pid != b->pid)
+		job->blocked_since = now_sec();
+	bool changed = pid != b->pid;
+	b->pid = pid;
+	snprintf(b->user, sizeof(b->user), "%s", PQgetvalue(res, 0, 8));
+	snprintf(b->application, sizeof(b->application), "%s", PQgetvalue(res, 0, 9));
+	snprintf(b->client, sizeof(b->client), "%s", PQgetisnull(res, 0, 10) ? "local" : PQgetvalue(res, 0, 10));
+	b->xact_age_s = PQgetisnull(res, 0, 11) ? NAN : atof(PQgetvalue(res, 0, 11));
+	b->query_age_s = PQgetisnull(res, 0, 12) ? NAN : atof(PQgetvalue(res, 0, 12));
+	snprintf(b->query, sizeof(b->query), "%s", PQgetvalue(res, 0, 13));
+	if (changed)
+		log_warn("rebuild %d: CREATE INDEX CONCURRENTLY (%s) waits for pid %d (user %s, application '%s', client %s, "
+		         "transaction open %.0f s); to unblock it: SELECT pg_cancel_backend(%d) or pg_terminate_backend(%d)",
+		         job->id, job->phase, pid, b->user, b->application, b->client, b->xact_age_s, pid, pid);
+}
+
 static void progress_result(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
@@ -338,6 +378,7 @@ static void progress_result(void *arg, PGresult *res, const char *error)
 	job->blocks_total = atoll(PQgetvalue(res, 0, 2));
 	job->tuples_done = atoll(PQgetvalue(res, 0, 3));
 	job->tuples_total = atoll(PQgetvalue(res, 0, 4));
+	note_blocker(job, res);
 	double f = 0;
 	if (job->blocks_total > 0 && job->blocks_done <= job->blocks_total && strstr(job->phase, "building"))
 		f = (double)job->blocks_done / (double)job->blocks_total;

@@ -1,0 +1,129 @@
+"""Operators see what blocks a rebuild.  CREATE INDEX CONCURRENTLY waits for
+writers before the build and for transactions older than its snapshot; the
+job, its JSON, vecgatectl's bar and /metrics name the backend it waits for
+(pid, user, application, client, transaction age, query) with the command
+that would unblock it, and the build goes on when that backend ends.
+
+Real PostgreSQL 15, cube + GiST stand-in (the waits are PostgreSQL's, not
+the access method's).
+"""
+import json
+import os
+import subprocess
+import threading
+import time
+import unittest
+import urllib.request
+
+import psycopg
+
+from pgtest import SRC, SUPERPW, PgCluster, Vecgate, cube_table, eval_file, free_port
+
+CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
+TOKEN = "blockers-token-0123456789"
+
+
+class Blockers(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = PgCluster()
+        cube_table(cls.pg, "emb", 20000, "emb_live")
+        cls.pg.psql("ANALYZE emb")
+        evalf = eval_file("(0.%d, 0.5, 0.5)" % i for i in range(10))
+        cls.admin = free_port()
+        cls.vg = Vecgate(cls.pg, auth_type="trust", users=[], databases=[
+            {"name": "postgres", "pool_mode": "transaction", "pool_size": 2, "user": "postgres",
+             "password": SUPERPW}], extra={
+            "admin": {"port": cls.admin, "token": TOKEN},
+            "managed_indexes": [{
+                "name": "emb", "database": "postgres", "table": "public.emb", "index": "emb_live",
+                "user": "postgres", "password": SUPERPW, "eval_file": evalf,
+                "eval_query": "SELECT id FROM public.emb ORDER BY v <-> $1::cube LIMIT $2",
+                "latency_budget_ms": 250, "watch_seconds": 0.5, "retention_seconds": 0.5,
+                "max_transaction_age": 3600}]})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.vg.stop()
+
+    def get(self, path, raw=False):
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.admin, path),
+                                     headers={"Authorization": "Bearer " + TOKEN})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            body = r.read().decode()
+        return body if raw else json.loads(body)
+
+    def direct(self, app):
+        return psycopg.connect(host="127.0.0.1", port=self.pg.port, user="postgres", password=SUPERPW,
+                               dbname="postgres", application_name=app)
+
+    def rebuild_blocked_by(self, blocker, app):
+        """Start a rebuild while `blocker` holds what the build waits for;
+        return the job JSON seen while blocked and the bar's output."""
+        blocker_pid = blocker.info.backend_pid
+        out = {}
+        env = dict(os.environ, VECGATE_TOKEN=TOKEN, VECGATE_ADMIN_URL="http://127.0.0.1:%d" % self.admin)
+        watcher = threading.Thread(target=lambda: out.update(r=subprocess.run(
+            [CTL, "rebuild", "start", "emb", "--until-done"], capture_output=True, text=True, env=env, timeout=120)))
+        watcher.start()
+        deadline = time.time() + 30
+        seen = None
+        while time.time() < deadline and not seen:
+            jobs = self.get("/v1/jobs?index=emb")["jobs"]
+            if jobs and jobs[0]["progress"]["blocked_by"]:
+                seen = jobs[0]
+            time.sleep(0.2)
+        self.assertIsNotNone(seen, "the build never reported its blocker")
+        b = seen["progress"]["blocked_by"]
+        self.assertEqual(b["pid"], blocker_pid)
+        self.assertEqual(b["user"], "postgres")
+        self.assertEqual(b["application_name"], app)
+        self.assertEqual(b["client_addr"], "127.0.0.1")
+        self.assertEqual(b["cancel"], "SELECT pg_cancel_backend(%d)" % blocker_pid)
+        self.assertEqual(b["terminate"], "SELECT pg_terminate_backend(%d)" % blocker_pid)
+        self.assertGreaterEqual(b["transaction_age_seconds"], 0)
+        metrics = self.get("/metrics", raw=True)
+        self.assertIn('vecgate_rebuild_blocked_seconds{index="emb",pid="%d",user="postgres",application="%s"}'
+                      % (blocker_pid, app), metrics)
+        self.assertIn("waits for pid %d" % blocker_pid, self.vg.log())
+        time.sleep(1)
+        blocker.commit()  # the blocker ends: the build goes on
+        watcher.join(120)
+        r = out["r"]
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr)
+        self.assertIn("for pid %d (postgres, %s): SELECT pg_cancel_backend(%d)" % (blocker_pid, app, blocker_pid),
+                      r.stdout)
+        self.assertIn("baseline recall", r.stdout)  # the bar says whose recall it shows
+        job = self.get("/v1/jobs?index=emb")["jobs"][0]
+        self.assertEqual(job["state"], "done")
+        self.assertIsNone(job["progress"]["blocked_by"])
+        return seen
+
+    def test_a_old_snapshot(self):
+        # a REPEATABLE READ report holding its snapshot across the build
+        report = self.direct("nightly-report")
+        report.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        report.execute("SELECT count(*) FROM emb").fetchone()
+        seen = self.rebuild_blocked_by(report, "nightly-report")
+        self.assertIn("SELECT count(*) FROM emb", seen["progress"]["blocked_by"]["query"])
+        report.close()
+
+    def test_b_writer(self):
+        # a writer holding a row lock (and its transaction) when the build starts
+        writer = self.direct("ingest-batch")
+        writer.execute("BEGIN")
+        writer.execute("UPDATE emb SET v = v WHERE id = 1")
+        seen = self.rebuild_blocked_by(writer, "ingest-batch")
+        self.assertIn("waiting for writers", seen["progress"]["phase"])
+        writer.close()
+
+    def test_c_watch_without_traffic_says_na(self):
+        job = self.get("/v1/jobs?index=emb")["jobs"][0]
+        watch = [h["message"] for h in job["history"] if h["from"] == "watch"]
+        self.assertTrue(watch, job["history"])
+        self.assertIn("n/a (no traffic)", watch[0])
+        self.assertNotIn("nan", watch[0])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
