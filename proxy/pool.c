@@ -413,7 +413,7 @@ void pool_server_login_ok(struct server_conn *s)
 	}
 }
 
-void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len, const char *text)
+void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len, const char *text, bool transient)
 {
 	double now = now_sec();
 	struct pg_error_fields ef = {0};
@@ -424,7 +424,7 @@ void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len
 		log_warn("backend %s (%s:%d): login as %s failed: %s; retrying with backoff (up to %.1f s apart)",
 		         p->be_name, p->be_host, p->be_port, p->be_user, text, vg.cfg->timeouts.server_login_retry);
 	}
-	p->login_error_permanent = login_error_permanent(ef.sqlstate);
+	p->login_error_permanent = ef.sqlstate ? login_error_permanent(ef.sqlstate) : !transient;
 	p->next_login_at = now + login_backoff(p->login_failures);
 	if (ef.sqlstate && !strcmp(ef.sqlstate, "53300")) {
 		/* out of connection slots: this pool holds what the backend can give */
@@ -549,7 +549,7 @@ void pool_janitor(double now)
 		TAILQ_FOREACH_SAFE(s, &p->servers, link, stmp) {
 			bool connecting = s->state == SV_CONNECTING || s->state == SV_SSL_REQ || s->state == SV_LOGIN;
 			if (connecting && t->server_connect > 0 && now - s->connect_time > t->server_connect) {
-				pool_server_login_failed(p, NULL, 0, "server_connect_timeout");
+				pool_server_login_failed(p, NULL, 0, "server_connect_timeout", true);
 				server_close(s, "server_connect_timeout");
 			} else if (s->state == SV_IDLE && t->server_lifetime > 0 && now - s->connect_time > t->server_lifetime) {
 				server_close(s, "server_lifetime reached");

@@ -18,7 +18,10 @@ void pool_client_login(struct pool *p, struct client_conn *c);
 void pool_dequeue(struct client_conn *c);
 void pool_server_available(struct server_conn *s); /* idle: give to a waiter or park */
 void pool_server_login_ok(struct server_conn *s);
-void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len, const char *text);
+/* A backend login failed: err_msg is the backend's ErrorResponse (its
+ * SQLSTATE says whether waiting helps), else `transient` does (a refused or
+ * lost connection: yes; a TLS or authentication-method mismatch: no). */
+void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len, const char *text, bool transient);
 void pool_server_gone(struct server_conn *s);
 /* The pool serving p's clients on another backend (replica/fallback). */
 struct pool *pool_sibling(struct pool *p, const char *backend_name);

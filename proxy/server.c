@@ -77,7 +77,7 @@ struct server_conn *server_new(struct pool *p)
 	return s;
 failed:
 	log_debug("S-%llu: %s", (unsigned long long)s->id, err);
-	pool_server_login_failed(p, NULL, 0, err);
+	pool_server_login_failed(p, NULL, 0, err, true);
 	server_close(s, err);
 	return NULL;
 }
@@ -94,13 +94,21 @@ static void send_startup(struct server_conn *s)
 	s->state = SV_LOGIN;
 }
 
-static void login_failed(struct server_conn *s, const uint8_t *msg, size_t len, const char *text)
+/* transient: the connection was refused or lost on the way (a restart);
+ * otherwise the failure is the configuration's (TLS, auth method) or, with
+ * an ErrorResponse, whatever its SQLSTATE says. */
+static void login_failed_as(struct server_conn *s, const uint8_t *msg, size_t len, const char *text, bool transient)
 {
 	/* the pool logs the first failure and the recovery, not every retry */
 	log_debug("S-%llu: login to %s:%d as %s failed: %s", (unsigned long long)s->id, s->pool->be_host,
 	          s->pool->be_port, s->pool->be_user, text);
-	pool_server_login_failed(s->pool, msg, len, text);
+	pool_server_login_failed(s->pool, msg, len, text, transient);
 	server_close(s, "login failed");
+}
+
+static void login_failed(struct server_conn *s, const uint8_t *msg, size_t len, const char *text)
+{
+	login_failed_as(s, msg, len, text, false);
 }
 
 static bool upgrade_to_tls(struct server_conn *s)
@@ -774,7 +782,7 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
 			snprintf(reason, sizeof(reason), "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 		}
 		if (s->state == SV_CONNECTING || s->state == SV_SSL_REQ || s->state == SV_LOGIN)
-			login_failed(s, NULL, 0, reason);
+			login_failed_as(s, NULL, 0, reason, !e); /* a TLS error will not heal by waiting */
 		else
 			server_close(s, reason);
 	}

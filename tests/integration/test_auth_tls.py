@@ -194,9 +194,12 @@ class AuthTls(unittest.TestCase):
         # a CA that did not sign the backend's certificate fails the login
         bad = self.proxy(extra={"tls": {"server": {"mode": "verify-full",
                                                    "ca": os.path.join(self.certs, "server.crt")}}})
+        t0 = time.time()
         with self.assertRaises(psycopg.OperationalError) as cm:
             psycopg.connect(bad.dsn())
         self.assertIn("vecgate could not connect to the server", str(cm.exception))
+        # a certificate that does not verify will not heal: told at once, not after query_wait
+        self.assertLess(time.time() - t0, 30)
 
     # ---- side connections (libpq) follow tls.server ----
 
