@@ -36,6 +36,13 @@ const char SQL_BUILD_PROGRESS[] =
 	" LEFT JOIN pg_stat_activity a ON a.pid = p.current_locker_pid AND p.current_locker_pid <> 0"
 	" WHERE p.pid = $1::int";
 
+const char SQL_TABLE_LOCKERS[] =
+	"SELECT a.pid, a.usename, a.application_name, host(a.client_addr),"
+	" extract(epoch FROM now() - a.xact_start), extract(epoch FROM now() - a.query_start), left(a.query, 200)"
+	" FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+	" WHERE l.relation = $1::regclass AND l.granted AND a.pid <> pg_backend_pid()"
+	" ORDER BY a.xact_start NULLS LAST LIMIT 1";
+
 const char SQL_IS_SUPERUSER[] = "SELECT rolsuper FROM pg_roles WHERE rolname = current_user";
 
 const char SQL_STATE_SCHEMA[] =

@@ -65,6 +65,8 @@ extern const char SQL_OLD_TRANSACTIONS[];    /* $1 min age seconds -> pid, age, 
 extern const char SQL_BUILD_PROGRESS[];      /* $1 pid -> phase, blocks/tuples done/total, lockers done/total,
                                                 the backend the build waits for: pid, user, application,
                                                 client, transaction age s, query age s, query start */
+extern const char SQL_TABLE_LOCKERS[];       /* $1 table -> the oldest other backend holding a lock on it:
+                                                pid, user, application, client, ages, query start */
 extern const char SQL_IS_SUPERUSER[];
 
 /* Durable job state, schema "vecgate" (created on first use). */

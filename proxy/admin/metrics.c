@@ -217,7 +217,7 @@ static void rebuild_metrics(struct evbuffer *b)
 			continue;
 		double pct = job->state > JOB_BUILD && job->state <= JOB_DONE ? 100 : job->percent;
 		const struct build_blocker *bl = &job->blocker;
-		if (bl->pid && job->building) {
+		if (bl->pid && (job->building || job->state == JOB_SWAP)) {
 			char pid[16];
 			snprintf(pid, sizeof(pid), "%d", bl->pid);
 			sample(b, "vecgate_rebuild_blocked_seconds",

@@ -46,7 +46,7 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 	json_int(j, "tuples_done", job->tuples_done);
 	json_int(j, "tuples_total", job->tuples_total);
 	const struct build_blocker *b = &job->blocker;
-	if (b->pid && job->building) {
+	if (b->pid && (job->building || job->state == JOB_SWAP)) {
 		char cmd[64];
 		json_obj_begin(j, "blocked_by");
 		json_int(j, "pid", b->pid);

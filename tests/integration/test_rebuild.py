@@ -287,6 +287,11 @@ class Rebuild(unittest.TestCase):
             j = self.job(job_id)
             self.assertEqual(j["state"], "swap", j)
             self.assertGreater(j["swap_attempts"], 1, j)
+            # the job names who holds the table, and how to let the swap through
+            b = j["progress"]["blocked_by"]
+            self.assertEqual(b["pid"], blocker.info.backend_pid, j)
+            self.assertEqual(b["cancel"], "SELECT pg_cancel_backend(%d)" % blocker.info.backend_pid)
+            self.assertIn("ALTER TABLE emb", b["query"])
             # traffic is not queued behind the waiting swap: it completes while the blocker still holds
             with psycopg.connect(self.vg.dsn(db="postgres", user="postgres", password=""), autocommit=True) as c:
                 c.execute("SET statement_timeout = '5s'")

@@ -341,31 +341,32 @@ static void preflight_result(void *arg, PGresult *res, const char *error)
 /* A wait phase of CREATE INDEX CONCURRENTLY (writers before build or
  * validation, old snapshots) names the backend it waits for: keep it, and
  * tell the log once per blocker what would unblock the build. */
-static void note_blocker(struct rebuild_job *job, const PGresult *res)
+static void note_blocker(struct rebuild_job *job, const PGresult *res, int col)
 {
 	struct build_blocker *b = &job->blocker;
-	int pid = PQnfields(res) > 7 && !PQgetisnull(res, 0, 7) ? atoi(PQgetvalue(res, 0, 7)) : 0;
+	int pid = PQntuples(res) && PQnfields(res) > col && !PQgetisnull(res, 0, col) ? atoi(PQgetvalue(res, 0, col)) : 0;
 	if (!pid) {
 		if (b->pid)
-			log_info("rebuild %d: the build no longer waits for pid %d (waited %.0f s)", job->id, b->pid,
+			log_info("rebuild %d: no longer waits for pid %d (waited %.0f s)", job->id, b->pid,
 			         now_sec() - job->blocked_since);
 		b->pid = 0;
 		return;
 	}
-	if (pid != b->pid)
-		job->blocked_since = now_sec();
 	bool changed = pid != b->pid;
-	b->pid = pid;
-	snprintf(b->user, sizeof(b->user), "%s", PQgetvalue(res, 0, 8));
-	snprintf(b->application, sizeof(b->application), "%s", PQgetvalue(res, 0, 9));
-	snprintf(b->client, sizeof(b->client), "%s", PQgetisnull(res, 0, 10) ? "local" : PQgetvalue(res, 0, 10));
-	b->xact_age_s = PQgetisnull(res, 0, 11) ? NAN : atof(PQgetvalue(res, 0, 11));
-	b->query_age_s = PQgetisnull(res, 0, 12) ? NAN : atof(PQgetvalue(res, 0, 12));
-	snprintf(b->query, sizeof(b->query), "%s", PQgetvalue(res, 0, 13));
 	if (changed)
-		log_warn("rebuild %d: CREATE INDEX CONCURRENTLY (%s) waits for pid %d (user %s, application '%s', client %s, "
-		         "transaction open %.0f s); to unblock it: SELECT pg_cancel_backend(%d) or pg_terminate_backend(%d)",
-		         job->id, job->phase, pid, b->user, b->application, b->client, b->xact_age_s, pid, pid);
+		job->blocked_since = now_sec();
+	b->pid = pid;
+	snprintf(b->user, sizeof(b->user), "%s", PQgetvalue(res, 0, col + 1));
+	snprintf(b->application, sizeof(b->application), "%s", PQgetvalue(res, 0, col + 2));
+	snprintf(b->client, sizeof(b->client), "%s", PQgetisnull(res, 0, col + 3) ? "local" : PQgetvalue(res, 0, col + 3));
+	b->xact_age_s = PQgetisnull(res, 0, col + 4) ? NAN : atof(PQgetvalue(res, 0, col + 4));
+	b->query_age_s = PQgetisnull(res, 0, col + 5) ? NAN : atof(PQgetvalue(res, 0, col + 5));
+	snprintf(b->query, sizeof(b->query), "%s", PQgetvalue(res, 0, col + 6));
+	if (changed)
+		log_warn("rebuild %d: %s waits for pid %d (user %s, application '%s', client %s, transaction open %.0f s); to "
+		         "unblock it: SELECT pg_cancel_backend(%d) or pg_terminate_backend(%d)",
+		         job->id, job->state == JOB_SWAP ? "the swap" : job->phase, pid, b->user, b->application, b->client,
+		         b->xact_age_s, pid, pid);
 }
 
 static void progress_result(void *arg, PGresult *res, const char *error)
@@ -378,7 +379,7 @@ static void progress_result(void *arg, PGresult *res, const char *error)
 	job->blocks_total = atoll(PQgetvalue(res, 0, 2));
 	job->tuples_done = atoll(PQgetvalue(res, 0, 3));
 	job->tuples_total = atoll(PQgetvalue(res, 0, 4));
-	note_blocker(job, res);
+	note_blocker(job, res, 7);
 	double f = 0;
 	if (job->blocks_total > 0 && job->blocks_done <= job->blocks_total && strstr(job->phase, "building"))
 		f = (double)job->blocks_done / (double)job->blocks_total;
@@ -487,6 +488,12 @@ static void start_build(struct rebuild_job *job)
 	job_query(job, def, 0, NULL, build_result);
 }
 
+static void swap_lockers(void *arg, PGresult *res, const char *error)
+{
+	if (!error)
+		note_blocker(arg, res, 0);
+}
+
 static void swap_result(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
@@ -494,10 +501,18 @@ static void swap_result(void *arg, PGresult *res, const char *error)
 	if (error) {
 		/* (a dead session needs no ROLLBACK: the retry checks the catalog) */
 		pg_session_query(job->maint.s, "ROLLBACK", 0, NULL, NULL, NULL);
+		if (pg_result_transient(res)) {
+			/* name who holds the table before the retry */
+			char rel[700];
+			sql_qualified(job->schema, job->table, rel, sizeof(rel));
+			const char *params[] = {rel};
+			pg_session_query(job->maint.s, SQL_TABLE_LOCKERS, 1, params, swap_lockers, job);
+		}
 		job_event(job, pg_result_transient(res) ? JEV_TRANSIENT : JEV_FATAL,
 		          "swap attempt %d did not get its locks in time (%s); retrying with backoff", job->attempts, error);
 		return;
 	}
+	note_blocker(job, NULL, 0);
 	const struct vg_managed_index *mi = job_index(job);
 	pools_traffic(mi ? mi->database : "", &job->t_swap);
 	if (job->mode == SWAP_RENAME)
