@@ -125,10 +125,26 @@ static void print_job_line(const struct jnode *job)
 	fmt_num(rb, sizeof(rb), json_get_num(job, "baseline.recall"), "%.4f");
 	fmt_num(rn, sizeof(rn), json_get_num(job, "candidate.recall"), "%.4f");
 	fmt_num(sw, sizeof(sw), json_get_num(job, "swap_lock_ms"), "%.2f ms");
-	printf("job %.0f  %-10s %-11s %5s  recall %s -> %s  swap %s\n    %s\n", json_get_num(job, "id"),
-	       json_get_str(job, "index") ? json_get_str(job, "index") : "?", json_get_str(job, "state"), pct, rb, rn,
-	       sw, json_get_str(job, "message") ? json_get_str(job, "message") : "");
+	char rec[64];
+	if (isnan(json_get_num(job, "candidate.recall")))
+		snprintf(rec, sizeof(rec), "baseline recall %s", rb); /* the candidate is not measured yet */
+	else
+		snprintf(rec, sizeof(rec), "recall %s -> %s", rb, rn);
+	printf("job %.0f  %-10s %-11s %5s  %s  swap %s\n    %s\n", json_get_num(job, "id"),
+	       json_get_str(job, "index") ? json_get_str(job, "index") : "?", json_get_str(job, "state"), pct, rec, sw,
+	       json_get_str(job, "message") ? json_get_str(job, "message") : "");
 	(void)eta;
+	const struct jnode *b = json_get(job, "progress.blocked_by");
+	if (b && b->type == J_OBJ) {
+		char xact[32], waited[32];
+		fmt_num(xact, sizeof(xact), json_get_num(b, "transaction_age_seconds"), "%.0f s");
+		fmt_num(waited, sizeof(waited), json_get_num(b, "waiting_seconds"), "%.0f s");
+		printf("    waiting %s for pid %.0f (user %s, application '%s', client %s, transaction open %s): %s\n"
+		       "    to unblock: %s  (or %s)\n",
+		       waited, json_get_num(b, "pid"), json_get_str(b, "user"), json_get_str(b, "application_name"),
+		       json_get_str(b, "client_addr"), xact, json_get_str(b, "query"), json_get_str(b, "cancel"),
+		       json_get_str(b, "terminate"));
+	}
 }
 
 static void draw_bar(const struct jnode *job)
