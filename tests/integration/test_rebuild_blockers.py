@@ -57,9 +57,13 @@ class Blockers(unittest.TestCase):
         return psycopg.connect(host="127.0.0.1", port=self.pg.port, user="postgres", password=SUPERPW,
                                dbname="postgres", application_name=app)
 
-    def rebuild_blocked_by(self, blocker, app):
-        """Start a rebuild while `blocker` holds what the build waits for;
-        return the job JSON seen while blocked and the bar's output."""
+    def rebuild_blocked_by(self, app, hold, once_phase=None):
+        """Start a rebuild; `hold(connection)` makes a session named `app`
+        hold what the build waits for, before the build or once its phase
+        contains `once_phase`.  Returns the job JSON seen while blocked."""
+        blocker = self.direct(app)
+        if not once_phase:
+            hold(blocker)
         blocker_pid = blocker.info.backend_pid
         out = {}
         env = dict(os.environ, VECGATE_TOKEN=TOKEN, VECGATE_ADMIN_URL="http://127.0.0.1:%d" % self.admin)
@@ -67,6 +71,12 @@ class Blockers(unittest.TestCase):
             [CTL, "rebuild", "start", "emb", "--until-done"], capture_output=True, text=True, env=env, timeout=120)))
         watcher.start()
         deadline = time.time() + 30
+        while once_phase and time.time() < deadline:
+            jobs = self.get("/v1/jobs?index=emb")["jobs"]
+            if jobs and jobs[0]["state"] == "build" and once_phase in (jobs[0]["progress"]["phase"] or ""):
+                hold(blocker)
+                break
+            time.sleep(0.05)
         seen = None
         while time.time() < deadline and not seen:
             jobs = self.get("/v1/jobs?index=emb")["jobs"]
@@ -97,25 +107,25 @@ class Blockers(unittest.TestCase):
         job = self.get("/v1/jobs?index=emb")["jobs"][0]
         self.assertEqual(job["state"], "done")
         self.assertIsNone(job["progress"]["blocked_by"])
+        blocker.close()
         return seen
 
     def test_a_old_snapshot(self):
         # a REPEATABLE READ report holding its snapshot across the build
-        report = self.direct("nightly-report")
-        report.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-        report.execute("SELECT count(*) FROM emb").fetchone()
-        seen = self.rebuild_blocked_by(report, "nightly-report")
+        def hold(c):
+            c.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            c.execute("SELECT count(*) FROM emb").fetchone()
+        seen = self.rebuild_blocked_by("nightly-report", hold)
         self.assertIn("SELECT count(*) FROM emb", seen["progress"]["blocked_by"]["query"])
-        report.close()
 
-    def test_b_writer(self):
-        # a writer holding a row lock (and its transaction) when the build starts
-        writer = self.direct("ingest-batch")
-        writer.execute("BEGIN")
-        writer.execute("UPDATE emb SET v = v WHERE id = 1")
-        seen = self.rebuild_blocked_by(writer, "ingest-batch")
-        self.assertIn("waiting for writers", seen["progress"]["phase"])
-        writer.close()
+    def test_b_writer_across_validation(self):
+        # a writer that took a row lock while the index was being built: the
+        # build then waits for it before validation
+        def hold(c):
+            c.execute("BEGIN")
+            c.execute("UPDATE emb SET v = v WHERE id = 1")
+        seen = self.rebuild_blocked_by("ingest-batch", hold, once_phase="building index")
+        self.assertIn("waiting for writers before validation", seen["progress"]["phase"])
 
     def test_c_watch_without_traffic_says_na(self):
         job = self.get("/v1/jobs?index=emb")["jobs"][0]
