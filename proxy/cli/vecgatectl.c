@@ -305,7 +305,8 @@ static void render_backends(const struct jnode *doc)
  * index is swapped in and watched (state retain): exit 0 then, saying how
  * long a rollback stays possible.  Exit 1 when the job ends without a swap
  * that stayed (failed, cancelled, rolled back) or the API cannot be read;
- * exit 3 when the gate refused and the job waits for an operator's word. */
+ * exit 3 when the job waits for the operator (approve_swap; the gate passed,
+ * or refused and the candidate is held). */
 static int watch(int id, bool until_done)
 {
 	char path[64];
@@ -322,7 +323,7 @@ static int watch(int id, bool until_done)
 		const char *state = json_get_str(doc, "state");
 		bool terminal = json_get_bool(doc, "terminal");
 		bool swapped_and_watched = state && (!strcmp(state, "retain") || !strcmp(state, "done"));
-		bool held = json_get_bool(doc, "awaiting_approval") && json_get_str(doc, "gate_refused");
+		bool held = json_get_bool(doc, "awaiting_approval"); /* the operator's turn: say so, do not wait */
 		bool finished = terminal || (!until_done && swapped_and_watched) || held;
 		if (!opt_json)
 			draw_bar(doc);

@@ -118,6 +118,12 @@ def cube_table(cluster, table, rows, index, extra_columns=""):
     cluster.psql("CREATE INDEX %s ON %s USING gist (v)" % (index, table))
 
 
+def has_pgvector():
+    """Is pgvector installed in Debian's PostgreSQL 15 (tests/install-deps builds it from VECGATE_VENDOR_DIR)?"""
+    r = subprocess.run([PGBIN + "/pg_config", "--sharedir"], capture_output=True, text=True)
+    return os.path.exists(os.path.join(r.stdout.strip(), "extension", "vector.control"))
+
+
 def eval_file(lines):
     """An eval file (one query vector per line) in a temp dir removed at exit."""
     d = tempfile.mkdtemp(prefix="vg-eval-")

@@ -15,6 +15,7 @@ from VECGATE_VENDOR_DIR).
 import json
 import os
 import random
+import re
 import subprocess
 import time
 import unittest
@@ -22,7 +23,7 @@ import urllib.request
 
 import psycopg
 
-from pgtest import SRC, SUPERPW, PgCluster, Vecgate, eval_file, free_port
+from pgtest import SRC, SUPERPW, PgCluster, Vecgate, eval_file, free_port, has_pgvector
 
 CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
 TOKEN = "pgvector-gate-token-0123"
@@ -31,11 +32,6 @@ DIMS = 32
 
 def vec(rnd):
     return "[%s]" % ",".join("%.4f" % rnd.random() for _ in range(DIMS))
-
-
-def has_pgvector():
-    r = subprocess.run(["/usr/lib/postgresql/15/bin/pg_config", "--sharedir"], capture_output=True, text=True)
-    return os.path.exists(os.path.join(r.stdout.strip(), "extension", "vector.control"))
 
 
 @unittest.skipUnless(has_pgvector(), "pgvector is not installed (set VECGATE_VENDOR_DIR for tests/install-deps)")
@@ -187,7 +183,7 @@ class HeldCandidate(CandidateInvisible):
     def test_refused_then_overridden_or_cancelled(self):
         r = self.ctl("rebuild", "start", "items_strict", "--watch")
         self.assertEqual(r.returncode, 3, r.stdout + r.stderr)  # --watch ends: the operator must decide
-        job_id = int(r.stdout.split("vecgatectl approve ")[1].split()[0])
+        job_id = int(re.search(r"vecgatectl approve (\d+)", r.stdout).group(1))
         j = self.wait(job_id, lambda j: j["awaiting_approval"])
         self.assertEqual(j["state"], "swap")
         self.assertIn("recall", j["gate_refused"])
@@ -208,11 +204,12 @@ class HeldCandidate(CandidateInvisible):
         j = self.wait(job_id, lambda j: j["terminal"])
         self.assertEqual(j["state"], "done")
 
-        # held again, then cancelled: the candidate is dropped, the live index untouched
+        # waiting for the operator again (the live graph is now as poor as the candidate, so the
+        # gate may pass or refuse), then cancelled: the candidate is dropped, the live index untouched
         live_oid = self.pg.psql("SELECT 'items_embedding_idx'::regclass::oid")
         r = self.ctl("rebuild", "start", "items_strict", "--watch")
         self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
-        job_id = int(r.stdout.split("vecgatectl approve ")[1].split()[0])
+        job_id = int(re.search(r"vecgatectl approve (\d+)", r.stdout).group(1))
         candidate = self.job(job_id)["new_index"]
         r = self.ctl("cancel", str(job_id))
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)

@@ -1,5 +1,6 @@
 """Vector-aware routing with a real primary and two streaming replicas
-(pg_basebackup -R) on PostgreSQL 15 (cube + GiST stand-in).  Where a query
+(pg_basebackup -R) on PostgreSQL 15 with pgvector HNSW at 128 dimensions
+(the cube + GiST stand-in where pgvector is not installed).  Where a query
 ran is proven by the server itself (pg_is_in_recovery(), inet_server_port()),
 never by trusting vecgate: replica mode sends vector reads to the replica
 while writes, transactions and locking reads stay on the primary; refuse
@@ -24,12 +25,31 @@ import urllib.request
 import asyncpg
 import psycopg
 
-from pgtest import SUPERPW, SRC, PgCluster, Vecgate, _cleanups, cube_table, free_port
+from pgtest import SUPERPW, SRC, PgCluster, Vecgate, _cleanups, cube_table, free_port, has_pgvector
 
 CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
 TOKEN = "routing-token-0123456789"
+# real pgvector HNSW at 128 dimensions where installed, else the cube stand-in
+PGVECTOR = has_pgvector()
+DIMS = 128
+
+
+def point(first):
+    """A query point whose first coordinate is the SQL expression `first`."""
+    if PGVECTOR:
+        return "('[' || %s || repeat(',0.5', %d) || ']')::vector" % (first, DIMS - 1)
+    return "cube(array[%s, 0.5, 0.5])" % first
+
+
+def point_text(first):
+    """The same point as a text literal (COPY, eval files)."""
+    if PGVECTOR:
+        return "[%s%s]" % (first, ",0.5" * (DIMS - 1))
+    return "(%s, 0.5, 0.5)" % first
+
+
 VREAD = ("SELECT pg_is_in_recovery(), inet_server_port(), id FROM items "
-         "ORDER BY v <-> cube(array[%s, 0.5, 0.5]) LIMIT 5")
+         "ORDER BY v <-> " + point("%s") + " LIMIT 5")
 
 
 def api(port, path, method="GET", body=None):
@@ -44,7 +64,17 @@ class Routing(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.pg = PgCluster()
-        cube_table(cls.pg, "items", 5000, "items_v", extra_columns=", note text")
+        if PGVECTOR:
+            cls.pg.psql("CREATE EXTENSION vector")
+            cls.pg.psql("CREATE TABLE items (id bigserial PRIMARY KEY, v vector(%d), note text)" % DIMS)
+            cls.pg.psql("INSERT INTO items (v) SELECT (SELECT array_agg(random())::vector FROM generate_series(1, %d) "
+                        "WHERE g > 0) FROM generate_series(1, 5000) g" % DIMS)
+            cls.pg.psql("CREATE INDEX items_v ON items USING hnsw (v vector_l2_ops) WITH (m = 8, ef_construction = 16)")
+            # the COPY and INSERTs below put near-duplicates next to the query points; without
+            # iterative scans an HNSW scan whose ef_search candidates are not visible returns nothing
+            cls.pg.psql("ALTER DATABASE postgres SET hnsw.iterative_scan = 'relaxed_order'")
+        else:
+            cube_table(cls.pg, "items", 5000, "items_v", extra_columns=", note text")
         cls.pg.psql("ANALYZE items")
         cls.r1 = cls.pg.replica()
         cls.r2 = cls.pg.replica()
@@ -54,10 +84,11 @@ class Routing(unittest.TestCase):
         rnd = random.Random(3)
         with open(eval_file, "w") as f:
             for _ in range(20):
-                f.write("(%f, %f, %f)\n" % (rnd.random(), rnd.random(), rnd.random()))
+                f.write(point_text("%f" % rnd.random()) + "\n")
         cls.index = {"name": "items", "database": "postgres", "table": "public.items", "index": "items_v",
                      "user": "postgres", "password": SUPERPW, "eval_file": eval_file,
-                     "eval_query": "SELECT id FROM public.items ORDER BY v <-> $1::cube LIMIT $2",
+                     "eval_query": "SELECT id FROM public.items ORDER BY v <-> $1::%s LIMIT $2"
+                     % ("vector" if PGVECTOR else "cube"),
                      "route": "replica", "approve_swap": True, "watch_seconds": 0.5, "retention_seconds": 1,
                      "latency_tolerance": 10, "latency_budget_ms": 250,
                      "route_policy": {"build": "replica", "verify": "replica", "swap": "fallback"}}
@@ -137,22 +168,22 @@ class Routing(unittest.TestCase):
                              (False, self.pg.port))
             # a write with a distance operator in it: primary
             c.execute("INSERT INTO items (v, note) SELECT v, 'copied' FROM items "
-                      "ORDER BY v <-> cube(array[0.1, 0.1, 0.1]) LIMIT 1")
+                      "ORDER BY v <-> " + point("0.1") + " LIMIT 1")
             self.assertEqual(self.where(c, VREAD + " FOR UPDATE"), (False, self.pg.port))
             # a writable CTE that orders by distance: primary
             self.assertEqual(self.where(c, "WITH w AS (UPDATE items SET note = 'x' WHERE id = 1 RETURNING id) "
                                            "SELECT pg_is_in_recovery(), inet_server_port(), id FROM items "
-                                           "ORDER BY v <-> cube(array[%s, 0.5, 0.5]) LIMIT 5"),
+                                           "ORDER BY v <-> " + point("%s") + " LIMIT 5"),
                              (False, self.pg.port))
             # inside an explicit transaction everything stays on the primary
             with c.transaction():
-                c.execute("INSERT INTO items (v, note) VALUES (cube(array[0.5, 0.5, 0.5]), 'in-txn')")
+                c.execute("INSERT INTO items (v, note) VALUES (" + point("0.5") + ", 'in-txn')")
                 self.assertEqual(self.where(c), (False, self.pg.port))
                 self.assertEqual(self.where(c), (False, self.pg.port))
             # ingestion: COPY FROM passes through to the primary unchanged
             with c.cursor().copy("COPY items (v, note) FROM STDIN") as cp:
                 for i in range(100):
-                    cp.write_row(("(%f, 0.5, 0.5)" % (i / 100.0), "copied-in"))
+                    cp.write_row((point_text("%f" % (i / 100.0)), "copied-in"))
             # operator text inside a string or comment is not a vector read
             self.assertEqual(self.where(c, "SELECT pg_is_in_recovery(), inet_server_port(), '<->' FROM items "
                                            "/* ORDER BY v <-> x */ LIMIT 1", ()), (False, self.pg.port))
@@ -169,7 +200,7 @@ class Routing(unittest.TestCase):
                                       statement_cache_size=100)
             try:
                 st = await c.prepare("SELECT pg_is_in_recovery() AS rec, inet_server_port() AS port, id FROM items "
-                                     "ORDER BY v <-> cube(array[$1::float8, 0.5, 0.5]) LIMIT 5")
+                                     "ORDER BY v <-> " + point("$1::float8") + " LIMIT 5")
                 got = [tuple((await st.fetch(random.random()))[0][:2]) for _ in range(5)]
                 async with c.transaction():
                     got_txn = tuple((await st.fetch(0.5))[0][:2])
@@ -227,7 +258,7 @@ class Routing(unittest.TestCase):
     def test_d_lagging_replica_is_skipped(self):
         self.r1.psql("SELECT pg_wal_replay_pause()")
         try:
-            self.pg.psql("INSERT INTO items (v, note) SELECT cube(array[random(), random(), random()]), "
+            self.pg.psql("INSERT INTO items (v, note) SELECT " + point("random()") + ", "
                          "repeat('w', 200) FROM generate_series(1, 3000)")
             b = self.wait_backend("r1", lambda b: not b["in_rotation"])
             self.assertGreater(b["lag_bytes"], 65536)
