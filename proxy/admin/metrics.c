@@ -209,6 +209,9 @@ static void rebuild_metrics(struct evbuffer *b)
 	                       "# TYPE vecgate_recall gauge\n"
 	                       "# HELP vecgate_swap_lock_milliseconds Duration of the newest job's swap transaction.\n"
 	                       "# TYPE vecgate_swap_lock_milliseconds gauge\n"
+	                       "# HELP vecgate_eval_progress_percent Progress of the newest job's eval run (baseline, "
+	                       "verify, watch), 0 when none runs.\n"
+	                       "# TYPE vecgate_eval_progress_percent gauge\n"
 	                       "# HELP vecgate_rebuild_blocked_seconds How long the newest job's build has waited for the "
 	                       "backend named by its labels (0 = not waiting).\n"
 	                       "# TYPE vecgate_rebuild_blocked_seconds gauge\n");
@@ -216,6 +219,11 @@ static void rebuild_metrics(struct evbuffer *b)
 		if (job != rebuild_latest(job->index_name))
 			continue;
 		double pct = job->state > JOB_BUILD && job->state <= JOB_DONE ? 100 : job->percent;
+		struct eval_progress ep;
+		bool evaluating = (job->state == JOB_BASELINE || job->state == JOB_VERIFY || job->state == JOB_WATCH) &&
+		                  eval_run_progress(&job->eval, &ep);
+		sample(b, "vecgate_eval_progress_percent", LABELS("index", job->index_name), "%.2f",
+		       evaluating ? ep.percent : 0);
 		const struct build_blocker *bl = &job->blocker;
 		if (bl->pid && (job->building || job->state == JOB_SWAP)) {
 			char pid[16];

@@ -66,6 +66,21 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 		json_str(j, "blocked_by", NULL);
 	}
 	json_obj_end(j);
+	struct eval_progress ep;
+	if ((job->state == JOB_BASELINE || job->state == JOB_VERIFY || job->state == JOB_WATCH) &&
+	    eval_run_progress(&job->eval, &ep)) {
+		static const char *const purposes[] = {"baseline", "verify", "watch"};
+		json_obj_begin(j, "eval");
+		json_str(j, "purpose", purposes[job->purpose]);
+		json_str(j, "pass", ep.pass);
+		json_int(j, "done", (long long)ep.done);
+		json_int(j, "total", (long long)ep.total);
+		json_num(j, "percent", ep.percent);
+		json_num(j, "eta_seconds", ep.eta_s);
+		json_obj_end(j);
+	} else {
+		json_str(j, "eval", NULL);
+	}
 	json_obj_begin(j, "baseline");
 	json_num(j, "recall", job->have_base ? job->base_recall : NAN);
 	json_num(j, "p50_ms", job->have_base ? job->base_p50 : NAN);

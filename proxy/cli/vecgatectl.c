@@ -184,10 +184,16 @@ static void draw_bar(const struct jnode *job)
 		         json_get_str(job, "progress.blocked_by.cancel") ? json_get_str(job, "progress.blocked_by.cancel") : "");
 	const char *phase = json_get_str(job, "progress.phase");
 	const char *state = json_get_str(job, "state");
-	char line[600];
-	snprintf(line, sizeof(line), "[%s] %3.0f%% %-9s %s%s%s%s", bar, pct, state ? state : "?",
-	         state && !strcmp(state, "build") && phase ? phase : "", eta, rec, blocked);
-	static char last[600];
+	/* baseline, verify and watch run the eval set: show how far */
+	char evals[96] = "";
+	double ed = json_get_num(job, "eval.done"), et = json_get_num(job, "eval.total");
+	if (!isnan(ed) && !isnan(et))
+		snprintf(evals, sizeof(evals), "eval %.0f/%.0f %s", ed, et,
+		         json_get_str(job, "eval.pass") ? json_get_str(job, "eval.pass") : "");
+	char line[700];
+	snprintf(line, sizeof(line), "[%s] %3.0f%% %-9s %s%s%s%s%s", bar, pct, state ? state : "?",
+	         state && !strcmp(state, "build") && phase ? phase : "", tty ? evals : "", eta, rec, blocked);
+	static char last[700];
 	if (tty)
 		printf("\r\033[K%s", line);
 	else if (strcmp(line, last))

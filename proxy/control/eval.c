@@ -10,6 +10,7 @@
 #include "routing/gate.h"
 #include "routing/rebuild_sql.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,7 @@ static void query_result(void *arg, PGresult *res, const char *error)
 		run->recall_sum += recall_at_k(got, n, q->truth, q->n_truth, k);
 	}
 	run->i++;
+	run->steps_done++;
 	run_next(run);
 }
 
@@ -233,6 +235,9 @@ void eval_run_start(struct eval_run *run, struct pg_session *s, const struct vg_
 	run->done = done;
 	run->arg = arg;
 	run->truth_pass = true;
+	run->started = now_sec();
+	for (size_t i = 0; i < set->n; i++)
+		run->truth_total += !set->queries[i].truth_from_file;
 	run->lat_ms = calloc(set->n ? set->n : 1, sizeof(double));
 	send_query(run, "ROLLBACK", 0, NULL, NULL); /* a transaction a failed attempt left open */
 	send_query(run, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL, NULL);
@@ -247,4 +252,17 @@ void eval_run_release(struct eval_run *run)
 {
 	free(run->lat_ms);
 	run->lat_ms = NULL;
+}
+
+bool eval_run_progress(const struct eval_run *run, struct eval_progress *out)
+{
+	if (!run->set || run->finished || !run->lat_ms)
+		return false;
+	out->pass = run->truth_pass ? "ground truth" : "timed queries";
+	out->total = run->truth_total + run->set->n;
+	out->done = run->steps_done < out->total ? run->steps_done : out->total;
+	out->percent = out->total ? 100.0 * (double)out->done / (double)out->total : 0;
+	double elapsed = now_sec() - run->started;
+	out->eta_s = out->done ? elapsed * (double)(out->total - out->done) / (double)out->done : NAN;
+	return true;
 }

@@ -62,7 +62,18 @@ struct eval_run {
 	double *lat_ms;
 	double recall_sum;
 	char plan_index[128];
+	double started;          /* monotonic seconds */
+	size_t truth_total, steps_done; /* exact queries to run; queries answered so far (both passes) */
 };
+
+/* Where a run stands, for the API, the CLI and the metrics.  false when no
+ * run is in progress. */
+struct eval_progress {
+	const char *pass; /* "ground truth" or "timed queries" */
+	size_t done, total;
+	double percent, eta_s;
+};
+bool eval_run_progress(const struct eval_run *run, struct eval_progress *out);
 
 void eval_run_start(struct eval_run *run, struct pg_session *s, const struct vg_managed_index *mi,
                     struct eval_set *set, const struct eval_opts *opts, eval_done_cb done, void *arg);

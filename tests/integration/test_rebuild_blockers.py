@@ -40,7 +40,14 @@ class Blockers(unittest.TestCase):
                 "user": "postgres", "password": SUPERPW, "eval_file": evalf,
                 "eval_query": "SELECT id FROM public.emb ORDER BY v <-> $1::cube LIMIT $2",
                 "latency_budget_ms": 250, "watch_seconds": 0.5, "retention_seconds": 0.5,
-                "max_transaction_age": 3600}]})
+                "max_transaction_age": 3600}, {
+                # an eval slow enough to watch: 40 queries, 30 ms each, twice (exact truth, then timed)
+                "name": "emb_slow_eval", "database": "postgres", "table": "public.emb", "index": "emb_live",
+                "user": "postgres", "password": SUPERPW, "eval_file": eval_file(
+                    "(0.%02d, 0.5, 0.5)" % i for i in range(40)),
+                "eval_query": "SELECT s.id FROM (SELECT id FROM public.emb ORDER BY v <-> $1::cube LIMIT $2) s, "
+                              "pg_sleep(0.03)",
+                "latency_budget_ms": 250}]})
 
     @classmethod
     def tearDownClass(cls):
@@ -126,6 +133,39 @@ class Blockers(unittest.TestCase):
             c.execute("UPDATE emb SET v = v WHERE id = 1")
         seen = self.rebuild_blocked_by("ingest-batch", hold, once_phase="building index")
         self.assertIn("waiting for writers before validation", seen["progress"]["phase"])
+
+    def test_d_eval_progress_and_cancel(self):
+        r = subprocess.run([CTL, "--json", "rebuild", "start", "emb_slow_eval"], capture_output=True, text=True,
+                           env=dict(os.environ, VECGATE_TOKEN=TOKEN,
+                                    VECGATE_ADMIN_URL="http://127.0.0.1:%d" % self.admin), timeout=30)
+        job_id = json.loads(r.stdout)["id"]
+        deadline = time.time() + 30
+        seen = []
+        while time.time() < deadline:
+            j = self.get("/v1/jobs/%d" % job_id)
+            if j["eval"] and j["eval"]["done"] >= 10:
+                seen.append(j["eval"])
+                break
+            time.sleep(0.1)
+        self.assertTrue(seen, "no eval progress seen")
+        ev = seen[0]
+        self.assertEqual((ev["purpose"], ev["pass"], ev["total"]), ("baseline", "ground truth", 80))
+        self.assertGreater(ev["eta_seconds"], 0)
+        self.assertIn('vecgate_eval_progress_percent{index="emb_slow_eval"}', self.get("/metrics", raw=True))
+        # an eval can be cancelled: the job ends at once, the rest of the eval set is not run
+        t0 = time.time()
+        r = subprocess.run([CTL, "cancel", str(job_id)], capture_output=True, text=True,
+                           env=dict(os.environ, VECGATE_TOKEN=TOKEN,
+                                    VECGATE_ADMIN_URL="http://127.0.0.1:%d" % self.admin), timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        while time.time() - t0 < 10 and self.get("/v1/jobs/%d" % job_id)["state"] != "cancelled":
+            time.sleep(0.1)
+        j = self.get("/v1/jobs/%d" % job_id)
+        self.assertEqual(j["state"], "cancelled")
+        self.assertIsNone(j["eval"])
+        time.sleep(0.5)  # nothing of the eval keeps running on the server
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(0.03)%' "
+                                      "AND pid <> pg_backend_pid()"), "0")
 
     def test_c_watch_without_traffic_says_na(self):
         job = self.get("/v1/jobs?index=emb")["jobs"][0]
