@@ -33,7 +33,12 @@ class Demo(unittest.TestCase):
         b, ing, a, found, sampled = map(int, rows.groups())
         self.assertEqual((b, a), (20000, 20000 + ing))
         self.assertGreater(ing, 100)
-        self.assertEqual(found, sampled)
+        if "report (pgvector HNSW" in out:
+            # an HNSW graph does not promise that every element stays reachable
+            # (concurrent inserts under a rebuild); nearly all must be found
+            self.assertGreaterEqual(found, sampled * 0.95, out[-2000:])
+        else:
+            self.assertEqual(found, sampled)  # the cube stand-in's GiST search is exact
         self.assertRegex(out, r"job \d+: done;")
         self.assertRegex(out, r"route changes: .*replica during (build|baseline|verify).*primary during")
         served = re.search(r"queries served: (\d+) \(replica (\d+)", out)
