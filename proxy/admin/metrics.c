@@ -218,14 +218,13 @@ static void rebuild_metrics(struct evbuffer *b)
 	for (const struct rebuild_job *job = rebuild_next(NULL); job; job = rebuild_next(job)) {
 		if (job != rebuild_latest(job->index_name))
 			continue;
-		double pct = job->state > JOB_BUILD && job->state <= JOB_DONE ? 100 : job->percent;
+		double pct = job_build_percent(job);
 		struct eval_progress ep;
-		bool evaluating = (job->state == JOB_BASELINE || job->state == JOB_VERIFY || job->state == JOB_WATCH) &&
-		                  eval_run_progress(&job->eval, &ep);
+		bool evaluating = job_eval_progress(job, &ep);
 		sample(b, "vecgate_eval_progress_percent", LABELS("index", job->index_name), "%.2f",
 		       evaluating ? ep.percent : 0);
-		const struct build_blocker *bl = &job->blocker;
-		if (bl->pid && (job->building || job->state == JOB_SWAP)) {
+		const struct build_blocker *bl = job_waiting_for(job);
+		if (bl) {
 			char pid[16];
 			snprintf(pid, sizeof(pid), "%d", bl->pid);
 			sample(b, "vecgate_rebuild_blocked_seconds",

@@ -39,14 +39,14 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 	             : NAN);
 	json_obj_begin(j, "progress");
 	json_str(j, "phase", job->phase[0] ? job->phase : NULL);
-	json_num(j, "percent", job->state > JOB_BUILD && job->state <= JOB_DONE ? 100 : job->percent);
+	json_num(j, "percent", job_build_percent(job));
 	json_num(j, "eta_seconds", job->eta_s);
 	json_int(j, "blocks_done", job->blocks_done);
 	json_int(j, "blocks_total", job->blocks_total);
 	json_int(j, "tuples_done", job->tuples_done);
 	json_int(j, "tuples_total", job->tuples_total);
-	const struct build_blocker *b = &job->blocker;
-	if (b->pid && (job->building || job->state == JOB_SWAP)) {
+	const struct build_blocker *b = job_waiting_for(job);
+	if (b) {
 		char cmd[64];
 		json_obj_begin(j, "blocked_by");
 		json_int(j, "pid", b->pid);
@@ -67,8 +67,7 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 	}
 	json_obj_end(j);
 	struct eval_progress ep;
-	if ((job->state == JOB_BASELINE || job->state == JOB_VERIFY || job->state == JOB_WATCH) &&
-	    eval_run_progress(&job->eval, &ep)) {
+	if (job_eval_progress(job, &ep)) {
 		static const char *const purposes[] = {"baseline", "verify", "watch"};
 		json_obj_begin(j, "eval");
 		json_str(j, "purpose", purposes[job->purpose]);

@@ -243,6 +243,22 @@ int rebuild_start(const char *index_name, enum op_status *why, char *err, size_t
 	return job->id;
 }
 
+double job_build_percent(const struct rebuild_job *job)
+{
+	return job->state > JOB_BUILD && job->state <= JOB_DONE ? 100 : job->percent;
+}
+
+const struct build_blocker *job_waiting_for(const struct rebuild_job *job)
+{
+	return job->blocker.pid && (job->building || job->state == JOB_SWAP) ? &job->blocker : NULL;
+}
+
+bool job_eval_progress(const struct rebuild_job *job, struct eval_progress *out)
+{
+	return (job->state == JOB_BASELINE || job->state == JOB_VERIFY || job->state == JOB_WATCH) &&
+	       eval_run_progress(&job->eval, out);
+}
+
 const struct rebuild_job *rebuild_latest(const char *index_name)
 {
 	for (struct rebuild_job *j = jobs; j; j = j->next)

@@ -134,6 +134,13 @@ struct rebuild_job {
 
 /* job.c */
 const struct vg_managed_index *job_index(const struct rebuild_job *job);
+/* Read-side views shared by the admin JSON and /metrics, so both report the
+ * same thing: build percent (100 once the build is behind the job), the
+ * session the build or swap waits for (NULL when not waiting), and the
+ * progress of the eval pass the job is running (false when none). */
+double job_build_percent(const struct rebuild_job *job);
+const struct build_blocker *job_waiting_for(const struct rebuild_job *job);
+bool job_eval_progress(const struct rebuild_job *job, struct eval_progress *out);
 struct rebuild_job *job_new(const struct vg_managed_index *mi, char *err, size_t errlen);
 void job_register(struct rebuild_job *job);
 void job_free(struct rebuild_job *job);
