@@ -45,6 +45,9 @@ const char SQL_TABLE_LOCKERS[] =
 
 const char SQL_IS_SUPERUSER[] = "SELECT rolsuper FROM pg_roles WHERE rolname = current_user";
 
+const char SQL_HYPOPG[] = "SELECT n.nspname, e.extversion FROM pg_extension e JOIN pg_namespace n ON n.oid = "
+                          "e.extnamespace WHERE e.extname = 'hypopg'";
+
 const char SQL_STATE_SCHEMA[] =
 	"CREATE SCHEMA IF NOT EXISTS vecgate;"
 	"CREATE TABLE IF NOT EXISTS vecgate.jobs ("

@@ -68,6 +68,7 @@ extern const char SQL_BUILD_PROGRESS[];      /* $1 pid -> phase, blocks/tuples d
 extern const char SQL_TABLE_LOCKERS[];       /* $1 table -> the oldest other backend holding a lock on it:
                                                 pid, user, application, client, ages, query start */
 extern const char SQL_IS_SUPERUSER[];
+extern const char SQL_HYPOPG[];              /* -> schema, version of the hypopg extension, or no row */
 
 /* Durable job state, schema "vecgate" (created on first use). */
 extern const char SQL_STATE_SCHEMA[];      /* idempotent DDL, several statements */

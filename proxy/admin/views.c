@@ -28,6 +28,12 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 	json_int(j, "attempt", job->attempts);
 	json_str(j, "message", job->message);
 	json_str(j, "swap_mode", job->state > JOB_PREFLIGHT ? (job->mode == SWAP_FLIP ? "flip" : "rename") : NULL);
+	/* how verify keeps the live index out of the candidate's measurement */
+	json_str(j, "verify_hides_live_by",
+	         job->state <= JOB_PREFLIGHT ? NULL
+	         : job->superuser            ? "catalog"
+	         : job_hides_with_hypopg(job) ? "hypopg"
+	                                      : "nothing");
 	json_str(j, "new_index", job->fresh);
 	json_str(j, "retired_index", job->retired);
 	json_num(j, "seconds_in_state", now_sec() - job->state_since);

@@ -149,7 +149,7 @@ static void explain_result(void *arg, PGresult *res, const char *error)
 		p += 15;
 		snprintf(run->plan_index, sizeof(run->plan_index), "%.*s", (int)strcspn(p, "\""), p);
 	}
-	if (strcmp(run->plan_index, run->expect_index) != 0) {
+	if (run->expect_index[0] && strcmp(run->plan_index, run->expect_index) != 0) {
 		send_query(run, "ROLLBACK", 0, NULL, NULL);
 		snprintf(m, sizeof(m), "verify: EXPLAIN shows the eval query served by %s, not the new index %s; cannot "
 		         "measure it%s",
@@ -158,6 +158,90 @@ static void explain_result(void *arg, PGresult *res, const char *error)
 		return;
 	}
 	run_next(run);
+}
+
+static void prepare_result(void *arg, PGresult *res, const char *error)
+{
+	struct eval_run *run = arg;
+	if (error) {
+		char m[700];
+		snprintf(m, sizeof(m), "PREPARE of the eval query failed: %s", error);
+		finish(run, NULL, m, pg_result_transient(res));
+	}
+}
+
+/* The cached plan held for the whole run: the statistics of this
+ * transaction count every scan of both indexes. */
+static void scans_result(void *arg, PGresult *res, const char *error)
+{
+	struct eval_run *run = arg;
+	char m[2000];
+	if (error || PQntuples(res) != 1) {
+		snprintf(m, sizeof(m), "cannot count the eval's index scans: %s", error ? error : "no row");
+		finish(run, NULL, m, pg_result_transient(res));
+		return;
+	}
+	/* the counters hold whatever the session has not reported yet, so only
+	 * the difference across the timed queries is theirs */
+	long long used = atoll(PQgetvalue(res, 0, 0)) - run->scans_before[0];
+	long long avoided = atoll(PQgetvalue(res, 0, 1)) - run->scans_before[1];
+	if (avoided > 0 || used < (long long)run->set->n) {
+		send_query(run, "ROLLBACK", 0, NULL, NULL);
+		snprintf(m, sizeof(m), "the eval's cached plan did not hold: %lld of %zu queries scanned %s, %lld scanned %s "
+		         "(the plan was re-made without the hide, e.g. after a concurrent ANALYZE or DDL on the table); "
+		         "measuring again", used, run->set->n, run->scans_on, avoided, run->no_scans_on);
+		finish(run, NULL, m, true);
+		return;
+	}
+	run->scans_checked = true;
+	run_next(run);
+}
+
+static void scans_before_result(void *arg, PGresult *res, const char *error)
+{
+	struct eval_run *run = arg;
+	if (error || PQntuples(res) != 1) {
+		char m[600];
+		snprintf(m, sizeof(m), "cannot count the eval's index scans: %s", error ? error : "no row");
+		finish(run, NULL, m, pg_result_transient(res));
+		return;
+	}
+	run->scans_before[0] = atoll(PQgetvalue(res, 0, 0));
+	run->scans_before[1] = atoll(PQgetvalue(res, 0, 1));
+}
+
+#define SQL_SCAN_COUNTS "SELECT pg_stat_get_xact_numscans($1::regclass), pg_stat_get_xact_numscans($2::regclass)"
+
+#define EVAL_STMT "vecgate_eval"
+
+/* The generic plan is made under EXPLAIN (after plan_setup_sql) and cached
+ * in the prepared statement; EXPLAIN EXECUTE takes literals only. */
+static void plant_generic_plan(struct eval_run *run, const struct vg_managed_index *mi, const char *kbuf)
+{
+	if (run->scans_on[0] && run->no_scans_on[0]) {
+		const char *params[] = {run->scans_on, run->no_scans_on};
+		send_query(run, SQL_SCAN_COUNTS, 2, params, scans_before_result);
+	}
+	if (run->plan_setup_sql[0])
+		send_query(run, run->plan_setup_sql, 0, NULL, NULL);
+	send_query(run, "SET LOCAL plan_cache_mode = force_generic_plan", 0, NULL, NULL);
+	size_t qlen = strlen(mi->eval_query) + 64;
+	const char *v = run->set->queries[0].vector;
+	size_t vlen = 2 * strlen(v) + 3;
+	char *sql = malloc(qlen > vlen + 128 ? qlen : vlen + 128), *lit = malloc(vlen);
+	if (!sql || !lit) {
+		free(sql);
+		free(lit);
+		finish(run, NULL, "out of memory", true);
+		return;
+	}
+	snprintf(sql, qlen, "PREPARE " EVAL_STMT " AS %s", mi->eval_query);
+	send_query(run, sql, 0, NULL, prepare_result);
+	sql_literal(v, lit, vlen);
+	snprintf(sql, vlen + 128, "EXPLAIN (FORMAT JSON) EXECUTE " EVAL_STMT "(%s, %s)", lit, kbuf);
+	send_query(run, sql, 0, NULL, explain_result);
+	free(sql);
+	free(lit);
 }
 
 static void run_next(struct eval_run *run)
@@ -195,6 +279,10 @@ static void run_next(struct eval_run *run)
 			if (sql_session_settings(names, values, 1, sql, sizeof(sql)) == 0)
 				send_query(run, sql, 0, NULL, NULL);
 		}
+		if (run->generic_plan) {
+			plant_generic_plan(run, mi, kbuf);
+			return;
+		}
 		if (run->expect_index[0]) {
 			char sql[8192];
 			snprintf(sql, sizeof(sql), "EXPLAIN (FORMAT JSON) %s", mi->eval_query);
@@ -206,7 +294,17 @@ static void run_next(struct eval_run *run)
 	if (run->i < set->n) {
 		const char *params[] = {set->queries[run->i].vector, kbuf};
 		run->sent = now_sec();
-		send_query(run, mi->eval_query, 2, params, query_result);
+		if (run->generic_plan) {
+			if (!run->finished && (!run->s || pg_session_execute(run->s, EVAL_STMT, 2, params, query_result, run) < 0))
+				finish(run, NULL, "maintenance connection unavailable", true);
+		} else {
+			send_query(run, mi->eval_query, 2, params, query_result);
+		}
+		return;
+	}
+	if (run->scans_on[0] && run->no_scans_on[0] && !run->scans_checked) {
+		const char *params[] = {run->scans_on, run->no_scans_on};
+		send_query(run, SQL_SCAN_COUNTS, 2, params, scans_result);
 		return;
 	}
 	struct eval_outcome out = {
@@ -215,7 +313,11 @@ static void run_next(struct eval_run *run)
 		.p95_ms = percentile(run->lat_ms, set->n, 95),
 		.plan_index = run->plan_index,
 	};
+	if (run->plan_teardown_sql[0])
+		send_query(run, run->plan_teardown_sql, 0, NULL, NULL);
 	send_query(run, "ROLLBACK", 0, NULL, NULL);
+	if (run->generic_plan)
+		send_query(run, "DEALLOCATE ALL", 0, NULL, NULL);
 	finish(run, &out, NULL, false);
 }
 
@@ -231,6 +333,12 @@ void eval_run_start(struct eval_run *run, struct pg_session *s, const struct vg_
 		snprintf(run->setup_sql, sizeof(run->setup_sql), "%s", opts->setup_sql ? opts->setup_sql : "");
 		snprintf(run->expect_index, sizeof(run->expect_index), "%s", opts->expect_index ? opts->expect_index : "");
 		snprintf(run->expect_hint, sizeof(run->expect_hint), "%s", opts->expect_hint ? opts->expect_hint : "");
+		run->generic_plan = opts->generic_plan;
+		snprintf(run->plan_setup_sql, sizeof(run->plan_setup_sql), "%s", opts->plan_setup_sql ? opts->plan_setup_sql : "");
+		snprintf(run->plan_teardown_sql, sizeof(run->plan_teardown_sql), "%s",
+		         opts->plan_teardown_sql ? opts->plan_teardown_sql : "");
+		snprintf(run->scans_on, sizeof(run->scans_on), "%s", opts->scans_on ? opts->scans_on : "");
+		snprintf(run->no_scans_on, sizeof(run->no_scans_on), "%s", opts->no_scans_on ? opts->no_scans_on : "");
 	}
 	run->done = done;
 	run->arg = arg;
@@ -240,6 +348,12 @@ void eval_run_start(struct eval_run *run, struct pg_session *s, const struct vg_
 		run->truth_total += !set->queries[i].truth_from_file;
 	run->lat_ms = calloc(set->n ? set->n : 1, sizeof(double));
 	send_query(run, "ROLLBACK", 0, NULL, NULL); /* a transaction a failed attempt left open */
+	if (run->generic_plan) {
+		/* a failed attempt's statement and hides (hypopg's are per session, not transactional) */
+		send_query(run, "DEALLOCATE ALL", 0, NULL, NULL);
+		if (run->plan_teardown_sql[0])
+			send_query(run, run->plan_teardown_sql, 0, NULL, NULL);
+	}
 	send_query(run, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL, NULL);
 	if (run->setup_sql[0])
 		send_query(run, run->setup_sql, 0, NULL, NULL);

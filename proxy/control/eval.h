@@ -45,6 +45,19 @@ struct eval_opts {
 	const char *setup_sql;    /* run inside the eval transaction first (e.g. hide the live index), or NULL */
 	const char *expect_index; /* EXPLAIN must show this index serving the eval query, or NULL */
 	const char *expect_hint;  /* appended to the refusal when it does not */
+	/* Time the queries through one prepared statement whose generic plan is
+	 * made by EXPLAIN EXECUTE right after plan_setup_sql and reused by every
+	 * query.  This is how a role without superuser measures a candidate:
+	 * hypopg hides an index from plans made while EXPLAIN runs, never from
+	 * a query's own planning, so only a plan made under EXPLAIN and cached
+	 * carries the hide into execution (README, "Without superuser"). */
+	bool generic_plan;
+	const char *plan_setup_sql;    /* before the plan is made, or NULL */
+	const char *plan_teardown_sql; /* after the timed queries, or NULL */
+	/* schema-qualified indexes: the timed queries must have scanned `scans_on`
+	 * once each and `no_scans_on` never (the cached plan held; a concurrent
+	 * ANALYZE or DDL re-plans it without the hide), or NULL */
+	const char *scans_on, *no_scans_on;
 };
 
 /* One run in progress; embedded (zeroed) in its owner, which keeps it, the
@@ -54,10 +67,13 @@ struct eval_run {
 	char index_name[128]; /* looked up on every step: a reload may replace the config */
 	struct eval_set *set;
 	char setup_sql[2400], expect_index[128], expect_hint[200];
+	bool generic_plan;
+	char plan_setup_sql[1800], plan_teardown_sql[300], scans_on[700], no_scans_on[700];
+	long long scans_before[2]; /* the two indexes' scan counters before the timed queries */
 	eval_done_cb done;
 	void *arg;
 	size_t i;
-	bool truth_pass, prepared, finished;
+	bool truth_pass, prepared, finished, scans_checked;
 	double sent;
 	double *lat_ms;
 	double recall_sum;

@@ -15,7 +15,8 @@ enum session_state { PS_CONNECTING, PS_IDLE, PS_SENDING, PS_READING, PS_CLOSED }
 
 struct pg_stmt {
 	struct pg_stmt *next;
-	char *sql;
+	char *sql; /* or, `prepared`, the name of a statement PREPAREd on the session */
+	bool prepared;
 	int nparams;
 	char **params;
 	pg_result_cb cb;
@@ -126,9 +127,11 @@ static void ps_start_next(struct pg_session *s)
 	struct pg_stmt *st = s->head;
 	/* without parameters use the simple protocol: it allows several
 	 * statements (BEGIN; ...; COMMIT) in one string */
-	int ok = st->nparams ? PQsendQueryParams(s->conn, st->sql, st->nparams, NULL, (const char *const *)st->params,
-	                                         NULL, NULL, 0)
-	                     : PQsendQuery(s->conn, st->sql);
+	int ok = st->prepared  ? PQsendQueryPrepared(s->conn, st->sql, st->nparams, (const char *const *)st->params,
+	                                             NULL, NULL, 0)
+	         : st->nparams ? PQsendQueryParams(s->conn, st->sql, st->nparams, NULL, (const char *const *)st->params,
+	                                           NULL, NULL, 0)
+	                       : PQsendQuery(s->conn, st->sql);
 	if (!ok) {
 		/* the owner may be in the middle of queueing statements: report
 		 * the loss from the loop, never from inside its call */
@@ -329,8 +332,8 @@ struct pg_session *pg_session_connect(struct event_base *base, const char *const
 	return s;
 }
 
-int pg_session_query(struct pg_session *s, const char *sql, int nparams, const char *const *params,
-                     pg_result_cb cb, void *arg)
+static int queue_stmt(struct pg_session *s, const char *sql, bool prepared, int nparams, const char *const *params,
+                      pg_result_cb cb, void *arg)
 {
 	if (!s || s->state == PS_CLOSED || s->close_requested)
 		return -1;
@@ -338,6 +341,7 @@ int pg_session_query(struct pg_session *s, const char *sql, int nparams, const c
 	if (!st)
 		return -1;
 	st->sql = strdup(sql);
+	st->prepared = prepared;
 	st->nparams = nparams;
 	st->params = calloc((size_t)nparams + 1, sizeof(char *));
 	st->cb = cb;
@@ -359,6 +363,18 @@ int pg_session_query(struct pg_session *s, const char *sql, int nparams, const c
 	else if (s->state == PS_IDLE && s->head == st)
 		ps_wait(s, EV_WRITE); /* start once the callback has returned */
 	return 0;
+}
+
+int pg_session_query(struct pg_session *s, const char *sql, int nparams, const char *const *params,
+                     pg_result_cb cb, void *arg)
+{
+	return queue_stmt(s, sql, false, nparams, params, cb, arg);
+}
+
+int pg_session_execute(struct pg_session *s, const char *name, int nparams, const char *const *params,
+                       pg_result_cb cb, void *arg)
+{
+	return queue_stmt(s, name, true, nparams, params, cb, arg);
 }
 
 void pg_session_on_notify(struct pg_session *s, pg_notify_cb cb)

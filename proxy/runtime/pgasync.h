@@ -34,6 +34,10 @@ const char *pg_session_connect_error(void);
 /* Queue a statement; returns 0, or -1 if the session is closed. */
 int pg_session_query(struct pg_session *s, const char *sql, int nparams, const char *const *params,
                      pg_result_cb cb, void *arg);
+/* Queue an execution of a statement PREPAREd on this session (its cached,
+ * possibly generic, plan is used); same contract as pg_session_query. */
+int pg_session_execute(struct pg_session *s, const char *name, int nparams, const char *const *params,
+                       pg_result_cb cb, void *arg);
 /* Deliver NOTIFY messages (after LISTEN) to cb with the session's arg. */
 void pg_session_on_notify(struct pg_session *s, pg_notify_cb cb);
 bool pg_session_idle(const struct pg_session *s);

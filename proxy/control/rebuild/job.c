@@ -155,7 +155,7 @@ void job_apply(struct rebuild_job *job, enum job_event ev, struct job_transition
 	h->from = from;
 	h->to = t.next;
 	h->event = ev;
-	snprintf(h->message, sizeof(h->message), "%.239s", msg);
+	snprintf(h->message, sizeof(h->message), "%s", msg);
 	job->updated = now_sec();
 	/* whatever step ran has ended with this event */
 	job->step_busy = false;
@@ -241,6 +241,43 @@ int rebuild_start(const char *index_name, enum op_status *why, char *err, size_t
 	job_state_open(job);
 	*why = OP_OK;
 	return job->id;
+}
+
+bool job_hides_with_hypopg(const struct rebuild_job *job)
+{
+	int major = 0, minor = 0;
+	if (job->superuser || !job->hypopg_schema[0] || sscanf(job->hypopg_version, "%d.%d", &major, &minor) < 1)
+		return false;
+	return major > 1 || (major == 1 && minor >= 4); /* hypopg_hide_index came with 1.4 */
+}
+
+void job_mode_reason(const struct rebuild_job *job, char *out, size_t len)
+{
+	const struct vg_managed_index *mi = job_index(job);
+	const char *role = mi && mi->user ? mi->user : "postgres";
+	if (job->mode == SWAP_FLIP) {
+		snprintf(out, len, "role %s is superuser: the new index stays invisible to the planner until the gated swap, "
+		         "and the old one is kept for an instant rollback", role);
+		return;
+	}
+	size_t n = (size_t)snprintf(out, len, job->superuser
+	                                          ? "swap_mode rename is configured: the swap renames the indexes and drops "
+	                                            "the old one (no rollback)"
+	                                          : "role %s is not superuser, so the new index is visible to the planner "
+	                                            "as soon as it is built, and the swap renames the indexes and drops "
+	                                            "the old one (no rollback; a superuser maintenance role gives flip mode)",
+	                            role);
+	if (n >= len || job->superuser)
+		return;
+	if (job_hides_with_hypopg(job))
+		snprintf(out + n, len - n, "; hypopg %s (schema %s) lets verify measure the new index with the live one "
+		         "hidden from its plan", job->hypopg_version, job->hypopg_schema);
+	else if (job->hypopg_schema[0])
+		snprintf(out + n, len - n, "; hypopg %s cannot hide indexes (1.4 or later can), so verify measures the new "
+		         "index only if the planner prefers it", job->hypopg_version);
+	else
+		snprintf(out + n, len - n, "; without hypopg >= 1.4 (CREATE EXTENSION hypopg) verify measures the new index "
+		         "only if the planner prefers it");
 }
 
 double job_build_percent(const struct rebuild_job *job)

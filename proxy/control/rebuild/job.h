@@ -33,7 +33,7 @@ struct history_entry {
 	double at;
 	enum job_state from, to;
 	enum job_event event;
-	char message[240];
+	char message[600];
 };
 
 enum eval_purpose { EVAL_BASELINE, EVAL_VERIFY, EVAL_WATCH };
@@ -69,6 +69,10 @@ struct rebuild_job {
 	char *schema, *table, *live, *fresh, *retired, *live_def;
 	bool superuser;
 	enum swap_mode mode;
+	/* hypopg >= 1.4 in the database (schema "" when absent): without
+	 * superuser, verify hides the live index from a generic plan it makes
+	 * under EXPLAIN and reuses (eval.h, generic_plan) */
+	char hypopg_schema[64], hypopg_version[16];
 	long long live_size;
 
 	/* measurements */
@@ -141,6 +145,10 @@ const struct vg_managed_index *job_index(const struct rebuild_job *job);
 double job_build_percent(const struct rebuild_job *job);
 const struct build_blocker *job_waiting_for(const struct rebuild_job *job);
 bool job_eval_progress(const struct rebuild_job *job, struct eval_progress *out);
+/* Without superuser: can verify hide the live index with hypopg (>= 1.4)? */
+bool job_hides_with_hypopg(const struct rebuild_job *job);
+/* Why the job swaps the way it does, and what would give it more (preflight's message). */
+void job_mode_reason(const struct rebuild_job *job, char *out, size_t len);
 struct rebuild_job *job_new(const struct vg_managed_index *mi, char *err, size_t errlen);
 void job_register(struct rebuild_job *job);
 void job_free(struct rebuild_job *job);
