@@ -723,6 +723,8 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 	struct vg_config *cfg = base;
 	static const struct enum_name swap_modes[] = {
 		{"auto", VG_SWAP_AUTO}, {"flip", VG_SWAP_FLIP}, {"rename", VG_SWAP_RENAME}, {NULL, 0}};
+	static const struct enum_name eval_sources[] = {
+		{"file", VG_EVAL_FILE}, {"traffic", VG_EVAL_TRAFFIC}, {"both", VG_EVAL_BOTH}, {NULL, 0}};
 #define MI(member) OFF(struct vg_managed_index, member)
 	static const struct field fields[] = {
 		{"name", F_STR, MI(name), 0, 0, NULL},
@@ -735,6 +737,9 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		{"k", F_INT, MI(k), 1, 10000, NULL},
 		{"eval_file", F_STR, MI(eval_file), 0, 0, NULL},
 		{"eval_query", F_STR, MI(eval_query), 0, 0, NULL},
+		{"eval_source", F_ENUM, MI(eval_source), 0, 0, eval_sources},
+		{"traffic_sample_size", F_INT, MI(traffic_sample_size), 0, 1000000, NULL},
+		{"traffic_min_samples", F_INT, MI(traffic_min_samples), 1, 1000000, NULL},
 		{"recall_tolerance", F_SECONDS, MI(recall_tolerance), 0, 0, NULL},
 		{"latency_tolerance", F_SECONDS, MI(latency_tolerance), 0, 0, NULL},
 		{"latency_budget_ms", F_SECONDS, MI(latency_budget_ms), 0, 0, NULL},
@@ -783,6 +788,8 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		m->max_transaction_age = 300;
 		m->drift_tolerance = 0.05;
 		m->drift_propose_rebuild = true;
+		m->traffic_sample_size = -1; /* default depends on eval_source */
+		m->traffic_min_samples = 100;
 		/* vector reads move off the primary while it builds and verifies */
 		for (int st = 0; st < VG_POLICY_STEPS; st++)
 			m->route_policy[st] = -1;
@@ -792,9 +799,19 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 			return false;
 		if (!m->table || !m->index || !m->database)
 			return fail_at(lc, item, "a managed index needs database, table and index");
-		if (!m->eval_query || !m->eval_file)
-			return fail_at(lc, item, "managed index '%s' needs eval_query and eval_file (the recall gate)",
+		if (!m->eval_query)
+			return fail_at(lc, item, "managed index '%s' needs eval_query (the recall gate)", m->index);
+		if (!m->eval_file && m->eval_source != VG_EVAL_TRAFFIC)
+			return fail_at(lc, item, "managed index '%s' needs eval_file, or eval_source: traffic (the recall gate)",
 			               m->index);
+		if (m->eval_file && m->eval_source == VG_EVAL_TRAFFIC)
+			return fail_at(lc, item, "managed index '%s': eval_file is set but eval_source is traffic (use both)",
+			               m->index);
+		if (m->traffic_sample_size < 0)
+			m->traffic_sample_size = m->eval_source == VG_EVAL_FILE ? 0 : 1000;
+		if (m->eval_source != VG_EVAL_FILE && m->traffic_sample_size == 0)
+			return fail_at(lc, item, "managed index '%s': eval_source takes traffic, so traffic_sample_size must be "
+			               "above 0", m->index);
 		const char *dot = strchr(m->table, '.');
 		if (dot) {
 			m->schema = strndup(m->table, (size_t)(dot - m->table));

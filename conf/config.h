@@ -169,6 +169,8 @@ struct vg_setting {
 };
 
 enum vg_swap_mode { VG_SWAP_AUTO = 0, VG_SWAP_FLIP, VG_SWAP_RENAME };
+/* where a managed index's eval queries come from */
+enum vg_eval_source { VG_EVAL_FILE = 0, VG_EVAL_TRAFFIC, VG_EVAL_BOTH };
 
 /* An index vecgate may rebuild online. */
 struct vg_managed_index {
@@ -182,6 +184,12 @@ struct vg_managed_index {
 	char *password;
 	int k;          /* neighbours per eval query, default 10 */
 	char *eval_file; /* one query vector literal per line, optional " | id,id,..." ground truth */
+	enum vg_eval_source eval_source;
+	/* query vectors of vector reads kept per index (uniform reservoir, in
+	 * vecgate.eval_samples); 0 = not sampled.  Default 1000 when
+	 * eval_source takes traffic, else 0 */
+	int traffic_sample_size;
+	int traffic_min_samples; /* a rebuild on traffic alone needs this many, default 100 */
 	/* the k-NN query to evaluate: $1 = query vector literal (text), $2 = k;
 	 * e.g. SELECT id FROM items ORDER BY embedding <=> $1::vector LIMIT $2 */
 	char *eval_query;

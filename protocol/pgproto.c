@@ -322,6 +322,37 @@ int parse_bind_msg(const uint8_t *body, size_t len, const char **portal, const c
 	return 0;
 }
 
+int bind_param(const uint8_t *tail, size_t tail_len, int n, const uint8_t **value, int32_t *value_len, int *format)
+{
+	struct pg_reader rd;
+	rd_init(&rd, tail, tail_len);
+	int nfmt = rd_int16(&rd);
+	if (rd.err || nfmt < 0 || n < 1)
+		return -1;
+	int fmt = 0;
+	for (int i = 0; i < nfmt; i++) {
+		int f = rd_int16(&rd);
+		if (nfmt == 1 || i == n - 1)
+			fmt = f; /* one code applies to all, else one per parameter */
+	}
+	int nparams = rd_int16(&rd);
+	if (rd.err || n > nparams || (nfmt > 1 && nfmt != nparams))
+		return -1;
+	for (int i = 1; i <= n; i++) {
+		int32_t l = rd_int32(&rd);
+		const uint8_t *v = l > 0 ? rd_bytes(&rd, (size_t)l) : NULL;
+		if (rd.err || l < -1)
+			return -1;
+		if (i == n) {
+			*value = v;
+			*value_len = l;
+			*format = fmt;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 int parse_describe_close(const uint8_t *body, size_t len, char *kind, const char **name)
 {
 	struct pg_reader rd;

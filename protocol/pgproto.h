@@ -120,6 +120,10 @@ int parse_parse_msg(const uint8_t *body, size_t len, const char **stmt,
 /* 'B': portal, statement, then the rest opaque. */
 int parse_bind_msg(const uint8_t *body, size_t len, const char **portal, const char **stmt,
                    const uint8_t **tail, size_t *tail_len);
+/* Parameter n (1-based) of a Bind's tail (what parse_bind_msg leaves):
+ * its bytes (NULL for SQL NULL or empty), length (-1 = NULL) and format
+ * code (0 text, 1 binary).  0, or -1 when the message does not hold it. */
+int bind_param(const uint8_t *tail, size_t tail_len, int n, const uint8_t **value, int32_t *value_len, int *format);
 /* 'D' / 'C': kind ('S' or 'P') and name. */
 int parse_describe_close(const uint8_t *body, size_t len, char *kind, const char **name);
 

@@ -634,6 +634,8 @@ static void forward_loop(struct client_conn *c)
 			if (avail < total)
 				break; /* these are rewritten whole */
 			uint8_t *msg = evbuffer_pullup(in, total);
+			if (type == 'B' && c->sample_param)
+				route_sample_bind(c, msg, total);
 			prepared_rewrite(c, s, type, msg, total, out);
 			evbuffer_drain(in, total);
 			pending_emit(s);

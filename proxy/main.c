@@ -9,6 +9,7 @@
 #include "proxy/control/health.h"
 #include "proxy/control/rebuild/rebuild.h"
 #include "proxy/control/route_sync.h"
+#include "proxy/control/sample_sync.h"
 #include "proxy/listener.h"
 #include "proxy/pool.h"
 #include "proxy/reaper.h"
@@ -215,6 +216,7 @@ int main(int argc, char **argv)
 	log_info("vecgate started (config %s)", path);
 	health_start();
 	route_sync_start();
+	sample_sync_start();
 	rebuild_resume_all();
 	drift_start();
 	event_base_dispatch(vg.base);
@@ -222,6 +224,7 @@ int main(int argc, char **argv)
 	admin_stop();
 	drift_stop();
 	rebuild_shutdown();
+	sample_sync_stop();
 	route_sync_stop();
 	health_stop();
 	struct client_conn *c;

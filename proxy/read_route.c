@@ -9,6 +9,7 @@
 #include "proxy/backend_table.h"
 #include "proxy/pending.h"
 #include "proxy/route_table.h"
+#include "proxy/sampler.h"
 #include "routing/classify.h"
 #include "routing/ddl_guard.h"
 
@@ -165,12 +166,83 @@ static const struct sql_class *routing_class(struct client_conn *c, uint8_t type
 	return classify_vector_read(sql, len, scratch) ? scratch : NULL;
 }
 
+/* Copy Bind parameter n into the slot, if it is a text value. */
+static void sample_bind_param(struct traffic_sample *ts, int slot, const uint8_t *msg, size_t total, int n)
+{
+	const char *portal, *name;
+	const uint8_t *tail, *val;
+	size_t tail_len;
+	int32_t vlen;
+	int fmt;
+	if (parse_bind_msg(msg + PG_HDR_LEN, total - PG_HDR_LEN, &portal, &name, &tail, &tail_len) == 0 &&
+	    bind_param(tail, tail_len, n, &val, &vlen, &fmt) == 0 && fmt == 0 && vlen > 0)
+		sample_store(ts, slot, (const char *)val, (size_t)vlen);
+	else
+		sample_missed(ts);
+}
+
+/* Offer a vector read to its index's traffic sample.  A read taken has its
+ * vector copied from the statement's literal, from this Bind, or from the
+ * Bind that follows this Parse in the cycle (route_sample_bind). */
+static void sample_read(struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total, struct route_state *r)
+{
+	c->sample_param = 0;
+	struct traffic_sample *ts = r->sample;
+	if (!ts)
+		return;
+	int slot = -1;
+	if (type != 'P' && (slot = sample_offer(ts)) < 0)
+		return;
+	const char *sql, *name;
+	const uint8_t *tail = NULL;
+	size_t len, tail_len = 0;
+	if (type == 'B') {
+		const char *portal;
+		struct prep_stmt *st = NULL;
+		if (parse_bind_msg(msg + PG_HDR_LEN, total - PG_HDR_LEN, &portal, &name, &tail, &tail_len) == 0)
+			st = name_map_get(&c->stmts, name);
+		sql = st ? (const char *)st->tail : NULL;
+		len = st ? strnlen(sql, st->tail_len) : 0;
+	} else {
+		sql = statement_text(type, msg, total, &len, &name, &tail, &tail_len);
+	}
+	struct vec_operand op;
+	if (sql)
+		sql_vector_operand(sql, len, &op);
+	if (type == 'P' && sql && op.kind == VOP_PARAM) {
+		/* a Parse alone (a client preparing ahead) is no read: the
+		 * offer waits for the cycle's Bind */
+		c->sample_param = (uint16_t)op.param;
+		return;
+	}
+	if (slot < 0 && (slot = sample_offer(ts)) < 0)
+		return;
+	if (!sql || op.kind == VOP_NONE || op.kind == VOP_PARAM) {
+		if (op.kind == VOP_PARAM && type == 'B')
+			sample_bind_param(ts, slot, msg, total, op.param);
+		else
+			sample_missed(ts);
+	} else {
+		sample_store(ts, slot, sql + op.off, op.len);
+	}
+}
+
+void route_sample_bind(struct client_conn *c, const uint8_t *msg, size_t total)
+{
+	struct route_state *r = route_find(c->vread_route);
+	int n = c->sample_param, slot;
+	c->sample_param = 0;
+	if (r && r->sample && (slot = sample_offer(r->sample)) >= 0)
+		sample_bind_param(r->sample, slot, msg, total, n);
+}
+
 /* Decide where the cycle starting with this whole message goes.  For a
  * vector read that may leave the primary, `d` names the backend; the caller
  * finds its pool and reports with route_cycle_routed or _kept. */
 enum cycle_route route_cycle(struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total,
                              struct route_decision *d)
 {
+	c->sample_param = 0; /* a Parse's offer never outlives its cycle */
 	if (c->force_primary) {
 		c->force_primary = false; /* a replay: its latency keeps counting from the first try */
 		return CYCLE_PRIMARY;
@@ -184,6 +256,8 @@ enum cycle_route route_cycle(struct client_conn *c, uint8_t type, const uint8_t 
 		return CYCLE_PRIMARY;
 	snprintf(c->vread_route, sizeof(c->vread_route), "%s", d->route->name);
 	c->vread_start = now_sec();
+	if (d->target != ROUTE_TO_REFUSE)
+		sample_read(c, type, msg, total, d->route);
 	if (d->target == ROUTE_TO_REFUSE) {
 		routes_count(d->route, RS_REFUSED);
 		char m[300];

@@ -35,6 +35,9 @@ void route_cycle_routed(struct client_conn *c, const struct route_decision *d);
 void route_cycle_kept(struct client_conn *c, const struct route_decision *d);
 void route_cycle_done(struct client_conn *c); /* the routed cycle is answered */
 void route_cycle_end(struct client_conn *c);  /* the cycle's transaction ended: count its latency */
+/* The cycle is a vector read whose query vector is a parameter of this
+ * (whole) Bind: offer it to the index's traffic sample. */
+void route_sample_bind(struct client_conn *c, const uint8_t *msg, size_t total);
 /* Can the primary answer a routed read that failed with this SQLSTATE? */
 bool route_error_replayable(const char *sqlstate);
 /* A routed read's backend failed before answering: counted and logged

@@ -6,6 +6,7 @@
 #include "proxy/route_table.h"
 #include "proxy/backend_table.h"
 #include "proxy/runtime/runtime.h"
+#include "proxy/sampler.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,13 +25,14 @@ static void free_routes(struct route_state *arr, int n)
 		free(arr[i].backend);
 		free(arr[i].schema);
 		free(arr[i].table);
+		sample_free(arr[i].sample);
 	}
 	free(arr);
 }
 
 /* Build the table from the config; modes and counters of indexes that
  * stay are carried over from `old`. */
-static void table_new(const struct route_state *old, int n_old)
+static void table_new(struct route_state *old, int n_old)
 {
 	const struct vg_config *cfg = vg.cfg;
 	routes = calloc(cfg->n_indexes + 1, sizeof(*routes));
@@ -61,7 +63,13 @@ static void table_new(const struct route_state *old, int n_old)
 			r->mode_dirty = old[o].mode_dirty;
 			r->step_dirty = old[o].step_dirty;
 			r->synced = old[o].synced;
+			if (old[o].sample && old[o].sample->size == mi->traffic_sample_size) {
+				r->sample = old[o].sample; /* the sample survives a reload of the same size */
+				old[o].sample = NULL;
+			}
 		}
+		if (!r->sample && mi->traffic_sample_size > 0)
+			r->sample = sample_new(mi->traffic_sample_size);
 	}
 }
 

@@ -14,6 +14,7 @@
 #include "routing/route.h"
 
 struct backend_state;
+struct traffic_sample;
 
 enum route_stat { RS_PRIMARY, RS_REPLICA, RS_FALLBACK, RS_REFUSED, RS_REPLAYED, ROUTE_STAT_COUNT };
 
@@ -30,6 +31,7 @@ struct route_state {
 	unsigned mode_gen, mode_gen_sent, step_gen, step_gen_sent;
 	uint64_t stats[ROUTE_STAT_COUNT];
 	struct latency_hist latency; /* vector reads: arrival to the ReadyForQuery that ends the cycle */
+	struct traffic_sample *sample; /* traffic_sample_size > 0: its vector reads' query vectors */
 };
 
 struct route_decision {

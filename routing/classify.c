@@ -234,6 +234,68 @@ bool sql_is_vector_operator(const char *op, size_t len)
 	return false;
 }
 
+/* ---- the query vector of a k-NN statement ---- */
+
+/* A plain '...' literal (no E'' escapes, no doubled quotes: a vector
+ * literal never needs them) or a parameter $n. */
+static bool vector_operand_of(const char *sql, const struct tok *t, struct vec_operand *out)
+{
+	if (t->type == T_STRING && t->len >= 2 && t->p[0] == '\'' && t->p[t->len - 1] == '\'' &&
+	    !memchr(t->p + 1, '\'', t->len - 2)) {
+		out->kind = VOP_LITERAL;
+		out->off = (size_t)(t->p + 1 - sql);
+		out->len = t->len - 2;
+		return true;
+	}
+	if (t->type == T_PARAM && t->len > 1 && t->len <= 6) {
+		int n = 0; /* the text is not NUL-terminated: digits within the token only */
+		for (size_t i = 1; i < t->len; i++)
+			n = n * 10 + (t->p[i] - '0');
+		if (n < 1)
+			return false;
+		out->kind = VOP_PARAM;
+		out->param = n;
+		return true;
+	}
+	return false;
+}
+
+static bool is_punct(const struct tok *t, char c)
+{
+	return t->type == T_PUNCT && t->p[0] == c;
+}
+
+void sql_vector_operand(const char *sql, size_t len, struct vec_operand *out)
+{
+	memset(out, 0, sizeof(*out));
+	struct lexer lx = {sql, len, 0};
+	struct tok prev[4]; /* prev[0] the token just before */
+	memset(prev, 0, sizeof(prev));
+	for (;;) {
+		struct tok t;
+		next_token(&lx, &t);
+		if (t.type == T_END)
+			return;
+		if (t.type == T_OP && sql_is_vector_operator(t.p, t.len)) {
+			struct tok r;
+			next_token(&lx, &r);
+			if (is_punct(&r, '('))
+				next_token(&lx, &r);
+			if (vector_operand_of(sql, &r, out))
+				return;
+			/* the left side, cast or not: X <op>, X::type <op> */
+			const struct tok *l = &prev[0];
+			if (prev[0].type == T_WORD && is_punct(&prev[1], ':') && is_punct(&prev[2], ':'))
+				l = &prev[3];
+			if (vector_operand_of(sql, l, out))
+				return;
+			t = r;
+		}
+		memmove(prev + 1, prev, 3 * sizeof(prev[0]));
+		prev[0] = t;
+	}
+}
+
 /* ---- classification ---- */
 
 static bool word_is(const struct tok *t, const char *w)

@@ -50,6 +50,18 @@ void sql_classify(const char *sql, size_t len, struct sql_class *out);
  * A bare name matches whatever the schema (search_path is not known here). */
 bool sql_name_matches(const char *given, const char *schema, const char *name);
 
+/* Where the query vector of a k-NN statement is: the operand of its first
+ * distance operator that is a plain string literal (content without the
+ * quotes, at sql + off) or a parameter $param; VOP_NONE otherwise (a
+ * column on both sides, a subquery, an expression). */
+enum vec_operand_kind { VOP_NONE, VOP_LITERAL, VOP_PARAM };
+struct vec_operand {
+	enum vec_operand_kind kind;
+	size_t off, len; /* VOP_LITERAL */
+	int param;       /* VOP_PARAM, 1-based */
+};
+void sql_vector_operand(const char *sql, size_t len, struct vec_operand *out);
+
 /* Is this operator token one of pgvector's distance operators? */
 bool sql_is_vector_operator(const char *op, size_t len);
 

@@ -13,6 +13,7 @@
 #include "proxy/control/rebuild/rebuild.h"
 #include "proxy/pool.h"
 #include "proxy/route_table.h"
+#include "proxy/sampler.h"
 #include "proxy/runtime/runtime.h"
 #include "proxy/runtime/stats.h"
 
@@ -179,6 +180,12 @@ static void routes_metrics(struct evbuffer *out)
 	                         "ReadyForQuery.\n# TYPE vecgate_vector_query_seconds histogram\n");
 	for (int i = 0; i < route_count(); i++)
 		hist_write(out, "vecgate_vector_query_seconds", route_at(i)->name, &route_at(i)->latency);
+	evbuffer_add_printf(out, "# HELP vecgate_traffic_sample_vectors Query vectors held in a managed index's traffic "
+	                         "sample.\n# TYPE vecgate_traffic_sample_vectors gauge\n");
+	for (int i = 0; i < route_count(); i++)
+		if (route_at(i)->sample)
+			sample(out, "vecgate_traffic_sample_vectors", LABELS("index", route_at(i)->name), "%d",
+			       route_at(i)->sample->n_filled);
 }
 
 static void errors_metrics(struct evbuffer *out)

@@ -10,6 +10,7 @@
 #include "proxy/control/rebuild/rebuild.h"
 #include "proxy/route_table.h"
 #include "proxy/runtime/runtime.h"
+#include "proxy/sampler.h"
 
 #include <math.h>
 #include <string.h>
@@ -90,12 +91,17 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 	json_num(j, "recall", job->have_base ? job->base_recall : NAN);
 	json_num(j, "p50_ms", job->have_base ? job->base_p50 : NAN);
 	json_num(j, "p95_ms", job->have_base ? job->base_p95 : NAN);
+	json_num(j, "recall_eval_file", job->have_base ? job->base_recall_file : NAN);
+	json_num(j, "recall_traffic", job->have_base ? job->base_recall_traffic : NAN);
 	json_obj_end(j);
 	json_obj_begin(j, "candidate");
 	json_num(j, "recall", job->have_new ? job->new_recall : NAN);
 	json_num(j, "p50_ms", job->have_new ? job->new_p50 : NAN);
 	json_num(j, "p95_ms", job->have_new ? job->new_p95 : NAN);
+	json_num(j, "recall_eval_file", job->have_new ? job->new_recall_file : NAN);
+	json_num(j, "recall_traffic", job->have_new ? job->new_recall_traffic : NAN);
 	json_obj_end(j);
+	json_int(j, "traffic_queries", (long long)job->samples_loaded);
 	json_num(j, "swap_lock_ms", job->swap_tries ? job->swap_ms : NAN);
 	json_obj_begin(j, "watch");
 	json_int(j, "requests", job->have_watch ? (long long)job->post_requests : 0);
@@ -140,6 +146,9 @@ static void drift_json(struct json *j, const char *key, const char *index_name)
 	json_bool(j, "enabled", mi && mi->drift_check_seconds > 0);
 	json_num(j, "recall", d && d->have_recall ? d->recall : NAN);
 	json_num(j, "baseline", d && d->have_baseline ? d->baseline : NAN);
+	json_num(j, "recall_eval_file", d && d->have_recall ? d->recall_file : NAN);
+	json_num(j, "recall_traffic", d && d->have_recall ? d->recall_traffic : NAN);
+	json_int(j, "traffic_queries", d && d->have_recall ? (long long)d->n_traffic : 0);
 	json_bool(j, "alert", d && d->alert);
 	json_num(j, "checked_seconds_ago", d && d->checked_at > 0 ? now_sec() - d->checked_at : NAN);
 	json_int(j, "checks", d ? (long long)d->checks : 0);
@@ -185,6 +194,19 @@ void view_route(struct json *j, const char *key, const struct route_state *r)
 	for (int s = 0; s < ROUTE_STAT_COUNT; s++)
 		json_int(j, route_stat_name((enum route_stat)s), (long long)r->stats[s]);
 	json_obj_end(j);
+	if (r->sample) {
+		const struct traffic_sample *ts = r->sample;
+		json_obj_begin(j, "traffic_sample");
+		json_int(j, "size", ts->size);
+		json_int(j, "filled", ts->n_filled);
+		json_int(j, "seen", (long long)ts->seen);
+		json_int(j, "stored", (long long)ts->stored);
+		json_int(j, "missed", (long long)ts->missed);
+		json_int(j, "unwritten", ts->n_dirty);
+		json_obj_end(j);
+	} else {
+		json_str(j, "traffic_sample", NULL);
+	}
 	json_obj_end(j);
 }
 

@@ -8,7 +8,10 @@
 #include "proxy/control/drift.h"
 #include "proxy/control/rebuild/job.h"
 #include "proxy/control/rebuild/rebuild.h"
+#include "proxy/control/sample_sync.h"
 #include "proxy/control/session.h"
+
+#include <math.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +76,9 @@ static void measured(void *arg, const struct eval_outcome *out, const char *erro
 	}
 	double recall = out->recall;
 	d->recall = recall;
+	d->recall_file = out->recall_file;
+	d->recall_traffic = out->recall_traffic;
+	d->n_traffic = out->n_traffic;
 	d->have_recall = true;
 	d->checked_at = now_sec();
 	d->checks++;
@@ -98,6 +104,28 @@ static void measured(void *arg, const struct eval_outcome *out, const char *erro
 	check_done(d);
 }
 
+static void samples_read(void *arg, PGresult *res, const char *error)
+{
+	struct drift_monitor *d = arg;
+	const struct vg_managed_index *mi = config_find_index(vg.cfg, d->name);
+	if (!mi) {
+		check_failed(d, "the managed index left the configuration");
+		return;
+	}
+	int rows = error ? 0 : PQntuples(res);
+	if (mi->eval_source == VG_EVAL_TRAFFIC || rows >= mi->traffic_min_samples)
+		for (int r = 0; r < rows; r++)
+			eval_set_add_traffic(&d->set, PQgetvalue(res, r, 0));
+	if (!d->set.n) {
+		char m[200];
+		snprintf(m, sizeof(m), "%d traffic samples, fewer than traffic_min_samples (%d)", rows,
+		         mi->traffic_min_samples);
+		check_failed(d, m);
+		return;
+	}
+	eval_run_start(&d->run, d->s, mi, &d->set, NULL, measured, d);
+}
+
 static void connected(void *arg, const char *error)
 {
 	struct drift_monitor *d = arg;
@@ -106,7 +134,13 @@ static void connected(void *arg, const char *error)
 		check_failed(d, error);
 		return;
 	}
-	eval_run_start(&d->run, d->s, config_find_index(vg.cfg, d->name), &d->set, NULL, measured, d);
+	const struct vg_managed_index *mi = config_find_index(vg.cfg, d->name);
+	if (mi && mi->eval_source != VG_EVAL_FILE) {
+		const char *params[] = {mi->name};
+		pg_session_query(d->s, SQL_SAMPLES_READ, 1, params, samples_read, d);
+		return;
+	}
+	eval_run_start(&d->run, d->s, mi, &d->set, NULL, measured, d);
 }
 
 static void lost(void *arg, const char *error)
@@ -132,7 +166,8 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 		    (d->checked_at > 0 && now - d->checked_at < mi->drift_check_seconds))
 			continue;
 		char err[256];
-		if (eval_set_load(&d->set, mi->eval_file, err, sizeof(err)) < 0) {
+		memset(&d->set, 0, sizeof(d->set));
+		if (mi->eval_file && eval_set_load(&d->set, mi->eval_file, err, sizeof(err)) < 0) {
 			snprintf(d->last_error, sizeof(d->last_error), "%s", err);
 			d->checked_at = now;
 			continue;

@@ -18,6 +18,8 @@ struct drift_monitor {
 	struct drift_monitor *next;
 	char *name;
 	double recall, baseline, checked_at;
+	double recall_file, recall_traffic; /* split by where the queries came from (NAN: none) */
+	size_t n_traffic;
 	bool have_recall, have_baseline, alert, running;
 	uint64_t checks, failures;
 	char last_error[256];

@@ -74,6 +74,43 @@ void eval_set_free(struct eval_set *set)
 	memset(set, 0, sizeof(*set));
 }
 
+int eval_set_add_traffic(struct eval_set *set, const char *vector)
+{
+	struct eval_query *n = realloc(set->queries, (set->n + 1) * sizeof(*n));
+	if (!n)
+		return -1;
+	set->queries = n;
+	struct eval_query *q = &set->queries[set->n];
+	memset(q, 0, sizeof(*q));
+	if (!(q->vector = strdup(vector)))
+		return -1;
+	q->from_traffic = true;
+	set->n++;
+	return 0;
+}
+
+void eval_set_drop_traffic(struct eval_set *set)
+{
+	size_t kept = 0;
+	for (size_t i = 0; i < set->n; i++) {
+		if (set->queries[i].from_traffic) {
+			free(set->queries[i].vector);
+			free(set->queries[i].truth);
+			continue;
+		}
+		set->queries[kept++] = set->queries[i];
+	}
+	set->n = kept;
+}
+
+size_t eval_set_count(const struct eval_set *set, bool from_traffic)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < set->n; i++)
+		n += set->queries[i].from_traffic == from_traffic;
+	return n;
+}
+
 static void run_next(struct eval_run *run);
 
 /* The run ends here, once: success or the first failure. */
@@ -126,7 +163,10 @@ static void query_result(void *arg, PGresult *res, const char *error)
 		size_t n;
 		ids_of(res, got, &n, k < 1024 ? k : 1024);
 		run->lat_ms[run->i] = (now - run->sent) * 1000.0;
-		run->recall_sum += recall_at_k(got, n, q->truth, q->n_truth, k);
+		double r = recall_at_k(got, n, q->truth, q->n_truth, k);
+		run->recall_sum += r;
+		if (q->from_traffic)
+			run->recall_sum_traffic += r;
 	}
 	run->i++;
 	run->steps_done++;
@@ -307,8 +347,13 @@ static void run_next(struct eval_run *run)
 		send_query(run, SQL_SCAN_COUNTS, 2, params, scans_result);
 		return;
 	}
+	size_t n_traffic = eval_set_count(set, true), n_file = set->n - n_traffic;
 	struct eval_outcome out = {
 		.recall = run->recall_sum / (double)set->n,
+		.recall_file = n_file ? (run->recall_sum - run->recall_sum_traffic) / (double)n_file : NAN,
+		.recall_traffic = n_traffic ? run->recall_sum_traffic / (double)n_traffic : NAN,
+		.n_file = n_file,
+		.n_traffic = n_traffic,
 		.p50_ms = percentile(run->lat_ms, set->n, 50),
 		.p95_ms = percentile(run->lat_ms, set->n, 95),
 		.plan_index = run->plan_index,

@@ -22,6 +22,7 @@ struct eval_query {
 	int64_t *truth;
 	size_t n_truth;
 	bool truth_from_file; /* else recomputed exactly in every run */
+	bool from_traffic;    /* sampled from vector reads (vecgate.eval_samples), not the eval file */
 };
 
 struct eval_set {
@@ -32,9 +33,18 @@ struct eval_set {
 /* Lines "VECTOR" or "VECTOR | id, id, ..." ('#' comments).  0, or -1 with a reason. */
 int eval_set_load(struct eval_set *set, const char *path, char *err, size_t errlen);
 void eval_set_free(struct eval_set *set);
+/* Append a query vector sampled from traffic (ground truth computed in the run).  0, or -1 out of memory. */
+int eval_set_add_traffic(struct eval_set *set, const char *vector);
+/* Drop the traffic queries (before loading a fresh sample). */
+void eval_set_drop_traffic(struct eval_set *set);
+size_t eval_set_count(const struct eval_set *set, bool from_traffic);
 
 struct eval_outcome {
 	double recall, p50_ms, p95_ms;
+	/* recall over the eval file's queries and over the traffic sample's
+	 * (NAN where the set has none); `recall` is over all of them */
+	double recall_file, recall_traffic;
+	size_t n_file, n_traffic;
 	const char *plan_index; /* the index EXPLAIN showed, when the run checked */
 };
 /* error NULL: the run finished; else it stopped, and `transient` says
@@ -76,7 +86,7 @@ struct eval_run {
 	bool truth_pass, prepared, finished, scans_checked;
 	double sent;
 	double *lat_ms;
-	double recall_sum;
+	double recall_sum, recall_sum_traffic;
 	char plan_index[128];
 	double started;          /* monotonic seconds */
 	size_t truth_total, steps_done; /* exact queries to run; queries answered so far (both passes) */

@@ -28,6 +28,9 @@
 	" step text,"                                                                                                  \
 	" updated_at timestamptz NOT NULL DEFAULT now(),"                                                              \
 	" updated_by text);"                                                                                           \
+	"CREATE TABLE IF NOT EXISTS vecgate.eval_samples ("                                                            \
+	" index_name text NOT NULL, slot int NOT NULL, vector text NOT NULL,"                                          \
+	" sampled_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (index_name, slot));"                             \
 	"LISTEN vecgate_routes"
 
 #define SQL_ROUTE_SEED "INSERT INTO vecgate.routes (index_name, mode, updated_by) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
@@ -320,6 +323,12 @@ static void free_syncs(void)
 }
 
 /* ---- operations ---- */
+
+struct pg_session *route_sync_session(const struct route_state *r)
+{
+	struct route_sync *y = sync_of(r);
+	return y && y->ready && y->s && pg_session_connected(y->s) ? y->s : NULL;
+}
 
 enum op_status routes_set_mode(const char *name, enum vg_route_mode mode, const char *source)
 {

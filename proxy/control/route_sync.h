@@ -11,7 +11,13 @@
 #include "proxy/runtime/runtime.h"
 #include "routing/rebuild_job.h"
 
+struct route_state;
+struct pg_session;
+
 void route_sync_start(void);
+/* The session that keeps r's database's vecgate schema (routes and
+ * vecgate.eval_samples), or NULL while it is not usable. */
+struct pg_session *route_sync_session(const struct route_state *r);
 void route_sync_reload(void);
 void route_sync_stop(void);
 /* Operator change: OP_OK, or OP_NOT_FOUND for an unknown index. */

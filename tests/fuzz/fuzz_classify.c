@@ -72,6 +72,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	else if (c.n_tables > 0)
 		FUZZ_CHECK(hits == (UINT64_C(1) << c.n_tables) - 1);
 
+	/* the query vector's place: inside the text, a literal without quotes */
+	struct vec_operand op;
+	sql_vector_operand(sql, size, &op);
+	if (op.kind == VOP_LITERAL) {
+		FUZZ_CHECK(op.off >= 1 && op.off + op.len < size);
+		FUZZ_CHECK(sql[op.off - 1] == '\'' && sql[op.off + op.len] == '\'');
+		FUZZ_CHECK(!memchr(sql + op.off, '\'', op.len));
+	} else if (op.kind == VOP_PARAM) {
+		FUZZ_CHECK(op.param >= 1);
+	}
+
 	/* the operator check on the first bytes of the input */
 	if (size >= 3 && sql_is_vector_operator(sql, 3))
 		FUZZ_CHECK(sql[0] == '<' && sql[2] == '>');

@@ -65,6 +65,17 @@ static void bind_msg(const uint8_t *body, size_t len)
 		return;
 	FUZZ_CHECK(fuzz_str_inside(portal, body, len) && fuzz_str_inside(stmt, body, len));
 	FUZZ_CHECK(tail + tail_len == body + len && tail >= body);
+	/* the traffic sampler reads one parameter: inside the message, or refused */
+	for (int n = 1; n <= 3; n++) {
+		const uint8_t *val;
+		int32_t vlen;
+		int fmt;
+		if (bind_param(tail, tail_len, n, &val, &vlen, &fmt) < 0)
+			continue;
+		FUZZ_CHECK(vlen >= -1);
+		if (vlen > 0)
+			FUZZ_CHECK(val >= tail && val + vlen <= tail + tail_len);
+	}
 	struct pg_buf b;
 	buf_init(&b);
 	build_bind_named(&b, portal, stmt, tail, tail_len);

@@ -269,6 +269,39 @@ static void test_ddl_guard(void **state)
 	assert_int_equal(guard("SELECT 1; DROP INDEX docs_ivf", GUARD_MODE_BLOCK, msg, hint), GUARD_BLOCKED);
 }
 
+static void operand(const char *sql, enum vec_operand_kind kind, const char *literal, int param)
+{
+	struct vec_operand o;
+	sql_vector_operand(sql, strlen(sql), &o);
+	assert_int_equal(o.kind, kind);
+	if (kind == VOP_LITERAL) {
+		assert_int_equal(o.len, strlen(literal));
+		assert_memory_equal(sql + o.off, literal, o.len);
+	}
+	if (kind == VOP_PARAM)
+		assert_int_equal(o.param, param);
+}
+
+static void test_vector_operand(void **state)
+{
+	(void)state;
+	operand("SELECT id FROM t ORDER BY v <-> '[1,2,3]' LIMIT 5", VOP_LITERAL, "[1,2,3]", 0);
+	operand("SELECT id FROM t ORDER BY v <=> '[1,2]'::vector(2) LIMIT 5", VOP_LITERAL, "[1,2]", 0);
+	operand("SELECT id FROM t ORDER BY '[0.5,1]'::vector <#> v LIMIT 5", VOP_LITERAL, "[0.5,1]", 0);
+	operand("SELECT id FROM t ORDER BY '[0.5,1]' <+> v", VOP_LITERAL, "[0.5,1]", 0);
+	operand("SELECT id FROM t ORDER BY v <-> $2::vector LIMIT $1", VOP_PARAM, NULL, 2);
+	operand("SELECT id FROM t ORDER BY v<->($1) LIMIT 3", VOP_PARAM, NULL, 1);
+	operand("SELECT id FROM t WHERE x = $1 ORDER BY $3 <-> v", VOP_PARAM, NULL, 3);
+	/* a column on both sides, escapes, comments and strings are not query vectors */
+	operand("SELECT a.id FROM t a, t b ORDER BY a.v <-> b.v", VOP_NONE, NULL, 0);
+	operand("SELECT id FROM t ORDER BY v <-> E'[1,2]'", VOP_NONE, NULL, 0);
+	operand("SELECT '<-> ''[1]''' /* <-> '[2]' */ FROM t", VOP_NONE, NULL, 0);
+	operand("SELECT id FROM t ORDER BY v <-> (SELECT v FROM t WHERE id = 1)", VOP_NONE, NULL, 0);
+	operand("SELECT id FROM t ORDER BY v <->", VOP_NONE, NULL, 0);
+	/* the first usable operand wins */
+	operand("SELECT a.v <-> b.v, v <-> $4 FROM t", VOP_PARAM, NULL, 4);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -276,6 +309,7 @@ int main(void)
 		cmocka_unit_test(test_tables),               cmocka_unit_test(test_guarded_ddl),
 		cmocka_unit_test(test_unterminated_input), cmocka_unit_test(test_random_inputs),
 		cmocka_unit_test(test_ddl_guard),            cmocka_unit_test(test_unterminated_unicode_ident),
+		cmocka_unit_test(test_vector_operand),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

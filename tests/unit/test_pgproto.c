@@ -297,6 +297,30 @@ static void test_extended_parsers(void **state)
 	assert_int_equal(tl, sizeof(btail) - 1);
 	assert_int_equal(parse_bind_msg((const uint8_t *)"p\0s", 3, &portal, &name, &t, &tl), -1);
 
+	/* Bind parameters: one format code for all, then one per parameter */
+	const uint8_t bt1[] = "\0\1\0\0\0\2\0\0\0\3abc\0\0\0\2xy";
+	const uint8_t *val;
+	int32_t vlen;
+	int fmt;
+	assert_int_equal(bind_param(bt1, sizeof(bt1) - 1, 2, &val, &vlen, &fmt), 0);
+	assert_int_equal(vlen, 2);
+	assert_memory_equal(val, "xy", 2);
+	assert_int_equal(fmt, 0);
+	assert_int_equal(bind_param(bt1, sizeof(bt1) - 1, 3, &val, &vlen, &fmt), -1);
+	assert_int_equal(bind_param(bt1, sizeof(bt1) - 1, 0, &val, &vlen, &fmt), -1);
+	const uint8_t bt2[] = "\0\2\0\0\0\1\0\2\xff\xff\xff\xff\0\0\0\4\0\1\0\0";
+	assert_int_equal(bind_param(bt2, sizeof(bt2) - 1, 1, &val, &vlen, &fmt), 0);
+	assert_int_equal(vlen, -1);
+	assert_int_equal(bind_param(bt2, sizeof(bt2) - 1, 2, &val, &vlen, &fmt), 0);
+	assert_int_equal(vlen, 4);
+	assert_int_equal(fmt, 1);
+	/* truncated value, format count that does not match */
+	assert_int_equal(bind_param(bt2, sizeof(bt2) - 3, 2, &val, &vlen, &fmt), -1);
+	const uint8_t bt3[] = "\0\2\0\0\0\0\0\3\0\0\0\0\0\0\0\0\0\0\0\0";
+	assert_int_equal(bind_param(bt3, sizeof(bt3) - 1, 1, &val, &vlen, &fmt), -1);
+	const uint8_t bt4[] = "\0\0\0\1\xff\xff\xff\xf0";
+	assert_int_equal(bind_param(bt4, sizeof(bt4) - 1, 1, &val, &vlen, &fmt), -1); /* length below -1 */
+
 	buf_reset(&b);
 	build_describe_close(&b, 'D', 'S', "stmt_a");
 	char kind;

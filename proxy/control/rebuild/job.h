@@ -80,6 +80,9 @@ struct rebuild_job {
 	struct eval_run eval;
 	enum eval_purpose purpose;
 	double base_recall, base_p50, base_p95, new_recall, new_p50, new_p95;
+	/* the same recalls split by where the queries came from (NAN: none) */
+	double base_recall_file, base_recall_traffic, new_recall_file, new_recall_traffic;
+	size_t samples_loaded; /* traffic queries in evals, from vecgate.eval_samples at preflight */
 	bool have_base, have_new;
 	double swap_ms, swap_sent;
 	int swap_tries;

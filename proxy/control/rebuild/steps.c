@@ -8,6 +8,7 @@
  */
 #include "proxy/control/rebuild/job.h"
 #include "routing/gate.h"
+#include "proxy/control/sample_sync.h"
 #include "routing/indexdef.h"
 
 #include <math.h>
@@ -94,9 +95,22 @@ static void watch_judge(struct rebuild_job *job, const struct eval_outcome *out)
 		          errors_up ? traffic : slower ? traffic : gr.reason);
 }
 
+/* Which queries the recall is over, when the traffic sample is in the set. */
+static void eval_sources_note(const struct eval_outcome *out, char *buf, size_t len)
+{
+	if (!out->n_traffic)
+		snprintf(buf, len, "%s", "");
+	else if (!out->n_file)
+		snprintf(buf, len, " over %zu queries sampled from traffic", out->n_traffic);
+	else
+		snprintf(buf, len, " (eval file %.4f over %zu queries, traffic sample %.4f over %zu)", out->recall_file,
+		         out->n_file, out->recall_traffic, out->n_traffic);
+}
+
 static void eval_done(void *arg, const struct eval_outcome *out, const char *error, bool transient)
 {
 	struct rebuild_job *job = arg;
+	char sources[200];
 	if (error) {
 		job_event(job, transient ? JEV_TRANSIENT : JEV_FATAL, "%s", error);
 		return;
@@ -105,13 +119,18 @@ static void eval_done(void *arg, const struct eval_outcome *out, const char *err
 	switch (job->purpose) {
 	case EVAL_BASELINE:
 		job->base_recall = out->recall;
+		job->base_recall_file = out->recall_file;
+		job->base_recall_traffic = out->recall_traffic;
 		job->base_p50 = out->p50_ms;
 		job->base_p95 = out->p95_ms;
 		job->have_base = true;
-		job_event(job, JEV_STEP_OK, "baseline: recall@%d %.4f, p50 %.2f ms, p95 %.2f ms", mi ? mi->k : 0,
-		          out->recall, out->p50_ms, out->p95_ms);
+		eval_sources_note(out, sources, sizeof(sources));
+		job_event(job, JEV_STEP_OK, "baseline: recall@%d %.4f%s, p50 %.2f ms, p95 %.2f ms", mi ? mi->k : 0,
+		          out->recall, sources, out->p50_ms, out->p95_ms);
 		return;
 	case EVAL_VERIFY: {
+		job->new_recall_file = out->recall_file;
+		job->new_recall_traffic = out->recall_traffic;
 		job->new_recall = out->recall;
 		job->new_p50 = out->p50_ms;
 		job->new_p95 = out->p95_ms;
@@ -121,8 +140,9 @@ static void eval_done(void *arg, const struct eval_outcome *out, const char *err
 		                        mi ? mi->latency_budget_ms : 0};
 		struct gate_result gr;
 		gate_evaluate(&in, &gr);
+		eval_sources_note(out, sources, sizeof(sources));
 		if (gr.pass) {
-			job_event(job, JEV_STEP_OK, "gate passed: %s (plan used %s)", gr.reason, out->plan_index);
+			job_event(job, JEV_STEP_OK, "gate passed: %s%s (plan used %s)", gr.reason, sources, out->plan_index);
 		} else if (mi && mi->approve_swap) {
 			/* the build is worth keeping: the operator decides */
 			snprintf(job->gate_refusal, sizeof(job->gate_refusal), "%s", gr.reason);
@@ -191,7 +211,7 @@ static void start_eval(struct rebuild_job *job, enum eval_purpose purpose)
 
 /* ---- steps ---- */
 
-enum preflight_stage { PF_SUPER, PF_HYPOPG, PF_INDEX, PF_INVALID, PF_RUNNING, PF_OLD_XACTS, PF_SPACE, PF_DONE };
+enum preflight_stage { PF_SUPER, PF_HYPOPG, PF_SAMPLES, PF_INDEX, PF_INVALID, PF_RUNNING, PF_OLD_XACTS, PF_SPACE, PF_DONE };
 
 static void preflight_result(void *arg, PGresult *res, const char *error);
 
@@ -205,6 +225,15 @@ static void preflight_next(struct rebuild_job *job)
 		return;
 	case PF_HYPOPG:
 		job_query(job, SQL_HYPOPG, 0, NULL, preflight_result);
+		return;
+	case PF_SAMPLES:
+		if (mi && mi->eval_source != VG_EVAL_FILE) {
+			const char *params[] = {mi->name};
+			job_query(job, SQL_SAMPLES_READ, 1, params, preflight_result);
+			return;
+		}
+		job->pf_stage++;
+		preflight_next(job);
 		return;
 	case PF_INDEX: {
 		char q[700];
@@ -245,17 +274,50 @@ static void preflight_next(struct rebuild_job *job)
 	case PF_DONE: {
 		char why[700];
 		job_mode_reason(job, why, sizeof(why));
-		job_event(job, JEV_STEP_OK, "preflight passed (swap mode %s): %s", job->mode == SWAP_FLIP ? "flip" : "rename",
-		          why);
+		job_event(job, JEV_STEP_OK, "preflight passed (swap mode %s): %s; eval set: %zu queries from the eval file, "
+		          "%zu sampled from traffic", job->mode == SWAP_FLIP ? "flip" : "rename", why,
+		          eval_set_count(&job->evals, false), job->samples_loaded);
 		return;
 	}
 	}
+}
+
+/* The traffic sample becomes part of the job's eval set for its whole
+ * life, so baseline, verify and watch measure the same queries. */
+static bool take_samples(struct rebuild_job *job, const PGresult *res, const char *error)
+{
+	const struct vg_managed_index *mi = job_index(job);
+	eval_set_drop_traffic(&job->evals);
+	int rows = error ? 0 : PQntuples(res);
+	if (mi && (mi->eval_source == VG_EVAL_TRAFFIC || rows >= mi->traffic_min_samples))
+		for (int r = 0; r < rows; r++)
+			if (eval_set_add_traffic(&job->evals, PQgetvalue(res, r, 0)) < 0)
+				break;
+	job->samples_loaded = eval_set_count(&job->evals, true);
+	if (mi && mi->eval_source == VG_EVAL_TRAFFIC && rows < mi->traffic_min_samples) {
+		job_event(job, JEV_FATAL,
+		          "preflight: %d traffic samples of %s in vecgate.eval_samples%s%s, eval_source traffic needs "
+		          "traffic_min_samples (%d): let more vector reads through vecgate, or lower traffic_min_samples",
+		          rows, mi->name, error ? " (" : "", error ? "not readable yet)" : "", mi->traffic_min_samples);
+		return false;
+	}
+	if (mi && !job->samples_loaded)
+		log_info("rebuild %d (%s): %d traffic samples, fewer than traffic_min_samples (%d): the eval file only",
+		         job->id, mi->name, rows, mi->traffic_min_samples);
+	return true;
 }
 
 static void preflight_result(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
 	const struct vg_managed_index *mi = job_index(job);
+	if (job->pf_stage == PF_SAMPLES) {
+		if (!take_samples(job, res, error))
+			return;
+		job->pf_stage++;
+		preflight_next(job);
+		return;
+	}
 	if (error) {
 		job_event(job, pg_result_transient(res) ? JEV_TRANSIENT : JEV_FATAL, "preflight query failed: %s", error);
 		return;
