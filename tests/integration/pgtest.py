@@ -17,10 +17,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 PGBIN = "/usr/lib/postgresql/15/bin"
 SRC = os.environ.get("VECGATE_SRC", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 VECGATE_BIN = os.environ.get("VECGATE_BIN", os.path.join(SRC, "build", "vecgate"))
+VECGATECTL_BIN = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
 SUPERPW = "super-pw"
 
 _cleanups = []
@@ -242,6 +244,21 @@ class Vecgate:
                  "password=%s" % password]
         parts += ["%s=%s" % (k, v) for k, v in kw.items()]
         return " ".join(parts)
+
+
+def vecgatectl(admin_port, token, *args, timeout=300):
+    """Run the CLI against an admin port; the CompletedProcess (text)."""
+    env = dict(os.environ, VECGATE_TOKEN=token, VECGATE_ADMIN_URL="http://127.0.0.1:%d" % admin_port)
+    return subprocess.run([VECGATECTL_BIN] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def admin_get(admin_port, token, path):
+    """GET an admin API path with the bearer token: the decoded JSON."""
+    import json
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (admin_port, path),
+                                 headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
 
 
 # ---- raw protocol helpers ----

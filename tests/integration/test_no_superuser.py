@@ -17,17 +17,14 @@ where pgvector or hypopg >= 1.4 is not installed."""
 import json
 import os
 import random
-import subprocess
 import threading
 import time
 import unittest
-import urllib.request
 
 import psycopg
 
-from pgtest import SRC, SUPERPW, PgCluster, Vecgate, eval_file, free_port, has_pgvector, run
+from pgtest import admin_get, eval_file, free_port, has_pgvector, PgCluster, run, Vecgate, vecgatectl
 
-CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
 TOKEN = "no-superuser-token-0123"
 DIMS = 32
 
@@ -75,14 +72,10 @@ class NoSuperuser(unittest.TestCase):
         cls.vg.stop()
 
     def ctl(self, *args):
-        env = dict(os.environ, VECGATE_TOKEN=TOKEN, VECGATE_ADMIN_URL="http://127.0.0.1:%d" % self.admin)
-        return subprocess.run([CTL] + list(args), capture_output=True, text=True, env=env, timeout=300)
+        return vecgatectl(self.admin, TOKEN, *args)
 
     def job(self, job_id):
-        req = urllib.request.Request("http://127.0.0.1:%d/v1/jobs/%d" % (self.admin, job_id),
-                                     headers={"Authorization": "Bearer " + TOKEN})
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return json.loads(r.read())
+        return admin_get(self.admin, TOKEN, "/v1/jobs/%d" % job_id)
 
     def wait(self, job_id, pred, timeout=240):
         deadline = time.time() + timeout

@@ -13,19 +13,15 @@ again.  Skipped where pgvector is not installed (tests/install-deps builds it
 from VECGATE_VENDOR_DIR).
 """
 import json
-import os
 import random
 import re
-import subprocess
 import time
 import unittest
-import urllib.request
 
 import psycopg
 
-from pgtest import SRC, SUPERPW, PgCluster, Vecgate, eval_file, free_port, has_pgvector
+from pgtest import SUPERPW, admin_get, eval_file, free_port, has_pgvector, PgCluster, Vecgate, vecgatectl
 
-CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
 TOKEN = "pgvector-gate-token-0123"
 DIMS = 32
 
@@ -78,14 +74,10 @@ class CandidateInvisible(unittest.TestCase):
         cls.vg.stop()
 
     def ctl(self, *args):
-        env = dict(os.environ, VECGATE_TOKEN=TOKEN, VECGATE_ADMIN_URL="http://127.0.0.1:%d" % self.admin)
-        return subprocess.run([CTL] + list(args), capture_output=True, text=True, env=env, timeout=300)
+        return vecgatectl(self.admin, TOKEN, *args)
 
     def job(self, job_id):
-        req = urllib.request.Request("http://127.0.0.1:%d/v1/jobs/%d" % (self.admin, job_id),
-                                     headers={"Authorization": "Bearer " + TOKEN})
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return json.loads(r.read())
+        return admin_get(self.admin, TOKEN, "/v1/jobs/%d" % job_id)
 
     def plan_index(self, conn, sql):
         plan = conn.execute("EXPLAIN (FORMAT JSON) " + sql).fetchone()[0]
@@ -252,12 +244,9 @@ class IvfflatRebuild(unittest.TestCase):
                 "with": {"lists": 40}, "search_settings": {"ivfflat.probes": "2"},
                 "recall_tolerance": 0.5, "latency_budget_ms": 250, "watch_seconds": 1, "retention_seconds": 1}]})
         try:
-            env = dict(os.environ, VECGATE_TOKEN=TOKEN, VECGATE_ADMIN_URL="http://127.0.0.1:%d" % admin)
-            r = subprocess.run([CTL, "rebuild", "start", "docs", "--until-done"], capture_output=True, text=True,
-                               env=env, timeout=300)
+            r = vecgatectl(admin, TOKEN, "rebuild", "start", "docs", "--until-done")
             self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr)
-            j = json.loads(subprocess.run([CTL, "--json", "jobs", "docs"], capture_output=True, text=True,
-                                          env=env).stdout)["jobs"][0]
+            j = json.loads(vecgatectl(admin, TOKEN, "--json", "jobs", "docs").stdout)["jobs"][0]
             self.assertEqual(j["state"], "done")
             # approximate on both sides: neither graph finds every true neighbour at 2 probes
             self.assertLess(j["baseline"]["recall"], 1.0)

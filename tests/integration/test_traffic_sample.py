@@ -15,9 +15,8 @@ import urllib.request
 
 import psycopg
 
-from pgtest import SRC, SUPERPW, PgCluster, Vecgate, cube_table, eval_file, free_port, has_pgvector
+from pgtest import SUPERPW, admin_get, eval_file, free_port, has_pgvector, PgCluster, Vecgate, vecgatectl
 
-CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
 TOKEN = "traffic-sample-token-01"
 SIZE = 50
 PGVECTOR = has_pgvector()
@@ -68,14 +67,10 @@ class TrafficSample(unittest.TestCase):
         cls.vg.stop()
 
     def api(self, path):
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.admin, path),
-                                     headers={"Authorization": "Bearer " + TOKEN})
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return json.loads(r.read())
+        return admin_get(self.admin, TOKEN, path)
 
     def ctl(self, *args):
-        env = dict(os.environ, VECGATE_TOKEN=TOKEN, VECGATE_ADMIN_URL="http://127.0.0.1:%d" % self.admin)
-        return subprocess.run([CTL] + list(args), capture_output=True, text=True, env=env, timeout=300)
+        return vecgatectl(self.admin, TOKEN, *args)
 
     def route(self, name):
         return [r for r in self.api("/v1/routes")["routes"] if r["name"] == name][0]
