@@ -5,6 +5,7 @@ import pwd
 import re
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from pgtest import SRC, free_port, wait_port, _cleanups  # noqa: E402
@@ -21,8 +22,11 @@ def vecgate_bin():
     return b
 
 
-def start_pgbouncer(pg, db="app", user="app", password="app-pw", pool_size=20):
-    d = os.path.join(pg.dir, "pgbouncer")
+def start_pgbouncer(pg, db="app", user="app", password="app-pw", pool_size=20, max_client_conn=500,
+                    extra_databases="", wrapper=(), name="pgbouncer", start_timeout=10.0):
+    """PgBouncer in transaction mode in front of `pg`; `extra_databases` are more
+    [databases] lines, `wrapper` a command the process runs under (valgrind)."""
+    d = os.path.join(pg.dir, name)
     os.makedirs(d)
     pw = pwd.getpwnam("postgres")
     port = free_port()
@@ -31,6 +35,7 @@ def start_pgbouncer(pg, db="app", user="app", password="app-pw", pool_size=20):
     with open(os.path.join(d, "pgbouncer.ini"), "w") as f:
         f.write("""[databases]
 %s = host=127.0.0.1 port=%d dbname=%s
+%s
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = %d
@@ -39,24 +44,32 @@ auth_type = scram-sha-256
 auth_file = %s/users.txt
 pool_mode = transaction
 default_pool_size = %d
-max_client_conn = 500
+max_client_conn = %d
 logfile = %s/pgbouncer.log
 pidfile = %s/pgbouncer.pid
-""" % (db, pg.port, db, port, d, d, pool_size, d, d))
+""" % (db, pg.port, db, extra_databases, port, d, d, pool_size, max_client_conn, d, d))
     for root, _, files in os.walk(d):
         os.chown(root, pw.pw_uid, pw.pw_gid)
         for fn in files:
             os.chown(os.path.join(root, fn), pw.pw_uid, pw.pw_gid)
-    proc = subprocess.Popen(["runuser", "-u", "postgres", "--", "/usr/sbin/pgbouncer",
-                             os.path.join(d, "pgbouncer.ini")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(["runuser", "-u", "postgres", "--"] + list(wrapper) + ["/usr/sbin/pgbouncer",
+                            os.path.join(d, "pgbouncer.ini")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def stop():
         if proc.poll() is None:
             proc.terminate()
             proc.wait(10)
     _cleanups.append(stop)
-    wait_port(port, proc=proc)
-    pid = int(subprocess.run(["pgrep", "-f", "pgbouncer.ini", "-n"], capture_output=True, text=True).stdout.split()[0])
+    wait_port(port, timeout=start_timeout, proc=proc)
+    # the pidfile names the pooler itself (runuser is its parent); it may
+    # appear just after the port opens
+    pidfile = os.path.join(d, "pgbouncer.pid")
+    for _ in range(200):
+        if os.path.exists(pidfile) and open(pidfile).read().strip():
+            break
+        time.sleep(0.05)
+    with open(pidfile) as f:
+        pid = int(f.read().split()[0])
     return port, pid
 
 
