@@ -53,7 +53,7 @@ static void secret_from_password(const char *user, const char *password, struct 
 
 static void send_buf(struct client_conn *c, struct pg_buf *b)
 {
-	bufferevent_write(c->bev, b->data, b->len);
+	io_write(&c->io, b->data, b->len);
 	buf_free(b);
 }
 

@@ -27,17 +27,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static void client_read_cb(struct bufferevent *bev, void *arg);
-static void client_write_cb(struct bufferevent *bev, void *arg);
-static void client_event_cb(struct bufferevent *bev, short what, void *arg);
-
-static void client_setup_bev(struct client_conn *c)
-{
-	bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
-	bufferevent_setwatermark(c->bev, EV_WRITE, VG_OUT_LOW, 0);
-	io_out_attach(&c->out, c->bev, c->tls, client_read_cb, client_write_cb, client_event_cb, c);
-	io_read(&c->out, true);
-}
+static void client_read_cb(void *arg);
+static void client_write_cb(void *arg);
+static void client_event_cb(short what, void *arg);
 
 void client_accept(int fd, const char *addr, bool is_unix)
 {
@@ -47,18 +39,13 @@ void client_accept(int fd, const char *addr, bool is_unix)
 		close(fd);
 		return;
 	}
-	c->bev = bufferevent_socket_new(vg.base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (!c->bev) {
-		close(fd);
-		free(c);
-		return;
-	}
-	c->fd = fd;
+	io_init(&c->io, fd, client_read_cb, client_write_cb, client_event_cb, c);
 	c->is_unix = is_unix;
 	snprintf(c->addr, sizeof(c->addr), "%s", addr);
 	c->id = ++vg.next_id;
 	c->state = CL_STARTUP;
-	c->connect_time = c->last_active = now_sec();
+	vg_clock_tick();
+	c->connect_time = c->last_active = now_cached();
 	/* a made-up key: cancel requests are matched against it, then the
 	 * real key of whatever server the client is linked to is used */
 	do {
@@ -68,7 +55,7 @@ void client_accept(int fd, const char *addr, bool is_unix)
 	} while (client_find_by_cancel_key(c->cancel_pid, c->cancel_key));
 	TAILQ_INSERT_TAIL(&vg.clients, c, link);
 	vg.n_clients++;
-	client_setup_bev(c);
+	io_read(&c->io, true);
 	log_debug("C-%llu: new connection from %s", (unsigned long long)c->id, addr);
 }
 
@@ -87,7 +74,7 @@ void client_send_error(struct client_conn *c, const char *severity, const char *
 	struct pg_buf b;
 	buf_init(&b);
 	build_error(&b, severity, sqlstate, msg, detail, NULL);
-	bufferevent_write(c->bev, b.data, b.len);
+	io_write(&c->io, b.data, b.len);
 	buf_free(&b);
 	stats_error(sqlstate);
 }
@@ -108,25 +95,24 @@ void client_fatal(struct client_conn *c, const char *sqlstate, const char *msg, 
 
 static void closing_done(struct client_conn *c)
 {
-	io_out_detach(&c->out);
+	io_stop(&c->io);
 	if (c->flushing) {
 		TAILQ_REMOVE(&vg.closing_clients, c, link);
 		c->flushing = false;
 	}
-	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 	TAILQ_INSERT_TAIL(&vg.dead_clients, c, link);
 	reaper_schedule();
 }
 
-static void closing_write_cb(struct bufferevent *bev, void *arg)
+static void closing_write_cb(void *arg)
 {
-	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		closing_done(arg);
+	struct client_conn *c = arg;
+	if (io_out_len(&c->io) == 0)
+		closing_done(c);
 }
 
-static void closing_event_cb(struct bufferevent *bev, short what, void *arg)
+static void closing_event_cb(short what, void *arg)
 {
-	(void)bev;
 	(void)what;
 	closing_done(arg);
 }
@@ -153,17 +139,12 @@ void client_close(struct client_conn *c, const char *reason)
 	c->state = CL_CLOSING;
 	TAILQ_REMOVE(&vg.clients, c, link);
 	vg.n_clients--;
-	io_read(&c->out, false);
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+	io_read(&c->io, false);
+	if (io_out_len(&c->io) == 0) {
 		closing_done(c);
 		return;
 	}
-	io_out_detach(&c->out);
-	struct timeval tv = {2, 0};
-	bufferevent_set_timeouts(c->bev, NULL, &tv);
-	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-	bufferevent_setcb(c->bev, NULL, closing_write_cb, closing_event_cb, c);
-	bufferevent_enable(c->bev, EV_WRITE);
+	io_close_after_flush(&c->io, 2.0, closing_write_cb, closing_event_cb);
 	c->flushing = true;
 	TAILQ_INSERT_TAIL(&vg.closing_clients, c, link);
 }
@@ -172,8 +153,7 @@ void client_free(struct client_conn *c)
 {
 	if (c->replay)
 		evbuffer_free(c->replay);
-	io_out_detach(&c->out);
-	bufferevent_free(c->bev);
+	io_free(&c->io);
 	free(c->user);
 	free(c->database);
 	varcache_clear(&c->vars);
@@ -189,30 +169,16 @@ static bool upgrade_to_tls(struct client_conn *c)
 {
 	/* The 'S' must reach the client in clear before the handshake starts,
 	 * and nothing else is queued on a connection this young. */
-	if (send(c->fd, "S", 1, MSG_NOSIGNAL) != 1)
+	if (send(io_fd(&c->io), "S", 1, MSG_NOSIGNAL) != 1)
 		return false;
-	int nfd = dup(c->fd);
-	if (nfd < 0)
-		return false;
-	io_out_detach(&c->out);
-	bufferevent_free(c->bev);
 	SSL *ssl = SSL_new(vg.client_tls);
-	if (!ssl) {
-		close(nfd);
-		c->bev = bufferevent_socket_new(vg.base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!ssl)
 		return false;
-	}
-	c->fd = nfd;
 	c->tls = true;
-	c->bev = bufferevent_openssl_socket_new(vg.base, nfd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-	                                        BEV_OPT_CLOSE_ON_FREE);
-	if (!c->bev) {
+	if (io_start_tls(&c->io, ssl, BUFFEREVENT_SSL_ACCEPTING) < 0) {
 		SSL_free(ssl);
-		close(nfd);
-		c->bev = bufferevent_socket_new(vg.base, -1, BEV_OPT_CLOSE_ON_FREE);
 		return false;
 	}
-	client_setup_bev(c);
 	return true;
 }
 
@@ -226,7 +192,7 @@ static const char *normalize_encoding(const char *v)
 /* Returns false when the client was closed. */
 static bool handle_startup(struct client_conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = io_in(&c->io);
 	size_t avail = evbuffer_get_length(in);
 	uint8_t hdr[4];
 	if (avail < 4)
@@ -260,7 +226,7 @@ static bool handle_startup(struct client_conn *c)
 			}
 			return false; /* the client speaks again after the handshake */
 		}
-		bufferevent_write(c->bev, "N", 1);
+		io_write(&c->io, "N", 1);
 		return true;
 	case STARTUP_GSSENC:
 		evbuffer_drain(in, total);
@@ -269,7 +235,7 @@ static bool handle_startup(struct client_conn *c)
 			return false;
 		}
 		c->gss_asked = true;
-		bufferevent_write(c->bev, "N", 1);
+		io_write(&c->io, "N", 1);
 		return true;
 	case STARTUP_CANCEL: {
 		evbuffer_drain(in, total);
@@ -338,7 +304,7 @@ static bool handle_startup(struct client_conn *c)
 		struct pg_buf b;
 		buf_init(&b);
 		build_negotiate_version(&b, 0, unknown_pq, n_unknown_pq);
-		bufferevent_write(c->bev, b.data, b.len);
+		io_write(&c->io, b.data, b.len);
 		buf_free(&b);
 	}
 	if (!config_find_database(vg.cfg, c->database)) {
@@ -355,7 +321,7 @@ static bool handle_startup(struct client_conn *c)
 
 static bool handle_auth_message(struct client_conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = io_in(&c->io);
 	size_t avail = evbuffer_get_length(in);
 	uint8_t hdr[PG_HDR_LEN];
 	if (avail < PG_HDR_LEN)
@@ -409,16 +375,18 @@ void client_login_done(struct client_conn *c)
 	}
 	build_backend_key(&b, c->cancel_pid, c->cancel_key);
 	build_ready(&b, 'I');
-	bufferevent_write(c->bev, b.data, b.len);
+	io_write(&c->io, b.data, b.len);
 	buf_free(&b);
 	c->state = CL_IDLE;
-	c->last_active = now_sec();
+	c->last_active = now_cached();
 	client_resume_read(c);
 	if (vg.cfg->logging.log_connections)
 		log_info("C-%llu: %s@%s login to %s (%s pool%s)", (unsigned long long)c->id, c->user, c->addr,
 		         c->database, config_pool_mode_name(p->mode), c->tls ? ", TLS" : "");
-	if (evbuffer_get_length(bufferevent_get_input(c->bev)))
+	if (io_in_len(&c->io))
 		client_process(c);
+	else
+		io_trim(&c->io); /* an idle client holds no buffers */
 }
 
 /* ---- the forwarding loop ---- */
@@ -449,7 +417,7 @@ void client_replay_on_primary(struct client_conn *c, const char *why)
 {
 	assert(!c->server && !c->in_pool_queue);
 	route_cycle_failed(c, why);
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = io_in(&c->io);
 	/* a message cut off by backpressure is whole in the replay buffer:
 	 * its unsent rest must not follow it twice */
 	evbuffer_drain(in, c->fwd_remaining);
@@ -462,7 +430,7 @@ void client_replay_on_primary(struct client_conn *c, const char *why)
 	c->state = CL_IDLE;
 	if (c->read_paused) { /* paused for the dead server's sake */
 		c->read_paused = false;
-		io_read(&c->out, true);
+		io_read(&c->io, true);
 	}
 	client_process(c);
 }
@@ -471,7 +439,7 @@ void client_pause_read(struct client_conn *c)
 {
 	if (!c->read_paused) {
 		c->read_paused = true;
-		io_read(&c->out, false);
+		io_read(&c->io, false);
 	}
 }
 
@@ -479,7 +447,7 @@ void client_pause_read(struct client_conn *c)
  * skipped as it arrives (fwd_remaining with no server means "discard"). */
 static bool drain_whole(struct client_conn *c, uint32_t total)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = io_in(&c->io);
 	size_t avail = evbuffer_get_length(in);
 	if (avail >= total) {
 		evbuffer_drain(in, total);
@@ -490,9 +458,69 @@ static bool drain_whole(struct client_conn *c, uint32_t total)
 	return false;
 }
 
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* In transaction mode only messages naming a prepared statement are
+ * rewritten; the unnamed ones pass as they are. */
+static bool names_no_statement(uint8_t type, const uint8_t *body, size_t len)
+{
+	switch (type) {
+	case 'P':
+		return len >= 1 && body[0] == 0;
+	case 'B': {
+		const uint8_t *end = memchr(body, 0, len); /* after the portal name */
+		return end && end + 1 < body + len && end[1] == 0;
+	}
+	case 'D':
+	case 'C':
+		return len >= 2 && (body[0] != 'S' || body[1] == 0);
+	default:
+		return true;
+	}
+}
+
+/* The common case, as PgBouncer's sbuf does it: a linked client's messages
+ * that need no more than their header (no DDL guard, no routing, no named
+ * statement) go to the server in one move per read instead of one per
+ * message.  Only whole messages in the input's first chain are taken; the
+ * rest is left to the message-at-a-time loop.  Returns the bytes moved. */
+static size_t forward_batch(struct client_conn *c, struct server_conn *s, struct evbuffer *in)
+{
+	if (c->state != CL_ACTIVE || c->routed || c->guard_skip || c->discard_remaining)
+		return 0;
+	size_t contig = evbuffer_get_contiguous_space(in);
+	if (contig < PG_HDR_LEN)
+		return 0;
+	const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)contig); /* the first chain: no copy */
+	bool txn_mode = c->pool->mode == VG_POOL_TRANSACTION;
+	size_t off = 0;
+	while (off + PG_HDR_LEN <= contig && s->pending.count < VG_PENDING_MAX) {
+		uint8_t type = p[off];
+		uint32_t len = be32(p + off + 1);
+		if (len < 4 || len > contig - off - 1 || type == 'X' || !pg_frontend_type_valid(type) ||
+		    ddl_guard_applies(type))
+			break;
+		if (txn_mode && !names_no_statement(type, p + off + PG_HDR_LEN, len - 4))
+			break;
+		if (type == 'Q' || type == 'E')
+			c->queries++;
+		if (pending_tracked(type))
+			pending_push_request(s, PD_FORWARD, type, 0, 0);
+		off += len + 1;
+	}
+	if (off) {
+		c->last_active = now_cached();
+		evbuffer_remove_buffer(in, io_out(&s->io), off);
+	}
+	return off;
+}
+
 static void forward_loop(struct client_conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = io_in(&c->io);
 	for (;;) {
 		if (c->state != CL_IDLE && c->state != CL_ACTIVE)
 			return;
@@ -508,7 +536,7 @@ static void forward_loop(struct client_conn *c)
 		}
 		if (c->fwd_remaining) {
 			assert(s);
-			struct evbuffer *out = bufferevent_get_output(s->bev);
+			struct evbuffer *out = io_out(&s->io);
 			if (evbuffer_get_length(out) >= VG_OUT_HIGH) {
 				client_pause_read(c);
 				return;
@@ -518,10 +546,12 @@ static void forward_loop(struct client_conn *c)
 			c->fwd_remaining -= n;
 			continue;
 		}
-		uint8_t hdr[PG_HDR_LEN];
+		if (s && io_out_len(&s->io) < VG_OUT_HIGH && forward_batch(c, s, in))
+			continue;
 		if (avail < PG_HDR_LEN)
 			break;
-		evbuffer_copyout(in, hdr, PG_HDR_LEN);
+		/* the header is almost always in the first chain: no copy */
+		const uint8_t *hdr = evbuffer_pullup(in, PG_HDR_LEN);
 		uint8_t type;
 		uint32_t total;
 		enum pkt_status st = pkt_peek_header(hdr, PG_HDR_LEN, vg.cfg->limits.max_message_size, &type, &total);
@@ -549,7 +579,7 @@ static void forward_loop(struct client_conn *c)
 			client_fatal(c, "08P01", m, NULL);
 			return;
 		}
-		c->last_active = now_sec();
+		c->last_active = now_cached();
 		log_debug("C-%llu: -> '%c' len %u, server %s", (unsigned long long)c->id, type, total,
 		          s ? "linked" : "none");
 		if (c->guard_skip) {
@@ -562,7 +592,7 @@ static void forward_loop(struct client_conn *c)
 					/* the server still owes earlier answers and flushes them
 					 * on Sync: its ReadyForQuery ends the batch, after ours */
 					pending_push_request(s, PD_FORWARD, 'S', 0, 0);
-					evbuffer_remove_buffer(in, bufferevent_get_output(s->bev), total);
+					evbuffer_remove_buffer(in, io_out(&s->io), total);
 					continue;
 				}
 				evbuffer_drain(in, total);
@@ -622,7 +652,7 @@ static void forward_loop(struct client_conn *c)
 			if (type == 'S' || type == 'Q')
 				c->cycle_sent = true;
 		}
-		struct evbuffer *out = bufferevent_get_output(s->bev);
+		struct evbuffer *out = io_out(&s->io);
 		if (evbuffer_get_length(out) >= VG_OUT_HIGH || s->pending.count >= VG_PENDING_MAX) {
 			client_pause_read(c); /* resumed as the server drains or answers */
 			return;
@@ -672,12 +702,12 @@ void client_process(struct client_conn *c)
 		case CL_WAIT_WELCOME:
 			/* queued for a server or for the pool's first login: hold at
 			 * most a window of what the client pipelines */
-			if (evbuffer_get_length(bufferevent_get_input(c->bev)) > VG_OUT_HIGH)
+			if (evbuffer_get_length(io_in(&c->io)) > VG_OUT_HIGH)
 				client_pause_read(c);
 			return;
 		case CL_AUTH_LOOKUP:
 			/* nothing is due from the client before its challenge */
-			if (evbuffer_get_length(bufferevent_get_input(c->bev)) > vg.cfg->limits.max_startup_size) {
+			if (evbuffer_get_length(io_in(&c->io)) > vg.cfg->limits.max_startup_size) {
 				client_fatal(c, "08P01", "unexpected data before the authentication request", NULL);
 				return;
 			}
@@ -692,7 +722,7 @@ void client_resume_read(struct client_conn *c)
 {
 	if (c->read_paused) {
 		c->read_paused = false;
-		io_read(&c->out, true);
+		io_read(&c->io, true);
 	}
 }
 
@@ -703,32 +733,28 @@ void client_linked(struct client_conn *c)
 	client_process(c);
 }
 
-static void client_read_cb(struct bufferevent *bev, void *arg)
+static void client_read_cb(void *arg)
 {
-	(void)bev;
 	client_process(arg);
 }
 
-static void client_write_cb(struct bufferevent *bev, void *arg)
+static void client_write_cb(void *arg)
 {
-	(void)bev;
 	struct client_conn *c = arg;
-	io_out_drained(&c->out);
 	/* output drained below the low watermark: let the server talk again */
 	struct server_conn *s = c->server;
 	if (s && s->read_paused) {
 		s->read_paused = false;
-		io_read(&s->out, true);
+		io_read(&s->io, true);
 		server_process(s);
 	}
 }
 
-static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+static void client_event_cb(short what, void *arg)
 {
-	(void)bev;
 	struct client_conn *c = arg;
 	if (what & BEV_EVENT_ERROR) {
-		unsigned long e = bufferevent_get_openssl_error(c->bev);
+		unsigned long e = io_tls_error(&c->io);
 		if (e) {
 			char buf[256];
 			ERR_error_string_n(e, buf, sizeof(buf));

@@ -16,7 +16,6 @@
 #include <stdint.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 
 #include "conf/config.h"
 #include "protocol/scram.h"
@@ -55,9 +54,7 @@ struct client_conn {
 	bool in_pool_queue;
 	bool flushing; /* on vg.closing_clients */
 	enum client_state state;
-	int fd;
-	struct bufferevent *bev;
-	struct io_out out;
+	struct io_conn io;
 	bool tls;
 	bool is_unix;
 	bool ssl_asked, gss_asked; /* each negotiation at most once */
@@ -122,9 +119,7 @@ struct server_conn {
 	TAILQ_ENTRY(server_conn) idle_link; /* pool->idle */
 	bool in_idle;
 	enum server_state state;
-	int fd;
-	struct bufferevent *bev;
-	struct io_out out;
+	struct io_conn io;
 	bool tls;
 	struct pool *pool;
 	struct client_conn *client;
@@ -205,7 +200,7 @@ struct pool {
  * read until it is complete, else the client's socket. */
 static inline struct evbuffer *conn_client_out(struct server_conn *s)
 {
-	return s->holding ? s->hold : bufferevent_get_output(s->client->bev);
+	return s->holding ? s->hold : io_out(&s->client->io);
 }
 
 #endif

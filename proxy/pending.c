@@ -10,7 +10,6 @@
 #include "protocol/pgproto.h"
 
 #include <assert.h>
-#include <event2/bufferevent.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,7 +67,7 @@ void pending_push_request(struct server_conn *s, uint8_t kind, uint8_t req, uint
 	if (req == 'S')
 		s->err_skip = false;
 	if (kind == PD_FORWARD && s->pending.count == 0)
-		s->req_started = now_sec();
+		s->req_started = now_cached();
 	struct pending p = {.kind = kind, .req = req, .synth = synth, .stmt = stmt};
 	pq_push(&s->pending, p);
 }
@@ -94,11 +93,11 @@ void pending_answer(struct client_conn *c, uint8_t *msgs, size_t len, bool ready
 		return;
 	}
 	if (msgs)
-		bufferevent_write(c->bev, msgs, len);
+		io_write(&c->io, msgs, len);
 	free(msgs);
 	if (ready) {
 		uint8_t z[6] = {'Z', 0, 0, 0, 5, 'I'};
-		bufferevent_write(c->bev, z, sizeof(z));
+		io_write(&c->io, z, sizeof(z));
 	}
 }
 

@@ -275,7 +275,7 @@ static void login_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void fail_client_with_login_error(struct pool *p, struct client_conn *c)
 {
 	if (p->last_login_error) {
-		bufferevent_write(c->bev, p->last_login_error, p->last_login_error_len);
+		io_write(&c->io, p->last_login_error, p->last_login_error_len);
 		client_close(c, "server login failed");
 	} else {
 		client_fatal(c, "08006", "could not log in to the backend server", NULL);

@@ -29,18 +29,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static void server_read_cb(struct bufferevent *bev, void *arg);
+static void server_read_cb(void *arg);
 static void resume_client(struct server_conn *s);
-static void server_write_cb(struct bufferevent *bev, void *arg);
-static void server_event_cb(struct bufferevent *bev, short what, void *arg);
-
-static void server_setup_bev(struct server_conn *s)
-{
-	bufferevent_setcb(s->bev, server_read_cb, server_write_cb, server_event_cb, s);
-	bufferevent_setwatermark(s->bev, EV_WRITE, VG_OUT_LOW, 0);
-	io_out_attach(&s->out, s->bev, s->tls, server_read_cb, server_write_cb, server_event_cb, s);
-	io_read(&s->out, true);
-}
+static void server_write_cb(void *arg);
+static void server_event_cb(short what, void *arg);
 
 struct server_conn *server_new(struct pool *p)
 {
@@ -52,7 +44,8 @@ struct server_conn *server_new(struct pool *p)
 	s->state = SV_CONNECTING;
 	s->connect_time = s->last_used = now_sec();
 	s->txn_status = 'I';
-	s->fd = -1;
+	io_init(&s->io, -1, server_read_cb, server_write_cb, server_event_cb, s);
+	s->io.want_read = true;
 	TAILQ_INSERT_TAIL(&p->servers, s, link);
 	p->n_servers++;
 	p->n_connecting++;
@@ -62,13 +55,7 @@ struct server_conn *server_new(struct pool *p)
 	unsigned salen;
 	if (backend_sockaddr(p->be_host, p->be_port, &sa, &salen, err, sizeof(err)) < 0)
 		goto failed;
-	s->bev = bufferevent_socket_new(vg.base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (!s->bev) {
-		snprintf(err, sizeof(err), "out of memory");
-		goto failed;
-	}
-	server_setup_bev(s);
-	if (bufferevent_socket_connect(s->bev, (struct sockaddr *)&sa, (int)salen) < 0) {
+	if (io_connect(&s->io, (struct sockaddr *)&sa, (socklen_t)salen) < 0) {
 		snprintf(err, sizeof(err), "cannot connect to %s:%d", p->be_host, p->be_port);
 		goto failed;
 	}
@@ -89,7 +76,7 @@ static void send_startup(struct server_conn *s)
 	struct pg_buf b;
 	buf_init(&b);
 	build_startup(&b, names, values, 2);
-	bufferevent_write(s->bev, b.data, b.len);
+	io_write(&s->io, b.data, b.len);
 	buf_free(&b);
 	s->state = SV_LOGIN;
 }
@@ -113,15 +100,9 @@ static void login_failed(struct server_conn *s, const uint8_t *msg, size_t len, 
 
 static bool upgrade_to_tls(struct server_conn *s)
 {
-	int fd = bufferevent_getfd(s->bev);
-	int nfd = dup(fd);
-	if (nfd < 0)
-		return false;
 	SSL *ssl = SSL_new(vg.server_tls);
-	if (!ssl) {
-		close(nfd);
+	if (!ssl)
 		return false;
-	}
 	const char *host = s->pool->be_host;
 	if (host[0] != '/') {
 		SSL_set_tlsext_host_name(ssl, host);
@@ -131,17 +112,11 @@ static bool upgrade_to_tls(struct server_conn *s)
 				SSL_set1_host(ssl, host);
 		}
 	}
-	io_out_detach(&s->out);
-	bufferevent_free(s->bev);
 	s->tls = true;
-	s->bev = bufferevent_openssl_socket_new(vg.base, nfd, ssl, BUFFEREVENT_SSL_CONNECTING,
-	                                        BEV_OPT_CLOSE_ON_FREE);
-	if (!s->bev) {
+	if (io_start_tls(&s->io, ssl, BUFFEREVENT_SSL_CONNECTING) < 0) {
 		SSL_free(ssl);
-		close(nfd);
 		return false;
 	}
-	server_setup_bev(s);
 	return true;
 }
 
@@ -150,7 +125,7 @@ void server_send_internal(struct server_conn *s, const char *sql)
 	struct pg_buf b;
 	buf_init(&b);
 	build_query(&b, sql);
-	bufferevent_write(s->bev, b.data, b.len);
+	io_write(&s->io, b.data, b.len);
 	buf_free(&b);
 	struct pending p = {.kind = PD_INTERNAL, .req = 'Q'};
 	pq_push(&s->pending, p);
@@ -194,7 +169,7 @@ void server_unlink_client_gone(struct server_conn *s)
 	c->server = NULL;
 	if (s->read_paused) {
 		s->read_paused = false;
-		io_read(&s->out, true);
+		io_read(&s->io, true);
 	}
 	if (client_mid_message) {
 		server_close(s, "client left in the middle of a message");
@@ -237,17 +212,13 @@ void server_close(struct server_conn *s, const char *reason)
 	pool_server_gone(s);
 	if (was == SV_CONNECTING || was == SV_SSL_REQ || was == SV_LOGIN)
 		s->pool->n_connecting--;
-	io_out_detach(&s->out);
-	if (s->bev) {
-		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-		bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
-		if (was >= SV_IDLE) {
-			static const uint8_t terminate[5] = {'X', 0, 0, 0, 4};
-			/* polite goodbye; best effort, the socket closes right after */
-			int fd = bufferevent_getfd(s->bev);
-			if (fd >= 0 && !s->fwd_remaining && was != SV_ACTIVE)
-				(void)!write(fd, terminate, sizeof(terminate));
-		}
+	io_stop(&s->io);
+	if (was >= SV_IDLE && !s->tls) {
+		static const uint8_t terminate[5] = {'X', 0, 0, 0, 4};
+		/* polite goodbye; best effort, the socket closes right after */
+		int fd = io_fd(&s->io);
+		if (fd >= 0 && !s->fwd_remaining && was != SV_ACTIVE && io_out_len(&s->io) == 0)
+			(void)!write(fd, terminate, sizeof(terminate));
 	}
 	TAILQ_INSERT_TAIL(&vg.dead_servers, s, link);
 	reaper_schedule();
@@ -269,9 +240,7 @@ void server_free(struct server_conn *s)
 {
 	if (s->hold)
 		evbuffer_free(s->hold);
-	io_out_detach(&s->out);
-	if (s->bev)
-		bufferevent_free(s->bev);
+	io_free(&s->io);
 	pq_free(&s->pending);
 	id_set_free(&s->prepared);
 	varcache_clear(&s->vars);
@@ -285,7 +254,7 @@ void server_free(struct server_conn *s)
 
 static void send_msg(struct server_conn *s, struct pg_buf *b)
 {
-	bufferevent_write(s->bev, b->data, b->len);
+	io_write(&s->io, b->data, b->len);
 	buf_free(b);
 }
 
@@ -466,7 +435,7 @@ void server_stop_holding(struct server_conn *s)
 		return;
 	s->holding = false;
 	if (s->client && evbuffer_get_length(s->hold))
-		evbuffer_add_buffer(bufferevent_get_output(s->client->bev), s->hold);
+		evbuffer_add_buffer(io_out(&s->client->io), s->hold);
 	evbuffer_drain(s->hold, evbuffer_get_length(s->hold));
 }
 
@@ -498,23 +467,102 @@ static void transaction_done(struct server_conn *s)
 	pool_release(s);
 	if (c->read_paused) {
 		c->read_paused = false;
-		io_read(&c->out, true);
+		io_read(&c->io, true);
 	}
-	if (evbuffer_get_length(bufferevent_get_input(c->bev)))
+	if (evbuffer_get_length(io_in(&c->io)))
 		client_process(c);
+}
+
+/* A ReadyForQuery went to (or past) the client: the end of a request
+ * cycle.  Returns false when the server was closed. */
+static bool after_ready(struct server_conn *s, struct client_conn *c, bool delivered)
+{
+	if (delivered && s->holding && s->pending.count == 0)
+		server_stop_holding(s); /* the routed read is answered whole */
+	if (s->close_needed && s->pending.count == 0) {
+		server_close(s, "internal query failed");
+		return false;
+	}
+	if (s->state == SV_RESET && server_is_clean(s)) {
+		pool_server_available(s);
+		return true;
+	}
+	if (c)
+		transaction_done(s);
+	if (s->client == c && c)
+		resume_client(s);
+	return true;
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The common case, as PgBouncer's sbuf does it: answers to the linked
+ * client's own requests that need no more than their header (everything but
+ * ErrorResponse and ParameterStatus) go out in one move per read instead of
+ * one per message.  Only whole messages in the input's first chain are
+ * taken; anything else is left to the message-at-a-time path.  Returns 1
+ * when it consumed something, 0 when the first message needs the slow path,
+ * -1 when the server was closed. */
+static int forward_batch(struct server_conn *s, struct client_conn *c, struct evbuffer *in, struct evbuffer *cout)
+{
+	size_t contig = evbuffer_get_contiguous_space(in);
+	if (contig < PG_HDR_LEN)
+		return 0;
+	const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)contig); /* the first chain: no copy */
+	size_t off = 0;
+	bool ready = false;
+	while (off + PG_HDR_LEN <= contig) {
+		uint8_t type = p[off];
+		uint32_t len = be32(p + off + 1);
+		if (len < 4 || len > contig - off - 1)
+			break; /* odd or not whole here: the slow path judges it */
+		uint32_t total = len + 1;
+		struct pending *h = pq_head(&s->pending);
+		if (!h || h->kind != PD_FORWARD || type == 'E' || type == 'S')
+			break;
+		if (type == 'Z') {
+			if (h->req != 'S' && h->req != 'Q' && h->req != 'F')
+				break;
+			s->txn_status = total >= 6 ? (char)p[off + 5] : 'I';
+			if (s->req_started > 0) {
+				s->pool->stat_requests++;
+				s->pool->stat_latency_sum += now_cached() - s->req_started;
+				s->req_started = s->pending.count > 1 ? now_cached() : 0;
+			}
+			pq_pop(&s->pending);
+			off += total;
+			ready = true;
+			break;
+		}
+		if (response_completes(h->req, type))
+			pq_pop(&s->pending);
+		off += total;
+		h = pq_head(&s->pending);
+		if (h && h->kind == PD_SYNTH)
+			break; /* vecgate's own answer goes next */
+	}
+	if (off == 0)
+		return 0;
+	evbuffer_remove_buffer(in, cout, off);
+	if (ready && !after_ready(s, c, true))
+		return -1;
+	return 1;
 }
 
 static void pause_server_read(struct server_conn *s)
 {
 	if (!s->read_paused) {
 		s->read_paused = true;
-		io_read(&s->out, false);
+		io_read(&s->io, false);
 	}
 }
 
 void server_process(struct server_conn *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = io_in(&s->io);
 	for (;;) {
 		if (s->state == SV_CLOSING || s->read_paused)
 			return;
@@ -526,7 +574,7 @@ void server_process(struct server_conn *s)
 		if (s->holding && evbuffer_get_length(s->hold) > vg.cfg->routing.hold_bytes)
 			server_stop_holding(s); /* too big to keep for a replay: stream the rest */
 		struct evbuffer *cout = c ? conn_client_out(s) : NULL;
-		if (c && evbuffer_get_length(bufferevent_get_output(c->bev)) >= VG_OUT_HIGH) {
+		if (c && evbuffer_get_length(io_out(&c->io)) >= VG_OUT_HIGH) {
 			pause_server_read(s);
 			return;
 		}
@@ -540,10 +588,16 @@ void server_process(struct server_conn *s)
 			s->fwd_remaining -= n;
 			continue;
 		}
-		uint8_t hdr[PG_HDR_LEN];
+		if (s->state == SV_ACTIVE && c && !s->err_skip) {
+			int r = forward_batch(s, c, in, cout);
+			if (r < 0)
+				return;
+			if (r > 0)
+				continue;
+		}
 		if (avail < PG_HDR_LEN)
 			return;
-		evbuffer_copyout(in, hdr, PG_HDR_LEN);
+		const uint8_t *hdr = evbuffer_pullup(in, PG_HDR_LEN);
 		uint8_t type;
 		uint32_t total;
 		if (pkt_peek_header(hdr, PG_HDR_LEN, 0x7ffffff0u, &type, &total) != PKT_OK) {
@@ -593,8 +647,8 @@ void server_process(struct server_conn *s)
 			if (h && (h->req == 'S' || h->req == 'Q' || h->req == 'F')) {
 				if (h->kind == PD_FORWARD && s->req_started > 0) {
 					s->pool->stat_requests++;
-					s->pool->stat_latency_sum += now_sec() - s->req_started;
-					s->req_started = s->pending.count > 1 ? now_sec() : 0;
+					s->pool->stat_latency_sum += now_cached() - s->req_started;
+					s->req_started = s->pending.count > 1 ? now_cached() : 0;
 				}
 				pq_pop(&s->pending);
 			}
@@ -602,20 +656,8 @@ void server_process(struct server_conn *s)
 				evbuffer_remove_buffer(in, cout, total);
 			else
 				evbuffer_drain(in, total);
-			if (deliver && s->holding && s->pending.count == 0)
-				server_stop_holding(s); /* the routed read is answered whole */
-			if (s->close_needed && s->pending.count == 0) {
-				server_close(s, "internal query failed");
+			if (!after_ready(s, c, deliver))
 				return;
-			}
-			if (s->state == SV_RESET && server_is_clean(s)) {
-				pool_server_available(s);
-				continue;
-			}
-			if (c)
-				transaction_done(s);
-			if (s->client == c && c)
-				resume_client(s);
 			continue;
 		}
 		case 'E': {
@@ -700,11 +742,11 @@ void server_process(struct server_conn *s)
 	}
 }
 
-static void server_read_cb(struct bufferevent *bev, void *arg)
+static void server_read_cb(void *arg)
 {
 	struct server_conn *s = arg;
 	if (s->state == SV_SSL_REQ) {
-		struct evbuffer *in = bufferevent_get_input(bev);
+		struct evbuffer *in = io_in(&s->io);
 		uint8_t answer;
 		if (evbuffer_remove(in, &answer, 1) != 1)
 			return;
@@ -733,29 +775,24 @@ static void resume_client(struct server_conn *s)
 {
 	struct client_conn *c = s->client;
 	if (c && c->read_paused && s->pending.count <= VG_PENDING_MAX / 2 &&
-	    evbuffer_get_length(bufferevent_get_output(s->bev)) < VG_OUT_LOW) {
+	    evbuffer_get_length(io_out(&s->io)) < VG_OUT_LOW) {
 		client_resume_read(c);
 		client_process(c);
 	}
 }
 
-static void server_write_cb(struct bufferevent *bev, void *arg)
+static void server_write_cb(void *arg)
 {
-	(void)bev;
-	struct server_conn *s = arg;
-	io_out_drained(&s->out);
-	resume_client(s);
+	resume_client(arg);
 }
 
-static void server_event_cb(struct bufferevent *bev, short what, void *arg)
+static void server_event_cb(short what, void *arg)
 {
 	struct server_conn *s = arg;
 	if (what & BEV_EVENT_CONNECTED) {
 		if (s->state != SV_CONNECTING)
 			return; /* TLS handshake finished */
-		int fd = bufferevent_getfd(bev);
-		s->fd = fd;
-		io_connected(&s->out);
+		int fd = io_fd(&s->io);
 		if (s->pool->be_host[0] != '/') {
 			int one = 1;
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -773,7 +810,7 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
 		char reason[300] = "server closed the connection";
-		unsigned long e = bufferevent_get_openssl_error(bev);
+		unsigned long e = io_tls_error(&s->io);
 		if (e) {
 			char tls[256];
 			ERR_error_string_n(e, tls, sizeof(tls));

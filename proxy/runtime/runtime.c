@@ -10,6 +10,8 @@
 
 struct vg_runtime vg;
 
+double vg_now;
+
 double now_sec(void)
 {
 	struct timespec ts;

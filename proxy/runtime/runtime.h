@@ -55,6 +55,17 @@ struct vg_runtime {
 extern struct vg_runtime vg;
 
 double now_sec(void); /* monotonic seconds */
+/* The data plane stamps messages with the time of the socket event that
+ * brought them: one clock read per read event, not several per message. */
+extern double vg_now;
+static inline void vg_clock_tick(void)
+{
+	vg_now = now_sec();
+}
+static inline double now_cached(void)
+{
+	return vg_now;
+}
 struct timeval timeval_of(double seconds); /* for event_add() */
 void random_bytes(void *buf, size_t len);
 
