@@ -505,6 +505,8 @@ static size_t forward_batch(struct client_conn *c, struct server_conn *s, struct
 			break;
 		if (txn_mode && !names_no_statement(type, p + off + PG_HDR_LEN, len - 4))
 			break;
+		if (type == 'B' && c->sample_param)
+			break; /* the traffic sample reads its vector (route_sample_bind) */
 		if (type == 'Q' || type == 'E')
 			c->queries++;
 		if (pending_tracked(type))
