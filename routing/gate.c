@@ -8,7 +8,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-double recall_at_k(const int64_t *got, size_t n_got, const int64_t *truth, size_t n_truth, size_t k)
+static bool among(int64_t id, const int64_t *ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+double recall_at_k_ties(const int64_t *got, size_t n_got, const int64_t *truth, size_t n_truth, const int64_t *ties,
+                        size_t n_ties, size_t k)
 {
 	size_t want = k < n_truth ? k : n_truth;
 	if (want == 0)
@@ -16,19 +25,17 @@ double recall_at_k(const int64_t *got, size_t n_got, const int64_t *truth, size_
 	size_t g = n_got < k ? n_got : k;
 	size_t hits = 0;
 	for (size_t i = 0; i < g; i++) {
-		bool dup = false;
-		for (size_t j = 0; j < i && !dup; j++)
-			dup = got[j] == got[i];
-		if (dup)
-			continue;
-		for (size_t t = 0; t < want; t++) {
-			if (truth[t] == got[i]) {
-				hits++;
-				break;
-			}
-		}
+		if (among(got[i], got, i))
+			continue; /* a duplicate answer counts once */
+		if (among(got[i], truth, want) || among(got[i], ties, n_ties))
+			hits++;
 	}
-	return (double)hits / (double)want;
+	return (double)(hits < want ? hits : want) / (double)want;
+}
+
+double recall_at_k(const int64_t *got, size_t n_got, const int64_t *truth, size_t n_truth, size_t k)
+{
+	return recall_at_k_ties(got, n_got, truth, n_truth, NULL, 0, k);
 }
 
 static int cmp_double(const void *a, const void *b)

@@ -16,6 +16,12 @@
 
 /* |top-k of got ∩ top-k of truth| / min(k, |truth|); duplicates in got count once. */
 double recall_at_k(const int64_t *got, size_t n_got, const int64_t *truth, size_t n_truth, size_t k);
+/* The same where an id in `ties` also counts as a hit: ids outside the exact
+ * top-k whose distance equals the k-th one (a duplicate vector under another
+ * id is as near as the neighbour it duplicates, and which of them a search
+ * returns is arbitrary).  Hits never exceed min(k, |truth|). */
+double recall_at_k_ties(const int64_t *got, size_t n_got, const int64_t *truth, size_t n_truth, const int64_t *ties,
+                        size_t n_ties, size_t k);
 
 /* Percentile p in [0,100] by linear interpolation between closest ranks;
  * sorts `samples` in place.  NaN for n == 0. */

@@ -1,0 +1,89 @@
+/*
+ * Exact top-k of many queries over a stream of rows, in one pass: rows are
+ * gathered into a fixed block, the block meets every query through the
+ * distance kernels (protocol/vdist.h), and each query keeps a bounded
+ * max-heap of its k best (distance, id).
+ *
+ * Contract:
+ *   - Order: ascending by the metric's ordering key (vdist_key), NaN (a zero
+ *     vector under cosine) after every number, and equal keys by smaller id
+ *     first.  `ORDER BY v <op> q, id` in SQL sorts the same way.
+ *   - Ties at the boundary: besides its k entries each query keeps up to
+ *     tie_cap ids that are not in its top-k but whose key equals the k-th
+ *     key (duplicates of a neighbour under another id).  Such an id is as
+ *     good an answer as the k-th one; recall counts it (routing/gate.h).
+ *     More ties than tie_cap are counted in ties_dropped, not kept.
+ *   - Memory, fixed at topk_init and never growing with the table:
+ *       queries   nq x (dpad + 1) x 4 bytes (padded vectors, their norms)
+ *       results   nq x (k + tie_cap) x 16 bytes
+ *       row block block_rows x (dpad x 4 + 8 + 4) bytes
+ *       scratch   TOPK_QUERY_TILE x block_rows x 4 + block_rows x 8 bytes
+ *     with dpad = vdist_padded(dim).
+ *     topk_memory() returns the total.
+ *   - Work per flushed block: nq x block_rows x dpad multiply-adds; the
+ *     caller picks block_rows (topk_block_rows) to bound it.
+ * Pure code: no I/O, no globals; one allocation per buffer at init.
+ */
+#ifndef VG_PROTOCOL_TOPK_H
+#define VG_PROTOCOL_TOPK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "protocol/vdist.h"
+
+#define TOPK_QUERY_TILE 64
+
+struct topk_entry {
+	double key;
+	int64_t id;
+};
+
+struct topk {
+	enum vdist_metric metric;
+	size_t dim, dpad, nq, k, tie_cap;
+	float *queries, *qnorm;      /* nq rows of dpad floats, zero padded */
+	struct topk_entry *heap;     /* nq x k: query i's max-heap at heap + i*k */
+	size_t *n_heap;
+	struct topk_entry *ties;     /* nq x tie_cap */
+	size_t *n_ties;
+	uint64_t *ties_dropped;
+	size_t block_rows;           /* capacity, a multiple of VDIST_ROW_GROUP */
+	float *rows, *xnorm, *raw;
+	double *keys;
+	int64_t *ids;
+	size_t in_block;             /* rows gathered, not yet compared */
+	uint64_t rows_seen;          /* rows compared so far */
+	uint64_t blocks;
+};
+
+/* Rows per block so that one block costs at most max_work pair-dimensions
+ * (nq x rows x dpad) and its rows at most max_bytes; a multiple of
+ * VDIST_ROW_GROUP, at least VDIST_ROW_GROUP. */
+size_t topk_block_rows(size_t dim, size_t nq, size_t max_bytes, double max_work);
+
+/* queries: nq x dim floats, row-major.  0, or -1 when out of memory or
+ * when an argument is out of range (dim, nq or k zero). */
+int topk_init(struct topk *t, enum vdist_metric m, size_t dim, const float *queries, size_t nq, size_t k,
+              size_t tie_cap, size_t block_rows);
+void topk_free(struct topk *t);
+size_t topk_memory(const struct topk *t);
+
+/* Where the next row's dim floats go (the padding stays zero), then commit
+ * it with its id; a slot not committed is simply reused.  Committing the
+ * row that fills the block compares the block and returns true. */
+float *topk_row_slot(struct topk *t);
+bool topk_row_commit(struct topk *t, int64_t id);
+/* Compare a partly filled block (end of the stream). */
+void topk_flush(struct topk *t);
+
+/* Query i's top-k, best first: copies min(k, rows seen) entries to out. */
+size_t topk_result(const struct topk *t, size_t i, struct topk_entry *out);
+/* Query i's boundary ties (ids outside its top-k with the k-th key), by id. */
+size_t topk_ties(const struct topk *t, size_t i, struct topk_entry *out);
+
+/* The order itself, for tests and callers that merge: a before b? */
+bool topk_before(double ka, int64_t ia, double kb, int64_t ib);
+
+#endif
