@@ -12,7 +12,9 @@
 #include <math.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__has_attribute) && !defined(VDIST_NO_CLONES)
+/* gcc only: clang 14 does not emit a target_clones function that its own
+ * translation unit does not call */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(VDIST_NO_CLONES)
 #if __has_attribute(target_clones)
 /* one binary for every x86-64: the loader picks the widest the CPU has */
 #define VDIST_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -170,7 +172,7 @@ int vdist_metric_of(const char *op, size_t len)
 
 const char *vdist_isa(void)
 {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(VDIST_NO_CLONES)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(VDIST_NO_CLONES)
 	__builtin_cpu_init();
 	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
 	    __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))

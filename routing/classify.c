@@ -223,6 +223,30 @@ static void next_token(struct lexer *lx, struct tok *t)
 	t->len = lx->pos - start;
 }
 
+void sql_lexer_init(struct sql_lexer *lx, const char *sql, size_t len)
+{
+	lx->s = sql;
+	lx->len = len;
+	lx->pos = 0;
+}
+
+void sql_lexer_next(struct sql_lexer *lx, struct sql_token *t)
+{
+	static const enum sql_token_type types[] = {
+		[T_END] = SQL_TOK_END, [T_WORD] = SQL_TOK_WORD,     [T_QIDENT] = SQL_TOK_QIDENT,
+		[T_STRING] = SQL_TOK_STRING, [T_NUMBER] = SQL_TOK_NUMBER, [T_OP] = SQL_TOK_OP,
+		[T_PUNCT] = SQL_TOK_PUNCT,   [T_PARAM] = SQL_TOK_PARAM,
+	};
+	struct lexer in = {lx->s, lx->len, lx->pos};
+	struct tok k;
+	next_token(&in, &k);
+	lx->pos = in.pos;
+	t->type = types[k.type];
+	t->p = k.p;
+	t->len = k.len;
+	memcpy(t->word, k.word, sizeof(t->word));
+}
+
 bool sql_is_vector_operator(const char *op, size_t len)
 {
 	static const char *const ops[] = {"<->", "<=>", "<#>", "<+>", "<~>", "<%>"};

@@ -65,4 +65,31 @@ void sql_vector_operand(const char *sql, size_t len, struct vec_operand *out);
 /* Is this operator token one of pgvector's distance operators? */
 bool sql_is_vector_operator(const char *op, size_t len);
 
+/* The lexer itself, for parsers built on it (routing/knn_query.c): the same
+ * tokens the classifier sees.  Words are lower-cased as PostgreSQL folds
+ * them, quoted identifiers kept as written (doubled quotes included); both
+ * truncated to 63 bytes, PostgreSQL's identifier limit. */
+enum sql_token_type {
+	SQL_TOK_END = 0,
+	SQL_TOK_WORD = 1,
+	SQL_TOK_QIDENT = 2,
+	SQL_TOK_STRING = 3,
+	SQL_TOK_NUMBER = 4,
+	SQL_TOK_OP = 5,
+	SQL_TOK_PUNCT = 6,
+	SQL_TOK_PARAM = 7, /* $n */
+};
+struct sql_token {
+	enum sql_token_type type;
+	const char *p; /* in the input */
+	size_t len;
+	char word[64];
+};
+struct sql_lexer {
+	const char *s;
+	size_t len, pos;
+};
+void sql_lexer_init(struct sql_lexer *lx, const char *sql, size_t len);
+void sql_lexer_next(struct sql_lexer *lx, struct sql_token *t);
+
 #endif

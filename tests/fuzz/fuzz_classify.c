@@ -5,9 +5,12 @@
  * answer decides whether a statement may leave the primary.  So the lexer
  * must never read outside the buffer, and the answer must be coherent: a
  * "read-only" statement that is also DDL or locking would send writes to a
- * replica.  Input: the SQL text.
+ * replica.  The k-NN recogniser the eval's exact scan relies on reads the
+ * same text: what it accepts must be a single read-only vector read.
+ * Input: the SQL text.
  */
 #include "routing/classify.h"
+#include "routing/knn_query.h"
 #include "routing/route.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -81,6 +84,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(!memchr(sql + op.off, '\'', op.len));
 	} else if (op.kind == VOP_PARAM) {
 		FUZZ_CHECK(op.param >= 1);
+	}
+
+	/* a query one exact scan may answer (eval ground truth) is a
+	 * single read-only vector read of the table it names */
+	if (!memchr(data, 0, size)) {
+		char *text = fuzz_strndup(data, size);
+		struct knn_query q;
+		char why[200];
+		if (knn_query_parse(text, &q, why, sizeof(why)) == 0) {
+			FUZZ_CHECK(c.statements == 1 && c.read_only && c.vector_op && c.n_tables == 1);
+			FUZZ_CHECK(q.table[0] && q.id_column[0] && q.vector_column[0]);
+			FUZZ_CHECK(q.metric >= VDIST_L2 && q.metric <= VDIST_L1);
+			char copy[2048];
+			FUZZ_CHECK(knn_copy_sql(&q, copy, sizeof(copy)) == 0);
+		} else {
+			FUZZ_CHECK(memchr(why, 0, sizeof(why)) != NULL && why[0]);
+		}
+		free(text);
 	}
 
 	/* the operator check on the first bytes of the input */

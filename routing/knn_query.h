@@ -1,0 +1,71 @@
+/*
+ * Can the ground truth of an eval query be computed by one exact scan of its
+ * table?  Only when the query is a plain k-NN over one table, so that "the k
+ * rows with the smallest distance" is all it asks.  This recognises that
+ * shape with the SQL lexer (routing/classify.h) and builds the statements
+ * the scan runs.
+ *
+ * Recognised (keywords in any case, identifiers plain or "quoted", an
+ * optional trailing ';'):
+ *   SELECT [q.]id FROM [schema.]table [[AS] q]
+ *   ORDER BY [q.]vec OP $1[::vector|::halfvec[(n)]] [ASC] [NULLS LAST]
+ *            [, [q.]id [ASC] [NULLS LAST]]
+ *   LIMIT $2
+ * with OP one of <-> <#> <=> <+>, `id` the one selected column and the
+ * tie-break column if there is one.  Anything else (WHERE, a join, a
+ * subquery, several output columns, an expression, DESC, another cast, a
+ * LIMIT other than $2, bit or sparse operators) is not recognised, with the
+ * reason, and the caller falls back to one exact query per eval vector.
+ * Whether the columns really are an integer id and a vector or halfvec is
+ * the catalog's to say (KNN_PROBE_SQL), inside the eval snapshot.
+ */
+#ifndef VG_ROUTING_KNN_QUERY_H
+#define VG_ROUTING_KNN_QUERY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "protocol/vdist.h"
+#include "protocol/vecfmt.h"
+#include "routing/classify.h"
+
+struct knn_query {
+	char schema[SQL_NAME_MAX]; /* "" when the query does not name one (search_path decides, as for the query) */
+	char table[SQL_NAME_MAX];
+	char id_column[SQL_NAME_MAX];
+	char vector_column[SQL_NAME_MAX];
+	enum vdist_metric metric;
+	char cast_type[SQL_NAME_MAX]; /* "vector", "halfvec", or "" without a cast */
+	int cast_dims;                /* the (n) of the cast, 0 without */
+	bool id_tiebreak;             /* ORDER BY ..., id: the tie order is written out */
+};
+
+/* 0 when recognised; -1 with the reason in why. */
+int knn_query_parse(const char *sql, struct knn_query *out, char *why, size_t whylen);
+
+/* The relation as the query wrote it, quoted: the probe's $1 (to_regclass). */
+void knn_relation(const struct knn_query *q, char *out, size_t outlen);
+
+/* COPY (SELECT id, vec FROM relation) TO STDOUT (FORMAT binary); 0, or -1 if it does not fit. */
+int knn_copy_sql(const struct knn_query *q, char *out, size_t outlen);
+
+/* Catalog facts for the scan, inside the eval snapshot: $1 relation (as
+ * knn_relation gives it), $2 id column, $3 vector column.  One row:
+ * relation found (bool), id column type oid, vector column type name, the
+ * name of its binary send function, its typmod, reltuples (float8). */
+#define KNN_PROBE_SQL                                                                                      \
+	"SELECT c.oid IS NOT NULL, ia.atttypid::int, vt.typname::text, sp.proname::text, va.atttypmod, "       \
+	"c.reltuples::float8 "                                                                                 \
+	"FROM (SELECT to_regclass($1) AS oid) r LEFT JOIN pg_class c ON c.oid = r.oid "                       \
+	"LEFT JOIN pg_attribute ia ON ia.attrelid = c.oid AND ia.attname = $2 AND ia.attnum > 0 "             \
+	"AND NOT ia.attisdropped "                                                                             \
+	"LEFT JOIN pg_attribute va ON va.attrelid = c.oid AND va.attname = $3 AND va.attnum > 0 "             \
+	"AND NOT va.attisdropped "                                                                             \
+	"LEFT JOIN pg_type vt ON vt.oid = va.atttypid LEFT JOIN pg_proc sp ON sp.oid = vt.typsend"
+
+/* From the probe's answers: can the scan read these columns?  0 with the
+ * vector type, or -1 with the reason. */
+int knn_probe_check(const struct knn_query *q, bool found, int id_type_oid, const char *vec_type,
+                    const char *send_fn, enum vec_type *type, char *why, size_t whylen);
+
+#endif
