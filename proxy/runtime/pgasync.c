@@ -4,6 +4,14 @@
  * PQsendQueryParams, PQflush and PQconsumeInput/PQisBusy on socket
  * readiness.  The socket can change during connection polling (libpq may try
  * several addresses), so the io event is re-created for every wait.
+ *
+ * COPY TO STDOUT streams: each CopyData message goes to the owner as it
+ * arrives (PQgetCopyData, async), and a whole table can come through.  The
+ * owner may do real work per chunk (the eval's exact scan compares a block
+ * of rows with every query), so after a chunk that asked to yield, or after
+ * COPY_BYTES_PER_TURN bytes, the session stops reading and goes on from a
+ * zero timer: client traffic on the same loop waits at most one slice, and
+ * the server waits on TCP backpressure meanwhile.
  */
 #include "proxy/runtime/pgasync.h"
 #include "proxy/runtime/runtime.h"
@@ -11,7 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum session_state { PS_CONNECTING, PS_IDLE, PS_SENDING, PS_READING, PS_CLOSED };
+enum session_state { PS_CONNECTING, PS_IDLE, PS_SENDING, PS_READING, PS_COPY_OUT, PS_CLOSED };
+
+/* COPY data handed over per loop turn before other events get their go */
+#define COPY_BYTES_PER_TURN (4u << 20)
 
 struct pg_stmt {
 	struct pg_stmt *next;
@@ -21,6 +32,9 @@ struct pg_stmt {
 	char **params;
 	pg_result_cb cb;
 	void *arg;
+	pg_copy_cb copy_cb;  /* COPY TO STDOUT: receives the data */
+	bool copy_discard;   /* cancelled: drop the rest of the data */
+	bool cancel_on_data; /* cancelled before it ran: cancel again once data flows */
 };
 
 struct pg_session {
@@ -29,6 +43,7 @@ struct pg_session {
 	enum session_state state;
 	struct event *io;
 	struct event *timer;
+	struct event *resume; /* a COPY that yielded goes on from here */
 	struct pg_stmt *head, *tail; /* head is running when state is SENDING/READING */
 	PGresult *last;
 	pg_state_cb on_connect, on_lost;
@@ -44,6 +59,7 @@ struct pg_session {
 static char connect_error[256];
 
 static void ps_io_cb(evutil_socket_t fd, short what, void *arg);
+static void ps_copy_drain(struct pg_session *s);
 
 /* NOTICE/WARNING text from the server goes to vecgate's log, not stderr */
 static void ps_notice(void *arg, const char *message)
@@ -67,6 +83,8 @@ static void ps_destroy(struct pg_session *s)
 		event_free(s->io);
 	if (s->timer)
 		event_free(s->timer);
+	if (s->resume)
+		event_free(s->resume);
 	if (s->last)
 		PQclear(s->last);
 	if (s->conn)
@@ -201,6 +219,102 @@ static bool ps_deliver_notifies(struct pg_session *s)
 	return true;
 }
 
+/* Results of the running statement, as far as they have arrived. */
+static void ps_read_results(struct pg_session *s)
+{
+	while (!PQisBusy(s->conn)) {
+		PGresult *r = PQgetResult(s->conn);
+		if (!r) {
+			if (!ps_finish_stmt(s))
+				return;
+			ps_start_next(s);
+			return;
+		}
+		if (PQresultStatus(r) == PGRES_COPY_OUT) {
+			/* the data comes next; a COPY nobody asked to stream is
+			 * drained and dropped rather than left to hang the session */
+			PQclear(r);
+			if (!s->head->copy_cb)
+				s->head->copy_discard = true;
+			s->state = PS_COPY_OUT;
+			ps_copy_drain(s);
+			return;
+		}
+		/* keep the last result: errors and row sets come last */
+		if (s->last)
+			PQclear(s->last);
+		s->last = r;
+	}
+	ps_wait(s, EV_READ);
+}
+
+static void ps_send_cancel(struct pg_session *s)
+{
+	PGcancel *c = PQgetCancel(s->conn);
+	char err[256];
+	if (c) {
+		if (!PQcancel(c, err, sizeof(err)))
+			log_warn("cancelling a COPY: %s", err);
+		PQfreeCancel(c);
+	}
+}
+
+/* Hand over the COPY data libpq holds, until it needs more from the socket,
+ * the owner yields, or this turn's share is used. */
+static void ps_copy_drain(struct pg_session *s)
+{
+	struct pg_stmt *st = s->head;
+	size_t taken = 0;
+	for (;;) {
+		char *buf = NULL;
+		int n = PQgetCopyData(s->conn, &buf, 1);
+		if (n == 0) {
+			ps_wait(s, EV_READ);
+			return;
+		}
+		if (n < 0) {
+			/* -1 the end, -2 an error: the final result follows */
+			s->state = PS_READING;
+			ps_read_results(s);
+			return;
+		}
+		enum pg_copy_flow flow = PG_COPY_MORE;
+		if (st->copy_discard) {
+			if (st->cancel_on_data) {
+				/* cancelled before the server ran it: it runs now */
+				st->cancel_on_data = false;
+				ps_send_cancel(s);
+			}
+		} else {
+			s->in_callback = true;
+			flow = st->copy_cb(st->arg, buf, (size_t)n);
+			s->in_callback = false;
+		}
+		PQfreemem(buf);
+		if (s->close_requested) {
+			ps_destroy(s);
+			return;
+		}
+		taken += (size_t)n;
+		if (flow == PG_COPY_YIELD || taken >= COPY_BYTES_PER_TURN) {
+			if (s->io)
+				event_del(s->io);
+			struct timeval now = {0, 0};
+			evtimer_add(s->resume, &now);
+			return;
+		}
+	}
+}
+
+static void ps_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct pg_session *s = arg;
+	if (s->state == PS_COPY_OUT)
+		ps_copy_drain(s);
+}
+
 static void ps_io_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -253,20 +367,14 @@ static void ps_io_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		if (!ps_deliver_notifies(s))
 			return;
-		while (!PQisBusy(s->conn)) {
-			PGresult *r = PQgetResult(s->conn);
-			if (!r) {
-				if (!ps_finish_stmt(s))
-					return;
-				ps_start_next(s);
-				return;
-			}
-			/* keep the last result: errors and row sets come last */
-			if (s->last)
-				PQclear(s->last);
-			s->last = r;
+		ps_read_results(s);
+		return;
+	case PS_COPY_OUT:
+		if (!PQconsumeInput(s->conn)) {
+			ps_lost(s);
+			return;
 		}
-		ps_wait(s, EV_READ);
+		ps_copy_drain(s);
 		return;
 	case PS_IDLE:
 		/* readable while idle: a NOTICE, or the server went away */
@@ -318,7 +426,8 @@ struct pg_session *pg_session_connect(struct event_base *base, const char *const
 	if (s->conn)
 		PQsetNoticeProcessor(s->conn, ps_notice, NULL);
 	s->timer = evtimer_new(base, ps_timeout_cb, s);
-	if (!s->conn || PQstatus(s->conn) == CONNECTION_BAD || !s->timer) {
+	s->resume = evtimer_new(base, ps_resume_cb, s);
+	if (!s->conn || PQstatus(s->conn) == CONNECTION_BAD || !s->timer || !s->resume) {
 		conn_error(s, connect_error, sizeof(connect_error));
 		ps_destroy(s);
 		return NULL;
@@ -333,7 +442,7 @@ struct pg_session *pg_session_connect(struct event_base *base, const char *const
 }
 
 static int queue_stmt(struct pg_session *s, const char *sql, bool prepared, int nparams, const char *const *params,
-                      pg_result_cb cb, void *arg)
+                      pg_result_cb cb, pg_copy_cb copy_cb, void *arg)
 {
 	if (!s || s->state == PS_CLOSED || s->close_requested)
 		return -1;
@@ -345,6 +454,7 @@ static int queue_stmt(struct pg_session *s, const char *sql, bool prepared, int 
 	st->nparams = nparams;
 	st->params = calloc((size_t)nparams + 1, sizeof(char *));
 	st->cb = cb;
+	st->copy_cb = copy_cb;
 	st->arg = arg;
 	bool ok = st->sql && st->params;
 	for (int i = 0; ok && i < nparams; i++)
@@ -368,13 +478,41 @@ static int queue_stmt(struct pg_session *s, const char *sql, bool prepared, int 
 int pg_session_query(struct pg_session *s, const char *sql, int nparams, const char *const *params,
                      pg_result_cb cb, void *arg)
 {
-	return queue_stmt(s, sql, false, nparams, params, cb, arg);
+	return queue_stmt(s, sql, false, nparams, params, cb, NULL, arg);
 }
 
 int pg_session_execute(struct pg_session *s, const char *name, int nparams, const char *const *params,
                        pg_result_cb cb, void *arg)
 {
-	return queue_stmt(s, name, true, nparams, params, cb, arg);
+	return queue_stmt(s, name, true, nparams, params, cb, NULL, arg);
+}
+
+int pg_session_copy_out(struct pg_session *s, const char *sql, pg_copy_cb chunk_cb, pg_result_cb cb, void *arg)
+{
+	if (!chunk_cb)
+		return -1;
+	return queue_stmt(s, sql, false, 0, NULL, cb, chunk_cb, arg);
+}
+
+bool pg_session_cancel_copy(struct pg_session *s)
+{
+	if (!s || s->state == PS_CLOSED)
+		return false;
+	bool found = false;
+	for (struct pg_stmt *st = s->head; st; st = st->next) {
+		if (!st->copy_cb || st->copy_discard)
+			continue;
+		found = true;
+		st->copy_discard = true;
+		bool running = st == s->head && (s->state == PS_SENDING || s->state == PS_READING ||
+		                                 s->state == PS_COPY_OUT);
+		if (running)
+			ps_send_cancel(s);
+		/* a cancel that reached the server before the statement did is
+		 * ignored there: if data flows after all, cancel again then */
+		st->cancel_on_data = s->state != PS_COPY_OUT || st != s->head;
+	}
+	return found;
 }
 
 void pg_session_on_notify(struct pg_session *s, pg_notify_cb cb)

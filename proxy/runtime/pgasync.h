@@ -20,6 +20,7 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 struct pg_session;
 typedef void (*pg_result_cb)(void *arg, PGresult *res, const char *error);
@@ -38,6 +39,21 @@ int pg_session_query(struct pg_session *s, const char *sql, int nparams, const c
  * possibly generic, plan is used); same contract as pg_session_query. */
 int pg_session_execute(struct pg_session *s, const char *name, int nparams, const char *const *params,
                        pg_result_cb cb, void *arg);
+/* COPY ... TO STDOUT: each CopyData message's bytes go to chunk_cb as they
+ * arrive (valid during the call only), then cb gets the final result as for
+ * pg_session_query.  chunk_cb returns PG_COPY_YIELD after a slice of real
+ * work: the session then lets the loop run other events and goes on by
+ * itself (it also does so after a few MB of data per turn).  Returns 0, or
+ * -1 if the session is closed. */
+enum pg_copy_flow { PG_COPY_MORE = 0, PG_COPY_YIELD = 1 };
+typedef enum pg_copy_flow (*pg_copy_cb)(void *arg, const char *data, size_t len);
+int pg_session_copy_out(struct pg_session *s, const char *sql, pg_copy_cb chunk_cb, pg_result_cb cb, void *arg);
+/* Stop the session's COPY TO STDOUT, queued or streaming: the server is
+ * told to cancel it (PQcancel; again if it started anyway) and its further
+ * data is dropped, chunk_cb is not called again.  Its result callback still
+ * runs, with the cancel error or, if the COPY had already ended, success.
+ * false when the session has no such COPY. */
+bool pg_session_cancel_copy(struct pg_session *s);
 /* Deliver NOTIFY messages (after LISTEN) to cb with the session's arg. */
 void pg_session_on_notify(struct pg_session *s, pg_notify_cb cb);
 bool pg_session_idle(const struct pg_session *s);
