@@ -725,6 +725,10 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		{"auto", VG_SWAP_AUTO}, {"flip", VG_SWAP_FLIP}, {"rename", VG_SWAP_RENAME}, {NULL, 0}};
 	static const struct enum_name eval_sources[] = {
 		{"file", VG_EVAL_FILE}, {"traffic", VG_EVAL_TRAFFIC}, {"both", VG_EVAL_BOTH}, {NULL, 0}};
+	static const struct enum_name truth_modes[] = {{"auto", VG_TRUTH_AUTO},
+	                                               {"exact_scan", VG_TRUTH_EXACT_SCAN},
+	                                               {"per_query", VG_TRUTH_PER_QUERY},
+	                                               {NULL, 0}};
 #define MI(member) OFF(struct vg_managed_index, member)
 	static const struct field fields[] = {
 		{"name", F_STR, MI(name), 0, 0, NULL},
@@ -740,6 +744,7 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		{"eval_source", F_ENUM, MI(eval_source), 0, 0, eval_sources},
 		{"traffic_sample_size", F_INT, MI(traffic_sample_size), 0, 1000000, NULL},
 		{"traffic_min_samples", F_INT, MI(traffic_min_samples), 1, 1000000, NULL},
+		{"ground_truth", F_ENUM, MI(ground_truth), 0, 0, truth_modes},
 		{"recall_tolerance", F_SECONDS, MI(recall_tolerance), 0, 0, NULL},
 		{"latency_tolerance", F_SECONDS, MI(latency_tolerance), 0, 0, NULL},
 		{"latency_budget_ms", F_SECONDS, MI(latency_budget_ms), 0, 0, NULL},

@@ -172,6 +172,12 @@ enum vg_swap_mode { VG_SWAP_AUTO = 0, VG_SWAP_FLIP, VG_SWAP_RENAME };
 /* where a managed index's eval queries come from */
 enum vg_eval_source { VG_EVAL_FILE = 0, VG_EVAL_TRAFFIC, VG_EVAL_BOTH };
 
+/* How an eval run computes the ground truth the eval file does not give:
+ * one exact scan of the table for all queries when the eval query allows it
+ * (auto) or always (exact_scan: an eval query it cannot serve fails the
+ * run), or one exact query per eval vector (per_query). */
+enum vg_ground_truth { VG_TRUTH_AUTO = 0, VG_TRUTH_EXACT_SCAN = 1, VG_TRUTH_PER_QUERY = 2 };
+
 /* An index vecgate may rebuild online. */
 struct vg_managed_index {
 	char *name;     /* handle in the API and CLI; default = index */
@@ -193,6 +199,7 @@ struct vg_managed_index {
 	/* the k-NN query to evaluate: $1 = query vector literal (text), $2 = k;
 	 * e.g. SELECT id FROM items ORDER BY embedding <=> $1::vector LIMIT $2 */
 	char *eval_query;
+	enum vg_ground_truth ground_truth; /* default auto */
 	double recall_tolerance;  /* absolute, default 0.02 */
 	double latency_tolerance; /* relative p95 growth allowed, default 0.5 */
 	double latency_budget_ms; /* a p95 at or below this always passes the gate; 0 = none */

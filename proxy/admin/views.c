@@ -79,6 +79,7 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 		json_obj_begin(j, "eval");
 		json_str(j, "purpose", purposes[job->purpose]);
 		json_str(j, "pass", ep.pass);
+		json_str(j, "unit", ep.unit);
 		json_int(j, "done", (long long)ep.done);
 		json_int(j, "total", (long long)ep.total);
 		json_num(j, "percent", ep.percent);

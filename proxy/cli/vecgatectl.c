@@ -187,8 +187,9 @@ static void draw_bar(const struct jnode *job)
 	/* baseline, verify and watch run the eval set: show how far */
 	char evals[96] = "";
 	double ed = json_get_num(job, "eval.done"), et = json_get_num(job, "eval.total");
+	const char *unit = json_get_str(job, "eval.unit");
 	if (!isnan(ed) && !isnan(et))
-		snprintf(evals, sizeof(evals), "eval %.0f/%.0f %s", ed, et,
+		snprintf(evals, sizeof(evals), "eval %.0f/%.0f%s %s", ed, et, unit && !strcmp(unit, "rows") ? " rows" : "",
 		         json_get_str(job, "eval.pass") ? json_get_str(job, "eval.pass") : "");
 	char line[700];
 	snprintf(line, sizeof(line), "[%s] %3.0f%% %-9s %s%s%s%s%s", bar, pct, state ? state : "?",

@@ -3,11 +3,21 @@
  * the eval file gives it) and the timed k-NN queries share one REPEATABLE
  * READ snapshot on the owner's session, one statement in flight at a time so
  * that hours of other maintenance work on the loop are never blocked.
+ *
+ * Ground truth costs the most.  Run as Q exact queries it is Q sequential
+ * scans of the table; so when the eval query is a plain k-NN query the
+ * table is read once instead (a binary COPY in the same snapshot) and every
+ * query's exact top-k is computed here as the rows stream by, in slices
+ * that give the loop back between blocks of rows.
  */
 #include "proxy/control/eval.h"
+#include "protocol/copybin.h"
+#include "protocol/topk.h"
+#include "protocol/vecfmt.h"
 #include "proxy/runtime/pgasync.h"
 #include "proxy/runtime/runtime.h"
 #include "routing/gate.h"
+#include "routing/knn_query.h"
 #include "routing/rebuild_sql.h"
 
 #include <math.h>
@@ -69,6 +79,7 @@ void eval_set_free(struct eval_set *set)
 	for (size_t i = 0; i < set->n; i++) {
 		free(set->queries[i].vector);
 		free(set->queries[i].truth);
+		free(set->queries[i].ties);
 	}
 	free(set->queries);
 	memset(set, 0, sizeof(*set));
@@ -96,6 +107,7 @@ void eval_set_drop_traffic(struct eval_set *set)
 		if (set->queries[i].from_traffic) {
 			free(set->queries[i].vector);
 			free(set->queries[i].truth);
+			free(set->queries[i].ties);
 			continue;
 		}
 		set->queries[kept++] = set->queries[i];
@@ -112,6 +124,7 @@ size_t eval_set_count(const struct eval_set *set, bool from_traffic)
 }
 
 static void run_next(struct eval_run *run);
+static void scan_free(struct eval_run *run);
 
 /* The run ends here, once: success or the first failure. */
 static void finish(struct eval_run *run, const struct eval_outcome *out, const char *error, bool transient)
@@ -121,6 +134,7 @@ static void finish(struct eval_run *run, const struct eval_outcome *out, const c
 	run->finished = true;
 	free(run->lat_ms);
 	run->lat_ms = NULL;
+	scan_free(run);
 	run->done(run->arg, out, error, transient);
 }
 
@@ -144,6 +158,8 @@ static void query_result(void *arg, PGresult *res, const char *error)
 {
 	struct eval_run *run = arg;
 	double now = now_sec();
+	if (run->finished)
+		return;
 	if (error) {
 		char m[600];
 		snprintf(m, sizeof(m), "eval query failed: %s", error);
@@ -158,12 +174,19 @@ static void query_result(void *arg, PGresult *res, const char *error)
 		q->truth = calloc(k + 1, sizeof(int64_t));
 		if (q->truth)
 			ids_of(res, q->truth, &q->n_truth, k);
+		if (q->truth && vg_log_min_level <= VG_LOG_DEBUG) {
+			char line[1800];
+			size_t o = 0;
+			for (size_t j = 0; j < q->n_truth && o < sizeof(line) - 32; j++)
+				o += (size_t)snprintf(line + o, sizeof(line) - o, " %lld", (long long)q->truth[j]);
+			log_debug("eval truth %s q%zu (per query):%s", run->index_name, run->i, o ? line : "");
+		}
 	} else {
 		int64_t got[1024];
 		size_t n;
 		ids_of(res, got, &n, k < 1024 ? k : 1024);
 		run->lat_ms[run->i] = (now - run->sent) * 1000.0;
-		double r = recall_at_k(got, n, q->truth, q->n_truth, k);
+		double r = recall_at_k_ties(got, n, q->truth, q->n_truth, q->ties, q->n_ties, k);
 		run->recall_sum += r;
 		if (q->from_traffic)
 			run->recall_sum_traffic += r;
@@ -284,6 +307,367 @@ static void plant_generic_plan(struct eval_run *run, const struct vg_managed_ind
 	free(lit);
 }
 
+/* ---- ground truth by one exact scan ---- */
+
+/* Work per slice given back to the loop: rows x queries x dims per block.
+ * ~32M multiply-adds is 1-3 ms on one core, the most a client query
+ * through vecgate waits behind the scan. */
+#define SCAN_SLICE_WORK 32e6
+#define SCAN_BLOCK_BYTES (4u << 20)        /* the row block, at most */
+#define SCAN_MAX_TUPLE (4u + 16u + 8u + 4u + 4u + 4u * VECFMT_MAX_DIM) /* id, vector(16000) */
+
+struct eval_scan {
+	struct knn_query q;
+	enum vec_type type;
+	size_t dim;
+	size_t *qmap;          /* topk query -> eval set index */
+	size_t nq;
+	struct copybin dec;
+	struct topk topk;
+	bool dec_ready, topk_ready;
+	double rows_total;     /* planner's estimate or a count, for progress */
+	uint64_t rows_null;    /* rows with a NULL id or vector: never neighbours */
+	double started;
+	bool block_done;       /* the chunk just fed completed a block: yield */
+	char error[400];       /* why the scan refused the stream */
+};
+
+static void scan_free(struct eval_run *run)
+{
+	struct eval_scan *sc = run->scan;
+	if (!sc)
+		return;
+	if (sc->dec_ready)
+		copybin_free(&sc->dec);
+	if (sc->topk_ready)
+		topk_free(&sc->topk);
+	free(sc->qmap);
+	free(sc);
+	run->scan = NULL;
+}
+
+/* The run starts over with one exact query per eval vector: a fresh
+ * snapshot (the scan's statement may have aborted the transaction). */
+static void open_snapshot(struct eval_run *run);
+static void per_query_truth(struct eval_run *run, const char *why)
+{
+	snprintf(run->truth_note, sizeof(run->truth_note), "per query (%s)", why);
+	log_info("eval %s: ground truth by %zu exact queries: %s", run->index_name, run->truth_total, why);
+	run->method = EVAL_TRUTH_PER_QUERY;
+	send_query(run, "SET LOCAL enable_indexscan = off", 0, NULL, NULL);
+	send_query(run, "SET LOCAL enable_bitmapscan = off", 0, NULL, NULL);
+	run_next(run);
+}
+
+/* The scan cannot serve this run: per query under `auto`, a failure when
+ * the configuration asked for the scan. */
+static void scan_unavailable(struct eval_run *run, const char *why, bool restart)
+{
+	const struct vg_managed_index *mi = config_find_index(vg.cfg, run->index_name);
+	scan_free(run);
+	if (mi && mi->ground_truth == VG_TRUTH_EXACT_SCAN) {
+		char m[600];
+		snprintf(m, sizeof(m), "ground_truth: exact_scan cannot be used: %s", why);
+		finish(run, NULL, m, false);
+		return;
+	}
+	if (restart)
+		open_snapshot(run); /* the failed statement aborted the transaction */
+	per_query_truth(run, why);
+}
+
+static int scan_tuple(void *arg, int nfields, const struct copybin_field *f)
+{
+	struct eval_run *run = arg;
+	struct eval_scan *sc = run->scan;
+	if (nfields != 2) {
+		snprintf(sc->error, sizeof(sc->error), "COPY sent %d columns, not 2", nfields);
+		return 1;
+	}
+	if (f[0].len < 0 || f[1].len < 0) {
+		sc->rows_null++;
+		return 0;
+	}
+	int64_t id;
+	if (vecfmt_decode_id(f[0].p, (size_t)f[0].len, &id) < 0) {
+		snprintf(sc->error, sizeof(sc->error), "an id of %d bytes is not an integer", f[0].len);
+		return 1;
+	}
+	size_t dim = 0;
+	if (vecfmt_decode(sc->type, f[1].p, (size_t)f[1].len, topk_row_slot(&sc->topk), sc->dim, &dim) < 0 ||
+	    dim != sc->dim) {
+		int sent = f[1].len >= 2 ? (int16_t)(uint16_t)(f[1].p[0] << 8 | f[1].p[1]) : -1;
+		snprintf(sc->error, sizeof(sc->error),
+		         "row %lld has %d dimensions, the eval vectors %zu (the server would refuse to compare them)",
+		         (long long)id, sent, sc->dim);
+		return 1;
+	}
+	if (topk_row_commit(&sc->topk, id))
+		sc->block_done = true;
+	return 0;
+}
+
+static enum pg_copy_flow scan_chunk(void *arg, const char *data, size_t len)
+{
+	struct eval_run *run = arg;
+	struct eval_scan *sc = run->scan;
+	if (run->finished || !sc || sc->error[0])
+		return PG_COPY_MORE;
+	sc->block_done = false;
+	enum copybin_status st = copybin_feed(&sc->dec, (const uint8_t *)data, len, scan_tuple, run);
+	if (st < 0) {
+		if (!sc->error[0])
+			snprintf(sc->error, sizeof(sc->error), "%s", copybin_strerror(st));
+		pg_session_cancel_copy(run->s); /* the result callback reports it */
+		return PG_COPY_MORE;
+	}
+	return sc->block_done ? PG_COPY_YIELD : PG_COPY_MORE;
+}
+
+static void scan_result(void *arg, PGresult *res, const char *error)
+{
+	struct eval_run *run = arg;
+	struct eval_scan *sc = run->scan;
+	run->copy_in_flight = false;
+	if (run->finished || !sc)
+		return;
+	char m[900];
+	if (sc->error[0]) {
+		snprintf(m, sizeof(m), "exact scan of %s: %s", sc->q.table, sc->error);
+		finish(run, NULL, m, false);
+		return;
+	}
+	if (error) {
+		if (pg_result_transient(res)) {
+			snprintf(m, sizeof(m), "exact scan failed: %s", error);
+			finish(run, NULL, m, true);
+		} else {
+			snprintf(m, sizeof(m), "the exact scan failed (%s)", error);
+			scan_unavailable(run, m, true);
+		}
+		return;
+	}
+	enum copybin_status st = copybin_finish(&sc->dec);
+	if (st != COPYBIN_DONE) {
+		snprintf(m, sizeof(m), "exact scan of %s: %s", sc->q.table, copybin_strerror(st));
+		finish(run, NULL, m, false);
+		return;
+	}
+	topk_flush(&sc->topk);
+	size_t k = sc->topk.k;
+	struct topk_entry *best = calloc(k, sizeof(*best)), *ties = calloc(k ? k : 1, sizeof(*ties));
+	if (!best || !ties) {
+		free(best);
+		free(ties);
+		finish(run, NULL, "out of memory", true);
+		return;
+	}
+	uint64_t dropped = 0;
+	for (size_t i = 0; i < sc->nq; i++) {
+		struct eval_query *q = &run->set->queries[sc->qmap[i]];
+		size_t n = topk_result(&sc->topk, i, best), nt = topk_ties(&sc->topk, i, ties);
+		dropped += sc->topk.ties_dropped[i];
+		free(q->truth);
+		free(q->ties);
+		q->truth = calloc(n + 1, sizeof(int64_t));
+		q->ties = calloc(nt + 1, sizeof(int64_t));
+		q->n_truth = q->n_ties = 0;
+		if (!q->truth || !q->ties)
+			continue;
+		for (size_t j = 0; j < n; j++)
+			q->truth[q->n_truth++] = best[j].id;
+		for (size_t j = 0; j < nt; j++)
+			q->ties[q->n_ties++] = ties[j].id;
+		if (vg_log_min_level <= VG_LOG_DEBUG) {
+			char line[1800];
+			size_t o = 0;
+			for (size_t j = 0; j < n && o < sizeof(line) - 64; j++)
+				o += (size_t)snprintf(line + o, sizeof(line) - o, " %lld=%.9g", (long long)best[j].id,
+				                      vdist_value(sc->topk.metric, best[j].key));
+			for (size_t j = 0; j < nt && o < sizeof(line) - 64; j++)
+				o += (size_t)snprintf(line + o, sizeof(line) - o, "%s%lld", j ? " " : " | ties ",
+				                      (long long)ties[j].id);
+			log_debug("eval truth %s q%zu (scan):%s", run->index_name, sc->qmap[i], line);
+		}
+	}
+	free(best);
+	free(ties);
+	double secs = now_sec() - sc->started;
+	double flops = 2.0 * (double)sc->topk.rows_seen * (double)sc->nq * (double)sc->dim;
+	snprintf(run->truth_note, sizeof(run->truth_note), "one exact scan of %llu rows in %.1f s",
+	         (unsigned long long)(sc->topk.rows_seen + sc->rows_null), secs);
+	log_info("eval %s: ground truth by one exact scan of %s: %llu rows (%llu with a NULL id or vector skipped), "
+	         "%zu queries x %zu dims %s k=%zu, %.1f MB read, %.2f s, %.1f GFLOP/s (%s kernels), %.1f MB held%s",
+	         run->index_name, sc->q.table, (unsigned long long)(sc->topk.rows_seen + sc->rows_null),
+	         (unsigned long long)sc->rows_null, sc->nq, sc->dim, vdist_operator(sc->topk.metric), k,
+	         (double)sc->dec.bytes / 1e6, secs, secs > 0 ? flops / secs / 1e9 : 0, vdist_isa(),
+	         (double)(topk_memory(&sc->topk) + sc->dec.max_tuple) / 1e6,
+	         dropped ? "; some ties beyond k were not kept" : "");
+	scan_free(run);
+	run->truth_pass = false;
+	run->i = 0;
+	run_next(run);
+}
+
+static void count_result(void *arg, PGresult *res, const char *error)
+{
+	struct eval_run *run = arg;
+	if (run->finished || !run->scan)
+		return;
+	if (!error && PQntuples(res) == 1)
+		run->scan->rows_total = atof(PQgetvalue(res, 0, 0));
+}
+
+/* The catalog agreed: parse the eval vectors as the column's type, set up
+ * the heaps and the decoder, start the COPY. */
+static void probe_result(void *arg, PGresult *res, const char *error)
+{
+	struct eval_run *run = arg;
+	struct eval_scan *sc = run->scan;
+	if (run->finished || !sc)
+		return;
+	char why[400];
+	if (error || PQntuples(res) != 1) {
+		if (error && pg_result_transient(res)) {
+			char m[600];
+			snprintf(m, sizeof(m), "eval catalog lookup failed: %s", error);
+			finish(run, NULL, m, true);
+			return;
+		}
+		snprintf(why, sizeof(why), "catalog lookup failed: %s", error ? error : "no row");
+		scan_unavailable(run, why, true);
+		return;
+	}
+	bool found = !PQgetisnull(res, 0, 0) && PQgetvalue(res, 0, 0)[0] == 't';
+	int id_type = PQgetisnull(res, 0, 1) ? 0 : atoi(PQgetvalue(res, 0, 1));
+	const char *vtype = PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2);
+	const char *send_fn = PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3);
+	int typmod = PQgetisnull(res, 0, 4) ? -1 : atoi(PQgetvalue(res, 0, 4));
+	double reltuples = PQgetisnull(res, 0, 5) ? -1 : atof(PQgetvalue(res, 0, 5));
+	if (knn_probe_check(&sc->q, found, id_type, vtype, send_fn, &sc->type, why, sizeof(why)) < 0) {
+		scan_unavailable(run, why, false);
+		return;
+	}
+	const struct vg_managed_index *mi = config_find_index(vg.cfg, run->index_name);
+	size_t k = mi ? (size_t)mi->k : 10;
+	/* the eval vectors as the server will read them */
+	float *qv = NULL;
+	for (size_t i = 0; i < sc->nq; i++) {
+		const char *text = run->set->queries[sc->qmap[i]].vector;
+		float tmp[VECFMT_MAX_DIM];
+		size_t dim;
+		if (vecfmt_parse_text(sc->type, text, tmp, VECFMT_MAX_DIM, &dim) < 0) {
+			snprintf(why, sizeof(why), "eval vector %zu is not a %s literal vecgate can read", sc->qmap[i] + 1,
+			         vtype);
+			free(qv);
+			scan_unavailable(run, why, false);
+			return;
+		}
+		if (!qv) {
+			sc->dim = dim;
+			qv = malloc(sc->nq * dim * sizeof(float));
+			if (!qv) {
+				finish(run, NULL, "out of memory", true);
+				return;
+			}
+		}
+		if (dim != sc->dim || (typmod > 0 && (size_t)typmod != dim) ||
+		    (sc->q.cast_dims > 0 && (size_t)sc->q.cast_dims != dim)) {
+			snprintf(why, sizeof(why), "eval vector %zu has %zu dimensions, not %zu", sc->qmap[i] + 1, dim,
+			         typmod > 0 ? (size_t)typmod : sc->q.cast_dims > 0 ? (size_t)sc->q.cast_dims : sc->dim);
+			free(qv);
+			scan_unavailable(run, why, false);
+			return;
+		}
+		memcpy(qv + i * dim, tmp, dim * sizeof(float));
+	}
+	size_t rows = topk_block_rows(sc->dim, sc->nq, SCAN_BLOCK_BYTES, SCAN_SLICE_WORK);
+	int rc = topk_init(&sc->topk, sc->q.metric, sc->dim, qv, sc->nq, k, k, rows);
+	free(qv);
+	if (rc < 0) {
+		finish(run, NULL, "out of memory for the exact scan", true);
+		return;
+	}
+	sc->topk_ready = true;
+	if (copybin_init(&sc->dec, SCAN_MAX_TUPLE, 2) < 0) {
+		finish(run, NULL, "out of memory for the exact scan", true);
+		return;
+	}
+	sc->dec_ready = true;
+	char copy[1200];
+	if (knn_copy_sql(&sc->q, copy, sizeof(copy)) < 0) {
+		scan_unavailable(run, "names too long", false);
+		return;
+	}
+	sc->rows_total = reltuples;
+	if (reltuples < 0) {
+		/* never analyzed: count in the same snapshot, for progress */
+		char rel[420], sql[600];
+		knn_relation(&sc->q, rel, sizeof(rel));
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", rel);
+		send_query(run, sql, 0, NULL, count_result);
+	}
+	run->method = EVAL_TRUTH_SCAN;
+	sc->started = now_sec();
+	log_debug("eval %s: exact scan: %s (%zu queries, %zu rows per block, %.1f MB held)", run->index_name, copy,
+	          sc->nq, rows, (double)(topk_memory(&sc->topk) + SCAN_MAX_TUPLE) / 1e6);
+	if (run->finished)
+		return;
+	if (!run->s || pg_session_copy_out(run->s, copy, scan_chunk, scan_result, run) < 0) {
+		finish(run, NULL, "maintenance connection unavailable", true);
+		return;
+	}
+	run->copy_in_flight = true;
+}
+
+/* Ground truth for the queries the eval file does not give: the exact scan
+ * when the query and the configuration allow it, else per query. */
+static void start_truth(struct eval_run *run, const struct vg_managed_index *mi)
+{
+	if (!run->truth_total) {
+		run->method = EVAL_TRUTH_PER_QUERY; /* nothing to compute: straight to the timed queries */
+		snprintf(run->truth_note, sizeof(run->truth_note), "from the eval file");
+		run->truth_pass = false;
+		run_next(run);
+		return;
+	}
+	if (mi->ground_truth == VG_TRUTH_PER_QUERY) {
+		per_query_truth(run, "ground_truth: per_query");
+		return;
+	}
+	char why[300];
+	struct eval_scan *sc = calloc(1, sizeof(*sc));
+	if (!sc) {
+		finish(run, NULL, "out of memory", true);
+		return;
+	}
+	run->scan = sc;
+	if (knn_query_parse(mi->eval_query, &sc->q, why, sizeof(why)) < 0) {
+		char m[400];
+		snprintf(m, sizeof(m), "eval_query is not a plain k-NN query: %s", why);
+		scan_unavailable(run, m, false);
+		return;
+	}
+	if (strcmp(sc->q.table, mi->table) != 0 || (sc->q.schema[0] && strcmp(sc->q.schema, mi->schema) != 0)) {
+		snprintf(why, sizeof(why), "eval_query reads %s%s%s, not the managed table %s.%s", sc->q.schema,
+		         sc->q.schema[0] ? "." : "", sc->q.table, mi->schema, mi->table);
+		scan_unavailable(run, why, false);
+		return;
+	}
+	sc->qmap = calloc(run->truth_total, sizeof(size_t));
+	if (!sc->qmap) {
+		finish(run, NULL, "out of memory", true);
+		return;
+	}
+	for (size_t i = 0; i < run->set->n; i++)
+		if (!run->set->queries[i].truth_from_file)
+			sc->qmap[sc->nq++] = i;
+	char rel[420];
+	knn_relation(&sc->q, rel, sizeof(rel));
+	const char *params[] = {rel, sc->q.id_column, sc->q.vector_column};
+	send_query(run, KNN_PROBE_SQL, 3, params, probe_result);
+}
+
 static void run_next(struct eval_run *run)
 {
 	const struct vg_managed_index *mi = config_find_index(vg.cfg, run->index_name);
@@ -357,6 +741,7 @@ static void run_next(struct eval_run *run)
 		.p50_ms = percentile(run->lat_ms, set->n, 50),
 		.p95_ms = percentile(run->lat_ms, set->n, 95),
 		.plan_index = run->plan_index,
+		.truth = run->truth_note,
 	};
 	if (run->plan_teardown_sql[0])
 		send_query(run, run->plan_teardown_sql, 0, NULL, NULL);
@@ -389,9 +774,22 @@ void eval_run_start(struct eval_run *run, struct pg_session *s, const struct vg_
 	run->arg = arg;
 	run->truth_pass = true;
 	run->started = now_sec();
-	for (size_t i = 0; i < set->n; i++)
-		run->truth_total += !set->queries[i].truth_from_file;
+	for (size_t i = 0; i < set->n; i++) {
+		struct eval_query *q = &set->queries[i];
+		run->truth_total += !q->truth_from_file;
+		if (!q->truth_from_file) {
+			free(q->ties); /* whatever computes the truth this time says which ties count */
+			q->ties = NULL;
+			q->n_ties = 0;
+		}
+	}
 	run->lat_ms = calloc(set->n ? set->n : 1, sizeof(double));
+	open_snapshot(run);
+	start_truth(run, mi);
+}
+
+static void open_snapshot(struct eval_run *run)
+{
 	send_query(run, "ROLLBACK", 0, NULL, NULL); /* a transaction a failed attempt left open */
 	if (run->generic_plan) {
 		/* a failed attempt's statement and hides (hypopg's are per session, not transactional) */
@@ -402,26 +800,49 @@ void eval_run_start(struct eval_run *run, struct pg_session *s, const struct vg_
 	send_query(run, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL, NULL);
 	if (run->setup_sql[0])
 		send_query(run, run->setup_sql, 0, NULL, NULL);
-	send_query(run, "SET LOCAL enable_indexscan = off", 0, NULL, NULL);
-	send_query(run, "SET LOCAL enable_bitmapscan = off", 0, NULL, NULL);
-	run_next(run);
 }
 
 void eval_run_release(struct eval_run *run)
 {
 	free(run->lat_ms);
 	run->lat_ms = NULL;
+	scan_free(run);
+}
+
+bool eval_run_abandon(struct eval_run *run)
+{
+	if (!run->set || run->finished)
+		return false;
+	run->finished = true; /* no callback; whatever still answers is ignored */
+	free(run->lat_ms);
+	run->lat_ms = NULL;
+	scan_free(run);
+	log_info("eval %s: abandoned%s", run->index_name, run->copy_in_flight ? " during its exact scan" : "");
+	return true;
 }
 
 bool eval_run_progress(const struct eval_run *run, struct eval_progress *out)
 {
 	if (!run->set || run->finished || !run->lat_ms)
 		return false;
-	out->pass = run->truth_pass ? "ground truth" : "timed queries";
-	out->total = run->truth_total + run->set->n;
-	out->done = run->steps_done < out->total ? run->steps_done : out->total;
-	out->percent = out->total ? 100.0 * (double)out->done / (double)out->total : 0;
 	double elapsed = now_sec() - run->started;
+	const struct eval_scan *sc = run->scan;
+	if (run->truth_pass && sc && sc->topk_ready) {
+		/* the scan: rows against the planner's estimate (or a count) */
+		out->pass = "ground truth scan";
+		out->unit = "rows";
+		out->done = (size_t)(sc->topk.rows_seen + sc->topk.in_block + sc->rows_null);
+		out->total = sc->rows_total > (double)out->done ? (size_t)sc->rows_total : out->done;
+		elapsed = now_sec() - sc->started;
+	} else {
+		out->pass = run->truth_pass ? "ground truth" : "timed queries";
+		out->unit = "queries";
+		out->total = (run->method == EVAL_TRUTH_PER_QUERY ? run->truth_total : 0) + run->set->n;
+		out->done = run->steps_done < out->total ? run->steps_done : out->total;
+		if (run->method == EVAL_TRUTH_SCAN)
+			elapsed = now_sec() - run->started; /* the timed pass's own pace is not known apart */
+	}
+	out->percent = out->total ? 100.0 * (double)out->done / (double)out->total : 0;
 	out->eta_s = out->done ? elapsed * (double)(out->total - out->done) / (double)out->done : NAN;
 	return true;
 }

@@ -5,6 +5,13 @@
  * exactly and times every k-NN query in one REPEATABLE READ snapshot, so
  * rows ingested meanwhile cannot make an index look as if it lost recall;
  * it reports recall@k, p50 and p95 to its owner's callback exactly once.
+ *
+ * Ground truth comes from one exact scan of the table for all queries at
+ * once (a binary COPY of id and vector in the eval snapshot, distances and
+ * top-k computed in C: protocol/topk.h) when the eval query is a plain k-NN
+ * query over integer ids and a vector or halfvec column (routing/knn_query.h)
+ * and `ground_truth` allows it; otherwise from one exact query per eval
+ * vector with index scans disabled.  The outcome says which, and why.
  */
 #ifndef VG_PROXY_CONTROL_EVAL_H
 #define VG_PROXY_CONTROL_EVAL_H
@@ -21,6 +28,10 @@ struct eval_query {
 	char *vector;
 	int64_t *truth;
 	size_t n_truth;
+	/* the exact scan's boundary ties: ids outside truth at the k-th
+	 * distance, which recall counts as hits (routing/gate.h) */
+	int64_t *ties;
+	size_t n_ties;
 	bool truth_from_file; /* else recomputed exactly in every run */
 	bool from_traffic;    /* sampled from vector reads (vecgate.eval_samples), not the eval file */
 };
@@ -46,6 +57,7 @@ struct eval_outcome {
 	double recall_file, recall_traffic;
 	size_t n_file, n_traffic;
 	const char *plan_index; /* the index EXPLAIN showed, when the run checked */
+	const char *truth;      /* how the ground truth was had, for the job's message */
 };
 /* error NULL: the run finished; else it stopped, and `transient` says
  * whether trying again later may help. */
@@ -70,6 +82,9 @@ struct eval_opts {
 	const char *scans_on, *no_scans_on;
 };
 
+enum eval_truth_method { EVAL_TRUTH_PER_QUERY = 0, EVAL_TRUTH_SCAN = 1 };
+struct eval_scan; /* the exact scan in progress (eval.c) */
+
 /* One run in progress; embedded (zeroed) in its owner, which keeps it, the
  * set and the session alive until the callback. */
 struct eval_run {
@@ -90,12 +105,17 @@ struct eval_run {
 	char plan_index[128];
 	double started;          /* monotonic seconds */
 	size_t truth_total, steps_done; /* exact queries to run; queries answered so far (both passes) */
+	enum eval_truth_method method;
+	struct eval_scan *scan; /* while the exact scan runs */
+	bool copy_in_flight;    /* its COPY streams on the session */
+	char truth_note[300];
 };
 
 /* Where a run stands, for the API, the CLI and the metrics.  false when no
  * run is in progress. */
 struct eval_progress {
-	const char *pass; /* "ground truth" or "timed queries" */
+	const char *pass; /* "ground truth", "ground truth scan" or "timed queries" */
+	const char *unit; /* "queries", or "rows" for the scan (total: the planner's estimate, or a count) */
 	size_t done, total;
 	double percent, eta_s;
 };
@@ -104,5 +124,11 @@ bool eval_run_progress(const struct eval_run *run, struct eval_progress *out);
 void eval_run_start(struct eval_run *run, struct pg_session *s, const struct vg_managed_index *mi,
                     struct eval_set *set, const struct eval_opts *opts, eval_done_cb done, void *arg);
 void eval_run_release(struct eval_run *run); /* free what a run holds (after its callback or to abandon it) */
+/* The owner stops caring about a run still in progress (its job moved on):
+ * no callback will come.  Returns true when statements of the run may still
+ * be running on the session (an exact scan streams a whole table): the owner
+ * must then close or replace the session, which also rolls the eval
+ * transaction back on the server and stops the scan at once. */
+bool eval_run_abandon(struct eval_run *run);
 
 #endif

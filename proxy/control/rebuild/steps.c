@@ -125,8 +125,8 @@ static void eval_done(void *arg, const struct eval_outcome *out, const char *err
 		job->base_p95 = out->p95_ms;
 		job->have_base = true;
 		eval_sources_note(out, sources, sizeof(sources));
-		job_event(job, JEV_STEP_OK, "baseline: recall@%d %.4f%s, p50 %.2f ms, p95 %.2f ms", mi ? mi->k : 0,
-		          out->recall, sources, out->p50_ms, out->p95_ms);
+		job_event(job, JEV_STEP_OK, "baseline: recall@%d %.4f%s, p50 %.2f ms, p95 %.2f ms; ground truth: %s",
+		          mi ? mi->k : 0, out->recall, sources, out->p50_ms, out->p95_ms, out->truth ? out->truth : "?");
 		return;
 	case EVAL_VERIFY: {
 		job->new_recall_file = out->recall_file;
