@@ -57,7 +57,7 @@ void topk_free(struct topk *t)
 
 size_t topk_memory(const struct topk *t)
 {
-	size_t q = t->nq * t->dpad * sizeof(float) + t->nq * sizeof(float);
+	size_t q = (t->nq + 1) * t->dpad * sizeof(float) + t->nq * sizeof(float);
 	size_t res = t->nq * (t->k + t->tie_cap) * sizeof(struct topk_entry) + t->nq * (2 * sizeof(size_t) + 8);
 	size_t block = t->block_rows * (t->dpad * sizeof(float) + sizeof(int64_t) + sizeof(float));
 	size_t scratch = TOPK_QUERY_TILE * t->block_rows * sizeof(float) + t->block_rows * sizeof(double);
@@ -78,7 +78,9 @@ int topk_init(struct topk *t, enum vdist_metric m, size_t dim, const float *quer
 	t->k = k;
 	t->tie_cap = tie_cap;
 	t->block_rows = block_rows;
-	t->queries = calloc(nq * t->dpad, sizeof(float));
+	/* rounded up to whole query groups; the padding query is all zeros */
+	size_t nq_pad = (nq + VDIST_QUERY_GROUP - 1) / VDIST_QUERY_GROUP * VDIST_QUERY_GROUP;
+	t->queries = calloc(nq_pad * t->dpad, sizeof(float));
 	t->qnorm = calloc(nq, sizeof(float));
 	t->heap = calloc(nq * k, sizeof(struct topk_entry));
 	t->n_heap = calloc(nq, sizeof(size_t));
@@ -184,8 +186,10 @@ static void compare_block(struct topk *t)
 			t->xnorm[j] = vdist_norm2(t->rows + j * t->dpad, t->dpad);
 	for (size_t q0 = 0; q0 < t->nq; q0 += TOPK_QUERY_TILE) {
 		size_t nq = t->nq - q0 < TOPK_QUERY_TILE ? t->nq - q0 : TOPK_QUERY_TILE;
-		/* rows past nr in the last group hold stale data: computed, ignored */
-		vdist_block(t->metric, t->queries + q0 * t->dpad, nq, t->rows, nr_pad, t->dpad, t->raw, t->block_rows);
+		size_t nq_pad = (nq + VDIST_QUERY_GROUP - 1) / VDIST_QUERY_GROUP * VDIST_QUERY_GROUP;
+		/* rows past nr in the last group hold stale data, and the last
+		 * query group may hold the zero query: computed, ignored */
+		vdist_block(t->metric, t->queries + q0 * t->dpad, nq_pad, t->rows, nr_pad, t->dpad, t->raw, t->block_rows);
 		for (size_t qi = 0; qi < nq; qi++) {
 			size_t i = q0 + qi;
 			vdist_keys(t->metric, t->raw + qi * t->block_rows, nr, t->qnorm[i], t->xnorm, t->keys);

@@ -14,7 +14,8 @@
  *     good an answer as the k-th one; recall counts it (routing/gate.h).
  *     More ties than tie_cap are counted in ties_dropped, not kept.
  *   - Memory, fixed at topk_init and never growing with the table:
- *       queries   nq x (dpad + 1) x 4 bytes (padded vectors, their norms)
+ *       queries   (nq + 1) x (dpad + 1) x 4 bytes (padded vectors, a zero
+ *                 query to make a whole query group, their norms)
  *       results   nq x (k + tie_cap) x 16 bytes
  *       row block block_rows x (dpad x 4 + 8 + 4) bytes
  *       scratch   TOPK_QUERY_TILE x block_rows x 4 + block_rows x 8 bytes

@@ -3,9 +3,10 @@
  * table is Q x N x D multiply-adds, so the kernels are written for the
  * vectoriser.  Each pair accumulates in VDIST_LANES independent float lanes
  * (the compiler needs no reassociation licence to put them in SIMD
- * registers) and one query meets a group of four rows at a time, so each
- * query load feeds four rows.  The blocks are tiled so that a row group and
- * a tile of queries stay in L1 together.
+ * registers), and two queries meet a group of four rows at a time: eight
+ * independent sums keep both FMA ports busy (one sum per register would wait
+ * on its own latency) and each load feeds two or four pairs.  The blocks are
+ * tiled so that a row group and a tile of queries stay in L1 together.
  */
 #include "protocol/vdist.h"
 
@@ -48,44 +49,57 @@ static inline float reduce(const float *a)
 #define STEP_DOT(acc, xr) ((acc)[l] += qv * (xr)[j + l])
 #define STEP_L1(acc, xr) ((acc)[l] += fabsf(qv - (xr)[j + l]))
 
-/* one query against four consecutive rows */
-#define KERNEL_1X4(name, STEP)                                                                             \
-	static inline void name(const float *restrict q, const float *restrict x, size_t dpad, float *restrict out) \
+/* two queries against four consecutive rows; inlined into each clone */
+#define KERNEL_2X4(name, STEP)                                                                             \
+	static inline __attribute__((always_inline)) void name(const float *restrict q, const float *restrict x, \
+	                                                       size_t dpad, float *restrict out, size_t ld)     \
 	{                                                                                                      \
 		const float *x0 = x, *x1 = x + dpad, *x2 = x + 2 * dpad, *x3 = x + 3 * dpad;                       \
+		const float *qa = q, *qb = q + dpad;                                                               \
 		float a0[LANES] = {0}, a1[LANES] = {0}, a2[LANES] = {0}, a3[LANES] = {0};                          \
+		float b0[LANES] = {0}, b1[LANES] = {0}, b2[LANES] = {0}, b3[LANES] = {0};                          \
 		for (size_t j = 0; j < dpad; j += LANES) {                                                         \
 			for (int l = 0; l < LANES; l++) {                                                              \
-				float qv = q[j + l];                                                                       \
+				float qv = qa[j + l];                                                                      \
 				STEP(a0, x0);                                                                              \
 				STEP(a1, x1);                                                                              \
 				STEP(a2, x2);                                                                              \
 				STEP(a3, x3);                                                                              \
+				qv = qb[j + l];                                                                            \
+				STEP(b0, x0);                                                                              \
+				STEP(b1, x1);                                                                              \
+				STEP(b2, x2);                                                                              \
+				STEP(b3, x3);                                                                              \
 			}                                                                                              \
 		}                                                                                                  \
 		out[0] = reduce(a0);                                                                               \
 		out[1] = reduce(a1);                                                                               \
 		out[2] = reduce(a2);                                                                               \
 		out[3] = reduce(a3);                                                                               \
+		out[ld] = reduce(b0);                                                                              \
+		out[ld + 1] = reduce(b1);                                                                          \
+		out[ld + 2] = reduce(b2);                                                                          \
+		out[ld + 3] = reduce(b3);                                                                          \
 	}
 
-KERNEL_1X4(kernel_l2, STEP_L2)
-KERNEL_1X4(kernel_dot, STEP_DOT)
-KERNEL_1X4(kernel_l1, STEP_L1)
+KERNEL_2X4(kernel_l2, STEP_L2)
+KERNEL_2X4(kernel_dot, STEP_DOT)
+KERNEL_2X4(kernel_l1, STEP_L1)
 
 /* queries per tile: the tile plus a row group fit in a 32 KiB L1 */
 static size_t query_tile(size_t dpad)
 {
 	size_t bytes = dpad * sizeof(float), budget = 32 * 1024, rows = VDIST_ROW_GROUP * bytes;
-	return rows + bytes <= budget ? (budget - rows) / bytes : 1;
+	size_t t = rows + VDIST_QUERY_GROUP * bytes <= budget ? (budget - rows) / bytes : VDIST_QUERY_GROUP;
+	return t - t % VDIST_QUERY_GROUP;
 }
 
 #define BLOCK_LOOP(kernel)                                                                                 \
 	for (size_t q0 = 0; q0 < nq; q0 += tile) {                                                             \
 		size_t q1 = nq - q0 < tile ? nq : q0 + tile;                                                       \
 		for (size_t r = 0; r + VDIST_ROW_GROUP <= nr; r += VDIST_ROW_GROUP)                                \
-			for (size_t i = q0; i < q1; i++)                                                               \
-				kernel(q + i * dpad, x + r * dpad, dpad, raw + i * ld + r);                                \
+			for (size_t i = q0; i + VDIST_QUERY_GROUP <= q1; i += VDIST_QUERY_GROUP)                       \
+				kernel(q + i * dpad, x + r * dpad, dpad, raw + i * ld + r, ld);                            \
 	}
 
 VDIST_CLONES
@@ -172,7 +186,14 @@ int vdist_metric_of(const char *op, size_t len)
 
 const char *vdist_isa(void)
 {
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(VDIST_NO_CLONES)
+#if defined(VDIST_NO_CLONES) || !defined(__GNUC__) || defined(__clang__)
+	/* one build: what the compiler was allowed to use */
+#if defined(__AVX512F__)
+	return "avx512 (built for this CPU)";
+#elif defined(__AVX2__)
+	return "avx2 (built for this CPU)";
+#endif
+#elif defined(__x86_64__)
 	__builtin_cpu_init();
 	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
 	    __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))

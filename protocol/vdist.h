@@ -7,8 +7,8 @@
  *   - Vectors are float arrays padded with zeros to vdist_padded(dim), a
  *     multiple of VDIST_LANES; zero padding changes no metric.
  *   - vdist_block() writes raw[i * ld + j] for query i < nq and row j < nr
- *     (nr a multiple of VDIST_ROW_GROUP: pad the row block with zero rows and
- *     ignore their results):
+ *     (nq a multiple of VDIST_QUERY_GROUP and nr of VDIST_ROW_GROUP: pad the
+ *     blocks with rows of any finite value and ignore their results):
  *       L2      sum (q - x)^2         (pgvector <->  is its square root)
  *       IP      sum q x               (<#> is its negation)
  *       COSINE  sum q x               (<=> needs the norms: vdist_key)
@@ -36,6 +36,7 @@
 
 #define VDIST_LANES 16
 #define VDIST_ROW_GROUP 4
+#define VDIST_QUERY_GROUP 2
 
 enum vdist_metric { VDIST_L2 = 0, VDIST_IP = 1, VDIST_COSINE = 2, VDIST_L1 = 3 };
 

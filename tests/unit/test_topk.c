@@ -58,7 +58,7 @@ static void test_kernels_match_reference(void **state)
 	(void)state;
 	size_t dims[] = {1, 3, 15, 16, 17, 100, 384, 1000};
 	for (size_t di = 0; di < sizeof(dims) / sizeof(*dims); di++) {
-		size_t dim = dims[di], dpad = vdist_padded(dim), nq = 5, nr = 8;
+		size_t dim = dims[di], dpad = vdist_padded(dim), nq = 6, nr = 8;
 		assert_true(dpad % VDIST_LANES == 0 && dpad >= dim && dpad < dim + VDIST_LANES);
 		float *q = calloc(nq * dpad, sizeof(float)), *x = calloc(nr * dpad, sizeof(float));
 		float *raw = calloc(nq * nr, sizeof(float));
@@ -165,13 +165,13 @@ static void check_against_sort(enum vdist_metric m, size_t dim, size_t nrows, si
 
 	/* reference: every candidate's key through the same kernel, one pair at a time */
 	struct cand *all = calloc(nrows, sizeof(*all));
-	float *qp = calloc(dpad, sizeof(float)), *xp = calloc(4 * dpad, sizeof(float)), raw[4];
+	float *qp = calloc(2 * dpad, sizeof(float)), *xp = calloc(4 * dpad, sizeof(float)), raw[8];
 	struct topk_entry *res = calloc(k, sizeof(*res)), *ties = calloc(16, sizeof(*ties));
 	for (size_t i = 0; i < nq; i++) {
 		memcpy(qp, qs + i * dim, dim * sizeof(float));
 		for (size_t r = 0; r < nrows; r++) {
 			memcpy(xp, rows + r * dim, dim * sizeof(float));
-			vdist_block(m, qp, 1, xp, 4, dpad, raw, 4);
+			vdist_block(m, qp, 2, xp, 4, dpad, raw, 4);
 			all[r] = (struct cand){vdist_key(m, raw[0], vdist_norm2(qp, dpad), vdist_norm2(xp, dpad)), ids[r]};
 		}
 		qsort(all, nrows, sizeof(*all), cmp_cand);
