@@ -193,6 +193,8 @@ static const struct bad_case bad_cases[] = {
 	 "t.yaml:6:77:", "not a valid setting name"},
 	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, swap_mode: fast}\n",
 	 "t.yaml:6:81:", "swap_mode must be one of 'auto', 'flip', 'rename'"},
+	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, ground_truth: scan}\n",
+	 "t.yaml:6:84:", "ground_truth must be one of 'auto', 'exact_scan', 'per_query'"},
 };
 
 static void test_bad_configs(void **state)
@@ -230,6 +232,7 @@ static void test_managed_index(void **state)
 	                "    with: {m: 24, ef_construction: 128}\n"
 	                "    maintenance_settings: {maintenance_work_mem: 1GB}\n"
 	                "    swap_mode: flip\n"
+	                "    ground_truth: per_query\n"
 	                "    lock_timeout_ms: 25\n";
 	char err[512];
 	struct vg_config *c = config_load_string("m.yaml", y, strlen(y), err, sizeof(err));
@@ -249,6 +252,7 @@ static void test_managed_index(void **state)
 	assert_string_equal(m->with[1].value, "128");
 	assert_string_equal(m->search_settings[0].name, "hnsw.ef_search");
 	assert_int_equal(m->swap_mode, VG_SWAP_FLIP);
+	assert_int_equal(m->ground_truth, VG_TRUTH_PER_QUERY);
 	assert_int_equal(m->lock_timeout_ms, 25);
 	assert_int_equal(m->swap_attempts, 20);
 	assert_true(m->retention_seconds == 86400);
