@@ -160,7 +160,7 @@ void job_apply(struct rebuild_job *job, enum job_event ev, struct job_transition
 	job->updated = now_sec();
 	/* whatever step ran has ended with this event */
 	job->step_busy = false;
-	if (eval_run_abandon(&job->eval)) {
+	if (eval_run_abandon(&job->eval) && index_link_up(&job->maint)) {
 		/* an eval still in flight (an exact scan streams the whole table):
 		 * a new session stops it at once and rolls its snapshot back */
 		index_link_restart(&job->maint);
