@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,6 +92,47 @@ int vecfmt_decode(enum vec_type t, const uint8_t *p, size_t len, float *out, siz
 	}
 	*dim = (size_t)d;
 	return 0;
+}
+
+int vecfmt_binary_to_text(const uint8_t *p, size_t len, char *out, size_t outlen)
+{
+	if (len < 4 || outlen < 3)
+		return -1;
+	int16_t d = (int16_t)(uint16_t)((uint16_t)p[0] << 8 | p[1]);
+	if (d < 1 || d > VECFMT_MAX_DIM)
+		return -1;
+	enum vec_type t;
+	if (len == 4 + (size_t)d * 4)
+		t = VEC_FLOAT32;
+	else if (len == 4 + (size_t)d * 2)
+		t = VEC_FLOAT16;
+	else
+		return -1;
+	size_t o = 0;
+	out[o++] = '[';
+	const uint8_t *e = p + 4;
+	for (int i = 0; i < d; i++) {
+		float f;
+		if (t == VEC_FLOAT16) {
+			f = vecfmt_half_to_float((uint16_t)((uint16_t)e[0] << 8 | e[1]));
+			e += 2;
+		} else {
+			uint32_t bits = be32(e);
+			memcpy(&f, &bits, sizeof(f));
+			e += 4;
+		}
+		if (!isfinite(f))
+			return -1; /* NaN or infinity: no literal the server takes */
+		int n = snprintf(out + o, outlen - o, "%s%.9g", i ? "," : "", (double)f);
+		if (n < 0 || (size_t)n >= outlen - o)
+			return -1;
+		o += (size_t)n;
+	}
+	if (o + 2 > outlen)
+		return -1;
+	out[o++] = ']';
+	out[o] = 0;
+	return (int)o;
 }
 
 static bool vec_space(char c)

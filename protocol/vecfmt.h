@@ -39,6 +39,12 @@ int vecfmt_decode(enum vec_type t, const uint8_t *p, size_t len, float *out, siz
 /* Text literal -> floats (rounded through binary16 for VEC_FLOAT16).  0, or -1. */
 int vecfmt_parse_text(enum vec_type t, const char *s, float *out, size_t max_dim, size_t *dim);
 
+/* A binary vector or halfvec (told apart by its length against its dim) as
+ * the text literal the server would accept ("[x,y,...]", each float with
+ * enough digits to read back exactly).  Bytes written (NUL-terminated), or
+ * -1 when it is neither or does not fit in outlen. */
+int vecfmt_binary_to_text(const uint8_t *p, size_t len, char *out, size_t outlen);
+
 /* Binary int2/int4/int8 by length.  0, or -1. */
 int vecfmt_decode_id(const uint8_t *p, size_t len, int64_t *out);
 /* Decimal text (optional sign, digits, nothing else) -> int64.  0, or -1. */

@@ -10,6 +10,7 @@
 #include "proxy/pending.h"
 #include "proxy/route_table.h"
 #include "proxy/sampler.h"
+#include "protocol/vecfmt.h"
 #include "routing/classify.h"
 #include "routing/ddl_guard.h"
 
@@ -174,11 +175,24 @@ static void sample_bind_param(struct traffic_sample *ts, int slot, const uint8_t
 	size_t tail_len;
 	int32_t vlen;
 	int fmt;
-	if (parse_bind_msg(msg + PG_HDR_LEN, total - PG_HDR_LEN, &portal, &name, &tail, &tail_len) == 0 &&
-	    bind_param(tail, tail_len, n, &val, &vlen, &fmt) == 0 && fmt == 0 && vlen > 0)
+	if (parse_bind_msg(msg + PG_HDR_LEN, total - PG_HDR_LEN, &portal, &name, &tail, &tail_len) < 0 ||
+	    bind_param(tail, tail_len, n, &val, &vlen, &fmt) < 0 || vlen <= 0) {
+		sample_missed(ts);
+		return;
+	}
+	if (fmt == 0) {
 		sample_store(ts, slot, (const char *)val, (size_t)vlen);
+		return;
+	}
+	/* binary, as pgvector's client libraries send it: kept as the text
+	 * literal the eval query takes */
+	char *text = malloc(SAMPLE_MAX_TEXT);
+	int len = text ? vecfmt_binary_to_text(val, (size_t)vlen, text, SAMPLE_MAX_TEXT) : -1;
+	if (len > 0)
+		sample_store(ts, slot, text, (size_t)len);
 	else
 		sample_missed(ts);
+	free(text);
 }
 
 /* Offer a vector read to its index's traffic sample.  A read taken has its

@@ -8,12 +8,15 @@ on the sample; the drift monitor reports recall on it too.  Real pgvector
 import json
 import os
 import random
+import struct
 import subprocess
 import time
 import unittest
 import urllib.request
 
 import psycopg
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 from pgtest import SUPERPW, admin_get, eval_file, free_port, has_pgvector, PgCluster, Vecgate, vecgatectl
 
@@ -21,6 +24,10 @@ TOKEN = "traffic-sample-token-01"
 SIZE = 50
 PGVECTOR = has_pgvector()
 DIMS = 16 if PGVECTOR else 3
+
+
+class BinaryVec(list):
+    pass
 
 
 def vec(rnd):
@@ -110,6 +117,22 @@ class TrafficSample(unittest.TestCase):
                 v = vec(rnd)
                 sent.append(v)
                 c.execute(knn % ("%%s::%s" % self.cast), (v,), prepare=True).fetchall()
+            if PGVECTOR:  # binary parameters, as pgvector's client libraries send them
+                oid = int(self.pg.psql("SELECT 'vector'::regtype::oid", db="app"))
+
+                class VecDumper(Dumper):
+                    format = Format.BINARY
+
+                    def dump(self, obj):
+                        return struct.pack("!hh%df" % len(obj), len(obj), 0, *obj)
+                VecDumper.oid = oid
+                c.adapters.register_dumper(BinaryVec, VecDumper)
+                for _ in range(20):
+                    xs = BinaryVec(rnd.random() for _ in range(DIMS))
+                    # kept as the text literal vecgate makes of it: each float32 with 9 digits
+                    sent.append("[%s]" % ",".join("%.9g" % struct.unpack("!f", struct.pack("!f", x))[0]
+                                                  for x in xs))
+                    c.execute(knn % "%b", (xs,), prepare=False).fetchall()
             c.execute("INSERT INTO items (v) VALUES ('%s')" % vec(rnd))  # writes are not sampled
         for _ in range(40):  # simple protocol
             v = vec(rnd)

@@ -356,6 +356,21 @@ static void test_vector_formats(void **state)
 	assert_int_equal(vecfmt_decode(VEC_FLOAT32, neg, sizeof(neg), out, 8, &dim), -1);
 	assert_int_equal(vecfmt_decode(VEC_FLOAT32, h, 3, out, 8, &dim), -1);
 
+	/* binary -> the text literal the traffic sample keeps */
+	char txt[128];
+	int tl = vecfmt_binary_to_text(h, sizeof(h), txt, sizeof(txt));
+	assert_string_equal(txt, "[1,-2,65504,5.96046448e-08]");
+	assert_int_equal(tl, (int)strlen(txt));
+	uint8_t v2[] = {0, 2, 0, 0, 0x3f, 0x80, 0x00, 0x00, 0x3d, 0xcc, 0xcc, 0xcd}; /* 1.0f, 0.1f */
+	assert_true(vecfmt_binary_to_text(v2, sizeof(v2), txt, sizeof(txt)) > 0);
+	assert_string_equal(txt, "[1,0.100000001]");
+	assert_int_equal(vecfmt_parse_text(VEC_FLOAT32, txt, out, 8, &dim), 0); /* reads back exactly */
+	assert_true(dim == 2 && out[0] == 1.0f && out[1] == 0.1f);
+	assert_int_equal(vecfmt_binary_to_text(v2, sizeof(v2) - 1, txt, sizeof(txt)), -1); /* neither length */
+	assert_int_equal(vecfmt_binary_to_text(v2, sizeof(v2), txt, 8), -1);                /* does not fit */
+	uint8_t inf[] = {0, 1, 0, 0, 0x7f, 0x80, 0x00, 0x00};
+	assert_int_equal(vecfmt_binary_to_text(inf, sizeof(inf), txt, sizeof(txt)), -1);
+
 	/* text literals as pgvector reads them */
 	assert_int_equal(vecfmt_parse_text(VEC_FLOAT32, " [1, 2.5 ,-3e-2]  ", out, 8, &dim), 0);
 	assert_int_equal(dim, 3);
