@@ -107,6 +107,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (vecfmt_parse_text(VEC_FLOAT16, text, v, 32, &dim) == 0)
 		FUZZ_CHECK(dim >= 1 && dim <= 32);
 	free(text);
+	/* the same bytes as a Bind parameter the traffic sample turns into text:
+	 * refused, or a literal the vector parser reads back to the same floats */
+	char lit[4096];
+	int tl = vecfmt_binary_to_text(stream, n, lit, sizeof(lit));
+	if (tl > 0) {
+		FUZZ_CHECK((size_t)tl == strlen(lit) && lit[0] == '[' && lit[tl - 1] == ']');
+		float back[1024], orig[1024];
+		size_t dback, dorig;
+		FUZZ_CHECK(vecfmt_parse_text(VEC_FLOAT32, lit, back, 1024, &dback) == 0);
+		if (vecfmt_decode(VEC_FLOAT32, stream, n, orig, 1024, &dorig) == 0 ||
+		    vecfmt_decode(VEC_FLOAT16, stream, n, orig, 1024, &dorig) == 0) {
+			FUZZ_CHECK(dback == dorig);
+			for (size_t i = 0; i < dback; i++)
+				FUZZ_CHECK(back[i] == orig[i]);
+		}
+	}
 	free(stream);
 	return 0;
 }
