@@ -15,6 +15,7 @@
 #include "proxy/reaper.h"
 #include "proxy/runtime/stats.h"
 #include "proxy/server.h"
+#include "routing/classify.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -500,8 +501,12 @@ static size_t forward_batch(struct client_conn *c, struct server_conn *s, struct
 	while (off + PG_HDR_LEN <= contig && s->pending.count < VG_PENDING_MAX) {
 		uint8_t type = p[off];
 		uint32_t len = be32(p + off + 1);
-		if (len < 4 || len > contig - off - 1 || type == 'X' || !pg_frontend_type_valid(type) ||
-		    ddl_guard_applies(type))
+		if (len < 4 || len > contig - off - 1 || type == 'X' || !pg_frontend_type_valid(type))
+			break;
+		/* the guard reads what may name an INDEX; routing happens only
+		 * where a cycle starts, never on a linked client */
+		if (ddl_guard_applies(type) &&
+		    (statement_scan(type, p + off, len + 1 < VG_INSPECT_MAX ? len + 1 : VG_INSPECT_MAX) & SQL_MAY_INDEX))
 			break;
 		if (txn_mode && !names_no_statement(type, p + off + PG_HDR_LEN, len - 4))
 			break;
@@ -607,9 +612,18 @@ static void forward_loop(struct client_conn *c)
 		/* the DDL guard and routing read at most VG_INSPECT_MAX bytes of a
 		 * statement: larger messages stream like any other, never held */
 		size_t look = total < VG_INSPECT_MAX ? total : VG_INSPECT_MAX;
-		if (ddl_guard_applies(type)) {
+		bool guard = ddl_guard_applies(type);
+		bool route = !s && total <= VG_INSPECT_MAX && route_cycle_applies(c, type);
+		/* one byte scan decides whether the lexer must see the statement
+		 * at all; most statements name no INDEX and use no distance
+		 * operator (a Bind's statement was scanned at its Parse) */
+		unsigned scan = SQL_MAY_INDEX | SQL_MAY_VECTOR_OP;
+		if (guard || (route && type != 'B')) {
 			if (avail < look)
 				break;
+			scan = statement_scan(type, evbuffer_pullup(in, look), look);
+		}
+		if (guard && (scan & SQL_MAY_INDEX)) {
 			const char *sql;
 			size_t sql_len;
 			if (statement_prefix(type, evbuffer_pullup(in, look), look, &sql, &sql_len) &&
@@ -621,7 +635,10 @@ static void forward_loop(struct client_conn *c)
 		}
 		if (!s) {
 			struct pool *target = c->pool;
-			if (route_cycle_applies(c, type) && total <= VG_INSPECT_MAX) {
+			if (route && !(scan & SQL_MAY_VECTOR_OP)) {
+				/* a named Parse is classified by its first Bind */
+				route_cycle_plain(c);
+			} else if (route) {
 				if (avail < total)
 					break; /* routing reads the statement whole */
 				target = routed_pool(c, type, evbuffer_pullup(in, total), total);

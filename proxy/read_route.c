@@ -42,11 +42,8 @@ bool route_cycle_applies(const struct client_conn *c, uint8_t type)
 bool ddl_guard_refused(struct client_conn *c, const char *sql, size_t len, bool extended)
 {
 	/* every guarded statement names an INDEX (REINDEX, CREATE/DROP INDEX):
-	 * a bounded, case-insensitive look before the real lexer runs */
-	bool maybe = false;
-	for (size_t i = 0; i + 5 <= len && !maybe; i++)
-		maybe = !strncasecmp(sql + i, "index", 5);
-	if (!maybe)
+	 * a byte scan before the real lexer runs */
+	if (!(sql_prescan(sql, len) & SQL_MAY_INDEX))
 		return false;
 	struct guard_target targets[32];
 	int n = 0;
@@ -77,10 +74,7 @@ bool ddl_guard_refused(struct client_conn *c, const char *sql, size_t len, bool 
  * keeps the classifier off every other statement. */
 static bool maybe_vector_op(const char *sql, size_t len)
 {
-	for (size_t i = 0; i + 2 < len; i++)
-		if (sql[i] == '<' && strchr("-=#+~%", sql[i + 1]) && sql[i + 2] == '>')
-			return true;
-	return false;
+	return sql_prescan(sql, len) & SQL_MAY_VECTOR_OP;
 }
 
 /* The statement text of a Query or Parse message, or NULL. */
@@ -118,6 +112,15 @@ bool statement_prefix(uint8_t type, const uint8_t *msg, size_t len, const char *
 	*sql = (const char *)body;
 	*sql_len = strnlen(*sql, blen);
 	return true;
+}
+
+unsigned statement_scan(uint8_t type, const uint8_t *msg, size_t len)
+{
+	const char *sql;
+	size_t sql_len;
+	if (!statement_prefix(type, msg, len, &sql, &sql_len))
+		return SQL_MAY_INDEX | SQL_MAY_VECTOR_OP; /* malformed: let the full path judge */
+	return sql_prescan(sql, sql_len);
 }
 
 /* A routable vector read?  Text without a distance operator never reaches
@@ -286,6 +289,13 @@ enum cycle_route route_cycle(struct client_conn *c, uint8_t type, const uint8_t 
 		return CYCLE_PRIMARY;
 	}
 	return CYCLE_ROUTED;
+}
+
+void route_cycle_plain(struct client_conn *c)
+{
+	/* what route_cycle does for a statement that is no vector read */
+	c->sample_param = 0;
+	c->force_primary = false;
 }
 
 void route_cycle_kept(struct client_conn *c, const struct route_decision *d)

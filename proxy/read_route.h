@@ -14,6 +14,10 @@
 /* The statement text of a Query or Parse message, or of its first `len`
  * bytes (large statements are inspected by their beginning only). */
 bool statement_prefix(uint8_t type, const uint8_t *msg, size_t len, const char **sql, size_t *sql_len);
+/* sql_prescan over the statement of a Query or Parse (or its first `len`
+ * bytes): SQL_MAY_INDEX when the DDL guard must read it, SQL_MAY_VECTOR_OP
+ * when it may be a vector read; both when the message is malformed. */
+unsigned statement_scan(uint8_t type, const uint8_t *msg, size_t len);
 /* Must the DDL guard see this message (Query or Parse)? */
 bool ddl_guard_applies(uint8_t type);
 /* Does the cycle this message starts need a routing decision (read whole)? */
@@ -28,6 +32,9 @@ enum cycle_route {
 /* Where the cycle starting with this whole message goes. */
 enum cycle_route route_cycle(struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total,
                              struct route_decision *d);
+/* A cycle that statement_scan showed to be no vector read starts on the
+ * primary: the same outcome as route_cycle, without reading the text. */
+void route_cycle_plain(struct client_conn *c);
 /* The caller's verdict on a CYCLE_ROUTED: linked through the backend's
  * pool (the cycle's messages are then kept for a replay), or kept on the
  * primary because that pool cannot take it now. */

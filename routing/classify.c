@@ -247,6 +247,54 @@ void sql_lexer_next(struct sql_lexer *lx, struct sql_token *t)
 	memcpy(t->word, k.word, sizeof(t->word));
 }
 
+/* ---- the byte scan that keeps most statements away from the lexer ---- */
+
+static bool is_distance_op_char(char c)
+{
+	switch (c) {
+	case '-': case '=': case '#': case '+': case '~': case '%':
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* "index" ends in an x: look for each x (either case) and compare the four
+ * bytes before it, so the scan runs at memchr's speed over the text. */
+static bool has_word_index(const char *sql, size_t len)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		const char *p = sql + 4, *end = sql + len;
+		while (p < end && (p = memchr(p, pass ? 'X' : 'x', (size_t)(end - p)))) {
+			if ((p[-4] | 0x20) == 'i' && (p[-3] | 0x20) == 'n' && (p[-2] | 0x20) == 'd' && (p[-1] | 0x20) == 'e')
+				return true;
+			p++;
+		}
+	}
+	return false;
+}
+
+static bool has_distance_op(const char *sql, size_t len)
+{
+	const char *p = sql, *end = sql + len;
+	while (end - p >= 3 && (p = memchr(p, '<', (size_t)(end - p - 2)))) {
+		if (is_distance_op_char(p[1]) && p[2] == '>')
+			return true;
+		p++;
+	}
+	return false;
+}
+
+unsigned sql_prescan(const char *sql, size_t len)
+{
+	unsigned r = 0;
+	if (len >= 5 && has_word_index(sql, len))
+		r |= SQL_MAY_INDEX;
+	if (len >= 3 && has_distance_op(sql, len))
+		r |= SQL_MAY_VECTOR_OP;
+	return r;
+}
+
 bool sql_is_vector_operator(const char *op, size_t len)
 {
 	static const char *const ops[] = {"<->", "<=>", "<#>", "<+>", "<~>", "<%>"};

@@ -62,6 +62,17 @@ struct vec_operand {
 };
 void sql_vector_operand(const char *sql, size_t len, struct vec_operand *out);
 
+/* What a statement may contain, judged by its bytes alone (strings and
+ * comments count too): the word INDEX in any case, which every statement the
+ * DDL guard refuses names, and a distance operator, which every vector read
+ * uses.  A statement with neither needs no lexer; one with either may still
+ * turn out to be neither.  A few vectorised memchr calls, no per-byte loop. */
+enum {
+	SQL_MAY_INDEX = 1,
+	SQL_MAY_VECTOR_OP = 2,
+};
+unsigned sql_prescan(const char *sql, size_t len);
+
 /* Is this operator token one of pgvector's distance operators? */
 bool sql_is_vector_operator(const char *op, size_t len);
 

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "routing/classify.h"
 #include "routing/ddl_guard.h"
@@ -302,6 +303,54 @@ static void test_vector_operand(void **state)
 	operand("SELECT a.v <-> b.v, v <-> $4 FROM t", VOP_PARAM, NULL, 4);
 }
 
+/* The byte scan must never miss what the lexer would find: a distance
+ * operator or a guarded DDL statement (all of which say INDEX).  Checked
+ * against a plain per-byte reference and against the classifier, on exact
+ * heap copies so ASan sees any read past the text. */
+static unsigned prescan_reference(const char *s, size_t len)
+{
+	unsigned r = 0;
+	for (size_t i = 0; i + 5 <= len; i++)
+		if (!strncasecmp(s + i, "index", 5))
+			r |= SQL_MAY_INDEX;
+	for (size_t i = 0; i + 3 <= len; i++)
+		if (s[i] == '<' && s[i + 1] && strchr("-=#+~%", s[i + 1]) && s[i + 2] == '>')
+			r |= SQL_MAY_VECTOR_OP;
+	return r;
+}
+
+static void test_prescan(void **state)
+{
+	(void)state;
+	assert_int_equal(sql_prescan("SELECT abalance FROM pgbench_accounts WHERE aid = 1", 51), 0);
+	assert_int_equal(sql_prescan("reINDEX table t", 15), SQL_MAY_INDEX);
+	assert_int_equal(sql_prescan("SELECT 1 ORDER BY v<->'[1]'", 27), SQL_MAY_VECTOR_OP);
+	assert_int_equal(sql_prescan("inDeX<%>", 8), SQL_MAY_INDEX | SQL_MAY_VECTOR_OP);
+	assert_int_equal(sql_prescan("ndex <- >", 9), 0);
+	assert_int_equal(sql_prescan("<->", 2), 0); /* the length, not a NUL, ends the text */
+	static const char alphabet[] = "indexINDEXx <>-=#+~%'/*; ";
+	uint32_t seed = 777;
+	for (int round = 0; round < 20000; round++) {
+		seed = seed * 1103515245u + 12345u;
+		size_t len = (seed >> 16) % 40;
+		char *buf = malloc(len ? len : 1);
+		assert_non_null(buf);
+		for (size_t i = 0; i < len; i++) {
+			seed = seed * 1103515245u + 12345u;
+			buf[i] = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
+		}
+		unsigned got = sql_prescan(buf, len);
+		assert_int_equal(got, prescan_reference(buf, len));
+		struct sql_class c;
+		sql_classify(buf, len, &c);
+		if (c.vector_op)
+			assert_true(got & SQL_MAY_VECTOR_OP);
+		if (c.ddl_kind != DDL_NONE && c.ddl_kind != DDL_OTHER)
+			assert_true(got & SQL_MAY_INDEX);
+		free(buf);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -309,7 +358,7 @@ int main(void)
 		cmocka_unit_test(test_tables),               cmocka_unit_test(test_guarded_ddl),
 		cmocka_unit_test(test_unterminated_input), cmocka_unit_test(test_random_inputs),
 		cmocka_unit_test(test_ddl_guard),            cmocka_unit_test(test_unterminated_unicode_ident),
-		cmocka_unit_test(test_vector_operand),
+		cmocka_unit_test(test_vector_operand),       cmocka_unit_test(test_prescan),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
