@@ -632,6 +632,51 @@ void build_describe_close(struct pg_buf *b, uint8_t type, char kind, const char 
 	msg_end(b);
 }
 
+static uint8_t *put_header(uint8_t *p, uint8_t type, size_t total)
+{
+	uint32_t len = (uint32_t)(total - 1);
+	p[0] = type;
+	p[1] = (uint8_t)(len >> 24);
+	p[2] = (uint8_t)(len >> 16);
+	p[3] = (uint8_t)(len >> 8);
+	p[4] = (uint8_t)len;
+	return p + PG_HDR_LEN;
+}
+
+static uint8_t *put_cstr(uint8_t *p, const char *s, size_t len)
+{
+	memcpy(p, s, len);
+	p[len] = 0;
+	return p + len + 1;
+}
+
+size_t bind_named_size(size_t portal_len, size_t stmt_len, size_t tail_len)
+{
+	return PG_HDR_LEN + portal_len + 1 + stmt_len + 1 + tail_len;
+}
+
+void put_bind_named(uint8_t *dst, const char *portal, size_t portal_len, const char *stmt, size_t stmt_len,
+                    const uint8_t *tail, size_t tail_len)
+{
+	uint8_t *p = put_header(dst, 'B', bind_named_size(portal_len, stmt_len, tail_len));
+	p = put_cstr(p, portal, portal_len);
+	p = put_cstr(p, stmt, stmt_len);
+	if (tail_len)
+		memcpy(p, tail, tail_len);
+}
+
+size_t describe_close_size(size_t name_len)
+{
+	return PG_HDR_LEN + 1 + name_len + 1;
+}
+
+void put_describe_close(uint8_t *dst, uint8_t type, char kind, const char *name, size_t name_len)
+{
+	uint8_t *p = put_header(dst, type, describe_close_size(name_len));
+	*p++ = (uint8_t)kind;
+	put_cstr(p, name, name_len);
+}
+
 bool response_completes(uint8_t request_type, uint8_t response_type)
 {
 	switch (request_type) {

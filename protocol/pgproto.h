@@ -169,6 +169,14 @@ void build_parse_named(struct pg_buf *b, const char *stmt, const uint8_t *tail, 
 void build_bind_named(struct pg_buf *b, const char *portal, const char *stmt,
                       const uint8_t *tail, size_t tail_len);
 void build_describe_close(struct pg_buf *b, uint8_t type, char kind, const char *name);
+/* build_bind_named / build_describe_close into caller memory of exactly the
+ * size the _size function gives, so a rewrite can write straight into an
+ * output buffer without allocating; lengths exclude the NULs. */
+size_t bind_named_size(size_t portal_len, size_t stmt_len, size_t tail_len);
+void put_bind_named(uint8_t *dst, const char *portal, size_t portal_len, const char *stmt, size_t stmt_len,
+                    const uint8_t *tail, size_t tail_len);
+size_t describe_close_size(size_t name_len);
+void put_describe_close(uint8_t *dst, uint8_t type, char kind, const char *name, size_t name_len);
 
 /* Does this backend message end the response to a client request of the given
  * type?  (Parse->'1', Bind->'2', Close->'3', Describe->'T'/'n', Execute->

@@ -127,6 +127,11 @@ struct prep_stmt *registry_intern(struct stmt_registry *r, const uint8_t *tail, 
 	st->tail_len = len;
 	st->hash = h;
 	st->id = ++r->next_id;
+	char sname[24];
+	stmt_server_name(st->id, sname);
+	st->sname_len = (uint8_t)strlen(sname);
+	assert(st->sname_len < sizeof(st->sname));
+	memcpy(st->sname, sname, st->sname_len + 1);
 	st->reg = r;
 	st->next = r->buckets[h % r->nbuckets];
 	r->buckets[h % r->nbuckets] = st;
@@ -377,15 +382,29 @@ static void ensure_prepared(struct server_conn *s, struct prep_stmt *st, struct 
 		return;
 	}
 	make_room(s, out);
-	char name[24];
-	stmt_server_name(st->id, name);
 	struct pg_buf b;
 	buf_init(&b);
-	build_parse_named(&b, name, st->tail, st->tail_len);
+	build_parse_named(&b, st->sname, st->tail, st->tail_len);
 	evbuffer_add(out, b.data, b.len);
 	buf_free(&b);
 	id_set_add(&s->prepared, st->id);
 	pending_push_request(s, PD_DROP, 'P', 0, st->id);
+}
+
+/* Room for an n-byte message at the end of `out`, written in place: the
+ * hot path (a named Bind per transaction) allocates and copies nothing else. */
+static uint8_t *out_reserve(struct evbuffer *out, size_t n, struct evbuffer_iovec *v)
+{
+	if (evbuffer_reserve_space(out, (ev_ssize_t)n, v, 1) < 1 || v->iov_len < n)
+		abort();
+	return v->iov_base;
+}
+
+static void out_commit(struct evbuffer *out, struct evbuffer_iovec *v, size_t n)
+{
+	v->iov_len = n;
+	if (evbuffer_commit_space(out, v, 1) < 0)
+		abort();
 }
 
 /* Transaction mode: Parse/Bind/Describe/Close with client statement names
@@ -397,12 +416,13 @@ void prepared_rewrite(struct client_conn *c, struct server_conn *s, uint8_t type
 	size_t len = total - PG_HDR_LEN;
 	struct pg_buf b;
 	buf_init(&b);
-	char sname[24];
 	const char *name, *portal;
 	const uint8_t *tail;
 	size_t tail_len;
 	char kind;
 	struct prep_stmt *st;
+	struct evbuffer_iovec v;
+	size_t n;
 
 	switch (type) {
 	case 'P':
@@ -425,8 +445,7 @@ void prepared_rewrite(struct client_conn *c, struct server_conn *s, uint8_t type
 			break;
 		}
 		make_room(s, out);
-		stmt_server_name(st->id, sname);
-		build_parse_named(&b, sname, tail, tail_len);
+		build_parse_named(&b, st->sname, tail, tail_len);
 		evbuffer_add(out, b.data, b.len);
 		id_set_add(&s->prepared, st->id);
 		pending_push_request(s, PD_FORWARD, 'P', 0, st->id);
@@ -436,9 +455,11 @@ void prepared_rewrite(struct client_conn *c, struct server_conn *s, uint8_t type
 		    !(st = name_map_get(&c->stmts, name)))
 			goto passthrough;
 		ensure_prepared(s, st, out);
-		stmt_server_name(st->id, sname);
-		build_bind_named(&b, portal, sname, tail, tail_len);
-		evbuffer_add(out, b.data, b.len);
+		/* the portal name ends where parse_bind_msg found the statement name */
+		size_t plen = (size_t)(name - portal) - 1;
+		n = bind_named_size(plen, st->sname_len, tail_len);
+		put_bind_named(out_reserve(out, n, &v), portal, plen, st->sname, st->sname_len, tail, tail_len);
+		out_commit(out, &v, n);
 		pending_push_request(s, PD_FORWARD, 'B', 0, 0);
 		break;
 	case 'D':
@@ -456,9 +477,9 @@ void prepared_rewrite(struct client_conn *c, struct server_conn *s, uint8_t type
 		if (!st)
 			goto passthrough;
 		ensure_prepared(s, st, out);
-		stmt_server_name(st->id, sname);
-		build_describe_close(&b, 'D', 'S', sname);
-		evbuffer_add(out, b.data, b.len);
+		n = describe_close_size(st->sname_len);
+		put_describe_close(out_reserve(out, n, &v), 'D', 'S', st->sname, st->sname_len);
+		out_commit(out, &v, n);
 		pending_push_request(s, PD_FORWARD, 'D', 0, 0);
 		break;
 	default:

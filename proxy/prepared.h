@@ -21,6 +21,8 @@ struct sql_class;
 /* A statement text known to a pool; servers prepare it as "vg_<id>". */
 struct prep_stmt {
 	uint32_t id;
+	uint8_t sname_len;
+	char sname[15]; /* "vg_<id>": made once, written into every rewritten Bind */
 	uint64_t hash;
 	uint8_t *tail; /* Parse body after the name: query, param types */
 	size_t tail_len;

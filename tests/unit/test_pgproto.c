@@ -296,6 +296,11 @@ static void test_extended_parsers(void **state)
 	assert_string_equal(name, "stmt_a");
 	assert_int_equal(tl, sizeof(btail) - 1);
 	assert_int_equal(parse_bind_msg((const uint8_t *)"p\0s", 3, &portal, &name, &t, &tl), -1);
+	/* the allocation-free form writes the same bytes */
+	uint8_t direct[64];
+	assert_int_equal(bind_named_size(2, 6, sizeof(btail) - 1), b.len);
+	put_bind_named(direct, "p1", 2, "stmt_a", 6, btail, sizeof(btail) - 1);
+	assert_memory_equal(direct, b.data, b.len);
 
 	/* Bind parameters: one format code for all, then one per parameter */
 	const uint8_t bt1[] = "\0\1\0\0\0\2\0\0\0\3abc\0\0\0\2xy";
@@ -327,6 +332,9 @@ static void test_extended_parsers(void **state)
 	assert_int_equal(parse_describe_close(b.data + 5, b.len - 5, &kind, &name), 0);
 	assert_int_equal(kind, 'S');
 	assert_string_equal(name, "stmt_a");
+	assert_int_equal(describe_close_size(6), b.len);
+	put_describe_close(direct, 'D', 'S', "stmt_a", 6);
+	assert_memory_equal(direct, b.data, b.len);
 	assert_int_equal(parse_describe_close((const uint8_t *)"Xname\0", 6, &kind, &name), -1);
 	assert_int_equal(parse_describe_close((const uint8_t *)"Sname", 5, &kind, &name), -1);
 	assert_int_equal(parse_describe_close((const uint8_t *)"Sname\0x", 7, &kind, &name), -1);
