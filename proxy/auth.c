@@ -11,6 +11,7 @@
 #include "proxy/runtime/pgconn_params.h"
 #include "protocol/md5auth.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +62,8 @@ static void auth_failed(struct client_conn *c)
 {
 	char msg[300];
 	snprintf(msg, sizeof(msg), "password authentication failed for user \"%s\"", c->user);
-	log_info("C-%llu: %s from %s", (unsigned long long)c->id, msg, c->addr);
+	char addr[64];
+	log_info("C-%llu: %s from %s", (unsigned long long)c->id, msg, client_addr(c, addr, sizeof(addr)));
 	client_fatal(c, "28P01", msg, NULL);
 }
 
@@ -83,11 +85,12 @@ static void auth_ok(struct client_conn *c)
 	}
 	c->pool = p;
 	p->n_clients++;
-	if (c->have_scram_keys && !p->be_password && !p->have_scram_keys) {
-		memcpy(p->scram_client_key, c->scram_client_key, SCRAM_KEY_LEN);
-		memcpy(p->scram_server_key, c->scram_server_key, SCRAM_KEY_LEN);
+	if (c->login && c->login->have_scram_keys && !p->be_password && !p->have_scram_keys) {
+		memcpy(p->scram_client_key, c->login->scram_client_key, SCRAM_KEY_LEN);
+		memcpy(p->scram_server_key, c->login->scram_server_key, SCRAM_KEY_LEN);
 		p->have_scram_keys = true;
 	}
+	auth_release(c); /* nothing of the login is needed past this point */
 	pool_client_login(p, c);
 }
 
@@ -98,26 +101,26 @@ static bool is_scram_secret(const char *s)
 
 static void begin_scram(struct client_conn *c, const char *secret)
 {
-	c->scram = calloc(1, sizeof(*c->scram));
-	if (!c->scram) {
+	c->login->scram = calloc(1, sizeof(*c->login->scram));
+	if (!c->login->scram) {
 		client_fatal(c, "53200", "out of memory", NULL);
 		return;
 	}
 	if (is_scram_secret(secret)) {
-		if (scram_parse_secret(secret, &c->scram->secret, NULL, 0) < 0)
-			c->auth_mock = true;
+		if (scram_parse_secret(secret, &c->login->scram->secret, NULL, 0) < 0)
+			c->login->auth_mock = true;
 	} else if (secret && !md5_is_stored(secret)) {
-		secret_from_password(c->user, secret, &c->scram->secret);
+		secret_from_password(c->user, secret, &c->login->scram->secret);
 	} else {
 		/* unknown user, or an md5 hash that SCRAM cannot use */
-		c->auth_mock = true;
+		c->login->auth_mock = true;
 	}
-	if (c->auth_mock) {
+	if (c->login->auth_mock) {
 		char junk[33];
 		scram_random_nonce(junk, 32);
 		uint8_t salt[16];
 		random_bytes(salt, sizeof(salt));
-		scram_make_secret(junk, salt, sizeof(salt), 4096, &c->scram->secret);
+		scram_make_secret(junk, salt, sizeof(salt), 4096, &c->login->scram->secret);
 	}
 	struct pg_buf b;
 	buf_init(&b);
@@ -129,17 +132,17 @@ static void begin_scram(struct client_conn *c, const char *secret)
 static void begin_md5(struct client_conn *c, const char *secret)
 {
 	if (!secret) {
-		c->auth_mock = true;
-		memset(c->md5_stored, 0, sizeof(c->md5_stored));
+		c->login->auth_mock = true;
+		memset(c->login->md5_stored, 0, sizeof(c->login->md5_stored));
 	} else if (md5_is_stored(secret)) {
-		snprintf(c->md5_stored, sizeof(c->md5_stored), "%s", secret);
+		snprintf(c->login->md5_stored, sizeof(c->login->md5_stored), "%s", secret);
 	} else {
-		md5_stored_from_password(secret, c->user, c->md5_stored);
+		md5_stored_from_password(secret, c->user, c->login->md5_stored);
 	}
-	random_bytes(c->md5_salt, 4);
+	random_bytes(c->login->md5_salt, 4);
 	struct pg_buf b;
 	buf_init(&b);
-	build_auth(&b, 5, c->md5_salt, 4);
+	build_auth(&b, 5, c->login->md5_salt, 4);
 	send_buf(c, &b);
 	c->state = CL_AUTH_PASSWORD;
 }
@@ -156,7 +159,7 @@ static void auth_with_secret(struct client_conn *c, const char *secret)
 static void authq_done(void *arg, PGresult *res, const char *error)
 {
 	struct client_conn *c = arg;
-	c->authq = NULL;
+	c->login->authq = NULL;
 	if (error) {
 		log_error("C-%llu: auth_query failed: %s", (unsigned long long)c->id, error);
 		client_fatal(c, "08006", "authentication lookup failed", error);
@@ -166,8 +169,8 @@ static void authq_done(void *arg, PGresult *res, const char *error)
 	if (PQntuples(res) == 1 && PQnfields(res) >= 2 && !PQgetisnull(res, 0, 1))
 		secret = PQgetvalue(res, 0, 1);
 	if (secret) {
-		c->authq_secret = strdup(secret);
-		secret = c->authq_secret;
+		c->login->authq_secret = strdup(secret);
+		secret = c->login->authq_secret;
 	}
 	auth_with_secret(c, secret);
 }
@@ -192,9 +195,9 @@ static void begin_auth_query(struct client_conn *c)
 	pgconn_add_tls(&vg.cfg->server_tls, be->host, kw, val, 6, sizeof(kw) / sizeof(*kw));
 	const char *params[] = {c->user};
 	c->state = CL_AUTH_LOOKUP;
-	c->authq = pg_async_oneshot(vg.base, kw, val, a->auth_query, 1, params,
+	c->login->authq = pg_async_oneshot(vg.base, kw, val, a->auth_query, 1, params,
 	                            vg.cfg->timeouts.server_connect, authq_done, c);
-	if (!c->authq)
+	if (!c->login->authq)
 		client_fatal(c, "08006", "cannot start authentication lookup", NULL);
 }
 
@@ -202,6 +205,12 @@ void auth_begin(struct client_conn *c)
 {
 	if (vg.cfg->auth.type == VG_AUTH_TRUST) {
 		auth_ok(c);
+		return;
+	}
+	assert(!c->login);
+	c->login = calloc(1, sizeof(*c->login));
+	if (!c->login) {
+		client_fatal(c, "53200", "out of memory", NULL);
 		return;
 	}
 	const struct vg_user *u = config_find_user(vg.cfg, c->user);
@@ -226,7 +235,7 @@ void auth_handle_message(struct client_conn *c, uint8_t type, const uint8_t *bod
 		struct pg_reader rd;
 		rd_init(&rd, body, len);
 		const char *resp = rd_str(&rd);
-		if (rd.err || c->auth_mock || !md5_verify_response(c->md5_stored, c->md5_salt, resp)) {
+		if (rd.err || c->login->auth_mock || !md5_verify_response(c->login->md5_stored, c->login->md5_salt, resp)) {
 			auth_failed(c);
 			return;
 		}
@@ -247,8 +256,8 @@ void auth_handle_message(struct client_conn *c, uint8_t type, const uint8_t *bod
 		}
 		char nonce[25];
 		scram_random_nonce(nonce, 24);
-		struct scram_secret secret = c->scram->secret;
-		if (scram_server_first(c->scram, &secret, (const char *)data, dlen, nonce, out, sizeof(out),
+		struct scram_secret secret = c->login->scram->secret;
+		if (scram_server_first(c->login->scram, &secret, (const char *)data, dlen, nonce, out, sizeof(out),
 		                       err, sizeof(err)) < 0) {
 			client_fatal(c, "08P01", "malformed SCRAM message", err);
 			return;
@@ -260,16 +269,16 @@ void auth_handle_message(struct client_conn *c, uint8_t type, const uint8_t *bod
 		return;
 	}
 	case CL_AUTH_SASL_CONT: {
-		if (scram_server_final(c->scram, (const char *)body, len, out, sizeof(out), err, sizeof(err)) < 0 ||
-		    c->auth_mock) {
+		if (scram_server_final(c->login->scram, (const char *)body, len, out, sizeof(out), err, sizeof(err)) < 0 ||
+		    c->login->auth_mock) {
 			auth_failed(c);
 			return;
 		}
-		memcpy(c->scram_client_key, c->scram->client_key, SCRAM_KEY_LEN);
-		memcpy(c->scram_server_key, c->scram->secret.server_key, SCRAM_KEY_LEN);
-		c->have_scram_keys = true;
-		free(c->scram);
-		c->scram = NULL;
+		memcpy(c->login->scram_client_key, c->login->scram->client_key, SCRAM_KEY_LEN);
+		memcpy(c->login->scram_server_key, c->login->scram->secret.server_key, SCRAM_KEY_LEN);
+		c->login->have_scram_keys = true;
+		free(c->login->scram);
+		c->login->scram = NULL;
 		buf_init(&b);
 		build_auth(&b, 12, out, strlen(out));
 		send_buf(c, &b);
@@ -284,8 +293,13 @@ void auth_handle_message(struct client_conn *c, uint8_t type, const uint8_t *bod
 
 void auth_release(struct client_conn *c)
 {
-	if (c->authq) {
-		pg_async_cancel(c->authq);
-		c->authq = NULL;
-	}
+	struct client_login *l = c->login;
+	if (!l)
+		return;
+	if (l->authq)
+		pg_async_cancel(l->authq);
+	free(l->scram);
+	free(l->authq_secret);
+	free(l);
+	c->login = NULL;
 }

@@ -10,6 +10,8 @@
 
 void auth_begin(struct client_conn *c);
 void auth_handle_message(struct client_conn *c, uint8_t type, const uint8_t *body, size_t len);
+/* Free what only the login needed (cancelling a running auth_query): at
+ * login, at close; harmless when already done. */
 void auth_release(struct client_conn *c);
 
 #endif

@@ -4,6 +4,7 @@
  * control plane) refresh them.
  */
 #include "proxy/backend_table.h"
+#include "proxy/strpool.h"
 #include "proxy/runtime/runtime.h"
 
 #include <stdlib.h>
@@ -22,6 +23,7 @@ static void table_new(void)
 		const struct vg_backend *be = &cfg->backends[i];
 		struct backend_state *b = &backends[n_backends++];
 		b->name = strdup(be->name);
+		b->key = strpool_pin(be->name);
 		b->host = strdup(be->host);
 		b->serves = be->serves ? strdup(be->serves) : NULL;
 		b->port = be->port;

@@ -16,6 +16,7 @@ struct pg_session;
 
 struct backend_state {
 	char *name, *host, *serves;
+	const char *key; /* name, pinned: what a client keeps across a reload */
 	int port;
 	struct backend_view view;
 	bool checked; /* at least one check finished */

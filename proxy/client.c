@@ -15,6 +15,7 @@
 #include "proxy/reaper.h"
 #include "proxy/runtime/stats.h"
 #include "proxy/server.h"
+#include "proxy/strpool.h"
 #include "routing/classify.h"
 
 #include <assert.h>
@@ -32,7 +33,7 @@ static void client_read_cb(void *arg);
 static void client_write_cb(void *arg);
 static void client_event_cb(short what, void *arg);
 
-void client_accept(int fd, const char *addr, bool is_unix)
+void client_accept(int fd, const char *host, int port, bool is_unix)
 {
 	evutil_make_socket_nonblocking(fd);
 	struct client_conn *c = calloc(1, sizeof(*c));
@@ -42,7 +43,8 @@ void client_accept(int fd, const char *addr, bool is_unix)
 	}
 	io_init(&c->io, fd, client_read_cb, client_write_cb, client_event_cb, c);
 	c->is_unix = is_unix;
-	snprintf(c->addr, sizeof(c->addr), "%s", addr);
+	c->host = strpool_get(host); /* clients from one host share it */
+	c->port = (uint16_t)port;
 	c->id = ++vg.next_id;
 	c->state = CL_STARTUP;
 	vg_clock_tick();
@@ -57,7 +59,7 @@ void client_accept(int fd, const char *addr, bool is_unix)
 	TAILQ_INSERT_TAIL(&vg.clients, c, link);
 	vg.n_clients++;
 	io_read(&c->io, true);
-	log_debug("C-%llu: new connection from %s", (unsigned long long)c->id, addr);
+	log_debug("C-%llu: new connection from %s:%d", (unsigned long long)c->id, host, port);
 }
 
 struct client_conn *client_find_by_cancel_key(uint32_t pid, uint32_t key)
@@ -83,11 +85,12 @@ void client_send_error(struct client_conn *c, const char *severity, const char *
 void client_fatal(struct client_conn *c, const char *sqlstate, const char *msg, const char *detail)
 {
 	static struct log_limit refused;
+	char addr[64];
 	if (c->state == CL_CLOSING)
 		return;
 	if (c->state < CL_IDLE || !strcmp(sqlstate, "08P01"))
 		vg_log_limited(&refused, VG_LOG_INFO, "C-%llu: refused %s@%s: %s (SQLSTATE %s)", (unsigned long long)c->id,
-		               c->user ? c->user : "?", c->addr, msg, sqlstate);
+		               c->user ? c->user : "?", client_addr(c, addr, sizeof(addr)), msg, sqlstate);
 	client_send_error(c, "FATAL", sqlstate, msg, detail);
 	client_close(c, msg);
 }
@@ -123,9 +126,10 @@ void client_close(struct client_conn *c, const char *reason)
 	if (c->state == CL_CLOSING)
 		return;
 	bool logged_in = c->state >= CL_IDLE;
+	char addr[64];
 	if (logged_in && vg.cfg->logging.log_disconnections)
 		log_info("C-%llu: %s@%s/%s closing: %s", (unsigned long long)c->id, c->user ? c->user : "?",
-		         c->addr, c->database ? c->database : "?", reason);
+		         client_addr(c, addr, sizeof(addr)), c->database ? c->database : "?", reason);
 	else
 		log_debug("C-%llu: closing: %s", (unsigned long long)c->id, reason);
 	if (c->in_pool_queue)
@@ -155,12 +159,13 @@ void client_free(struct client_conn *c)
 	if (c->replay)
 		evbuffer_free(c->replay);
 	io_free(&c->io);
-	free(c->user);
-	free(c->database);
-	varcache_clear(&c->vars);
+	strpool_put(c->user);
+	strpool_put(c->database);
+	strpool_put(c->host);
+	varset_put(c->vars);
+	c->vars = NULL;
 	name_map_free(&c->stmts, vg.cfg->pool.statement_cache);
-	free(c->scram);
-	free(c->authq_secret);
+	auth_release(c);
 	free(c);
 }
 
@@ -281,7 +286,7 @@ static bool handle_startup(struct client_conn *c)
 		}
 		int idx = varcache_lookup(name);
 		if (idx >= 0) {
-			varcache_set(&c->vars, idx, idx == VAR_CLIENT_ENCODING ? normalize_encoding(value) : value);
+			c->vars = varset_with(c->vars, idx, idx == VAR_CLIENT_ENCODING ? normalize_encoding(value) : value);
 			continue;
 		}
 		char msg[300];
@@ -293,8 +298,8 @@ static bool handle_startup(struct client_conn *c)
 		             "search_path and statement_timeout from the startup packet");
 		return false;
 	}
-	c->user = strdup(sp.user);
-	c->database = strdup(sp.database);
+	c->user = strpool_get(sp.user);
+	c->database = strpool_get(sp.database);
 	bool minor = (sp.version & 0xffff) != 0;
 	evbuffer_drain(in, total);
 	if (!c->user || !c->database) {
@@ -369,9 +374,9 @@ void client_login_done(struct client_conn *c)
 	buf_init(&b);
 	for (int i = 0; i < p->n_welcome; i++) {
 		int idx = varcache_lookup(p->welcome_names[i]);
-		if (idx >= 0 && !c->vars.val[idx])
-			varcache_set(&c->vars, idx, p->welcome_values[i]);
-		const char *v = idx >= 0 ? c->vars.val[idx] : p->welcome_values[i];
+		if (idx >= 0 && !varset_get(c->vars, idx))
+			c->vars = varset_with(c->vars, idx, p->welcome_values[i]);
+		const char *v = idx >= 0 ? varset_get(c->vars, idx) : p->welcome_values[i];
 		build_parameter_status(&b, p->welcome_names[i], v);
 	}
 	build_backend_key(&b, c->cancel_pid, c->cancel_key);
@@ -381,9 +386,11 @@ void client_login_done(struct client_conn *c)
 	c->state = CL_IDLE;
 	c->last_active = now_cached();
 	client_resume_read(c);
+	char addr[64];
 	if (vg.cfg->logging.log_connections)
-		log_info("C-%llu: %s@%s login to %s (%s pool%s)", (unsigned long long)c->id, c->user, c->addr,
-		         c->database, config_pool_mode_name(p->mode), c->tls ? ", TLS" : "");
+		log_info("C-%llu: %s@%s login to %s (%s pool%s)", (unsigned long long)c->id, c->user,
+		         client_addr(c, addr, sizeof(addr)), c->database, config_pool_mode_name(p->mode),
+		         c->tls ? ", TLS" : "");
 	if (io_in_len(&c->io))
 		client_process(c);
 	else

@@ -10,7 +10,7 @@
 
 #include "proxy/conn.h"
 
-void client_accept(int fd, const char *addr, bool is_unix);
+void client_accept(int fd, const char *host, int port, bool is_unix);
 void client_close(struct client_conn *c, const char *reason);
 void client_send_error(struct client_conn *c, const char *severity, const char *sqlstate,
                        const char *msg, const char *detail);

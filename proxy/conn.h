@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <event2/buffer.h>
 
@@ -48,6 +49,19 @@ enum client_state {
 	CL_CLOSING,
 };
 
+/* What only a login needs: allocated when authentication starts and freed
+ * once the client is logged in, so an idle client does not carry it. */
+struct client_login {
+	struct scram_server_state *scram;
+	char md5_stored[40];
+	uint8_t md5_salt[4];
+	bool auth_mock; /* unknown user: go through the motions, then fail */
+	bool have_scram_keys;
+	uint8_t scram_client_key[SCRAM_KEY_LEN], scram_server_key[SCRAM_KEY_LEN];
+	char *authq_secret;
+	struct pg_async *authq;
+};
+
 struct client_conn {
 	TAILQ_ENTRY(client_conn) link;      /* vg.clients or vg.dead_clients */
 	TAILQ_ENTRY(client_conn) pool_link; /* pool wait queue / welcome queue */
@@ -58,12 +72,13 @@ struct client_conn {
 	bool tls;
 	bool is_unix;
 	bool ssl_asked, gss_asked; /* each negotiation at most once */
-	char addr[64];
+	uint16_t port;    /* peer port, 0 on a unix socket */
+	const char *host; /* peer address, pooled (strpool.h); client_addr() formats both */
 	uint64_t id;
 	double connect_time, wait_start, last_active;
 
-	char *user, *database;
-	struct varcache vars;
+	const char *user, *database; /* pooled (strpool.h) */
+	const struct varcache *vars; /* shared set (varset_with), NULL = the server's defaults */
 	uint32_t cancel_pid, cancel_key;
 
 	struct pool *pool;       /* the pool of the client's database and user */
@@ -78,10 +93,11 @@ struct client_conn {
 	bool cycle_sent;      /* the routed cycle's Sync/Query is through: hold the rest */
 	bool force_primary;   /* the next cycle is a replay: primary only */
 	struct evbuffer *replay;
-	/* names, not pointers: a reload may rebuild the route and backend tables */
-	char route_name[64];
-	char route_backend[64];
-	char vread_route[64]; /* the cycle is a vector read of this managed index */
+	/* pinned names (strpool_pin), not table entries: a reload may rebuild
+	 * the route and backend tables; NULL when unset */
+	const char *route_name;
+	const char *route_backend;
+	const char *vread_route; /* the cycle is a vector read of this managed index */
 	double vread_start;
 	/* the cycle is a vector read whose vector is parameter sample_param
 	 * (0 = none) of the Bind still to come: offered to vread_route's
@@ -90,15 +106,7 @@ struct client_conn {
 	bool read_paused;     /* server output above the high watermark */
 	bool guard_skip;      /* a refused Parse: discard extended messages until Sync */
 
-	/* auth */
-	struct scram_server_state *scram;
-	char md5_stored[40];
-	uint8_t md5_salt[4];
-	bool auth_mock; /* unknown user: go through the motions, then fail */
-	bool have_scram_keys;
-	uint8_t scram_client_key[SCRAM_KEY_LEN], scram_server_key[SCRAM_KEY_LEN];
-	char *authq_secret;
-	struct pg_async *authq;
+	struct client_login *login; /* while authenticating (auth.c), NULL after */
 
 	struct name_map stmts; /* transaction mode: client name -> statement */
 	uint64_t queries;
@@ -195,6 +203,15 @@ struct pool {
 
 
 
+
+/* "host:port" for log lines (or "unix"), formatted into buf when needed */
+static inline const char *client_addr(const struct client_conn *c, char *buf, size_t len)
+{
+	if (!c->port)
+		return c->host ? c->host : "?";
+	snprintf(buf, len, "%s:%u", c->host, (unsigned)c->port);
+	return buf;
+}
 
 /* Where a server's answers to its client go: the hold buffer of a routed
  * read until it is complete, else the client's socket. */

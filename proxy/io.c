@@ -53,6 +53,13 @@ static bool flush_one(struct io_conn *io)
 	size_t after = evbuffer_get_length(out);
 	if (after > 0 && !io->wev_armed)
 		arm_write(io, NULL);
+	if (after == 0 && io->trim_pending) {
+		/* a client that just logged in and sent nothing since: its
+		 * welcome is out, it holds no buffer while idle */
+		evbuffer_free(out);
+		io->out = NULL;
+		io->trim_pending = false;
+	}
 	/* a peer paused on this buffer must hear that it drained, and a
 	 * closing connection that it is empty */
 	if (io->on_drain && ((before >= VG_OUT_LOW && after < VG_OUT_LOW) || (io->closing && after == 0)))
@@ -303,6 +310,7 @@ struct evbuffer *io_out(struct io_conn *io)
 		return bufferevent_get_output(io->bev);
 	if (!io->out)
 		io->out = evbuffer_new();
+	io->trim_pending = false; /* in use again */
 	queue_flush(io);
 	return io->out;
 }
@@ -337,6 +345,8 @@ void io_trim(struct io_conn *io)
 	if (io->out && evbuffer_get_length(io->out) == 0 && !io->queued) {
 		evbuffer_free(io->out);
 		io->out = NULL;
+	} else if (io->out) {
+		io->trim_pending = true; /* freed by the write that empties it */
 	}
 }
 

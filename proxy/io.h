@@ -49,6 +49,7 @@ struct io_conn {
 	bool want_read;
 	bool wev_armed;
 	bool closing;    /* draining output before a close: on_drain is called when it is empty */
+	bool trim_pending; /* io_trim found output still queued: free the buffer once written */
 };
 
 /* A plain socket (fd >= 0) or none yet (fd < 0, then io_connect). */

@@ -54,23 +54,24 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 		refuse_too_many(fd);
 		return;
 	}
-	char addr[64] = "unix";
+	char host[INET6_ADDRSTRLEN + 2] = "unix";
+	int port = 0;
 	if (!l->is_unix) {
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		if (sa->sa_family == AF_INET) {
 			struct sockaddr_in *in = (struct sockaddr_in *)sa;
-			char ip[INET_ADDRSTRLEN];
-			inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-			snprintf(addr, sizeof(addr), "%s:%d", ip, ntohs(in->sin_port));
+			inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+			port = ntohs(in->sin_port);
 		} else if (sa->sa_family == AF_INET6) {
 			struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
 			char ip[INET6_ADDRSTRLEN];
 			inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-			snprintf(addr, sizeof(addr), "[%s]:%d", ip, ntohs(in6->sin6_port));
+			snprintf(host, sizeof(host), "[%s]", ip);
+			port = ntohs(in6->sin6_port);
 		}
 	}
-	client_accept(fd, addr, l->is_unix);
+	client_accept(fd, host, port, l->is_unix);
 }
 
 static void on_accept_error(struct evconnlistener *evl, void *arg)

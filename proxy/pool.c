@@ -92,7 +92,7 @@ struct pool *pool_find_or_create(const struct vg_database *db, const char *dbnam
 	                          db->user ? db->user : user, be);
 	if (!p)
 		return NULL;
-	pool_set_credentials(p, db, config_find_user(vg.cfg, user), c ? c->authq_secret : NULL);
+	pool_set_credentials(p, db, config_find_user(vg.cfg, user), c && c->login ? c->login->authq_secret : NULL);
 	pool_set_limits(p, db);
 	log_debug("new pool %s/%s -> %s@%s:%d/%s (%s, size %d)", dbname, user, p->be_user, p->be_host,
 	          p->be_port, p->be_dbname, config_pool_mode_name(p->mode), p->pool_size);

@@ -62,8 +62,9 @@ bool ddl_guard_refused(struct client_conn *c, const char *sql, size_t len, bool 
 	                                       hint, sizeof(hint));
 	if (v == GUARD_PASS)
 		return false;
+	char addr[64];
 	log_warn("C-%llu: %s DDL from %s@%s: %s", (unsigned long long)c->id, v == GUARD_BLOCKED ? "refused" : "allowed",
-	         c->user, c->addr, why);
+	         c->user, client_addr(c, addr, sizeof(addr)), why);
 	if (v == GUARD_WARNED)
 		return false;
 	pending_refuse(c, VG_SQLSTATE_DDL_GUARD, why, hint, extended);
@@ -246,7 +247,7 @@ static void sample_read(struct client_conn *c, uint8_t type, const uint8_t *msg,
 
 void route_sample_bind(struct client_conn *c, const uint8_t *msg, size_t total)
 {
-	struct route_state *r = route_find(c->vread_route);
+	struct route_state *r = c->vread_route ? route_find(c->vread_route) : NULL;
 	int n = c->sample_param, slot;
 	c->sample_param = 0;
 	if (r && r->sample && (slot = sample_offer(r->sample)) >= 0)
@@ -271,7 +272,7 @@ enum cycle_route route_cycle(struct client_conn *c, uint8_t type, const uint8_t 
 	routes_decide(c->pool->be_dbname, c->pool->be_name, cls, d);
 	if (!d->route)
 		return CYCLE_PRIMARY;
-	snprintf(c->vread_route, sizeof(c->vread_route), "%s", d->route->name);
+	c->vread_route = d->route->key;
 	c->vread_start = now_sec();
 	if (d->target != ROUTE_TO_REFUSE)
 		sample_read(c, type, msg, total, d->route);
@@ -310,8 +311,8 @@ void route_cycle_routed(struct client_conn *c, const struct route_decision *d)
 	d->backend->routed_reads++;
 	c->routed = true;
 	c->cycle_sent = false;
-	snprintf(c->route_name, sizeof(c->route_name), "%s", d->route->name);
-	snprintf(c->route_backend, sizeof(c->route_backend), "%s", d->backend->name);
+	c->route_name = d->route->key;
+	c->route_backend = d->backend->key;
 	if (!c->replay)
 		c->replay = evbuffer_new();
 }
@@ -319,7 +320,7 @@ void route_cycle_routed(struct client_conn *c, const struct route_decision *d)
 void route_cycle_done(struct client_conn *c)
 {
 	c->routed = c->cycle_sent = false;
-	c->route_name[0] = c->route_backend[0] = 0;
+	c->route_name = c->route_backend = NULL;
 	if (c->replay)
 		evbuffer_drain(c->replay, evbuffer_get_length(c->replay));
 }
@@ -327,9 +328,10 @@ void route_cycle_done(struct client_conn *c)
 void route_cycle_failed(struct client_conn *c, const char *why)
 {
 	log_info("C-%llu: routed read on %s failed before answering (%s): running it on the primary",
-	         (unsigned long long)c->id, c->route_backend, why);
-	routes_count(route_find(c->route_name), RS_REPLAYED);
-	struct backend_state *be = backend_find(c->route_backend);
+	         (unsigned long long)c->id, c->route_backend ? c->route_backend : "?", why);
+	if (c->route_name)
+		routes_count(route_find(c->route_name), RS_REPLAYED);
+	struct backend_state *be = c->route_backend ? backend_find(c->route_backend) : NULL;
 	if (be)
 		be->replayed_reads++;
 }
@@ -338,9 +340,9 @@ void route_cycle_failed(struct client_conn *c, const char *why)
  * managed index it read, and a routed link is undone. */
 void route_cycle_end(struct client_conn *c)
 {
-	if (c->vread_route[0]) {
+	if (c->vread_route) {
 		routes_observe_latency(c->vread_route, now_sec() - c->vread_start);
-		c->vread_route[0] = 0;
+		c->vread_route = NULL;
 	}
 	if (c->routed)
 		route_cycle_done(c);

@@ -4,6 +4,7 @@
  * health of the replicas and fallbacks serving its primary.
  */
 #include "proxy/route_table.h"
+#include "proxy/strpool.h"
 #include "proxy/backend_table.h"
 #include "proxy/runtime/runtime.h"
 #include "proxy/sampler.h"
@@ -42,6 +43,7 @@ static void table_new(struct route_state *old, int n_old)
 		const struct vg_managed_index *mi = &cfg->indexes[i];
 		struct route_state *r = &routes[n_routes++];
 		r->name = strdup(mi->name);
+		r->key = strpool_pin(mi->name);
 		r->database = strdup(mi->database);
 		r->backend = strdup(mi->backend);
 		r->schema = strdup(mi->schema);

@@ -20,6 +20,7 @@ enum route_stat { RS_PRIMARY, RS_REPLICA, RS_FALLBACK, RS_REFUSED, RS_REPLAYED, 
 
 struct route_state {
 	char *name, *database, *backend, *schema, *table;
+	const char *key; /* name, pinned: what a client keeps across a reload */
 	enum vg_route_mode config_mode; /* seeded into vecgate.routes when absent */
 	enum vg_route_mode mode;        /* the operator's */
 	int step_mode;                  /* a rebuild step's policy, -1 = none */

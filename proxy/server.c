@@ -153,7 +153,7 @@ void server_link(struct server_conn *s, struct client_conn *c)
 	}
 	struct pg_buf sql;
 	buf_init(&sql);
-	if (varcache_sync_sql(&c->vars, &s->vars, &sql) > 0) {
+	if (varcache_sync_sql(c->vars, &s->vars, &sql) > 0) {
 		buf_put_byte(&sql, 0);
 		server_send_internal(s, (const char *)sql.data);
 	}
@@ -708,7 +708,7 @@ void server_process(struct server_conn *s)
 					varcache_set(&s->vars, idx, value);
 					/* the client's view follows what its SETs turned into */
 					if (c)
-						varcache_set(&c->vars, idx, value);
+						c->vars = varset_with(c->vars, idx, value);
 				}
 			}
 			if (deliver)

@@ -3,9 +3,16 @@
  * next: the startup parameters applications send (client_encoding, DateStyle,
  * application_name, ...) and what the server reports back.  Before a server
  * runs a client's statements, the difference becomes one SET/RESET batch.
+ * Values are pooled strings: thousands of clients with the server's defaults
+ * share one copy of each, and a difference is a pointer comparison.
  */
 #include "proxy/varcache.h"
+#include "proxy/strpool.h"
 
+#include <assert.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -39,29 +46,151 @@ void varcache_set(struct varcache *vc, int idx, const char *value)
 {
 	if (vc->val[idx] && value && strcmp(vc->val[idx], value) == 0)
 		return;
-	free(vc->val[idx]);
-	vc->val[idx] = value ? strdup(value) : NULL;
+	const char *v = value ? strpool_get(value) : NULL; /* out of memory: the server's default */
+	strpool_put(vc->val[idx]);
+	vc->val[idx] = v;
+}
+
+/* Take the other cache's (pooled) value. */
+static void share(struct varcache *dst, int idx, const char *pooled)
+{
+	if (dst->val[idx] == pooled)
+		return;
+	strpool_put(dst->val[idx]);
+	dst->val[idx] = pooled ? strpool_ref(pooled) : NULL;
 }
 
 void varcache_copy(struct varcache *dst, const struct varcache *src)
 {
 	for (int i = 0; i < VAR_COUNT; i++)
-		varcache_set(dst, i, src->val[i]);
+		share(dst, i, src->val[i]);
 }
 
 void varcache_clear(struct varcache *vc)
 {
 	for (int i = 0; i < VAR_COUNT; i++) {
-		free(vc->val[i]);
+		strpool_put(vc->val[i]);
 		vc->val[i] = NULL;
 	}
 }
 
-static bool same(const char *a, const char *b)
+/* ---- shared sets of client variables ---- */
+
+struct varset {
+	struct varset *next; /* hash chain */
+	uint32_t refs;
+	uint32_t hash;
+	struct varcache vc; /* owns a strpool reference per value */
+};
+
+static struct varset **set_buckets;
+static size_t set_nbuckets, set_count;
+
+static uint32_t set_hash(const struct varcache *vc)
 {
-	if (!a || !b)
-		return a == b;
-	return strcmp(a, b) == 0;
+	uint64_t h = 1469598103934665603ull;
+	for (int i = 0; i < VAR_COUNT; i++) {
+		h ^= (uint64_t)(uintptr_t)vc->val[i];
+		h *= 1099511628211ull;
+	}
+	return (uint32_t)(h ^ (h >> 32));
+}
+
+static struct varset *set_of(const struct varcache *vc)
+{
+	return (struct varset *)(void *)((const char *)vc - offsetof(struct varset, vc));
+}
+
+static bool set_grow(void)
+{
+	size_t nb = set_nbuckets ? set_nbuckets * 2 : 16;
+	struct varset **b = calloc(nb, sizeof(*b));
+	if (!b)
+		return false;
+	for (size_t i = 0; i < set_nbuckets; i++) {
+		struct varset *e = set_buckets[i];
+		while (e) {
+			struct varset *next = e->next;
+			e->next = b[e->hash % nb];
+			b[e->hash % nb] = e;
+			e = next;
+		}
+	}
+	free(set_buckets);
+	set_buckets = b;
+	set_nbuckets = nb;
+	return true;
+}
+
+void varset_put(const struct varcache *vs)
+{
+	if (!vs)
+		return;
+	struct varset *e = set_of(vs);
+	assert(e->refs > 0);
+	if (--e->refs > 0)
+		return;
+	for (struct varset **pp = &set_buckets[e->hash % set_nbuckets]; *pp; pp = &(*pp)->next) {
+		if (*pp == e) {
+			*pp = e->next;
+			break;
+		}
+	}
+	set_count--;
+	varcache_clear(&e->vc);
+	free(e);
+}
+
+const struct varcache *varset_with(const struct varcache *cur, int idx, const char *value)
+{
+	const char *old = varset_get(cur, idx);
+	if (old == value || (old && value && strcmp(old, value) == 0))
+		return cur;
+	struct varcache want = {{0}};
+	if (cur)
+		want = *cur; /* borrowed pointers, for the lookup */
+	want.val[idx] = value ? strpool_get(value) : NULL; /* out of memory: the server's default */
+	bool all_default = true;
+	for (int i = 0; i < VAR_COUNT && all_default; i++)
+		all_default = !want.val[i];
+	if (all_default) {
+		varset_put(cur);
+		return NULL;
+	}
+	uint32_t h = set_hash(&want);
+	if (set_nbuckets) {
+		for (struct varset *e = set_buckets[h % set_nbuckets]; e; e = e->next) {
+			if (e->hash == h && !memcmp(e->vc.val, want.val, sizeof(want.val))) {
+				e->refs++;
+				strpool_put(want.val[idx]); /* the set holds its own */
+				varset_put(cur);
+				return &e->vc;
+			}
+		}
+	}
+	struct varset *e = NULL;
+	if (set_count < set_nbuckets || set_grow())
+		e = malloc(sizeof(*e));
+	if (!e) { /* out of memory: keep what the client had */
+		strpool_put(want.val[idx]);
+		return cur;
+	}
+	e->refs = 1;
+	e->hash = h;
+	e->vc = want;
+	for (int i = 0; i < VAR_COUNT; i++)
+		if (i != idx && e->vc.val[i])
+			strpool_ref(e->vc.val[i]);
+	e->next = set_buckets[h % set_nbuckets];
+	set_buckets[h % set_nbuckets] = e;
+	set_count++;
+	varset_put(cur);
+	return &e->vc;
+}
+
+size_t varset_count(void)
+{
+	return set_count;
 }
 
 static void put_literal(struct pg_buf *sql, const char *v)
@@ -79,8 +208,8 @@ int varcache_sync_sql(const struct varcache *client, struct varcache *server, st
 {
 	int n = 0;
 	for (int i = 0; i < VAR_COUNT; i++) {
-		const char *cv = client->val[i];
-		if (same(cv, server->val[i]))
+		const char *cv = varset_get(client, i);
+		if (cv == server->val[i]) /* pooled: equal values are one pointer */
 			continue;
 		const char *name = var_names[i];
 		if (cv) {
@@ -93,7 +222,7 @@ int varcache_sync_sql(const struct varcache *client, struct varcache *server, st
 			buf_put_bytes(sql, name, strlen(name));
 		}
 		buf_put_bytes(sql, "; ", 2);
-		varcache_set(server, i, cv);
+		share(server, i, cv);
 		n++;
 	}
 	return n;

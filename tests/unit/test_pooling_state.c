@@ -2,17 +2,20 @@
  * Unit tests for the transaction-pooling bookkeeping in proxy/: the pending
  * response queue (ring growth and order), the statement registry (same text
  * -> same id, different text or param types -> new id), client name maps,
- * server id sets, and the SET/RESET batch the varcache produces.
+ * server id sets, the SET/RESET batch the varcache produces, and the shared
+ * strings and variable sets that keep an idle client small.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proxy/conn.h"
+#include "proxy/strpool.h"
 
 #define NOCAP ((size_t)1 << 40) /* a statement cache nothing exceeds */
 
@@ -195,6 +198,81 @@ static void test_varcache_sync(void **state)
 	varcache_clear(&server);
 }
 
+static void test_strpool(void **state)
+{
+	(void)state;
+	size_t base = strpool_count();
+	char buf[16] = "app";
+	const char *a = strpool_get(buf);
+	const char *b = strpool_get("app");
+	assert_ptr_equal(a, b); /* one copy, not the caller's */
+	assert_ptr_not_equal(a, buf);
+	assert_ptr_equal(strpool_ref(a), a);
+	assert_int_equal(strpool_count(), base + 1);
+	strpool_put(a);
+	strpool_put(b);
+	assert_int_equal(strpool_count(), base + 1);
+	strpool_put(a); /* the last reference frees it */
+	assert_int_equal(strpool_count(), base);
+	/* pinned strings outlive any number of gets and puts */
+	const char *p = strpool_pin("route-x");
+	assert_ptr_equal(strpool_get("route-x"), p);
+	strpool_put(p);
+	strpool_put(p);
+	assert_string_equal(strpool_pin("route-x"), "route-x");
+	/* many distinct strings: the table grows and gives them all back */
+	const char *many[500];
+	for (int i = 0; i < 500; i++) {
+		snprintf(buf, sizeof(buf), "v%d", i);
+		many[i] = strpool_get(buf);
+	}
+	for (int i = 0; i < 500; i++) {
+		snprintf(buf, sizeof(buf), "v%d", i);
+		assert_ptr_equal(strpool_get(buf), many[i]);
+		strpool_put(many[i]);
+		strpool_put(many[i]);
+	}
+	assert_int_equal(strpool_count(), base + 1); /* route-x */
+	strpool_put(NULL);
+}
+
+static void test_varset(void **state)
+{
+	(void)state;
+	size_t base = varset_count();
+	/* two clients reaching the same values share one set */
+	const struct varcache *a = varset_with(NULL, VAR_CLIENT_ENCODING, "UTF8");
+	a = varset_with(a, VAR_DATESTYLE, "ISO, MDY");
+	const struct varcache *b = varset_with(NULL, VAR_DATESTYLE, "ISO, MDY");
+	b = varset_with(b, VAR_CLIENT_ENCODING, "UTF8");
+	assert_ptr_equal(a, b);
+	assert_int_equal(varset_count(), base + 1);
+	assert_ptr_equal(varset_with(a, VAR_CLIENT_ENCODING, "UTF8"), a); /* unchanged: same set, same reference */
+	/* a change gives the changer its own set; the other keeps the old one */
+	b = varset_with(b, VAR_APPLICATION_NAME, "mine");
+	assert_ptr_not_equal(a, b);
+	assert_string_equal(varset_get(b, VAR_APPLICATION_NAME), "mine");
+	assert_null(varset_get(a, VAR_APPLICATION_NAME));
+	assert_string_equal(varset_get(a, VAR_DATESTYLE), "ISO, MDY");
+	/* a server compares by pointer: it takes the client's values */
+	struct varcache server = {0};
+	struct pg_buf sql;
+	buf_init(&sql);
+	assert_int_equal(varcache_sync_sql(b, &server, &sql), 3);
+	buf_reset(&sql);
+	assert_int_equal(varcache_sync_sql(b, &server, &sql), 0);
+	assert_int_equal(varcache_sync_sql(NULL, &server, &sql), 3); /* all back to defaults */
+	buf_free(&sql);
+	/* back to all defaults is no set at all */
+	const struct varcache *c = varset_with(NULL, VAR_TIMEZONE, "UTC");
+	assert_null(varset_with(c, VAR_TIMEZONE, NULL));
+	varset_put(a);
+	varset_put(b);
+	varset_put(NULL);
+	assert_int_equal(varset_count(), base);
+	varcache_clear(&server);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -203,6 +281,8 @@ int main(void)
 		cmocka_unit_test(test_registry_bounded),
 		cmocka_unit_test(test_name_map_and_ids),
 		cmocka_unit_test(test_varcache_sync),
+		cmocka_unit_test(test_strpool),
+		cmocka_unit_test(test_varset),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
