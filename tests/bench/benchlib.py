@@ -3,6 +3,7 @@ PgBouncer in front of a cluster, run pgbench and read its tps, peak RSS."""
 import os
 import pwd
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -20,6 +21,15 @@ def vecgate_bin():
                        check=True, stdout=subprocess.DEVNULL)
         subprocess.run(["cmake", "--build", os.path.join(SRC, "build"), "-j"], check=True, stdout=subprocess.DEVNULL)
     return b
+
+
+def raise_open_file_limit():
+    """Soft RLIMIT_NOFILE up to the hard limit, for this process and what it
+    starts; returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
 
 
 def start_pgbouncer(pg, db="app", user="app", password="app-pw", pool_size=20, max_client_conn=500,
@@ -52,8 +62,17 @@ pidfile = %s/pgbouncer.pid
         os.chown(root, pw.pw_uid, pw.pw_gid)
         for fn in files:
             os.chown(os.path.join(root, fn), pw.pw_uid, pw.pw_gid)
-    proc = subprocess.Popen(["runuser", "-u", "postgres", "--"] + list(wrapper) + ["/usr/sbin/pgbouncer",
-                            os.path.join(d, "pgbouncer.ini")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # setpriv, not runuser: runuser opens a PAM session whose limits cap
+    # PgBouncer at 1,024 open files; setpriv only changes the ids, so the
+    # pooler keeps the open-file limit this process has (raised below, as
+    # vecgate gets it), and is itself the child (no parent to look through)
+    raise_open_file_limit()
+    proc = subprocess.Popen(["setpriv", "--reuid=%d" % pw.pw_uid, "--regid=%d" % pw.pw_gid, "--init-groups", "--"] +
+                            list(wrapper) + ["/usr/sbin/pgbouncer", os.path.join(d, "pgbouncer.ini")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            # as a login would set them: valgrind's gdbserver names its pipes
+                            # after LOGNAME, and callgrind_control looks them up as postgres
+                            env=dict(os.environ, USER=pw.pw_name, LOGNAME=pw.pw_name, HOME=pw.pw_dir))
 
     def stop():
         if proc.poll() is None:
@@ -61,8 +80,8 @@ pidfile = %s/pgbouncer.pid
             proc.wait(10)
     _cleanups.append(stop)
     wait_port(port, timeout=start_timeout, proc=proc)
-    # the pidfile names the pooler itself (runuser is its parent); it may
-    # appear just after the port opens
+    # the pidfile names the pooler itself; it may appear just after the
+    # port opens
     pidfile = os.path.join(d, "pgbouncer.pid")
     for _ in range(200):
         if os.path.exists(pidfile) and open(pidfile).read().strip():
