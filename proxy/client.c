@@ -47,6 +47,7 @@ void client_accept(int fd, const char *host, int port, bool is_unix)
 	c->port = (uint16_t)port;
 	c->id = ++vg.next_id;
 	c->state = CL_STARTUP;
+	janitor_hurry(); /* client_login runs from now */
 	vg_clock_tick();
 	c->connect_time = c->last_active = now_cached();
 	/* a made-up key: cancel requests are matched against it, then the

@@ -51,7 +51,8 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	double now = now_sec();
-	pool_janitor(now);
+	bool busy = pool_janitor(now);
+	janitor_pace(busy || vg.shutting_down);
 	if (vg.shutting_down) {
 		/* drain: a client with nothing in flight is told goodbye */
 		struct client_conn *c, *tmp;
@@ -201,8 +202,7 @@ int main(int argc, char **argv)
 	}
 	reaper_init(client_free, server_free);
 	vg.janitor = event_new(vg.base, -1, EV_PERSIST, janitor_cb, NULL);
-	struct timeval tick = {0, 200000};
-	event_add(vg.janitor, &tick);
+	janitor_start();
 	vg.sig_hup = evsignal_new(vg.base, SIGHUP, signal_cb, NULL);
 	vg.sig_term = evsignal_new(vg.base, SIGTERM, signal_cb, NULL);
 	vg.sig_int = evsignal_new(vg.base, SIGINT, signal_cb, NULL);

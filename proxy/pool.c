@@ -294,6 +294,7 @@ void pool_client_login(struct pool *p, struct client_conn *c)
 	}
 	c->state = CL_WAIT_WELCOME;
 	c->wait_start = now_sec();
+	janitor_hurry(); /* query_wait runs from now */
 	TAILQ_INSERT_TAIL(&p->welcome, c, pool_link);
 	c->in_pool_queue = true;
 	c->wait_pool = p;
@@ -313,6 +314,7 @@ bool pool_checkout(struct pool *p, struct client_conn *c)
 	}
 	c->state = CL_WAITING;
 	c->wait_start = now_sec();
+	janitor_hurry(); /* query_wait runs from now */
 	TAILQ_INSERT_TAIL(&p->waiting, c, pool_link);
 	c->in_pool_queue = true;
 	c->wait_pool = p;
@@ -520,11 +522,49 @@ void pools_apply_config(void)
 	}
 }
 
-void pool_janitor(double now)
+/* The janitor's pace: every 200 ms while a deadline that close may run out
+ * (a login, a client waiting for a server, a connect in progress, a pool
+ * below its minimum), else once a second, as PgBouncer's maintenance runs a
+ * few times a second: an idle pooler mostly sleeps.  Whatever starts such a
+ * deadline calls janitor_hurry. */
+#define JANITOR_FAST 0.2
+#define JANITOR_CALM 1.0
+static bool janitor_calm;
+
+static void janitor_arm(bool calm)
+{
+	janitor_calm = calm;
+	if (!vg.janitor)
+		return;
+	struct timeval tv = timeval_of(calm ? JANITOR_CALM : JANITOR_FAST);
+	event_add(vg.janitor, &tv);
+}
+
+void janitor_start(void)
+{
+	janitor_arm(false); /* fast until a pass finds nothing due */
+}
+
+void janitor_hurry(void)
+{
+	if (janitor_calm)
+		janitor_arm(false);
+}
+
+void janitor_pace(bool busy)
+{
+	if (busy == janitor_calm) /* busy and calm, or calm enough and fast */
+		janitor_arm(!busy);
+}
+
+bool pool_janitor(double now)
 {
 	const struct vg_timeouts *t = &vg.cfg->timeouts;
+	bool busy = false;
 	struct client_conn *c, *ctmp;
 	TAILQ_FOREACH_SAFE(c, &vg.clients, link, ctmp) {
+		if (c->state < CL_IDLE || c->state == CL_WAITING)
+			busy = true;
 		if (c->state < CL_WAIT_WELCOME && t->client_login > 0 && now - c->connect_time > t->client_login) {
 			if (c->state == CL_STARTUP)
 				client_close(c, "client_login_timeout (startup packet not received in time)");
@@ -548,6 +588,7 @@ void pool_janitor(double now)
 		struct server_conn *s, *stmp;
 		TAILQ_FOREACH_SAFE(s, &p->servers, link, stmp) {
 			bool connecting = s->state == SV_CONNECTING || s->state == SV_SSL_REQ || s->state == SV_LOGIN;
+			busy |= connecting;
 			if (connecting && t->server_connect > 0 && now - s->connect_time > t->server_connect) {
 				pool_server_login_failed(p, NULL, 0, "server_connect_timeout", true);
 				server_close(s, "server_connect_timeout");
@@ -560,13 +601,17 @@ void pool_janitor(double now)
 		}
 		if (vg.shutting_down)
 			continue;
-		if (!TAILQ_EMPTY(&p->waiting) || !TAILQ_EMPTY(&p->welcome))
+		if (!TAILQ_EMPTY(&p->waiting) || !TAILQ_EMPTY(&p->welcome)) {
+			busy = true;
 			launch_for_waiters(p);
+		}
 		while (p->n_servers < p->min_pool_size && pool_has_credentials(p) && login_allowed(p, now) &&
 		       may_launch(p, now) && !(p->login_failures && p->n_connecting))
 			if (!server_new(p))
 				break;
+		busy |= p->n_servers < p->min_pool_size && pool_has_credentials(p);
 	}
+	return busy;
 }
 
 void pools_traffic(const char *dbname, struct traffic_stats *out)

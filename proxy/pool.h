@@ -28,7 +28,14 @@ struct pool *pool_sibling(struct pool *p, const char *backend_name);
 bool pool_usable(const struct pool *p); /* not in login backoff */
 void pools_backend_up(const char *backend_name); /* health checks see it again: end login backoff */
 void pool_release(struct server_conn *s); /* transaction/session end: reset and park */
-void pool_janitor(double now);
+/* Timeouts of every client, server and pool; true while one of them has a
+ * deadline the calm pace (1 s) would overrun. */
+bool pool_janitor(double now);
+void janitor_start(void); /* vg.janitor is created: arm it */
+/* The janitor's next pace, from what pool_janitor said (and shutdown). */
+void janitor_pace(bool busy);
+/* A deadline starts (login, wait, connect): back to the fast pace. */
+void janitor_hurry(void);
 void pools_apply_config(void);
 void pools_free(void);
 bool pool_has_credentials(const struct pool *p);

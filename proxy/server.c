@@ -43,6 +43,7 @@ struct server_conn *server_new(struct pool *p)
 	s->id = ++vg.next_id;
 	s->state = SV_CONNECTING;
 	s->connect_time = s->last_used = now_sec();
+	janitor_hurry(); /* server_connect runs from now */
 	s->txn_status = 'I';
 	io_init(&s->io, -1, server_read_cb, server_write_cb, server_event_cb, s);
 	s->io.want_read = true;

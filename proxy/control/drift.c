@@ -150,12 +150,30 @@ static void lost(void *arg, const char *error)
 	check_failed(d, error ? error : "connection lost");
 }
 
+/* Checks start within a quarter second of being due while some index has
+ * them; otherwise the timer only looks once a second whether a reload
+ * turned them on, instead of waking an idle process four times a second. */
+static int armed = -1; /* the pace the timer has: -1 none, 0 slow, 1 checks */
+
+static void arm(bool checks)
+{
+	if (armed == (int)checks)
+		return;
+	armed = checks;
+	struct timeval tv = timeval_of(checks ? 0.25 : 1.0);
+	event_add(timer, &tv);
+}
+
 static void tick(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	(void)arg;
 	double now = now_sec();
+	bool checks = false;
+	for (size_t i = 0; i < vg.cfg->n_indexes; i++)
+		checks |= vg.cfg->indexes[i].drift_check_seconds > 0;
+	arm(checks);
 	for (size_t i = 0; i < vg.cfg->n_indexes; i++) {
 		const struct vg_managed_index *mi = &vg.cfg->indexes[i];
 		if (mi->drift_check_seconds <= 0)
@@ -203,8 +221,7 @@ void drift_start(void)
 	rebuild_observe(on_job);
 	if (!timer) {
 		timer = event_new(vg.base, -1, EV_PERSIST, tick, NULL);
-		struct timeval tv = {0, 250000};
-		event_add(timer, &tv);
+		tick(-1, 0, NULL); /* arms it */
 	}
 }
 
@@ -213,6 +230,7 @@ void drift_stop(void)
 	if (timer)
 		event_free(timer);
 	timer = NULL;
+	armed = -1;
 	while (monitors) {
 		struct drift_monitor *d = monitors;
 		monitors = d->next;

@@ -169,7 +169,10 @@ static void arm_timer(void)
 	struct timeval tv = timeval_of(vg.cfg->health.interval);
 	if (!timer)
 		timer = event_new(vg.base, -1, EV_PERSIST, tick, NULL);
-	event_add(timer, &tv);
+	if (vg.cfg->health.user)
+		event_add(timer, &tv);
+	else
+		event_del(timer); /* nothing to check until a reload names a user */
 }
 
 void health_start(void)

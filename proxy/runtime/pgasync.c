@@ -42,6 +42,7 @@ struct pg_session {
 	PGconn *conn;
 	enum session_state state;
 	struct event *io;
+	short io_what; /* EV_READ or EV_WRITE: what io waits for */
 	struct event *timer;
 	struct event *resume; /* a COPY that yielded goes on from here */
 	struct pg_stmt *head, *tail; /* head is running when state is SENDING/READING */
@@ -129,9 +130,18 @@ static void ps_lost(struct pg_session *s)
 
 static void ps_wait(struct pg_session *s, short what)
 {
+	/* Once connected, the socket stays: one persistent event per kind of
+	 * wait, so that a health check or a route refresh does not allocate an
+	 * event and change the epoll set for every read.  While connecting,
+	 * libpq may close its socket and open another under the same number,
+	 * which a kept registration would miss: a fresh event per wait. */
+	bool keep = s->state != PS_CONNECTING;
+	if (keep && s->io && s->io_what == what && event_pending(s->io, EV_READ | EV_WRITE, NULL))
+		return;
 	if (s->io)
 		event_free(s->io);
-	s->io = event_new(s->base, PQsocket(s->conn), what, ps_io_cb, s);
+	s->io = event_new(s->base, PQsocket(s->conn), what | (keep ? EV_PERSIST : 0), ps_io_cb, s);
+	s->io_what = what;
 	event_add(s->io, NULL);
 }
 
@@ -155,12 +165,22 @@ static void ps_start_next(struct pg_session *s)
 		 * the loss from the loop, never from inside its call */
 		s->state = PS_SENDING;
 		s->send_failed = true;
+		if (s->io)
+			event_del(s->io); /* nothing more to wait for on this socket */
 		struct timeval now = {0, 0};
 		evtimer_add(s->timer, &now);
 		return;
 	}
 	s->state = PS_SENDING;
-	ps_wait(s, EV_WRITE);
+	/* a short statement leaves at once: wait for the answer on the read
+	 * event that is already there, not for writability first */
+	int r = PQflush(s->conn);
+	if (r == 0) {
+		s->state = PS_READING;
+		ps_wait(s, EV_READ);
+	} else {
+		ps_wait(s, EV_WRITE); /* the rest, or the error, when writable */
+	}
 }
 
 /* Returns false if the session was freed. */
