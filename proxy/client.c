@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 static void client_read_cb(void *arg);
+static size_t client_chunk_cb(void *arg, const uint8_t *p, size_t len);
 static void client_write_cb(void *arg);
 static void client_event_cb(short what, void *arg);
 
@@ -42,6 +43,7 @@ void client_accept(int fd, const char *host, int port, bool is_unix)
 		return;
 	}
 	io_init(&c->io, fd, client_read_cb, client_write_cb, client_event_cb, c);
+	c->io.on_chunk = client_chunk_cb;
 	c->is_unix = is_unix;
 	c->host = strpool_get(host); /* clients from one host share it */
 	c->port = (uint16_t)port;
@@ -491,44 +493,146 @@ static bool names_no_statement(uint8_t type, const uint8_t *body, size_t len)
 	}
 }
 
-/* The common case, as PgBouncer's sbuf does it: a linked client's messages
- * that need no more than their header (no DDL guard, no routing, no named
- * statement) go to the server in one move per read instead of one per
- * message.  Only whole messages in the input's first chain are taken; the
- * rest is left to the message-at-a-time loop.  Returns the bytes moved. */
+/* Does this whole message go to the server as it is, needing no more than
+ * its header and a byte scan?  (No DDL guard, no named statement in
+ * transaction mode, no Bind whose vector the traffic sample reads.) */
+#define SCAN_UNKNOWN (~0u)
+
+/* statement_scan of a Query or Parse, over what the DDL guard reads */
+static unsigned scan_of(const uint8_t *msg, uint32_t total)
+{
+	return statement_scan(msg[0], msg, total < VG_INSPECT_MAX ? total : VG_INSPECT_MAX);
+}
+
+static bool plain_message(const struct client_conn *c, bool txn_mode, const uint8_t *msg, uint32_t total,
+                          unsigned scan)
+{
+	uint8_t type = msg[0];
+	if (type == 'X' || !pg_frontend_type_valid(type))
+		return false;
+	/* the guard reads what may name an INDEX; routing happens only where a
+	 * cycle starts (the caller's business) */
+	if (ddl_guard_applies(type) && ((scan == SCAN_UNKNOWN ? scan_of(msg, total) : scan) & SQL_MAY_INDEX))
+		return false;
+	if (txn_mode && !names_no_statement(type, msg + PG_HDR_LEN, total - PG_HDR_LEN))
+		return false;
+	if (type == 'B' && c->sample_param)
+		return false; /* the traffic sample reads its vector (route_sample_bind) */
+	return true;
+}
+
+/* The common case, as PgBouncer's sbuf does it: a linked client's plain
+ * messages go to the server in one move per read instead of one per
+ * message.  Returns how many leading bytes of p are such whole messages,
+ * counting and queueing what they ask for. */
+static size_t batch_scan(struct client_conn *c, struct server_conn *s, const uint8_t *p, size_t len,
+                         bool first_plain)
+{
+	bool txn_mode = c->pool->mode == VG_POOL_TRANSACTION;
+	size_t off = 0;
+	while (off + PG_HDR_LEN <= len && s->pending.count < VG_PENDING_MAX) {
+		uint8_t type = p[off];
+		uint32_t mlen = be32(p + off + 1);
+		if (mlen < 4 || mlen > len - off - 1 || mlen + 1 > vg.cfg->limits.max_message_size ||
+		    (!(first_plain && off == 0) && !plain_message(c, txn_mode, p + off, mlen + 1, SCAN_UNKNOWN)))
+			break;
+		if (type == 'Q' || type == 'E')
+			c->queries++;
+		if (pending_tracked(type))
+			pending_push_request(s, PD_FORWARD, type, 0, 0);
+		off += mlen + 1;
+	}
+	if (off)
+		c->last_active = now_cached();
+	return off;
+}
+
+static bool batch_allowed(const struct client_conn *c)
+{
+	return !c->routed && !c->guard_skip && !c->discard_remaining && !c->fwd_remaining;
+}
+
+/* batch_scan over the input's first chain, moved to the server's output.
+ * Returns the bytes moved. */
 static size_t forward_batch(struct client_conn *c, struct server_conn *s, struct evbuffer *in)
 {
-	if (c->state != CL_ACTIVE || c->routed || c->guard_skip || c->discard_remaining)
+	if (c->state != CL_ACTIVE || !batch_allowed(c))
 		return 0;
 	size_t contig = evbuffer_get_contiguous_space(in);
 	if (contig < PG_HDR_LEN)
 		return 0;
 	const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)contig); /* the first chain: no copy */
-	bool txn_mode = c->pool->mode == VG_POOL_TRANSACTION;
-	size_t off = 0;
-	while (off + PG_HDR_LEN <= contig && s->pending.count < VG_PENDING_MAX) {
-		uint8_t type = p[off];
-		uint32_t len = be32(p + off + 1);
-		if (len < 4 || len > contig - off - 1 || type == 'X' || !pg_frontend_type_valid(type))
-			break;
-		/* the guard reads what may name an INDEX; routing happens only
-		 * where a cycle starts, never on a linked client */
-		if (ddl_guard_applies(type) &&
-		    (statement_scan(type, p + off, len + 1 < VG_INSPECT_MAX ? len + 1 : VG_INSPECT_MAX) & SQL_MAY_INDEX))
-			break;
-		if (txn_mode && !names_no_statement(type, p + off + PG_HDR_LEN, len - 4))
-			break;
-		if (type == 'B' && c->sample_param)
-			break; /* the traffic sample reads its vector (route_sample_bind) */
-		if (type == 'Q' || type == 'E')
-			c->queries++;
-		if (pending_tracked(type))
-			pending_push_request(s, PD_FORWARD, type, 0, 0);
-		off += len + 1;
-	}
-	if (off) {
-		c->last_active = now_cached();
+	size_t off = batch_scan(c, s, p, contig, false);
+	if (off)
 		evbuffer_remove_buffer(in, io_out(&s->io), off);
+	return off;
+}
+
+/* A transaction-mode Bind of a named statement, whole at p: rewritten onto
+ * the pool's statement as forward_loop would, when nothing else (routing,
+ * the traffic sample, a full queue) needs the buffered path. */
+static bool named_bind(const struct client_conn *c, const struct server_conn *s, const uint8_t *p, size_t len,
+                       uint32_t *total)
+{
+	if (len < PG_HDR_LEN || p[0] != 'B' || c->pool->mode != VG_POOL_TRANSACTION || c->sample_param || c->routed ||
+	    (s && (s->pending.count >= VG_PENDING_MAX || io_out_len(&s->io) >= VG_OUT_HIGH)))
+		return false;
+	uint32_t mlen = be32(p + 1);
+	if (mlen < 4 || mlen > len - 1 || mlen + 1 > vg.cfg->limits.max_message_size)
+		return false;
+	*total = mlen + 1;
+	return true;
+}
+
+/* Before a read is buffered (io.c on_chunk), when nothing of the client's
+ * is buffered: plain messages go from the read straight to the server's
+ * socket, and a named Bind is rewritten from it.  A message that starts a
+ * transaction-mode cycle is checked out here too when it needs no routing
+ * and a server is idle; anything else (a queue, a refusal, a Parse, a
+ * routed read) takes the buffered path.  Returns the bytes dealt with. */
+static size_t client_chunk_cb(void *arg, const uint8_t *p, size_t len)
+{
+	struct client_conn *c = arg;
+	if ((c->state != CL_IDLE && c->state != CL_ACTIVE) || !batch_allowed(c) || len < PG_HDR_LEN)
+		return 0;
+	bool txn_mode = c->pool->mode == VG_POOL_TRANSACTION;
+	struct server_conn *s = c->server;
+	uint32_t total;
+	bool first_plain = false; /* the first message was judged already */
+	if (!s) {
+		uint8_t type = p[0];
+		uint32_t mlen = be32(p + 1);
+		if (c->state != CL_IDLE || mlen < 4 || mlen > len - 1 || TAILQ_EMPTY(&c->pool->idle))
+			return 0;
+		bool route = mlen + 1 <= VG_INSPECT_MAX && route_cycle_applies(c, type);
+		unsigned scan = (type == 'Q' || type == 'P') && (route || ddl_guard_applies(type)) ? scan_of(p, mlen + 1)
+		                                                                                  : SCAN_UNKNOWN;
+		if (route && route_cycle_needed(c, type, p, mlen + 1, scan))
+			return 0;
+		first_plain = plain_message(c, txn_mode, p, mlen + 1, scan);
+		if (!first_plain && !named_bind(c, NULL, p, len, &total))
+			return 0;
+		if (route)
+			route_cycle_plain(c);
+		c->last_active = now_cached();
+		if (!pool_checkout(c->pool, c) || !(s = c->server) || c->state != CL_ACTIVE)
+			return 0; /* the buffered path sees where it stands */
+	}
+	size_t off = 0;
+	for (;;) {
+		if (io_out_len(&s->io) >= VG_OUT_HIGH)
+			break;
+		size_t n = batch_scan(c, s, p + off, len - off, first_plain && off == 0);
+		if (n) {
+			io_send(&s->io, p + off, n);
+			off += n;
+		}
+		if (!named_bind(c, s, p + off, len - off, &total))
+			break;
+		prepared_rewrite(c, s, 'B', p + off, total, io_out(&s->io));
+		pending_emit(s);
+		c->last_active = now_cached();
+		off += total;
 	}
 	return off;
 }

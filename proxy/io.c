@@ -13,6 +13,7 @@
 #include "proxy/runtime/runtime.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -112,12 +113,18 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 	int saved = errno;
 	if (n > 0) {
 		vg_clock_tick();
-		evbuffer_add(io_in(io), chunk, (size_t)n);
 		/* send what this read produced now, not after every other ready
 		 * socket of this loop iteration: it keeps the peer busy sooner */
 		bool nested = in_read_cb;
 		in_read_cb = true;
-		io->on_read(io->arg);
+		size_t used = 0;
+		if (io->on_chunk && (!io->in || evbuffer_get_length(io->in) == 0))
+			used = io->on_chunk(io->arg, chunk, (size_t)n);
+		assert(used <= (size_t)n);
+		if (used < (size_t)n) {
+			evbuffer_add(io_in(io), chunk + used, (size_t)n - used);
+			io->on_read(io->arg);
+		}
 		in_read_cb = nested;
 		if (!nested)
 			flush_all();
@@ -332,6 +339,18 @@ size_t io_out_len(const struct io_conn *io)
 void io_write(struct io_conn *io, const void *data, size_t len)
 {
 	evbuffer_add(io_out(io), data, len);
+}
+
+void io_send(struct io_conn *io, const void *data, size_t len)
+{
+	size_t sent = 0;
+	if (io->mode == IO_PLAIN && (!io->out || evbuffer_get_length(io->out) == 0) && !io->wev_armed) {
+		ssize_t n = send(io->fd, data, len, MSG_NOSIGNAL);
+		if (n > 0)
+			sent = (size_t)n;
+	}
+	if (sent < len)
+		evbuffer_add(io_out(io), (const uint8_t *)data + sent, len - sent);
 }
 
 void io_trim(struct io_conn *io)

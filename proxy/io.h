@@ -11,6 +11,7 @@
 #include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 
@@ -24,6 +25,9 @@
 #define VG_OUT_LOW (128 * 1024)
 
 typedef void (*io_cb)(void *arg);
+/* A read's bytes offered before they are buffered: returns how many of them
+ * (a prefix) were dealt with; the rest is appended to the input for on_read. */
+typedef size_t (*io_chunk_cb)(void *arg, const uint8_t *data, size_t len);
 /* `what` uses libevent's BEV_EVENT_* bits (CONNECTED, EOF, ERROR, TIMEOUT) */
 typedef void (*io_event_cb)(short what, void *arg);
 
@@ -41,6 +45,7 @@ struct io_conn {
 	struct bufferevent *bev; /* IO_TLS */
 	struct evbuffer *in, *out; /* IO_PLAIN: NULL while empty and trimmed */
 	struct event *rev, *wev;
+	io_chunk_cb on_chunk; /* plain sockets, and only while the input is empty */
 	io_cb on_read;
 	io_cb on_drain; /* output fell below VG_OUT_LOW after having been above, or a write emptied it */
 	io_event_cb on_event;
@@ -68,6 +73,10 @@ struct evbuffer *io_out(struct io_conn *io);
 size_t io_in_len(const struct io_conn *io);
 size_t io_out_len(const struct io_conn *io);
 void io_write(struct io_conn *io, const void *data, size_t len);
+/* io_write for bytes that must leave now: sent at once when nothing is
+ * queued before them, the rest (or all, on an error, which the next flush
+ * reports) queued. */
+void io_send(struct io_conn *io, const void *data, size_t len);
 /* Give back the memory of empty buffers (idle connections). */
 void io_trim(struct io_conn *io);
 

@@ -336,7 +336,7 @@ void pool_server_available(struct server_conn *s)
 {
 	struct pool *p = s->pool;
 	assert(!s->client);
-	s->last_used = now_sec();
+	s->last_used = now_cached(); /* the read event's time: idle timeouts are coarse */
 	struct client_conn *c = TAILQ_FIRST(&p->waiting);
 	if (c) {
 		TAILQ_REMOVE(&p->waiting, c, pool_link);

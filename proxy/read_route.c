@@ -292,6 +292,17 @@ enum cycle_route route_cycle(struct client_conn *c, uint8_t type, const uint8_t 
 	return CYCLE_ROUTED;
 }
 
+bool route_cycle_needed(struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total, unsigned scan)
+{
+	if (c->force_primary)
+		return false; /* a replay: the primary, whatever it reads */
+	if (type == 'B') {
+		struct sql_class scratch;
+		return routing_class(c, type, msg, total, &scratch) != NULL; /* classified once, at its first use */
+	}
+	return scan & SQL_MAY_VECTOR_OP;
+}
+
 void route_cycle_plain(struct client_conn *c)
 {
 	/* what route_cycle does for a statement that is no vector read */

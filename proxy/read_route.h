@@ -32,6 +32,9 @@ enum cycle_route {
 /* Where the cycle starting with this whole message goes. */
 enum cycle_route route_cycle(struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total,
                              struct route_decision *d);
+/* Would route_cycle do more for the cycle this whole message starts than
+ * route_cycle_plain?  (`scan`: statement_scan of a Query or Parse.) */
+bool route_cycle_needed(struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total, unsigned scan);
 /* A cycle that statement_scan showed to be no vector read starts on the
  * primary: the same outcome as route_cycle, without reading the text. */
 void route_cycle_plain(struct client_conn *c);

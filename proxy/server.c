@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 static void server_read_cb(void *arg);
+static size_t server_chunk_cb(void *arg, const uint8_t *p, size_t len);
 static void resume_client(struct server_conn *s);
 static void server_write_cb(void *arg);
 static void server_event_cb(short what, void *arg);
@@ -46,6 +47,7 @@ struct server_conn *server_new(struct pool *p)
 	janitor_hurry(); /* server_connect runs from now */
 	s->txn_status = 'I';
 	io_init(&s->io, -1, server_read_cb, server_write_cb, server_event_cb, s);
+	s->io.on_chunk = server_chunk_cb;
 	s->io.want_read = true;
 	TAILQ_INSERT_TAIL(&p->servers, s, link);
 	p->n_servers++;
@@ -143,7 +145,7 @@ void server_link(struct server_conn *s, struct client_conn *c)
 	s->client = c;
 	c->server = s;
 	s->state = SV_ACTIVE;
-	s->last_used = now_sec();
+	s->last_used = now_cached();
 	s->holding = false;
 	if (s->hold)
 		evbuffer_drain(s->hold, evbuffer_get_length(s->hold)); /* a previous client left mid-read */
@@ -503,24 +505,19 @@ static uint32_t be32(const uint8_t *p)
 /* The common case, as PgBouncer's sbuf does it: answers to the linked
  * client's own requests that need no more than their header (everything but
  * ErrorResponse and ParameterStatus) go out in one move per read instead of
- * one per message.  Only whole messages in the input's first chain are
- * taken; anything else is left to the message-at-a-time path.  Returns 1
- * when it consumed something, 0 when the first message needs the slow path,
- * -1 when the server was closed. */
-static int forward_batch(struct server_conn *s, struct client_conn *c, struct evbuffer *in, struct evbuffer *cout)
+ * one per message.  Returns how many leading bytes of p are such whole
+ * answers, popping what they answer; *ready when the last of them is the
+ * ReadyForQuery that ends a request cycle. */
+static size_t batch_scan(struct server_conn *s, const uint8_t *p, size_t len, bool *ready)
 {
-	size_t contig = evbuffer_get_contiguous_space(in);
-	if (contig < PG_HDR_LEN)
-		return 0;
-	const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)contig); /* the first chain: no copy */
 	size_t off = 0;
-	bool ready = false;
-	while (off + PG_HDR_LEN <= contig) {
+	*ready = false;
+	while (off + PG_HDR_LEN <= len) {
 		uint8_t type = p[off];
-		uint32_t len = be32(p + off + 1);
-		if (len < 4 || len > contig - off - 1)
+		uint32_t mlen = be32(p + off + 1);
+		if (mlen < 4 || mlen > len - off - 1)
 			break; /* odd or not whole here: the slow path judges it */
-		uint32_t total = len + 1;
+		uint32_t total = mlen + 1;
 		struct pending *h = pq_head(&s->pending);
 		if (!h || h->kind != PD_FORWARD || type == 'E' || type == 'S')
 			break;
@@ -535,7 +532,7 @@ static int forward_batch(struct server_conn *s, struct client_conn *c, struct ev
 			}
 			pq_pop(&s->pending);
 			off += total;
-			ready = true;
+			*ready = true;
 			break;
 		}
 		if (response_completes(h->req, type))
@@ -545,12 +542,50 @@ static int forward_batch(struct server_conn *s, struct client_conn *c, struct ev
 		if (h && h->kind == PD_SYNTH)
 			break; /* vecgate's own answer goes next */
 	}
+	return off;
+}
+
+/* batch_scan over the input's first chain, moved to the client's output.
+ * Returns 1 when it consumed something, 0 when the first message needs the
+ * slow path, -1 when the server was closed. */
+static int forward_batch(struct server_conn *s, struct client_conn *c, struct evbuffer *in, struct evbuffer *cout)
+{
+	size_t contig = evbuffer_get_contiguous_space(in);
+	if (contig < PG_HDR_LEN)
+		return 0;
+	const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)contig); /* the first chain: no copy */
+	bool ready;
+	size_t off = batch_scan(s, p, contig, &ready);
 	if (off == 0)
 		return 0;
 	evbuffer_remove_buffer(in, cout, off);
 	if (ready && !after_ready(s, c, true))
 		return -1;
 	return 1;
+}
+
+/* Before a read is buffered (io.c on_chunk): when nothing is buffered on
+ * either side, the batch goes from the read straight to the client's socket
+ * (PgBouncer sends from its read buffer the same way), without passing
+ * through two evbuffers.  Returns the bytes dealt with; the rest takes the
+ * buffered path. */
+static size_t server_chunk_cb(void *arg, const uint8_t *p, size_t len)
+{
+	struct server_conn *s = arg;
+	struct client_conn *c = s->client;
+	if (s->state != SV_ACTIVE || !c || s->err_skip || s->holding || s->fwd_remaining || c->io.mode != IO_PLAIN ||
+	    io_out_len(&c->io) != 0)
+		return 0;
+	bool ready;
+	size_t off = batch_scan(s, p, len, &ready);
+	if (off == 0)
+		return 0;
+	io_send(&c->io, p, off);
+	if (ready && !after_ready(s, c, true))
+		return off; /* closed: what is left goes nowhere */
+	if (off == len)
+		pending_emit(s); /* what server_process would do next, with nothing left to read */
+	return off;
 }
 
 static void pause_server_read(struct server_conn *s)

@@ -206,6 +206,10 @@ static void put_literal(struct pg_buf *sql, const char *v)
 
 int varcache_sync_sql(const struct varcache *client, struct varcache *server, struct pg_buf *sql)
 {
+	static const struct varcache defaults;
+	/* the usual case, every value already the same pooled pointer */
+	if (!memcmp(client ? client->val : defaults.val, server->val, sizeof(server->val)))
+		return 0;
 	int n = 0;
 	for (int i = 0; i < VAR_COUNT; i++) {
 		const char *cv = varset_get(client, i);
