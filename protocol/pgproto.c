@@ -655,14 +655,21 @@ size_t bind_named_size(size_t portal_len, size_t stmt_len, size_t tail_len)
 	return PG_HDR_LEN + portal_len + 1 + stmt_len + 1 + tail_len;
 }
 
-void put_bind_named(uint8_t *dst, const char *portal, size_t portal_len, const char *stmt, size_t stmt_len,
-                    const uint8_t *tail, size_t tail_len)
+size_t put_bind_named_head(uint8_t *dst, const char *portal, size_t portal_len, const char *stmt, size_t stmt_len,
+                           size_t tail_len)
 {
 	uint8_t *p = put_header(dst, 'B', bind_named_size(portal_len, stmt_len, tail_len));
 	p = put_cstr(p, portal, portal_len);
 	p = put_cstr(p, stmt, stmt_len);
+	return (size_t)(p - dst);
+}
+
+void put_bind_named(uint8_t *dst, const char *portal, size_t portal_len, const char *stmt, size_t stmt_len,
+                    const uint8_t *tail, size_t tail_len)
+{
+	size_t head = put_bind_named_head(dst, portal, portal_len, stmt, stmt_len, tail_len);
 	if (tail_len)
-		memcpy(p, tail, tail_len);
+		memcpy(dst + head, tail, tail_len);
 }
 
 size_t describe_close_size(size_t name_len)

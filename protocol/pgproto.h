@@ -175,6 +175,11 @@ void build_describe_close(struct pg_buf *b, uint8_t type, char kind, const char 
 size_t bind_named_size(size_t portal_len, size_t stmt_len, size_t tail_len);
 void put_bind_named(uint8_t *dst, const char *portal, size_t portal_len, const char *stmt, size_t stmt_len,
                     const uint8_t *tail, size_t tail_len);
+/* The head of that Bind alone (type, length, portal, statement), for a
+ * caller that sends the tail from where it already is; returns its length,
+ * bind_named_size(portal_len, stmt_len, 0). */
+size_t put_bind_named_head(uint8_t *dst, const char *portal, size_t portal_len, const char *stmt, size_t stmt_len,
+                           size_t tail_len);
 size_t describe_close_size(size_t name_len);
 void put_describe_close(uint8_t *dst, uint8_t type, char kind, const char *name, size_t name_len);
 

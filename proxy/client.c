@@ -27,6 +27,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 static void client_read_cb(void *arg);
@@ -599,6 +600,8 @@ static size_t client_chunk_cb(void *arg, const uint8_t *p, size_t len)
 	struct server_conn *s = c->server;
 	uint32_t total;
 	bool first_plain = false; /* the first message was judged already */
+	struct bind_ref bind;
+	bool have_bind = false; /* bind reads the message at off */
 	if (!s) {
 		uint8_t type = p[0];
 		uint32_t mlen = be32(p + 1);
@@ -607,10 +610,15 @@ static size_t client_chunk_cb(void *arg, const uint8_t *p, size_t len)
 		bool route = mlen + 1 <= VG_INSPECT_MAX && route_cycle_applies(c, type);
 		unsigned scan = (type == 'Q' || type == 'P') && (route || ddl_guard_applies(type)) ? scan_of(p, mlen + 1)
 		                                                                                  : SCAN_UNKNOWN;
-		if (route && route_cycle_needed(c, type, p, mlen + 1, scan))
-			return 0;
 		first_plain = plain_message(c, txn_mode, p, mlen + 1, scan);
-		if (!first_plain && !named_bind(c, NULL, p, len, &total))
+		if (!first_plain) {
+			/* a named Bind, read once for routing and the rewrite */
+			if (!named_bind(c, NULL, p, len, &total) || !prepared_bind_ref(c, p, total, &bind))
+				return 0;
+			have_bind = true;
+		}
+		if (route && (type == 'B' ? (have_bind && route_stmt_needed(c, bind.st))
+		                          : route_cycle_needed(c, type, p, mlen + 1, scan)))
 			return 0;
 		if (route)
 			route_cycle_plain(c);
@@ -622,13 +630,34 @@ static size_t client_chunk_cb(void *arg, const uint8_t *p, size_t len)
 	for (;;) {
 		if (io_out_len(&s->io) >= VG_OUT_HIGH)
 			break;
-		size_t n = batch_scan(c, s, p + off, len - off, first_plain && off == 0);
+		size_t n = have_bind ? 0 : batch_scan(c, s, p + off, len - off, first_plain && off == 0);
 		if (n) {
 			io_send(&s->io, p + off, n);
 			off += n;
 		}
 		if (!named_bind(c, s, p + off, len - off, &total))
 			break;
+		if (!have_bind && !prepared_bind_ref(c, p + off, total, &bind)) {
+			prepared_rewrite(c, s, 'B', p + off, total, io_out(&s->io)); /* passes it on as it is */
+			pending_emit(s);
+			off += total;
+			continue;
+		}
+		have_bind = false;
+		uint8_t head[64];
+		size_t tail_off, hlen = 0;
+		if (io_out_len(&s->io) == 0)
+			hlen = prepared_bind_head(s, &bind, p + off, head, sizeof(head), &tail_off);
+		if (hlen) {
+			/* the new head, then the parameters and what follows them
+			 * from where they are: one system call, no copy */
+			size_t rest = batch_scan(c, s, p + off + total, len - off - total, false);
+			struct iovec iov[2] = {{head, hlen}, {(void *)(p + off + tail_off), total - tail_off + rest}};
+			io_sendv(&s->io, iov, 2);
+			c->last_active = now_cached();
+			off += total + rest;
+			continue;
+		}
 		prepared_rewrite(c, s, 'B', p + off, total, io_out(&s->io));
 		pending_emit(s);
 		c->last_active = now_cached();

@@ -341,6 +341,25 @@ void io_write(struct io_conn *io, const void *data, size_t len)
 	evbuffer_add(io_out(io), data, len);
 }
 
+void io_sendv(struct io_conn *io, const struct iovec *iov, int n)
+{
+	size_t sent = 0;
+	if (io->mode == IO_PLAIN && (!io->out || evbuffer_get_length(io->out) == 0) && !io->wev_armed) {
+		struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+		ssize_t r = sendmsg(io->fd, &mh, MSG_NOSIGNAL);
+		if (r > 0)
+			sent = (size_t)r;
+	}
+	for (int i = 0; i < n; i++) {
+		if (sent >= iov[i].iov_len) {
+			sent -= iov[i].iov_len;
+			continue;
+		}
+		evbuffer_add(io_out(io), (const uint8_t *)iov[i].iov_base + sent, iov[i].iov_len - sent);
+		sent = 0;
+	}
+}
+
 void io_send(struct io_conn *io, const void *data, size_t len)
 {
 	size_t sent = 0;

@@ -77,6 +77,8 @@ void io_write(struct io_conn *io, const void *data, size_t len);
  * queued before them, the rest (or all, on an error, which the next flush
  * reports) queued. */
 void io_send(struct io_conn *io, const void *data, size_t len);
+struct iovec;
+void io_sendv(struct io_conn *io, const struct iovec *iov, int n);
 /* Give back the memory of empty buffers (idle connections). */
 void io_trim(struct io_conn *io);
 

@@ -407,6 +407,35 @@ static void out_commit(struct evbuffer *out, struct evbuffer_iovec *v, size_t n)
 		abort();
 }
 
+bool prepared_bind_ref(struct client_conn *c, const uint8_t *msg, size_t total, struct bind_ref *out)
+{
+	assert(total >= PG_HDR_LEN && msg[0] == 'B');
+	if (parse_bind_msg(msg + PG_HDR_LEN, total - PG_HDR_LEN, &out->portal, &out->name, &out->tail, &out->tail_len) <
+	        0 ||
+	    !out->name[0])
+		return false;
+	out->st = name_map_get(&c->stmts, out->name);
+	return true;
+}
+
+size_t prepared_bind_head(struct server_conn *s, const struct bind_ref *b, const uint8_t *msg, uint8_t *head,
+                          size_t cap, size_t *tail_off)
+{
+	struct prep_stmt *st = b->st;
+	if (s->err_skip || !st || !id_set_has(&s->prepared, st->id))
+		return 0;
+	/* the portal name ends where parse_bind_msg found the statement name */
+	size_t plen = (size_t)(b->name - b->portal) - 1;
+	size_t hlen = bind_named_size(plen, st->sname_len, 0);
+	if (hlen > cap)
+		return 0;
+	id_set_touch(&s->prepared, st->id);
+	put_bind_named_head(head, b->portal, plen, st->sname, st->sname_len, b->tail_len);
+	pending_push_request(s, PD_FORWARD, 'B', 0, 0);
+	*tail_off = (size_t)(b->tail - msg);
+	return hlen;
+}
+
 /* Transaction mode: Parse/Bind/Describe/Close with client statement names
  * become requests about the pool's shared statements. */
 void prepared_rewrite(struct client_conn *c, struct server_conn *s, uint8_t type,

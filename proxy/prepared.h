@@ -81,6 +81,22 @@ void id_set_touch(struct id_set *s, uint32_t id); /* mark as just used */
 void id_set_free(struct id_set *s);
 
 
+/* The hot case of prepared_rewrite, without copying the parameters: a
+ * whole Bind of a statement server s has prepared.  Writes the new head
+ * (type, length, portal, "vg_<id>") to head (cap bytes), sets *tail_off to
+ * where in msg the rest follows as it is, and queues what the server owes.
+ * Returns the head's length, or 0 when the Bind needs prepared_rewrite.
+ * `b` is msg as prepared_bind_ref read it. */
+struct bind_ref {
+	const char *portal, *name;
+	const uint8_t *tail; /* parameter formats and values, result formats */
+	size_t tail_len;
+	struct prep_stmt *st; /* what name means to the client, or NULL */
+};
+/* Read a whole Bind message; false when it is malformed or unnamed. */
+bool prepared_bind_ref(struct client_conn *c, const uint8_t *msg, size_t total, struct bind_ref *out);
+size_t prepared_bind_head(struct server_conn *s, const struct bind_ref *b, const uint8_t *msg, uint8_t *head,
+                          size_t cap, size_t *tail_off);
 /* Transaction mode: write the client's Parse/Bind/Describe/Close `msg` to
  * the server's output `out`, mapped onto the pool's shared statements, and
  * queue what the server will owe for it. */

@@ -292,6 +292,11 @@ enum cycle_route route_cycle(struct client_conn *c, uint8_t type, const uint8_t 
 	return CYCLE_ROUTED;
 }
 
+bool route_stmt_needed(struct client_conn *c, struct prep_stmt *st)
+{
+	return !c->force_primary && st && stmt_route_class(st);
+}
+
 bool route_cycle_needed(struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total, unsigned scan)
 {
 	if (c->force_primary)

@@ -35,6 +35,9 @@ enum cycle_route route_cycle(struct client_conn *c, uint8_t type, const uint8_t 
 /* Would route_cycle do more for the cycle this whole message starts than
  * route_cycle_plain?  (`scan`: statement_scan of a Query or Parse.) */
 bool route_cycle_needed(struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total, unsigned scan);
+/* The same for a Bind of named statement st (NULL: unknown to the client,
+ * the server answers it). */
+bool route_stmt_needed(struct client_conn *c, struct prep_stmt *st);
 /* A cycle that statement_scan showed to be no vector read starts on the
  * primary: the same outcome as route_cycle, without reading the text. */
 void route_cycle_plain(struct client_conn *c);

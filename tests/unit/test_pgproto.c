@@ -301,6 +301,10 @@ static void test_extended_parsers(void **state)
 	assert_int_equal(bind_named_size(2, 6, sizeof(btail) - 1), b.len);
 	put_bind_named(direct, "p1", 2, "stmt_a", 6, btail, sizeof(btail) - 1);
 	assert_memory_equal(direct, b.data, b.len);
+	memset(direct, 0, sizeof(direct));
+	size_t head = put_bind_named_head(direct, "p1", 2, "stmt_a", 6, sizeof(btail) - 1);
+	assert_int_equal(head, bind_named_size(2, 6, 0));
+	assert_memory_equal(direct, b.data, head); /* the tail follows from where it is */
 
 	/* Bind parameters: one format code for all, then one per parameter */
 	const uint8_t bt1[] = "\0\1\0\0\0\2\0\0\0\3abc\0\0\0\2xy";
