@@ -1,10 +1,11 @@
 /*
  * Client connections: read the startup packet (negotiating TLS or refusing
  * GSS encryption first), hand the login to auth.c, then move the client's
- * messages to its server.  Bodies are streamed by chain moves; messages are
- * pulled up whole only where they must be read: for the DDL guard and
- * routing (read_route.c) and, in transaction mode, for the rewrite of named
- * statements (prepared.c).
+ * messages to its server.  Plain messages go from the read straight to the
+ * server's socket, or in one chain move per read when something is queued;
+ * bodies are streamed by chain moves; messages are pulled up whole only
+ * where they must be read: for the DDL guard and routing (read_route.c) and,
+ * in transaction mode, for the rewrite of named statements (prepared.c).
  */
 #include "proxy/client.h"
 #include "proxy/auth.h"

@@ -1,9 +1,10 @@
 /*
  * Socket I/O for the data plane's connections, after PgBouncer's sbuf:
  * libevent only says when a socket is readable or writable; plain sockets
- * are read into one shared chunk and appended to the connection's input,
- * and output is written inline, once per loop pass, before the loop polls
- * again.  Write interest is armed only when the kernel pushes back, so a
+ * are read into one shared chunk, which the connection may take from
+ * directly (on_chunk: whole messages sent on to the peer at once, never
+ * buffered) before the rest is appended to its input, and output is written
+ * inline, once per loop pass, before the loop polls again.  Write interest is armed only when the kernel pushes back, so a
  * message hop costs one read and one write and no epoll_ctl.  The buffers
  * are bare evbuffers (no callbacks to invoke on every add and drain) that an
  * idle connection gives back (io_trim).  TLS connections keep libevent's

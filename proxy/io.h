@@ -2,7 +2,8 @@
  * Socket I/O for connections (io.c): plain sockets are read and written by
  * vecgate itself on libevent readiness with bare evbuffers (no callbacks,
  * allocated only while they hold data, one read and one write per hop, write
- * interest only after EAGAIN); TLS sockets are left to libevent's OpenSSL
+ * interest only after EAGAIN), and a read may be sent on before it is ever
+ * buffered (on_chunk, io_send); TLS sockets are left to libevent's OpenSSL
  * bufferevent.
  */
 #ifndef VG_PROXY_IO_H

@@ -1,7 +1,8 @@
 /*
  * Server connections: connect (optionally TLS), log in with the pool's
  * credentials (trust, cleartext, md5 or SCRAM, including SCRAM passthrough of
- * a client's keys), then stream responses to the linked client.  The pending
+ * a client's keys), then stream responses to the linked client (straight
+ * from the read to its socket when nothing is queued).  The pending
  * queue says which response belongs to which request, so vecgate can swallow
  * answers to requests it injected, answer the ones it skipped, and know when
  * a transaction-mode server is free again.
