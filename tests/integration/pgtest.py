@@ -252,13 +252,14 @@ def vecgatectl(admin_port, token, *args, timeout=300):
     return subprocess.run([VECGATECTL_BIN] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
 
 
-def admin_get(admin_port, token, path):
-    """GET an admin API path with the bearer token: the decoded JSON."""
+def admin_get(admin_port, token, path, raw=False):
+    """GET an admin API path with the bearer token: the decoded JSON (the text with raw)."""
     import json
     req = urllib.request.Request("http://127.0.0.1:%d%s" % (admin_port, path),
                                  headers={"Authorization": "Bearer " + token})
     with urllib.request.urlopen(req, timeout=5) as r:
-        return json.loads(r.read())
+        body = r.read().decode()
+    return body if raw else json.loads(body)
 
 
 # ---- raw protocol helpers ----

@@ -26,7 +26,7 @@ import urllib.request
 
 import psycopg
 
-from pgtest import SRC, SUPERPW, PgCluster, Vecgate, eval_file, free_port, has_pgvector
+from pgtest import admin_get, SRC, SUPERPW, PgCluster, Vecgate, eval_file, free_port, has_pgvector
 
 CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
 TOKEN = "eval-truth-token-0123456"
@@ -218,11 +218,7 @@ class ScanProgressAndCancel(unittest.TestCase):
         cls.vg.stop()
 
     def get(self, path, raw=False):
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.admin, path),
-                                     headers={"Authorization": "Bearer " + TOKEN})
-        with urllib.request.urlopen(req, timeout=5) as r:
-            body = r.read().decode()
-        return body if raw else json.loads(body)
+        return admin_get(self.admin, TOKEN, path, raw)
 
     def copies_running(self):
         return int(self.pg.psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT id, embedding%%' "

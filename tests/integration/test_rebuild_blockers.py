@@ -13,11 +13,10 @@ import subprocess
 import threading
 import time
 import unittest
-import urllib.request
 
 import psycopg
 
-from pgtest import SRC, SUPERPW, PgCluster, Vecgate, cube_table, eval_file, free_port
+from pgtest import admin_get, SRC, SUPERPW, PgCluster, Vecgate, cube_table, eval_file, free_port
 
 CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
 TOKEN = "blockers-token-0123456789"
@@ -54,11 +53,7 @@ class Blockers(unittest.TestCase):
         cls.vg.stop()
 
     def get(self, path, raw=False):
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.admin, path),
-                                     headers={"Authorization": "Bearer " + TOKEN})
-        with urllib.request.urlopen(req, timeout=5) as r:
-            body = r.read().decode()
-        return body if raw else json.loads(body)
+        return admin_get(self.admin, TOKEN, path, raw)
 
     def direct(self, app):
         return psycopg.connect(host="127.0.0.1", port=self.pg.port, user="postgres", password=SUPERPW,
