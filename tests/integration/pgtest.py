@@ -262,6 +262,26 @@ def admin_get(admin_port, token, path, raw=False):
     return body if raw else json.loads(body)
 
 
+class AdminCase:
+    """Mixin for a TestCase whose class sets `admin` (the admin port) and `token`:
+    the CLI, a job's JSON, and waiting until a job gets somewhere."""
+
+    def ctl(self, *args):
+        return vecgatectl(self.admin, self.token, *args)
+
+    def job(self, job_id):
+        return admin_get(self.admin, self.token, "/v1/jobs/%d" % job_id)
+
+    def wait(self, job_id, pred, timeout=240):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            j = self.job(job_id)
+            if pred(j):
+                return j
+            time.sleep(0.2)
+        self.fail(j)
+
+
 # ---- raw protocol helpers ----
 
 def startup_packet(params, version=196608):

@@ -23,7 +23,7 @@ import unittest
 
 import psycopg
 
-from pgtest import admin_get, eval_file, free_port, has_pgvector, PgCluster, run, Vecgate, vecgatectl
+from pgtest import AdminCase, eval_file, free_port, has_pgvector, PgCluster, run, Vecgate
 
 TOKEN = "no-superuser-token-0123"
 DIMS = 32
@@ -39,7 +39,9 @@ def vec(rnd):
 
 
 @unittest.skipUnless(has_pgvector() and has_hypopg_14(), "needs pgvector and hypopg >= 1.4 (VECGATE_VENDOR_DIR)")
-class NoSuperuser(unittest.TestCase):
+class NoSuperuser(AdminCase, unittest.TestCase):
+    token = TOKEN
+
     @classmethod
     def setUpClass(cls):
         cls.pg = PgCluster(extra_conf="autovacuum=off\nmaintenance_work_mem=128MB")
@@ -70,21 +72,6 @@ class NoSuperuser(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.vg.stop()
-
-    def ctl(self, *args):
-        return vecgatectl(self.admin, TOKEN, *args)
-
-    def job(self, job_id):
-        return admin_get(self.admin, TOKEN, "/v1/jobs/%d" % job_id)
-
-    def wait(self, job_id, pred, timeout=240):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            j = self.job(job_id)
-            if pred(j):
-                return j
-            time.sleep(0.2)
-        self.fail(j)
 
     def owner(self):
         return psycopg.connect(host="127.0.0.1", port=self.pg.port, user="owner", password="owner-pw", dbname="app",

@@ -20,7 +20,7 @@ import unittest
 
 import psycopg
 
-from pgtest import SUPERPW, admin_get, eval_file, free_port, has_pgvector, PgCluster, Vecgate, vecgatectl
+from pgtest import AdminCase, SUPERPW, eval_file, free_port, has_pgvector, PgCluster, Vecgate, vecgatectl
 
 TOKEN = "pgvector-gate-token-0123"
 DIMS = 32
@@ -31,7 +31,9 @@ def vec(rnd):
 
 
 @unittest.skipUnless(has_pgvector(), "pgvector is not installed (set VECGATE_VENDOR_DIR for tests/install-deps)")
-class CandidateInvisible(unittest.TestCase):
+class CandidateInvisible(AdminCase, unittest.TestCase):
+    token = TOKEN
+
     @classmethod
     def setUpClass(cls):
         cls.pg = PgCluster(extra_conf="autovacuum=off\nmaintenance_work_mem=128MB")
@@ -72,12 +74,6 @@ class CandidateInvisible(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.vg.stop()
-
-    def ctl(self, *args):
-        return vecgatectl(self.admin, TOKEN, *args)
-
-    def job(self, job_id):
-        return admin_get(self.admin, TOKEN, "/v1/jobs/%d" % job_id)
 
     def plan_index(self, conn, sql):
         plan = conn.execute("EXPLAIN (FORMAT JSON) " + sql).fetchone()[0]
@@ -162,15 +158,6 @@ class HeldCandidate(CandidateInvisible):
     the refusal on the record, cancel drops it."""
 
     test_candidate_stays_invisible_until_the_swap = None
-
-    def wait(self, job_id, pred):
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            j = self.job(job_id)
-            if pred(j):
-                return j
-            time.sleep(0.2)
-        self.fail(j)
 
     def test_refused_then_overridden_or_cancelled(self):
         r = self.ctl("rebuild", "start", "items_strict", "--watch")
