@@ -138,6 +138,17 @@ static enum copybin_status header(struct copybin *d, const uint8_t *h)
 	return COPYBIN_OK;
 }
 
+/* Move up to `want` bytes from the chunk to the end of d->buf. */
+static void take_into_buf(struct copybin *d, const uint8_t **p, size_t *left, size_t want)
+{
+	size_t take = want < *left ? want : *left;
+	memcpy(d->buf + d->have, *p, take);
+	d->have += take;
+	*p += take;
+	*left -= take;
+	d->bytes += take;
+}
+
 enum copybin_status copybin_feed(struct copybin *d, const uint8_t *chunk, size_t len, copybin_tuple_cb cb,
                                  void *arg)
 {
@@ -150,12 +161,7 @@ enum copybin_status copybin_feed(struct copybin *d, const uint8_t *chunk, size_t
 	while (left > 0) {
 		switch (d->phase) {
 		case CB_SIGNATURE: {
-			size_t take = HEADER_FIXED - d->have < left ? HEADER_FIXED - d->have : left;
-			memcpy(d->buf + d->have, p, take);
-			d->have += take;
-			p += take;
-			left -= take;
-			d->bytes += take;
+			take_into_buf(d, &p, &left, HEADER_FIXED - d->have);
 			/* a wrong first byte is refused at once, not after 19 */
 			if (memcmp(d->buf, signature, d->have < sizeof(signature) ? d->have : sizeof(signature)) != 0)
 				return fail(d, COPYBIN_BAD_SIGNATURE);
@@ -188,12 +194,7 @@ enum copybin_status copybin_feed(struct copybin *d, const uint8_t *chunk, size_t
 				while (r == 0 && left > 0) {
 					if (size > d->max_tuple)
 						return fail(d, COPYBIN_TOO_LARGE);
-					size_t take = size - d->have < left ? size - d->have : left;
-					memcpy(d->buf + d->have, p, take);
-					d->have += take;
-					p += take;
-					left -= take;
-					d->bytes += take;
+					take_into_buf(d, &p, &left, size - d->have);
 					r = tuple_scan(d, d->buf, d->have, &size, NULL, &trailer);
 					if (r < 0)
 						return fail(d, (enum copybin_status)r);
