@@ -112,10 +112,7 @@ static void samples_read(void *arg, PGresult *res, const char *error)
 		check_failed(d, "the managed index left the configuration");
 		return;
 	}
-	int rows = error ? 0 : PQntuples(res);
-	if (mi->eval_source == VG_EVAL_TRAFFIC || rows >= mi->traffic_min_samples)
-		for (int r = 0; r < rows; r++)
-			eval_set_add_traffic(&d->set, PQgetvalue(res, r, 0));
+	int rows = eval_set_take_samples(&d->set, mi, res, error);
 	if (!d->set.n) {
 		char m[200];
 		snprintf(m, sizeof(m), "%d traffic samples, fewer than traffic_min_samples (%d)", rows,

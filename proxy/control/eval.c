@@ -123,6 +123,18 @@ size_t eval_set_count(const struct eval_set *set, bool from_traffic)
 	return n;
 }
 
+int eval_set_take_samples(struct eval_set *set, const struct vg_managed_index *mi, const PGresult *res,
+                          const char *error)
+{
+	eval_set_drop_traffic(set);
+	int rows = error ? 0 : PQntuples(res);
+	if (mi->eval_source == VG_EVAL_TRAFFIC || rows >= mi->traffic_min_samples)
+		for (int r = 0; r < rows; r++)
+			if (eval_set_add_traffic(set, PQgetvalue(res, r, 0)) < 0)
+				break;
+	return rows;
+}
+
 static void run_next(struct eval_run *run);
 static void scan_free(struct eval_run *run);
 

@@ -23,6 +23,7 @@
 #include "conf/config.h"
 
 struct pg_session;
+struct pg_result;
 
 struct eval_query {
 	char *vector;
@@ -49,6 +50,12 @@ int eval_set_add_traffic(struct eval_set *set, const char *vector);
 /* Drop the traffic queries (before loading a fresh sample). */
 void eval_set_drop_traffic(struct eval_set *set);
 size_t eval_set_count(const struct eval_set *set, bool from_traffic);
+/* The traffic sample as read from vecgate.eval_samples (a failed read, error
+ * set, counts as none) replaces the set's traffic queries: all of them with
+ * eval_source traffic, else only when there are traffic_min_samples.
+ * Returns the number of samples read. */
+int eval_set_take_samples(struct eval_set *set, const struct vg_managed_index *mi, const struct pg_result *res,
+                          const char *error);
 
 struct eval_outcome {
 	double recall, p50_ms, p95_ms;

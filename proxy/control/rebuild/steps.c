@@ -287,21 +287,20 @@ static void preflight_next(struct rebuild_job *job)
 static bool take_samples(struct rebuild_job *job, const PGresult *res, const char *error)
 {
 	const struct vg_managed_index *mi = job_index(job);
-	eval_set_drop_traffic(&job->evals);
-	int rows = error ? 0 : PQntuples(res);
-	if (mi && (mi->eval_source == VG_EVAL_TRAFFIC || rows >= mi->traffic_min_samples))
-		for (int r = 0; r < rows; r++)
-			if (eval_set_add_traffic(&job->evals, PQgetvalue(res, r, 0)) < 0)
-				break;
+	if (!mi) {
+		job_event(job, JEV_FATAL, "managed index %s vanished from the configuration", job->index_name);
+		return false;
+	}
+	int rows = eval_set_take_samples(&job->evals, mi, res, error);
 	job->samples_loaded = eval_set_count(&job->evals, true);
-	if (mi && mi->eval_source == VG_EVAL_TRAFFIC && rows < mi->traffic_min_samples) {
+	if (mi->eval_source == VG_EVAL_TRAFFIC && rows < mi->traffic_min_samples) {
 		job_event(job, JEV_FATAL,
 		          "preflight: %d traffic samples of %s in vecgate.eval_samples%s%s, eval_source traffic needs "
 		          "traffic_min_samples (%d): let more vector reads through vecgate, or lower traffic_min_samples",
 		          rows, mi->name, error ? " (" : "", error ? "not readable yet)" : "", mi->traffic_min_samples);
 		return false;
 	}
-	if (mi && !job->samples_loaded)
+	if (!job->samples_loaded)
 		log_info("rebuild %d (%s): %d traffic samples, fewer than traffic_min_samples (%d): the eval file only",
 		         job->id, mi->name, rows, mi->traffic_min_samples);
 	return true;
