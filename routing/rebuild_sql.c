@@ -158,6 +158,23 @@ int sql_measure_candidate(const char *schema, const char *live, const char *fres
 	return len < 0 || (size_t)len >= outlen ? -1 : 0;
 }
 
+int sql_hypopg_hide(const char *hypopg_schema, const char *schema, const char *index, char *out, size_t outlen)
+{
+	char fn[420], rc[900];
+	sql_qualified(hypopg_schema, "hypopg_hide_index", fn, sizeof(fn));
+	regclass_lit(schema, index, rc, sizeof(rc));
+	int len = snprintf(out, outlen, "SELECT %s(%s)", fn, rc);
+	return len < 0 || (size_t)len >= outlen ? -1 : 0;
+}
+
+int sql_hypopg_unhide_all(const char *hypopg_schema, char *out, size_t outlen)
+{
+	char fn[420];
+	sql_qualified(hypopg_schema, "hypopg_unhide_all_indexes", fn, sizeof(fn));
+	int len = snprintf(out, outlen, "SELECT %s()", fn);
+	return len < 0 || (size_t)len >= outlen ? -1 : 0;
+}
+
 int sql_swap(const struct swap_names *n, enum swap_mode mode, char *out, size_t outlen)
 {
 	char live_q[420], fresh_q[420], retired_name[200], live_name[200], hide[1100], show[1100], table_rc[900];

@@ -50,6 +50,11 @@ int sql_hide_candidate(const char *schema, const char *table, const char *fresh,
  * not, so the eval queries measure the candidate (rolled back afterwards). */
 int sql_measure_candidate(const char *schema, const char *live, const char *fresh, char *out, size_t outlen);
 
+/* hypopg (>= 1.4, in schema hypopg_schema): hide schema.index from the plans
+ * this session makes under EXPLAIN, and show every index again. */
+int sql_hypopg_hide(const char *hypopg_schema, const char *schema, const char *index, char *out, size_t outlen);
+int sql_hypopg_unhide_all(const char *hypopg_schema, char *out, size_t outlen);
+
 /* schema.name with each part quoted only as needed. */
 void sql_qualified(const char *schema, const char *name, char *out, size_t outlen);
 

@@ -394,6 +394,12 @@ static void test_swap_sql(void **state)
 	assert_int_equal(sql_measure_candidate("public", "items_idx", "items_idx_vg7", sql, sizeof(sql)), 0);
 	assert_string_equal(sql, "UPDATE pg_index SET indisvalid = true WHERE indexrelid = 'public.items_idx_vg7'::regclass;\n"
 	                         "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'public.items_idx'::regclass");
+	/* without superuser: hypopg, wherever its extension lives, names quoted as needed */
+	assert_int_equal(sql_hypopg_hide("ext", "public", "Items_idx", sql, sizeof(sql)), 0);
+	assert_string_equal(sql, "SELECT ext.hypopg_hide_index('public.\"Items_idx\"'::regclass)");
+	assert_int_equal(sql_hypopg_unhide_all("My Ext", sql, sizeof(sql)), 0);
+	assert_string_equal(sql, "SELECT \"My Ext\".hypopg_unhide_all_indexes()");
+	assert_int_equal(sql_hypopg_hide("ext", "public", "items_idx", sql, 20), -1);
 	assert_int_equal(sql_swap(&n, SWAP_FLIP, sql, sizeof(sql)), 0);
 	assert_string_equal(sql, "BEGIN;\n"
 	                         "SET LOCAL lock_timeout = '50ms';\n"

@@ -180,20 +180,16 @@ static void start_eval(struct rebuild_job *job, enum eval_purpose purpose)
 	}
 	job->purpose = purpose;
 	struct eval_opts opts = {0};
-	char measure[2400], hide[1800], unhide[300], fn[200], lit[1500], fresh[700], live[700];
+	char measure[2400], hide[1800], unhide[300], fresh[700], live[700];
 	bool hypopg = job_hides_with_hypopg(job);
 	opts.generic_plan = hypopg;
 	if (purpose == EVAL_VERIFY) {
 		if (job->superuser && sql_measure_candidate(job->schema, job->live, job->fresh, measure, sizeof(measure)) == 0)
 			opts.setup_sql = measure;
-		if (hypopg) {
-			sql_qualified(job->hypopg_schema, "hypopg_hide_index", fn, sizeof(fn));
+		if (hypopg && sql_hypopg_hide(job->hypopg_schema, job->schema, job->live, hide, sizeof(hide)) == 0 &&
+		    sql_hypopg_unhide_all(job->hypopg_schema, unhide, sizeof(unhide)) == 0) {
 			sql_qualified(job->schema, job->live, live, sizeof(live));
 			sql_qualified(job->schema, job->fresh, fresh, sizeof(fresh));
-			sql_literal(live, lit, sizeof(lit));
-			snprintf(hide, sizeof(hide), "SELECT %s(%s::regclass)", fn, lit);
-			sql_qualified(job->hypopg_schema, "hypopg_unhide_all_indexes", fn, sizeof(fn));
-			snprintf(unhide, sizeof(unhide), "SELECT %s()", fn);
 			opts.plan_setup_sql = hide;
 			opts.plan_teardown_sql = unhide;
 			opts.scans_on = fresh;
