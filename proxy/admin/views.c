@@ -15,6 +15,23 @@
 #include <math.h>
 #include <string.h>
 
+/* What one eval run of a job measured (baseline or candidate); null while not measured. */
+struct measured {
+	bool have;
+	double recall, p50, p95, recall_file, recall_traffic;
+};
+
+static void measured_json(struct json *j, const char *key, struct measured m)
+{
+	json_obj_begin(j, key);
+	json_num(j, "recall", m.have ? m.recall : NAN);
+	json_num(j, "p50_ms", m.have ? m.p50 : NAN);
+	json_num(j, "p95_ms", m.have ? m.p95 : NAN);
+	json_num(j, "recall_eval_file", m.have ? m.recall_file : NAN);
+	json_num(j, "recall_traffic", m.have ? m.recall_traffic : NAN);
+	json_obj_end(j);
+}
+
 void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 {
 	json_obj_begin(j, key);
@@ -88,20 +105,12 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 	} else {
 		json_str(j, "eval", NULL);
 	}
-	json_obj_begin(j, "baseline");
-	json_num(j, "recall", job->have_base ? job->base_recall : NAN);
-	json_num(j, "p50_ms", job->have_base ? job->base_p50 : NAN);
-	json_num(j, "p95_ms", job->have_base ? job->base_p95 : NAN);
-	json_num(j, "recall_eval_file", job->have_base ? job->base_recall_file : NAN);
-	json_num(j, "recall_traffic", job->have_base ? job->base_recall_traffic : NAN);
-	json_obj_end(j);
-	json_obj_begin(j, "candidate");
-	json_num(j, "recall", job->have_new ? job->new_recall : NAN);
-	json_num(j, "p50_ms", job->have_new ? job->new_p50 : NAN);
-	json_num(j, "p95_ms", job->have_new ? job->new_p95 : NAN);
-	json_num(j, "recall_eval_file", job->have_new ? job->new_recall_file : NAN);
-	json_num(j, "recall_traffic", job->have_new ? job->new_recall_traffic : NAN);
-	json_obj_end(j);
+	measured_json(j, "baseline",
+	              (struct measured){job->have_base, job->base_recall, job->base_p50, job->base_p95,
+	                                job->base_recall_file, job->base_recall_traffic});
+	measured_json(j, "candidate",
+	              (struct measured){job->have_new, job->new_recall, job->new_p50, job->new_p95, job->new_recall_file,
+	                                job->new_recall_traffic});
 	json_int(j, "traffic_queries", (long long)job->samples_loaded);
 	json_num(j, "swap_lock_ms", job->swap_tries ? job->swap_ms : NAN);
 	json_obj_begin(j, "watch");
