@@ -272,6 +272,9 @@ class AdminCase:
     def job(self, job_id):
         return admin_get(self.admin, self.token, "/v1/jobs/%d" % job_id)
 
+    def api(self, path, raw=False):
+        return admin_get(self.admin, self.token, path, raw)
+
     def wait(self, job_id, pred, timeout=240):
         deadline = time.time() + timeout
         while time.time() < deadline:

@@ -26,7 +26,7 @@ import urllib.request
 
 import psycopg
 
-from pgtest import admin_get, SRC, SUPERPW, PgCluster, Vecgate, eval_file, free_port, has_pgvector
+from pgtest import AdminCase, SRC, SUPERPW, PgCluster, Vecgate, eval_file, free_port, has_pgvector
 
 CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
 TOKEN = "eval-truth-token-0123456"
@@ -185,7 +185,9 @@ class ScanMatchesServer(unittest.TestCase):
 
 
 @unittest.skipUnless(has_pgvector(), "pgvector is not installed (set VECGATE_VENDOR_DIR for tests/install-deps)")
-class ScanProgressAndCancel(unittest.TestCase):
+class ScanProgressAndCancel(AdminCase, unittest.TestCase):
+    token = TOKEN
+
     """A baseline whose exact scan takes seconds: progress in rows, then
     cancel, and nothing of it keeps running on the server."""
 
@@ -217,9 +219,6 @@ class ScanProgressAndCancel(unittest.TestCase):
     def tearDownClass(cls):
         cls.vg.stop()
 
-    def get(self, path, raw=False):
-        return admin_get(self.admin, TOKEN, path, raw)
-
     def copies_running(self):
         return int(self.pg.psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT id, embedding%%' "
                                 "AND pid <> pg_backend_pid()"))
@@ -233,7 +232,7 @@ class ScanProgressAndCancel(unittest.TestCase):
         deadline = time.time() + 60
         seen = []
         while time.time() < deadline:
-            j = self.get("/v1/jobs/%d" % job_id)
+            j = self.api("/v1/jobs/%d" % job_id)
             if j["eval"] and j["eval"]["pass"] == "ground truth scan" and 0 < j["eval"]["done"] < 100000:
                 seen.append(j["eval"])
                 if len(seen) == 2:
@@ -251,9 +250,9 @@ class ScanProgressAndCancel(unittest.TestCase):
         r = subprocess.run([CTL, "cancel", str(job_id)], capture_output=True, text=True, env=env, timeout=30)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         t0 = time.time()
-        while time.time() - t0 < 10 and self.get("/v1/jobs/%d" % job_id)["state"] != "cancelled":
+        while time.time() - t0 < 10 and self.api("/v1/jobs/%d" % job_id)["state"] != "cancelled":
             time.sleep(0.05)
-        j = self.get("/v1/jobs/%d" % job_id)
+        j = self.api("/v1/jobs/%d" % job_id)
         self.assertEqual(j["state"], "cancelled")
         self.assertIsNone(j["eval"])
         while time.time() - t0 < 5 and self.copies_running():

@@ -16,13 +16,15 @@ import unittest
 
 import psycopg
 
-from pgtest import admin_get, SRC, SUPERPW, PgCluster, Vecgate, cube_table, eval_file, free_port
+from pgtest import AdminCase, SRC, SUPERPW, PgCluster, Vecgate, cube_table, eval_file, free_port
 
 CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
 TOKEN = "blockers-token-0123456789"
 
 
-class Blockers(unittest.TestCase):
+class Blockers(AdminCase, unittest.TestCase):
+    token = TOKEN
+
     @classmethod
     def setUpClass(cls):
         cls.pg = PgCluster()
@@ -52,9 +54,6 @@ class Blockers(unittest.TestCase):
     def tearDownClass(cls):
         cls.vg.stop()
 
-    def get(self, path, raw=False):
-        return admin_get(self.admin, TOKEN, path, raw)
-
     def direct(self, app):
         return psycopg.connect(host="127.0.0.1", port=self.pg.port, user="postgres", password=SUPERPW,
                                dbname="postgres", application_name=app)
@@ -74,14 +73,14 @@ class Blockers(unittest.TestCase):
         watcher.start()
         deadline = time.time() + 30
         while once_phase and time.time() < deadline:
-            jobs = self.get("/v1/jobs?index=emb")["jobs"]
+            jobs = self.api("/v1/jobs?index=emb")["jobs"]
             if jobs and jobs[0]["state"] == "build" and once_phase in (jobs[0]["progress"]["phase"] or ""):
                 hold(blocker)
                 break
             time.sleep(0.05)
         seen = None
         while time.time() < deadline and not seen:
-            jobs = self.get("/v1/jobs?index=emb")["jobs"]
+            jobs = self.api("/v1/jobs?index=emb")["jobs"]
             if jobs and jobs[0]["progress"]["blocked_by"]:
                 seen = jobs[0]
             time.sleep(0.2)
@@ -94,7 +93,7 @@ class Blockers(unittest.TestCase):
         self.assertEqual(b["cancel"], "SELECT pg_cancel_backend(%d)" % blocker_pid)
         self.assertEqual(b["terminate"], "SELECT pg_terminate_backend(%d)" % blocker_pid)
         self.assertGreaterEqual(b["transaction_age_seconds"], 0)
-        metrics = self.get("/metrics", raw=True)
+        metrics = self.api("/metrics", raw=True)
         self.assertIn('vecgate_rebuild_blocked_seconds{index="emb",pid="%d",user="postgres",application="%s"}'
                       % (blocker_pid, app), metrics)
         self.assertIn("waits for pid %d" % blocker_pid, self.vg.log())
@@ -106,7 +105,7 @@ class Blockers(unittest.TestCase):
         self.assertIn("for pid %d (postgres, %s): SELECT pg_cancel_backend(%d)" % (blocker_pid, app, blocker_pid),
                       r.stdout)
         self.assertIn("baseline recall", r.stdout)  # the bar says whose recall it shows
-        job = self.get("/v1/jobs?index=emb")["jobs"][0]
+        job = self.api("/v1/jobs?index=emb")["jobs"][0]
         self.assertEqual(job["state"], "done")
         self.assertIsNone(job["progress"]["blocked_by"])
         blocker.close()
@@ -137,7 +136,7 @@ class Blockers(unittest.TestCase):
         deadline = time.time() + 30
         seen = []
         while time.time() < deadline:
-            j = self.get("/v1/jobs/%d" % job_id)
+            j = self.api("/v1/jobs/%d" % job_id)
             if j["eval"] and j["eval"]["done"] >= 10:
                 seen.append(j["eval"])
                 break
@@ -146,16 +145,16 @@ class Blockers(unittest.TestCase):
         ev = seen[0]
         self.assertEqual((ev["purpose"], ev["pass"], ev["total"]), ("baseline", "ground truth", 80))
         self.assertGreater(ev["eta_seconds"], 0)
-        self.assertIn('vecgate_eval_progress_percent{index="emb_slow_eval"}', self.get("/metrics", raw=True))
+        self.assertIn('vecgate_eval_progress_percent{index="emb_slow_eval"}', self.api("/metrics", raw=True))
         # an eval can be cancelled: the job ends at once, the rest of the eval set is not run
         t0 = time.time()
         r = subprocess.run([CTL, "cancel", str(job_id)], capture_output=True, text=True,
                            env=dict(os.environ, VECGATE_TOKEN=TOKEN,
                                     VECGATE_ADMIN_URL="http://127.0.0.1:%d" % self.admin), timeout=30)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        while time.time() - t0 < 10 and self.get("/v1/jobs/%d" % job_id)["state"] != "cancelled":
+        while time.time() - t0 < 10 and self.api("/v1/jobs/%d" % job_id)["state"] != "cancelled":
             time.sleep(0.1)
-        j = self.get("/v1/jobs/%d" % job_id)
+        j = self.api("/v1/jobs/%d" % job_id)
         self.assertEqual(j["state"], "cancelled")
         self.assertIsNone(j["eval"])
         time.sleep(0.5)  # nothing of the eval keeps running on the server
@@ -163,7 +162,7 @@ class Blockers(unittest.TestCase):
                                       "AND pid <> pg_backend_pid()"), "0")
 
     def test_c_watch_without_traffic_says_na(self):
-        job = self.get("/v1/jobs?index=emb")["jobs"][0]
+        job = self.api("/v1/jobs?index=emb")["jobs"][0]
         watch = [h["message"] for h in job["history"] if h["from"] == "watch"]
         self.assertTrue(watch, job["history"])
         self.assertIn("n/a (no traffic)", watch[0])

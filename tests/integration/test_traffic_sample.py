@@ -18,7 +18,7 @@ import psycopg
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-from pgtest import SUPERPW, admin_get, eval_file, free_port, has_pgvector, PgCluster, Vecgate, vecgatectl
+from pgtest import AdminCase, SUPERPW, eval_file, free_port, has_pgvector, PgCluster, Vecgate
 
 TOKEN = "traffic-sample-token-01"
 SIZE = 50
@@ -35,7 +35,9 @@ def vec(rnd):
     return "[%s]" % xs if PGVECTOR else "(%s)" % xs
 
 
-class TrafficSample(unittest.TestCase):
+class TrafficSample(AdminCase, unittest.TestCase):
+    token = TOKEN
+
     @classmethod
     def setUpClass(cls):
         cls.pg = PgCluster(extra_conf="autovacuum=off")
@@ -72,12 +74,6 @@ class TrafficSample(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.vg.stop()
-
-    def api(self, path):
-        return admin_get(self.admin, TOKEN, path)
-
-    def ctl(self, *args):
-        return vecgatectl(self.admin, TOKEN, *args)
 
     def route(self, name):
         return [r for r in self.api("/v1/routes")["routes"] if r["name"] == name][0]
