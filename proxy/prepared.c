@@ -30,29 +30,7 @@ static uint64_t fnv1a(const void *data, size_t len)
 	return h;
 }
 
-/* ---- statement registry ---- */
-
-static void registry_grow(struct stmt_registry *r)
-{
-	size_t nb = r->nbuckets ? r->nbuckets * 2 : 64;
-	struct prep_stmt **b = calloc(nb, sizeof(*b));
-	if (!b)
-		abort();
-	for (size_t i = 0; i < r->nbuckets; i++) {
-		struct prep_stmt *st = r->buckets[i];
-		while (st) {
-			struct prep_stmt *next = st->next;
-			st->next = b[st->hash % nb];
-			b[st->hash % nb] = st;
-			st = next;
-		}
-	}
-	free(r->buckets);
-	r->buckets = b;
-	r->nbuckets = nb;
-}
-
-/* ---- unused statements: an LRU list, oldest first ---- */
+/* ---- statement registry; unused statements are an LRU list, oldest first ---- */
 
 static void unused_remove(struct stmt_registry *r, struct prep_stmt *st)
 {
@@ -94,15 +72,9 @@ static void registry_trim(struct stmt_registry *r, size_t cache, const struct pr
 	while (r->unused_bytes > cache && r->unused_head && r->unused_head != keep) {
 		struct prep_stmt *st = r->unused_head;
 		unused_remove(r, st);
-		for (struct prep_stmt **pp = &r->buckets[st->hash % r->nbuckets]; *pp; pp = &(*pp)->next) {
-			if (*pp == st) {
-				*pp = st->next;
-				break;
-			}
-		}
+		hashtab_remove(&r->texts, &st->link);
 		r->unused_bytes -= st->tail_len;
 		r->bytes -= st->tail_len;
-		r->count--;
 		stmt_free(st); /* its id is never reused: servers that prepared it just keep a stale name */
 	}
 }
@@ -110,13 +82,11 @@ static void registry_trim(struct stmt_registry *r, size_t cache, const struct pr
 struct prep_stmt *registry_intern(struct stmt_registry *r, const uint8_t *tail, size_t len, size_t cache)
 {
 	uint64_t h = fnv1a(tail, len);
-	if (r->nbuckets) {
-		for (struct prep_stmt *st = r->buckets[h % r->nbuckets]; st; st = st->next)
-			if (st->hash == h && st->tail_len == len && memcmp(st->tail, tail, len) == 0)
-				return st;
+	for (struct hash_link *l = hashtab_first(&r->texts, h); l; l = hashtab_next(l)) {
+		struct prep_stmt *st = hashtab_entry(l, struct prep_stmt, link);
+		if (st->tail_len == len && memcmp(st->tail, tail, len) == 0)
+			return st;
 	}
-	if (r->count >= r->nbuckets)
-		registry_grow(r);
 	struct prep_stmt *st = calloc(1, sizeof(*st));
 	if (!st)
 		abort();
@@ -125,7 +95,6 @@ struct prep_stmt *registry_intern(struct stmt_registry *r, const uint8_t *tail, 
 		abort();
 	memcpy(st->tail, tail, len);
 	st->tail_len = len;
-	st->hash = h;
 	st->id = ++r->next_id;
 	char sname[24];
 	stmt_server_name(st->id, sname);
@@ -133,9 +102,8 @@ struct prep_stmt *registry_intern(struct stmt_registry *r, const uint8_t *tail, 
 	assert(st->sname_len < sizeof(st->sname));
 	memcpy(st->sname, sname, st->sname_len + 1);
 	st->reg = r;
-	st->next = r->buckets[h % r->nbuckets];
-	r->buckets[h % r->nbuckets] = st;
-	r->count++;
+	if (!hashtab_insert(&r->texts, &st->link, h))
+		abort();
 	r->bytes += len;
 	/* unused until a client name points at it */
 	unused_append(r, st);
@@ -164,15 +132,10 @@ void stmt_release(struct prep_stmt *st, size_t cache)
 
 void registry_free(struct stmt_registry *r)
 {
-	for (size_t i = 0; i < r->nbuckets; i++) {
-		struct prep_stmt *st = r->buckets[i];
-		while (st) {
-			struct prep_stmt *next = st->next;
-			stmt_free(st);
-			st = next;
-		}
-	}
-	free(r->buckets);
+	struct hashtab_walk w = {0};
+	for (struct hash_link *l; (l = hashtab_walk(&r->texts, &w));)
+		stmt_free(hashtab_entry(l, struct prep_stmt, link));
+	hashtab_free(&r->texts);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -183,91 +146,63 @@ void stmt_server_name(uint32_t id, char out[24])
 
 /* ---- client name map ---- */
 
-struct prep_stmt *name_map_get(struct name_map *m, const char *name)
+static struct name_map_entry *name_map_find(const struct name_map *m, const char *name, uint64_t h)
 {
-	if (!m->nbuckets)
-		return NULL;
-	uint64_t h = fnv1a(name, strlen(name));
-	for (struct name_map_entry *e = m->buckets[h % m->nbuckets]; e; e = e->next)
+	for (struct hash_link *l = hashtab_first(&m->names, h); l; l = hashtab_next(l)) {
+		struct name_map_entry *e = hashtab_entry(l, struct name_map_entry, link);
 		if (strcmp(e->name, name) == 0)
-			return e->stmt;
+			return e;
+	}
 	return NULL;
 }
 
-static void name_map_grow(struct name_map *m)
+struct prep_stmt *name_map_get(struct name_map *m, const char *name)
 {
-	size_t nb = m->nbuckets ? m->nbuckets * 2 : 16;
-	struct name_map_entry **b = calloc(nb, sizeof(*b));
-	if (!b)
-		abort();
-	for (size_t i = 0; i < m->nbuckets; i++) {
-		struct name_map_entry *e = m->buckets[i];
-		while (e) {
-			struct name_map_entry *next = e->next;
-			uint64_t h = fnv1a(e->name, strlen(e->name));
-			e->next = b[h % nb];
-			b[h % nb] = e;
-			e = next;
-		}
-	}
-	free(m->buckets);
-	m->buckets = b;
-	m->nbuckets = nb;
+	if (!m->names.count)
+		return NULL;
+	struct name_map_entry *e = name_map_find(m, name, fnv1a(name, strlen(name)));
+	return e ? e->stmt : NULL;
 }
 
 void name_map_put(struct name_map *m, const char *name, struct prep_stmt *st, size_t cache)
 {
-	if (m->count >= m->nbuckets)
-		name_map_grow(m);
 	uint64_t h = fnv1a(name, strlen(name));
 	stmt_hold(st);
-	for (struct name_map_entry *e = m->buckets[h % m->nbuckets]; e; e = e->next) {
-		if (strcmp(e->name, name) == 0) {
-			stmt_release(e->stmt, cache);
-			e->stmt = st;
-			return;
-		}
+	struct name_map_entry *e = name_map_find(m, name, h);
+	if (e) {
+		stmt_release(e->stmt, cache);
+		e->stmt = st;
+		return;
 	}
-	struct name_map_entry *e = calloc(1, sizeof(*e));
-	if (!e || !(e->name = strdup(name)))
+	e = calloc(1, sizeof(*e));
+	if (!e || !(e->name = strdup(name)) || !hashtab_insert(&m->names, &e->link, h))
 		abort();
 	e->stmt = st;
-	e->next = m->buckets[h % m->nbuckets];
-	m->buckets[h % m->nbuckets] = e;
-	m->count++;
 }
 
 void name_map_del(struct name_map *m, const char *name, size_t cache)
 {
-	if (!m->nbuckets)
+	if (!m->names.count)
 		return;
-	uint64_t h = fnv1a(name, strlen(name));
-	for (struct name_map_entry **pp = &m->buckets[h % m->nbuckets]; *pp; pp = &(*pp)->next) {
-		if (strcmp((*pp)->name, name) == 0) {
-			struct name_map_entry *e = *pp;
-			*pp = e->next;
-			stmt_release(e->stmt, cache);
-			free(e->name);
-			free(e);
-			m->count--;
-			return;
-		}
-	}
+	struct name_map_entry *e = name_map_find(m, name, fnv1a(name, strlen(name)));
+	if (!e)
+		return;
+	hashtab_remove(&m->names, &e->link);
+	stmt_release(e->stmt, cache);
+	free(e->name);
+	free(e);
 }
 
 void name_map_free(struct name_map *m, size_t cache)
 {
-	for (size_t i = 0; i < m->nbuckets; i++) {
-		struct name_map_entry *e = m->buckets[i];
-		while (e) {
-			struct name_map_entry *next = e->next;
-			stmt_release(e->stmt, cache);
-			free(e->name);
-			free(e);
-			e = next;
-		}
+	struct hashtab_walk w = {0};
+	for (struct hash_link *l; (l = hashtab_walk(&m->names, &w));) {
+		struct name_map_entry *e = hashtab_entry(l, struct name_map_entry, link);
+		stmt_release(e->stmt, cache);
+		free(e->name);
+		free(e);
 	}
-	free(m->buckets);
+	hashtab_free(&m->names);
 	memset(m, 0, sizeof(*m));
 }
 

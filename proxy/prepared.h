@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proxy/hashtab.h"
+
 struct client_conn;
 struct server_conn;
 struct evbuffer;
@@ -23,12 +25,11 @@ struct prep_stmt {
 	uint32_t id;
 	uint8_t sname_len;
 	char sname[15]; /* "vg_<id>": made once, written into every rewritten Bind */
-	uint64_t hash;
+	struct hash_link link; /* in the registry's texts, keyed by tail */
 	uint8_t *tail; /* Parse body after the name: query, param types */
 	size_t tail_len;
 	uint8_t route_kind;     /* 0 not classified yet, 1 stays on the primary, 2 vector read */
 	struct sql_class *cls;  /* route_kind 2: the classification, for route decisions per Bind */
-	struct prep_stmt *next; /* hash chain */
 	uint32_t refs;          /* client names pointing here; 0 = on the unused list */
 	struct prep_stmt *lru_prev, *lru_next;
 	struct stmt_registry *reg;
@@ -37,8 +38,7 @@ struct prep_stmt {
  * server may still have them prepared) until they exceed `cache` bytes,
  * least recently released first; ids are never reused. */
 struct stmt_registry {
-	struct prep_stmt **buckets;
-	size_t nbuckets, count;
+	struct hashtab texts; /* of prep_stmt */
 	uint32_t next_id;
 	size_t bytes, unused_bytes;
 	struct prep_stmt *unused_head, *unused_tail;
@@ -51,13 +51,12 @@ void stmt_server_name(uint32_t id, char out[24]);
 
 /* client statement name -> prep_stmt */
 struct name_map_entry {
+	struct hash_link link; /* in the map's names, keyed by name */
 	char *name;
 	struct prep_stmt *stmt;
-	struct name_map_entry *next;
 };
 struct name_map {
-	struct name_map_entry **buckets;
-	size_t nbuckets, count;
+	struct hashtab names; /* of name_map_entry */
 };
 struct prep_stmt *name_map_get(struct name_map *m, const char *name);
 /* The map holds a reference on each statement it names. */

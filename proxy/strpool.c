@@ -7,9 +7,9 @@
  * client's session variables with a server's is a pointer comparison.
  */
 #include "proxy/strpool.h"
+#include "proxy/hashtab.h"
 
 #include <assert.h>
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,14 +18,12 @@
 #define PINNED UINT32_MAX
 
 struct pooled {
-	struct pooled *next; /* hash chain */
-	uint32_t refs;       /* PINNED: never freed */
-	uint32_t hash;
+	struct hash_link link; /* in `pool`, keyed by str */
+	uint32_t refs;         /* PINNED: never freed */
 	char str[];
 };
 
-static struct pooled **buckets;
-static size_t nbuckets, count;
+static struct hashtab pool;
 
 static uint32_t hash_str(const char *s, size_t *len)
 {
@@ -44,47 +42,24 @@ static struct pooled *entry_of(const char *pooled)
 	return (struct pooled *)(void *)(pooled - offsetof(struct pooled, str));
 }
 
-static bool grow(void)
-{
-	size_t nb = nbuckets ? nbuckets * 2 : 64;
-	struct pooled **b = calloc(nb, sizeof(*b));
-	if (!b)
-		return false;
-	for (size_t i = 0; i < nbuckets; i++) {
-		struct pooled *e = buckets[i];
-		while (e) {
-			struct pooled *next = e->next;
-			e->next = b[e->hash % nb];
-			b[e->hash % nb] = e;
-			e = next;
-		}
-	}
-	free(buckets);
-	buckets = b;
-	nbuckets = nb;
-	return true;
-}
-
 static struct pooled *lookup_or_add(const char *s)
 {
 	size_t len;
 	uint32_t h = hash_str(s, &len);
-	if (nbuckets) {
-		for (struct pooled *e = buckets[h % nbuckets]; e; e = e->next)
-			if (e->hash == h && strcmp(e->str, s) == 0)
-				return e;
+	for (struct hash_link *l = hashtab_first(&pool, h); l; l = hashtab_next(l)) {
+		struct pooled *e = hashtab_entry(l, struct pooled, link);
+		if (strcmp(e->str, s) == 0)
+			return e;
 	}
-	if (count >= nbuckets && !grow())
-		return NULL;
 	struct pooled *e = malloc(sizeof(*e) + len + 1);
 	if (!e)
 		return NULL;
 	e->refs = 0;
-	e->hash = h;
 	memcpy(e->str, s, len + 1);
-	e->next = buckets[h % nbuckets];
-	buckets[h % nbuckets] = e;
-	count++;
+	if (!hashtab_insert(&pool, &e->link, h)) {
+		free(e);
+		return NULL;
+	}
 	return e;
 }
 
@@ -115,15 +90,8 @@ void strpool_put(const char *pooled)
 	assert(e->refs > 0);
 	if (e->refs == PINNED || --e->refs > 0)
 		return;
-	for (struct pooled **pp = &buckets[e->hash % nbuckets]; *pp; pp = &(*pp)->next) {
-		if (*pp == e) {
-			*pp = e->next;
-			count--;
-			free(e);
-			return;
-		}
-	}
-	assert(!"pooled string not in its bucket");
+	hashtab_remove(&pool, &e->link);
+	free(e);
 }
 
 const char *strpool_pin(const char *s)
@@ -137,5 +105,5 @@ const char *strpool_pin(const char *s)
 
 size_t strpool_count(void)
 {
-	return count;
+	return pool.count;
 }

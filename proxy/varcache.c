@@ -7,6 +7,7 @@
  * share one copy of each, and a difference is a pointer comparison.
  */
 #include "proxy/varcache.h"
+#include "proxy/hashtab.h"
 #include "proxy/strpool.h"
 
 #include <assert.h>
@@ -77,14 +78,12 @@ void varcache_clear(struct varcache *vc)
 /* ---- shared sets of client variables ---- */
 
 struct varset {
-	struct varset *next; /* hash chain */
+	struct hash_link link; /* in `sets`, keyed by vc */
 	uint32_t refs;
-	uint32_t hash;
 	struct varcache vc; /* owns a strpool reference per value */
 };
 
-static struct varset **set_buckets;
-static size_t set_nbuckets, set_count;
+static struct hashtab sets;
 
 static uint32_t set_hash(const struct varcache *vc)
 {
@@ -101,27 +100,6 @@ static struct varset *set_of(const struct varcache *vc)
 	return (struct varset *)(void *)((const char *)vc - offsetof(struct varset, vc));
 }
 
-static bool set_grow(void)
-{
-	size_t nb = set_nbuckets ? set_nbuckets * 2 : 16;
-	struct varset **b = calloc(nb, sizeof(*b));
-	if (!b)
-		return false;
-	for (size_t i = 0; i < set_nbuckets; i++) {
-		struct varset *e = set_buckets[i];
-		while (e) {
-			struct varset *next = e->next;
-			e->next = b[e->hash % nb];
-			b[e->hash % nb] = e;
-			e = next;
-		}
-	}
-	free(set_buckets);
-	set_buckets = b;
-	set_nbuckets = nb;
-	return true;
-}
-
 void varset_put(const struct varcache *vs)
 {
 	if (!vs)
@@ -130,13 +108,7 @@ void varset_put(const struct varcache *vs)
 	assert(e->refs > 0);
 	if (--e->refs > 0)
 		return;
-	for (struct varset **pp = &set_buckets[e->hash % set_nbuckets]; *pp; pp = &(*pp)->next) {
-		if (*pp == e) {
-			*pp = e->next;
-			break;
-		}
-	}
-	set_count--;
+	hashtab_remove(&sets, &e->link);
 	varcache_clear(&e->vc);
 	free(e);
 }
@@ -158,39 +130,33 @@ const struct varcache *varset_with(const struct varcache *cur, int idx, const ch
 		return NULL;
 	}
 	uint32_t h = set_hash(&want);
-	if (set_nbuckets) {
-		for (struct varset *e = set_buckets[h % set_nbuckets]; e; e = e->next) {
-			if (e->hash == h && !memcmp(e->vc.val, want.val, sizeof(want.val))) {
-				e->refs++;
-				strpool_put(want.val[idx]); /* the set holds its own */
-				varset_put(cur);
-				return &e->vc;
-			}
+	for (struct hash_link *l = hashtab_first(&sets, h); l; l = hashtab_next(l)) {
+		struct varset *e = hashtab_entry(l, struct varset, link);
+		if (!memcmp(e->vc.val, want.val, sizeof(want.val))) {
+			e->refs++;
+			strpool_put(want.val[idx]); /* the set holds its own */
+			varset_put(cur);
+			return &e->vc;
 		}
 	}
-	struct varset *e = NULL;
-	if (set_count < set_nbuckets || set_grow())
-		e = malloc(sizeof(*e));
-	if (!e) { /* out of memory: keep what the client had */
+	struct varset *e = malloc(sizeof(*e));
+	if (!e || !hashtab_insert(&sets, &e->link, h)) { /* out of memory: keep what the client had */
+		free(e);
 		strpool_put(want.val[idx]);
 		return cur;
 	}
 	e->refs = 1;
-	e->hash = h;
 	e->vc = want;
 	for (int i = 0; i < VAR_COUNT; i++)
 		if (i != idx && e->vc.val[i])
 			strpool_ref(e->vc.val[i]);
-	e->next = set_buckets[h % set_nbuckets];
-	set_buckets[h % set_nbuckets] = e;
-	set_count++;
 	varset_put(cur);
 	return &e->vc;
 }
 
 size_t varset_count(void)
 {
-	return set_count;
+	return sets.count;
 }
 
 static void put_literal(struct pg_buf *sql, const char *v)

@@ -69,7 +69,7 @@ static void test_registry(void **state)
 		int n = snprintf(q, sizeof(q), "SELECT %d", i + 100);
 		assert_int_equal(registry_intern(&r, (const uint8_t *)q, (size_t)n + 1, NOCAP)->id, ids[i]);
 	}
-	assert_int_equal(r.count, 503);
+	assert_int_equal(r.texts.count, 503);
 	char name[24];
 	stmt_server_name(sa->id, name);
 	assert_string_equal(name, "vg_1");
@@ -100,7 +100,7 @@ static void test_registry_bounded(void **state)
 			name_map_del(&client, n, cache); /* the client closes all but the first */
 	}
 	/* the held statement plus at most three unused ones */
-	assert_int_equal(r.count, 4);
+	assert_int_equal(r.texts.count, 4);
 	assert_int_equal(r.unused_bytes, 48);
 	assert_int_equal(r.bytes, 64);
 	assert_int_equal(held->refs, 1);
@@ -113,7 +113,7 @@ static void test_registry_bounded(void **state)
 	name_map_free(&client, cache);
 	assert_true(r.unused_bytes <= cache);
 	assert_int_equal(r.bytes, r.unused_bytes);
-	assert_true(r.count <= 3);
+	assert_true(r.texts.count <= 3);
 	registry_free(&r);
 }
 
@@ -137,7 +137,7 @@ static void test_name_map_and_ids(void **state)
 	name_map_del(&m, "s3", NOCAP);
 	assert_null(name_map_get(&m, "s3"));
 	assert_null(name_map_get(&m, "nope"));
-	assert_int_equal(m.count, 99);
+	assert_int_equal(m.names.count, 99);
 	/* every name holds its statement */
 	assert_int_equal(px->refs, 49);
 	assert_int_equal(py->refs, 50);
