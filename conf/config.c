@@ -691,6 +691,7 @@ static bool load_health(struct load_ctx *lc, const yaml_node_t *val, void *base)
 		{"dbname", F_STR, OFF(struct vg_config, health.dbname), 0, 0, NULL},
 		{"interval", F_SECONDS, OFF(struct vg_config, health.interval), 0, 0, NULL},
 		{"timeout", F_SECONDS, OFF(struct vg_config, health.timeout), 0, 0, NULL},
+		{"quiet_interval", F_SECONDS, OFF(struct vg_config, health.quiet_interval), 0, 0, NULL},
 		{NULL, 0, 0, 0, 0, NULL},
 	};
 	struct vg_config *cfg = base;
@@ -871,6 +872,7 @@ static void set_defaults(struct vg_config *cfg)
 	cfg->pool.statement_cache = 4u << 20;
 	cfg->health.interval = 1;
 	cfg->health.timeout = 3;
+	cfg->health.quiet_interval = 10;
 	cfg->routing.refresh_seconds = 5;
 	cfg->routing.hold_bytes = 1u << 20;
 }

@@ -81,6 +81,9 @@ struct vg_health_check {
 	char *password;
 	char *dbname;    /* default "postgres" */
 	double interval; /* seconds between checks, default 1 */
+	/* while no client talks and no route reads off the primary, checks are
+	 * this far apart (default 10; 0: always `interval`) */
+	double quiet_interval;
 	double timeout;  /* a check slower than this marks the backend down, default 3 */
 };
 

@@ -128,6 +128,16 @@ bool routes_for_database(const char *dbname)
 	return false;
 }
 
+bool routes_read_off_primary(void)
+{
+	for (int i = 0; i < n_routes; i++) {
+		enum vg_route_mode m = route_state_effective(&routes[i]);
+		if (m == VG_ROUTE_REPLICA || m == VG_ROUTE_FALLBACK)
+			return true;
+	}
+	return false;
+}
+
 void routes_decide(const char *dbname, const char *primary, const struct sql_class *c, struct route_decision *out)
 {
 	memset(out, 0, sizeof(*out));

@@ -53,6 +53,9 @@ enum vg_route_mode route_state_effective(const struct route_state *r);
 const char *route_stat_name(enum route_stat s);
 /* Cheap pre-check: does any managed index live in this backend database? */
 bool routes_for_database(const char *dbname);
+/* Does some index send its vector reads to a replica or the fallback now?
+ * Then routing depends on fresh health checks. */
+bool routes_read_off_primary(void);
 void routes_decide(const char *dbname, const char *primary, const struct sql_class *c, struct route_decision *out);
 void routes_count(struct route_state *r, enum route_stat what);
 void routes_observe_latency(const char *name, double seconds);

@@ -259,6 +259,7 @@ void view_backends(struct json *j, const char *key)
 		json_int(j, "max_lag_bytes", (long long)b->view.max_lag_bytes);
 		json_num(j, "max_lag_seconds", b->view.max_lag_seconds);
 		json_num(j, "last_check_age_seconds", b->checked ? now - b->last_check : NAN);
+		json_int(j, "checks", (long long)b->checks);
 		json_str(j, "last_error", b->last_error[0] ? b->last_error : NULL);
 		json_int(j, "routed_reads", (long long)b->routed_reads);
 		json_int(j, "replayed_reads", (long long)b->replayed_reads);

@@ -10,6 +10,7 @@
 #include "proxy/control/health.h"
 #include "proxy/backend_table.h"
 #include "proxy/pool.h"
+#include "proxy/route_table.h"
 #include "proxy/runtime/pgasync.h"
 #include "proxy/runtime/pgconn_params.h"
 
@@ -29,6 +30,8 @@
 	" CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END"
 
 static struct event *timer;
+static double data_seen;  /* data_plane_quiet's place */
+static double last_round; /* when checks were last sent */
 
 static void mark_down(struct backend_state *b, const char *why)
 {
@@ -132,12 +135,21 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	double now = now_sec();
-	if (!vg.cfg->health.user)
+	const struct vg_health_check *h = &vg.cfg->health;
+	if (!h->user)
 		return; /* not configured: no guessed logins (replicas and fallbacks require it) */
+	/* a check every interval matters while clients talk (a lagging replica
+	 * serves at most that long) or reads leave the primary; with neither,
+	 * a check costs more than everything else an idle vecgate does */
+	bool quiet = data_plane_quiet(&data_seen) && !routes_read_off_primary();
+	bool rest = quiet && h->quiet_interval > 0 && now - last_round < h->quiet_interval;
+	if (!rest)
+		last_round = now;
 	for (int i = 0; i < backend_count(); i++) {
 		struct backend_state *b = backend_at(i);
 		if (!b->session) {
-			open_session(b);
+			if (!rest)
+				open_session(b);
 			continue;
 		}
 		if (b->in_flight) {
@@ -150,7 +162,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 			}
 			continue;
 		}
-		if (pg_session_connected(b->session))
+		if (!rest && pg_session_connected(b->session))
 			send_check(b);
 	}
 }

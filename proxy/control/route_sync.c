@@ -5,7 +5,8 @@
  * step's policy) is applied here at once, written with pg_notify() in the
  * same statement, and every instance LISTENing on vecgate_routes re-reads
  * the table when the commit's notification arrives.  A periodic re-read
- * (routing.refresh_seconds) is the safety net for lost connections.  A local
+ * (routing.refresh_seconds, health_check.quiet_interval while no client
+ * talks) is the safety net for lost connections.  A local
  * change that is not yet written is never overwritten by a re-read.
  */
 #include "proxy/control/route_sync.h"
@@ -263,6 +264,14 @@ static void refresh(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
+	/* the re-read is a safety net beside NOTIFY: while no client talks and
+	 * no read leaves the primary it keeps the health checks' quiet pace */
+	static double data_seen, last_round;
+	double now = now_sec();
+	if (data_plane_quiet(&data_seen) && !routes_read_off_primary() &&
+	    now - last_round < vg.cfg->health.quiet_interval)
+		return;
+	last_round = now;
 	for (int i = 0; i < n_syncs; i++) {
 		struct route_sync *y = &syncs[i];
 		if (!y->s) {

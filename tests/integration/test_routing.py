@@ -430,6 +430,32 @@ class Routing(unittest.TestCase):
         with self.conn() as c:
             self.assertEqual(self.where(c), (True, self.r1.port))
 
+    def test_j_quiet_health_pace(self):
+        """Health checks slow to quiet_interval (default 10 s) while no client
+        talks and reads stay on the primary; client traffic or a route mode
+        that reads elsewhere brings back the 0.2 s interval."""
+        def checks_during(seconds, work=None):
+            before = {n: self.backend(n)["checks"] for n in ("primary", "r1", "r2")}
+            deadline = time.time() + seconds
+            while time.time() < deadline:
+                if work:
+                    work()
+                else:
+                    time.sleep(0.05)
+            return {n: self.backend(n)["checks"] - before[n] for n in before}
+
+        self.set_mode("primary")
+        time.sleep(0.5)  # the first tick after the last client bytes still sees them
+        quiet = checks_during(3)
+        with self.conn() as c:
+            busy = checks_during(2, lambda: c.execute("SELECT 1").fetchall())
+        self.set_mode("replica")  # no client traffic, but reads now depend on r1's view
+        routed = checks_during(2)
+        for n in ("primary", "r1", "r2"):
+            self.assertLessEqual(quiet[n], 1, "quiet: %s" % quiet)
+            self.assertGreaterEqual(busy[n], 5, "clients talking: %s" % busy)
+            self.assertGreaterEqual(routed[n], 5, "replica mode: %s" % routed)
+
     def test_h_metrics(self):
         # /metrics needs the token by default
         with self.assertRaises(urllib.error.HTTPError) as cm:

@@ -123,6 +123,16 @@ static void test_defaults(void **state)
 	assert_true(c->timeouts.query_wait == 120);
 	assert_int_equal(c->client_tls.mode, VG_CTLS_DISABLE);
 	assert_false(c->admin.metrics_without_token); /* /metrics needs the token unless said otherwise */
+	assert_true(c->health.interval == 1);
+	assert_true(c->health.quiet_interval == 10);
+	config_free(c);
+	const char *q = "backends:\n  primary: {host: 127.0.0.1}\ndatabases:\n  - name: app\n"
+	                "health_check: {user: mon, interval: 0.5, quiet_interval: 0}\n";
+	c = config_load_string("quiet.yaml", q, strlen(q), err, sizeof(err));
+	if (!c)
+		fail_msg("%s", err);
+	assert_true(c->health.interval == 0.5);
+	assert_true(c->health.quiet_interval == 0); /* always the interval */
 	config_free(c);
 }
 
