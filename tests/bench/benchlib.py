@@ -15,12 +15,16 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 
 
 def vecgate_bin():
-    b = os.environ.get("VECGATE_BIN", os.path.join(SRC, "build", "vecgate"))
-    if not os.path.exists(b):
-        subprocess.run(["cmake", "-S", SRC, "-B", os.path.join(SRC, "build"), "-DCMAKE_BUILD_TYPE=RelWithDebInfo"],
+    """VECGATE_BIN, else the repository's build/ brought up to date (a stale
+    build would measure old code)."""
+    if os.environ.get("VECGATE_BIN"):
+        return os.environ["VECGATE_BIN"]
+    build = os.path.join(SRC, "build")
+    if not os.path.exists(os.path.join(build, "CMakeCache.txt")):
+        subprocess.run(["cmake", "-S", SRC, "-B", build, "-DCMAKE_BUILD_TYPE=RelWithDebInfo"],
                        check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(["cmake", "--build", os.path.join(SRC, "build"), "-j"], check=True, stdout=subprocess.DEVNULL)
-    return b
+    subprocess.run(["cmake", "--build", build, "-j2"], check=True, stdout=subprocess.DEVNULL)
+    return os.path.join(build, "vecgate")
 
 
 def raise_open_file_limit():
@@ -103,6 +107,13 @@ def pgbench(port, args, clients, db="app", user="app", password="app-pw"):
     if r.returncode != 0 or not m or (failed and int(failed.group(1)) > 0) or aborted:
         return None, (r.stderr.strip().splitlines() or ["failed"])[-1]
     return float(m.group(1)), None
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far (its own, not children's)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_kb(pid):
