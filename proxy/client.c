@@ -497,7 +497,7 @@ static bool names_no_statement(uint8_t type, const uint8_t *body, size_t len)
 
 /* Does this whole message go to the server as it is, needing no more than
  * its header and a byte scan?  (No DDL guard, no named statement in
- * transaction mode, no Bind whose vector the traffic sample reads.) */
+ * transaction mode, nothing the traffic sample reads.) */
 #define SCAN_UNKNOWN (~0u)
 
 /* statement_scan of a Query or Parse, over what the DDL guard reads */
@@ -518,8 +518,16 @@ static bool plain_message(const struct client_conn *c, bool txn_mode, const uint
 		return false;
 	if (txn_mode && !names_no_statement(type, msg + PG_HDR_LEN, total - PG_HDR_LEN))
 		return false;
-	if (type == 'B' && c->sample_param)
-		return false; /* the traffic sample reads its vector (route_sample_bind) */
+	if (c->sample_param && (type == 'B' || type == 'P'))
+		return false; /* the traffic sample reads its vector, or a new statement voids the offer */
+	if ((type == 'Q' || type == 'P') && routes_sampling()) {
+		/* a vector read inside a transaction block or a session is sampled
+		 * too (route_sample_mid) */
+		if (scan == SCAN_UNKNOWN)
+			scan = scan_of(msg, total);
+		if ((scan & SQL_MAY_VECTOR_OP) && routes_sampled_in(c->pool->be_dbname))
+			return false;
+	}
 	return true;
 }
 
@@ -644,6 +652,9 @@ static size_t client_chunk_cb(void *arg, const uint8_t *p, size_t len)
 			off += total;
 			continue;
 		}
+		if (!have_bind && routes_sampling() && route_stmt_needed(c, bind.st) &&
+		    routes_sampled_in(c->pool->be_dbname))
+			break; /* a vector read inside a transaction block: sampled on the buffered path */
 		have_bind = false;
 		uint8_t head[64];
 		size_t tail_off, hlen = 0;
@@ -756,11 +767,15 @@ static void forward_loop(struct client_conn *c)
 		size_t look = total < VG_INSPECT_MAX ? total : VG_INSPECT_MAX;
 		bool guard = ddl_guard_applies(type);
 		bool route = !s && total <= VG_INSPECT_MAX && route_cycle_applies(c, type);
+		/* a read inside a transaction block or a session: not routed, but
+		 * its index's traffic sample takes it like the others */
+		bool sample = !route && total <= VG_INSPECT_MAX && (type == 'Q' || type == 'P' || type == 'B') &&
+		              routes_sampling() && !(type == 'B' && c->sample_param);
 		/* one byte scan decides whether the lexer must see the statement
 		 * at all; most statements name no INDEX and use no distance
 		 * operator (a Bind's statement was scanned at its Parse) */
 		unsigned scan = SQL_MAY_INDEX | SQL_MAY_VECTOR_OP;
-		if (guard || (route && type != 'B')) {
+		if (guard || ((route || sample) && type != 'B')) {
 			if (avail < look)
 				break;
 			scan = statement_scan(type, evbuffer_pullup(in, look), look);
@@ -774,6 +789,13 @@ static void forward_loop(struct client_conn *c)
 					return;
 				continue;
 			}
+		}
+		if (type == 'P')
+			c->sample_param = 0; /* a new statement: an offer waiting for the last one's Bind is void */
+		if (sample && (type == 'B' || (scan & SQL_MAY_VECTOR_OP)) && routes_sampled_in(c->pool->be_dbname)) {
+			if (avail < total)
+				break;
+			route_sample_mid(c, type, evbuffer_pullup(in, total), total);
 		}
 		if (!s) {
 			struct pool *target = c->pool;
@@ -820,13 +842,16 @@ static void forward_loop(struct client_conn *c)
 		}
 		if (type == 'Q' || type == 'E')
 			c->queries++;
+		if (type == 'B' && c->sample_param) {
+			if (avail < total)
+				break;
+			route_sample_bind(c, evbuffer_pullup(in, total), total);
+		}
 		if (c->pool->mode == VG_POOL_TRANSACTION &&
 		    (type == 'P' || type == 'B' || type == 'D' || type == 'C')) {
 			if (avail < total)
 				break; /* these are rewritten whole */
 			uint8_t *msg = evbuffer_pullup(in, total);
-			if (type == 'B' && c->sample_param)
-				route_sample_bind(c, msg, total);
 			prepared_rewrite(c, s, type, msg, total, out);
 			evbuffer_drain(in, total);
 			pending_emit(s);

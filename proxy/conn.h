@@ -99,10 +99,11 @@ struct client_conn {
 	const char *route_backend;
 	const char *vread_route; /* the cycle is a vector read of this managed index */
 	double vread_start;
-	/* the cycle is a vector read whose vector is parameter sample_param
-	 * (0 = none) of the Bind still to come: offered to vread_route's
-	 * traffic sample when that Bind arrives */
+	/* a vector read whose vector is parameter sample_param (0 = none) of
+	 * the Bind still to come: offered to sample_route's traffic sample
+	 * when that Bind arrives */
 	uint16_t sample_param;
+	const char *sample_route;
 	bool read_paused;     /* server output above the high watermark */
 	bool guard_skip;      /* a refused Parse: discard extended messages until Sync */
 

@@ -229,8 +229,9 @@ static void sample_read(struct client_conn *c, uint8_t type, const uint8_t *msg,
 		sql_vector_operand(sql, len, &op);
 	if (type == 'P' && sql && op.kind == VOP_PARAM) {
 		/* a Parse alone (a client preparing ahead) is no read: the
-		 * offer waits for the cycle's Bind */
+		 * offer waits for the Bind that follows it */
 		c->sample_param = (uint16_t)op.param;
+		c->sample_route = r->key;
 		return;
 	}
 	if (slot < 0 && (slot = sample_offer(ts)) < 0)
@@ -247,7 +248,7 @@ static void sample_read(struct client_conn *c, uint8_t type, const uint8_t *msg,
 
 void route_sample_bind(struct client_conn *c, const uint8_t *msg, size_t total)
 {
-	struct route_state *r = c->vread_route ? route_find(c->vread_route) : NULL;
+	struct route_state *r = c->sample_route ? route_find(c->sample_route) : NULL;
 	int n = c->sample_param, slot;
 	c->sample_param = 0;
 	if (r && r->sample && (slot = sample_offer(r->sample)) >= 0)
@@ -290,6 +291,23 @@ enum cycle_route route_cycle(struct client_conn *c, uint8_t type, const uint8_t 
 		return CYCLE_PRIMARY;
 	}
 	return CYCLE_ROUTED;
+}
+
+void route_sample_mid(struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total)
+{
+	/* named statements are known by text only where vecgate maps them
+	 * (transaction pooling); a session's pass through untouched */
+	if (c->pool->mode != VG_POOL_TRANSACTION &&
+	    (type == 'B' || (type == 'P' && total > PG_HDR_LEN && msg[PG_HDR_LEN] != 0)))
+		return;
+	struct sql_class scratch;
+	const struct sql_class *cls = routing_class(c, type, msg, total, &scratch);
+	if (!cls)
+		return;
+	struct route_decision d;
+	routes_decide(c->pool->be_dbname, c->pool->be_name, cls, &d);
+	if (d.route)
+		sample_read(c, type, msg, total, d.route);
 }
 
 bool route_stmt_needed(struct client_conn *c, struct prep_stmt *st)

@@ -51,6 +51,12 @@ void route_cycle_end(struct client_conn *c);  /* the cycle's transaction ended: 
 /* The cycle is a vector read whose query vector is a parameter of this
  * (whole) Bind: offer it to the index's traffic sample. */
 void route_sample_bind(struct client_conn *c, const uint8_t *msg, size_t total);
+/* A whole Query, Parse or Bind that starts no cycle (inside a transaction
+ * block, or in session pooling) and may be a vector read: never routed,
+ * but offered to its index's traffic sample like the reads that start one.
+ * Named statements count only in transaction pooling, where vecgate knows
+ * their text. */
+void route_sample_mid(struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total);
 /* Can the primary answer a routed read that failed with this SQLSTATE? */
 bool route_error_replayable(const char *sqlstate);
 /* A routed read's backend failed before answering: counted and logged

@@ -15,6 +15,7 @@
 
 static struct route_state *routes;
 static int n_routes;
+static int n_sampled; /* routes with a traffic sample */
 
 static const char *const stat_names[ROUTE_STAT_COUNT] = {"primary", "replica", "fallback", "refused", "replayed"};
 
@@ -83,13 +84,16 @@ void route_table_build(void)
 	n_routes = 0;
 	table_new(old, n_old);
 	free_routes(old, n_old);
+	n_sampled = 0;
+	for (int i = 0; i < n_routes; i++)
+		n_sampled += routes[i].sample != NULL;
 }
 
 void route_table_free(void)
 {
 	free_routes(routes, n_routes);
 	routes = NULL;
-	n_routes = 0;
+	n_routes = n_sampled = 0;
 }
 
 int route_count(void)
@@ -124,6 +128,19 @@ bool routes_for_database(const char *dbname)
 {
 	for (int i = 0; i < n_routes; i++)
 		if (!strcmp(routes[i].database, dbname))
+			return true;
+	return false;
+}
+
+bool routes_sampling(void)
+{
+	return n_sampled > 0;
+}
+
+bool routes_sampled_in(const char *dbname)
+{
+	for (int i = 0; i < n_routes; i++)
+		if (routes[i].sample && !strcmp(routes[i].database, dbname))
 			return true;
 	return false;
 }

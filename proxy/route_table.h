@@ -53,6 +53,10 @@ enum vg_route_mode route_state_effective(const struct route_state *r);
 const char *route_stat_name(enum route_stat s);
 /* Cheap pre-check: does any managed index live in this backend database? */
 bool routes_for_database(const char *dbname);
+/* Does some managed index sample its traffic (a flag: per message)?  In
+ * this database (a walk of the table: only for likely vector reads)? */
+bool routes_sampling(void);
+bool routes_sampled_in(const char *dbname);
 /* Does some index send its vector reads to a replica or the fallback now?
  * Then routing depends on fresh health checks. */
 bool routes_read_off_primary(void);

@@ -1,6 +1,8 @@
 """Eval sets from live traffic (eval_source: traffic): vecgate samples the
 query vectors of vector reads passing through it (literals of simple and
-extended queries, Bind parameters of unnamed and named prepared statements),
+extended queries, Bind parameters of unnamed and named prepared statements;
+reads that start a transaction-pooling cycle, reads inside transaction
+blocks, and reads in session pooling),
 keeps a uniform reservoir of traffic_sample_size in vecgate.eval_samples,
 refuses a traffic-only rebuild until it has traffic_min_samples, then gates
 on the sample; the drift monitor reports recall on it too.  Real pgvector
@@ -68,7 +70,9 @@ class TrafficSample(AdminCase, unittest.TestCase):
                        traffic_min_samples=40, recall_tolerance=0.5, latency_budget_ms=500,
                        drift_check_seconds=1)
         from_file = dict(base, name="items_file", eval_file=eval_file([vec(random.Random(3))]))
-        cls.vg = Vecgate(cls.pg, databases=[{"name": "app", "pool_mode": "transaction", "pool_size": 4}], extra={
+        cls.vg = Vecgate(cls.pg, databases=[{"name": "app", "pool_mode": "transaction", "pool_size": 4},
+                                            {"name": "app_session", "dbname": "app", "pool_mode": "session",
+                                             "pool_size": 2}], extra={
             "admin": {"port": cls.admin, "token": TOKEN}, "managed_indexes": [traffic, from_file]})
 
     @classmethod
@@ -130,6 +134,29 @@ class TrafficSample(AdminCase, unittest.TestCase):
                                                   for x in xs))
                     c.execute(knn % "%b", (xs,), prepare=False).fetchall()
             c.execute("INSERT INTO items (v) VALUES ('%s')" % vec(rnd))  # writes are not sampled
+        param = knn % ("%%s::%s" % self.cast)
+        with psycopg.connect(self.vg.dsn()) as c:
+            # autocommit off, as most drivers and ORMs run: every read sits
+            # inside BEGIN ... COMMIT, so it starts no cycle and is not routed
+            for i in range(30):
+                v = vec(rnd)
+                sent.append(v)
+                if i % 3 == 0:
+                    c.execute((knn % "'%s'") % v, prepare=False).fetchall()
+                else:  # unnamed, then named (Parse once, then Binds only)
+                    c.execute(param, (v,), prepare=i % 3 == 2).fetchall()
+                c.execute("SELECT 1").fetchall()  # not a vector read: its Parse voids no offer it should not
+                c.commit()
+        with psycopg.connect(self.vg.dsn(db="app_session"), autocommit=True) as c:
+            for i in range(20):  # session pooling: literal and unnamed parameter
+                v = vec(rnd)
+                sent.append(v)
+                if i % 2:
+                    c.execute((knn % "'%s'") % v, prepare=False).fetchall()
+                else:
+                    c.execute(param, (v,), prepare=False).fetchall()
+            # named statements of a session pass through unmapped: not sampled, not counted
+            c.execute(param, (vec(rnd),), prepare=True).fetchall()
         for _ in range(40):  # simple protocol
             v = vec(rnd)
             sent.append(v)
