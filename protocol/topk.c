@@ -7,6 +7,7 @@
  */
 #include "protocol/topk.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,35 @@ size_t topk_block_rows(size_t dim, size_t nq, size_t max_bytes, double max_work)
 	return r < VDIST_ROW_GROUP ? VDIST_ROW_GROUP : r;
 }
 
+int topk_block_init(struct topk_block *b, const struct topk *t)
+{
+	memset(b, 0, sizeof(*b));
+	b->cap = t->block_rows;
+	b->dpad = t->dpad;
+	/* zeroed once: each row writes only its dim floats, so padding stays 0 */
+	b->rows = calloc(b->cap * b->dpad, sizeof(float));
+	b->xnorm = calloc(b->cap, sizeof(float));
+	b->ids = calloc(b->cap, sizeof(int64_t));
+	if (!b->rows || !b->xnorm || !b->ids) {
+		topk_block_free(b);
+		return -1;
+	}
+	return 0;
+}
+
+void topk_block_free(struct topk_block *b)
+{
+	free(b->rows);
+	free(b->xnorm);
+	free(b->ids);
+	memset(b, 0, sizeof(*b));
+}
+
+size_t topk_block_memory(const struct topk_block *b)
+{
+	return b->cap * (b->dpad * sizeof(float) + sizeof(int64_t) + sizeof(float));
+}
+
 void topk_free(struct topk *t)
 {
 	free(t->queries);
@@ -47,11 +77,9 @@ void topk_free(struct topk *t)
 	free(t->ties);
 	free(t->n_ties);
 	free(t->ties_dropped);
-	free(t->rows);
-	free(t->xnorm);
+	topk_block_free(&t->block);
 	free(t->raw);
 	free(t->keys);
-	free(t->ids);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -59,9 +87,8 @@ size_t topk_memory(const struct topk *t)
 {
 	size_t q = (t->nq + 1) * t->dpad * sizeof(float) + t->nq * sizeof(float);
 	size_t res = t->nq * (t->k + t->tie_cap) * sizeof(struct topk_entry) + t->nq * (2 * sizeof(size_t) + 8);
-	size_t block = t->block_rows * (t->dpad * sizeof(float) + sizeof(int64_t) + sizeof(float));
 	size_t scratch = TOPK_QUERY_TILE * t->block_rows * sizeof(float) + t->block_rows * sizeof(double);
-	return q + res + block + scratch;
+	return q + res + topk_block_memory(&t->block) + scratch;
 }
 
 int topk_init(struct topk *t, enum vdist_metric m, size_t dim, const float *queries, size_t nq, size_t k,
@@ -87,14 +114,11 @@ int topk_init(struct topk *t, enum vdist_metric m, size_t dim, const float *quer
 	t->ties = calloc(nq * (tie_cap ? tie_cap : 1), sizeof(struct topk_entry));
 	t->n_ties = calloc(nq, sizeof(size_t));
 	t->ties_dropped = calloc(nq, sizeof(uint64_t));
-	/* zeroed once: each row writes only its dim floats, so padding stays 0 */
-	t->rows = calloc(block_rows * t->dpad, sizeof(float));
-	t->xnorm = calloc(block_rows, sizeof(float));
 	t->raw = calloc((size_t)TOPK_QUERY_TILE * block_rows, sizeof(float));
 	t->keys = calloc(block_rows, sizeof(double));
-	t->ids = calloc(block_rows, sizeof(int64_t));
+	int block = topk_block_init(&t->block, t);
 	if (!t->queries || !t->qnorm || !t->heap || !t->n_heap || !t->ties || !t->n_ties || !t->ties_dropped ||
-	    !t->rows || !t->xnorm || !t->raw || !t->keys || !t->ids) {
+	    block < 0 || !t->raw || !t->keys) {
 		topk_free(t);
 		return -1;
 	}
@@ -105,9 +129,22 @@ int topk_init(struct topk *t, enum vdist_metric m, size_t dim, const float *quer
 	return 0;
 }
 
+float *topk_block_slot(struct topk_block *b)
+{
+	assert(b->n < b->cap);
+	return b->rows + b->n * b->dpad;
+}
+
+bool topk_block_commit(struct topk_block *b, int64_t id)
+{
+	assert(b->n < b->cap);
+	b->ids[b->n++] = id;
+	return b->n == b->cap;
+}
+
 float *topk_row_slot(struct topk *t)
 {
-	return t->rows + t->in_block * t->dpad;
+	return topk_block_slot(&t->block);
 }
 
 /* ---- one query's heap (max at the root: the current k-th) ---- */
@@ -175,50 +212,50 @@ static void offer(struct topk *t, size_t i, double key, int64_t id)
 	}
 }
 
-static void compare_block(struct topk *t)
+void topk_compare(struct topk *t, struct topk_block *b)
 {
-	size_t nr = t->in_block;
+	assert(b->cap == t->block_rows && b->dpad == t->dpad);
+	size_t nr = b->n;
 	if (!nr)
 		return;
 	size_t nr_pad = (nr + VDIST_ROW_GROUP - 1) / VDIST_ROW_GROUP * VDIST_ROW_GROUP;
 	if (t->metric == VDIST_COSINE)
 		for (size_t j = 0; j < nr; j++)
-			t->xnorm[j] = vdist_norm2(t->rows + j * t->dpad, t->dpad);
+			b->xnorm[j] = vdist_norm2(b->rows + j * t->dpad, t->dpad);
 	for (size_t q0 = 0; q0 < t->nq; q0 += TOPK_QUERY_TILE) {
 		size_t nq = t->nq - q0 < TOPK_QUERY_TILE ? t->nq - q0 : TOPK_QUERY_TILE;
 		size_t nq_pad = (nq + VDIST_QUERY_GROUP - 1) / VDIST_QUERY_GROUP * VDIST_QUERY_GROUP;
 		/* rows past nr in the last group hold stale data, and the last
 		 * query group may hold the zero query: computed, ignored */
-		vdist_block(t->metric, t->queries + q0 * t->dpad, nq_pad, t->rows, nr_pad, t->dpad, t->raw, t->block_rows);
+		vdist_block(t->metric, t->queries + q0 * t->dpad, nq_pad, b->rows, nr_pad, t->dpad, t->raw, t->block_rows);
 		for (size_t qi = 0; qi < nq; qi++) {
 			size_t i = q0 + qi;
-			vdist_keys(t->metric, t->raw + qi * t->block_rows, nr, t->qnorm[i], t->xnorm, t->keys);
+			vdist_keys(t->metric, t->raw + qi * t->block_rows, nr, t->qnorm[i], b->xnorm, t->keys);
 			const struct topk_entry *h = t->heap + i * t->k;
 			for (size_t j = 0; j < nr; j++) {
 				/* a full heap whose k-th is a number takes only keys <= it */
 				if (t->n_heap[i] == t->k && !(t->keys[j] <= h[0].key) && !isnan(h[0].key))
 					continue;
-				offer(t, i, t->keys[j], t->ids[j]);
+				offer(t, i, t->keys[j], b->ids[j]);
 			}
 		}
 	}
 	t->rows_seen += nr;
 	t->blocks++;
-	t->in_block = 0;
+	b->n = 0;
 }
 
 bool topk_row_commit(struct topk *t, int64_t id)
 {
-	t->ids[t->in_block++] = id;
-	if (t->in_block < t->block_rows)
+	if (!topk_block_commit(&t->block, id))
 		return false;
-	compare_block(t);
+	topk_compare(t, &t->block);
 	return true;
 }
 
 void topk_flush(struct topk *t)
 {
-	compare_block(t);
+	topk_compare(t, &t->block);
 }
 
 static int cmp_entry(const void *a, const void *b)

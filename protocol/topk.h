@@ -20,10 +20,19 @@
  *       row block block_rows x (dpad x 4 + 8 + 4) bytes
  *       scratch   TOPK_QUERY_TILE x block_rows x 4 + block_rows x 8 bytes
  *     with dpad = vdist_padded(dim).
- *     topk_memory() returns the total.
- *   - Work per flushed block: nq x block_rows x dpad multiply-adds; the
+ *     topk_memory() returns the total; every further row block
+ *     (topk_block_init) holds topk_block_memory() more.
+ *   - Work per compared block: nq x block_rows x dpad multiply-adds; the
  *     caller picks block_rows (topk_block_rows) to bound it.
- * Pure code: no I/O, no globals; one allocation per buffer at init.
+ *   - Two ways to feed rows, with the same results:
+ *       topk_row_slot / topk_row_commit / topk_flush fill the topk's own
+ *       block and compare it in place when it is full;
+ *       topk_block_slot / topk_block_commit fill a struct topk_block the
+ *       caller owns, and topk_compare(t, b) compares it and empties it.
+ *     The second lets a caller compare one block on another thread while
+ *     it fills the next: topk_compare writes the heaps, the scratch, the
+ *     counters and b (its norms); filling a block touches only that block.
+ * Pure code: no I/O, no globals, no threads; one allocation per buffer at init.
  */
 #ifndef VG_PROTOCOL_TOPK_H
 #define VG_PROTOCOL_TOPK_H
@@ -41,6 +50,15 @@ struct topk_entry {
 	int64_t id;
 };
 
+/* Rows gathered for one comparison with every query. */
+struct topk_block {
+	size_t cap;          /* rows, a multiple of VDIST_ROW_GROUP */
+	size_t dpad;
+	float *rows, *xnorm; /* cap x dpad floats, zero padded; cosine norms, set by topk_compare */
+	int64_t *ids;
+	size_t n;            /* rows gathered, not yet compared */
+};
+
 struct topk {
 	enum vdist_metric metric;
 	size_t dim, dpad, nq, k, tie_cap;
@@ -51,10 +69,9 @@ struct topk {
 	size_t *n_ties;
 	uint64_t *ties_dropped;
 	size_t block_rows;           /* capacity, a multiple of VDIST_ROW_GROUP */
-	float *rows, *xnorm, *raw;
+	struct topk_block block;     /* topk_row_slot/commit's own block */
+	float *raw;                  /* scratch of topk_compare */
 	double *keys;
-	int64_t *ids;
-	size_t in_block;             /* rows gathered, not yet compared */
 	uint64_t rows_seen;          /* rows compared so far */
 	uint64_t blocks;
 };
@@ -78,6 +95,22 @@ float *topk_row_slot(struct topk *t);
 bool topk_row_commit(struct topk *t, int64_t id);
 /* Compare a partly filled block (end of the stream). */
 void topk_flush(struct topk *t);
+
+/* A block of t's geometry (t->block_rows rows), empty.  0, or -1 out of memory. */
+int topk_block_init(struct topk_block *b, const struct topk *t);
+void topk_block_free(struct topk_block *b);
+size_t topk_block_memory(const struct topk_block *b);
+/* As topk_row_slot/commit, into b: commit returns true when b is full (it
+ * then takes no more rows until compared). */
+float *topk_block_slot(struct topk_block *b);
+bool topk_block_commit(struct topk_block *b, int64_t id);
+static inline bool topk_block_full(const struct topk_block *b)
+{
+	return b->n == b->cap;
+}
+/* Compare b's rows (full or not, b of t's geometry) with every query and
+ * empty b. */
+void topk_compare(struct topk *t, struct topk_block *b);
 
 /* Query i's top-k, best first: copies min(k, rows seen) entries to out. */
 size_t topk_result(const struct topk *t, size_t i, struct topk_entry *out);

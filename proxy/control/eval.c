@@ -7,8 +7,9 @@
  * Ground truth costs the most.  Run as Q exact queries it is Q sequential
  * scans of the table; so when the eval query is a plain k-NN query the
  * table is read once instead (a binary COPY in the same snapshot) and every
- * query's exact top-k is computed here as the rows stream by, in slices
- * that give the loop back between blocks of rows.
+ * query's exact top-k is computed here as the rows stream by: the loop
+ * decodes rows into one block while a background thread compares the other
+ * with every query, so client traffic on the loop never waits behind it.
  */
 #include "proxy/control/eval.h"
 #include "protocol/copybin.h"
@@ -16,10 +17,12 @@
 #include "protocol/vecfmt.h"
 #include "proxy/runtime/pgasync.h"
 #include "proxy/runtime/runtime.h"
+#include "proxy/runtime/worker.h"
 #include "routing/gate.h"
 #include "routing/knn_query.h"
 #include "routing/rebuild_sql.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,6 +140,7 @@ int eval_set_take_samples(struct eval_set *set, const struct vg_managed_index *m
 
 static void run_next(struct eval_run *run);
 static void scan_free(struct eval_run *run);
+static void scan_let_copy_go(struct eval_run *run);
 
 /* The run ends here, once: success or the first failure. */
 static void finish(struct eval_run *run, const struct eval_outcome *out, const char *error, bool transient)
@@ -146,6 +150,7 @@ static void finish(struct eval_run *run, const struct eval_outcome *out, const c
 	run->finished = true;
 	free(run->lat_ms);
 	run->lat_ms = NULL;
+	scan_let_copy_go(run);
 	scan_free(run);
 	run->done(run->arg, out, error, transient);
 }
@@ -321,26 +326,42 @@ static void plant_generic_plan(struct eval_run *run, const struct vg_managed_ind
 
 /* ---- ground truth by one exact scan ---- */
 
-/* Work per slice given back to the loop: rows x queries x dims per block.
- * ~32M multiply-adds is 1-3 ms on one core, the most a client query
- * through vecgate waits behind the scan. */
-#define SCAN_SLICE_WORK 32e6
-#define SCAN_BLOCK_BYTES (4u << 20)        /* the row block, at most */
+/* Work per block the scan's thread compares: rows x queries x dims.
+ * ~32M multiply-adds is 1-3 ms on one core: the most a paused COPY waits
+ * to read on, and the most scan_free waits for when a run ends mid-block. */
+#define SCAN_BLOCK_WORK 32e6
+#define SCAN_BLOCK_BYTES (4u << 20)        /* one row block, at most */
 #define SCAN_MAX_TUPLE (4u + 16u + 8u + 4u + 4u + 4u * VECFMT_MAX_DIM) /* id, vector(16000) */
 
+enum scan_phase {
+	SCAN_STREAMING, /* COPY data flows into the filling block */
+	SCAN_STALLED,   /* both blocks are taken (one full, one compared): the COPY is paused */
+	SCAN_DRAINING,  /* the COPY ended: the last blocks are compared, then the results */
+};
+
+/* Double buffering: the loop decodes rows into `filling` while the scan's
+ * thread compares `comparing` with every query.  Only that thread touches
+ * the heaps (topk) and `comparing` between the hand-over and its done
+ * callback; the loop reads the results only once the last block is done. */
 struct eval_scan {
+	struct eval_run *run;
 	struct knn_query q;
 	enum vec_type type;
 	size_t dim;
 	size_t *qmap;          /* topk query -> eval set index */
 	size_t nq;
 	struct copybin dec;
-	struct topk topk;
-	bool dec_ready, topk_ready;
+	struct topk topk;      /* its own block is one of the two */
+	struct topk_block spare;
+	struct topk_block *filling, *comparing; /* comparing NULL while the thread is idle */
+	struct worker *worker;
+	enum scan_phase phase;
+	bool dec_ready, topk_ready, spare_ready;
+	uint64_t rows_taken;   /* rows decoded into blocks, for progress (topk.rows_seen is the thread's) */
 	double rows_total;     /* planner's estimate or a count, for progress */
 	uint64_t rows_null;    /* rows with a NULL id or vector: never neighbours */
 	double started;
-	bool block_done;       /* the chunk just fed completed a block: yield */
+	double compare_secs;   /* the thread's time in topk_compare, written by it */
 	char error[400];       /* why the scan refused the stream */
 };
 
@@ -349,13 +370,30 @@ static void scan_free(struct eval_run *run)
 	struct eval_scan *sc = run->scan;
 	if (!sc)
 		return;
+	/* a block still compared writes the heaps and reads its block: wait
+	 * for it (one block, a few ms) before freeing either */
+	worker_stop(sc->worker);
 	if (sc->dec_ready)
 		copybin_free(&sc->dec);
+	if (sc->spare_ready)
+		topk_block_free(&sc->spare);
 	if (sc->topk_ready)
 		topk_free(&sc->topk);
 	free(sc->qmap);
 	free(sc);
 	run->scan = NULL;
+}
+
+/* The run ends while its COPY is paused for the thread: let the stream run
+ * to its end on the session (scan_chunk drops it), which the session needs
+ * before its next statement.  Only where the session is still alive: an
+ * owner that abandons the run closes or replaces it instead. */
+static void scan_let_copy_go(struct eval_run *run)
+{
+	if (run->scan && run->scan->phase == SCAN_STALLED && run->s) {
+		run->scan->phase = SCAN_STREAMING;
+		pg_session_resume_copy(run->s);
+	}
 }
 
 /* The run starts over with one exact query per eval vector: a fresh
@@ -388,6 +426,55 @@ static void scan_unavailable(struct eval_run *run, const char *why, bool restart
 	per_query_truth(run, why);
 }
 
+/* On the scan's thread: compare a block with every query. */
+static void scan_compare_job(void *arg)
+{
+	struct eval_scan *sc = arg;
+	double t0 = now_sec();
+	topk_compare(&sc->topk, sc->comparing);
+	sc->compare_secs += now_sec() - t0;
+}
+
+static void scan_block_done(void *arg);
+
+static void scan_hand_over(struct eval_scan *sc)
+{
+	assert(!sc->comparing && sc->filling->n > 0);
+	sc->comparing = sc->filling;
+	sc->filling = sc->filling == &sc->topk.block ? &sc->spare : &sc->topk.block;
+	assert(sc->filling->n == 0);
+	worker_submit(sc->worker, scan_compare_job, scan_block_done, sc);
+}
+
+static void scan_results(struct eval_run *run);
+
+/* Keep the thread busy and the COPY flowing: hand over a full block (or,
+ * once the COPY ended, the last part-filled one), let a stalled COPY read
+ * on, and once the last block has been compared take the results. */
+static void scan_pump(struct eval_run *run)
+{
+	struct eval_scan *sc = run->scan;
+	if (!sc->comparing && sc->filling->n && (topk_block_full(sc->filling) || sc->phase == SCAN_DRAINING))
+		scan_hand_over(sc);
+	if (sc->phase == SCAN_STALLED && !topk_block_full(sc->filling)) {
+		sc->phase = SCAN_STREAMING;
+		pg_session_resume_copy(run->s);
+	}
+	if (sc->phase == SCAN_DRAINING && !sc->comparing)
+		scan_results(run);
+}
+
+/* On the loop: the thread finished a block (it is empty again). */
+static void scan_block_done(void *arg)
+{
+	struct eval_scan *sc = arg;
+	assert(sc->comparing && sc->comparing->n == 0);
+	sc->comparing = NULL;
+	if (sc->run->finished)
+		return; /* the run ended meanwhile (scan_free stops the thread before this could run) */
+	scan_pump(sc->run);
+}
+
 static int scan_tuple(void *arg, int nfields, const struct copybin_field *f)
 {
 	struct eval_run *run = arg;
@@ -405,8 +492,16 @@ static int scan_tuple(void *arg, int nfields, const struct copybin_field *f)
 		snprintf(sc->error, sizeof(sc->error), "an id of %d bytes is not an integer", f[0].len);
 		return 1;
 	}
+	if (topk_block_full(sc->filling)) {
+		/* rows past a full block in the same chunk while the other block is
+		 * still compared: wait for it here, one block at most.  PostgreSQL
+		 * sends a row per CopyData message, so only a differently cut
+		 * stream gets here; the chunk's end pauses the COPY otherwise. */
+		worker_finish(sc->worker);
+		assert(!topk_block_full(sc->filling));
+	}
 	size_t dim = 0;
-	if (vecfmt_decode(sc->type, f[1].p, (size_t)f[1].len, topk_row_slot(&sc->topk), sc->dim, &dim) < 0 ||
+	if (vecfmt_decode(sc->type, f[1].p, (size_t)f[1].len, topk_block_slot(sc->filling), sc->dim, &dim) < 0 ||
 	    dim != sc->dim) {
 		int sent = f[1].len >= 2 ? (int16_t)(uint16_t)(f[1].p[0] << 8 | f[1].p[1]) : -1;
 		snprintf(sc->error, sizeof(sc->error),
@@ -414,8 +509,9 @@ static int scan_tuple(void *arg, int nfields, const struct copybin_field *f)
 		         (long long)id, sent, sc->dim);
 		return 1;
 	}
-	if (topk_row_commit(&sc->topk, id))
-		sc->block_done = true;
+	sc->rows_taken++;
+	if (topk_block_commit(sc->filling, id) && !sc->comparing)
+		scan_hand_over(sc);
 	return 0;
 }
 
@@ -425,7 +521,7 @@ static enum pg_copy_flow scan_chunk(void *arg, const char *data, size_t len)
 	struct eval_scan *sc = run->scan;
 	if (run->finished || !sc || sc->error[0])
 		return PG_COPY_MORE;
-	sc->block_done = false;
+	assert(sc->phase == SCAN_STREAMING);
 	enum copybin_status st = copybin_feed(&sc->dec, (const uint8_t *)data, len, scan_tuple, run);
 	if (st < 0) {
 		if (!sc->error[0])
@@ -433,7 +529,13 @@ static enum pg_copy_flow scan_chunk(void *arg, const char *data, size_t len)
 		pg_session_cancel_copy(run->s); /* the result callback reports it */
 		return PG_COPY_MORE;
 	}
-	return sc->block_done ? PG_COPY_YIELD : PG_COPY_MORE;
+	if (topk_block_full(sc->filling)) {
+		/* both blocks taken: read on when the thread is done with one */
+		assert(sc->comparing);
+		sc->phase = SCAN_STALLED;
+		return PG_COPY_PAUSE;
+	}
+	return PG_COPY_MORE;
 }
 
 static void scan_result(void *arg, PGresult *res, const char *error)
@@ -465,7 +567,16 @@ static void scan_result(void *arg, PGresult *res, const char *error)
 		finish(run, NULL, m, false);
 		return;
 	}
-	topk_flush(&sc->topk);
+	sc->phase = SCAN_DRAINING;
+	scan_pump(run);
+}
+
+/* Every row compared, the thread idle: the truth of every query. */
+static void scan_results(struct eval_run *run)
+{
+	struct eval_scan *sc = run->scan;
+	assert(sc->phase == SCAN_DRAINING && !sc->comparing && sc->filling->n == 0);
+	assert(sc->topk.rows_seen == sc->rows_taken);
 	size_t k = sc->topk.k;
 	struct topk_entry *best = calloc(k, sizeof(*best)), *ties = calloc(k ? k : 1, sizeof(*ties));
 	if (!best || !ties) {
@@ -506,14 +617,19 @@ static void scan_result(void *arg, PGresult *res, const char *error)
 	free(ties);
 	double secs = now_sec() - sc->started;
 	double flops = 2.0 * (double)sc->topk.rows_seen * (double)sc->nq * (double)sc->dim;
+	/* GFLOP/s over the whole scan (what a bigger table costs), then the
+	 * thread's share: near 100% the kernels bound the scan, well below it
+	 * the server's COPY or the decoding on the loop do */
 	snprintf(run->truth_note, sizeof(run->truth_note), "one exact scan of %llu rows in %.1f s",
 	         (unsigned long long)(sc->topk.rows_seen + sc->rows_null), secs);
 	log_info("eval %s: ground truth by one exact scan of %s: %llu rows (%llu with a NULL id or vector skipped), "
-	         "%zu queries x %zu dims %s k=%zu, %.1f MB read, %.2f s, %.1f GFLOP/s (%s kernels), %.1f MB held%s",
+	         "%zu queries x %zu dims %s k=%zu, %.1f MB read, %.2f s, %.1f GFLOP/s (%s kernels, on a thread busy %.0f%% "
+	         "of the scan), %.1f MB held%s",
 	         run->index_name, sc->q.table, (unsigned long long)(sc->topk.rows_seen + sc->rows_null),
 	         (unsigned long long)sc->rows_null, sc->nq, sc->dim, vdist_operator(sc->topk.metric), k,
 	         (double)sc->dec.bytes / 1e6, secs, secs > 0 ? flops / secs / 1e9 : 0, vdist_isa(),
-	         (double)(topk_memory(&sc->topk) + sc->dec.max_tuple) / 1e6,
+	         secs > 0 ? 100.0 * sc->compare_secs / secs : 0,
+	         (double)(topk_memory(&sc->topk) + topk_block_memory(&sc->spare) + sc->dec.max_tuple) / 1e6,
 	         dropped ? "; some ties beyond k were not kept" : "");
 	scan_free(run);
 	run->truth_pass = false;
@@ -593,7 +709,7 @@ static void probe_result(void *arg, PGresult *res, const char *error)
 		}
 		memcpy(qv + i * dim, tmp, dim * sizeof(float));
 	}
-	size_t rows = topk_block_rows(sc->dim, sc->nq, SCAN_BLOCK_BYTES, SCAN_SLICE_WORK);
+	size_t rows = topk_block_rows(sc->dim, sc->nq, SCAN_BLOCK_BYTES, SCAN_BLOCK_WORK);
 	int rc = topk_init(&sc->topk, sc->q.metric, sc->dim, qv, sc->nq, k, k, rows);
 	free(qv);
 	if (rc < 0) {
@@ -601,6 +717,16 @@ static void probe_result(void *arg, PGresult *res, const char *error)
 		return;
 	}
 	sc->topk_ready = true;
+	if (topk_block_init(&sc->spare, &sc->topk) < 0) {
+		finish(run, NULL, "out of memory for the exact scan", true);
+		return;
+	}
+	sc->spare_ready = true;
+	sc->filling = &sc->topk.block;
+	if (!(sc->worker = worker_start(vg.base))) {
+		finish(run, NULL, "cannot start the exact scan's thread", true);
+		return;
+	}
 	if (copybin_init(&sc->dec, SCAN_MAX_TUPLE, 2) < 0) {
 		finish(run, NULL, "out of memory for the exact scan", true);
 		return;
@@ -621,8 +747,9 @@ static void probe_result(void *arg, PGresult *res, const char *error)
 	}
 	run->method = EVAL_TRUTH_SCAN;
 	sc->started = now_sec();
-	log_debug("eval %s: exact scan: %s (%zu queries, %zu rows per block, %.1f MB held)", run->index_name, copy,
-	          sc->nq, rows, (double)(topk_memory(&sc->topk) + SCAN_MAX_TUPLE) / 1e6);
+	log_debug("eval %s: exact scan: %s (%zu queries, %zu rows per block, two blocks, %.1f MB held)",
+	          run->index_name, copy, sc->nq, rows,
+	          (double)(topk_memory(&sc->topk) + topk_block_memory(&sc->spare) + SCAN_MAX_TUPLE) / 1e6);
 	if (run->finished)
 		return;
 	if (!run->s || pg_session_copy_out(run->s, copy, scan_chunk, scan_result, run) < 0) {
@@ -654,6 +781,7 @@ static void start_truth(struct eval_run *run, const struct vg_managed_index *mi)
 		return;
 	}
 	run->scan = sc;
+	sc->run = run;
 	if (knn_query_parse(mi->eval_query, &sc->q, why, sizeof(why)) < 0) {
 		char m[400];
 		snprintf(m, sizeof(m), "eval_query is not a plain k-NN query: %s", why);
@@ -843,7 +971,7 @@ bool eval_run_progress(const struct eval_run *run, struct eval_progress *out)
 		/* the scan: rows against the planner's estimate (or a count) */
 		out->pass = "ground truth scan";
 		out->unit = "rows";
-		out->done = (size_t)(sc->topk.rows_seen + sc->topk.in_block + sc->rows_null);
+		out->done = (size_t)(sc->rows_taken + sc->rows_null);
 		out->total = sc->rows_total > (double)out->done ? (size_t)sc->rows_total : out->done;
 		elapsed = now_sec() - sc->started;
 	} else {

@@ -7,11 +7,13 @@
  *
  * COPY TO STDOUT streams: each CopyData message goes to the owner as it
  * arrives (PQgetCopyData, async), and a whole table can come through.  The
- * owner may do real work per chunk (the eval's exact scan compares a block
- * of rows with every query), so after a chunk that asked to yield, or after
+ * owner may do real work per chunk (decoding rows, or more), so after a
+ * chunk that asked to yield, or after
  * COPY_BYTES_PER_TURN bytes, the session stops reading and goes on from a
  * zero timer: client traffic on the same loop waits at most one slice, and
- * the server waits on TCP backpressure meanwhile.
+ * the server waits on TCP backpressure meanwhile.  An owner that hands the
+ * work to another thread pauses the read instead while it cannot take more
+ * (PG_COPY_PAUSE): nothing is read, no timer runs, until it resumes.
  */
 #include "proxy/runtime/pgasync.h"
 #include "proxy/runtime/runtime.h"
@@ -45,6 +47,7 @@ struct pg_session {
 	short io_what; /* EV_READ or EV_WRITE: what io waits for */
 	struct event *timer;
 	struct event *resume; /* a COPY that yielded goes on from here */
+	bool copy_paused;     /* the owner paused the COPY: nothing is read until pg_session_resume_copy */
 	struct pg_stmt *head, *tail; /* head is running when state is SENDING/READING */
 	PGresult *last;
 	pg_state_cb on_connect, on_lost;
@@ -316,6 +319,13 @@ static void ps_copy_drain(struct pg_session *s)
 			return;
 		}
 		taken += (size_t)n;
+		if (flow == PG_COPY_PAUSE && !st->copy_discard) {
+			/* no read, no timer: the socket fills and the server waits */
+			if (s->io)
+				event_del(s->io);
+			s->copy_paused = true;
+			return;
+		}
 		if (flow == PG_COPY_YIELD || taken >= COPY_BYTES_PER_TURN) {
 			if (s->io)
 				event_del(s->io);
@@ -331,7 +341,7 @@ static void ps_resume_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct pg_session *s = arg;
-	if (s->state == PS_COPY_OUT)
+	if (s->state == PS_COPY_OUT && !s->copy_paused)
 		ps_copy_drain(s);
 }
 
@@ -390,6 +400,10 @@ static void ps_io_cb(evutil_socket_t fd, short what, void *arg)
 		ps_read_results(s);
 		return;
 	case PS_COPY_OUT:
+		if (s->copy_paused) {
+			event_del(s->io); /* the owner takes no data now; resume_copy reads on */
+			return;
+		}
 		if (!PQconsumeInput(s->conn)) {
 			ps_lost(s);
 			return;
@@ -532,7 +546,19 @@ bool pg_session_cancel_copy(struct pg_session *s)
 		 * ignored there: if data flows after all, cancel again then */
 		st->cancel_on_data = s->state != PS_COPY_OUT || st != s->head;
 	}
+	if (found)
+		pg_session_resume_copy(s); /* the rest is read and dropped: the result comes after it */
 	return found;
+}
+
+void pg_session_resume_copy(struct pg_session *s)
+{
+	if (!s || s->state != PS_COPY_OUT || !s->copy_paused)
+		return;
+	s->copy_paused = false;
+	/* from the loop, never from inside the owner's call */
+	struct timeval now = {0, 0};
+	evtimer_add(s->resume, &now);
 }
 
 void pg_session_on_notify(struct pg_session *s, pg_notify_cb cb)

@@ -43,17 +43,22 @@ int pg_session_execute(struct pg_session *s, const char *name, int nparams, cons
  * arrive (valid during the call only), then cb gets the final result as for
  * pg_session_query.  chunk_cb returns PG_COPY_YIELD after a slice of real
  * work: the session then lets the loop run other events and goes on by
- * itself (it also does so after a few MB of data per turn).  Returns 0, or
+ * itself (it also does so after a few MB of data per turn).  PG_COPY_PAUSE
+ * stops reading (the server waits on TCP backpressure) until the owner calls
+ * pg_session_resume_copy(); chunk_cb is not called meanwhile.  Returns 0, or
  * -1 if the session is closed. */
-enum pg_copy_flow { PG_COPY_MORE = 0, PG_COPY_YIELD = 1 };
+enum pg_copy_flow { PG_COPY_MORE = 0, PG_COPY_YIELD = 1, PG_COPY_PAUSE = 2 };
 typedef enum pg_copy_flow (*pg_copy_cb)(void *arg, const char *data, size_t len);
 int pg_session_copy_out(struct pg_session *s, const char *sql, pg_copy_cb chunk_cb, pg_result_cb cb, void *arg);
 /* Stop the session's COPY TO STDOUT, queued or streaming: the server is
  * told to cancel it (PQcancel; again if it started anyway) and its further
  * data is dropped, chunk_cb is not called again.  Its result callback still
  * runs, with the cancel error or, if the COPY had already ended, success.
- * false when the session has no such COPY. */
+ * A paused COPY reads on (to its end).  false when the session has no such COPY. */
 bool pg_session_cancel_copy(struct pg_session *s);
+/* Read on after PG_COPY_PAUSE (from the loop: chunk_cb is not called from
+ * inside this call).  Nothing happens when the session's COPY is not paused. */
+void pg_session_resume_copy(struct pg_session *s);
 /* Deliver NOTIFY messages (after LISTEN) to cb with the session's arg. */
 void pg_session_on_notify(struct pg_session *s, pg_notify_cb cb);
 bool pg_session_idle(const struct pg_session *s);

@@ -2,7 +2,8 @@
  * Exact k-NN in C (protocol/vdist, protocol/topk): each kernel against a
  * double-precision reference, bit-equal results for equal rows wherever
  * they sit in a block, the heap's order and boundary ties against a sort of
- * every candidate, independence from the block size, NaN from zero vectors
+ * every candidate, independence from the block size, blocks the caller owns
+ * (topk_compare) equal to the topk's own, NaN from zero vectors
  * under cosine; and recall@k that counts boundary ties (routing/gate).
  */
 #include <setjmp.h>
@@ -130,12 +131,13 @@ static int cmp_cand(const void *a, const void *b)
 }
 
 /* A table with duplicates (same vector, several ids) and, for cosine, zero
- * vectors; top-k of every query checked against sorting all candidates. */
-static void check_against_sort(enum vdist_metric m, size_t dim, size_t nrows, size_t nq, size_t k, size_t block_rows)
+ * vectors, and queries of which every third is one of its rows. */
+static void make_table(enum vdist_metric m, size_t dim, size_t nrows, size_t nq, float **rows_out, float **qs_out,
+                       int64_t **ids_out)
 {
-	size_t dpad = vdist_padded(dim);
 	float *rows = calloc(nrows * dim, sizeof(float)), *qs = calloc(nq * dim, sizeof(float));
 	int64_t *ids = calloc(nrows, sizeof(int64_t));
+	assert_true(rows && qs && ids);
 	for (size_t r = 0; r < nrows; r++) {
 		ids[r] = (int64_t)(nrows - r) * 7 - 300; /* not in row order, some negative */
 		if (r % 5 == 4 && r >= 5) {
@@ -154,6 +156,25 @@ static void check_against_sort(enum vdist_metric m, size_t dim, size_t nrows, si
 			for (size_t j = 0; j < dim; j++)
 				qs[i * dim + j] = frand();
 	}
+	*rows_out = rows;
+	*qs_out = qs;
+	*ids_out = ids;
+}
+
+static void free_table(float *rows, float *qs, int64_t *ids)
+{
+	free(rows);
+	free(qs);
+	free(ids);
+}
+
+/* Top-k of every query checked against sorting all candidates. */
+static void check_against_sort(enum vdist_metric m, size_t dim, size_t nrows, size_t nq, size_t k, size_t block_rows)
+{
+	size_t dpad = vdist_padded(dim);
+	float *rows, *qs;
+	int64_t *ids;
+	make_table(m, dim, nrows, nq, &rows, &qs, &ids);
 	struct topk t;
 	assert_int_equal(topk_init(&t, m, dim, qs, nq, k, 16, block_rows), 0);
 	for (size_t r = 0; r < nrows; r++) {
@@ -203,9 +224,7 @@ static void check_against_sort(enum vdist_metric m, size_t dim, size_t nrows, si
 	free(xp);
 	free(res);
 	free(ties);
-	free(rows);
-	free(qs);
-	free(ids);
+	free_table(rows, qs, ids);
 }
 
 static void test_topk_exact_with_ties(void **state)
@@ -263,6 +282,75 @@ static void test_block_size_independent(void **state)
 	assert_int_equal(topk_init(&bad, VDIST_L2, 4, one, 1, 0, 0, 4), -1);
 }
 
+/* Two blocks the caller owns, filled in turn and compared by topk_compare
+ * (as the eval's scan hands them to its thread), give exactly what the
+ * topk's own block gives: entries, keys, ties, dropped ties, counters. */
+static void check_blocks_equal_rows(enum vdist_metric m, size_t dim, size_t nrows, size_t nq, size_t k,
+                                    size_t tie_cap, size_t block_rows)
+{
+	float *rows, *qs;
+	int64_t *ids;
+	make_table(m, dim, nrows, nq, &rows, &qs, &ids);
+	struct topk one, two;
+	assert_int_equal(topk_init(&one, m, dim, qs, nq, k, tie_cap, block_rows), 0);
+	assert_int_equal(topk_init(&two, m, dim, qs, nq, k, tie_cap, block_rows), 0);
+	struct topk_block spare, *filling = &two.block, *full = NULL;
+	assert_int_equal(topk_block_init(&spare, &two), 0);
+	assert_int_equal(spare.cap, two.block_rows);
+	assert_int_equal(topk_block_memory(&spare), topk_block_memory(&two.block));
+	for (size_t r = 0; r < nrows; r++) {
+		memcpy(topk_row_slot(&one), rows + r * dim, dim * sizeof(float));
+		topk_row_commit(&one, ids[r]);
+		memcpy(topk_block_slot(filling), rows + r * dim, dim * sizeof(float));
+		if (topk_block_commit(filling, ids[r])) {
+			assert_true(topk_block_full(filling));
+			/* the full block waits while the other fills, then is compared */
+			if (full)
+				topk_compare(&two, full);
+			full = filling;
+			filling = filling == &spare ? &two.block : &spare;
+			assert_int_equal(filling->n, 0);
+		}
+	}
+	if (full)
+		topk_compare(&two, full);
+	topk_compare(&two, filling); /* the part-filled last block */
+	topk_flush(&one);
+	assert_int_equal(one.rows_seen, nrows);
+	assert_int_equal(two.rows_seen, nrows);
+	assert_int_equal(one.blocks, two.blocks);
+	assert_int_equal(filling->n, 0);
+	struct topk_entry *ra = calloc(k + tie_cap + 1, sizeof(*ra)), *rb = calloc(k + tie_cap + 1, sizeof(*rb));
+	for (size_t i = 0; i < nq; i++) {
+		size_t na = topk_result(&one, i, ra), nb = topk_result(&two, i, rb);
+		assert_int_equal(na, nb);
+		assert_memory_equal(ra, rb, na * sizeof(*ra));
+		na = topk_ties(&one, i, ra);
+		nb = topk_ties(&two, i, rb);
+		assert_int_equal(na, nb);
+		if (na)
+			assert_memory_equal(ra, rb, na * sizeof(*ra));
+		assert_int_equal(one.ties_dropped[i], two.ties_dropped[i]);
+	}
+	free(ra);
+	free(rb);
+	topk_block_free(&spare);
+	topk_free(&one);
+	topk_free(&two);
+	free_table(rows, qs, ids);
+}
+
+static void test_caller_blocks_equal_own_block(void **state)
+{
+	(void)state;
+	for (int m = VDIST_L2; m <= VDIST_L1; m++) {
+		check_blocks_equal_rows((enum vdist_metric)m, 24, 1000, 9, 10, 16, 64);  /* ties, last block part-filled */
+		check_blocks_equal_rows((enum vdist_metric)m, 3, 777, 70, 1, 2, 4);      /* k = 1, ties beyond the cap */
+		check_blocks_equal_rows((enum vdist_metric)m, 40, 30, 3, 50, 50, 1024);  /* one part-filled block */
+		check_blocks_equal_rows((enum vdist_metric)m, 130, 512, 5, 5, 5, 64);    /* whole blocks only */
+	}
+}
+
 static void test_order(void **state)
 {
 	(void)state;
@@ -296,6 +384,7 @@ int main(void)
 		cmocka_unit_test(test_position_independent),
 		cmocka_unit_test(test_topk_exact_with_ties),
 		cmocka_unit_test(test_block_size_independent),
+		cmocka_unit_test(test_caller_blocks_equal_own_block),
 		cmocka_unit_test(test_order),
 		cmocka_unit_test(test_recall_counts_ties),
 	};
