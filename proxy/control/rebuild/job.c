@@ -150,6 +150,8 @@ void job_apply(struct rebuild_job *job, enum job_event ev, struct job_transition
 			job->hist_written = JOB_HISTORY_MAX - 1;
 		if (job->hist_sent > JOB_HISTORY_MAX - 1)
 			job->hist_sent = JOB_HISTORY_MAX - 1;
+		if (job->hist_failed > JOB_HISTORY_MAX)
+			job->hist_failed = JOB_HISTORY_MAX;
 	}
 	struct history_entry *h = &job->hist[job->n_hist < JOB_HISTORY_MAX ? job->n_hist++ : JOB_HISTORY_MAX - 1];
 	h->at = now_sec();

@@ -133,6 +133,7 @@ struct rebuild_job {
 	enum state_phase sphase;
 	bool locked;                   /* the advisory lock is held now */
 	int hist_written, hist_sent;   /* history entries confirmed / sent to vecgate.job_steps */
+	int hist_failed;               /* 1 + the first entry whose write failed since the session came up, or 0 */
 	long long db_id;
 	bool persistent;
 	bool resuming;

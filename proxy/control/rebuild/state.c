@@ -36,10 +36,15 @@ static void step_written(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
 	(void)res;
-	if (error)
+	if (error) {
 		log_warn("rebuild %d: cannot record a step in vecgate.job_steps: %s", job->id, error);
+		/* an outage fails what is in flight just before the connection
+		 * goes (the server's last FATAL): state_down sends it again */
+		if (!job->hist_failed)
+			job->hist_failed = job->hist_written + 1;
+	}
 	if (job->hist_written < job->hist_sent)
-		job->hist_written++; /* written, or not worth another try */
+		job->hist_written++; /* answered: the order of answers is the order sent */
 }
 
 void job_persist(struct rebuild_job *job)
@@ -211,7 +216,9 @@ static void state_down(void *arg, const char *error)
 	}
 	bool had = job->locked;
 	job->locked = false;
-	job->hist_sent = job->hist_written; /* what was not confirmed goes again */
+	/* what was not confirmed, or failed on the way down, goes again */
+	job->hist_sent = job->hist_written = job->hist_failed ? job->hist_failed - 1 : job->hist_written;
+	job->hist_failed = 0;
 	if (had && !job_is_terminal(job->state))
 		log_warn("rebuild %d (%s): the rebuild lock went with its connection; the job goes on, its record "
 		         "waits in memory, no swap or rollback until the lock is taken again", job->id, job->index_name);
