@@ -224,7 +224,7 @@ static void sample_read(struct client_conn *c, uint8_t type, const uint8_t *msg,
 	} else {
 		sql = statement_text(type, msg, total, &len, &name, &tail, &tail_len);
 	}
-	struct vec_operand op;
+	struct vec_operand op = {.kind = VOP_NONE};
 	if (sql)
 		sql_vector_operand(sql, len, &op);
 	if (type == 'P' && sql && op.kind == VOP_PARAM) {

@@ -132,7 +132,11 @@ static void connected(void *arg, const char *error)
 		return;
 	}
 	const struct vg_managed_index *mi = config_find_index(vg.cfg, d->name);
-	if (mi && mi->eval_source != VG_EVAL_FILE) {
+	if (!mi) {
+		check_failed(d, "the managed index left the configuration");
+		return;
+	}
+	if (mi->eval_source != VG_EVAL_FILE) {
 		const char *params[] = {mi->name};
 		pg_session_query(d->s, SQL_SAMPLES_READ, 1, params, samples_read, d);
 		return;

@@ -744,6 +744,8 @@ static void probe_result(void *arg, PGresult *res, const char *error)
 		knn_relation(&sc->q, rel, sizeof(rel));
 		snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", rel);
 		send_query(run, sql, 0, NULL, count_result);
+		if (run->finished)
+			return; /* the session was gone: finish() freed the scan */
 	}
 	run->method = EVAL_TRUTH_SCAN;
 	sc->started = now_sec();
