@@ -109,6 +109,54 @@ def pgbench(port, args, clients, db="app", user="app", password="app-pw"):
     return float(m.group(1)), None
 
 
+def cap_cpu(pid, share, name):
+    """Hold process `pid` to `share` of one core (a CPU cgroup, 10 ms
+    period), so that a run measures what the pooler gets done per unit of
+    CPU instead of what the kernel and the other processes leave it.
+    Needs root and a writable cgroup v1 `cpu` or v2 hierarchy; returns a
+    description, or raises RuntimeError saying what is missing."""
+    period = 10000
+    quota = max(1000, int(period * share))
+    v1 = "/sys/fs/cgroup/cpu"
+    if os.path.isdir(v1) and os.access(v1, os.W_OK):
+        d = os.path.join(v1, name)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "cpu.cfs_period_us"), "w") as f:
+            f.write(str(period))
+        with open(os.path.join(d, "cpu.cfs_quota_us"), "w") as f:
+            f.write(str(quota))
+        root_procs = os.path.join(v1, "cgroup.procs")
+    elif os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        root = "/sys/fs/cgroup"
+        with open(os.path.join(root, "cgroup.controllers")) as f:
+            if "cpu" not in f.read().split():
+                raise RuntimeError("the cgroup v2 hierarchy has no cpu controller")
+        with open(os.path.join(root, "cgroup.subtree_control"), "w") as f:
+            f.write("+cpu")
+        d = os.path.join(root, name)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "cpu.max"), "w") as f:
+            f.write("%d %d" % (quota, period))
+        root_procs = os.path.join(root, "cgroup.procs")
+    else:
+        raise RuntimeError("no writable CPU cgroup (run as root on a machine with cgroup v1 cpu or v2)")
+    with open(os.path.join(d, "cgroup.procs"), "w") as f:
+        f.write(str(pid))
+
+    def release():
+        try:
+            with open(root_procs, "w") as f:
+                f.write(str(pid))
+        except OSError:
+            pass  # the process is gone: the group empties by itself
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+    _cleanups.append(release)  # cleanups run newest first: before the pooler stops
+    return "%s held to %.0f%% of one core (%s)" % (name, 100.0 * quota / period, d)
+
+
 def cpu_seconds(pid):
     """User + system CPU time of a process so far (its own, not children's)."""
     with open("/proc/%d/stat" % pid) as f:
