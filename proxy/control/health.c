@@ -30,8 +30,17 @@
 	" CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END"
 
 static struct event *timer;
-static double data_seen;  /* data_plane_quiet's place */
-static double last_round; /* when checks were last sent */
+static struct quiet_pace pace;
+
+bool quiet_pace_rest(struct quiet_pace *p, double now)
+{
+	bool quiet = vg_now == p->data_seen && !routes_read_off_primary();
+	p->data_seen = vg_now;
+	if (quiet && now - p->last_round < vg.cfg->health.quiet_interval)
+		return true;
+	p->last_round = now;
+	return false;
+}
 
 static void mark_down(struct backend_state *b, const char *why)
 {
@@ -141,10 +150,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 	/* a check every interval matters while clients talk (a lagging replica
 	 * serves at most that long) or reads leave the primary; with neither,
 	 * a check costs more than everything else an idle vecgate does */
-	bool quiet = data_plane_quiet(&data_seen) && !routes_read_off_primary();
-	bool rest = quiet && h->quiet_interval > 0 && now - last_round < h->quiet_interval;
-	if (!rest)
-		last_round = now;
+	bool rest = quiet_pace_rest(&pace, now);
 	for (int i = 0; i < backend_count(); i++) {
 		struct backend_state *b = backend_at(i);
 		if (!b->session) {

@@ -10,6 +10,7 @@
  * change that is not yet written is never overwritten by a re-read.
  */
 #include "proxy/control/route_sync.h"
+#include "proxy/control/health.h"
 #include "proxy/route_table.h"
 #include "proxy/runtime/pgasync.h"
 #include "proxy/runtime/pgconn_params.h"
@@ -266,12 +267,9 @@ static void refresh(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 	/* the re-read is a safety net beside NOTIFY: while no client talks and
 	 * no read leaves the primary it keeps the health checks' quiet pace */
-	static double data_seen, last_round;
-	double now = now_sec();
-	if (data_plane_quiet(&data_seen) && !routes_read_off_primary() &&
-	    now - last_round < vg.cfg->health.quiet_interval)
+	static struct quiet_pace pace;
+	if (quiet_pace_rest(&pace, now_sec()))
 		return;
-	last_round = now;
 	for (int i = 0; i < n_syncs; i++) {
 		struct route_sync *y = &syncs[i];
 		if (!y->s) {

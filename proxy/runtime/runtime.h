@@ -67,15 +67,6 @@ static inline double now_cached(void)
 	return vg_now;
 }
 struct timeval timeval_of(double seconds); /* for event_add() */
-/* Control-plane timers (health checks, the routes' re-read) slow down while
- * no client talks: true when no client socket was read since the caller's
- * previous look, whose place *seen keeps. */
-static inline bool data_plane_quiet(double *seen)
-{
-	bool quiet = vg_now == *seen;
-	*seen = vg_now;
-	return quiet;
-}
 void random_bytes(void *buf, size_t len);
 
 /* Outcome of an operator request, so the admin layer picks the HTTP status
