@@ -7,13 +7,12 @@
  *
  * COPY TO STDOUT streams: each CopyData message goes to the owner as it
  * arrives (PQgetCopyData, async), and a whole table can come through.  The
- * owner may do real work per chunk (decoding rows, or more), so after a
- * chunk that asked to yield, or after
- * COPY_BYTES_PER_TURN bytes, the session stops reading and goes on from a
- * zero timer: client traffic on the same loop waits at most one slice, and
- * the server waits on TCP backpressure meanwhile.  An owner that hands the
- * work to another thread pauses the read instead while it cannot take more
- * (PG_COPY_PAUSE): nothing is read, no timer runs, until it resumes.
+ * owner decodes each chunk, so after COPY_BYTES_PER_TURN bytes the session
+ * stops reading and goes on from a zero timer: client traffic on the same
+ * loop waits at most one slice, and the server waits on TCP backpressure
+ * meanwhile.  An owner that hands the heavy work to another thread pauses
+ * the read while it cannot take more (PG_COPY_PAUSE): nothing is read, no
+ * timer runs, until it resumes.
  */
 #include "proxy/runtime/pgasync.h"
 #include "proxy/runtime/runtime.h"
@@ -46,7 +45,7 @@ struct pg_session {
 	struct event *io;
 	short io_what; /* EV_READ or EV_WRITE: what io waits for */
 	struct event *timer;
-	struct event *resume; /* a COPY that yielded goes on from here */
+	struct event *resume; /* a COPY that gave the loop back (or resumed) goes on from here */
 	bool copy_paused;     /* the owner paused the COPY: nothing is read until pg_session_resume_copy */
 	struct pg_stmt *head, *tail; /* head is running when state is SENDING/READING */
 	PGresult *last;
@@ -283,7 +282,7 @@ static void ps_send_cancel(struct pg_session *s)
 }
 
 /* Hand over the COPY data libpq holds, until it needs more from the socket,
- * the owner yields, or this turn's share is used. */
+ * the owner pauses, or this turn's share is used. */
 static void ps_copy_drain(struct pg_session *s)
 {
 	struct pg_stmt *st = s->head;
@@ -326,7 +325,7 @@ static void ps_copy_drain(struct pg_session *s)
 			s->copy_paused = true;
 			return;
 		}
-		if (flow == PG_COPY_YIELD || taken >= COPY_BYTES_PER_TURN) {
+		if (taken >= COPY_BYTES_PER_TURN) {
 			if (s->io)
 				event_del(s->io);
 			struct timeval now = {0, 0};

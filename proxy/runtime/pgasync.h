@@ -41,13 +41,12 @@ int pg_session_execute(struct pg_session *s, const char *name, int nparams, cons
                        pg_result_cb cb, void *arg);
 /* COPY ... TO STDOUT: each CopyData message's bytes go to chunk_cb as they
  * arrive (valid during the call only), then cb gets the final result as for
- * pg_session_query.  chunk_cb returns PG_COPY_YIELD after a slice of real
- * work: the session then lets the loop run other events and goes on by
- * itself (it also does so after a few MB of data per turn).  PG_COPY_PAUSE
- * stops reading (the server waits on TCP backpressure) until the owner calls
+ * pg_session_query.  After a few MB of data per turn the session lets the
+ * loop run other events and goes on by itself.  chunk_cb returning
+ * PG_COPY_PAUSE stops reading (the server waits on TCP backpressure) until the owner calls
  * pg_session_resume_copy(); chunk_cb is not called meanwhile.  Returns 0, or
  * -1 if the session is closed. */
-enum pg_copy_flow { PG_COPY_MORE = 0, PG_COPY_YIELD = 1, PG_COPY_PAUSE = 2 };
+enum pg_copy_flow { PG_COPY_MORE = 0, PG_COPY_PAUSE = 1 };
 typedef enum pg_copy_flow (*pg_copy_cb)(void *arg, const char *data, size_t len);
 int pg_session_copy_out(struct pg_session *s, const char *sql, pg_copy_cb chunk_cb, pg_result_cb cb, void *arg);
 /* Stop the session's COPY TO STDOUT, queued or streaming: the server is
