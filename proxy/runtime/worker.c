@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
@@ -138,14 +139,6 @@ void worker_submit(struct worker *w, worker_fn job, worker_fn done, void *arg)
 	w->state = WORKER_QUEUED;
 	pthread_cond_signal(&w->queued);
 	pthread_mutex_unlock(&w->mu);
-}
-
-bool worker_busy(struct worker *w)
-{
-	pthread_mutex_lock(&w->mu);
-	bool busy = w->state != WORKER_IDLE;
-	pthread_mutex_unlock(&w->mu);
-	return busy;
 }
 
 void worker_finish(struct worker *w)
