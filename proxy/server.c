@@ -503,6 +503,17 @@ static uint32_t be32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* A ReadyForQuery ends the client request cycle at the head of pending:
+ * count it and its latency (both forwarding paths come through here). */
+static void count_cycle(struct server_conn *s)
+{
+	if (s->req_started > 0) {
+		s->pool->stat_requests++;
+		s->pool->stat_latency_sum += now_cached() - s->req_started;
+		s->req_started = s->pending.count > 1 ? now_cached() : 0;
+	}
+}
+
 /* The common case, as PgBouncer's sbuf does it: answers to the linked
  * client's own requests that need no more than their header (everything but
  * ErrorResponse and ParameterStatus) go out in one move per read instead of
@@ -526,11 +537,7 @@ static size_t batch_scan(struct server_conn *s, const uint8_t *p, size_t len, bo
 			if (h->req != 'S' && h->req != 'Q' && h->req != 'F')
 				break;
 			s->txn_status = total >= 6 ? (char)p[off + 5] : 'I';
-			if (s->req_started > 0) {
-				s->pool->stat_requests++;
-				s->pool->stat_latency_sum += now_cached() - s->req_started;
-				s->req_started = s->pending.count > 1 ? now_cached() : 0;
-			}
+			count_cycle(s);
 			pq_pop(&s->pending);
 			off += total;
 			*ready = true;
@@ -682,11 +689,8 @@ void server_process(struct server_conn *s)
 			evbuffer_copyout(in, msg, total < 6 ? total : 6);
 			s->txn_status = total >= 6 ? (char)msg[5] : 'I';
 			if (h && (h->req == 'S' || h->req == 'Q' || h->req == 'F')) {
-				if (h->kind == PD_FORWARD && s->req_started > 0) {
-					s->pool->stat_requests++;
-					s->pool->stat_latency_sum += now_cached() - s->req_started;
-					s->req_started = s->pending.count > 1 ? now_cached() : 0;
-				}
+				if (h->kind == PD_FORWARD)
+					count_cycle(s);
 				pq_pop(&s->pending);
 			}
 			if (deliver)
