@@ -6,22 +6,13 @@
  * largest tuple we accept.
  */
 #include "protocol/copybin.h"
+#include "protocol/pgproto.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 static const uint8_t signature[11] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r', '\n', 0};
 #define HEADER_FIXED 19 /* signature, flags, extension length */
-
-static uint32_t be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static int16_t be16s(const uint8_t *p)
-{
-	return (int16_t)(uint16_t)((uint16_t)p[0] << 8 | p[1]);
-}
 
 int copybin_init(struct copybin *d, size_t max_tuple, int max_fields)
 {
@@ -65,7 +56,7 @@ static int tuple_scan(const struct copybin *d, const uint8_t *p, size_t n, size_
 		*size = 2;
 		return 0;
 	}
-	int fc = be16s(p);
+	int fc = pg_be16s(p);
 	if (fc == -1) {
 		*trailer = true;
 		*size = 2;
@@ -81,7 +72,7 @@ static int tuple_scan(const struct copybin *d, const uint8_t *p, size_t n, size_
 			*size = off + 4;
 			return 0;
 		}
-		int32_t len = (int32_t)be32(p + off);
+		int32_t len = (int32_t)pg_be32(p + off);
 		off += 4;
 		if (len < -1)
 			return COPYBIN_BAD_TUPLE;
@@ -111,7 +102,7 @@ static enum copybin_status emit(struct copybin *d, const uint8_t *p, size_t n, c
 		d->phase = CB_END;
 		return COPYBIN_DONE;
 	}
-	int fc = be16s(p);
+	int fc = pg_be16s(p);
 	if (d->nfields < 0)
 		d->nfields = fc;
 	for (int i = 0; i < fc; i++)
@@ -128,9 +119,9 @@ static enum copybin_status header(struct copybin *d, const uint8_t *h)
 {
 	if (memcmp(h, signature, sizeof(signature)) != 0)
 		return fail(d, COPYBIN_BAD_SIGNATURE);
-	if (be32(h + 11) & 0xffff0000u)
+	if (pg_be32(h + 11) & 0xffff0000u)
 		return fail(d, COPYBIN_BAD_FLAGS); /* OIDs or a critical format change we do not know */
-	int32_t ext = (int32_t)be32(h + 15);
+	int32_t ext = (int32_t)pg_be32(h + 15);
 	if (ext < 0)
 		return fail(d, COPYBIN_BAD_HEADER);
 	d->ext_left = (uint32_t)ext;

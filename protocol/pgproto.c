@@ -11,11 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint32_t get_be32(const uint8_t *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
 enum pkt_status pkt_peek_header(const uint8_t *buf, size_t avail, size_t max_len,
                                 uint8_t *type, uint32_t *total)
 {
@@ -25,7 +20,7 @@ enum pkt_status pkt_peek_header(const uint8_t *buf, size_t avail, size_t max_len
 	*total = 0;
 	if (avail < PG_HDR_LEN)
 		return PKT_NEED_MORE;
-	uint32_t len = get_be32(buf + 1);
+	uint32_t len = pg_be32(buf + 1);
 	/* the length as announced (saturated: 1 + 0xffffffff does not fit) */
 	*total = len < UINT32_MAX ? len + 1 : UINT32_MAX;
 	if (len < 4)
@@ -40,7 +35,7 @@ enum pkt_status pkt_peek_startup(const uint8_t *buf, size_t avail, size_t max_le
 	*total = 0;
 	if (avail < 4)
 		return PKT_NEED_MORE;
-	uint32_t len = get_be32(buf);
+	uint32_t len = pg_be32(buf);
 	*total = len; /* set even when refused, for the caller's message */
 	if (len < 8)
 		return PKT_BAD_LENGTH;
@@ -85,13 +80,13 @@ uint8_t rd_byte(struct pg_reader *rd)
 int16_t rd_int16(struct pg_reader *rd)
 {
 	const uint8_t *p = rd_bytes(rd, 2);
-	return p ? (int16_t)(((uint16_t)p[0] << 8) | p[1]) : 0;
+	return p ? pg_be16s(p) : 0;
 }
 
 int32_t rd_int32(struct pg_reader *rd)
 {
 	const uint8_t *p = rd_bytes(rd, 4);
-	return p ? (int32_t)get_be32(p) : 0;
+	return p ? (int32_t)pg_be32(p) : 0;
 }
 
 const char *rd_str(struct pg_reader *rd)

@@ -23,6 +23,17 @@
 
 #define PG_HDR_LEN 5 /* type byte + int32 length */
 
+/* Integers as the protocol (and binary COPY) sends them: network order. */
+static inline uint32_t pg_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline int16_t pg_be16s(const uint8_t *p)
+{
+	return (int16_t)(uint16_t)((uint16_t)p[0] << 8 | p[1]);
+}
+
 enum pkt_status {
 	PKT_OK = 0,     /* a whole header is present and sane */
 	PKT_NEED_MORE,  /* not enough bytes for the header yet */

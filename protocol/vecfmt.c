@@ -6,17 +6,13 @@
  * decimal rendering that could round.
  */
 #include "protocol/vecfmt.h"
+#include "protocol/pgproto.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static uint32_t be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 float vecfmt_half_to_float(uint16_t h)
 {
@@ -76,7 +72,7 @@ int vecfmt_decode(enum vec_type t, const uint8_t *p, size_t len, float *out, siz
 {
 	if (len < 4)
 		return -1;
-	int16_t d = (int16_t)(uint16_t)((uint16_t)p[0] << 8 | p[1]);
+	int16_t d = pg_be16s(p);
 	size_t elem = t == VEC_FLOAT16 ? 2 : 4;
 	if (d < 1 || (size_t)d > max_dim || len != 4 + (size_t)d * elem)
 		return -1;
@@ -86,7 +82,7 @@ int vecfmt_decode(enum vec_type t, const uint8_t *p, size_t len, float *out, siz
 			out[i] = vecfmt_half_to_float((uint16_t)((uint16_t)e[0] << 8 | e[1]));
 	} else {
 		for (int i = 0; i < d; i++, e += 4) {
-			uint32_t bits = be32(e);
+			uint32_t bits = pg_be32(e);
 			memcpy(&out[i], &bits, sizeof(float));
 		}
 	}
@@ -98,7 +94,7 @@ int vecfmt_binary_to_text(const uint8_t *p, size_t len, char *out, size_t outlen
 {
 	if (len < 4 || outlen < 3)
 		return -1;
-	int16_t d = (int16_t)(uint16_t)((uint16_t)p[0] << 8 | p[1]);
+	int16_t d = pg_be16s(p);
 	if (d < 1 || d > VECFMT_MAX_DIM)
 		return -1;
 	enum vec_type t;
@@ -117,7 +113,7 @@ int vecfmt_binary_to_text(const uint8_t *p, size_t len, char *out, size_t outlen
 			f = vecfmt_half_to_float((uint16_t)((uint16_t)e[0] << 8 | e[1]));
 			e += 2;
 		} else {
-			uint32_t bits = be32(e);
+			uint32_t bits = pg_be32(e);
 			memcpy(&f, &bits, sizeof(f));
 			e += 4;
 		}

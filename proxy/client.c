@@ -471,11 +471,6 @@ static bool drain_whole(struct client_conn *c, uint32_t total)
 	return false;
 }
 
-static uint32_t be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* In transaction mode only messages naming a prepared statement are
  * rewritten; the unnamed ones pass as they are. */
 static bool names_no_statement(uint8_t type, const uint8_t *body, size_t len)
@@ -542,7 +537,7 @@ static size_t batch_scan(struct client_conn *c, struct server_conn *s, const uin
 	size_t off = 0;
 	while (off + PG_HDR_LEN <= len && s->pending.count < VG_PENDING_MAX) {
 		uint8_t type = p[off];
-		uint32_t mlen = be32(p + off + 1);
+		uint32_t mlen = pg_be32(p + off + 1);
 		if (mlen < 4 || mlen > len - off - 1 || mlen + 1 > vg.cfg->limits.max_message_size ||
 		    (!(first_plain && off == 0) && !plain_message(c, txn_mode, p + off, mlen + 1, SCAN_UNKNOWN)))
 			break;
@@ -587,7 +582,7 @@ static bool named_bind(const struct client_conn *c, const struct server_conn *s,
 	if (len < PG_HDR_LEN || p[0] != 'B' || c->pool->mode != VG_POOL_TRANSACTION || c->sample_param || c->routed ||
 	    (s && (s->pending.count >= VG_PENDING_MAX || io_out_len(&s->io) >= VG_OUT_HIGH)))
 		return false;
-	uint32_t mlen = be32(p + 1);
+	uint32_t mlen = pg_be32(p + 1);
 	if (mlen < 4 || mlen > len - 1 || mlen + 1 > vg.cfg->limits.max_message_size)
 		return false;
 	*total = mlen + 1;
@@ -613,7 +608,7 @@ static size_t client_chunk_cb(void *arg, const uint8_t *p, size_t len)
 	bool have_bind = false; /* bind reads the message at off */
 	if (!s) {
 		uint8_t type = p[0];
-		uint32_t mlen = be32(p + 1);
+		uint32_t mlen = pg_be32(p + 1);
 		if (c->state != CL_IDLE || mlen < 4 || mlen > len - 1 || TAILQ_EMPTY(&c->pool->idle))
 			return 0;
 		bool route = mlen + 1 <= VG_INSPECT_MAX && route_cycle_applies(c, type);

@@ -498,11 +498,6 @@ static bool after_ready(struct server_conn *s, struct client_conn *c, bool deliv
 	return true;
 }
 
-static uint32_t be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* A ReadyForQuery ends the client request cycle at the head of pending:
  * count it and its latency (both forwarding paths come through here). */
 static void count_cycle(struct server_conn *s)
@@ -526,7 +521,7 @@ static size_t batch_scan(struct server_conn *s, const uint8_t *p, size_t len, bo
 	*ready = false;
 	while (off + PG_HDR_LEN <= len) {
 		uint8_t type = p[off];
-		uint32_t mlen = be32(p + off + 1);
+		uint32_t mlen = pg_be32(p + off + 1);
 		if (mlen < 4 || mlen > len - off - 1)
 			break; /* odd or not whole here: the slow path judges it */
 		uint32_t total = mlen + 1;

@@ -13,6 +13,7 @@
  */
 #include "proxy/control/eval.h"
 #include "protocol/copybin.h"
+#include "protocol/pgproto.h"
 #include "protocol/topk.h"
 #include "protocol/vecfmt.h"
 #include "proxy/runtime/pgasync.h"
@@ -503,7 +504,7 @@ static int scan_tuple(void *arg, int nfields, const struct copybin_field *f)
 	size_t dim = 0;
 	if (vecfmt_decode(sc->type, f[1].p, (size_t)f[1].len, topk_block_slot(sc->filling), sc->dim, &dim) < 0 ||
 	    dim != sc->dim) {
-		int sent = f[1].len >= 2 ? (int16_t)(uint16_t)(f[1].p[0] << 8 | f[1].p[1]) : -1;
+		int sent = f[1].len >= 2 ? pg_be16s(f[1].p) : -1;
 		snprintf(sc->error, sizeof(sc->error),
 		         "row %lld has %d dimensions, the eval vectors %zu (the server would refuse to compare them)",
 		         (long long)id, sent, sc->dim);
