@@ -246,6 +246,17 @@ class Vecgate:
         return " ".join(parts)
 
 
+def managed_vecgate(cluster, admin_port, token, indexes, pool_size=2, **extra):
+    """vecgate in front of the superuser's database `postgres` (clients
+    trusted, transaction pooling) with an admin port and these managed
+    indexes: the set-up of the rebuild, gate and eval tests.  `extra`: more
+    top-level config sections (logging=...)."""
+    return Vecgate(cluster, auth_type="trust", users=[], databases=[
+        {"name": "postgres", "pool_mode": "transaction", "pool_size": pool_size, "user": "postgres",
+         "password": SUPERPW}], extra=dict({"admin": {"port": admin_port, "token": token},
+                                            "managed_indexes": indexes}, **extra))
+
+
 def vecgatectl(admin_port, token, *args, timeout=300):
     """Run the CLI against an admin port; the CompletedProcess (text)."""
     env = dict(os.environ, VECGATE_TOKEN=token, VECGATE_ADMIN_URL="http://127.0.0.1:%d" % admin_port)

@@ -26,7 +26,7 @@ import urllib.request
 
 import psycopg
 
-from pgtest import AdminCase, SRC, SUPERPW, PgCluster, Vecgate, eval_file, free_port, has_pgvector
+from pgtest import AdminCase, SRC, SUPERPW, PgCluster, managed_vecgate, eval_file, free_port, has_pgvector
 
 CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
 TOKEN = "eval-truth-token-0123456"
@@ -106,10 +106,7 @@ class ScanMatchesServer(unittest.TestCase):
                         "eval_query": "SELECT id FROM items_v WHERE id > 0 ORDER BY embedding <-> $1 LIMIT $2"})
         cls.admin = free_port()
         cls.names = [i["name"] for i in indexes]
-        cls.vg = Vecgate(cls.pg, auth_type="trust", users=[], databases=[
-            {"name": "postgres", "pool_mode": "transaction", "pool_size": 2, "user": "postgres",
-             "password": SUPERPW}], extra={"admin": {"port": cls.admin, "token": TOKEN},
-                                           "logging": {"level": "debug"}, "managed_indexes": indexes})
+        cls.vg = managed_vecgate(cls.pg, cls.admin, TOKEN, indexes, logging={"level": "debug"})
         deadline = time.time() + 120
         while time.time() < deadline:
             drift = {i["name"]: i["drift"] for i in cls.get("/v1/indexes")["indexes"]}
@@ -205,15 +202,11 @@ class ScanProgressAndCancel(AdminCase, unittest.TestCase):
         rnd = random.Random(3)
         evalf = eval_file(vec_text([rnd.random() for _ in range(dims)]) for _ in range(6000))
         cls.admin = free_port()
-        cls.vg = Vecgate(cls.pg, auth_type="trust", users=[], databases=[
-            {"name": "postgres", "pool_mode": "transaction", "pool_size": 2, "user": "postgres",
-             "password": SUPERPW}], extra={
-            "admin": {"port": cls.admin, "token": TOKEN},
-            "managed_indexes": [{
+        cls.vg = managed_vecgate(cls.pg, cls.admin, TOKEN, [{
                 "name": "big", "database": "postgres", "table": "public.big", "index": "big_hnsw",
                 "user": "postgres", "password": SUPERPW, "eval_file": evalf, "k": 10,
                 "eval_query": "SELECT id FROM big ORDER BY embedding <-> $1::vector LIMIT $2",
-                "latency_budget_ms": 250}]})
+                "latency_budget_ms": 250}])
 
     @classmethod
     def tearDownClass(cls):

@@ -20,7 +20,7 @@ import unittest
 
 import psycopg
 
-from pgtest import AdminCase, SUPERPW, eval_file, free_port, has_pgvector, PgCluster, Vecgate, vecgatectl
+from pgtest import AdminCase, SUPERPW, eval_file, free_port, has_pgvector, PgCluster, managed_vecgate, vecgatectl
 
 TOKEN = "pgvector-gate-token-0123"
 DIMS = 32
@@ -51,11 +51,7 @@ class CandidateInvisible(AdminCase, unittest.TestCase):
         rnd = random.Random(2)
         evalf = eval_file(vec(rnd) for _ in range(20))
         cls.admin = free_port()
-        cls.vg = Vecgate(cls.pg, auth_type="trust", users=[], databases=[
-            {"name": "postgres", "pool_mode": "transaction", "pool_size": 4, "user": "postgres",
-             "password": SUPERPW}], extra={
-            "admin": {"port": cls.admin, "token": TOKEN},
-            "managed_indexes": [{
+        cls.vg = managed_vecgate(cls.pg, cls.admin, TOKEN, [{
                 "name": "items", "database": "postgres", "table": "public.items", "index": "items_embedding_idx",
                 "user": "postgres", "password": SUPERPW, "eval_file": evalf, "k": 10,
                 "eval_query": "SELECT id FROM public.items ORDER BY embedding <-> $1::vector LIMIT $2",
@@ -68,7 +64,7 @@ class CandidateInvisible(AdminCase, unittest.TestCase):
                 "k": 10, "eval_query": "SELECT id FROM public.items ORDER BY embedding <-> $1::vector LIMIT $2",
                 "with": {"m": 2, "ef_construction": 4}, "search_settings": {"hnsw.ef_search": "10"},
                 "approve_swap": True, "recall_tolerance": 0, "latency_budget_ms": 250, "watch_seconds": 1,
-                "retention_seconds": 1}]})
+                "retention_seconds": 1}], pool_size=4)
         cls.q = vec(random.Random(9))
 
     @classmethod
@@ -220,16 +216,12 @@ class IvfflatRebuild(unittest.TestCase):
         rnd = random.Random(4)
         evalf = eval_file("[%s]" % ",".join("%.4f" % rnd.random() for _ in range(dims)) for _ in range(30))
         admin = free_port()
-        vg = Vecgate(pg, auth_type="trust", users=[], databases=[
-            {"name": "postgres", "pool_mode": "transaction", "pool_size": 2, "user": "postgres",
-             "password": SUPERPW}], extra={
-            "admin": {"port": admin, "token": TOKEN},
-            "managed_indexes": [{
+        vg = managed_vecgate(pg, admin, TOKEN, [{
                 "name": "docs", "database": "postgres", "table": "public.docs", "index": "docs_ivf",
                 "user": "postgres", "password": SUPERPW, "eval_file": evalf, "k": 10,
                 "eval_query": "SELECT id FROM public.docs ORDER BY embedding <-> $1::vector LIMIT $2",
                 "with": {"lists": 40}, "search_settings": {"ivfflat.probes": "2"},
-                "recall_tolerance": 0.5, "latency_budget_ms": 250, "watch_seconds": 1, "retention_seconds": 1}]})
+                "recall_tolerance": 0.5, "latency_budget_ms": 250, "watch_seconds": 1, "retention_seconds": 1}])
         try:
             r = vecgatectl(admin, TOKEN, "rebuild", "start", "docs", "--until-done")
             self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr)

@@ -16,7 +16,7 @@ import unittest
 
 import psycopg
 
-from pgtest import AdminCase, SRC, SUPERPW, PgCluster, Vecgate, cube_table, eval_file, free_port
+from pgtest import AdminCase, SRC, SUPERPW, PgCluster, managed_vecgate, cube_table, eval_file, free_port
 
 CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
 TOKEN = "blockers-token-0123456789"
@@ -32,11 +32,7 @@ class Blockers(AdminCase, unittest.TestCase):
         cls.pg.psql("ANALYZE emb")
         evalf = eval_file("(0.%d, 0.5, 0.5)" % i for i in range(10))
         cls.admin = free_port()
-        cls.vg = Vecgate(cls.pg, auth_type="trust", users=[], databases=[
-            {"name": "postgres", "pool_mode": "transaction", "pool_size": 2, "user": "postgres",
-             "password": SUPERPW}], extra={
-            "admin": {"port": cls.admin, "token": TOKEN},
-            "managed_indexes": [{
+        cls.vg = managed_vecgate(cls.pg, cls.admin, TOKEN, [{
                 "name": "emb", "database": "postgres", "table": "public.emb", "index": "emb_live",
                 "user": "postgres", "password": SUPERPW, "eval_file": evalf,
                 "eval_query": "SELECT id FROM public.emb ORDER BY v <-> $1::cube LIMIT $2",
@@ -48,7 +44,7 @@ class Blockers(AdminCase, unittest.TestCase):
                     "(0.%02d, 0.5, 0.5)" % i for i in range(40)),
                 "eval_query": "SELECT s.id FROM (SELECT id FROM public.emb ORDER BY v <-> $1::cube LIMIT $2) s, "
                               "pg_sleep(0.03)",
-                "latency_budget_ms": 250}]})
+                "latency_budget_ms": 250}])
 
     @classmethod
     def tearDownClass(cls):

@@ -20,7 +20,7 @@ import unittest
 
 import psycopg
 
-from pgtest import SUPERPW, PgCluster, SRC, Vecgate, cube_table, eval_file, free_port
+from pgtest import SUPERPW, PgCluster, SRC, managed_vecgate, cube_table, eval_file, free_port
 
 CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
 TOKEN = "test-token-0123456789"
@@ -47,9 +47,7 @@ class RebuildFaults(unittest.TestCase):
         slow = dict(fast, name="emb_slow", eval_query=SLOW_EVAL)
         gated = dict(fast, name="emb_gated", approve_swap=True, lock_timeout_ms=4000, swap_attempts=10)
         held = dict(fast, name="emb_hold", retention_seconds=600)
-        cls.vg = Vecgate(cls.pg, auth_type="trust", users=[], databases=[
-            {"name": "postgres", "pool_mode": "transaction", "pool_size": 2, "user": "postgres", "password": SUPERPW},
-        ], extra={"admin": {"port": cls.admin_port, "token": TOKEN}, "managed_indexes": [fast, slow, gated, held]})
+        cls.vg = managed_vecgate(cls.pg, cls.admin_port, TOKEN, [fast, slow, gated, held])
         cls.report = []
 
     @classmethod
