@@ -111,6 +111,7 @@ static int reload(void)
 	pools_apply_config();
 	health_reload();
 	route_sync_reload();
+	sample_sync_start();
 	config_free(old);
 	log_info("configuration reloaded from %s", ncfg->path);
 	return 0;

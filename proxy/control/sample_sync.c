@@ -120,6 +120,10 @@ void sample_sync_start(void)
 {
 	if (!timer)
 		timer = event_new(vg.base, -1, EV_PERSIST, tick, NULL);
+	if (!routes_sampling()) {
+		event_del(timer); /* no index samples traffic: no wake-up for it */
+		return;
+	}
 	struct timeval tv = timeval_of(SAMPLE_FLUSH_SECONDS);
 	event_add(timer, &tv);
 }

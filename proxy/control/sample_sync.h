@@ -9,6 +9,8 @@
 
 #define SAMPLE_FLUSH_SECONDS 2.0
 
+/* After the route table is (re)built: the flush timer runs only while some
+ * index samples traffic. */
 void sample_sync_start(void);
 void sample_sync_stop(void);
 
