@@ -723,7 +723,8 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 {
 	struct vg_config *cfg = base;
 	static const struct enum_name swap_modes[] = {
-		{"auto", VG_SWAP_AUTO}, {"flip", VG_SWAP_FLIP}, {"rename", VG_SWAP_RENAME}, {NULL, 0}};
+		{"auto", VG_SWAP_AUTO}, {"flip", VG_SWAP_FLIP}, {"rename", VG_SWAP_RENAME}, {"hint", VG_SWAP_HINT},
+		{NULL, 0}};
 	static const struct enum_name eval_sources[] = {
 		{"file", VG_EVAL_FILE}, {"traffic", VG_EVAL_TRAFFIC}, {"both", VG_EVAL_BOTH}, {NULL, 0}};
 	static const struct enum_name truth_modes[] = {{"auto", VG_TRUTH_AUTO},
@@ -756,6 +757,7 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		{"swap_attempts", F_INT, MI(swap_attempts), 1, 1000, NULL},
 		{"watch_seconds", F_SECONDS, MI(watch_seconds), 0, 0, NULL},
 		{"watch_error_rate_increase", F_SECONDS, MI(watch_error_rate_increase), 0, 0, NULL},
+		{"watch_proof_rollback", F_BOOL, MI(watch_proof_rollback), 0, 0, NULL},
 		{"retention_seconds", F_SECONDS, MI(retention_seconds), 0, 0, NULL},
 		{"max_transaction_age", F_SECONDS, MI(max_transaction_age), 0, 0, NULL},
 		{"free_space_query", F_STR, MI(free_space_query), 0, 0, NULL},
@@ -790,6 +792,7 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		m->swap_attempts = 20;
 		m->watch_seconds = 60;
 		m->watch_error_rate_increase = 0.01;
+		m->watch_proof_rollback = true;
 		m->retention_seconds = 86400;
 		m->max_transaction_age = 300;
 		m->drift_tolerance = 0.05;

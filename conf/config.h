@@ -171,7 +171,7 @@ struct vg_setting {
 	char *value;
 };
 
-enum vg_swap_mode { VG_SWAP_AUTO = 0, VG_SWAP_FLIP, VG_SWAP_RENAME };
+enum vg_swap_mode { VG_SWAP_AUTO = 0, VG_SWAP_FLIP, VG_SWAP_RENAME, VG_SWAP_HINT };
 /* where a managed index's eval queries come from */
 enum vg_eval_source { VG_EVAL_FILE = 0, VG_EVAL_TRAFFIC, VG_EVAL_BOTH };
 
@@ -219,6 +219,9 @@ struct vg_managed_index {
 	int swap_attempts;    /* default 20 */
 	double watch_seconds; /* default 60 */
 	double watch_error_rate_increase; /* roll back if errors through vecgate rise by more, default 0.01 */
+	/* watch: the new index's idx_scan did not grow while vecgate sent
+	 * vector reads to the primary: roll back (default) or only say so */
+	bool watch_proof_rollback;
 	double retention_seconds; /* keep the old index for rollback, default 86400 */
 	double max_transaction_age; /* preflight refuses older transactions, default 300 s */
 	size_t free_space_bytes; /* preflight: free space figure; 0 = not checked */

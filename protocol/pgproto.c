@@ -603,9 +603,25 @@ void build_negotiate_version(struct pg_buf *b, uint32_t newest_minor,
 
 void build_parse_named(struct pg_buf *b, const char *stmt, const uint8_t *tail, size_t tail_len)
 {
+	build_parse_prefixed(b, stmt, NULL, 0, tail, tail_len);
+}
+
+void build_parse_prefixed(struct pg_buf *b, const char *stmt, const void *prefix, size_t prefix_len,
+                          const uint8_t *tail, size_t tail_len)
+{
 	msg_begin(b, 'P');
 	buf_put_str(b, stmt);
+	buf_put_bytes(b, prefix, prefix_len);
 	buf_put_bytes(b, tail, tail_len);
+	msg_end(b);
+}
+
+void build_query_prefixed(struct pg_buf *b, const void *prefix, size_t prefix_len, const uint8_t *body,
+                          size_t body_len)
+{
+	msg_begin(b, 'Q');
+	buf_put_bytes(b, prefix, prefix_len);
+	buf_put_bytes(b, body, body_len);
 	msg_end(b);
 }
 

@@ -177,6 +177,13 @@ void build_negotiate_version(struct pg_buf *b, uint32_t newest_minor,
                              const char *const *unknown_opts, int n);
 /* Parse / Bind / Describe / Close with a replaced statement name. */
 void build_parse_named(struct pg_buf *b, const char *stmt, const uint8_t *tail, size_t tail_len);
+/* A Parse or Query whose statement text gets `prefix` in front (a plan
+ * hint): tail is the Parse body after the name, body the Query's text with
+ * its NUL. */
+void build_parse_prefixed(struct pg_buf *b, const char *stmt, const void *prefix, size_t prefix_len,
+                          const uint8_t *tail, size_t tail_len);
+void build_query_prefixed(struct pg_buf *b, const void *prefix, size_t prefix_len, const uint8_t *body,
+                          size_t body_len);
 void build_bind_named(struct pg_buf *b, const char *portal, const char *stmt,
                       const uint8_t *tail, size_t tail_len);
 void build_describe_close(struct pg_buf *b, uint8_t type, char kind, const char *name);

@@ -515,6 +515,16 @@ static bool plain_message(const struct client_conn *c, bool txn_mode, const uint
 		return false;
 	if (c->sample_param && (type == 'B' || type == 'P'))
 		return false; /* the traffic sample reads its vector, or a new statement voids the offer */
+	if (!txn_mode && type != 'Q' && prepared_session_applies(c, type, msg, total, scan == SCAN_UNKNOWN && type == 'P'
+	                                                                                 ? (scan = scan_of(msg, total))
+	                                                                                 : scan))
+		return false; /* a session's named vector read keeps its pin */
+	if ((type == 'Q' || type == 'P') && routes_pinning()) {
+		if (scan == SCAN_UNKNOWN)
+			scan = scan_of(msg, total);
+		if (route_pin_applies(c, type, msg, total, scan))
+			return false; /* read whole: the pin's hint goes in front */
+	}
 	if ((type == 'Q' || type == 'P') && routes_sampling()) {
 		/* a vector read inside a transaction block or a session is sampled
 		 * too (route_sample_mid) */
@@ -766,11 +776,16 @@ static void forward_loop(struct client_conn *c)
 		 * its index's traffic sample takes it like the others */
 		bool sample = !route && total <= VG_INSPECT_MAX && (type == 'Q' || type == 'P' || type == 'B') &&
 		              routes_sampling() && !(type == 'B' && c->sample_param);
+		/* swap_mode hint: vector reads of a pinned table get the hint, and
+		 * a session's named vector reads are kept (prepared.c) */
+		bool pin = (type == 'Q' || type == 'P') && total <= VG_INSPECT_MAX && routes_pinning();
+		bool session_stmt = c->pool->mode != VG_POOL_TRANSACTION && (type == 'P' || type == 'B' || type == 'D' ||
+		                                                              type == 'C');
 		/* one byte scan decides whether the lexer must see the statement
 		 * at all; most statements name no INDEX and use no distance
 		 * operator (a Bind's statement was scanned at its Parse) */
 		unsigned scan = SQL_MAY_INDEX | SQL_MAY_VECTOR_OP;
-		if (guard || ((route || sample) && type != 'B')) {
+		if (guard || ((route || sample || pin || (session_stmt && type == 'P')) && type != 'B')) {
 			if (avail < look)
 				break;
 			scan = statement_scan(type, evbuffer_pullup(in, look), look);
@@ -841,6 +856,25 @@ static void forward_loop(struct client_conn *c)
 			if (avail < total)
 				break;
 			route_sample_bind(c, evbuffer_pullup(in, total), total);
+		}
+		if (pin && route_pin_applies(c, type, evbuffer_pullup(in, avail < PG_HDR_LEN + 1 ? avail : PG_HDR_LEN + 1),
+		                             total, scan)) {
+			if (avail < total)
+				break; /* the hint is put in front of the whole text */
+			if (route_pin_forward(c, s, type, evbuffer_pullup(in, total), total, out)) {
+				evbuffer_drain(in, total);
+				pending_emit(s);
+				continue;
+			}
+		}
+		if (session_stmt && prepared_session_applies(c, type, evbuffer_pullup(in, avail < look ? avail : look), total,
+		                                             scan)) {
+			if (avail < total)
+				break; /* these are read whole */
+			prepared_session_rewrite(c, s, type, evbuffer_pullup(in, total), total, out);
+			evbuffer_drain(in, total);
+			pending_emit(s);
+			continue;
 		}
 		if (c->pool->mode == VG_POOL_TRANSACTION &&
 		    (type == 'P' || type == 'B' || type == 'D' || type == 'C')) {

@@ -69,6 +69,33 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+}
+
+/* A restarted vecgate must know the pins of swap_mode hint before it
+ * forwards a read (else the planner would choose): the first read of
+ * vecgate.routes, within at most 5 s (the database may be down; clients
+ * could not be served then either). */
+static void wait_for_routes(void)
+{
+	double deadline = now_sec() + 5;
+	struct event *tick = evtimer_new(vg.base, wake_cb, NULL);
+	while (!route_sync_settled() && now_sec() < deadline && !event_base_got_break(vg.base) &&
+	       !event_base_got_exit(vg.base)) {
+		struct timeval tv = {0, 50000};
+		evtimer_add(tick, &tv);
+		event_base_loop(vg.base, EVLOOP_ONCE);
+	}
+	event_free(tick);
+	if (!route_sync_settled())
+		log_warn("routes: vecgate.routes not read within 5 s: serving clients without its pins and modes until it "
+		         "is (reads of a pinned table follow the planner meanwhile)");
+}
+
 static int reload(void)
 {
 	char err[1024];
@@ -210,13 +237,14 @@ int main(int argc, char **argv)
 	event_add(vg.sig_hup, NULL);
 	event_add(vg.sig_term, NULL);
 	event_add(vg.sig_int, NULL);
+	health_start();
+	route_sync_start();
+	wait_for_routes();
 	if (listeners_start() < 0 || admin_start() < 0) {
 		listeners_stop();
 		return 1;
 	}
 	log_info("vecgate started (config %s)", path);
-	health_start();
-	route_sync_start();
 	sample_sync_start();
 	rebuild_resume_all();
 	drift_start();

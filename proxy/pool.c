@@ -74,6 +74,7 @@ static struct pool *pool_new(const char *db_name, const char *user, const char *
 	p->be_port = be->port;
 	p->be_name = strdup(be->name);
 	p->reg = &p->registry;
+	p->registry.dbname = p->be_dbname;
 	p->next = vg.pools;
 	vg.pools = p;
 	return p;

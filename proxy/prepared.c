@@ -8,7 +8,9 @@
 #include "proxy/prepared.h"
 #include "proxy/conn.h"
 #include "proxy/pending.h"
+#include "proxy/route_table.h"
 #include "protocol/pgproto.h"
+#include "routing/pin_hint.h"
 
 #include <event2/buffer.h>
 
@@ -60,6 +62,7 @@ static void unused_append(struct stmt_registry *r, struct prep_stmt *st)
 
 static void stmt_free(struct prep_stmt *st)
 {
+	free(st->hint);
 	free(st->tail);
 	free(st->cls);
 	free(st);
@@ -79,6 +82,16 @@ static void registry_trim(struct stmt_registry *r, size_t cache, const struct pr
 	}
 }
 
+static void stmt_set_id(struct prep_stmt *st, uint32_t id)
+{
+	char sname[24];
+	st->id = id;
+	stmt_server_name(id, sname);
+	st->sname_len = (uint8_t)strlen(sname);
+	assert(st->sname_len < sizeof(st->sname));
+	memcpy(st->sname, sname, st->sname_len + 1);
+}
+
 struct prep_stmt *registry_intern(struct stmt_registry *r, const uint8_t *tail, size_t len, size_t cache)
 {
 	uint64_t h = fnv1a(tail, len);
@@ -95,13 +108,9 @@ struct prep_stmt *registry_intern(struct stmt_registry *r, const uint8_t *tail, 
 		abort();
 	memcpy(st->tail, tail, len);
 	st->tail_len = len;
-	st->id = ++r->next_id;
-	char sname[24];
-	stmt_server_name(st->id, sname);
-	st->sname_len = (uint8_t)strlen(sname);
-	assert(st->sname_len < sizeof(st->sname));
-	memcpy(st->sname, sname, st->sname_len + 1);
+	stmt_set_id(st, ++r->next_id);
 	st->reg = r;
+	st->pin_gen = routes_pin_gen - 1; /* the hint is found at its first use */
 	if (!hashtab_insert(&r->texts, &st->link, h))
 		abort();
 	r->bytes += len;
@@ -144,6 +153,43 @@ void stmt_server_name(uint32_t id, char out[24])
 	snprintf(out, 24, "vg_%u", id);
 }
 
+/* The statement's hint under the pins in force.  A changed hint is a new
+ * text for the servers: a new id, so each server prepares it on its next
+ * use (the old name stays on servers that had it, unused, as after a trim). */
+void stmt_repin(struct prep_stmt *st)
+{
+	if (st->pin_gen == routes_pin_gen)
+		return;
+	st->pin_gen = routes_pin_gen;
+	char hint[1400];
+	size_t hl = 0;
+	int route = -1, v = PIN_NOT_READ;
+	const char *why;
+	if (routes_pinning() && st->reg->dbname)
+		v = routes_pin_hint(st->reg->dbname, (const char *)st->tail, strnlen((const char *)st->tail, st->tail_len),
+		                    hint, sizeof(hint), &hl, &route, &why);
+	st->pin_verdict = (int8_t)v;
+	st->pin_route = (int16_t)route;
+	if (hl == st->hint_len && (!hl || !memcmp(hint, st->hint, hl)))
+		return;
+	free(st->hint);
+	st->hint = NULL;
+	if (hl && !(st->hint = malloc(hl)))
+		abort();
+	if (hl)
+		memcpy(st->hint, hint, hl);
+	st->hint_len = (uint16_t)hl;
+	stmt_set_id(st, ++st->reg->next_id);
+}
+
+/* A Bind of the statement is one read of its pinned route. */
+static void stmt_count_read(const struct prep_stmt *st)
+{
+	if (st->pin_verdict != PIN_NOT_READ)
+		routes_pin_count(st->pin_route, st->pin_verdict, "the statement cannot be pinned", (const char *)st->tail,
+		                 strnlen((const char *)st->tail, st->tail_len));
+}
+
 /* ---- client name map ---- */
 
 static struct name_map_entry *name_map_find(const struct name_map *m, const char *name, uint64_t h)
@@ -156,11 +202,14 @@ static struct name_map_entry *name_map_find(const struct name_map *m, const char
 	return NULL;
 }
 
+static struct name_map_entry *name_map_entry_of(struct name_map *m, const char *name)
+{
+	return m->names.count ? name_map_find(m, name, fnv1a(name, strlen(name))) : NULL;
+}
+
 struct prep_stmt *name_map_get(struct name_map *m, const char *name)
 {
-	if (!m->names.count)
-		return NULL;
-	struct name_map_entry *e = name_map_find(m, name, fnv1a(name, strlen(name)));
+	struct name_map_entry *e = name_map_entry_of(m, name);
 	return e ? e->stmt : NULL;
 }
 
@@ -308,20 +357,26 @@ static void make_room(struct server_conn *s, struct evbuffer *out)
 	}
 }
 
+static void put_parse(struct evbuffer *out, const struct prep_stmt *st)
+{
+	struct pg_buf b;
+	buf_init(&b);
+	build_parse_prefixed(&b, st->sname, st->hint, st->hint_len, st->tail, st->tail_len);
+	evbuffer_add(out, b.data, b.len);
+	buf_free(&b);
+}
+
 static void ensure_prepared(struct server_conn *s, struct prep_stmt *st, struct evbuffer *out)
 {
 	if (s->err_skip)
 		return;
+	stmt_repin(st);
 	if (id_set_has(&s->prepared, st->id)) {
 		id_set_touch(&s->prepared, st->id);
 		return;
 	}
 	make_room(s, out);
-	struct pg_buf b;
-	buf_init(&b);
-	build_parse_named(&b, st->sname, st->tail, st->tail_len);
-	evbuffer_add(out, b.data, b.len);
-	buf_free(&b);
+	put_parse(out, st);
 	id_set_add(&s->prepared, st->id);
 	pending_push_request(s, PD_DROP, 'P', 0, st->id);
 }
@@ -357,14 +412,15 @@ size_t prepared_bind_head(struct server_conn *s, const struct bind_ref *b, const
                           size_t cap, size_t *tail_off)
 {
 	struct prep_stmt *st = b->st;
-	if (s->err_skip || !st || !id_set_has(&s->prepared, st->id))
-		return 0;
+	if (s->err_skip || !st || st->pin_gen != routes_pin_gen || !id_set_has(&s->prepared, st->id))
+		return 0; /* (a pin changed: prepared_rewrite prepares the statement's new text) */
 	/* the portal name ends where parse_bind_msg found the statement name */
 	size_t plen = (size_t)(b->name - b->portal) - 1;
 	size_t hlen = bind_named_size(plen, st->sname_len, 0);
 	if (hlen > cap)
 		return 0;
 	id_set_touch(&s->prepared, st->id);
+	stmt_count_read(st);
 	put_bind_named_head(head, b->portal, plen, st->sname, st->sname_len, b->tail_len);
 	pending_push_request(s, PD_FORWARD, 'B', 0, 0);
 	*tail_off = (size_t)(b->tail - msg);
@@ -403,14 +459,14 @@ void prepared_rewrite(struct client_conn *c, struct server_conn *s, uint8_t type
 		name_map_put(&c->stmts, name, st, vg.cfg->pool.statement_cache);
 		if (s->err_skip)
 			break;
+		stmt_repin(st);
 		if (id_set_has(&s->prepared, st->id)) {
 			id_set_touch(&s->prepared, st->id);
 			pending_push_request(s, PD_SYNTH, 'P', '1', 0);
 			break;
 		}
 		make_room(s, out);
-		build_parse_named(&b, st->sname, tail, tail_len);
-		evbuffer_add(out, b.data, b.len);
+		put_parse(out, st);
 		id_set_add(&s->prepared, st->id);
 		pending_push_request(s, PD_FORWARD, 'P', 0, st->id);
 		break;
@@ -419,6 +475,7 @@ void prepared_rewrite(struct client_conn *c, struct server_conn *s, uint8_t type
 		    !(st = name_map_get(&c->stmts, name)))
 			goto passthrough;
 		ensure_prepared(s, st, out);
+		stmt_count_read(st);
 		/* the portal name ends where parse_bind_msg found the statement name */
 		size_t plen = (size_t)(name - portal) - 1;
 		n = bind_named_size(plen, st->sname_len, tail_len);
@@ -453,6 +510,90 @@ void prepared_rewrite(struct client_conn *c, struct server_conn *s, uint8_t type
 	return;
 passthrough:
 	buf_free(&b);
+	evbuffer_add(out, msg, total);
+	pending_push_request(s, PD_FORWARD, type, 0, 0);
+}
+
+/* ---- session pooling: named vector reads keep their pin ---- */
+
+bool prepared_session_applies(const struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total,
+                              unsigned scan)
+{
+	if (c->pool->mode == VG_POOL_TRANSACTION || total <= PG_HDR_LEN)
+		return false;
+	const uint8_t *body = msg + PG_HDR_LEN;
+	switch (type) {
+	case 'P':
+		/* a named statement that may read a managed table by distance */
+		return body[0] != 0 && total <= VG_INSPECT_MAX && (scan & SQL_MAY_VECTOR_OP) &&
+		       routes_for_database(c->pool->be_dbname);
+	case 'B':
+	case 'D':
+	case 'C':
+		return c->stmts.names.count > 0;
+	default:
+		return false;
+	}
+}
+
+static void session_prepare(struct server_conn *s, struct name_map_entry *e, struct evbuffer *out, bool close_first)
+{
+	struct pg_buf b;
+	buf_init(&b);
+	if (close_first) {
+		build_describe_close(&b, 'C', 'S', e->name);
+		pending_push_request(s, PD_DROP, 'C', 0, 0);
+	}
+	build_parse_prefixed(&b, e->name, e->stmt->hint, e->stmt->hint_len, e->stmt->tail, e->stmt->tail_len);
+	evbuffer_add(out, b.data, b.len);
+	buf_free(&b);
+	e->session_id = e->stmt->id;
+}
+
+void prepared_session_rewrite(struct client_conn *c, struct server_conn *s, uint8_t type, const uint8_t *msg,
+                              size_t total, struct evbuffer *out)
+{
+	const uint8_t *body = msg + PG_HDR_LEN, *tail;
+	size_t len = total - PG_HDR_LEN, tail_len, cache = vg.cfg->pool.statement_cache;
+	const char *name, *portal;
+	char kind;
+	struct name_map_entry *e;
+	switch (type) {
+	case 'P':
+		if (parse_parse_msg(body, len, &name, &tail, &tail_len) < 0 || s->err_skip)
+			break;
+		/* (a name in use gets the server's own error; the map keeps the
+		 * newest text, which a later re-prepare sends) */
+		name_map_put(&c->stmts, name, registry_intern(c->pool->reg, tail, tail_len, cache), cache);
+		e = name_map_entry_of(&c->stmts, name);
+		stmt_repin(e->stmt);
+		session_prepare(s, e, out, false);
+		pending_push_request(s, PD_FORWARD, 'P', 0, 0);
+		return;
+	case 'B':
+	case 'D':
+		if (type == 'B' ? parse_bind_msg(body, len, &portal, &name, &tail, &tail_len) < 0
+		                : parse_describe_close(body, len, &kind, &name) < 0 || kind != 'S')
+			break;
+		if (!(e = name_map_entry_of(&c->stmts, name)) || s->err_skip)
+			break;
+		stmt_repin(e->stmt);
+		if (e->session_id != e->stmt->id) {
+			/* the pin changed since the server prepared it: again, with
+			 * the new hint, under the same name */
+			session_prepare(s, e, out, true);
+			pending_push_request(s, PD_DROP, 'P', 0, 0);
+		}
+		if (type == 'B')
+			stmt_count_read(e->stmt);
+		break;
+	case 'C':
+		if (parse_describe_close(body, len, &kind, &name) == 0 && kind == 'S')
+			name_map_del(&c->stmts, name, cache);
+		break;
+	default:
+		break;
+	}
 	evbuffer_add(out, msg, total);
 	pending_push_request(s, PD_FORWARD, type, 0, 0);
 }

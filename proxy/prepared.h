@@ -31,6 +31,14 @@ struct prep_stmt {
 	uint8_t route_kind;     /* 0 not classified yet, 1 stays on the primary, 2 vector read */
 	struct sql_class *cls;  /* route_kind 2: the classification, for route decisions per Bind */
 	uint32_t refs;          /* client names pointing here; 0 = on the unused list */
+	/* swap_mode hint: the plan hint servers prepare in front of the text,
+	 * as of pin generation pin_gen (a new generation may change it, and
+	 * then the statement gets a new id: servers prepare the new text) */
+	uint8_t *hint;
+	uint16_t hint_len;
+	int8_t pin_verdict;     /* PIN_*, for the count per Bind */
+	int16_t pin_route;
+	unsigned pin_gen;
 	struct prep_stmt *lru_prev, *lru_next;
 	struct stmt_registry *reg;
 };
@@ -39,11 +47,15 @@ struct prep_stmt {
  * least recently released first; ids are never reused. */
 struct stmt_registry {
 	struct hashtab texts; /* of prep_stmt */
+	const char *dbname;   /* the pool's backend database: its pinned routes */
 	uint32_t next_id;
 	size_t bytes, unused_bytes;
 	struct prep_stmt *unused_head, *unused_tail;
 };
 struct prep_stmt *registry_intern(struct stmt_registry *r, const uint8_t *tail, size_t len, size_t cache);
+/* Bring the statement's plan hint up to the pins in force (stmt_repin):
+ * a changed hint gives it a new server-side id. */
+void stmt_repin(struct prep_stmt *st);
 void stmt_hold(struct prep_stmt *st);                  /* a client name points at it */
 void stmt_release(struct prep_stmt *st, size_t cache); /* ... no more */
 void registry_free(struct stmt_registry *r);
@@ -54,6 +66,7 @@ struct name_map_entry {
 	struct hash_link link; /* in the map's names, keyed by name */
 	char *name;
 	struct prep_stmt *stmt;
+	uint32_t session_id; /* session pooling: the text (id) the server prepared under this name */
 };
 struct name_map {
 	struct hashtab names; /* of name_map_entry */
@@ -99,6 +112,15 @@ size_t prepared_bind_head(struct server_conn *s, const struct bind_ref *b, const
 /* Transaction mode: write the client's Parse/Bind/Describe/Close `msg` to
  * the server's output `out`, mapped onto the pool's shared statements, and
  * queue what the server will owe for it. */
+/* Session pooling, swap_mode hint: a named vector read is prepared under
+ * the client's own name with the pin's hint, and prepared again (Close +
+ * Parse, answers swallowed) before its next Bind or Describe when the pin
+ * changed.  prepared_session_applies: must this whole message go through
+ * prepared_session_rewrite (scan: statement_scan of a Parse)? */
+bool prepared_session_applies(const struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total,
+                              unsigned scan);
+void prepared_session_rewrite(struct client_conn *c, struct server_conn *s, uint8_t type, const uint8_t *msg,
+                              size_t total, struct evbuffer *out);
 void prepared_rewrite(struct client_conn *c, struct server_conn *s, uint8_t type, const uint8_t *msg, size_t total,
                       struct evbuffer *out);
 

@@ -13,6 +13,7 @@
 #include "protocol/vecfmt.h"
 #include "routing/classify.h"
 #include "routing/ddl_guard.h"
+#include "routing/pin_hint.h"
 
 #include <assert.h>
 #include <event2/buffer.h>
@@ -388,4 +389,39 @@ bool route_error_replayable(const char *sqlstate)
 {
 	return sqlstate && (!strncmp(sqlstate, "57P", 3) || !strncmp(sqlstate, "08", 2) || !strcmp(sqlstate, "40001") ||
 	                    !strcmp(sqlstate, "25006") || !strcmp(sqlstate, "53300"));
+}
+
+bool route_pin_applies(const struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total, unsigned scan)
+{
+	if ((type != 'Q' && type != 'P') || total > VG_INSPECT_MAX || !(scan & SQL_MAY_VECTOR_OP) || !routes_pinning())
+		return false;
+	if (type == 'P' && total > PG_HDR_LEN && msg[PG_HDR_LEN] != 0)
+		return false; /* named: the registry keeps its hint (prepared.c) */
+	return routes_pinned_in(c->pool->be_dbname);
+}
+
+bool route_pin_forward(struct client_conn *c, struct server_conn *s, uint8_t type, const uint8_t *msg, size_t total,
+                       struct evbuffer *out)
+{
+	const char *name, *why;
+	const uint8_t *tail = NULL;
+	size_t len, tail_len = 0, hint_len;
+	const char *sql = statement_text(type, msg, total, &len, &name, &tail, &tail_len);
+	if (!sql)
+		return false;
+	char hint[1400];
+	int route, v = routes_pin_hint(c->pool->be_dbname, sql, len, hint, sizeof(hint), &hint_len, &route, &why);
+	routes_pin_count(route, v, why, sql, len);
+	if (v != PIN_HINTED)
+		return false;
+	struct pg_buf b;
+	buf_init(&b);
+	if (type == 'Q')
+		build_query_prefixed(&b, hint, hint_len, msg + PG_HDR_LEN, total - PG_HDR_LEN);
+	else
+		build_parse_prefixed(&b, name, hint, hint_len, tail, tail_len);
+	evbuffer_add(out, b.data, b.len);
+	buf_free(&b);
+	pending_push_request(s, PD_FORWARD, type, 0, 0);
+	return true;
 }

@@ -57,6 +57,15 @@ void route_sample_bind(struct client_conn *c, const uint8_t *msg, size_t total);
  * Named statements count only in transaction pooling, where vecgate knows
  * their text. */
 void route_sample_mid(struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total);
+/* swap_mode hint: must this Query or Parse (statement_scan `scan`) be read
+ * whole for the pin check?  Transaction-mode named Parses are pinned by
+ * the statement registry instead (prepared.c). */
+bool route_pin_applies(const struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total, unsigned scan);
+/* A whole Query or Parse that reads a pinned index goes to `out` with the
+ * pin's plan hint in front of its text (true), counted per route; false:
+ * forward it as it is. */
+bool route_pin_forward(struct client_conn *c, struct server_conn *s, uint8_t type, const uint8_t *msg, size_t total,
+                       struct evbuffer *out);
 /* Can the primary answer a routed read that failed with this SQLSTATE? */
 bool route_error_replayable(const char *sqlstate);
 /* A routed read's backend failed before answering: counted and logged

@@ -8,6 +8,8 @@
 #include "proxy/backend_table.h"
 #include "proxy/runtime/runtime.h"
 #include "proxy/sampler.h"
+#include "routing/classify.h"
+#include "routing/pin_hint.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,8 @@
 static struct route_state *routes;
 static int n_routes;
 static int n_sampled; /* routes with a traffic sample */
+static int n_pinned;  /* routes with a plan-hint pin */
+unsigned routes_pin_gen;
 
 static const char *const stat_names[ROUTE_STAT_COUNT] = {"primary", "replica", "fallback", "refused", "replayed"};
 
@@ -66,6 +70,10 @@ static void table_new(struct route_state *old, int n_old)
 			r->mode_dirty = old[o].mode_dirty;
 			r->step_dirty = old[o].step_dirty;
 			r->synced = old[o].synced;
+			memcpy(r->pin, old[o].pin, sizeof(r->pin));
+			memcpy(r->pin_list, old[o].pin_list, sizeof(r->pin_list));
+			r->pinned_reads = old[o].pinned_reads;
+			r->unpinned_reads = old[o].unpinned_reads;
 			if (old[o].sample && old[o].sample->size == mi->traffic_sample_size) {
 				r->sample = old[o].sample; /* the sample survives a reload of the same size */
 				old[o].sample = NULL;
@@ -84,16 +92,20 @@ void route_table_build(void)
 	n_routes = 0;
 	table_new(old, n_old);
 	free_routes(old, n_old);
-	n_sampled = 0;
-	for (int i = 0; i < n_routes; i++)
+	n_sampled = n_pinned = 0;
+	for (int i = 0; i < n_routes; i++) {
 		n_sampled += routes[i].sample != NULL;
+		n_pinned += routes[i].pin[0] != 0;
+	}
+	routes_pin_gen++;
 }
 
 void route_table_free(void)
 {
 	free_routes(routes, n_routes);
 	routes = NULL;
-	n_routes = n_sampled = 0;
+	n_routes = n_sampled = n_pinned = 0;
+	routes_pin_gen++;
 }
 
 int route_count(void)
@@ -153,6 +165,83 @@ bool routes_read_off_primary(void)
 			return true;
 	}
 	return false;
+}
+
+bool routes_pinning(void)
+{
+	return n_pinned > 0;
+}
+
+bool routes_pinned_in(const char *dbname)
+{
+	for (int i = 0; i < n_routes; i++)
+		if (routes[i].pin[0] && !strcmp(routes[i].database, dbname))
+			return true;
+	return false;
+}
+
+void route_set_pin(struct route_state *r, const char *index, const char *list)
+{
+	if (!strcmp(r->pin, index) && !strcmp(r->pin_list, list))
+		return;
+	n_pinned += (index[0] != 0) - (r->pin[0] != 0);
+	if (strcmp(r->pin, index))
+		log_info("route %s: vector reads through vecgate %s%s", r->name, index[0] ? "are pinned to index " :
+		         "are no longer pinned (the planner chooses)", index);
+	snprintf(r->pin, sizeof(r->pin), "%s", index);
+	snprintf(r->pin_list, sizeof(r->pin_list), "%s", index[0] ? list : "");
+	routes_pin_gen++;
+}
+
+int routes_pin_hint(const char *dbname, const char *sql, size_t len, char *out, size_t cap, size_t *hint_len,
+                    int *route, const char **why)
+{
+	struct sql_class cls;
+	bool classified = false;
+	*hint_len = 0;
+	*route = -1;
+	*why = "";
+	for (int i = 0; i < n_routes; i++) {
+		struct route_state *r = &routes[i];
+		if (!r->pin[0] || strcmp(r->database, dbname))
+			continue;
+		if (!classified) {
+			/* only what only reads: a write keeps the planner's choice */
+			sql_classify(sql, len, &cls);
+			if (!cls.vector_op || !cls.read_only || cls.locking)
+				return PIN_NOT_READ;
+			classified = true;
+		}
+		enum pin_verdict v = pin_hint_for(sql, len, r->schema, r->table, r->pin_list, out, cap, why);
+		if (v == PIN_NOT_READ)
+			continue;
+		*route = i;
+		if (v == PIN_HINTED)
+			*hint_len = strlen(out);
+		return v;
+	}
+	return PIN_NOT_READ;
+}
+
+void routes_pin_count(int route, int verdict, const char *why, const char *sql, size_t len)
+{
+	struct route_state *r = route_at(route);
+	if (!r)
+		return;
+	if (verdict == PIN_HINTED) {
+		r->pinned_reads++;
+		return;
+	}
+	if (verdict != PIN_UNSAFE)
+		return;
+	r->unpinned_reads++;
+	double now = now_sec();
+	if (now - r->unpinned_logged_at >= 10) {
+		r->unpinned_logged_at = now;
+		log_warn("route %s: a vector read passes unpinned, as the planner chooses (%s; %llu so far, logged at most "
+		         "every 10 s): %.*s",
+		         r->name, why, (unsigned long long)r->unpinned_reads, (int)(len < 160 ? len : 160), sql);
+	}
 }
 
 void routes_decide(const char *dbname, const char *primary, const struct sql_class *c, struct route_decision *out)

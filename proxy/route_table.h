@@ -33,6 +33,15 @@ struct route_state {
 	uint64_t stats[ROUTE_STAT_COUNT];
 	struct latency_hist latency; /* vector reads: arrival to the ReadyForQuery that ends the cycle */
 	struct traffic_sample *sample; /* traffic_sample_size > 0: its vector reads' query vectors */
+	/* swap_mode hint: the index vector reads of the table are pinned to
+	 * ("" = none), and the hint's index list (the pin first, then the
+	 * table's indexes that are neither the live nor the candidate one) */
+	char pin[64];
+	char pin_list[1024];
+	uint64_t pinned_reads, unpinned_reads;
+	double unpinned_logged_at;
+	double pin_local_at;     /* when this instance last wrote the pin */
+	bool pin_missing_warned; /* the pinned index is missing: said once */
 };
 
 struct route_decision {
@@ -60,6 +69,22 @@ bool routes_sampled_in(const char *dbname);
 /* Does some index send its vector reads to a replica or the fallback now?
  * Then routing depends on fresh health checks. */
 bool routes_read_off_primary(void);
+/* Plan-hint pins.  routes_pin_gen changes with every pin change: a
+ * statement prepared under another generation is prepared again. */
+extern unsigned routes_pin_gen;
+bool routes_pinning(void); /* some index is pinned (a flag: per message) */
+bool routes_pinned_in(const char *dbname);
+/* Pin a route's reads (index "" unpins); list as pin_index_list makes it. */
+void route_set_pin(struct route_state *r, const char *index, const char *list);
+/* For a statement text in this database: PIN_HINTED with the hint written
+ * to out (*hint_len bytes), PIN_UNSAFE for a read of a pinned table that
+ * cannot be pinned safely (*why), PIN_NOT_READ otherwise; *route is the
+ * pinned route's index (valid while routes_pin_gen stays). */
+int routes_pin_hint(const char *dbname, const char *sql, size_t len, char *out, size_t cap, size_t *hint_len,
+                    int *route, const char **why);
+/* One read of route `route` was pinned (PIN_HINTED) or passed unpinned
+ * (PIN_UNSAFE: logged at most every 10 s with the text). */
+void routes_pin_count(int route, int verdict, const char *why, const char *sql, size_t len);
 void routes_decide(const char *dbname, const char *primary, const struct sql_class *c, struct route_decision *out);
 void routes_count(struct route_state *r, enum route_stat what);
 void routes_observe_latency(const char *name, double seconds);

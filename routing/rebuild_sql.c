@@ -48,6 +48,14 @@ const char SQL_IS_SUPERUSER[] = "SELECT rolsuper FROM pg_roles WHERE rolname = c
 const char SQL_HYPOPG[] = "SELECT n.nspname, e.extversion FROM pg_extension e JOIN pg_namespace n ON n.oid = "
                           "e.extnamespace WHERE e.extname = 'hypopg'";
 
+/* NULL when pg_hint_plan is not loaded (its placeholder does not exist) */
+const char SQL_HINT_PLAN[] = "SELECT current_setting('pg_hint_plan.enable_hint', true)";
+
+/* $1 schema.index (old), $2 schema.index (new) -> idx_scan of each (NULL: gone) */
+const char SQL_INDEX_SCANS[] =
+	"SELECT (SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelid = to_regclass($1)),"
+	" (SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelid = to_regclass($2))";
+
 const char SQL_STATE_SCHEMA[] =
 	"CREATE SCHEMA IF NOT EXISTS vecgate;"
 	"CREATE TABLE IF NOT EXISTS vecgate.jobs ("
@@ -60,6 +68,22 @@ const char SQL_STATE_SCHEMA[] =
 	" job_id bigint NOT NULL REFERENCES vecgate.jobs ON DELETE CASCADE, at timestamptz NOT NULL DEFAULT now(),"
 	" from_state text, to_state text, event text, message text);"
 	"CREATE INDEX IF NOT EXISTS jobs_index_name ON vecgate.jobs (index_name, id)";
+
+const char SQL_ROUTES_SCHEMA[] =
+	"CREATE SCHEMA IF NOT EXISTS vecgate;"
+	"CREATE TABLE IF NOT EXISTS vecgate.routes ("
+	" index_name text PRIMARY KEY,"
+	" mode text NOT NULL CHECK (mode IN ('primary','replica','fallback','refuse')),"
+	" step_mode text CHECK (step_mode IN ('primary','replica','fallback','refuse')),"
+	" step text,"
+	" updated_at timestamptz NOT NULL DEFAULT now(),"
+	" updated_by text);"
+	"ALTER TABLE vecgate.routes ADD COLUMN IF NOT EXISTS pin_index text, ADD COLUMN IF NOT EXISTS pin_list text;"
+	"CREATE TABLE IF NOT EXISTS vecgate.eval_samples ("
+	" index_name text NOT NULL, slot int NOT NULL, vector text NOT NULL,"
+	" sampled_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (index_name, slot))";
+
+const char SQL_PIN_READ[] = "SELECT pin_index FROM vecgate.routes WHERE index_name = $1";
 
 const char SQL_TRY_LOCK[] = "SELECT pg_try_advisory_lock(hashtext('vecgate:rebuild:' || $1))";
 
@@ -227,6 +251,59 @@ int sql_drop_index_concurrently(const char *schema, const char *index, char *out
 	char q[420];
 	sql_qualified(schema, index, q, sizeof(q));
 	int len = snprintf(out, outlen, "DROP INDEX CONCURRENTLY IF EXISTS %s", q);
+	return len < 0 || (size_t)len >= outlen ? -1 : 0;
+}
+
+const char *swap_mode_name(enum swap_mode m)
+{
+	return m == SWAP_HINT ? "hint" : m == SWAP_RENAME ? "rename" : "flip";
+}
+
+enum swap_mode swap_mode_parse(const char *s)
+{
+	return !strcmp(s, "hint") ? SWAP_HINT : !strcmp(s, "rename") ? SWAP_RENAME : SWAP_FLIP;
+}
+
+int sql_pin(const char *route, const char *schema, const char *table, const char *pin, const char *hidden,
+            const char *by, char *out, size_t outlen)
+{
+	char lroute[300], lpin[300], lhidden[300], lby[500], rpin[900], rtable[900], lmissing[400];
+	sql_literal(route, lroute, sizeof(lroute));
+	sql_literal(pin, lpin, sizeof(lpin));
+	sql_literal(hidden, lhidden, sizeof(lhidden));
+	sql_literal(by, lby, sizeof(lby));
+	regclass_lit(schema, table, rtable, sizeof(rtable));
+	char qpin[420], msg[500];
+	sql_qualified(schema, pin, qpin, sizeof(qpin));
+	sql_literal(qpin, rpin, sizeof(rpin));
+	snprintf(msg, sizeof(msg), "cannot pin reads to %s: no valid index of that name", pin);
+	sql_literal(msg, lmissing, sizeof(lmissing));
+	/* the check fails the statement with its own words (a failed cast, of a
+	 * subquery's value so that planning does not fold it in advance) */
+	int len = snprintf(
+		out, outlen,
+		"WITH chk AS (SELECT CASE WHEN %s = '' OR EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = to_regclass(%s) "
+		"AND indisvalid) THEN 0 ELSE (SELECT %s::text)::int END AS ok)"
+		" INSERT INTO vecgate.routes AS r (index_name, mode, pin_index, pin_list, updated_by)"
+		" SELECT %s, 'primary', NULLIF(%s, ''), CASE WHEN %s = '' THEN NULL ELSE"
+		" (SELECT string_agg('\"' || replace(c.relname, '\"', '\"\"') || '\"', ' ' ORDER BY c.relname <> %s, c.relname)"
+		" FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s AND i.indisvalid"
+		" AND c.relname <> %s AND strpos(c.relname, '/*') = 0 AND strpos(c.relname, '*/') = 0) END, %s FROM chk"
+		" ON CONFLICT (index_name) DO UPDATE SET pin_index = EXCLUDED.pin_index, pin_list = EXCLUDED.pin_list,"
+		" updated_at = now(), updated_by = EXCLUDED.updated_by"
+		" RETURNING pg_notify('vecgate_routes', r.index_name), r.pin_list",
+		lpin, rpin, lmissing, lroute, lpin, lpin, lpin, rtable, lhidden, lby);
+	return len < 0 || (size_t)len >= outlen ? -1 : 0;
+}
+
+int sql_rename_index(const char *schema, const char *from, const char *to, int lock_timeout_ms, char *out,
+                     size_t outlen)
+{
+	char q[420], qto[200];
+	sql_qualified(schema, from, q, sizeof(q));
+	quote_ident(to, qto, sizeof(qto));
+	int len = snprintf(out, outlen, "BEGIN; SET LOCAL lock_timeout = '%dms'; ALTER INDEX IF EXISTS %s RENAME TO %s; COMMIT",
+	                   lock_timeout_ms > 0 ? lock_timeout_ms : 50, q, qto);
 	return len < 0 || (size_t)len >= outlen ? -1 : 0;
 }
 

@@ -17,7 +17,10 @@
 enum swap_mode {
 	SWAP_FLIP,   /* superuser: flip indisvalid, old index kept maintained for instant rollback */
 	SWAP_RENAME, /* no superuser: rename, then DROP INDEX CONCURRENTLY the old one (no rollback) */
+	SWAP_HINT,   /* no superuser, pg_hint_plan loaded: vecgate pins its reads with plan hints */
 };
+const char *swap_mode_name(enum swap_mode m);
+enum swap_mode swap_mode_parse(const char *s); /* unknown: SWAP_FLIP, as older records wrote only flip/rename */
 
 struct swap_names {
 	const char *schema;    /* of table and indexes */
@@ -55,6 +58,21 @@ int sql_measure_candidate(const char *schema, const char *live, const char *fres
 int sql_hypopg_hide(const char *hypopg_schema, const char *schema, const char *index, char *out, size_t outlen);
 int sql_hypopg_unhide_all(const char *hypopg_schema, char *out, size_t outlen);
 
+/* swap_mode hint: one statement that pins the managed index's vector reads
+ * to index `pin` ("" unpins) in vecgate.routes and notifies every
+ * instance.  The hint's index list is made there from the catalog: the pin
+ * first, then the table's other valid indexes except `hidden`.  A pin whose
+ * index is missing or not valid fails (a cast of the reason) and changes
+ * nothing.  Returns one row: (notify, pin_list). */
+int sql_pin(const char *route, const char *schema, const char *table, const char *pin, const char *hidden,
+            const char *by, char *out, size_t outlen);
+/* -> pin_index of the route ($1), no row or NULL when not pinned */
+extern const char SQL_PIN_READ[];
+/* ALTER INDEX IF EXISTS ... RENAME under a lock_timeout (hint mode gives
+ * the live name back to the new index once it is the only one) */
+int sql_rename_index(const char *schema, const char *from, const char *to, int lock_timeout_ms, char *out,
+                     size_t outlen);
+
 /* schema.name with each part quoted only as needed. */
 void sql_qualified(const char *schema, const char *name, char *out, size_t outlen);
 
@@ -74,7 +92,12 @@ extern const char SQL_TABLE_LOCKERS[];       /* $1 table -> the oldest other bac
                                                 pid, user, application, client, ages, query start */
 extern const char SQL_IS_SUPERUSER[];
 extern const char SQL_HYPOPG[];              /* -> schema, version of the hypopg extension, or no row */
+extern const char SQL_HINT_PLAN[];           /* -> pg_hint_plan.enable_hint, NULL when pg_hint_plan is not loaded */
+extern const char SQL_INDEX_SCANS[];         /* $1 old, $2 new schema.index -> idx_scan of each (NULL: gone) */
 
+/* Route modes, pins and traffic samples shared by every instance:
+ * vecgate.routes and vecgate.eval_samples (idempotent DDL, several statements). */
+extern const char SQL_ROUTES_SCHEMA[];
 /* Durable job state, schema "vecgate" (created on first use). */
 extern const char SQL_STATE_SCHEMA[];      /* idempotent DDL, several statements */
 extern const char SQL_TRY_LOCK[];          /* $1 index name -> bool (session advisory lock) */

@@ -180,6 +180,15 @@ static void routes_metrics(struct evbuffer *out)
 	                         "ReadyForQuery.\n# TYPE vecgate_vector_query_seconds histogram\n");
 	for (int i = 0; i < route_count(); i++)
 		hist_write(out, "vecgate_vector_query_seconds", route_at(i)->name, &route_at(i)->latency);
+	evbuffer_add_printf(out, "# HELP vecgate_route_pin_reads_total Vector reads of a pinned index (swap_mode hint): "
+	                         "pinned with a plan hint, or passed unpinned.\n"
+	                         "# TYPE vecgate_route_pin_reads_total counter\n");
+	for (int i = 0; i < route_count(); i++) {
+		sample(out, "vecgate_route_pin_reads_total", LABELS("index", route_at(i)->name, "outcome", "pinned"), "%llu",
+		       (unsigned long long)route_at(i)->pinned_reads);
+		sample(out, "vecgate_route_pin_reads_total", LABELS("index", route_at(i)->name, "outcome", "unpinned"),
+		       "%llu", (unsigned long long)route_at(i)->unpinned_reads);
+	}
 	evbuffer_add_printf(out, "# HELP vecgate_traffic_sample_vectors Query vectors held in a managed index's traffic "
 	                         "sample.\n# TYPE vecgate_traffic_sample_vectors gauge\n");
 	for (int i = 0; i < route_count(); i++)
@@ -221,7 +230,10 @@ static void rebuild_metrics(struct evbuffer *b)
 	                       "# TYPE vecgate_eval_progress_percent gauge\n"
 	                       "# HELP vecgate_rebuild_blocked_seconds How long the newest job's build has waited for the "
 	                       "backend named by its labels (0 = not waiting).\n"
-	                       "# TYPE vecgate_rebuild_blocked_seconds gauge\n");
+	                       "# TYPE vecgate_rebuild_blocked_seconds gauge\n"
+	                       "# HELP vecgate_rebuild_watch_index_scans idx_scan growth of the new and the retired index "
+	                       "over the newest job's watch.\n"
+	                       "# TYPE vecgate_rebuild_watch_index_scans gauge\n");
 	for (const struct rebuild_job *job = rebuild_next(NULL); job; job = rebuild_next(job)) {
 		if (job != rebuild_latest(job->index_name))
 			continue;
@@ -250,6 +262,12 @@ static void rebuild_metrics(struct evbuffer *b)
 			       job->new_recall);
 		if (job->swap_tries)
 			sample(b, "vecgate_swap_lock_milliseconds", LABELS("index", job->index_name), "%.3f", job->swap_ms);
+		if (job->have_proof) {
+			sample(b, "vecgate_rebuild_watch_index_scans", LABELS("index", job->index_name, "which", "new"), "%lld",
+			       job->scans_new);
+			sample(b, "vecgate_rebuild_watch_index_scans", LABELS("index", job->index_name, "which", "retired"),
+			       "%lld", job->scans_old);
+		}
 	}
 }
 

@@ -45,10 +45,11 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 	json_bool(j, "terminal", job_is_terminal(job->state));
 	json_int(j, "attempt", job->attempts);
 	json_str(j, "message", job->message);
-	json_str(j, "swap_mode", job->state > JOB_PREFLIGHT ? (job->mode == SWAP_FLIP ? "flip" : "rename") : NULL);
+	json_str(j, "swap_mode", job->state > JOB_PREFLIGHT ? swap_mode_name(job->mode) : NULL);
 	/* how verify keeps the live index out of the candidate's measurement */
 	json_str(j, "verify_hides_live_by",
 	         job->state <= JOB_PREFLIGHT ? NULL
+	         : job->mode == SWAP_HINT    ? "hint"
 	         : job->superuser            ? "catalog"
 	         : job_hides_with_hypopg(job) ? "hypopg"
 	                                      : "nothing");
@@ -58,7 +59,7 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 	/* how much longer the old index is kept for an instant rollback */
 	const struct vg_managed_index *mi = job_index(job);
 	json_num(j, "rollback_window_seconds",
-	         job->state == JOB_RETAIN && job->mode == SWAP_FLIP && mi
+	         job->state == JOB_RETAIN && job->mode != SWAP_RENAME && mi
 	             ? fmax(0, mi->retention_seconds - (now_sec() - job->state_since))
 	             : NAN);
 	json_obj_begin(j, "progress");
@@ -119,6 +120,15 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 	json_num(j, "error_rate_before", job->have_watch ? job->pre_err_rate : NAN);
 	json_num(j, "mean_ms", job->have_watch ? job->post_mean_ms : NAN);
 	json_num(j, "mean_ms_before", job->have_watch ? job->pre_mean_ms : NAN);
+	/* idx_scan over the watch: did the new index really serve? */
+	json_obj_begin(j, "traffic_proof");
+	json_str(j, "verdict", job->proof[0] ? job->proof : NULL);
+	json_int(j, "new_index_scans", job->have_proof ? job->scans_new : 0);
+	json_int(j, "retired_index_scans", job->have_proof ? job->scans_old : 0);
+	json_int(j, "vector_reads_on_primary", job->have_proof ? (long long)job->reads_primary : 0);
+	json_int(j, "pinned_reads", job->have_proof ? (long long)job->pinned : 0);
+	json_int(j, "unpinned_reads", job->have_proof ? (long long)job->unpinned : 0);
+	json_obj_end(j);
 	json_obj_end(j);
 	json_int(j, "swap_attempts", job->swap_tries);
 	json_str(j, "gate_refused", job->gate_refusal[0] && job->state == JOB_SWAP ? job->gate_refusal : NULL);
@@ -196,6 +206,9 @@ void view_route(struct json *j, const char *key, const struct route_state *r)
 	json_str(j, "mode", config_route_mode_name(r->mode));
 	json_str(j, "step_mode", r->step_mode >= 0 ? config_route_mode_name((enum vg_route_mode)r->step_mode) : NULL);
 	json_str(j, "step", r->step[0] ? r->step : NULL);
+	json_str(j, "pinned_to", r->pin[0] ? r->pin : NULL);
+	json_int(j, "pinned_reads", (long long)r->pinned_reads);
+	json_int(j, "unpinned_reads", (long long)r->unpinned_reads);
 	json_str(j, "effective", config_route_mode_name(route_state_effective(r)));
 	json_bool(j, "synced", r->synced && !r->mode_dirty && !r->step_dirty);
 	json_str(j, "updated_by", r->updated_by[0] ? r->updated_by : NULL);

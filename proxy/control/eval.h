@@ -87,6 +87,9 @@ struct eval_opts {
 	 * once each and `no_scans_on` never (the cached plan held; a concurrent
 	 * ANALYZE or DDL re-plans it without the hide), or NULL */
 	const char *scans_on, *no_scans_on;
+	/* a plan hint (swap_mode hint) put in front of the timed queries and
+	 * the EXPLAIN, never of the exact queries of the ground truth; or NULL */
+	const char *hint;
 };
 
 enum eval_truth_method { EVAL_TRUTH_PER_QUERY = 0, EVAL_TRUTH_SCAN = 1 };
@@ -101,6 +104,8 @@ struct eval_run {
 	char setup_sql[2400], expect_index[128], expect_hint[200];
 	bool generic_plan;
 	char plan_setup_sql[1800], plan_teardown_sql[300], scans_on[700], no_scans_on[700];
+	char hint[1400];
+	char *timed_sql; /* hint + eval query, built at the first timed query */
 	long long scans_before[2]; /* the two indexes' scan counters before the timed queries */
 	eval_done_cb done;
 	void *arg;

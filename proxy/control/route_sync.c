@@ -15,25 +15,21 @@
 #include "proxy/runtime/pgasync.h"
 #include "proxy/runtime/pgconn_params.h"
 #include "proxy/runtime/runtime.h"
+#include "routing/rebuild_sql.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define SQL_ROUTES_SETUP                                                                                           \
-	"CREATE SCHEMA IF NOT EXISTS vecgate;"                                                                         \
-	"CREATE TABLE IF NOT EXISTS vecgate.routes ("                                                                  \
-	" index_name text PRIMARY KEY,"                                                                                \
-	" mode text NOT NULL CHECK (mode IN ('primary','replica','fallback','refuse')),"                               \
-	" step_mode text CHECK (step_mode IN ('primary','replica','fallback','refuse')),"                              \
-	" step text,"                                                                                                  \
-	" updated_at timestamptz NOT NULL DEFAULT now(),"                                                              \
-	" updated_by text);"                                                                                           \
-	"CREATE TABLE IF NOT EXISTS vecgate.eval_samples ("                                                            \
-	" index_name text NOT NULL, slot int NOT NULL, vector text NOT NULL,"                                          \
-	" sampled_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (index_name, slot));"                             \
-	"LISTEN vecgate_routes"
+/* the shared schema (routing/rebuild_sql.c), then the notifications */
+static const char *routes_setup_sql(void)
+{
+	static char sql[2048];
+	if (!sql[0])
+		snprintf(sql, sizeof(sql), "%s;LISTEN vecgate_routes", SQL_ROUTES_SCHEMA);
+	return sql;
+}
 
 #define SQL_ROUTE_SEED "INSERT INTO vecgate.routes (index_name, mode, updated_by) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
 
@@ -49,9 +45,12 @@
 	" step = EXCLUDED.step, updated_at = now(), updated_by = EXCLUDED.updated_by RETURNING r.index_name)"          \
 	" SELECT pg_notify('vecgate_routes', index_name) FROM u"
 
+/* a pin counts only while its index exists and is valid: a hint naming a
+ * missing index would leave the planner no index at all */
 #define SQL_ROUTES_READ                                                                                            \
-	"SELECT index_name, mode, step_mode, step, updated_by, to_char(updated_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MSOF')" \
-	" FROM vecgate.routes"
+	"SELECT index_name, mode, step_mode, step, updated_by, to_char(updated_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MSOF')," \
+	" pin_index, pin_list, EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"           \
+	" WHERE c.relname = r.pin_index AND i.indisvalid) FROM vecgate.routes r"
 
 /* One session per (database, backend) holding managed indexes. */
 struct route_sync {
@@ -61,7 +60,7 @@ struct route_sync {
 	bool reading;      /* a re-read is in flight */
 	bool reread;       /* another notification came meanwhile */
 	bool warned;       /* setup failure logged once */
-	uint64_t reads;
+	uint64_t reads;    /* completed re-reads; the first one lets clients in (route_sync_settled) */
 };
 
 static struct route_sync *syncs;
@@ -136,6 +135,28 @@ static void write_route(struct route_state *r)
 
 /* ---- reads ---- */
 
+/* The pin as the database has it, unless this instance wrote one a moment
+ * ago (a re-read sent before that commit would undo it until the NOTIFY). */
+static void apply_pin(struct route_state *r, const PGresult *res, int row)
+{
+	if (now_sec() - r->pin_local_at < 1.0)
+		return;
+	const char *pin = PQgetisnull(res, row, 6) ? "" : PQgetvalue(res, row, 6);
+	const char *list = PQgetisnull(res, row, 7) ? "" : PQgetvalue(res, row, 7);
+	bool exists = !strcmp(PQgetvalue(res, row, 8), "t");
+	if (pin[0] && (!exists || !list[0])) {
+		if (r->pin[0] || !r->pin_missing_warned)
+			log_warn("route %s: vecgate.routes pins vector reads to index %s, which is missing or not valid (dropped "
+			         "or renamed outside vecgate?): reads pass unpinned, as the planner chooses, until the pin names "
+			         "a valid index", r->name, pin);
+		r->pin_missing_warned = true;
+		route_set_pin(r, "", "");
+		return;
+	}
+	r->pin_missing_warned = false;
+	route_set_pin(r, pin, list);
+}
+
 static void read_done(void *arg, PGresult *res, const char *error)
 {
 	struct route_sync *y = arg;
@@ -162,6 +183,7 @@ static void read_done(void *arg, PGresult *res, const char *error)
 			snprintf(r->updated_by, sizeof(r->updated_by), "%s", PQgetvalue(res, row, 4));
 			snprintf(r->updated_at, sizeof(r->updated_at), "%s", PQgetvalue(res, row, 5));
 			r->synced = true;
+			apply_pin(r, res, row);
 			if (route_state_effective(r) != before)
 				log_info("route %s: vector reads now go by mode %s (set by %s)", r->name,
 				         config_route_mode_name(route_state_effective(r)), r->updated_by);
@@ -232,7 +254,7 @@ static void sync_connected(void *arg, const char *error)
 		y->warned = true;
 		return;
 	}
-	pg_session_query(y->s, SQL_ROUTES_SETUP, 0, NULL, setup_done, y);
+	pg_session_query(y->s, routes_setup_sql(), 0, NULL, setup_done, y);
 }
 
 static void sync_lost(void *arg, const char *error)
@@ -277,7 +299,7 @@ static void refresh(evutil_socket_t fd, short what, void *arg)
 		} else if (!pg_session_connected(y->s)) {
 			continue;
 		} else if (!y->ready) {
-			pg_session_query(y->s, SQL_ROUTES_SETUP, 0, NULL, setup_done, y);
+			pg_session_query(y->s, routes_setup_sql(), 0, NULL, setup_done, y);
 		} else {
 			for (int r = 0; r < route_count(); r++)
 				if (in_sync(y, route_at(r)))
@@ -373,6 +395,23 @@ void routes_job_step(const char *name, enum job_state state)
 	r->step_dirty = true;
 	r->step_gen++;
 	write_route(r);
+}
+
+void routes_pin_written(const char *name, const char *index, const char *list)
+{
+	struct route_state *r = route_find(name);
+	if (!r)
+		return;
+	r->pin_local_at = now_sec();
+	route_set_pin(r, index, list);
+}
+
+bool route_sync_settled(void)
+{
+	for (int i = 0; i < n_syncs; i++)
+		if (!syncs[i].reads)
+			return false;
+	return true;
 }
 
 void route_sync_start(void)

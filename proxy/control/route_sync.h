@@ -24,5 +24,12 @@ void route_sync_stop(void);
 enum op_status routes_set_mode(const char *name, enum vg_route_mode mode, const char *source);
 /* A rebuild job entered `state`: apply (or clear) its route policy. */
 void routes_job_step(const char *name, enum job_state state);
+/* A rebuild job committed a pin (swap_mode hint) to vecgate.routes: it
+ * holds here at once; other instances follow its NOTIFY. */
+void routes_pin_written(const char *name, const char *index, const char *list);
+/* Has every database's vecgate.routes been read once (pins included)?
+ * Listeners wait for it, within limits, so that a restarted vecgate
+ * serves no read before it knows its pins. */
+bool route_sync_settled(void);
 
 #endif

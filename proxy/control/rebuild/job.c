@@ -113,6 +113,8 @@ void job_free(struct rebuild_job *job)
 		event_free(job->poll_timer);
 	if (job->cleanup_timer)
 		event_free(job->cleanup_timer);
+	if (job->settle_timer)
+		event_free(job->settle_timer);
 	eval_run_release(&job->eval);
 	eval_set_free(&job->evals);
 	free(job->index_name);
@@ -254,7 +256,8 @@ int rebuild_start(const char *index_name, enum op_status *why, char *err, size_t
 bool job_hides_with_hypopg(const struct rebuild_job *job)
 {
 	int major = 0, minor = 0;
-	if (job->superuser || !job->hypopg_schema[0] || sscanf(job->hypopg_version, "%d.%d", &major, &minor) < 1)
+	if (job->superuser || job->mode == SWAP_HINT || !job->hypopg_schema[0] ||
+	    sscanf(job->hypopg_version, "%d.%d", &major, &minor) < 1)
 		return false;
 	return major > 1 || (major == 1 && minor >= 4); /* hypopg_hide_index came with 1.4 */
 }
@@ -268,12 +271,24 @@ void job_mode_reason(const struct rebuild_job *job, char *out, size_t len)
 		         "and the old one is kept for an instant rollback", role);
 		return;
 	}
+	if (job->mode == SWAP_HINT) {
+		snprintf(out, len, "%s: pg_hint_plan is loaded, so vecgate pins the vector reads it forwards to the live "
+		         "index with a plan hint until the gated swap, the swap moves the pin (no DDL, no lock) and the old "
+		         "index is kept for an instant rollback; reads that do not pass through vecgate see the planner's "
+		         "choice, which may be the new index as soon as it is built%s",
+		         job->superuser ? "swap_mode hint is configured" : "role is not superuser",
+		         job->superuser ? "" : " (a superuser maintenance role gives flip mode, which hides it from every "
+		                               "session)");
+		return;
+	}
 	size_t n = (size_t)snprintf(out, len, job->superuser
 	                                          ? "swap_mode rename is configured: the swap renames the indexes and drops "
 	                                            "the old one (no rollback)"
-	                                          : "role %s is not superuser, so the new index is visible to the planner "
-	                                            "as soon as it is built, and the swap renames the indexes and drops "
-	                                            "the old one (no rollback; a superuser maintenance role gives flip mode)",
+	                                          : "role %s is not superuser and pg_hint_plan is not loaded, so the new "
+	                                            "index is visible to the planner as soon as it is built, and the swap "
+	                                            "renames the indexes and drops the old one (no rollback; a superuser "
+	                                            "maintenance role gives flip mode, shared_preload_libraries = "
+	                                            "'pg_hint_plan' gives hint mode)",
 	                            role);
 	if (n >= len || job->superuser)
 		return;

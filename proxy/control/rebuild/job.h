@@ -48,7 +48,9 @@ enum {
 	CLEAN_CANCEL_BUILD = 1,   /* a build of ours on a backend we lost may still run */
 	CLEAN_ROLLBACK = 2,       /* flip back, if the catalog says the swap still stands */
 	CLEAN_DROP_FRESH = 4,     /* the candidate, invalid or rolled back */
-	CLEAN_DROP_RETIRED = 8,   /* the old index (rename mode after the swap, flip mode at the end) */
+	CLEAN_DROP_RETIRED = 8,   /* the old index (rename mode after the swap, flip and hint mode at the end) */
+	CLEAN_UNPIN = 16,         /* hint mode: reads go back to the planner (one index is left) */
+	CLEAN_RENAME_FRESH = 32,  /* hint mode: the new index takes the live name */
 };
 
 /* where the state session stands: looking for a job to adopt, taking the
@@ -73,7 +75,17 @@ struct rebuild_job {
 	 * superuser, verify hides the live index from a generic plan it makes
 	 * under EXPLAIN and reuses (eval.h, generic_plan) */
 	char hypopg_schema[64], hypopg_version[16];
+	char hint_plan[16]; /* pg_hint_plan.enable_hint as the maintenance role sees it; "" = not loaded */
 	long long live_size;
+	struct event *settle_timer; /* hint mode: instances follow a pin change before an index goes */
+
+	/* proof that traffic moved (watch): idx_scan of the old and the new
+	 * index from the watch's start to its end (pg_stat_user_indexes), and
+	 * the vector reads vecgate sent to the primary meanwhile */
+	long long scans_old_start, scans_new_start, scans_old, scans_new;
+	uint64_t reads_primary_start, reads_primary, pinned_start, pinned, unpinned_start, unpinned;
+	bool have_scans_start, have_proof;
+	char proof[300];
 
 	/* measurements */
 	struct eval_set evals;
@@ -116,6 +128,7 @@ struct rebuild_job {
 	struct event *timer, *poll_timer;
 	int build_pid;
 	bool building;
+	bool build_pinned;   /* hint mode: reads are pinned to the live index before the build starts */
 	bool step_busy;      /* a step's SQL is in flight on maint: losing it is a transient failure */
 	bool run_on_connect; /* the step waits for maint */
 	enum job_retry retry;

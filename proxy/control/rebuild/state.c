@@ -68,7 +68,7 @@ void job_persist(struct rebuild_job *job)
 	fmt_or_null(b3, sizeof(b3), job->have_base ? job->base_p95 : NAN, &p8);
 	fmt_or_null(c1, sizeof(c1), job->have_new ? job->new_recall : NAN, &p9);
 	fmt_or_null(sw, sizeof(sw), job->swap_tries ? job->swap_ms : NAN, &p10);
-	const char *mode = job->state > JOB_PREFLIGHT ? (job->mode == SWAP_FLIP ? "flip" : "rename") : NULL;
+	const char *mode = job->state > JOB_PREFLIGHT ? swap_mode_name(job->mode) : NULL;
 	const char *up[] = {id, job_state_name(job->state), att, job->message, mode, p6, p7, p8, p9, p10};
 	pg_session_query(s, SQL_JOB_UPDATE, 10, up, NULL, NULL);
 }
@@ -190,6 +190,8 @@ static void state_up(void *arg, const char *error)
 		probe_start(job);
 		return;
 	case SP_STARTING:
+		/* vecgate.routes too: a hint-mode job writes its pins there */
+		pg_session_query(job->state_l.s, SQL_ROUTES_SCHEMA, 0, NULL, NULL, NULL);
 		pg_session_query(job->state_l.s, SQL_STATE_SCHEMA, 0, NULL, schema_done, job);
 		return;
 	case SP_HOLDING: {
@@ -249,7 +251,10 @@ static void swap_checked(void *arg, PGresult *res, const char *error)
 		          "cannot check whether the swap committed: %s", error);
 		return;
 	}
-	bool swapped = PQntuples(res) && !PQgetisnull(res, 0, 0);
+	/* flip/rename: the old index carries the retired name; hint: the pin
+	 * in vecgate.routes names the new index */
+	bool swapped = PQntuples(res) && !PQgetisnull(res, 0, 0) &&
+	               (job->mode != SWAP_HINT || !strcmp(PQgetvalue(res, 0, 0), job->fresh));
 	if (swapped) {
 		const struct vg_managed_index *mi = job_index(job);
 		pools_traffic(mi ? mi->database : "", &job->t_swap);
@@ -271,9 +276,14 @@ static void swap_checked(void *arg, PGresult *res, const char *error)
 void job_swap_check(struct rebuild_job *job)
 {
 	char rel[700];
+	job->step_busy = true;
+	if (job->mode == SWAP_HINT) {
+		const char *params[] = {job->index_name};
+		job_query(job, SQL_PIN_READ, 1, params, swap_checked);
+		return;
+	}
 	sql_qualified(job->schema, job->retired, rel, sizeof(rel));
 	const char *params[] = {rel};
-	job->step_busy = true;
 	job_query(job, "SELECT to_regclass($1)", 1, params, swap_checked);
 }
 
@@ -343,7 +353,7 @@ static void latest_result(void *arg, PGresult *res, const char *error)
 	job->persistent = false;
 	snprintf(job->message, sizeof(job->message), "%s (recorded in vecgate.jobs before this vecgate started)",
 	         PQgetvalue(res, 0, 2));
-	job->mode = !strcmp(PQgetvalue(res, 0, 3), "rename") ? SWAP_RENAME : SWAP_FLIP;
+	job->mode = swap_mode_parse(PQgetvalue(res, 0, 3));
 	job->base_recall = opt_num(res, 4, &job->have_base);
 	job->base_p50 = job->have_base ? atof(PQgetvalue(res, 0, 5)) : NAN;
 	job->base_p95 = job->have_base ? atof(PQgetvalue(res, 0, 6)) : NAN;
@@ -373,7 +383,7 @@ static void unfinished_result(void *arg, PGresult *res, const char *error)
 	job->resume_to = st < 0 ? JOB_PREFLIGHT : (enum job_state)st;
 	job_set_str(&job->fresh, PQgetvalue(res, 0, 3));
 	job_set_str(&job->retired, PQgetvalue(res, 0, 4));
-	job->mode = !strcmp(PQgetvalue(res, 0, 5), "rename") ? SWAP_RENAME : SWAP_FLIP;
+	job->mode = swap_mode_parse(PQgetvalue(res, 0, 5));
 	if (!PQgetisnull(res, 0, 6)) {
 		job->base_recall = atof(PQgetvalue(res, 0, 6));
 		job->base_p50 = atof(PQgetvalue(res, 0, 7));

@@ -10,6 +10,9 @@
 #include "routing/gate.h"
 #include "proxy/control/sample_sync.h"
 #include "routing/indexdef.h"
+#include "routing/pin_hint.h"
+#include "proxy/control/route_sync.h"
+#include "proxy/route_table.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -180,10 +183,31 @@ static void start_eval(struct rebuild_job *job, enum eval_purpose purpose)
 	}
 	job->purpose = purpose;
 	struct eval_opts opts = {0};
-	char measure[2400], hide[1800], unhide[300], fresh[700], live[700];
+	char measure[2400], hide[1800], unhide[300], fresh[700], live[700], hint[1400];
 	bool hypopg = job_hides_with_hypopg(job);
 	opts.generic_plan = hypopg;
-	if (purpose == EVAL_VERIFY) {
+	if (job->mode == SWAP_HINT) {
+		/* the eval's own queries carry the same pin as the traffic: the
+		 * live index for the baseline, the candidate after it exists; the
+		 * scan counters of the eval transaction prove the hint held */
+		const char *target = purpose == EVAL_BASELINE ? job->live : job->fresh, *why;
+		char list[300];
+		if (pin_index_list(&target, 1, list, sizeof(list)) < 0 ||
+		    pin_hint_for(mi->eval_query, strlen(mi->eval_query), job->schema, job->table, list, hint, sizeof(hint),
+		                 &why) != PIN_HINTED) {
+			job_event(job, JEV_FATAL, "cannot pin the eval query to %s with a plan hint", target);
+			return;
+		}
+		opts.hint = hint;
+		if (purpose != EVAL_BASELINE) {
+			sql_qualified(job->schema, job->live, live, sizeof(live));
+			sql_qualified(job->schema, job->fresh, fresh, sizeof(fresh));
+			opts.scans_on = fresh;
+			opts.no_scans_on = live;
+		}
+		if (purpose == EVAL_VERIFY)
+			opts.expect_index = job->fresh;
+	} else if (purpose == EVAL_VERIFY) {
 		if (job->superuser && sql_measure_candidate(job->schema, job->live, job->fresh, measure, sizeof(measure)) == 0)
 			opts.setup_sql = measure;
 		if (hypopg && sql_hypopg_hide(job->hypopg_schema, job->schema, job->live, hide, sizeof(hide)) == 0 &&
@@ -207,9 +231,51 @@ static void start_eval(struct rebuild_job *job, enum eval_purpose purpose)
 
 /* ---- steps ---- */
 
-enum preflight_stage { PF_SUPER, PF_HYPOPG, PF_SAMPLES, PF_INDEX, PF_INVALID, PF_RUNNING, PF_OLD_XACTS, PF_SPACE, PF_DONE };
+enum preflight_stage {
+	PF_SUPER, PF_HYPOPG, PF_HINT, PF_SAMPLES, PF_INDEX, PF_INVALID, PF_RUNNING, PF_OLD_XACTS, PF_SPACE, PF_DONE
+};
 
 static void preflight_result(void *arg, PGresult *res, const char *error);
+
+/* auto: flip with a superuser, else hint where pg_hint_plan is loaded, else
+ * rename.  A resumed job keeps the mode it was recorded with.  Hint mode
+ * needs an eval query it can pin, or verify could not measure the
+ * candidate. */
+static bool choose_swap_mode(struct rebuild_job *job)
+{
+	const struct vg_managed_index *mi = job_index(job);
+	bool hints = !strcmp(job->hint_plan, "on");
+	enum vg_swap_mode want = mi ? mi->swap_mode : VG_SWAP_AUTO;
+	const char *role = mi && mi->user ? mi->user : "postgres";
+	if (!job->resuming) {
+		if (want == VG_SWAP_HINT && !hints) {
+			job_event(job, JEV_FATAL,
+			          "preflight: swap_mode hint needs pg_hint_plan loaded by the server (shared_preload_libraries = "
+			          "'pg_hint_plan'; on a managed service, its parameter group or database flags) with "
+			          "pg_hint_plan.enable_hint on for role %s (it is %s)",
+			          role, job->hint_plan[0] ? job->hint_plan : "not loaded");
+			return false;
+		}
+		job->mode = want == VG_SWAP_RENAME ? SWAP_RENAME
+		            : want == VG_SWAP_HINT ? SWAP_HINT
+		            : want == VG_SWAP_FLIP ? SWAP_FLIP
+		            : job->superuser       ? SWAP_FLIP
+		            : hints                ? SWAP_HINT
+		                                   : SWAP_RENAME;
+	}
+	if (job->mode == SWAP_HINT && mi) {
+		char hint[600];
+		const char *why;
+		if (pin_hint_for(mi->eval_query, strlen(mi->eval_query), job->schema, job->table, "\"x\"", hint, sizeof(hint),
+		                 &why) != PIN_HINTED) {
+			job_event(job, JEV_FATAL, "preflight: swap mode hint cannot pin the eval query (%s), so verify could not "
+			          "measure the new index: write eval_query as one ORDER BY read of %s.%s",
+			          why[0] ? why : "it does not read the table by distance", job->schema, job->table);
+			return false;
+		}
+	}
+	return true;
+}
 
 static void preflight_next(struct rebuild_job *job)
 {
@@ -221,6 +287,9 @@ static void preflight_next(struct rebuild_job *job)
 		return;
 	case PF_HYPOPG:
 		job_query(job, SQL_HYPOPG, 0, NULL, preflight_result);
+		return;
+	case PF_HINT:
+		job_query(job, SQL_HINT_PLAN, 0, NULL, preflight_result);
 		return;
 	case PF_SAMPLES:
 		if (mi && mi->eval_source != VG_EVAL_FILE) {
@@ -271,7 +340,7 @@ static void preflight_next(struct rebuild_job *job)
 		char why[700];
 		job_mode_reason(job, why, sizeof(why));
 		job_event(job, JEV_STEP_OK, "preflight passed (swap mode %s): %s; eval set: %zu queries from the eval file, "
-		          "%zu sampled from traffic", job->mode == SWAP_FLIP ? "flip" : "rename", why,
+		          "%zu sampled from traffic", swap_mode_name(job->mode), why,
 		          eval_set_count(&job->evals, false), job->samples_loaded);
 		return;
 	}
@@ -327,7 +396,12 @@ static void preflight_result(void *arg, PGresult *res, const char *error)
 			          mi->user ? mi->user : "postgres");
 			return;
 		}
-		job->mode = (mi && mi->swap_mode == VG_SWAP_RENAME) || !job->superuser ? SWAP_RENAME : SWAP_FLIP;
+		break;
+	case PF_HINT:
+		snprintf(job->hint_plan, sizeof(job->hint_plan), "%s",
+		         PQntuples(res) && !PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : "");
+		if (!choose_swap_mode(job))
+			return;
 		break;
 	case PF_HYPOPG:
 		snprintf(job->hypopg_schema, sizeof(job->hypopg_schema), "%s", PQntuples(res) ? PQgetvalue(res, 0, 0) : "");
@@ -539,12 +613,61 @@ static void build_result(void *arg, PGresult *res, const char *error)
 			return;
 		}
 	}
-	job_event(job, JEV_STEP_OK, "built %s in %.1fs", job->fresh, now_sec() - job->build_started);
+	if (job->mode == SWAP_HINT)
+		job_event(job, JEV_STEP_OK, "built %s in %.1fs; vector reads through vecgate stay pinned to %s until the swap",
+		          job->fresh, now_sec() - job->build_started, job->live);
+	else
+		job_event(job, JEV_STEP_OK, "built %s in %.1fs", job->fresh, now_sec() - job->build_started);
+}
+
+/* ---- hint mode: the pin lives in vecgate.routes ---- */
+
+static int pin_statement(const struct rebuild_job *job, const char *pin, const char *hidden, char *sql, size_t len)
+{
+	char by[64];
+	snprintf(by, sizeof(by), "rebuild job %d", job->id);
+	return sql_pin(job->index_name, job->schema, job->table, pin, hidden, by, sql, len);
+}
+
+/* a committed pin holds here at once; the other instances follow its NOTIFY */
+static void pin_committed(const struct rebuild_job *job, const PGresult *res, const char *pin)
+{
+	routes_pin_written(job->index_name, pin,
+	                   PQntuples(res) && PQnfields(res) > 1 && !PQgetisnull(res, 0, 1) ? PQgetvalue(res, 0, 1) : "");
+}
+
+static void start_build(struct rebuild_job *job);
+
+static void build_pin_result(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	job->step_busy = false;
+	if (error) {
+		job_event(job, pg_result_transient(res) ? JEV_TRANSIENT : JEV_FATAL,
+		          "cannot pin vector reads to %s before the build: %s", job->live, error);
+		return;
+	}
+	pin_committed(job, res, job->live);
+	job->build_pinned = true;
+	start_build(job);
 }
 
 static void start_build(struct rebuild_job *job)
 {
 	const struct vg_managed_index *mi = job_index(job);
+	if (job->mode == SWAP_HINT && !job->build_pinned) {
+		/* before the candidate can exist, every instance pins its reads to
+		 * the live index: a finished build is then used by no read through
+		 * vecgate before the gated swap */
+		char sql[4096];
+		if (pin_statement(job, job->live, job->fresh, sql, sizeof(sql)) < 0) {
+			job_event(job, JEV_FATAL, "pin statement too long");
+			return;
+		}
+		job->step_busy = true;
+		job_query(job, sql, 0, NULL, build_pin_result);
+		return;
+	}
 	if (!job->have_pre_end) {
 		pools_traffic(mi ? mi->database : "", &job->t_pre_end);
 		job->have_pre_end = true;
@@ -604,8 +727,13 @@ static void swap_result(void *arg, PGresult *res, const char *error)
 	pools_traffic(mi ? mi->database : "", &job->t_swap);
 	if (job->mode == SWAP_RENAME)
 		job->cleanup |= CLEAN_DROP_RETIRED; /* without superuser the old index must go for the planner to move */
-	job_event(job, JEV_STEP_OK, "swapped in %.2f ms (%s mode%s)", job->swap_ms,
-	          job->mode == SWAP_FLIP ? "flip" : "rename",
+	if (job->mode == SWAP_HINT) {
+		pin_committed(job, res, job->fresh);
+		job_event(job, JEV_STEP_OK, "swapped in %.2f ms (hint mode: vector reads through vecgate are pinned to %s, "
+		          "no DDL, no lock; %s kept for instant rollback)", job->swap_ms, job->fresh, job->live);
+		return;
+	}
+	job_event(job, JEV_STEP_OK, "swapped in %.2f ms (%s mode%s)", job->swap_ms, swap_mode_name(job->mode),
 	          job->mode == SWAP_FLIP ? ", old index kept for instant rollback" : "; old index dropped, no rollback");
 }
 
@@ -615,7 +743,8 @@ static void start_swap(struct rebuild_job *job)
 	struct swap_names n = {job->schema, job->table, job->live, job->fresh, job->retired,
 	                       mi ? mi->lock_timeout_ms : 50};
 	char sql[4096];
-	if (sql_swap(&n, job->mode, sql, sizeof(sql)) < 0) {
+	if (job->mode == SWAP_HINT ? pin_statement(job, job->fresh, job->live, sql, sizeof(sql)) < 0
+	                           : sql_swap(&n, job->mode, sql, sizeof(sql)) < 0) {
 		job_event(job, JEV_FATAL, "swap statement too long");
 		return;
 	}
@@ -633,6 +762,100 @@ static void start_verify(struct rebuild_job *job)
 	job_query(job, "ROLLBACK", 0, NULL, NULL);
 	job_query(job, sql, 0, NULL, NULL);
 	start_eval(job, EVAL_VERIFY);
+}
+
+/* ---- watch: proof that traffic moved, from the server's own counters ---- */
+
+/* the index that serves after the swap, and the one retired by it */
+static void proof_names(const struct rebuild_job *job, char *old_rel, char *new_rel, size_t len)
+{
+	sql_qualified(job->schema, job->mode == SWAP_HINT ? job->live : job->retired, old_rel, len);
+	sql_qualified(job->schema, job->mode == SWAP_HINT ? job->fresh : job->live, new_rel, len);
+}
+
+static void route_reads(const struct rebuild_job *job, uint64_t *primary, uint64_t *pinned, uint64_t *unpinned)
+{
+	const struct route_state *r = route_find(job->index_name);
+	*primary = *pinned = *unpinned = 0;
+	if (!r)
+		return;
+	/* hint mode pins reads in transaction blocks and sessions too; the
+	 * ones a route sent to a replica or fallback count on their servers */
+	*pinned = r->pinned_reads;
+	*unpinned = r->unpinned_reads;
+	*primary = job->mode == SWAP_HINT ? r->pinned_reads - r->stats[RS_REPLICA] - r->stats[RS_FALLBACK]
+	                                  : r->stats[RS_PRIMARY];
+}
+
+static long long scans_of(const PGresult *res, int col)
+{
+	return PQntuples(res) && !PQgetisnull(res, 0, col) ? atoll(PQgetvalue(res, 0, col)) : -1;
+}
+
+static void proof_start_result(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error)
+		return; /* the proof is skipped for this watch; the end says so */
+	job->scans_old_start = scans_of(res, 0);
+	job->scans_new_start = scans_of(res, 1);
+	route_reads(job, &job->reads_primary_start, &job->pinned_start, &job->unpinned_start);
+	job->have_scans_start = true;
+}
+
+static void proof_start(struct rebuild_job *job)
+{
+	char old_rel[700], new_rel[700];
+	proof_names(job, old_rel, new_rel, sizeof(old_rel));
+	const char *params[] = {old_rel, new_rel};
+	job_query(job, SQL_INDEX_SCANS, 2, params, proof_start_result);
+}
+
+/* Over the watch: the new index served reads (idx_scan grew) while vecgate
+ * sent vector reads of it to the primary.  The retired index may still
+ * serve reads that do not pass through vecgate (hint mode), or counters of
+ * reads just before the swap (statistics reach the view within about a
+ * second): reported, never judged. */
+static void proof_end_result(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	job->step_busy = false;
+	const struct vg_managed_index *mi = job_index(job);
+	if (error || !job->have_scans_start) {
+		snprintf(job->proof, sizeof(job->proof), "not measured (%s)", error ? error : "no counters at the start");
+		start_eval(job, EVAL_WATCH);
+		return;
+	}
+	job->scans_old = scans_of(res, 0) >= 0 && job->scans_old_start >= 0 ? scans_of(res, 0) - job->scans_old_start
+	                                                                      : -1;
+	job->scans_new = scans_of(res, 1) - job->scans_new_start;
+	route_reads(job, &job->reads_primary, &job->pinned, &job->unpinned);
+	job->reads_primary -= job->reads_primary_start;
+	job->pinned -= job->pinned_start;
+	job->unpinned -= job->unpinned_start;
+	job->have_proof = true;
+	bool moved = job->scans_new > 0 || job->reads_primary < 5;
+	snprintf(job->proof, sizeof(job->proof),
+	         "%s: idx_scan +%lld on %s, %s%lld on the retired %s, %llu vector reads through vecgate on the primary%s",
+	         job->reads_primary < 5 ? "too few reads to tell" : moved ? "traffic moved" : "traffic did not move",
+	         job->scans_new, job->mode == SWAP_HINT ? job->fresh : job->live, job->scans_old >= 0 ? "+" : "",
+	         job->scans_old, job->mode == SWAP_HINT ? job->live : job->retired,
+	         (unsigned long long)job->reads_primary, job->mode == SWAP_HINT ? " (pinned)" : "");
+	log_info("rebuild %d (%s): watch: %s", job->id, job->index_name, job->proof);
+	if (!moved && (!mi || mi->watch_proof_rollback)) {
+		job_event(job, JEV_DEGRADED, "watch: %s: rolling back", job->proof);
+		return;
+	}
+	start_eval(job, EVAL_WATCH);
+}
+
+static void proof_end(struct rebuild_job *job)
+{
+	char old_rel[700], new_rel[700];
+	proof_names(job, old_rel, new_rel, sizeof(old_rel));
+	const char *params[] = {old_rel, new_rel};
+	job->step_busy = true;
+	job_query(job, SQL_INDEX_SCANS, 2, params, proof_end_result);
 }
 
 void job_step_timer(evutil_socket_t fd, short what, void *arg)
@@ -654,7 +877,7 @@ void job_step_timer(evutil_socket_t fd, short what, void *arg)
 			job->run_on_connect = true; /* the rest of the watch (none) and its eval, once back */
 			return;
 		}
-		start_eval(job, EVAL_WATCH);
+		proof_end(job);
 		return;
 	}
 	if (job->state == JOB_RETAIN) {
@@ -753,6 +976,8 @@ void job_run_step(struct rebuild_job *job)
 		/* a retry (the eval failed, the connection was lost) does not
 		 * start the watch window over */
 		left = (mi ? mi->watch_seconds : 60) - in_state;
+		if (!job->have_scans_start)
+			proof_start(job);
 		job_schedule(job, left > 0 ? left : 0);
 		return;
 	case JOB_RETAIN:
@@ -810,6 +1035,51 @@ static void rollback_checked(void *arg, PGresult *res, const char *error)
 	pg_session_query(job->maint.s, sql, 0, NULL, cleanup_step_done, job);
 }
 
+/* Hint mode: a pin change is followed by every instance (NOTIFY at once,
+ * the periodic re-read at the latest) before an index it named may go. */
+static void settle_done(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	cleanup_step_done(arg, NULL, NULL);
+}
+
+static void pin_cleanup_done(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	unsigned bit = cleanup_current(job);
+	if (error) {
+		if (!pg_result_transient(res) && bit == CLEAN_ROLLBACK && (job->cleanup & CLEAN_DROP_FRESH)) {
+			/* reads may still be pinned to the candidate: it must stay */
+			log_warn("rebuild %d (%s): cannot pin reads back to %s (%s); %s is kept, since reads may still be pinned "
+			         "to it", job->id, job->index_name, job->live, error, job->fresh);
+			job->cleanup &= ~(unsigned)(CLEAN_DROP_FRESH | CLEAN_UNPIN);
+		}
+		cleanup_step_done(arg, res, error);
+		return;
+	}
+	pin_committed(job, res, bit == CLEAN_UNPIN ? "" : job->live);
+	double settle = fmin(vg.cfg->routing.refresh_seconds, 5) + 0.5;
+	if (!job->settle_timer)
+		job->settle_timer = evtimer_new(vg.base, settle_done, job);
+	struct timeval tv = timeval_of(settle);
+	evtimer_add(job->settle_timer, &tv);
+}
+
+/* hint mode at retention end: the old index still has the live name only
+ * while the new one has its own (the rename is the last step) */
+static void retired_checked(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error || PQgetisnull(res, 0, 0)) {
+		cleanup_step_done(arg, res, error);
+		return;
+	}
+	char sql[800];
+	sql_drop_index_concurrently(job->schema, job->live, sql, sizeof(sql));
+	pg_session_query(job->maint.s, sql, 0, NULL, cleanup_step_done, job);
+}
+
 /* Owed index changes, one at a time on the maintenance session, each only
  * while the lock is held (another instance that holds it may be using
  * these names); a lost session or a transient error runs them again. */
@@ -835,11 +1105,30 @@ static void run_cleanup(struct rebuild_job *job)
 		pg_session_query(s, SQL_CANCEL_SESSION_BUILDS, 2, params, cleanup_step_done, job);
 		return;
 	}
-	case CLEAN_ROLLBACK: {
+	case CLEAN_ROLLBACK:
+		if (job->mode == SWAP_HINT) {
+			char pin[4096];
+			pin_statement(job, job->live, job->fresh, pin, sizeof(pin));
+			pg_session_query(s, pin, 0, NULL, pin_cleanup_done, job);
+			return;
+		} else {
 		/* did the rollback commit before a restart?  The retired name says */
 		sql_qualified(job->schema, job->retired, rel, sizeof(rel));
 		const char *params[] = {rel};
 		pg_session_query(s, "SELECT to_regclass($1)", 1, params, rollback_checked, job);
+		return;
+		}
+	case CLEAN_UNPIN: {
+		char pin[4096];
+		pin_statement(job, "", "", pin, sizeof(pin));
+		pg_session_query(s, pin, 0, NULL, pin_cleanup_done, job);
+		return;
+	}
+	case CLEAN_RENAME_FRESH: {
+		const struct vg_managed_index *mi = job_index(job);
+		char ren[1200];
+		sql_rename_index(job->schema, job->fresh, job->live, mi ? mi->lock_timeout_ms * 10 : 500, ren, sizeof(ren));
+		pg_session_query(s, ren, 0, NULL, cleanup_step_done, job);
 		return;
 	}
 	case CLEAN_DROP_FRESH:
@@ -847,6 +1136,12 @@ static void run_cleanup(struct rebuild_job *job)
 		pg_session_query(s, sql, 0, NULL, cleanup_step_done, job);
 		return;
 	default:
+		if (job->mode == SWAP_HINT) {
+			sql_qualified(job->schema, job->fresh, rel, sizeof(rel));
+			const char *params[] = {rel};
+			pg_session_query(s, "SELECT to_regclass($1)", 1, params, retired_checked, job);
+			return;
+		}
 		sql_drop_index_concurrently(job->schema, job->retired, sql, sizeof(sql));
 		pg_session_query(s, sql, 0, NULL, cleanup_step_done, job);
 		return;
@@ -879,7 +1174,7 @@ static void cleanup_step_done(void *arg, PGresult *res, const char *error)
 	if (error)
 		log_warn("rebuild %d (%s): cleanup step failed: %s; check %s.%s by hand (DROP INDEX CONCURRENTLY IF EXISTS "
 		         "%s)", job->id, job->index_name, error, job->schema, job->table,
-		         bit == CLEAN_DROP_RETIRED ? job->retired : job->fresh);
+		         bit == CLEAN_DROP_RETIRED ? (job->mode == SWAP_HINT ? job->live : job->retired) : job->fresh);
 	else if (bit == CLEAN_ROLLBACK)
 		log_info("rebuild %d (%s): rolled back: %s serves again", job->id, job->index_name, job->live);
 	job->cleanup &= ~bit;
@@ -938,16 +1233,21 @@ void job_perform(struct rebuild_job *job, enum job_state from, enum job_action a
 	case JACT_DROP_NEW_INDEX:
 		stop_running_build(job);
 		job->cleanup |= CLEAN_DROP_FRESH | (from == JOB_BUILD ? CLEAN_CANCEL_BUILD : 0);
+		if (job->mode == SWAP_HINT)
+			job->cleanup |= CLEAN_UNPIN; /* the pin names the live index until the candidate is gone */
 		break; /* job_finish() runs it */
 	case JACT_ROLLBACK_SWAP:
-		if (job->mode != SWAP_FLIP)
+		if (job->mode == SWAP_RENAME)
 			break;
-		/* the candidate, invalid again, would only cost writes: dropped after */
-		job->cleanup |= CLEAN_ROLLBACK | CLEAN_DROP_FRESH;
+		/* the candidate, invalid again (flip) or pinned away from (hint),
+		 * would only cost writes: dropped after */
+		job->cleanup |= CLEAN_ROLLBACK | CLEAN_DROP_FRESH | (job->mode == SWAP_HINT ? CLEAN_UNPIN : 0);
 		break;
 	case JACT_DROP_OLD_INDEX:
-		if (job->mode == SWAP_FLIP)
-			job->cleanup |= CLEAN_DROP_RETIRED;
+		/* hint mode: the old index goes while reads are pinned to the new
+		 * one, then the pin, then the new index takes the live name */
+		if (job->mode != SWAP_RENAME)
+			job->cleanup |= CLEAN_DROP_RETIRED | (job->mode == SWAP_HINT ? CLEAN_UNPIN | CLEAN_RENAME_FRESH : 0);
 		break;
 	case JACT_RETRY_AFTER_BACKOFF: {
 		const struct vg_managed_index *mi = job_index(job);
@@ -977,6 +1277,8 @@ void job_stop_sessions(struct rebuild_job *job)
 	index_link_close(&job->maint);
 	if (job->cleanup_timer)
 		event_del(job->cleanup_timer);
+	if (job->settle_timer)
+		event_del(job->settle_timer);
 }
 
 static void close_maint_when_done(void *arg, PGresult *res, const char *error)
