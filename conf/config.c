@@ -758,6 +758,7 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		{"watch_seconds", F_SECONDS, MI(watch_seconds), 0, 0, NULL},
 		{"watch_error_rate_increase", F_SECONDS, MI(watch_error_rate_increase), 0, 0, NULL},
 		{"watch_proof_rollback", F_BOOL, MI(watch_proof_rollback), 0, 0, NULL},
+		{"takeover_seconds", F_SECONDS, MI(takeover_seconds), 0, 0, NULL},
 		{"retention_seconds", F_SECONDS, MI(retention_seconds), 0, 0, NULL},
 		{"max_transaction_age", F_SECONDS, MI(max_transaction_age), 0, 0, NULL},
 		{"free_space_query", F_STR, MI(free_space_query), 0, 0, NULL},
@@ -793,6 +794,7 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		m->watch_seconds = 60;
 		m->watch_error_rate_increase = 0.01;
 		m->watch_proof_rollback = true;
+		m->takeover_seconds = 10;
 		m->retention_seconds = 86400;
 		m->max_transaction_age = 300;
 		m->drift_tolerance = 0.05;

@@ -222,6 +222,9 @@ struct vg_managed_index {
 	/* watch: the new index's idx_scan did not grow while vecgate sent
 	 * vector reads to the primary: roll back (default) or only say so */
 	bool watch_proof_rollback;
+	/* another instance takes over a job whose driver wrote no heartbeat
+	 * for this long (default 10 s) */
+	double takeover_seconds;
 	double retention_seconds; /* keep the old index for rollback, default 86400 */
 	double max_transaction_age; /* preflight refuses older transactions, default 300 s */
 	size_t free_space_bytes; /* preflight: free space figure; 0 = not checked */

@@ -657,6 +657,18 @@ void sql_classify(const char *sql, size_t len, struct sql_class *out)
 	free(stmt.depth);
 }
 
+bool sql_word_ends_from(const char *word)
+{
+	return word_in(word, from_enders);
+}
+
+bool sql_word_not_alias(const char *word)
+{
+	static const char *const join_words[] = {"join", "inner", "left",  "right",       "full", "cross", "natural",
+	                                         "on",   "using", "lateral", "tablesample", "as",   NULL};
+	return word_in(word, from_enders) || word_in(word, join_words);
+}
+
 bool sql_name_matches(const char *given, const char *schema, const char *name)
 {
 	const char *dot = strrchr(given, '.');

@@ -73,6 +73,11 @@ enum {
 };
 unsigned sql_prescan(const char *sql, size_t len);
 
+/* Words (lower-cased) that end a FROM list, and words that cannot be a
+ * table's alias right after it (those, join keywords and AS). */
+bool sql_word_ends_from(const char *word);
+bool sql_word_not_alias(const char *word);
+
 /* Is this operator token one of pgvector's distance operators? */
 bool sql_is_vector_operator(const char *op, size_t len);
 

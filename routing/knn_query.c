@@ -67,16 +67,7 @@ static int refuse(struct cursor *c, const char *what)
 /* words that cannot be a table alias here */
 static bool clause_word(const struct sql_token *t)
 {
-	static const char *const words[] = {"order", "where", "group", "having", "limit", "offset", "join", "inner",
-	                                    "left", "right", "full", "cross", "natural", "union", "except",
-	                                    "intersect", "window", "fetch", "for", "on", "using", "tablesample",
-	                                    "as", NULL};
-	if (t->type != SQL_TOK_WORD)
-		return false;
-	for (int i = 0; words[i]; i++)
-		if (!strcmp(t->word, words[i]))
-			return true;
-	return false;
+	return t->type == SQL_TOK_WORD && sql_word_not_alias(t->word);
 }
 
 /* A plain or quoted identifier (no doubled quotes, not truncated). */

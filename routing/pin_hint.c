@@ -65,21 +65,6 @@ static bool is_ident(const struct sql_token *t)
 	return t->type == SQL_TOK_WORD || t->type == SQL_TOK_QIDENT;
 }
 
-/* words after a relation that are no alias */
-static bool clause_word(const struct sql_token *t)
-{
-	static const char *const words[] = {
-		"where", "group",   "order",       "limit", "having",    "union",     "window", "offset", "fetch",
-		"for",   "except",  "intersect",   "join",  "inner",     "left",      "right",  "full",   "cross",
-		"natural", "on",    "using",       "tablesample", "returning", "set", "lateral", NULL};
-	if (t->type != SQL_TOK_WORD)
-		return false;
-	for (int i = 0; words[i]; i++)
-		if (!strcmp(t->word, words[i]))
-			return true;
-	return false;
-}
-
 /* Does an identifier token denote `name`?  Unquoted words are folded by the
  * lexer; the comparison stays lenient about case as the classifier is. */
 static bool ident_is(const struct sql_token *t, const char *name)
@@ -167,9 +152,7 @@ enum pin_verdict pin_hint_for(const char *sql, size_t len, const char *schema, c
 			expect_rel = true;
 			continue;
 		}
-		if (t->type == SQL_TOK_WORD && clause_word(t) && !is_word(t, "lateral") && !is_word(t, "on") &&
-		    !is_word(t, "using") && !is_word(t, "tablesample") && !is_word(t, "inner") && !is_word(t, "left") &&
-		    !is_word(t, "right") && !is_word(t, "full") && !is_word(t, "cross") && !is_word(t, "natural")) {
+		if (t->type == SQL_TOK_WORD && sql_word_ends_from(t->word)) {
 			/* WHERE, ORDER, LIMIT ...: the FROM list at this depth is over */
 			in_from[depth] = false;
 			expect_rel = false;
@@ -208,7 +191,7 @@ enum pin_verdict pin_hint_for(const char *sql, size_t len, const char *schema, c
 				alias_tok = w.tok;
 				alias = &alias_tok;
 			}
-		} else if (w.next.type == SQL_TOK_QIDENT || (w.next.type == SQL_TOK_WORD && !clause_word(&w.next))) {
+		} else if (w.next.type == SQL_TOK_QIDENT || (w.next.type == SQL_TOK_WORD && !sql_word_not_alias(w.next.word))) {
 			walk_advance(&w);
 			alias_tok = w.tok;
 			alias = &alias_tok;

@@ -67,7 +67,30 @@ const char SQL_STATE_SCHEMA[] =
 	"CREATE TABLE IF NOT EXISTS vecgate.job_steps ("
 	" job_id bigint NOT NULL REFERENCES vecgate.jobs ON DELETE CASCADE, at timestamptz NOT NULL DEFAULT now(),"
 	" from_state text, to_state text, event text, message text);"
-	"CREATE INDEX IF NOT EXISTS jobs_index_name ON vecgate.jobs (index_name, id)";
+	"CREATE INDEX IF NOT EXISTS jobs_index_name ON vecgate.jobs (index_name, id);"
+	"ALTER TABLE vecgate.jobs ADD COLUMN IF NOT EXISTS driver_instance text,"
+	" ADD COLUMN IF NOT EXISTS driver_since timestamptz, ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz";
+
+const char SQL_JOB_CLAIM[] =
+	"UPDATE vecgate.jobs SET driver_instance = $2, driver_since = now(), heartbeat_at = now(),"
+	" driver = inet_client_addr()::text || ':' || pg_backend_pid() WHERE id = $1::bigint"
+	" RETURNING pg_notify('vecgate_jobs', index_name)";
+
+const char SQL_JOB_HEARTBEAT[] = "UPDATE vecgate.jobs SET heartbeat_at = now() WHERE id = $1::bigint";
+
+const char SQL_JOB_FOLLOW[] =
+	"SELECT id, state, coalesce(driver_instance, driver), to_char(driver_since, 'YYYY-MM-DD\"T\"HH24:MI:SS.MSOF'),"
+	" extract(epoch from clock_timestamp() - coalesce(heartbeat_at, updated_at)), message, fresh_index"
+	" FROM vecgate.jobs WHERE index_name = $1 AND state NOT IN ('done', 'failed', 'cancelled', 'rolled_back')"
+	" ORDER BY id DESC LIMIT 1";
+
+/* the sessions of the instance that drives $1's rebuild: the lock holder,
+ * and its maintenance and progress sessions (a frozen leader's build) */
+const char SQL_TAKEOVER_TERMINATE[] =
+	"SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND ("
+	" a.application_name IN ('vecgate rebuild ' || $1, 'vecgate progress ' || $1) OR a.pid IN ("
+	" SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+	" AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtext('vecgate:rebuild:' || $1)::bigint))";
 
 const char SQL_ROUTES_SCHEMA[] =
 	"CREATE SCHEMA IF NOT EXISTS vecgate;"
@@ -172,6 +195,33 @@ int sql_hide_candidate(const char *schema, const char *table, const char *fresh,
 	return len < 0 || (size_t)len >= outlen ? -1 : 0;
 }
 
+int sql_fence(const char *index_name, int state_pid, char *out, size_t outlen)
+{
+	char lname[300], lmsg[400], msg[300];
+	sql_literal(index_name, lname, sizeof(lname));
+	snprintf(msg, sizeof(msg), "fenced: this vecgate no longer holds the rebuild lock of %s", index_name);
+	sql_literal(msg, lmsg, sizeof(lmsg));
+	int len = snprintf(out, outlen,
+	                   "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
+	                   " AND l.objsubid = 1 AND l.pid = %d AND ((l.classid::bigint << 32) | l.objid::bigint) ="
+	                   " hashtext('vecgate:rebuild:' || %s)::bigint) THEN 0 ELSE (SELECT %s::text)::int END",
+	                   state_pid, lname, lmsg);
+	return len < 0 || (size_t)len >= outlen ? -1 : 0;
+}
+
+int sql_hide_candidate_if_there(const char *schema, const char *table, const char *fresh, char *out, size_t outlen)
+{
+	char q[420], lit[900], table_rc[900];
+	sql_qualified(schema, fresh, q, sizeof(q));
+	sql_literal(q, lit, sizeof(lit));
+	regclass_lit(schema, table, table_rc, sizeof(table_rc));
+	int len = snprintf(out, outlen,
+	                   "BEGIN;\nUPDATE pg_index SET indisvalid = false WHERE indexrelid = to_regclass(%s) AND indisvalid;\n"
+	                   "UPDATE pg_class SET relname = relname WHERE oid = %s;\nCOMMIT;",
+	                   lit, table_rc);
+	return len < 0 || (size_t)len >= outlen ? -1 : 0;
+}
+
 int sql_measure_candidate(const char *schema, const char *live, const char *fresh, char *out, size_t outlen)
 {
 	char show[1100], hide[1100];
@@ -215,7 +265,7 @@ int sql_swap(const struct swap_names *n, enum swap_mode mode, char *out, size_t 
 		 * inside the transaction does not matter to the planner; the no-op
 		 * pg_class update is what makes sessions re-plan. */
 		len = snprintf(out, outlen,
-		               "BEGIN;\n"
+		               "BEGIN;\n%s%s"
 		               "SET LOCAL lock_timeout = '%dms';\n"
 		               "%s;\n"
 		               "%s;\n"
@@ -223,15 +273,17 @@ int sql_swap(const struct swap_names *n, enum swap_mode mode, char *out, size_t 
 		               "ALTER INDEX %s RENAME TO %s;\n"
 		               "UPDATE pg_class SET relname = relname WHERE oid = %s;\n"
 		               "COMMIT;",
-		               n->lock_timeout_ms, hide, show, live_q, retired_name, fresh_q, live_name, table_rc);
+		               n->fence ? n->fence : "", n->fence ? ";\n" : "", n->lock_timeout_ms, hide, show, live_q,
+		               retired_name, fresh_q, live_name, table_rc);
 	} else {
 		len = snprintf(out, outlen,
-		               "BEGIN;\n"
+		               "BEGIN;\n%s%s"
 		               "SET LOCAL lock_timeout = '%dms';\n"
 		               "ALTER INDEX %s RENAME TO %s;\n"
 		               "ALTER INDEX %s RENAME TO %s;\n"
 		               "COMMIT;",
-		               n->lock_timeout_ms, live_q, retired_name, fresh_q, live_name);
+		               n->fence ? n->fence : "", n->fence ? ";\n" : "", n->lock_timeout_ms, live_q, retired_name,
+		               fresh_q, live_name);
 	}
 	return len < 0 || (size_t)len >= outlen ? -1 : 0;
 }
@@ -265,7 +317,7 @@ enum swap_mode swap_mode_parse(const char *s)
 }
 
 int sql_pin(const char *route, const char *schema, const char *table, const char *pin, const char *hidden,
-            const char *by, char *out, size_t outlen)
+            const char *by, const char *fence, char *out, size_t outlen)
 {
 	char lroute[300], lpin[300], lhidden[300], lby[500], rpin[900], rtable[900], lmissing[400];
 	sql_literal(route, lroute, sizeof(lroute));
@@ -283,16 +335,16 @@ int sql_pin(const char *route, const char *schema, const char *table, const char
 	int len = snprintf(
 		out, outlen,
 		"WITH chk AS (SELECT CASE WHEN %s = '' OR EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = to_regclass(%s) "
-		"AND indisvalid) THEN 0 ELSE (SELECT %s::text)::int END AS ok)"
+		"AND indisvalid) THEN 0 ELSE (SELECT %s::text)::int END AS ok), fence AS (%s)"
 		" INSERT INTO vecgate.routes AS r (index_name, mode, pin_index, pin_list, updated_by)"
 		" SELECT %s, 'primary', NULLIF(%s, ''), CASE WHEN %s = '' THEN NULL ELSE"
 		" (SELECT string_agg('\"' || replace(c.relname, '\"', '\"\"') || '\"', ' ' ORDER BY c.relname <> %s, c.relname)"
 		" FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s AND i.indisvalid"
-		" AND c.relname <> %s AND strpos(c.relname, '/*') = 0 AND strpos(c.relname, '*/') = 0) END, %s FROM chk"
+		" AND c.relname <> %s AND strpos(c.relname, '/*') = 0 AND strpos(c.relname, '*/') = 0) END, %s FROM chk, fence"
 		" ON CONFLICT (index_name) DO UPDATE SET pin_index = EXCLUDED.pin_index, pin_list = EXCLUDED.pin_list,"
 		" updated_at = now(), updated_by = EXCLUDED.updated_by"
 		" RETURNING pg_notify('vecgate_routes', r.index_name), r.pin_list",
-		lpin, rpin, lmissing, lroute, lpin, lpin, lpin, rtable, lhidden, lby);
+		lpin, rpin, lmissing, fence ? fence : "SELECT 0", lroute, lpin, lpin, lpin, rtable, lhidden, lby);
 	return len < 0 || (size_t)len >= outlen ? -1 : 0;
 }
 

@@ -29,6 +29,7 @@ struct swap_names {
 	const char *fresh;     /* the newly built index */
 	const char *retired;   /* name the old index gets */
 	int lock_timeout_ms;
+	const char *fence;     /* a sql_fence statement run first in the transaction, or NULL */
 };
 
 /* One transaction (BEGIN ... COMMIT) that moves planner and cached plans to
@@ -49,6 +50,13 @@ int sql_set_index_valid(const char *schema, const char *index, bool valid, char 
  * indisready stays true) and invalidates the table's cached plans, so no
  * session, prepared statements included, can pick it before the gate. */
 int sql_hide_candidate(const char *schema, const char *table, const char *fresh, char *out, size_t outlen);
+/* The same for a candidate that may not exist (a takeover does not know
+ * how far the build of the instance it replaces got). */
+int sql_hide_candidate_if_there(const char *schema, const char *table, const char *fresh, char *out, size_t outlen);
+/* Fencing: one statement that fails ("fenced: ...") unless the backend
+ * state_pid holds index_name's rebuild lock; put first in a transaction
+ * that must not run for an instance that lost the lock. */
+int sql_fence(const char *index_name, int state_pid, char *out, size_t outlen);
 /* Inside the verify transaction only: the candidate valid, the live index
  * not, so the eval queries measure the candidate (rolled back afterwards). */
 int sql_measure_candidate(const char *schema, const char *live, const char *fresh, char *out, size_t outlen);
@@ -63,9 +71,10 @@ int sql_hypopg_unhide_all(const char *hypopg_schema, char *out, size_t outlen);
  * instance.  The hint's index list is made there from the catalog: the pin
  * first, then the table's other valid indexes except `hidden`.  A pin whose
  * index is missing or not valid fails (a cast of the reason) and changes
- * nothing.  Returns one row: (notify, pin_list). */
+ * nothing; so does a `fence` (sql_fence, or NULL) that fails.  Returns one
+ * row: (notify, pin_list). */
 int sql_pin(const char *route, const char *schema, const char *table, const char *pin, const char *hidden,
-            const char *by, char *out, size_t outlen);
+            const char *by, const char *fence, char *out, size_t outlen);
 /* -> pin_index of the route ($1), no row or NULL when not pinned */
 extern const char SQL_PIN_READ[];
 /* ALTER INDEX IF EXISTS ... RENAME under a lock_timeout (hint mode gives
@@ -107,6 +116,12 @@ extern const char SQL_JOB_UPDATE[];        /* $1 id, $2 state, $3 attempts, $4 m
 extern const char SQL_JOB_STEP[];          /* $1 id, $2 from, $3 to, $4 event, $5 message */
 extern const char SQL_JOB_UNFINISHED[];    /* $1 index -> the newest non-terminal job */
 extern const char SQL_JOB_LATEST[];        /* $1 index -> the newest job, any state */
+extern const char SQL_JOB_CLAIM[];         /* $1 id, $2 instance: this session drives it now (notifies) */
+extern const char SQL_JOB_HEARTBEAT[];     /* $1 id: the driver is alive */
+/* $1 index -> the unfinished job: id, state, driver, driver since, seconds
+ * since the driver's heartbeat, message, fresh index */
+extern const char SQL_JOB_FOLLOW[];
+extern const char SQL_TAKEOVER_TERMINATE[]; /* $1 index: end the sessions of the instance driving it */
 extern const char SQL_CANCEL_ORPHAN_BUILDS[]; /* $1 schema.table: cancel CREATE INDEX run by vecgate */
 /* $1 schema.table, $2 application_name: cancel CREATE INDEX run by other
  * sessions of that name (a job's build on a session it lost) */

@@ -55,6 +55,14 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 	                                      : "nothing");
 	json_str(j, "new_index", job->fresh);
 	json_str(j, "retired_index", job->retired);
+	/* several instances: who drives the job (the others follow it) */
+	json_obj_begin(j, "driver");
+	json_str(j, "instance", job->driver[0] ? job->driver : NULL);
+	json_str(j, "since", job->driver_since[0] ? job->driver_since : NULL);
+	json_bool(j, "this_instance", !job->following && job->driver[0] && !strcmp(job->driver, vg_instance_id()));
+	json_num(j, "silent_seconds", job->following ? job->driver_silent_s : NAN);
+	json_obj_end(j);
+	json_bool(j, "following", job->following);
 	json_num(j, "seconds_in_state", now_sec() - job->state_since);
 	/* how much longer the old index is kept for an instant rollback */
 	const struct vg_managed_index *mi = job_index(job);

@@ -134,6 +134,15 @@ static void print_job_line(const struct jnode *job)
 	       json_get_str(job, "index") ? json_get_str(job, "index") : "?", json_get_str(job, "state"), pct, rec, sw,
 	       json_get_str(job, "message") ? json_get_str(job, "message") : "");
 	(void)eta;
+	const char *driver = json_get_str(job, "driver.instance");
+	if (driver && json_get_bool(job, "following"))
+		printf("    driven by %s since %s (silent %.0f s); this instance follows it and takes it over if its "
+		       "driver dies: approve, cancel or roll it back there\n",
+		       driver, json_get_str(job, "driver.since") ? json_get_str(job, "driver.since") : "?",
+		       json_get_num(job, "driver.silent_seconds"));
+	else if (driver)
+		printf("    driven by %s since %s\n", driver,
+		       json_get_str(job, "driver.since") ? json_get_str(job, "driver.since") : "?");
 	const struct jnode *b = json_get(job, "progress.blocked_by");
 	if (b && b->type == J_OBJ) {
 		char xact[32], waited[32];

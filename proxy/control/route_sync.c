@@ -11,6 +11,7 @@
  */
 #include "proxy/control/route_sync.h"
 #include "proxy/control/health.h"
+#include "proxy/control/rebuild/rebuild.h"
 #include "proxy/route_table.h"
 #include "proxy/runtime/pgasync.h"
 #include "proxy/runtime/pgconn_params.h"
@@ -27,7 +28,7 @@ static const char *routes_setup_sql(void)
 {
 	static char sql[2048];
 	if (!sql[0])
-		snprintf(sql, sizeof(sql), "%s;LISTEN vecgate_routes", SQL_ROUTES_SCHEMA);
+		snprintf(sql, sizeof(sql), "%s;LISTEN vecgate_routes;LISTEN vecgate_jobs", SQL_ROUTES_SCHEMA);
 	return sql;
 }
 
@@ -66,7 +67,6 @@ struct route_sync {
 static struct route_sync *syncs;
 static int n_syncs;
 static struct event *timer;
-static char whoami[128];
 
 static void sync_connect(struct route_sync *y);
 static void sync_read(struct route_sync *y);
@@ -118,13 +118,13 @@ static void write_route(struct route_state *r)
 		return; /* written when the session is back (refresh) */
 	char by[200];
 	if (r->mode_dirty) {
-		snprintf(by, sizeof(by), "%s (%s)", whoami, r->mode_source);
+		snprintf(by, sizeof(by), "%s (%s)", vg_instance_id(), r->mode_source);
 		const char *p[] = {r->name, config_route_mode_name(r->mode), by};
 		if (pg_session_query(y->s, SQL_ROUTE_SET_MODE, 3, p, mode_written, r) == 0)
 			r->mode_gen_sent = r->mode_gen;
 	}
 	if (r->step_dirty) {
-		snprintf(by, sizeof(by), "%s (rebuild)", whoami);
+		snprintf(by, sizeof(by), "%s (rebuild)", vg_instance_id());
 		const char *p[] = {r->name, config_route_mode_name(r->mode),
 		                   r->step_mode >= 0 ? config_route_mode_name((enum vg_route_mode)r->step_mode) : NULL,
 		                   r->step[0] ? r->step : NULL, by};
@@ -207,10 +207,11 @@ static void sync_read(struct route_sync *y)
 
 static void on_notify(void *arg, const char *channel, const char *payload)
 {
-	(void)payload;
 	struct route_sync *y = arg;
 	if (!strcmp(channel, "vecgate_routes") && y->ready)
 		sync_read(y);
+	else if (!strcmp(channel, "vecgate_jobs") && payload)
+		rebuild_follow(payload); /* a job another instance drives: follow it */
 }
 
 /* ---- session ---- */
@@ -236,7 +237,7 @@ static void setup_done(void *arg, PGresult *res, const char *error)
 		if (!in_sync(y, r))
 			continue;
 		char by[200];
-		snprintf(by, sizeof(by), "%s (config)", whoami);
+		snprintf(by, sizeof(by), "%s (config)", vg_instance_id());
 		const char *p[] = {r->name, config_route_mode_name(r->config_mode), by};
 		pg_session_query(y->s, SQL_ROUTE_SEED, 3, p, NULL, NULL);
 		write_route(r);
@@ -416,9 +417,6 @@ bool route_sync_settled(void)
 
 void route_sync_start(void)
 {
-	char host[64] = "?";
-	gethostname(host, sizeof(host) - 1);
-	snprintf(whoami, sizeof(whoami), "vecgate@%s:%d", host, (int)getpid());
 	route_table_build();
 	start_syncs();
 }

@@ -6,7 +6,9 @@
 #include "proxy/runtime/runtime.h"
 
 #include <sys/random.h>
+#include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 
 struct vg_runtime vg;
 
@@ -17,6 +19,17 @@ double now_sec(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+const char *vg_instance_id(void)
+{
+	static char id[128];
+	if (!id[0]) {
+		char host[64] = "?";
+		gethostname(host, sizeof(host) - 1);
+		snprintf(id, sizeof(id), "vecgate@%s:%d", host, (int)getpid());
+	}
+	return id;
 }
 
 struct timeval timeval_of(double seconds)

@@ -55,6 +55,8 @@ struct vg_runtime {
 extern struct vg_runtime vg;
 
 double now_sec(void); /* monotonic seconds */
+/* "vecgate@<host>:<pid>": who this instance is, in vecgate.routes and vecgate.jobs */
+const char *vg_instance_id(void);
 /* The data plane stamps messages with the time of the socket event that
  * brought them: one clock read per read event, not several per message. */
 extern double vg_now;

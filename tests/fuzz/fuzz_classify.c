@@ -6,11 +6,15 @@
  * must never read outside the buffer, and the answer must be coherent: a
  * "read-only" statement that is also DDL or locking would send writes to a
  * replica.  The k-NN recogniser the eval's exact scan relies on reads the
- * same text: what it accepts must be a single read-only vector read.
+ * same text: what it accepts must be a single read-only vector read.  The
+ * plan-hint pin (swap_mode hint) reads it too: the hint it writes goes in
+ * front of the application's text, so it must be one well-formed comment
+ * that names the relation of a table the classifier saw.
  * Input: the SQL text.
  */
 #include "routing/classify.h"
 #include "routing/knn_query.h"
+#include "routing/pin_hint.h"
 #include "routing/route.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -102,6 +106,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_CHECK(memchr(why, 0, sizeof(why)) != NULL && why[0]);
 		}
 		free(text);
+	}
+
+	/* the pin's hint for each table the classifier saw, and for a fixed one */
+	for (int i = 0; i <= c.n_tables; i++) {
+		const char *schema = i < c.n_tables ? refs[i].schema : "public";
+		const char *table = i < c.n_tables ? refs[i].table : "items";
+		char hint[256], again_hint[256];
+		const char *why, *why2;
+		enum pin_verdict v = pin_hint_for(sql, size, schema, table, "\"items_b\"", hint, sizeof(hint), &why);
+		FUZZ_CHECK(v == PIN_NOT_READ || v == PIN_HINTED || v == PIN_UNSAFE);
+		FUZZ_CHECK(why != NULL);
+		if (v == PIN_UNSAFE)
+			FUZZ_CHECK(why[0]);
+		if (v == PIN_HINTED) {
+			size_t hl = strnlen(hint, sizeof(hint));
+			FUZZ_CHECK(hl < sizeof(hint));
+			FUZZ_CHECK(!strncmp(hint, "/*+ IndexScan(\"", 15) && hl > 20);
+			FUZZ_CHECK(!strcmp(hint + hl - 3, "*/ "));
+			/* one comment: no opener or closer inside it */
+			FUZZ_CHECK(!strstr(hint + 3, "/*") && strstr(hint, "*/") == hint + hl - 3);
+			FUZZ_CHECK(strstr(hint, " \"items_b\") */ ") == hint + hl - 15);
+		}
+		FUZZ_CHECK(pin_hint_for(sql, size, schema, table, "\"items_b\"", again_hint, sizeof(again_hint), &why2) == v);
+		if (v == PIN_HINTED)
+			FUZZ_CHECK(!strcmp(hint, again_hint));
 	}
 
 	/* the operator check on the first bytes of the input */

@@ -94,6 +94,9 @@ struct rebuild_job *job_new(const struct vg_managed_index *mi, char *err, size_t
 
 void job_register(struct rebuild_job *job)
 {
+	if (job->registered)
+		return;
+	job->registered = true;
 	job->id = ++next_job_id;
 	job->next = jobs;
 	jobs = job;
@@ -115,6 +118,8 @@ void job_free(struct rebuild_job *job)
 		event_free(job->cleanup_timer);
 	if (job->settle_timer)
 		event_free(job->settle_timer);
+	if (job->beat_timer)
+		event_free(job->beat_timer);
 	eval_run_release(&job->eval);
 	eval_set_free(&job->evals);
 	free(job->index_name);
@@ -347,6 +352,10 @@ enum op_status rebuild_approve(int job_id, bool override, char *err, size_t errl
 		snprintf(err, errlen, "no job %d", job_id);
 		return OP_NOT_FOUND;
 	}
+	if (job->following) {
+		snprintf(err, errlen, "job %d is driven by %s: approve it there", job_id, job->driver);
+		return OP_CONFLICT;
+	}
 	if (job->state != JOB_SWAP || job->approved) {
 		snprintf(err, errlen, "job %d is %s: nothing waits for approval", job_id, job_state_name(job->state));
 		return OP_CONFLICT;
@@ -373,6 +382,11 @@ enum op_status rebuild_signal(int job_id, enum job_event ev, char *err, size_t e
 	if (!job) {
 		snprintf(err, errlen, "no job %d", job_id);
 		return OP_NOT_FOUND;
+	}
+	if (job->following) {
+		snprintf(err, errlen, "job %d is driven by %s: %s it there", job_id, job->driver,
+		         ev == JEV_ROLLBACK ? "roll it back" : "cancel");
+		return OP_CONFLICT;
 	}
 	if (ev == JEV_ROLLBACK && job->mode == SWAP_RENAME && job->state > JOB_SWAP) {
 		snprintf(err, errlen, "job %d swapped in rename mode (no superuser): the old index was dropped, there is "

@@ -54,8 +54,9 @@ enum {
 };
 
 /* where the state session stands: looking for a job to adopt, taking the
- * lock for a new job, or holding it (re-taken after every reconnect) */
-enum state_phase { SP_PROBING, SP_STARTING, SP_HOLDING };
+ * lock for a new job, holding it (re-taken after every reconnect), or
+ * following a job another instance drives (until its lock comes free) */
+enum state_phase { SP_PROBING, SP_STARTING, SP_HOLDING, SP_FOLLOWING };
 
 #define JOB_HISTORY_MAX 64
 
@@ -84,7 +85,7 @@ struct rebuild_job {
 	 * the vector reads vecgate sent to the primary meanwhile */
 	long long scans_old_start, scans_new_start, scans_old, scans_new;
 	uint64_t reads_primary_start, reads_primary, pinned_start, pinned, unpinned_start, unpinned;
-	bool have_scans_start, have_proof;
+	bool have_scans_start, have_proof, proof_rechecked;
 	char proof[300];
 
 	/* measurements */
@@ -151,6 +152,18 @@ struct rebuild_job {
 	bool persistent;
 	bool resuming;
 	enum job_state resume_to;
+	int state_pid;                 /* the state session's backend: the lock holder (fencing) */
+	struct event *beat_timer;      /* driving: the heartbeat; following: the look at the lock */
+	/* who drives it (vecgate.jobs driver_instance, driver_since); a
+	 * follower also keeps the driver's silence, in seconds */
+	char driver[160], driver_since[40];
+	double driver_silent_s;
+	bool following;
+	bool registered;               /* in the job list (job_register) */
+	bool takeover_sent;            /* the silent driver's sessions were ended once */
+	/* a step's DDL waits for the fence (the lock still held) on the maintenance session */
+	char fenced_sql[8192];
+	pg_result_cb fenced_cb;
 };
 
 /* job.c */
@@ -196,6 +209,13 @@ void job_lock_regained(struct rebuild_job *job);
 
 /* state.c */
 void job_state_open(struct rebuild_job *job); /* schema, advisory lock, job row; then the first step */
+/* Run sql (no transaction block: CONCURRENTLY) on the maintenance session
+ * only after a fence statement proved the lock is still this instance's;
+ * cb gets the fence's error otherwise ("fenced: ..."). */
+void job_query_fenced(struct rebuild_job *job, const char *sql, pg_result_cb cb);
+/* Is this error a failed fence (another instance holds the lock)? */
+bool job_fenced_error(const char *error);
+
 /* Bring vecgate.jobs / job_steps up to date (kept in memory while the lock is not held). */
 void job_persist(struct rebuild_job *job);
 void job_state_release(struct rebuild_job *job); /* last records out, then the lock goes */

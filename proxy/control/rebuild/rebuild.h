@@ -34,6 +34,9 @@ const struct rebuild_job *rebuild_next(const struct rebuild_job *job);
  * lock is free (a vecgate that died mid-rebuild), clean up and resume; keep
  * the newest finished one of each index as a record. */
 void rebuild_resume_all(void);
+/* Another instance notified a job of this index: follow it (or adopt it
+ * when its lock is free). */
+void rebuild_follow(const char *index_name);
 void rebuild_shutdown(void);
 
 /* Who else wants to know when a job enters a state (the drift monitor):

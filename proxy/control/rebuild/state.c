@@ -11,6 +11,15 @@
  * transitions wait in the job's history and are written once the lock is
  * held again; if another instance holds it by then, that one drives the job
  * and this one stops (JEV_TAKEN_OVER).
+ *
+ * Several instances: the one holding the lock drives the job and writes a
+ * heartbeat; every other one follows it (its state, who drives it, since
+ * when) and tries the lock every second.  A driver that dies loses the lock
+ * with its session, and the first follower to take it resumes the job; a
+ * driver that is silent for takeover_seconds (frozen, cut off) has its
+ * sessions ended first.  Every step that changes an index checks, in the
+ * same transaction or right before the statement, that this instance's
+ * state session still holds the lock (fencing).
  */
 #include "proxy/control/rebuild/job.h"
 #include "proxy/control/rebuild/rebuild.h"
@@ -19,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- the state session: schema, advisory lock, job row ---- */
 
@@ -102,6 +112,61 @@ void job_state_release(struct rebuild_job *job)
 
 /* ---- the state session: schema, advisory lock, job row ---- */
 
+/* ---- who drives: claim, heartbeat ---- */
+
+static void beat_tick(evutil_socket_t fd, short what, void *arg);
+
+static void beat_arm(struct rebuild_job *job)
+{
+	if (!job->beat_timer)
+		job->beat_timer = evtimer_new(vg.base, beat_tick, job);
+	struct timeval tv = {1, 0};
+	evtimer_add(job->beat_timer, &tv);
+}
+
+/* This session drives the job now: vecgate.jobs says who and since when,
+ * and its notification tells the other instances to follow. */
+static void claim(struct rebuild_job *job)
+{
+	snprintf(job->driver, sizeof(job->driver), "%s", vg_instance_id());
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(job->driver_since, sizeof(job->driver_since), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	job->following = false;
+	job->driver_silent_s = 0;
+	if (!job->persistent || !job->db_id || !index_link_up(&job->state_l))
+		return;
+	char id[24];
+	snprintf(id, sizeof(id), "%lld", job->db_id);
+	const char *params[] = {id, vg_instance_id()};
+	pg_session_query(job->state_l.s, SQL_JOB_CLAIM, 2, params, NULL, NULL);
+	beat_arm(job);
+}
+
+static void follow_tick(struct rebuild_job *job);
+
+static void beat_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct rebuild_job *job = arg;
+	if (job->following) {
+		follow_tick(job);
+		beat_arm(job);
+		return;
+	}
+	if (job_is_terminal(job->state) || !job->locked)
+		return; /* relock_done() claims again, and the heartbeat goes on */
+	if (index_link_up(&job->state_l) && job->db_id && job->persistent) {
+		char id[24];
+		snprintf(id, sizeof(id), "%lld", job->db_id);
+		const char *params[] = {id};
+		pg_session_query(job->state_l.s, SQL_JOB_HEARTBEAT, 1, params, NULL, NULL);
+	}
+	beat_arm(job);
+}
+
 static void insert_done(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
@@ -112,6 +177,7 @@ static void insert_done(void *arg, PGresult *res, const char *error)
 		job->db_id = atoll(PQgetvalue(res, 0, 0));
 	}
 	job->sphase = SP_HOLDING;
+	claim(job);
 	job_run_step(job);
 }
 
@@ -176,6 +242,8 @@ static void relock_done(void *arg, PGresult *res, const char *error)
 	log_info("rebuild %d (%s): holding the rebuild lock again; bringing vecgate.jobs up to date", job->id,
 	         job->index_name);
 	job_persist(job);
+	if (!job_is_terminal(job->state))
+		claim(job);
 	job_lock_regained(job);
 }
 
@@ -185,10 +253,13 @@ static void state_up(void *arg, const char *error)
 {
 	struct rebuild_job *job = arg;
 	(void)error;
+	job->state_pid = pg_session_backend_pid(job->state_l.s);
 	switch (job->sphase) {
 	case SP_PROBING:
 		probe_start(job);
 		return;
+	case SP_FOLLOWING:
+		return; /* the next look at the lock uses the new session */
 	case SP_STARTING:
 		/* vecgate.routes too: a hint-mode job writes its pins there */
 		pg_session_query(job->state_l.s, SQL_ROUTES_SCHEMA, 0, NULL, NULL, NULL);
@@ -301,8 +372,14 @@ void job_resume_continue(struct rebuild_job *job)
 		return;
 	default: {
 		/* a build vecgate started before it died may still be running:
-		 * cancel it, then drop whatever it left */
-		char sql[800];
+		 * cancel it, then drop whatever it left.  First of all, a candidate
+		 * it finished is taken from the planner again (flip mode; in hint
+		 * mode the pin in vecgate.routes keeps vecgate's reads off it): it
+		 * was never measured, and the drop may wait for old transactions */
+		char sql[2200];
+		if (job->mode == SWAP_FLIP && job->superuser &&
+		    sql_hide_candidate_if_there(job->schema, job->table, job->fresh, sql, sizeof(sql)) == 0)
+			job_query(job, sql, 0, NULL, NULL);
 		sql_qualified(job->schema, job->table, rel, sizeof(rel));
 		const char *params[] = {rel};
 		job_query(job, SQL_CANCEL_ORPHAN_BUILDS, 1, params, NULL);
@@ -314,21 +391,43 @@ void job_resume_continue(struct rebuild_job *job)
 	}
 }
 
-static void adopt_locked(void *arg, PGresult *res, const char *error)
+static void adopt(struct rebuild_job *job)
 {
-	struct rebuild_job *job = arg;
-	if (error || !PQntuples(res) || strcmp(PQgetvalue(res, 0, 0), "t")) {
-		log_info("rebuild: job %lld for %s is driven by another instance", job->db_id, job->index_name);
-		job_free(job);
-		return;
-	}
 	job->locked = true;
 	job->sphase = SP_HOLDING;
+	job->following = false;
+	job->state = JOB_PREFLIGHT; /* a follower showed the driver's state: preflight's checks come first */
+	job->state_since = now_sec();
 	job_register(job);
 	job->resuming = true;
 	log_info("rebuild %d: resuming job %lld for %s (was %s)", job->id, job->db_id, job->index_name,
 	         job_state_name(job->resume_to));
+	claim(job);
 	job_run_step(job); /* preflight's first checks, then job_resume_continue() */
+}
+
+/* Another instance drives the job: show it, and look at its lock every
+ * second (beat_tick). */
+static void follow(struct rebuild_job *job)
+{
+	if (!job->following)
+		log_info("rebuild: job %lld for %s is driven by another instance: following it", job->db_id,
+		         job->index_name);
+	job->following = true;
+	job->sphase = SP_FOLLOWING;
+	job->state = job->resume_to;
+	job_register(job);
+	beat_arm(job);
+}
+
+static void adopt_locked(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error || !PQntuples(res) || strcmp(PQgetvalue(res, 0, 0), "t")) {
+		follow(job);
+		return;
+	}
+	adopt(job);
 }
 
 static double opt_num(const PGresult *res, int col, bool *have)
@@ -366,18 +465,8 @@ static void latest_result(void *arg, PGresult *res, const char *error)
 	job_register(job);
 }
 
-static void unfinished_result(void *arg, PGresult *res, const char *error)
+static void fill_unfinished(struct rebuild_job *job, const PGresult *res)
 {
-	struct rebuild_job *job = arg;
-	if (!error && !PQntuples(res)) {
-		const char *params[] = {job->index_name};
-		pg_session_query(job->state_l.s, SQL_JOB_LATEST, 1, params, latest_result, job);
-		return;
-	}
-	if (error) {
-		job_free(job);
-		return;
-	}
 	job->db_id = atoll(PQgetvalue(res, 0, 0));
 	int st = job_state_from_name(PQgetvalue(res, 0, 1));
 	job->resume_to = st < 0 ? JOB_PREFLIGHT : (enum job_state)st;
@@ -390,8 +479,110 @@ static void unfinished_result(void *arg, PGresult *res, const char *error)
 		job->base_p95 = atof(PQgetvalue(res, 0, 8));
 		job->have_base = true;
 	}
+}
+
+static void unfinished_result(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (!error && !PQntuples(res)) {
+		const char *params[] = {job->index_name};
+		pg_session_query(job->state_l.s, SQL_JOB_LATEST, 1, params, latest_result, job);
+		return;
+	}
+	if (error) {
+		job_free(job);
+		return;
+	}
+	fill_unfinished(job, res);
 	const char *params[] = {job->index_name};
 	pg_session_query(job->state_l.s, SQL_TRY_LOCK, 1, params, adopt_locked, job);
+}
+
+/* ---- following a job another instance drives ---- */
+
+/* The job ended where it was driven: this instance keeps the record. */
+static void follow_ended(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	int st = !error && PQntuples(res) ? job_state_from_name(PQgetvalue(res, 0, 1)) : -1;
+	job->following = false;
+	job->persistent = false;
+	if (st >= 0)
+		job->state = (enum job_state)st;
+	if (!error && PQntuples(res))
+		snprintf(job->message, sizeof(job->message), "%s (driven by %s)", PQgetvalue(res, 0, 2), job->driver);
+	if (job->beat_timer)
+		event_del(job->beat_timer);
+	index_link_close(&job->state_l);
+}
+
+/* The lock is ours: the job's record as it stands now decides where it
+ * goes on, through the resume path. */
+static void takeover_unfinished(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error || !PQntuples(res)) {
+		/* ended meanwhile: the lock goes with the session */
+		const char *params[] = {job->index_name};
+		job->locked = false;
+		pg_session_query(job->state_l.s, SQL_JOB_LATEST, 1, params, follow_ended, job);
+		return;
+	}
+	fill_unfinished(job, res);
+	log_warn("rebuild %d (%s): took over job %lld from %s (was %s)", job->id, job->index_name, job->db_id,
+	         job->driver, job_state_name(job->resume_to));
+	job->following = false;
+	adopt(job);
+}
+
+static void follow_locked(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error || !PQntuples(res) || strcmp(PQgetvalue(res, 0, 0), "t"))
+		return; /* still driven elsewhere */
+	job->following = false; /* no second look while this one is answered */
+	const char *params[] = {job->index_name};
+	pg_session_query(job->state_l.s, SQL_JOB_UNFINISHED, 1, params, takeover_unfinished, job);
+}
+
+static void follow_result(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error || !job->following)
+		return;
+	const char *params[] = {job->index_name};
+	if (!PQntuples(res)) {
+		pg_session_query(job->state_l.s, SQL_JOB_LATEST, 1, params, follow_ended, job);
+		return;
+	}
+	int st = job_state_from_name(PQgetvalue(res, 0, 1));
+	if (st >= 0)
+		job->state = job->resume_to = (enum job_state)st;
+	snprintf(job->driver, sizeof(job->driver), "%s", PQgetvalue(res, 0, 2));
+	snprintf(job->driver_since, sizeof(job->driver_since), "%s", PQgetvalue(res, 0, 3));
+	job->driver_silent_s = atof(PQgetvalue(res, 0, 4));
+	snprintf(job->message, sizeof(job->message), "%s", PQgetvalue(res, 0, 5));
+	job_set_str(&job->fresh, PQgetvalue(res, 0, 6));
+	const struct vg_managed_index *mi = job_index(job);
+	double silent_max = mi ? mi->takeover_seconds : 10;
+	if (job->driver_silent_s > silent_max && !job->takeover_sent) {
+		/* frozen or cut off: its sessions end, and with them its lock and
+		 * any build it runs; if it wakes up, its fence fails */
+		job->takeover_sent = true;
+		log_warn("rebuild: job %lld for %s: its driver %s has been silent for %.0f s (takeover_seconds %.0f): "
+		         "ending its sessions to take the job over",
+		         job->db_id, job->index_name, job->driver, job->driver_silent_s, silent_max);
+		pg_session_query(job->state_l.s, SQL_TAKEOVER_TERMINATE, 1, params, NULL, NULL);
+	}
+	pg_session_query(job->state_l.s, SQL_TRY_LOCK, 1, params, follow_locked, job);
+}
+
+static void follow_tick(struct rebuild_job *job)
+{
+	if (!index_link_up(&job->state_l) || !pg_session_idle(job->state_l.s))
+		return;
+	const char *params[] = {job->index_name};
+	pg_session_query(job->state_l.s, SQL_JOB_FOLLOW, 1, params, follow_result, job);
 }
 
 static void probe_table(void *arg, PGresult *res, const char *error)
@@ -410,21 +601,36 @@ static void probe_start(struct rebuild_job *job)
 	pg_session_query(job->state_l.s, "SELECT to_regclass('vecgate.jobs')", 0, NULL, probe_table, job);
 }
 
+static void probe_index(const struct vg_managed_index *mi);
+
 void rebuild_resume_all(void)
 {
-	for (size_t i = 0; i < vg.cfg->n_indexes; i++) {
-		char err[256];
-		struct rebuild_job *job = job_new(&vg.cfg->indexes[i], err, sizeof(err));
-		if (!job) {
-			log_warn("rebuild: cannot check %s for unfinished jobs: %s", vg.cfg->indexes[i].name, err);
-			continue;
-		}
-		/* an adopted job keeps this session: it holds the lock */
-		job->sphase = SP_PROBING;
-		job_link_init(job, &job->state_l, "state", "state", false, state_up, state_down);
-		if (index_link_open(&job->state_l) < 0)
-			job_free(job);
+	for (size_t i = 0; i < vg.cfg->n_indexes; i++)
+		probe_index(&vg.cfg->indexes[i]);
+}
+
+static void probe_index(const struct vg_managed_index *mi)
+{
+	char err[256];
+	struct rebuild_job *job = job_new(mi, err, sizeof(err));
+	if (!job) {
+		log_warn("rebuild: cannot check %s for unfinished jobs: %s", mi->name, err);
+		return;
 	}
+	/* an adopted job keeps this session: it holds the lock */
+	job->sphase = SP_PROBING;
+	job_link_init(job, &job->state_l, "state", "state", false, state_up, state_down);
+	if (index_link_open(&job->state_l) < 0)
+		job_free(job);
+}
+
+void rebuild_follow(const char *index_name)
+{
+	const struct vg_managed_index *mi = config_find_index(vg.cfg, index_name);
+	const struct rebuild_job *latest = rebuild_latest(index_name);
+	if (!mi || (latest && !job_is_terminal(latest->state)))
+		return; /* driven or followed here already */
+	probe_index(mi);
 }
 
 void job_state_open(struct rebuild_job *job)

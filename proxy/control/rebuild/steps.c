@@ -14,6 +14,7 @@
 #include "proxy/control/route_sync.h"
 #include "proxy/route_table.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,11 +34,24 @@ static void run_cleanup(struct rebuild_job *job);
 static void retry_continue(struct rebuild_job *job);
 static void finish_if_done(struct rebuild_job *job);
 
-/* statement_timeout 0 so hours of build are fine; then the operator's settings */
+/* statement_timeout 0 so hours of build are fine; then the operator's
+ * settings.  A build must not outlive this vecgate: PostgreSQL goes on with
+ * a statement whose client vanished, and a concurrent build that finishes
+ * leaves a valid candidate no gate has seen.  client_connection_check_interval
+ * (PostgreSQL 14+) ends it within a second of the connection's loss; TCP
+ * keepalives (about 11 s) where the peer cannot answer at all.  Each is its
+ * own statement: sent with the build, a SET would put it in a transaction
+ * block, where CREATE INDEX CONCURRENTLY fails. */
 static void apply_settings(struct rebuild_job *job)
 {
 	const struct vg_managed_index *mi = job_index(job);
+	PGconn *conn = pg_session_conn(job->maint.s);
 	pg_session_query(job->maint.s, "SET statement_timeout = 0", 0, NULL, NULL, NULL);
+	if (conn && PQserverVersion(conn) >= 140000)
+		pg_session_query(job->maint.s, "SET client_connection_check_interval = '1s'", 0, NULL, NULL, NULL);
+	pg_session_query(job->maint.s, "SET tcp_keepalives_idle = 5", 0, NULL, NULL, NULL);
+	pg_session_query(job->maint.s, "SET tcp_keepalives_interval = 2", 0, NULL, NULL, NULL);
+	pg_session_query(job->maint.s, "SET tcp_keepalives_count = 3", 0, NULL, NULL, NULL);
 	for (size_t i = 0; mi && i < mi->n_maintenance; i++) {
 		char sql[512];
 		const char *names[] = {mi->maintenance[i].name};
@@ -45,6 +59,51 @@ static void apply_settings(struct rebuild_job *job)
 		if (sql_session_settings(names, values, 1, sql, sizeof(sql)) == 0)
 			pg_session_query(job->maint.s, sql, 0, NULL, NULL, NULL);
 	}
+}
+
+/* ---- fencing: only the lock's holder changes an index ---- */
+
+bool job_fenced_error(const char *error)
+{
+	return error && strstr(error, "fenced: ");
+}
+
+static void fence_passed(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	pg_result_cb cb = job->fenced_cb;
+	job->fenced_cb = NULL;
+	if (!cb)
+		return;
+	if (error) {
+		cb(job, res, error);
+		return;
+	}
+	job_query(job, job->fenced_sql, 0, NULL, cb);
+}
+
+void job_query_fenced(struct rebuild_job *job, const char *sql, pg_result_cb cb)
+{
+	char fence[1200];
+	assert(!job->fenced_cb); /* the maintenance session runs one change at a time */
+	snprintf(job->fenced_sql, sizeof(job->fenced_sql), "%s", sql);
+	job->fenced_cb = cb;
+	sql_fence(job->index_name, job->state_pid, fence, sizeof(fence));
+	job_query(job, fence, 0, NULL, fence_passed);
+}
+
+/* A fence failed: another instance drives the job now.  This one stops
+ * and touches nothing more. */
+static bool lost_lock(struct rebuild_job *job, const char *error)
+{
+	if (!job_fenced_error(error))
+		return false;
+	job->cleanup = 0;
+	job->cleanup_running = false;
+	if (!job_is_terminal(job->state))
+		job_event(job, JEV_TAKEN_OVER, "another vecgate instance holds the rebuild lock of %s now (%s); this "
+		          "instance stopped driving the job and left its indexes alone", job->index_name, error);
+	return true;
 }
 
 /* ---- measuring: baseline, verify and watch share the eval runner ---- */
@@ -583,6 +642,8 @@ static void poll_up(void *arg, const char *error)
 static void candidate_hidden(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
+	if (lost_lock(job, error))
+		return;
 	if (error) {
 		job_event(job, pg_result_transient(res) ? JEV_TRANSIENT : JEV_FATAL,
 		          "cannot keep the new index %s from the planner until the swap: %s", job->fresh, error);
@@ -596,6 +657,8 @@ static void build_result(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
 	stop_polling(job);
+	if (lost_lock(job, error))
+		return;
 	if (error) {
 		job_event(job, pg_result_transient(res) ? JEV_TRANSIENT : JEV_FATAL, "CREATE INDEX CONCURRENTLY failed: %s",
 		          error);
@@ -609,7 +672,7 @@ static void build_result(void *arg, PGresult *res, const char *error)
 		 * of every plan until the gated swap */
 		char sql[2200];
 		if (sql_hide_candidate(job->schema, job->table, job->fresh, sql, sizeof(sql)) == 0) {
-			job_query(job, sql, 0, NULL, candidate_hidden);
+			job_query_fenced(job, sql, candidate_hidden);
 			return;
 		}
 	}
@@ -624,9 +687,10 @@ static void build_result(void *arg, PGresult *res, const char *error)
 
 static int pin_statement(const struct rebuild_job *job, const char *pin, const char *hidden, char *sql, size_t len)
 {
-	char by[64];
-	snprintf(by, sizeof(by), "rebuild job %d", job->id);
-	return sql_pin(job->index_name, job->schema, job->table, pin, hidden, by, sql, len);
+	char by[200], fence[1200];
+	snprintf(by, sizeof(by), "rebuild job %lld (%s)", job->db_id, vg_instance_id());
+	sql_fence(job->index_name, job->state_pid, fence, sizeof(fence));
+	return sql_pin(job->index_name, job->schema, job->table, pin, hidden, by, fence, sql, len);
 }
 
 /* a committed pin holds here at once; the other instances follow its NOTIFY */
@@ -642,6 +706,8 @@ static void build_pin_result(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
 	job->step_busy = false;
+	if (lost_lock(job, error))
+		return;
 	if (error) {
 		job_event(job, pg_result_transient(res) ? JEV_TRANSIENT : JEV_FATAL,
 		          "cannot pin vector reads to %s before the build: %s", job->live, error);
@@ -695,7 +761,7 @@ static void start_build(struct rebuild_job *job)
 	if (!job->poll_timer)
 		job->poll_timer = evtimer_new(vg.base, poll_tick, job);
 	index_link_open(&job->poll);
-	job_query(job, def, 0, NULL, build_result);
+	job_query_fenced(job, def, build_result);
 }
 
 static void swap_lockers(void *arg, PGresult *res, const char *error)
@@ -708,6 +774,11 @@ static void swap_result(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
 	job->swap_ms = (now_sec() - job->swap_sent) * 1000.0;
+	if (job_fenced_error(error)) {
+		pg_session_query(job->maint.s, "ROLLBACK", 0, NULL, NULL, NULL);
+		lost_lock(job, error);
+		return;
+	}
 	if (error) {
 		/* (a dead session needs no ROLLBACK: the retry checks the catalog) */
 		pg_session_query(job->maint.s, "ROLLBACK", 0, NULL, NULL, NULL);
@@ -740,8 +811,10 @@ static void swap_result(void *arg, PGresult *res, const char *error)
 static void start_swap(struct rebuild_job *job)
 {
 	const struct vg_managed_index *mi = job_index(job);
+	char fence[1200];
+	sql_fence(job->index_name, job->state_pid, fence, sizeof(fence));
 	struct swap_names n = {job->schema, job->table, job->live, job->fresh, job->retired,
-	                       mi ? mi->lock_timeout_ms : 50};
+	                       mi ? mi->lock_timeout_ms : 50, fence};
 	char sql[4096];
 	if (job->mode == SWAP_HINT ? pin_statement(job, job->fresh, job->live, sql, sizeof(sql)) < 0
 	                           : sql_swap(&n, job->mode, sql, sizeof(sql)) < 0) {
@@ -833,8 +906,21 @@ static void proof_end_result(void *arg, PGresult *res, const char *error)
 	job->reads_primary -= job->reads_primary_start;
 	job->pinned -= job->pinned_start;
 	job->unpinned -= job->unpinned_start;
-	job->have_proof = true;
 	bool moved = job->scans_new > 0 || job->reads_primary < 5;
+	/* rename mode moves the planner only once the old index is dropped,
+	 * concurrently with the watch, and has no rollback: reported only */
+	bool judged = job->mode != SWAP_RENAME && (!mi || mi->watch_proof_rollback);
+	if (!moved && judged && !job->proof_rechecked) {
+		/* a backend that reported less than a second before it went idle
+		 * holds its counts up to 10 s (PostgreSQL 15): ask again once */
+		job->proof_rechecked = true;
+		log_info("rebuild %d (%s): watch: no scan of %s counted yet after %llu reads; counting again in 11 s",
+		         job->id, job->index_name, job->mode == SWAP_HINT ? job->fresh : job->live,
+		         (unsigned long long)job->reads_primary);
+		job_schedule(job, 11);
+		return;
+	}
+	job->have_proof = true;
 	snprintf(job->proof, sizeof(job->proof),
 	         "%s: idx_scan +%lld on %s, %s%lld on the retired %s, %llu vector reads through vecgate on the primary%s",
 	         job->reads_primary < 5 ? "too few reads to tell" : moved ? "traffic moved" : "traffic did not move",
@@ -842,7 +928,7 @@ static void proof_end_result(void *arg, PGresult *res, const char *error)
 	         job->scans_old, job->mode == SWAP_HINT ? job->live : job->retired,
 	         (unsigned long long)job->reads_primary, job->mode == SWAP_HINT ? " (pinned)" : "");
 	log_info("rebuild %d (%s): watch: %s", job->id, job->index_name, job->proof);
-	if (!moved && (!mi || mi->watch_proof_rollback)) {
+	if (!moved && judged) {
 		job_event(job, JEV_DEGRADED, "watch: %s: rolling back", job->proof);
 		return;
 	}
@@ -881,7 +967,8 @@ void job_step_timer(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (job->state == JOB_RETAIN) {
-		job_event(job, JEV_STEP_OK, "retention over: dropping %s", job->retired);
+		job_event(job, JEV_STEP_OK, "retention over: dropping %s",
+		          job->mode == SWAP_HINT ? job->live : job->retired); /* hint mode renamed nothing yet */
 		return;
 	}
 	job_run_step(job);
@@ -1028,8 +1115,10 @@ static void rollback_checked(void *arg, PGresult *res, const char *error)
 		return;
 	}
 	const struct vg_managed_index *mi = job_index(job);
+	char fence[1200];
+	sql_fence(job->index_name, job->state_pid, fence, sizeof(fence));
 	struct swap_names n = {job->schema, job->table, job->live, job->fresh, job->retired,
-	                       mi ? mi->lock_timeout_ms * 10 : 500};
+	                       mi ? mi->lock_timeout_ms * 10 : 500, fence};
 	char sql[4096];
 	sql_rollback(&n, sql, sizeof(sql));
 	pg_session_query(job->maint.s, sql, 0, NULL, cleanup_step_done, job);
@@ -1048,6 +1137,10 @@ static void pin_cleanup_done(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
 	unsigned bit = cleanup_current(job);
+	if (job_fenced_error(error)) {
+		cleanup_step_done(arg, res, error);
+		return;
+	}
 	if (error) {
 		if (!pg_result_transient(res) && bit == CLEAN_ROLLBACK && (job->cleanup & CLEAN_DROP_FRESH)) {
 			/* reads may still be pinned to the candidate: it must stay */
@@ -1077,7 +1170,7 @@ static void retired_checked(void *arg, PGresult *res, const char *error)
 	}
 	char sql[800];
 	sql_drop_index_concurrently(job->schema, job->live, sql, sizeof(sql));
-	pg_session_query(job->maint.s, sql, 0, NULL, cleanup_step_done, job);
+	job_query_fenced(job, sql, cleanup_step_done);
 }
 
 /* Owed index changes, one at a time on the maintenance session, each only
@@ -1128,12 +1221,12 @@ static void run_cleanup(struct rebuild_job *job)
 		const struct vg_managed_index *mi = job_index(job);
 		char ren[1200];
 		sql_rename_index(job->schema, job->fresh, job->live, mi ? mi->lock_timeout_ms * 10 : 500, ren, sizeof(ren));
-		pg_session_query(s, ren, 0, NULL, cleanup_step_done, job);
+		job_query_fenced(job, ren, cleanup_step_done);
 		return;
 	}
 	case CLEAN_DROP_FRESH:
 		sql_drop_index_concurrently(job->schema, job->fresh, sql, sizeof(sql));
-		pg_session_query(s, sql, 0, NULL, cleanup_step_done, job);
+		job_query_fenced(job, sql, cleanup_step_done);
 		return;
 	default:
 		if (job->mode == SWAP_HINT) {
@@ -1143,7 +1236,7 @@ static void run_cleanup(struct rebuild_job *job)
 			return;
 		}
 		sql_drop_index_concurrently(job->schema, job->retired, sql, sizeof(sql));
-		pg_session_query(s, sql, 0, NULL, cleanup_step_done, job);
+		job_query_fenced(job, sql, cleanup_step_done);
 		return;
 	}
 }
@@ -1160,6 +1253,12 @@ static void cleanup_step_done(void *arg, PGresult *res, const char *error)
 	struct rebuild_job *job = arg;
 	unsigned bit = cleanup_current(job);
 	job->cleanup_running = false;
+	if (lost_lock(job, error)) {
+		log_warn("rebuild %d (%s): cleanup stopped: another instance holds the rebuild lock", job->id,
+		         job->index_name);
+		finish_if_done(job);
+		return;
+	}
 	if (error && pg_result_transient(res)) {
 		/* a lock not had in time, a server going down: again shortly
 		 * (a lost session comes back through maint_up) */
