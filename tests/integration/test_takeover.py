@@ -120,6 +120,14 @@ class Takeover(unittest.TestCase):
         r = vecgatectl(self.vgs[name]["admin"], TOKEN, "approve", str(j["id"]))
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
+    def approve_and_finish(self, name, db_id):
+        j = self.wait(name, db_id, lambda j: j["awaiting_approval"] or j["terminal"])
+        self.assertTrue(j["awaiting_approval"], j)
+        self.approve(name, db_id)
+        j = self.wait(name, db_id, lambda j: j["terminal"])
+        self.assertEqual(j["state"], "done", j)
+        return j
+
     def reader(self, via):
         """Reads through `via` until stopped: (time, scans of the live index
         (by its oid at the start), scans of any other index, seq scans)."""
@@ -187,15 +195,12 @@ class Takeover(unittest.TestCase):
             took_over = time.time() - killed
             other = "c" if name == "b" else "b"
             j = self.wait(name, db_id, lambda j: j["awaiting_approval"] or j["terminal"])
-            self.assertTrue(j["awaiting_approval"], j)
             self.assertIn("took over", self.vgs[name]["vg"].log())
             follower = self.job_on(other, db_id)
             self.assertTrue(follower["following"], follower)
             self.assertEqual(follower["driver"]["instance"], j["driver"]["instance"])
             gate = time.time()
-            self.approve(name, db_id)
-            j = self.wait(name, db_id, lambda j: j["terminal"])
-            self.assertEqual(j["state"], "done", j)
+            self.approve_and_finish(name, db_id)
         finally:
             stop.set()
             t.join()
@@ -261,11 +266,7 @@ class Takeover(unittest.TestCase):
             # the woken instance learns it lost the lock and touches nothing
             self.wait("a", db_id, lambda j: j["terminal"], timeout=30)
             self.assertEqual(self.job_on("a", db_id)["state"], "cancelled")
-            j = self.wait(name, db_id, lambda j: j["awaiting_approval"] or j["terminal"])
-            self.assertTrue(j["awaiting_approval"], j)
-            self.approve(name, db_id)
-            j = self.wait(name, db_id, lambda j: j["terminal"])
-            self.assertEqual(j["state"], "done", j)
+            self.approve_and_finish(name, db_id)
         finally:
             stop.set()
             t.join()

@@ -106,6 +106,19 @@ static bool lost_lock(struct rebuild_job *job, const char *error)
 	return true;
 }
 
+/* A step's statement answered: false when it worked; else the job learns
+ * that another instance holds the lock, or that the step failed (for now
+ * or for good), in `what`'s words. */
+static bool step_failed(struct rebuild_job *job, PGresult *res, const char *error, const char *what)
+{
+	if (lost_lock(job, error))
+		return true;
+	if (!error)
+		return false;
+	job_event(job, pg_result_transient(res) ? JEV_TRANSIENT : JEV_FATAL, "%s: %s", what, error);
+	return true;
+}
+
 /* ---- measuring: baseline, verify and watch share the eval runner ---- */
 
 /* A mean over no traffic is not a number a person should read as one. */
@@ -642,13 +655,10 @@ static void poll_up(void *arg, const char *error)
 static void candidate_hidden(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
-	if (lost_lock(job, error))
+	char what[300];
+	snprintf(what, sizeof(what), "cannot keep the new index %s from the planner until the swap", job->fresh);
+	if (step_failed(job, res, error, what))
 		return;
-	if (error) {
-		job_event(job, pg_result_transient(res) ? JEV_TRANSIENT : JEV_FATAL,
-		          "cannot keep the new index %s from the planner until the swap: %s", job->fresh, error);
-		return;
-	}
 	job_event(job, JEV_STEP_OK, "built %s in %.1fs; kept invisible to the planner until the swap", job->fresh,
 	          now_sec() - job->build_started);
 }
@@ -657,13 +667,8 @@ static void build_result(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
 	stop_polling(job);
-	if (lost_lock(job, error))
+	if (step_failed(job, res, error, "CREATE INDEX CONCURRENTLY failed"))
 		return;
-	if (error) {
-		job_event(job, pg_result_transient(res) ? JEV_TRANSIENT : JEV_FATAL, "CREATE INDEX CONCURRENTLY failed: %s",
-		          error);
-		return;
-	}
 	job->percent = 100;
 	job->eta_s = 0;
 	snprintf(job->phase, sizeof(job->phase), "done");
@@ -706,13 +711,10 @@ static void build_pin_result(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
 	job->step_busy = false;
-	if (lost_lock(job, error))
+	char what[300];
+	snprintf(what, sizeof(what), "cannot pin vector reads to %s before the build", job->live);
+	if (step_failed(job, res, error, what))
 		return;
-	if (error) {
-		job_event(job, pg_result_transient(res) ? JEV_TRANSIENT : JEV_FATAL,
-		          "cannot pin vector reads to %s before the build: %s", job->live, error);
-		return;
-	}
 	pin_committed(job, res, job->live);
 	job->build_pinned = true;
 	start_build(job);
