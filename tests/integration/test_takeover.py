@@ -275,6 +275,57 @@ class Takeover(unittest.TestCase):
         self.assertIn("another vecgate instance", self.vgs["a"]["vg"].log())
         print("frozen driver: taken over after %.1f s, fenced when woken; %d reads, 0 errors" % (took_over, len(seen)))
 
+    def test_5_killed_in_verify(self):
+        stop, t, seen, errors = self.reader("b")
+        try:
+            db_id = self.start_job("c")
+            self.wait("c", db_id, lambda j: j["state"] == "verify" or j["terminal"] or j["awaiting_approval"])
+            self.assertEqual(self.job_on("c", db_id)["state"], "verify")
+            self.kill("c")
+            name, j = self.driver(db_id, ["a", "b"])
+            gate = time.time()
+            self.approve_and_finish(name, db_id)
+        finally:
+            stop.set()
+            t.join()
+        self.assertEqual(errors, [])
+        # the resumed verify measured a rebuilt candidate before any read could use it
+        self.assertIn("resumed", " ".join(h["message"] for h in j["history"]) + self.vgs[name]["vg"].log())
+        self.assertEqual([s for s in seen if s[0] < gate and (s[2] or s[3])], [], "reads on an unverified index")
+        self.assert_clean()
+        print("killed in verify: %s took over; %d reads, 0 errors" % (name, len(seen)))
+        self.__class__.start("c")
+
+    def test_4_killed_in_swap_then_postgres_restarts(self):
+        db_id = self.start_job("b")
+        self.wait("b", db_id, lambda j: j["awaiting_approval"] or j["terminal"])
+        # the swap waits for a row of pg_index that an open transaction holds
+        blocker = psycopg.connect("host=127.0.0.1 port=%d user=postgres password=%s dbname=postgres"
+                                  % (self.pg.port, SUPERPW))
+        blocker.execute("UPDATE pg_index SET indisvalid = indisvalid WHERE indexrelid = 'items_idx'::regclass")
+        old_oid = self.pg.psql("SELECT 'items_idx'::regclass::oid")
+        self.approve("b", db_id)
+        deadline = time.time() + 10
+        while not self.pg.psql("SELECT pid FROM pg_stat_activity WHERE application_name = 'vecgate rebuild items' "
+                               "AND wait_event_type = 'Lock'"):
+            self.assertLess(time.time(), deadline, "the swap never waited")
+            time.sleep(0.05)
+        self.kill("b")
+        # and PostgreSQL restarts while the driver is gone
+        self.pg.pg_ctl("restart", "-m", "fast")
+        try:
+            blocker.close()
+        except Exception:  # noqa: BLE001 (it died with the restart)
+            pass
+        name, j = self.driver(db_id, ["a", "c"])
+        # the swap never committed (its transaction died with its client): the
+        # survivor finds that in the catalog and asks for approval again
+        j = self.approve_and_finish(name, db_id)
+        self.assertNotEqual(self.pg.psql("SELECT 'items_idx'::regclass::oid"), old_oid)
+        self.assert_clean()
+        print("killed in the swap, PostgreSQL restarted: %s took over and swapped" % name)
+        self.__class__.start("b")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
