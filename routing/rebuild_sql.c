@@ -184,14 +184,15 @@ int sql_set_index_valid(const char *schema, const char *index, bool valid, char 
 	return len < 0 || (size_t)len >= outlen ? -1 : 0;
 }
 
-int sql_hide_candidate(const char *schema, const char *table, const char *fresh, char *out, size_t outlen)
+int sql_hide_candidate(const char *schema, const char *table, const char *fresh, const char *fence, char *out,
+                       size_t outlen)
 {
 	char hide[1100], table_rc[900];
 	if (sql_set_index_valid(schema, fresh, false, hide, sizeof(hide)) < 0)
 		return -1;
 	regclass_lit(schema, table, table_rc, sizeof(table_rc));
-	int len = snprintf(out, outlen, "BEGIN;\n%s;\nUPDATE pg_class SET relname = relname WHERE oid = %s;\nCOMMIT;", hide,
-	                   table_rc);
+	int len = snprintf(out, outlen, "BEGIN;\n%s%s%s;\nUPDATE pg_class SET relname = relname WHERE oid = %s;\nCOMMIT;",
+	                   fence ? fence : "", fence ? ";\n" : "", hide, table_rc);
 	return len < 0 || (size_t)len >= outlen ? -1 : 0;
 }
 

@@ -49,7 +49,8 @@ int sql_set_index_valid(const char *schema, const char *index, bool valid, char 
  * transaction marks it not valid (PostgreSQL keeps maintaining it, as
  * indisready stays true) and invalidates the table's cached plans, so no
  * session, prepared statements included, can pick it before the gate. */
-int sql_hide_candidate(const char *schema, const char *table, const char *fresh, char *out, size_t outlen);
+int sql_hide_candidate(const char *schema, const char *table, const char *fresh, const char *fence, char *out,
+                       size_t outlen);
 /* The same for a candidate that may not exist (a takeover does not know
  * how far the build of the instance it replaces got). */
 int sql_hide_candidate_if_there(const char *schema, const char *table, const char *fresh, char *out, size_t outlen);

@@ -416,8 +416,8 @@ class HintMode(unittest.TestCase):
             pause.set()  # the reader's own reads would count in the checks
             self.assert_all_on((a,), "items_b", "items_b_idx", "A, awaiting approval")
             pause.clear()
+            swapped_at = time.time()  # (before the approval: the swap commits right after it)
             self.ctl(self.admin_a, "approve", str(job_id))
-            swapped_at = time.time()
             self.wait(self.admin_a, job_id, lambda j: j["state"] == "watch" or j["terminal"])
             # A restarted during watch: the pin holds before its first client
             a.stop()

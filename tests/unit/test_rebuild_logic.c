@@ -386,7 +386,7 @@ static void test_swap_sql(void **state)
 	                       .retired = "items_idx_vgold7", .lock_timeout_ms = 50};
 	/* the candidate out of every plan until the swap, and back in for the
 	 * verify transaction only */
-	assert_int_equal(sql_hide_candidate("public", "Items", "items_idx_vg7", sql, sizeof(sql)), 0);
+	assert_int_equal(sql_hide_candidate("public", "Items", "items_idx_vg7", NULL, sql, sizeof(sql)), 0);
 	assert_string_equal(sql, "BEGIN;\n"
 	                         "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'public.items_idx_vg7'::regclass;\n"
 	                         "UPDATE pg_class SET relname = relname WHERE oid = 'public.\"Items\"'::regclass;\n"

@@ -159,6 +159,7 @@ struct rebuild_job {
 	char driver[160], driver_since[40];
 	double driver_silent_s;
 	bool following;
+	bool taking_over;              /* following, and the lock was had: the job's record is read */
 	bool registered;               /* in the job list (job_register) */
 	bool takeover_sent;            /* the silent driver's sessions were ended once */
 	/* a step's DDL waits for the fence (the lock still held) on the maintenance session */

@@ -152,7 +152,8 @@ static void beat_tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct rebuild_job *job = arg;
 	if (job->following) {
-		follow_tick(job);
+		if (!job->taking_over)
+			follow_tick(job);
 		beat_arm(job);
 		return;
 	}
@@ -259,7 +260,11 @@ static void state_up(void *arg, const char *error)
 		probe_start(job);
 		return;
 	case SP_FOLLOWING:
-		return; /* the next look at the lock uses the new session */
+		/* what was in flight went with the old session (a lock taken
+		 * there too): the next look at the lock uses the new one */
+		job->taking_over = false;
+		job->locked = false;
+		return;
 	case SP_STARTING:
 		/* vecgate.routes too: a hint-mode job writes its pins there */
 		pg_session_query(job->state_l.s, SQL_ROUTES_SCHEMA, 0, NULL, NULL, NULL);
@@ -505,7 +510,7 @@ static void follow_ended(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
 	int st = !error && PQntuples(res) ? job_state_from_name(PQgetvalue(res, 0, 1)) : -1;
-	job->following = false;
+	job->following = job->taking_over = false;
 	job->persistent = false;
 	if (st >= 0)
 		job->state = (enum job_state)st;
@@ -521,10 +526,21 @@ static void follow_ended(void *arg, PGresult *res, const char *error)
 static void takeover_unfinished(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
-	if (error || !PQntuples(res)) {
+	job->taking_over = false;
+	if (error) {
+		/* the lock is this session's: let it go with the session, and
+		 * follow on (the link reconnects) */
+		log_warn("rebuild: job %lld for %s: cannot read it after taking its lock (%s); trying again",
+		         job->db_id, job->index_name, error);
+		index_link_restart(&job->state_l);
+		return;
+	}
+	if (!PQntuples(res)) {
 		/* ended meanwhile: the lock goes with the session */
 		const char *params[] = {job->index_name};
 		job->locked = false;
+		log_info("rebuild: job %lld for %s ended where it was driven (%s)", job->db_id, job->index_name,
+		         job->driver);
 		pg_session_query(job->state_l.s, SQL_JOB_LATEST, 1, params, follow_ended, job);
 		return;
 	}
@@ -540,7 +556,7 @@ static void follow_locked(void *arg, PGresult *res, const char *error)
 	struct rebuild_job *job = arg;
 	if (error || !PQntuples(res) || strcmp(PQgetvalue(res, 0, 0), "t"))
 		return; /* still driven elsewhere */
-	job->following = false; /* no second look while this one is answered */
+	job->taking_over = true; /* no second look while this one is answered */
 	const char *params[] = {job->index_name};
 	pg_session_query(job->state_l.s, SQL_JOB_UNFINISHED, 1, params, takeover_unfinished, job);
 }
@@ -552,6 +568,9 @@ static void follow_result(void *arg, PGresult *res, const char *error)
 		return;
 	const char *params[] = {job->index_name};
 	if (!PQntuples(res)) {
+		log_info("rebuild: job %lld for %s ended where it was driven (%s)", job->db_id, job->index_name,
+		         job->driver);
+		job->taking_over = true; /* nothing more to look at */
 		pg_session_query(job->state_l.s, SQL_JOB_LATEST, 1, params, follow_ended, job);
 		return;
 	}

@@ -656,6 +656,8 @@ static void candidate_hidden(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
 	char what[300];
+	if (error && index_link_up(&job->maint))
+		pg_session_query(job->maint.s, "ROLLBACK", 0, NULL, NULL, NULL); /* its transaction failed */
 	snprintf(what, sizeof(what), "cannot keep the new index %s from the planner until the swap", job->fresh);
 	if (step_failed(job, res, error, what))
 		return;
@@ -675,9 +677,12 @@ static void build_result(void *arg, PGresult *res, const char *error)
 	if (job->mode == SWAP_FLIP) {
 		/* a fresh compact graph would win the planner at once: keep it out
 		 * of every plan until the gated swap */
-		char sql[2200];
-		if (sql_hide_candidate(job->schema, job->table, job->fresh, sql, sizeof(sql)) == 0) {
-			job_query_fenced(job, sql, candidate_hidden);
+		/* (the fence in the same transaction: a round trip less while the
+		 * candidate is valid) */
+		char sql[3400], fence[1200];
+		sql_fence(job->index_name, job->state_pid, fence, sizeof(fence));
+		if (sql_hide_candidate(job->schema, job->table, job->fresh, fence, sql, sizeof(sql)) == 0) {
+			job_query(job, sql, 0, NULL, candidate_hidden);
 			return;
 		}
 	}
@@ -910,8 +915,10 @@ static void proof_end_result(void *arg, PGresult *res, const char *error)
 	job->unpinned -= job->unpinned_start;
 	bool moved = job->scans_new > 0 || job->reads_primary < 5;
 	/* rename mode moves the planner only once the old index is dropped,
-	 * concurrently with the watch, and has no rollback: reported only */
-	bool judged = job->mode != SWAP_RENAME && (!mi || mi->watch_proof_rollback);
+	 * concurrently with the watch, and has no rollback; and a busy backend
+	 * reports its scans about once a second: a watch shorter than 3 s
+	 * cannot tell.  Those are reported only. */
+	bool judged = job->mode != SWAP_RENAME && (!mi || mi->watch_proof_rollback) && (!mi || mi->watch_seconds >= 3);
 	if (!moved && judged && !job->proof_rechecked) {
 		/* a backend that reported less than a second before it went idle
 		 * holds its counts up to 10 s (PostgreSQL 15): ask again once */
