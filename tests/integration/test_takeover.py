@@ -316,37 +316,6 @@ class Takeover(unittest.TestCase):
         print("killed in verify: %s took over; %d reads, 0 errors" % (name, len(seen)))
         self.__class__.start("c")
 
-    def test_4_killed_in_swap_then_postgres_restarts(self):
-        db_id = self.start_job("b")
-        self.wait("b", db_id, lambda j: j["awaiting_approval"] or j["terminal"])
-        # the swap waits for a row of pg_index that an open transaction holds
-        blocker = psycopg.connect("host=127.0.0.1 port=%d user=postgres password=%s dbname=postgres"
-                                  % (self.pg.port, SUPERPW))
-        blocker.execute("UPDATE pg_index SET indisvalid = indisvalid WHERE indexrelid = 'items_idx'::regclass")
-        old_oid = self.pg.psql("SELECT 'items_idx'::regclass::oid")
-        self.approve("b", db_id)
-        deadline = time.time() + 10
-        while not self.pg.psql("SELECT pid FROM pg_stat_activity WHERE application_name = 'vecgate rebuild items' "
-                               "AND wait_event_type = 'Lock'"):
-            self.assertLess(time.time(), deadline, "the swap never waited")
-            time.sleep(0.05)
-        self.kill("b")
-        # and PostgreSQL restarts while the driver is gone
-        self.pg.pg_ctl("restart", "-m", "fast")
-        try:
-            blocker.close()
-        except Exception:  # noqa: BLE001 (it died with the restart)
-            pass
-        name, j = self.driver(db_id, ["a", "c"])
-        # the swap never committed (its transaction died with its client): the
-        # survivor finds that in the catalog and asks for approval again
-        j = self.approve_and_finish(name, db_id)
-        self.assertNotEqual(self.pg.psql("SELECT 'items_idx'::regclass::oid"), old_oid)
-        self.assert_clean()
-        self.settled(db_id)
-        print("killed in the swap, PostgreSQL restarted: %s took over and swapped" % name)
-        self.__class__.start("b")
-
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
