@@ -62,7 +62,7 @@ const char SQL_STATE_SCHEMA[] =
 	" id bigserial PRIMARY KEY, index_name text NOT NULL, state text NOT NULL, attempts int NOT NULL DEFAULT 1,"
 	" fresh_index text, retired_index text, swap_mode text, message text,"
 	" baseline_recall float8, baseline_p50_ms float8, baseline_p95_ms float8, candidate_recall float8,"
-	" swap_lock_ms float8, driver text DEFAULT inet_client_addr()::text || ':' || pg_backend_pid(),"
+	" swap_lock_ms float8, driver text DEFAULT coalesce(inet_client_addr()::text, 'local') || ':' || pg_backend_pid(),"
 	" created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now());"
 	"CREATE TABLE IF NOT EXISTS vecgate.job_steps ("
 	" job_id bigint NOT NULL REFERENCES vecgate.jobs ON DELETE CASCADE, at timestamptz NOT NULL DEFAULT now(),"
@@ -73,7 +73,7 @@ const char SQL_STATE_SCHEMA[] =
 
 const char SQL_JOB_CLAIM[] =
 	"UPDATE vecgate.jobs SET driver_instance = $2, driver_since = now(), heartbeat_at = now(),"
-	" driver = inet_client_addr()::text || ':' || pg_backend_pid() WHERE id = $1::bigint"
+	" driver = coalesce(inet_client_addr()::text, 'local') || ':' || pg_backend_pid() WHERE id = $1::bigint"
 	" RETURNING pg_notify('vecgate_jobs', index_name)";
 
 const char SQL_JOB_HEARTBEAT[] = "UPDATE vecgate.jobs SET heartbeat_at = now() WHERE id = $1::bigint";
@@ -84,13 +84,31 @@ const char SQL_JOB_FOLLOW[] =
 	" FROM vecgate.jobs WHERE index_name = $1 AND state NOT IN ('done', 'failed', 'cancelled', 'rolled_back')"
 	" ORDER BY id DESC LIMIT 1";
 
-/* the sessions of the instance that drives $1's rebuild: the lock holder,
- * and its maintenance and progress sessions (a frozen leader's build) */
+/* The sessions of the instance that drives job $1, only while vecgate.jobs
+ * still names $2 as its driver and its heartbeat is older than $3 seconds:
+ * its state session (the lock holder whose pid the claim recorded) and the
+ * maintenance and progress sessions it opened before it went silent.  Every
+ * condition is read in this one statement, so a follower that sends it after
+ * another follower took the lock (and before or after that one claimed the
+ * job) ends nothing of the new driver's. */
 const char SQL_TAKEOVER_TERMINATE[] =
-	"SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND ("
-	" a.application_name IN ('vecgate rebuild ' || $1, 'vecgate progress ' || $1) OR a.pid IN ("
-	" SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
-	" AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtext('vecgate:rebuild:' || $1)::bigint))";
+	"SELECT pg_terminate_backend(a.pid) FROM vecgate.jobs j, pg_stat_activity a"
+	" WHERE j.id = $1::bigint AND coalesce(j.driver_instance, j.driver) = $2"
+	" AND coalesce(j.heartbeat_at, j.updated_at) < clock_timestamp() - make_interval(secs => $3::float8)"
+	" AND a.pid <> pg_backend_pid() AND ("
+	" (a.application_name IN ('vecgate rebuild ' || j.index_name, 'vecgate progress ' || j.index_name)"
+	" AND a.backend_start < coalesce(j.heartbeat_at, j.updated_at) + make_interval(secs => $3::float8 / 2))"
+	" OR a.pid IN (SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+	" AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtext('vecgate:rebuild:' || j.index_name)::bigint"
+	" AND l.pid = substring(j.driver from '([0-9]+)$')::int))";
+
+/* Run by the instance that just took the lock, before it reads the catalog:
+ * whatever a previous driver left running on $1 (a swap waiting for its
+ * locks, a build) ends first, and the call waits for each session to exit,
+ * so that nothing it had in flight can commit after the new driver looked. */
+const char SQL_END_PREVIOUS_DRIVER[] =
+	"SELECT count(*), count(*) FILTER (WHERE NOT pg_terminate_backend(pid, 5000)) FROM pg_stat_activity"
+	" WHERE pid <> pg_backend_pid() AND application_name IN ('vecgate rebuild ' || $1, 'vecgate progress ' || $1)";
 
 const char SQL_ROUTES_SCHEMA[] =
 	"CREATE SCHEMA IF NOT EXISTS vecgate;"

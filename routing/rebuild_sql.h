@@ -122,7 +122,11 @@ extern const char SQL_JOB_HEARTBEAT[];     /* $1 id: the driver is alive */
 /* $1 index -> the unfinished job: id, state, driver, driver since, seconds
  * since the driver's heartbeat, message, fresh index */
 extern const char SQL_JOB_FOLLOW[];
-extern const char SQL_TAKEOVER_TERMINATE[]; /* $1 index: end the sessions of the instance driving it */
+/* $1 job id, $2 its silent driver, $3 takeover_seconds: end that driver's
+ * sessions if it is still the driver and still silent */
+extern const char SQL_TAKEOVER_TERMINATE[];
+/* $1 index: end (and wait for) a previous driver's sessions -> ended, still there */
+extern const char SQL_END_PREVIOUS_DRIVER[];
 extern const char SQL_CANCEL_ORPHAN_BUILDS[]; /* $1 schema.table: cancel CREATE INDEX run by vecgate */
 /* $1 schema.table, $2 application_name: cancel CREATE INDEX run by other
  * sessions of that name (a job's build on a session it lost) */

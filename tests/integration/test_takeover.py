@@ -8,7 +8,8 @@ read inside a transaction whose own scan counters say which index served it:
 no read may touch any index but the live one before the gate passed, and no
 read may fail.  Scenarios: the driver killed (SIGKILL) during the build, while
 waiting for approval and during watch; the driver frozen (SIGSTOP) past
-takeover_seconds, then woken: it touches nothing.  Afterwards no invalid or
+takeover_seconds, then woken: it touches nothing; the driver killed inside
+the swap transaction and PostgreSQL restarted before anyone took over.  Afterwards no invalid or
 duplicate index is left.  Skipped without pgvector."""
 import json
 import os
@@ -55,7 +56,8 @@ class Takeover(unittest.TestCase):
                "eval_query": "SELECT id FROM public.items ORDER BY embedding <-> $1::vector LIMIT $2",
                "with": {"m": 16, "ef_construction": 64}, "search_settings": {"hnsw.ef_search": "20"},
                "approve_swap": True, "recall_tolerance": 0.5, "latency_budget_ms": 500, "watch_seconds": 4,
-               "retention_seconds": 2, "takeover_seconds": 3, "drop_invalid": True, "route_policy": {}}
+               "retention_seconds": 2, "takeover_seconds": 3, "drop_invalid": True, "route_policy": {},
+               "lock_timeout_ms": 4000}
         v = Vecgate(cls.pg, auth_type="trust", users=[], databases=[
             {"name": "postgres", "pool_mode": "transaction", "pool_size": 3, "user": "postgres",
              "password": SUPERPW}],
@@ -293,6 +295,70 @@ class Takeover(unittest.TestCase):
         self.settled(db_id)
         self.assertIn("another vecgate instance", self.vgs["a"]["vg"].log())
         print("frozen driver: taken over after %.1f s, fenced when woken; %d reads, 0 errors" % (took_over, len(seen)))
+
+    def test_4_killed_in_swap_then_postgres_restarts(self):
+        db_id = self.start_job("b")
+        self.wait("b", db_id, lambda j: j["awaiting_approval"] or j["terminal"])
+        # the swap waits (lock_timeout_ms 4000) for the live index's row in
+        # pg_index, which an open transaction holds: the driver dies inside it
+        blocker = psycopg.connect("host=127.0.0.1 port=%d user=postgres password=%s dbname=postgres"
+                                  % (self.pg.port, SUPERPW))
+        blocker.execute("UPDATE pg_index SET indisvalid = indisvalid WHERE indexrelid = 'items_idx'::regclass")
+        old_oid = self.pg.psql("SELECT 'items_idx'::regclass::oid")
+        self.approve("b", db_id)
+        deadline = time.time() + 15
+        swap_pid = ""
+        while not swap_pid:
+            self.assertLess(time.time(), deadline, "the swap never waited: %s" % self.job_on("b", db_id))
+            time.sleep(0.02)
+            swap_pid = self.pg.psql("SELECT pid FROM pg_stat_activity WHERE application_name = 'vecgate rebuild "
+                                    "items' AND wait_event_type = 'Lock'")
+        # nobody may take over before PostgreSQL is back: the followers sleep
+        for n in ("a", "c"):
+            self.kill(n, signal.SIGSTOP)
+        try:
+            self.kill("b")
+            # the server notices the dead client inside the lock wait
+            # (client_connection_check_interval) and ends the swap's
+            # transaction; had the blocker let go first, the swap would have
+            # committed and the new driver would find it done (the catalog
+            # decides, either way)
+            killed = time.time()
+            while self.pg.psql("SELECT count(*) FROM pg_stat_activity WHERE pid = %s" % swap_pid) != "0":
+                self.assertLess(time.time(), killed + 10, "the swap's server session outlived its client")
+                time.sleep(0.05)
+            gone = time.time() - killed
+            self.pg.pg_ctl("restart", "-m", "fast")
+        finally:
+            for n in ("a", "c"):
+                self.kill(n, signal.SIGCONT)
+        try:
+            blocker.close()
+        except Exception:  # noqa: BLE001 (it died with the restart)
+            pass
+        restarted = time.time()
+        stop, t, seen, errors = self.reader("a")
+        try:
+            name, j = self.driver(db_id, ["a", "c"])
+            took_over = time.time() - restarted
+            # the swap never committed (its transaction died with its client):
+            # the new driver finds that in the catalog and asks for approval again
+            j = self.wait(name, db_id, lambda j: j["awaiting_approval"] or j["terminal"])
+            self.assertTrue(j["awaiting_approval"], j)
+            self.assertIn("the swap had not happened", " ".join(h["message"] for h in j["history"]))
+            gate = time.time()
+            self.approve_and_finish(name, db_id)
+        finally:
+            stop.set()
+            t.join()
+        self.assertEqual(errors, [])
+        self.assert_gated(seen, gate)
+        self.assertNotEqual(self.pg.psql("SELECT 'items_idx'::regclass::oid"), old_oid)
+        self.assert_clean()
+        self.settled(db_id)
+        print("killed inside the swap: its server session ended %.1f s later; PostgreSQL restarted: %s took over "
+              "%.1f s after the restart and swapped; %d reads, 0 errors" % (gone, name, took_over, len(seen)))
+        self.__class__.start("b")
 
     def test_5_killed_in_verify(self):
         stop, t, seen, errors = self.reader("b")

@@ -396,6 +396,19 @@ void job_resume_continue(struct rebuild_job *job)
 	}
 }
 
+static void previous_driver_ended(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (error)
+		log_warn("rebuild %d (%s): cannot end the sessions a previous driver left (%s); resuming anyway: "
+		         "the catalog is read after them", job->id, job->index_name, error);
+	else if (atoi(PQgetvalue(res, 0, 0)))
+		log_info("rebuild %d (%s): ended %s session(s) a previous driver left running%s", job->id,
+		         job->index_name, PQgetvalue(res, 0, 0),
+		         atoi(PQgetvalue(res, 0, 1)) ? " (some did not exit within 5 s)" : "");
+	job_run_step(job); /* preflight's first checks, then job_resume_continue() */
+}
+
 static void adopt(struct rebuild_job *job)
 {
 	job->locked = true;
@@ -408,7 +421,10 @@ static void adopt(struct rebuild_job *job)
 	log_info("rebuild %d: resuming job %lld for %s (was %s)", job->id, job->db_id, job->index_name,
 	         job_state_name(job->resume_to));
 	claim(job);
-	job_run_step(job); /* preflight's first checks, then job_resume_continue() */
+	/* a dead driver's swap may still wait for its locks, and commit when it
+	 * gets them: it ends before the catalog says where the job stands */
+	const char *params[] = {job->index_name};
+	pg_session_query(job->state_l.s, SQL_END_PREVIOUS_DRIVER, 1, params, previous_driver_ended, job);
 }
 
 /* Another instance drives the job: show it, and look at its lock every
@@ -591,7 +607,11 @@ static void follow_result(void *arg, PGresult *res, const char *error)
 		log_warn("rebuild: job %lld for %s: its driver %s has been silent for %.0f s (takeover_seconds %.0f): "
 		         "ending its sessions to take the job over",
 		         job->db_id, job->index_name, job->driver, job->driver_silent_s, silent_max);
-		pg_session_query(job->state_l.s, SQL_TAKEOVER_TERMINATE, 1, params, NULL, NULL);
+		char id[24], secs[32];
+		snprintf(id, sizeof(id), "%lld", job->db_id);
+		snprintf(secs, sizeof(secs), "%.3f", silent_max);
+		const char *kill[] = {id, job->driver, secs};
+		pg_session_query(job->state_l.s, SQL_TAKEOVER_TERMINATE, 3, kill, NULL, NULL);
 	}
 	pg_session_query(job->state_l.s, SQL_TRY_LOCK, 1, params, follow_locked, job);
 }
