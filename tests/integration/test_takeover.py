@@ -202,15 +202,18 @@ class Takeover(unittest.TestCase):
             killed = time.time()
             self.kill("a")
             # the build dies with its client: the candidate never becomes valid
-            became_valid = None
+            became_valid = took_over = None
             while time.time() < killed + 4:
                 if self.pg.psql("SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = "
                                 "to_regclass('%s')), false)" % fresh) == "t":
                     became_valid = time.time() - killed
                     break
+                if took_over is None and any(not (self.job_on(n, db_id) or {"following": True})["following"]
+                                             for n in ("b", "c")):
+                    took_over = time.time() - killed
                 time.sleep(0.05)
             name, j = self.driver(db_id, ["b", "c"])
-            took_over = time.time() - killed
+            took_over = took_over or time.time() - killed
             other = "c" if name == "b" else "b"
             j = self.wait(name, db_id, lambda j: j["awaiting_approval"] or j["terminal"])
             self.assertIn("took over", self.vgs[name]["vg"].log())
