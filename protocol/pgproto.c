@@ -725,3 +725,9 @@ bool pg_severity_fatal(const char *severity)
 {
 	return severity && (!strcmp(severity, "FATAL") || !strcmp(severity, "PANIC"));
 }
+
+bool pg_sqlstate_server_outage(const char *sqlstate)
+{
+	return sqlstate && (!strncmp(sqlstate, "57P", 3) || !strncmp(sqlstate, "08", 2) || !strcmp(sqlstate, "25006") ||
+	                    !strcmp(sqlstate, "53300"));
+}

@@ -106,6 +106,11 @@ struct pg_error_fields {
 bool pg_frontend_type_valid(uint8_t type);
 /* Is this ErrorResponse severity one after which the backend closes (FATAL, PANIC)? */
 bool pg_severity_fatal(const char *severity);
+/* Does this SQLSTATE say the server went away or cannot take the statement
+ * where it is (shutdown, lost connection, read-only, too many connections),
+ * rather than that the statement failed?  A failover or restart produces
+ * these; a bad index does not. */
+bool pg_sqlstate_server_outage(const char *sqlstate);
 
 /* ErrorResponse / NoticeResponse body (after the length word). */
 int parse_error_fields(const uint8_t *body, size_t len, struct pg_error_fields *out);

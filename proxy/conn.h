@@ -198,7 +198,8 @@ struct pool {
 
 	/* traffic counters (watch step, later /metrics) */
 	uint64_t stat_requests;   /* request cycles answered with ReadyForQuery */
-	uint64_t stat_errors;     /* ErrorResponses delivered to clients */
+	uint64_t stat_errors;     /* ErrorResponses delivered to clients, but: */
+	uint64_t stat_outage_errors; /* those that say the server went away (pg_sqlstate_server_outage) */
 	double stat_latency_sum;  /* seconds, over stat_requests */
 };
 

@@ -668,7 +668,7 @@ void pools_foreach_view(bool (*fn)(const struct pool_view *v, void *arg), void *
 	for (struct pool *p = vg.pools; p; p = p->next) {
 		struct pool_view v = {.database = p->db_name, .user = p->user, .backend = p->be_name,
 		                      .connecting = p->n_connecting, .requests = p->stat_requests,
-		                      .errors = p->stat_errors, .latency_sum = p->stat_latency_sum};
+		                      .errors = p->stat_errors + p->stat_outage_errors, .latency_sum = p->stat_latency_sum};
 		struct server_conn *s;
 		TAILQ_FOREACH(s, &p->servers, link) {
 			if (s->state == SV_IDLE)

@@ -42,7 +42,7 @@ bool pool_has_credentials(const struct pool *p);
 
 /* Sum of the counters of every pool serving backend database `dbname`. */
 struct traffic_stats {
-	uint64_t requests, errors;
+	uint64_t requests, errors; /* errors: statements that failed, not a server that went away */
 	double latency_sum;
 };
 void pools_traffic(const char *dbname, struct traffic_stats *out);
@@ -51,7 +51,7 @@ void pools_traffic(const char *dbname, struct traffic_stats *out);
 struct pool_view {
 	const char *database, *user, *backend;
 	int idle, active, connecting, waiting;
-	uint64_t requests, errors;
+	uint64_t requests, errors; /* errors: statements that failed, not a server that went away */
 	double latency_sum;
 };
 /* Call fn for every pool; stops early when fn returns false. */

@@ -387,8 +387,7 @@ void route_cycle_end(struct client_conn *c)
  * down or in conflict with recovery, a statement it cannot run read-only). */
 bool route_error_replayable(const char *sqlstate)
 {
-	return sqlstate && (!strncmp(sqlstate, "57P", 3) || !strncmp(sqlstate, "08", 2) || !strcmp(sqlstate, "40001") ||
-	                    !strcmp(sqlstate, "25006") || !strcmp(sqlstate, "53300"));
+	return pg_sqlstate_server_outage(sqlstate) || (sqlstate && !strcmp(sqlstate, "40001"));
 }
 
 bool route_pin_applies(const struct client_conn *c, uint8_t type, const uint8_t *msg, size_t total, unsigned scan)

@@ -728,7 +728,10 @@ void server_process(struct server_conn *s)
 				s->close_needed = true; /* the backend is going away: never pool it again */
 			stats_error(ef.sqlstate);
 			evbuffer_remove_buffer(in, cout, total);
-			s->pool->stat_errors++;
+			if (pg_sqlstate_server_outage(ef.sqlstate))
+				s->pool->stat_outage_errors++; /* not the statement's fault: a rebuild's watch does not count it */
+			else
+				s->pool->stat_errors++;
 			if (h && h->req != 'Q' && h->req != 'F' && h->req != 'S')
 				skip_to_sync(s);
 			continue;

@@ -54,7 +54,8 @@ const char SQL_HINT_PLAN[] = "SELECT current_setting('pg_hint_plan.enable_hint',
 /* $1 schema.index (old), $2 schema.index (new) -> idx_scan of each (NULL: gone) */
 const char SQL_INDEX_SCANS[] =
 	"SELECT (SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelid = to_regclass($1)),"
-	" (SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelid = to_regclass($2))";
+	" (SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelid = to_regclass($2)),"
+	" pg_postmaster_start_time()::text";
 
 const char SQL_STATE_SCHEMA[] =
 	"CREATE SCHEMA IF NOT EXISTS vecgate;"

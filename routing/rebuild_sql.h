@@ -103,7 +103,8 @@ extern const char SQL_TABLE_LOCKERS[];       /* $1 table -> the oldest other bac
 extern const char SQL_IS_SUPERUSER[];
 extern const char SQL_HYPOPG[];              /* -> schema, version of the hypopg extension, or no row */
 extern const char SQL_HINT_PLAN[];           /* -> pg_hint_plan.enable_hint, NULL when pg_hint_plan is not loaded */
-extern const char SQL_INDEX_SCANS[];         /* $1 old, $2 new schema.index -> idx_scan of each (NULL: gone) */
+/* $1 old, $2 new schema.index -> idx_scan of each (NULL: gone), the server's start time */
+extern const char SQL_INDEX_SCANS[];
 
 /* Route modes, pins and traffic samples shared by every instance:
  * vecgate.routes and vecgate.eval_samples (idempotent DDL, several statements). */

@@ -405,6 +405,20 @@ static void test_response_completes(void **state)
 	assert_false(response_completes('H', 'Z'));
 }
 
+/* A failover's errors (shutdown, lost connection, read-only) are told
+ * apart from a statement's own failure. */
+static void test_sqlstate_server_outage(void **state)
+{
+	(void)state;
+	const char *outage[] = {"57P01", "57P02", "57P03", "08006", "08001", "25006", "53300"};
+	const char *statement[] = {"42P01", "57014", "40001", "23505", "XX000", "53200", ""};
+	for (size_t i = 0; i < sizeof(outage) / sizeof(*outage); i++)
+		assert_true(pg_sqlstate_server_outage(outage[i]));
+	for (size_t i = 0; i < sizeof(statement) / sizeof(*statement); i++)
+		assert_false(pg_sqlstate_server_outage(statement[i]));
+	assert_false(pg_sqlstate_server_outage(NULL));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -419,6 +433,7 @@ int main(void)
 		cmocka_unit_test(test_parameter_status),
 		cmocka_unit_test(test_reader_bounds),
 		cmocka_unit_test(test_response_completes),
+		cmocka_unit_test(test_sqlstate_server_outage),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

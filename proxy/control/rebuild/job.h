@@ -86,6 +86,7 @@ struct rebuild_job {
 	long long scans_old_start, scans_new_start, scans_old, scans_new;
 	uint64_t reads_primary_start, reads_primary, pinned_start, pinned, unpinned_start, unpinned;
 	bool have_scans_start, have_proof, proof_rechecked;
+	char scans_server[48]; /* pg_postmaster_start_time() where the counts started: another server counts anew */
 	char proof[300];
 
 	/* measurements */

@@ -879,6 +879,7 @@ static void proof_start_result(void *arg, PGresult *res, const char *error)
 		return; /* the proof is skipped for this watch; the end says so */
 	job->scans_old_start = scans_of(res, 0);
 	job->scans_new_start = scans_of(res, 1);
+	snprintf(job->scans_server, sizeof(job->scans_server), "%s", PQntuples(res) ? PQgetvalue(res, 0, 2) : "");
 	route_reads(job, &job->reads_primary_start, &job->pinned_start, &job->unpinned_start);
 	job->have_scans_start = true;
 }
@@ -901,8 +902,15 @@ static void proof_end_result(void *arg, PGresult *res, const char *error)
 	struct rebuild_job *job = arg;
 	job->step_busy = false;
 	const struct vg_managed_index *mi = job_index(job);
-	if (error || !job->have_scans_start) {
-		snprintf(job->proof, sizeof(job->proof), "not measured (%s)", error ? error : "no counters at the start");
+	/* a failover (or a restart) in the watch: the counters at the end are
+	 * another server's, and nothing can be told from them */
+	bool same_server = !error && PQntuples(res) && !strcmp(PQgetvalue(res, 0, 2), job->scans_server);
+	if (error || !job->have_scans_start || !same_server) {
+		snprintf(job->proof, sizeof(job->proof), "not measured (%s)",
+		         error                    ? error
+		         : !job->have_scans_start ? "no counters at the start"
+		                                  : "the server restarted or failed over during the watch: its counters "
+		                                    "started again");
 		start_eval(job, EVAL_WATCH);
 		return;
 	}
