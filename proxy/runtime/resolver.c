@@ -301,33 +301,35 @@ static void entry_address(const struct dns_entry *e, int port, struct sockaddr_s
 
 static void query_done(struct dns_entry *e);
 
-static void a_answered(int result, char type, int count, int ttl, void *addresses, void *arg)
+/* One family's answer; the lookup is done when both have come. */
+static void family_answered(struct dns_entry *e, bool v6, int result, char type, int count, int ttl,
+                            const void *addresses)
 {
-	struct dns_entry *e = arg;
 	/* evdns defers every callback to the loop: never inside query_start */
 	assert(e->query == QUERY_RUNNING && e->pending > 0);
-	e->err4 = result;
-	e->ttl4 = ttl;
-	if (result == DNS_ERR_NONE && type == DNS_IPv4_A) {
-		for (int i = 0; i < count && e->n4 < DNS_MAX_ADDRS; i++)
+	if (v6) {
+		e->err6 = result;
+		e->ttl6 = ttl;
+		for (int i = 0; result == DNS_ERR_NONE && type == DNS_IPv6_AAAA && i < count && e->n6 < DNS_MAX_ADDRS; i++)
+			e->got6[e->n6++] = ((const struct in6_addr *)addresses)[i];
+	} else {
+		e->err4 = result;
+		e->ttl4 = ttl;
+		for (int i = 0; result == DNS_ERR_NONE && type == DNS_IPv4_A && i < count && e->n4 < DNS_MAX_ADDRS; i++)
 			memcpy(&e->got4[e->n4++], (const uint8_t *)addresses + (size_t)i * 4, 4);
 	}
 	if (--e->pending == 0)
 		query_done(e);
 }
 
+static void a_answered(int result, char type, int count, int ttl, void *addresses, void *arg)
+{
+	family_answered(arg, false, result, type, count, ttl, addresses);
+}
+
 static void aaaa_answered(int result, char type, int count, int ttl, void *addresses, void *arg)
 {
-	struct dns_entry *e = arg;
-	assert(e->query == QUERY_RUNNING && e->pending > 0);
-	e->err6 = result;
-	e->ttl6 = ttl;
-	if (result == DNS_ERR_NONE && type == DNS_IPv6_AAAA) {
-		for (int i = 0; i < count && e->n6 < DNS_MAX_ADDRS; i++)
-			e->got6[e->n6++] = ((const struct in6_addr *)addresses)[i];
-	}
-	if (--e->pending == 0)
-		query_done(e);
+	family_answered(arg, true, result, type, count, ttl, addresses);
 }
 
 /* Ask for A and AAAA; false when neither could be asked. */

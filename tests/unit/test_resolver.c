@@ -185,6 +185,15 @@ static enum resolve_status ask(const char *name, int port_no, struct answer *a, 
 	return resolver_lookup(name, port_no, sa, &len, &a->w, answered, a, err, sizeof(err));
 }
 
+/* Two waiters for one name, both pending; the callback count starts at 0. */
+static void ask_two(const char *name, struct answer *a, struct answer *b)
+{
+	struct sockaddr_storage sa;
+	answers = 0;
+	assert_int_equal(ask(name, 5432, a, &sa), RESOLVE_PENDING);
+	assert_int_equal(ask(name, 5432, b, &sa), RESOLVE_PENDING);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -305,9 +314,7 @@ static void test_zero_ttl_not_kept(void **state)
 	struct zone_name *z = zone_find("short.test");
 	struct answer a, b;
 	struct sockaddr_storage sa;
-	answers = 0;
-	assert_int_equal(ask("short.test", 5432, &a, &sa), RESOLVE_PENDING);
-	assert_int_equal(ask("short.test", 5432, &b, &sa), RESOLVE_PENDING);
+	ask_two("short.test", &a, &b);
 	run_until(2);
 	assert_int_equal(z->asked_a, 1); /* concurrent waiters still share */
 	answers = 0;
@@ -359,10 +366,7 @@ static void test_cancelled_waiter_hears_nothing(void **state)
 	(void)state;
 	struct zone_name *z = zone_find("cancel.test");
 	struct answer a, b;
-	struct sockaddr_storage sa;
-	answers = 0;
-	assert_int_equal(ask("cancel.test", 5432, &a, &sa), RESOLVE_PENDING);
-	assert_int_equal(ask("cancel.test", 5432, &b, &sa), RESOLVE_PENDING);
+	ask_two("cancel.test", &a, &b);
 	resolver_cancel(&a.w);
 	assert_false(resolver_waiting(&a.w));
 	resolver_cancel(&a.w); /* harmless twice */
