@@ -16,7 +16,9 @@ then one answer record per address, named by a pointer to the question.
     "127.0.0.1:%d" % dns.port               # for vecgate's dns.nameservers
 
 A name with IPv4 addresses only answers AAAA questions with no record
-(NOERROR, an empty answer), as a real zone does.
+(NOERROR, an empty answer), as a real zone does.  DnsServer(host=, port=53)
+binds elsewhere (a resolv.conf nameserver line takes no port; binding 53
+needs root).
 """
 import collections
 import socket
@@ -65,12 +67,12 @@ def build_response(qid, qflags, question, rcode, records=()):
 
 
 class DnsServer:
-    def __init__(self, ttl=1, delay=0.0):
+    def __init__(self, ttl=1, delay=0.0, host="127.0.0.1", port=0):
         self.ttl = ttl
         self.delay = delay
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
+        self.sock.bind((host, port))
+        self.host, self.port = self.sock.getsockname()
         self._lock = threading.Lock()
         self._names = {}  # lower-case name -> (addresses, ttl); absent = NXDOMAIN
         self._counts = collections.Counter()  # (name, "A"/"AAAA") -> questions
@@ -82,7 +84,7 @@ class DnsServer:
 
     @property
     def address(self):
-        return "127.0.0.1:%d" % self.port
+        return "%s:%d" % (self.host, self.port)
 
     def set(self, name, addresses, ttl=None):
         with self._lock:

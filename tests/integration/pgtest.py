@@ -120,14 +120,18 @@ class PgCluster:
 
 class LatencyProbe:
     """A client's SELECT 1 loop on one open connection (dsn) in a thread,
-    from start() to stop(): `latencies` holds each round trip in seconds.
-    What an unrelated client sees while something else happens."""
+    from start() to stop(): `latencies` holds each round trip in seconds
+    (`started` when each began, time.monotonic()).  What an unrelated client
+    sees while something else happens."""
 
     def __init__(self, dsn):
         import psycopg
-        self.conn = psycopg.connect(dsn, autocommit=True)
+        # never prepared (psycopg prepares a query it runs 5 times): a
+        # transaction pooler without prepared-statement support can be probed too
+        self.conn = psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
         self.conn.execute("SELECT 1")
         self.latencies = []
+        self.started = []
         self.errors = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -142,6 +146,7 @@ class LatencyProbe:
                 self.errors.append(str(e))
                 return
             self.latencies.append(time.monotonic() - t0)
+            self.started.append(t0)
             time.sleep(0.002)
 
     def start(self):
