@@ -578,6 +578,11 @@ static void set_options(const struct vg_dns *cfg)
 	snprintf(v, sizeof(v), "%d", cfg->attempts);
 	if (evdns_base_set_option(rs.dns, "attempts:", v) != 0)
 		log_warn("dns: evdns refused attempts %s", v);
+	/* evdns mixes the case of the names it asks for and drops answers that
+	 * do not echo it exactly; some resolvers (home routers, a few caching
+	 * forwarders) lower-case the question, and every lookup would time out.
+	 * glibc and c-ares do not do it either. */
+	evdns_base_set_option(rs.dns, "randomize-case:", "0");
 }
 
 int resolver_start(struct event_base *base, const struct vg_dns *cfg, char *err, size_t errlen)

@@ -4,7 +4,7 @@ table the test changes while it runs.
 Debian's python3 has no dnspython, and the part of the wire format a
 resolver's A and AAAA questions need is small, so it is written out here
 (RFC 1035 section 4): a 12-byte header, the question echoed back as it came
-(evdns randomises the case of the name and checks it comes back the same),
+(a resolver may mix the case of the name and check it comes back the same),
 then one answer record per address, named by a pointer to the question.
 
     dns = DnsServer()                       # stopped at exit
