@@ -8,6 +8,7 @@
 #include "conf/config.h"
 #include "protocol/scram.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -719,6 +720,88 @@ static bool load_routing(struct load_ctx *lc, const yaml_node_t *val, void *base
 	return true;
 }
 
+/* A nameserver as evdns takes it: "ip", "ip:port", "ipv6" or "[ipv6]:port".
+ * Only addresses: a nameserver given by name would need a lookup first. */
+static bool nameserver_valid(const char *s)
+{
+	char addr[INET6_ADDRSTRLEN + 1];
+	const char *port = NULL;
+	unsigned char buf[sizeof(struct in6_addr)];
+	int family = AF_INET;
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		if (!close || (size_t)(close - s - 1) >= sizeof(addr) || (close[1] && close[1] != ':'))
+			return false;
+		memcpy(addr, s + 1, (size_t)(close - s - 1));
+		addr[close - s - 1] = 0;
+		family = AF_INET6;
+		port = close[1] ? close + 2 : NULL;
+	} else if (strchr(s, ':') != strrchr(s, ':')) {
+		if (strlen(s) >= sizeof(addr))
+			return false;
+		strcpy(addr, s); /* a bare IPv6 address: no port */
+		family = AF_INET6;
+	} else {
+		const char *colon = strchr(s, ':');
+		size_t n = colon ? (size_t)(colon - s) : strlen(s);
+		if (n >= sizeof(addr))
+			return false;
+		memcpy(addr, s, n);
+		addr[n] = 0;
+		port = colon ? colon + 1 : NULL;
+	}
+	if (inet_pton(family, addr, buf) != 1)
+		return false;
+	if (port) {
+		char *end;
+		long v = strtol(port, &end, 10);
+		if (end == port || *end || v < 1 || v > 65535)
+			return false;
+	}
+	return true;
+}
+
+static bool load_nameservers(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	struct vg_config *cfg = base;
+	size_t n;
+	if (!(cfg->dns.nameservers = seq_alloc(lc, val, "dns.nameservers", sizeof(char *), true, &n)))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = seq_item(lc, val, i);
+		const char *s = scalar(item);
+		if (!s || !nameserver_valid(s))
+			return fail_at(lc, item, "dns.nameservers entries must be IP addresses, optionally with a port "
+			               "(\"10.0.0.2\", \"127.0.0.1:5353\", \"[::1]:53\"), got %s",
+			               s ? s : type_name(item));
+		cfg->dns.nameservers[i] = strdup(s);
+		cfg->dns.n_nameservers = i + 1;
+		if (!cfg->dns.nameservers[i])
+			return fail_at(lc, item, "out of memory");
+	}
+	return true;
+}
+
+static bool load_dns(struct load_ctx *lc, const yaml_node_t *val, void *base)
+{
+	static const struct field fields[] = {
+		{"max_ttl", F_SECONDS, OFF(struct vg_config, dns.max_ttl), 0, 0, NULL},
+		{"min_ttl", F_SECONDS, OFF(struct vg_config, dns.min_ttl), 0, 0, NULL},
+		{"nxdomain_ttl", F_SECONDS, OFF(struct vg_config, dns.nxdomain_ttl), 0, 0, NULL},
+		{"timeout", F_SECONDS, OFF(struct vg_config, dns.timeout), 0, 0, NULL},
+		{"attempts", F_INT, OFF(struct vg_config, dns.attempts), 1, 10, NULL},
+		{NULL, 0, 0, 0, 0, NULL},
+	};
+	static const struct custom_key custom[] = {{"nameservers", load_nameservers}, {NULL, NULL}};
+	struct vg_config *cfg = base;
+	if (!load_mapping(lc, val, "dns", fields, custom, cfg))
+		return false;
+	/* evdns takes at least 10 ms a try; a zero timeout would fail every lookup */
+	if (cfg->dns.timeout < 0.01)
+		return fail_at(lc, val, "dns.timeout must be at least 0.01 seconds");
+	return true;
+}
+
 static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base)
 {
 	struct vg_config *cfg = base;
@@ -880,6 +963,8 @@ static void set_defaults(struct vg_config *cfg)
 	cfg->health.quiet_interval = 10;
 	cfg->routing.refresh_seconds = 5;
 	cfg->routing.hold_bytes = 1u << 20;
+	/* PgBouncer's dns_max_ttl and dns_nxdomain_ttl; glibc's timeout and attempts */
+	cfg->dns = (struct vg_dns){.max_ttl = 15, .min_ttl = 1, .nxdomain_ttl = 15, .timeout = 5, .attempts = 2};
 }
 
 static struct vg_config *load_document(const char *name, yaml_parser_t *parser, char *errbuf, size_t errlen)
@@ -911,7 +996,7 @@ static struct vg_config *load_document(const char *name, yaml_parser_t *parser, 
 		{"databases", NULL},         {"auth", load_auth},         {"timeouts", load_timeouts},
 		{"limits", load_limits},     {"logging", load_logging},   {"pool", load_pool},
 		{"admin", load_admin},       {"managed_indexes", load_indexes}, {"ddl_guard", load_ddl_guard},
-		{"health_check", load_health}, {"routing", load_routing},
+		{"health_check", load_health}, {"routing", load_routing},   {"dns", load_dns},
 		{NULL, NULL},
 	};
 	/* backends first: databases refer to them */
@@ -1082,6 +1167,9 @@ void config_free(struct vg_config *cfg)
 	free(cfg->health.user);
 	free(cfg->health.password);
 	free(cfg->health.dbname);
+	for (size_t i = 0; i < cfg->dns.n_nameservers; i++)
+		free(cfg->dns.nameservers[i]);
+	free(cfg->dns.nameservers);
 	for (size_t i = 0; i < cfg->n_indexes; i++) {
 		struct vg_managed_index *m = &cfg->indexes[i];
 		char **strs[] = {&m->name, &m->database, &m->backend, &m->schema, &m->table, &m->index, &m->user,

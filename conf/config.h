@@ -87,6 +87,18 @@ struct vg_health_check {
 	double timeout;  /* a check slower than this marks the backend down, default 3 */
 };
 
+/* Name resolution of backend hosts (proxy/runtime/resolver.h): how long
+ * answers are kept and where the questions go. */
+struct vg_dns {
+	double max_ttl;      /* an answer is kept at most this long (its record TTL, capped), default 15 */
+	double min_ttl;      /* ... and at least this long (a TTL of 0 included), default 1; max_ttl wins */
+	double nxdomain_ttl; /* a name that does not resolve, or a failed lookup, is kept this long, default 15 */
+	double timeout;      /* seconds for one try of a query, default 5 */
+	int attempts;        /* tries of a query before it fails, default 2 */
+	char **nameservers;  /* "ip", "ip:port" or "[ipv6]:port"; NULL = /etc/resolv.conf's */
+	size_t n_nameservers;
+};
+
 /* Route modes shared by every vecgate instance through the database. */
 struct vg_routing {
 	double refresh_seconds; /* periodic re-read of vecgate.routes, default 5 */
@@ -257,6 +269,7 @@ struct vg_config {
 	int ddl_guard; /* 0 block, 1 warn, 2 allow (routing/ddl_guard.h) */
 	struct vg_health_check health;
 	struct vg_routing routing;
+	struct vg_dns dns;
 	struct vg_managed_index *indexes;
 	size_t n_indexes;
 };

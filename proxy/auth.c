@@ -197,8 +197,8 @@ static void begin_auth_query(struct client_conn *c)
 	c->state = CL_AUTH_LOOKUP;
 	c->login->authq = pg_async_oneshot(vg.base, kw, val, a->auth_query, 1, params,
 	                            vg.cfg->timeouts.server_connect, authq_done, c);
-	if (!c->login->authq)
-		client_fatal(c, "08006", "cannot start authentication lookup", NULL);
+	if (!c->login->authq) /* e.g. the backend's name is known not to resolve */
+		client_fatal(c, "08006", "cannot start authentication lookup", pg_session_connect_error());
 }
 
 void auth_begin(struct client_conn *c)

@@ -10,13 +10,7 @@
 #include <event2/bufferevent.h>
 #include <stdlib.h>
 #include <sys/socket.h>
-#include <sys/un.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <string.h>
 #include <stdio.h>
-#include <unistd.h>
 
 static void cancel_event(struct bufferevent *bev, short what, void *arg)
 {
@@ -42,17 +36,16 @@ static void cancel_read(struct bufferevent *bev, void *arg)
 
 void cancel_forward(const struct server_conn *s)
 {
-	char err[256];
-	struct sockaddr_storage sa;
-	unsigned salen;
-	if (backend_sockaddr(s->pool->be_host, s->pool->be_port, &sa, &salen, err, sizeof(err)) < 0) {
-		log_warn("cancel: %s", err);
+	/* the backend process is where the server connected, whatever its
+	 * host name resolves to now (after a failover, another server) */
+	if (!s->addrlen) {
+		log_warn("cancel: server S-%llu has no address yet", (unsigned long long)s->id);
 		return;
 	}
 	struct bufferevent *bev = bufferevent_socket_new(vg.base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (!bev)
 		return;
-	if (bufferevent_socket_connect(bev, (struct sockaddr *)&sa, (int)salen) < 0) {
+	if (bufferevent_socket_connect(bev, (const struct sockaddr *)&s->addr, (int)s->addrlen) < 0) {
 		log_warn("cancel: cannot connect to %s:%d", s->pool->be_host, s->pool->be_port);
 		bufferevent_free(bev);
 		return;

@@ -23,6 +23,7 @@
 #include "proxy/io.h"
 #include "proxy/pending.h"
 #include "proxy/prepared.h"
+#include "proxy/runtime/resolver.h"
 #include "proxy/runtime/runtime.h"
 #include "proxy/varcache.h"
 
@@ -114,6 +115,7 @@ struct client_conn {
 };
 
 enum server_state {
+	SV_RESOLVING,  /* waiting for the backend host's address (resolver.h) */
 	SV_CONNECTING, /* TCP connect in progress */
 	SV_SSL_REQ,    /* sent SSLRequest, waiting for 'S'/'N' */
 	SV_LOGIN,      /* startup sent, authenticating */
@@ -134,6 +136,9 @@ struct server_conn {
 	struct client_conn *client;
 	uint64_t id;
 	double connect_time, last_used;
+	struct resolver_wait dns;      /* SV_RESOLVING */
+	struct sockaddr_storage addr;  /* where it connects: cancel requests go there too */
+	socklen_t addrlen;             /* 0 until the address is known */
 
 	uint32_t be_pid, be_key;
 	char txn_status;
@@ -192,6 +197,9 @@ struct pool {
 	double next_login_at;
 	double failing_since;
 	int held_limit;             /* after "too many clients": servers this backend gave us, 0 = none */
+	/* a permanent refusal holds until then (0: for good); the backend's
+	 * name not resolving holds until it is looked up again */
+	double permanent_until;
 	struct event *login_timer;
 
 	struct stmt_registry registry;

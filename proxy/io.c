@@ -13,17 +13,12 @@
 #include "proxy/io.h"
 #include "proxy/runtime/runtime.h"
 
-#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 static TAILQ_HEAD(, io_conn) dirty = TAILQ_HEAD_INITIALIZER(dirty);
@@ -455,35 +450,4 @@ void io_flush_shutdown(void)
 	if (flush_ev)
 		event_free(flush_ev);
 	flush_ev = NULL;
-}
-
-/* A backend address: an IP, a host name (resolved here, blocking: names
- * are rare and resolved once per connection), or a unix socket directory. */
-int backend_sockaddr(const char *host, int port, struct sockaddr_storage *sa, unsigned *salen,
-                     char *err, size_t errlen)
-{
-	memset(sa, 0, sizeof(*sa));
-	if (host[0] == '/') {
-		struct sockaddr_un *un = (struct sockaddr_un *)sa;
-		un->sun_family = AF_UNIX;
-		int n = snprintf(un->sun_path, sizeof(un->sun_path), "%s/.s.PGSQL.%d", host, port);
-		if (n < 0 || (size_t)n >= sizeof(un->sun_path)) {
-			snprintf(err, errlen, "unix socket path too long: %s", host);
-			return -1;
-		}
-		*salen = sizeof(*un);
-		return 0;
-	}
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-	char portstr[16];
-	snprintf(portstr, sizeof(portstr), "%d", port);
-	int rc = getaddrinfo(host, portstr, &hints, &res);
-	if (rc != 0 || !res) {
-		snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
-		return -1;
-	}
-	memcpy(sa, res->ai_addr, res->ai_addrlen);
-	*salen = (unsigned)res->ai_addrlen;
-	freeaddrinfo(res);
-	return 0;
 }

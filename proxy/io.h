@@ -93,9 +93,4 @@ unsigned long io_tls_error(const struct io_conn *io);
 
 void io_flush_shutdown(void);
 
-struct sockaddr_storage;
-/* Resolve a backend host (IP, name, or unix socket directory). */
-int backend_sockaddr(const char *host, int port, struct sockaddr_storage *sa, unsigned *salen, char *err,
-                     size_t errlen);
-
 #endif

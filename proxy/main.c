@@ -13,6 +13,7 @@
 #include "proxy/listener.h"
 #include "proxy/pool.h"
 #include "proxy/reaper.h"
+#include "proxy/runtime/resolver.h"
 #include "proxy/server.h"
 #include "proxy/tls.h"
 
@@ -135,6 +136,7 @@ static int reload(void)
 	struct vg_config *old = vg.cfg;
 	vg.cfg = ncfg;
 	log_init(&ncfg->logging);
+	resolver_reload(&old->dns, &ncfg->dns);
 	pools_apply_config();
 	health_reload();
 	route_sync_reload();
@@ -228,6 +230,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cannot create event base\n");
 		return 1;
 	}
+	if (resolver_start(vg.base, &cfg->dns, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", path, err);
+		return 1;
+	}
 	reaper_init(client_free, server_free);
 	vg.janitor = event_new(vg.base, -1, EV_PERSIST, janitor_cb, NULL);
 	janitor_start();
@@ -263,6 +269,7 @@ int main(int argc, char **argv)
 		client_free(c);
 	}
 	reaper_free();
+	resolver_stop(); /* after every connection that could wait for it */
 	event_free(vg.janitor);
 	io_flush_shutdown();
 	event_free(vg.sig_hup);

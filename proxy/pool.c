@@ -289,7 +289,7 @@ void pool_client_login(struct pool *p, struct client_conn *c)
 		client_login_done(c);
 		return;
 	}
-	if (failing(p) && p->login_error_permanent) {
+	if (failing(p) && p->login_error_permanent && (p->permanent_until == 0 || now_sec() < p->permanent_until)) {
 		fail_client_with_login_error(p, c);
 		return;
 	}
@@ -392,6 +392,7 @@ void pool_server_login_ok(struct server_conn *s)
 	}
 	p->login_failures = 0;
 	p->login_error_permanent = false;
+	p->permanent_until = 0;
 	free(p->last_login_error);
 	p->last_login_error = NULL;
 	if (!p->welcome_ready) {
@@ -416,7 +417,11 @@ void pool_server_login_ok(struct server_conn *s)
 	}
 }
 
-void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len, const char *text, bool transient)
+/* A login failed, or (quiet) the backend's name did not resolve: count it,
+ * keep the error for the clients, and fail them now when waiting will not
+ * help.  `until`: a permanent failure holds until then (0: for good). */
+static void login_failure(struct pool *p, const uint8_t *err_msg, size_t len, const char *text, bool transient,
+                          bool quiet, double until)
 {
 	double now = now_sec();
 	struct pg_error_fields ef = {0};
@@ -424,10 +429,12 @@ void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len
 		parse_error_fields(err_msg + PG_HDR_LEN, len - PG_HDR_LEN, &ef);
 	if (p->login_failures++ == 0) {
 		p->failing_since = now;
-		log_warn("backend %s (%s:%d): login as %s failed: %s; retrying with backoff (up to %.1f s apart)",
-		         p->be_name, p->be_host, p->be_port, p->be_user, text, vg.cfg->timeouts.server_login_retry);
+		if (!quiet)
+			log_warn("backend %s (%s:%d): login as %s failed: %s; retrying with backoff (up to %.1f s apart)",
+			         p->be_name, p->be_host, p->be_port, p->be_user, text, vg.cfg->timeouts.server_login_retry);
 	}
 	p->login_error_permanent = ef.sqlstate ? login_error_permanent(ef.sqlstate) : !transient;
+	p->permanent_until = until;
 	p->next_login_at = now + login_backoff(p->login_failures);
 	if (ef.sqlstate && !strcmp(ef.sqlstate, "53300")) {
 		/* out of connection slots: this pool holds what the backend can give */
@@ -485,6 +492,19 @@ void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len
 		c->in_pool_queue = false;
 		fail_client_with_login_error(p, c);
 	}
+}
+
+void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len, const char *text, bool transient)
+{
+	login_failure(p, err_msg, len, text, transient, false, 0);
+}
+
+void pool_server_unresolved(struct pool *p, const char *text)
+{
+	/* clients hear it now rather than after query_wait: a name that does
+	 * not resolve will not start resolving within a login backoff; the
+	 * pool asks again once the resolver would (dns.nxdomain_ttl) */
+	login_failure(p, NULL, 0, text, false, true, now_sec() + vg.cfg->dns.nxdomain_ttl);
 }
 
 void pool_server_gone(struct server_conn *s)
@@ -588,9 +608,12 @@ bool pool_janitor(double now)
 	for (struct pool *p = vg.pools; p; p = p->next) {
 		struct server_conn *s, *stmp;
 		TAILQ_FOREACH_SAFE(s, &p->servers, link, stmp) {
-			bool connecting = s->state == SV_CONNECTING || s->state == SV_SSL_REQ || s->state == SV_LOGIN;
+			bool connecting = s->state == SV_RESOLVING || s->state == SV_CONNECTING || s->state == SV_SSL_REQ ||
+			                  s->state == SV_LOGIN;
 			busy |= connecting;
 			if (connecting && t->server_connect > 0 && now - s->connect_time > t->server_connect) {
+				if (s->state == SV_CONNECTING) /* no answer from that address: the name may have moved */
+					resolver_connect_failed(p->be_host, (struct sockaddr *)&s->addr);
 				pool_server_login_failed(p, NULL, 0, "server_connect_timeout", true);
 				server_close(s, "server_connect_timeout");
 			} else if (s->state == SV_IDLE && t->server_lifetime > 0 && now - s->connect_time > t->server_lifetime) {

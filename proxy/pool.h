@@ -22,6 +22,9 @@ void pool_server_login_ok(struct server_conn *s);
  * SQLSTATE says whether waiting helps), else `transient` does (a refused or
  * lost connection: yes; a TLS or authentication-method mismatch: no). */
 void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len, const char *text, bool transient);
+/* The backend's host name did not resolve (the resolver logged why): its
+ * clients are told at once, until the name is looked up again. */
+void pool_server_unresolved(struct pool *p, const char *text);
 void pool_server_gone(struct server_conn *s);
 /* The pool serving p's clients on another backend (replica/fallback). */
 struct pool *pool_sibling(struct pool *p, const char *backend_name);

@@ -17,8 +17,8 @@
 #include "protocol/md5auth.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <event2/bufferevent_ssl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -27,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 static void server_read_cb(void *arg);
@@ -36,6 +35,49 @@ static void resume_client(struct server_conn *s);
 static void server_write_cb(void *arg);
 static void server_event_cb(short what, void *arg);
 
+/* A server that cannot reach its backend: the pool hears why (and tells its
+ * clients), then the server goes. */
+static void connect_failed(struct server_conn *s, const char *err, bool unresolved)
+{
+	log_debug("S-%llu: %s", (unsigned long long)s->id, err);
+	if (unresolved)
+		pool_server_unresolved(s->pool, err); /* the resolver logged it, once for every pool */
+	else
+		pool_server_login_failed(s->pool, NULL, 0, err, true);
+	server_close(s, err);
+}
+
+/* The address is known: connect.  Returns false when the server was closed. */
+static bool server_connect(struct server_conn *s)
+{
+	struct pool *p = s->pool;
+	s->state = SV_CONNECTING;
+	if (io_connect(&s->io, (struct sockaddr *)&s->addr, s->addrlen) < 0) {
+		char err[300];
+		snprintf(err, sizeof(err), "cannot connect to %s:%d: %s", p->be_host, p->be_port, strerror(errno));
+		resolver_connect_failed(p->be_host, (struct sockaddr *)&s->addr);
+		connect_failed(s, err, false);
+		return false;
+	}
+	log_debug("S-%llu: connecting to %s:%d for %s/%s", (unsigned long long)s->id, p->be_host, p->be_port,
+	          p->be_user, p->be_dbname);
+	return true;
+}
+
+static void server_resolved(void *arg, const struct sockaddr *sa, socklen_t len, const char *error)
+{
+	struct server_conn *s = arg;
+	assert(s->state == SV_RESOLVING);
+	if (!sa) {
+		connect_failed(s, error, true);
+		return;
+	}
+	assert(len <= sizeof(s->addr));
+	memcpy(&s->addr, sa, len);
+	s->addrlen = len;
+	server_connect(s);
+}
+
 struct server_conn *server_new(struct pool *p)
 {
 	struct server_conn *s = calloc(1, sizeof(*s));
@@ -43,7 +85,7 @@ struct server_conn *server_new(struct pool *p)
 		return NULL;
 	s->pool = p;
 	s->id = ++vg.next_id;
-	s->state = SV_CONNECTING;
+	s->state = SV_RESOLVING;
 	s->connect_time = s->last_used = now_sec();
 	janitor_hurry(); /* server_connect runs from now */
 	s->txn_status = 'I';
@@ -54,22 +96,22 @@ struct server_conn *server_new(struct pool *p)
 	p->n_servers++;
 	p->n_connecting++;
 
-	char err[256];
-	struct sockaddr_storage sa;
-	unsigned salen;
-	if (backend_sockaddr(p->be_host, p->be_port, &sa, &salen, err, sizeof(err)) < 0)
-		goto failed;
-	if (io_connect(&s->io, (struct sockaddr *)&sa, (socklen_t)salen) < 0) {
-		snprintf(err, sizeof(err), "cannot connect to %s:%d", p->be_host, p->be_port);
-		goto failed;
+	/* a host name is never looked up here: a cached address connects at
+	 * once, else the server waits for the resolver (timeouts.server_connect
+	 * counts the wait) while the loop serves everyone else */
+	char err[RESOLVER_ERR_LEN];
+	switch (resolver_lookup(p->be_host, p->be_port, &s->addr, &s->addrlen, &s->dns, server_resolved, s, err,
+	                        sizeof(err))) {
+	case RESOLVE_OK:
+		return server_connect(s) ? s : NULL;
+	case RESOLVE_PENDING:
+		log_debug("S-%llu: waiting for the address of %s", (unsigned long long)s->id, p->be_host);
+		return s;
+	case RESOLVE_FAILED:
+		break;
 	}
-	log_debug("S-%llu: connecting to %s:%d for %s/%s", (unsigned long long)s->id, p->be_host, p->be_port,
-	          p->be_user, p->be_dbname);
-	return s;
-failed:
-	log_debug("S-%llu: %s", (unsigned long long)s->id, err);
-	pool_server_login_failed(p, NULL, 0, err, true);
-	server_close(s, err);
+	s->addrlen = 0;
+	connect_failed(s, err, resolver_is_name(p->be_host));
 	return NULL;
 }
 
@@ -213,8 +255,9 @@ void server_close(struct server_conn *s, const char *reason)
 	}
 	enum server_state was = s->state;
 	s->state = SV_CLOSING;
+	resolver_cancel(&s->dns);
 	pool_server_gone(s);
-	if (was == SV_CONNECTING || was == SV_SSL_REQ || was == SV_LOGIN)
+	if (was == SV_RESOLVING || was == SV_CONNECTING || was == SV_SSL_REQ || was == SV_LOGIN)
 		s->pool->n_connecting--;
 	io_stop(&s->io);
 	if (was >= SV_IDLE && !s->tls) {
@@ -644,7 +687,7 @@ void server_process(struct server_conn *s)
 			return;
 		}
 
-		if (s->state == SV_SSL_REQ || s->state == SV_CONNECTING) {
+		if (s->state == SV_SSL_REQ || s->state == SV_CONNECTING || s->state == SV_RESOLVING) {
 			server_close(s, "unexpected data before login");
 			return;
 		}
@@ -857,6 +900,8 @@ static void server_event_cb(short what, void *arg)
 		} else if (what & BEV_EVENT_ERROR) {
 			snprintf(reason, sizeof(reason), "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 		}
+		if (s->state == SV_CONNECTING)
+			resolver_connect_failed(s->pool->be_host, (struct sockaddr *)&s->addr); /* it may have moved */
 		if (s->state == SV_CONNECTING || s->state == SV_SSL_REQ || s->state == SV_LOGIN)
 			login_failed_as(s, NULL, 0, reason, !e); /* a TLS error will not heal by waiting */
 		else

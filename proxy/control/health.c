@@ -135,7 +135,7 @@ static void open_session(struct backend_state *b)
 	pgconn_add_tls(&vg.cfg->server_tls, b->host, kw, val, 7, sizeof(kw) / sizeof(*kw));
 	b->session = pg_session_connect(vg.base, kw, val, h->timeout, session_connected, session_lost, b);
 	if (!b->session)
-		mark_down(b, "cannot start a connection");
+		mark_down(b, pg_session_connect_error());
 }
 
 static void tick(evutil_socket_t fd, short what, void *arg)

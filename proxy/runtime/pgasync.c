@@ -1,6 +1,8 @@
 /*
- * Non-blocking libpq on the event loop: PQconnectStartParams/PQconnectPoll
- * for the login, then one statement at a time from a queue with
+ * Non-blocking libpq on the event loop: the backend's host name resolved by
+ * resolver.c (libpq's own lookup would block the loop) and handed to libpq as
+ * hostaddr, PQconnectStartParams/PQconnectPoll for the login, then one
+ * statement at a time from a queue with
  * PQsendQueryParams, PQflush and PQconsumeInput/PQisBusy on socket
  * readiness.  The socket can change during connection polling (libpq may try
  * several addresses), so the io event is re-created for every wait.
@@ -15,12 +17,18 @@
  * timer runs, until it resumes.
  */
 #include "proxy/runtime/pgasync.h"
+#include "proxy/runtime/resolver.h"
 #include "proxy/runtime/runtime.h"
 
+#include <arpa/inet.h>
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum session_state { PS_CONNECTING, PS_IDLE, PS_SENDING, PS_READING, PS_COPY_OUT, PS_CLOSED };
+enum session_state { PS_RESOLVING, PS_CONNECTING, PS_IDLE, PS_SENDING, PS_READING, PS_COPY_OUT, PS_CLOSED };
+
+/* connection keywords a caller may pass (vecgate's own use a dozen) */
+#define PS_MAX_KEYWORDS 32
 
 /* COPY data handed over per loop turn before other events get their go */
 #define COPY_BYTES_PER_TURN (4u << 20)
@@ -40,8 +48,15 @@ struct pg_stmt {
 
 struct pg_session {
 	struct event_base *base;
-	PGconn *conn;
+	PGconn *conn; /* NULL while resolving */
 	enum session_state state;
+	/* a host name: its address from the resolver, given to libpq as hostaddr */
+	char *host;
+	struct sockaddr_storage addr;
+	socklen_t addrlen; /* 0: libpq is given the caller's keywords alone */
+	struct resolver_wait dns;
+	char **kw, **val; /* PS_RESOLVING: the caller's keywords, until libpq takes them */
+	int n_kw;
 	struct event *io;
 	short io_what; /* EV_READ or EV_WRITE: what io waits for */
 	struct event *timer;
@@ -59,10 +74,17 @@ struct pg_session {
 
 /* why the last pg_session_connect() returned NULL (libpq can fail at once,
  * e.g. connection refused on loopback) */
-static char connect_error[256];
+static char connect_error[RESOLVER_ERR_LEN + 64];
 
 static void ps_io_cb(evutil_socket_t fd, short what, void *arg);
 static void ps_copy_drain(struct pg_session *s);
+
+/* A connect to the resolved address failed: the resolver moves on from it. */
+static void ps_address_failed(struct pg_session *s)
+{
+	if (s->addrlen)
+		resolver_connect_failed(s->host, (struct sockaddr *)&s->addr);
+}
 
 /* NOTICE/WARNING text from the server goes to vecgate's log, not stderr */
 static void ps_notice(void *arg, const char *message)
@@ -80,8 +102,23 @@ static void stmt_free(struct pg_stmt *st)
 	free(st);
 }
 
+static void free_keywords(struct pg_session *s)
+{
+	for (int i = 0; s->kw && s->val && i < s->n_kw; i++) {
+		free(s->kw[i]);
+		free(s->val[i]);
+	}
+	free(s->kw);
+	free(s->val);
+	s->kw = s->val = NULL;
+	s->n_kw = 0;
+}
+
 static void ps_destroy(struct pg_session *s)
 {
+	resolver_cancel(&s->dns);
+	free_keywords(s);
+	free(s->host);
 	if (s->io)
 		event_free(s->io);
 	if (s->timer)
@@ -117,7 +154,7 @@ static void ps_lost_because(struct pg_session *s, const char *why)
 		snprintf(msg, sizeof(msg), "%s", why);
 	else
 		conn_error(s, msg, sizeof(msg));
-	bool was_connecting = s->state == PS_CONNECTING;
+	bool was_connecting = s->state == PS_CONNECTING || s->state == PS_RESOLVING;
 	s->state = PS_CLOSED;
 	pg_state_cb cb = was_connecting ? s->on_connect : s->on_lost;
 	if (cb)
@@ -350,7 +387,8 @@ static void ps_io_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct pg_session *s = arg;
 	switch (s->state) {
-	case PS_CONNECTING:
+	case PS_CONNECTING: {
+		ConnStatusType before = PQstatus(s->conn);
 		switch (PQconnectPoll(s->conn)) {
 		case PGRES_POLLING_READING:
 			ps_wait(s, EV_READ);
@@ -374,9 +412,12 @@ static void ps_io_cb(evutil_socket_t fd, short what, void *arg)
 			ps_start_next(s);
 			return;
 		default:
+			if (before == CONNECTION_STARTED || before == CONNECTION_NEEDED)
+				ps_address_failed(s); /* the connect itself failed, not the login */
 			ps_lost(s);
 			return;
 		}
+	}
 	case PS_SENDING: {
 		int r = PQflush(s->conn);
 		if (r < 0) {
@@ -423,6 +464,7 @@ static void ps_io_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		ps_wait(s, EV_READ);
 		return;
+	case PS_RESOLVING: /* no socket yet */
 	case PS_CLOSED:
 		return;
 	}
@@ -433,15 +475,96 @@ static void ps_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct pg_session *s = arg;
-	if (s->send_failed)
+	if (s->send_failed) {
 		ps_lost(s);
-	else if (s->state == PS_CONNECTING)
+	} else if (s->state == PS_RESOLVING) {
+		char why[300];
+		snprintf(why, sizeof(why), "connection timed out waiting for the address of %s", s->host);
+		ps_lost_because(s, why);
+	} else if (s->state == PS_CONNECTING) {
+		if (PQstatus(s->conn) == CONNECTION_STARTED)
+			ps_address_failed(s); /* nobody answered there: the name may have moved */
 		ps_lost_because(s, "connection timed out");
+	}
 }
 
 const char *pg_session_connect_error(void)
 {
 	return connect_error[0] ? connect_error : "connection failed";
+}
+
+static const char *keyword(const char *const *keywords, const char *const *values, const char *name)
+{
+	for (int i = 0; keywords[i]; i++)
+		if (!strcmp(keywords[i], name))
+			return values[i];
+	return NULL;
+}
+
+/* Start libpq with the caller's keywords and, for a resolved name, hostaddr
+ * (libpq then connects there without a lookup, and still checks TLS against
+ * host).  false when libpq failed at once (s->conn may hold why). */
+static bool ps_start_libpq(struct pg_session *s, const char *const *keywords, const char *const *values)
+{
+	const char *kw[PS_MAX_KEYWORDS + 2], *val[PS_MAX_KEYWORDS + 2];
+	int n = 0;
+	for (; keywords[n]; n++) {
+		assert(n < PS_MAX_KEYWORDS);
+		kw[n] = keywords[n];
+		val[n] = values[n];
+	}
+	char addr[INET6_ADDRSTRLEN];
+	if (s->addrlen) {
+		kw[n] = "hostaddr";
+		val[n++] = resolver_format((struct sockaddr *)&s->addr, addr, sizeof(addr));
+	}
+	kw[n] = val[n] = NULL;
+	s->conn = PQconnectStartParams(kw, val, 0);
+	if (s->conn)
+		PQsetNoticeProcessor(s->conn, ps_notice, NULL);
+	if (!s->conn || PQstatus(s->conn) == CONNECTION_BAD) {
+		ps_address_failed(s); /* e.g. refused on loopback, inside PQconnectStartParams */
+		return false;
+	}
+	s->state = PS_CONNECTING;
+	ps_wait(s, EV_WRITE);
+	return true;
+}
+
+static void ps_resolved(void *arg, const struct sockaddr *sa, socklen_t len, const char *error)
+{
+	struct pg_session *s = arg;
+	assert(s->state == PS_RESOLVING && s->kw);
+	if (!sa) {
+		ps_lost_because(s, error);
+		return;
+	}
+	memcpy(&s->addr, sa, len);
+	s->addrlen = len;
+	bool started = ps_start_libpq(s, (const char *const *)s->kw, (const char *const *)s->val);
+	free_keywords(s);
+	if (!started)
+		ps_lost(s);
+}
+
+/* The caller's keywords outlive its call while the name is looked up. */
+static bool keep_keywords(struct pg_session *s, const char *const *keywords, const char *const *values)
+{
+	int n = 0;
+	while (keywords[n])
+		n++;
+	s->kw = calloc((size_t)n + 1, sizeof(char *));
+	s->val = calloc((size_t)n + 1, sizeof(char *));
+	if (!s->kw || !s->val)
+		return false;
+	s->n_kw = n;
+	for (int i = 0; i < n; i++) {
+		s->kw[i] = strdup(keywords[i]);
+		s->val[i] = strdup(values[i] ? values[i] : "");
+		if (!s->kw[i] || !s->val[i])
+			return false; /* free_keywords frees what was copied */
+	}
+	return true;
 }
 
 struct pg_session *pg_session_connect(struct event_base *base, const char *const *keywords,
@@ -455,23 +578,49 @@ struct pg_session *pg_session_connect(struct event_base *base, const char *const
 	s->on_connect = on_connect;
 	s->on_lost = on_lost;
 	s->arg = arg;
-	s->conn = PQconnectStartParams(keywords, values, 0);
-	if (s->conn)
-		PQsetNoticeProcessor(s->conn, ps_notice, NULL);
 	s->timer = evtimer_new(base, ps_timeout_cb, s);
 	s->resume = evtimer_new(base, ps_resume_cb, s);
-	if (!s->conn || PQstatus(s->conn) == CONNECTION_BAD || !s->timer || !s->resume) {
-		conn_error(s, connect_error, sizeof(connect_error));
-		ps_destroy(s);
-		return NULL;
+	if (!s->timer || !s->resume) {
+		snprintf(connect_error, sizeof(connect_error), "out of memory");
+		goto failed;
 	}
-	s->state = PS_CONNECTING;
+	const char *host = keyword(keywords, values, "host");
+	if (host && !keyword(keywords, values, "hostaddr") && resolver_is_name(host)) {
+		const char *port = keyword(keywords, values, "port");
+		char err[RESOLVER_ERR_LEN];
+		if (!(s->host = strdup(host))) {
+			snprintf(connect_error, sizeof(connect_error), "out of memory");
+			goto failed;
+		}
+		switch (resolver_lookup(host, port ? atoi(port) : 5432, &s->addr, &s->addrlen, &s->dns, ps_resolved, s, err,
+		                        sizeof(err))) {
+		case RESOLVE_OK:
+			break;
+		case RESOLVE_PENDING:
+			if (!keep_keywords(s, keywords, values)) {
+				snprintf(connect_error, sizeof(connect_error), "out of memory");
+				goto failed;
+			}
+			s->state = PS_RESOLVING;
+			goto started;
+		case RESOLVE_FAILED:
+			snprintf(connect_error, sizeof(connect_error), "%s", err);
+			goto failed;
+		}
+	}
+	if (!ps_start_libpq(s, keywords, values)) {
+		conn_error(s, connect_error, sizeof(connect_error));
+		goto failed;
+	}
+started:
 	if (connect_timeout > 0) {
 		struct timeval tv = timeval_of(connect_timeout);
 		evtimer_add(s->timer, &tv);
 	}
-	ps_wait(s, EV_WRITE);
 	return s;
+failed:
+	ps_destroy(s);
+	return NULL;
 }
 
 static int queue_stmt(struct pg_session *s, const char *sql, bool prepared, int nparams, const char *const *params,
@@ -567,7 +716,7 @@ void pg_session_on_notify(struct pg_session *s, pg_notify_cb cb)
 
 bool pg_session_connected(const struct pg_session *s)
 {
-	return s && s->state != PS_CONNECTING && s->state != PS_CLOSED;
+	return s && s->state != PS_RESOLVING && s->state != PS_CONNECTING && s->state != PS_CLOSED;
 }
 
 bool pg_session_idle(const struct pg_session *s)

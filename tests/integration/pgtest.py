@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -62,7 +63,7 @@ def wait_port(port, timeout=10.0, proc=None):
 
 
 class PgCluster:
-    def __init__(self, extra_conf=""):
+    def __init__(self, extra_conf="", extra_hba=""):
         self.dir = tempfile.mkdtemp(prefix="vg-pg-")
         pw = pwd.getpwnam("postgres")
         os.chown(self.dir, pw.pw_uid, pw.pw_gid)
@@ -77,6 +78,13 @@ class PgCluster:
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
             f.write("listen_addresses='127.0.0.1'\nport=%d\nunix_socket_directories='%s'\n"
                     "max_connections=120\nfsync=off\nsynchronous_commit=off\n%s\n" % (self.port, self.dir, extra_conf))
+        if extra_hba:
+            # first: pg_hba.conf's first matching line decides
+            hba = os.path.join(self.data, "pg_hba.conf")
+            with open(hba) as f:
+                rest = f.read()
+            with open(hba, "w") as f:
+                f.write(extra_hba.rstrip("\n") + "\n" + rest)
         self._as_pg([PGBIN + "/pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w", "start"])
         _cleanups.append(self.stop)
 
@@ -108,6 +116,48 @@ class PgCluster:
     def add_app(self, user="app", password="app-pw", db="app"):
         self.psql("CREATE ROLE %s LOGIN PASSWORD '%s'" % (user, password))
         self.psql("CREATE DATABASE %s OWNER %s" % (db, user))
+
+
+class LatencyProbe:
+    """A client's SELECT 1 loop on one open connection (dsn) in a thread,
+    from start() to stop(): `latencies` holds each round trip in seconds
+    (`started` when each began, time.monotonic()).  What an unrelated client
+    sees while something else happens."""
+
+    def __init__(self, dsn):
+        import psycopg
+        # never prepared (psycopg prepares a query it runs 5 times): a
+        # transaction pooler without prepared-statement support can be probed too
+        self.conn = psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
+        self.conn.execute("SELECT 1")
+        self.latencies = []
+        self.started = []
+        self.errors = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import psycopg
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            try:
+                self.conn.execute("SELECT 1")
+            except psycopg.Error as e:
+                self.errors.append(str(e))
+                return
+            self.latencies.append(time.monotonic() - t0)
+            self.started.append(t0)
+            time.sleep(0.002)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(30)
+        self.conn.close()
+        return self.latencies
 
 
 def cube_table(cluster, table, rows, index, extra_columns=""):

@@ -125,6 +125,28 @@ static void test_defaults(void **state)
 	assert_false(c->admin.metrics_without_token); /* /metrics needs the token unless said otherwise */
 	assert_true(c->health.interval == 1);
 	assert_true(c->health.quiet_interval == 10);
+	/* PgBouncer's dns_max_ttl and dns_nxdomain_ttl, glibc's timeout and attempts */
+	assert_true(c->dns.max_ttl == 15);
+	assert_true(c->dns.min_ttl == 1);
+	assert_true(c->dns.nxdomain_ttl == 15);
+	assert_true(c->dns.timeout == 5);
+	assert_int_equal(c->dns.attempts, 2);
+	assert_int_equal(c->dns.n_nameservers, 0); /* /etc/resolv.conf */
+	config_free(c);
+	const char *d = "backends:\n  primary: {host: db.example}\ndatabases:\n  - name: app\n"
+	                "dns:\n  max_ttl: 30\n  min_ttl: 0\n  nxdomain_ttl: 2.5\n  timeout: 0.5\n  attempts: 3\n"
+	                "  nameservers: ['10.0.0.2', '127.0.0.1:5353', '[::1]:53', 'fe80::1']\n";
+	c = config_load_string("dns.yaml", d, strlen(d), err, sizeof(err));
+	if (!c)
+		fail_msg("%s", err);
+	assert_true(c->dns.max_ttl == 30);
+	assert_true(c->dns.min_ttl == 0);
+	assert_true(c->dns.nxdomain_ttl == 2.5);
+	assert_true(c->dns.timeout == 0.5);
+	assert_int_equal(c->dns.attempts, 3);
+	assert_int_equal(c->dns.n_nameservers, 4);
+	assert_string_equal(c->dns.nameservers[1], "127.0.0.1:5353");
+	assert_string_equal(c->dns.nameservers[2], "[::1]:53");
 	config_free(c);
 	const char *q = "backends:\n  primary: {host: 127.0.0.1}\ndatabases:\n  - name: app\n"
 	                "health_check: {user: mon, interval: 0.5, quiet_interval: 0}\n";
@@ -189,6 +211,15 @@ static const struct bad_case bad_cases[] = {
 	{BASE "admin: {port: 6480, token: short}\n", "t.yaml:5:8:", "admin.token of at least 16 characters"},
 	{BASE "admin: {port: 6480, token: 0123456789abcdef, metrics_without_token: maybe}\n", "t.yaml:5:69:",
 	 "metrics_without_token must be true or false, got 'maybe'"},
+	{BASE "dns:\n  nameservers: ['ns1.example']\n", "t.yaml:6:17:", "dns.nameservers entries must be IP addresses"},
+	{BASE "dns:\n  nameservers: ['10.0.0.1:99999']\n", "t.yaml:6:17:", "got 10.0.0.1:99999"},
+	{BASE "dns:\n  nameservers: ['[::1']\n", "t.yaml:6:17:", "must be IP addresses"},
+	{BASE "dns:\n  nameservers: []\n", "t.yaml:6:16:", "dns.nameservers must not be empty"},
+	{BASE "dns:\n  nameservers: 10.0.0.1\n", "t.yaml:6:16:", "dns.nameservers must be a list"},
+	{BASE "dns:\n  timeout: 0\n", "t.yaml:6:3:", "dns.timeout must be at least 0.01"},
+	{BASE "dns:\n  attempts: 0\n", "t.yaml:6:13:", "attempts must be between 1 and 10"},
+	{BASE "dns:\n  max_ttl: -1\n", "t.yaml:6:12:", "max_ttl must not be negative"},
+	{BASE "dns:\n  ttl: 5\n", "t.yaml:6:3:", "unknown key 'ttl' in dns"},
 	{BASE "managed_indexes:\n  - {database: app, table: t, index: i}\n", "t.yaml:6:5:", "needs eval_query"},
 	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_query: q}\n", "t.yaml:6:5:",
 	 "needs eval_file, or eval_source: traffic"},
