@@ -47,6 +47,20 @@ static void pool_set_credentials(struct pool *p, const struct vg_database *db, c
 		p->be_md5 = strdup(authq_secret);
 }
 
+/* A reload made the pool read-write: what it pooled before was never
+ * asked (nor were its sessions' hints heeded), so idle sessions close and
+ * the ones in use are checked as they come back (pool_server_available). */
+static void pool_start_writable_only(struct pool *p)
+{
+	struct server_conn *s, *tmp;
+	TAILQ_FOREACH_SAFE(s, &p->servers, link, tmp) {
+		if (s->state == SV_IDLE)
+			server_close(s, "target_session_attrs is read-write now");
+		else if (s->state != SV_CLOSING && s->rw == SRW_WRITABLE)
+			server_rw_set(s, SRW_SUSPECT);
+	}
+}
+
 static void pool_set_limits(struct pool *p, const struct vg_database *db)
 {
 	p->mode = db->pool_mode;
@@ -54,9 +68,10 @@ static void pool_set_limits(struct pool *p, const struct vg_database *db)
 	p->min_pool_size = db->min_pool_size;
 	p->max_db_connections = db->max_db_connections;
 	const struct vg_backend *be = config_find_backend(vg.cfg, p->be_name);
-	/* a reload may ask for read-write: sessions pooled before are checked
-	 * before their next client (pool_server_available) */
+	enum vg_session_attrs was = p->session_attrs;
 	p->session_attrs = be ? be->target_session_attrs : VG_TSA_ANY;
+	if (was == VG_TSA_ANY && pool_writable_only(p))
+		pool_start_writable_only(p);
 }
 
 /* A pool for (db_name, user) on backend `be`, linked into vg.pools, with
@@ -78,6 +93,7 @@ static struct pool *pool_new(const char *db_name, const char *user, const char *
 	p->be_host = strdup(be->host);
 	p->be_port = be->port;
 	p->be_name = strdup(be->name);
+	p->session_attrs = VG_TSA_ANY; /* routed siblings: vector reads; client pools: pool_set_limits says */
 	p->reg = &p->registry;
 	p->registry.dbname = p->be_dbname;
 	p->next = vg.pools;
@@ -126,7 +142,6 @@ struct pool *pool_sibling(struct pool *p, const char *backend_name)
 			return NULL;
 		q->family = p;
 		q->reg = p->reg;
-		q->session_attrs = VG_TSA_ANY; /* vector reads: a replica is read-only by nature */
 		q->welcome_ready = true; /* clients log in through the client pool */
 		log_info("routing: new pool %s/%s on backend %s (%s:%d)", q->db_name, q->user, q->be_name, q->be_host,
 		         q->be_port);

@@ -8,6 +8,7 @@
  * a transaction-mode server is free again.
  */
 #include "proxy/server.h"
+#include "proxy/backend_table.h"
 #include "proxy/cancel.h"
 #include "proxy/client.h"
 #include "proxy/pool.h"
@@ -246,6 +247,7 @@ static bool role_check_done(struct server_conn *s)
 {
 	switch (s->rw) {
 	case SRW_WRITABLE:
+		backend_write_seen(s->pool->be_name, BW_WRITABLE, "a session checked writable");
 		return true;
 	case SRW_STANDBY:
 	case SRW_READ_ONLY:
@@ -555,14 +557,15 @@ static bool handle_login_message(struct server_conn *s, uint8_t type, const uint
 	}
 	case 'Z':
 		s->txn_status = len ? (char)body[0] : 'I';
+		if (checking) {
+			pq_pop(&s->pending); /* the check is answered (whatever a reload did meanwhile) */
+			if (s->rw == SRW_CHECKING) {
+				login_failed_as(s, NULL, 0, "the role check answered no row", true);
+				return false;
+			}
+		}
 		if (pool_writable_only(p)) {
-			if (checking) {
-				pq_pop(&s->pending); /* the check is answered */
-				if (s->rw == SRW_CHECKING) {
-					login_failed_as(s, NULL, 0, "the role check answered no row", true);
-					return false;
-				}
-			} else if (s->rw == SRW_UNKNOWN) {
+			if (s->rw == SRW_UNKNOWN) {
 				/* before PostgreSQL 14: neither parameter came, ask */
 				server_check_role(s);
 				return true;

@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -59,6 +60,18 @@ def wait_port(port, timeout=10.0, proc=None):
         except OSError:
             time.sleep(0.05)
     raise RuntimeError("port %d did not open" % port)
+
+
+def wait_for(pred, timeout, what, detail=None, pause=0.05):
+    """pred()'s first true value within `timeout` seconds, else an
+    AssertionError naming `what` (and detail(), a callable, e.g. a log tail)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(pause)
+    raise AssertionError("not within %.1f s: %s%s" % (timeout, what, "\n" + detail() if detail else ""))
 
 
 class PgCluster:
@@ -326,6 +339,31 @@ class AdminCase:
                 return j
             time.sleep(0.2)
         self.fail(j)
+
+
+class LoopbackServer(threading.Thread):
+    """A thread accepting TCP connections on a free loopback port (self.port),
+    each handed to self.handle(conn) on this thread; closed at exit."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        _cleanups.append(self.sock.close)
+
+    def run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.handle(c)
+
+    def handle(self, conn):
+        raise NotImplementedError
 
 
 # ---- raw protocol helpers ----

@@ -17,9 +17,17 @@ promotion, on real PostgreSQL 15 servers (no mocks):
 (c) a replica taking vector reads is promoted: reads leave it for the
     primary within about a health check, the admin API and /metrics show it
     promoted, one log line says so; rebuilt as a replica it takes reads again.
+(e) a server that logs in as PostgreSQL 13 and older do (neither parameter
+    reported): a real standby behind a relay that removes the two
+    ParameterStatus messages from each login; vecgate asks with its role
+    check query and refuses the standby all the same, then takes it once
+    promoted.
 """
 import os
 import re
+import signal
+import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -28,7 +36,8 @@ import unittest
 
 import psycopg
 
-from pgtest import PGBIN, SUPERPW, PgCluster, Vecgate, _cleanups, admin_get, cube_table, eval_file, free_port
+from pgtest import (PGBIN, SUPERPW, LoopbackServer, PgCluster, Vecgate, _cleanups, admin_get, cube_table,
+                    eval_file, free_port, read_message, wait_for)
 
 TOKEN = "readonly-token-0123456789"
 # what PostgreSQL logs when a write reaches a read-only session
@@ -58,16 +67,6 @@ def metric(admin, name, **labels):
     want = ",".join('%s="%s"' % kv for kv in labels.items())
     m = re.search(r"^%s\{%s\} (\S+)$" % (re.escape(name), re.escape(want)), text, re.M)
     return float(m.group(1)) if m else None
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError("not within %.1f s: %s" % (timeout, what))
 
 
 class Writer(threading.Thread):
@@ -274,6 +273,31 @@ class ReadOnlyPrimary(unittest.TestCase):
         # and the pool is whole again
         self.warm()
 
+    def test_b4_any_then_read_write_by_reload(self):
+        """target_session_attrs any takes a read-only server; a reload to read-write closes what it pooled."""
+        self.vg.cfg["backends"]["primary"]["target_session_attrs"] = "any"
+        self.vg.write_config()
+        self.vg.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        self.set_read_only(True)
+        self.pg.restart()  # no session survives from before: every one is read-only
+        self.warm()
+        with self.assertRaises(psycopg.errors.ReadOnlySqlTransaction):
+            self.conn().execute("INSERT INTO t (src) VALUES ('b4-any')")
+        self.assertEqual(self.idle_servers(), 3)  # any: the server's 25006 is the client's business
+        self.vg.cfg["backends"]["primary"]["target_session_attrs"] = "read-write"
+        self.vg.write_config()
+        self.vg.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: self.idle_servers() == 0, 3, "sessions pooled under any closed")
+        w = Writer(self.conn(), "b4-rw")
+        wait_for(lambda: backend(self.admin, "primary")["current_role"] == "read-only", 3, "read-only seen")
+        self.assertIsNone(w.elapsed, "the write did not wait")
+        self.set_read_only(False)
+        w.join(QUERY_WAIT + 2)
+        self.assertIsNone(w.error)
+        self.assertEqual(self.rows("b4-rw"), 1)
+        self.assertEqual(self.rows("b4-any"), 0)
+
 
 class PromotedReplica(unittest.TestCase):
     """(c): a replica taking vector reads is promoted, then rebuilt."""
@@ -281,8 +305,7 @@ class PromotedReplica(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.pg = PgCluster()
-        cube_table(cls.pg, "items", 300, "items_v")
-        cls.pg.psql("ANALYZE items")
+        cube_table(cls.pg, "items", 300, "items_v")  # where a read ran matters here, not its plan
         cls.r1 = cls.pg.replica()
         cls.admin = free_port()
         index = {"name": "items", "database": "postgres", "table": "public.items", "index": "items_v",
@@ -334,6 +357,95 @@ class PromotedReplica(unittest.TestCase):
         log = self.vg.log()
         self.assertEqual(log.count("is out of recovery (promoted)"), 1, log)
         self.assertEqual(log.count("is in recovery again: a replica"), 1, log)
+
+
+class OldLoginRelay(LoopbackServer):
+    """A TCP relay to a real server that removes in_hot_standby and
+    default_transaction_read_only from each login's ParameterStatus, as a
+    PostgreSQL 13 server logs in, and counts the statements that ask
+    pg_is_in_recovery() (vecgate's role check)."""
+
+    HIDDEN = (b"in_hot_standby\0", b"default_transaction_read_only\0")
+
+    def __init__(self, upstream_port):
+        super().__init__()
+        self.upstream = upstream_port
+        self.role_checks = 0
+        self.start()
+
+    def handle(self, c):
+        try:
+            u = socket.create_connection(("127.0.0.1", self.upstream))
+        except OSError:
+            c.close()
+            return
+        threading.Thread(target=self.to_server, args=(c, u), daemon=True).start()
+        threading.Thread(target=self.to_client, args=(u, c), daemon=True).start()
+
+    def to_server(self, c, u):
+        try:
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    break
+                self.role_checks += data.count(b"pg_is_in_recovery()")
+                u.sendall(data)
+        except OSError:
+            pass
+        for s in (c, u):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def to_client(self, u, c):
+        try:
+            logged_in = False
+            while not logged_in:  # the login: message by message
+                typ, body = read_message(u)
+                logged_in = typ == b"Z"
+                if typ == b"S" and body.startswith(self.HIDDEN):
+                    continue
+                c.sendall(typ + struct.pack("!I", len(body) + 4) + body)
+            while True:
+                data = u.recv(65536)
+                if not data:
+                    break
+                c.sendall(data)
+        except (OSError, EOFError):
+            pass
+        for s in (c, u):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+class OldServerLogin(unittest.TestCase):
+    """(e): no parameter at login: the role check query decides."""
+
+    def test_role_check_query(self):
+        origin = PgCluster()
+        app_table(origin)
+        standby = origin.replica()
+        relay = OldLoginRelay(standby.port)
+        admin = free_port()
+        vg = Vecgate(origin, databases=[{"name": "app", "pool_mode": "transaction", "pool_size": 2}],
+                     extra={"backends": {"primary": {"host": "127.0.0.1", "port": relay.port}},
+                            "timeouts": {"query_wait": 2, "server_login_retry": 0.2},
+                            "admin": {"port": admin, "token": TOKEN}})
+        with self.assertRaises(psycopg.OperationalError) as cm:
+            with psycopg.connect(vg.dsn(), autocommit=True) as c:
+                c.execute("INSERT INTO t (src) VALUES ('old-standby')")
+        self.assertIn("is read-only (a hot standby, in recovery)", str(cm.exception))
+        self.assertGreaterEqual(relay.role_checks, 1)
+        self.assertEqual(backend(admin, "primary")["current_role"], "standby")
+        self.assertNotIn(RO_ERROR, standby.server_log())
+        standby.promote()
+        with psycopg.connect(vg.dsn(), autocommit=True) as c:
+            c.execute("INSERT INTO t (src) VALUES ('old-promoted')")
+        self.assertEqual(standby.psql("SELECT src FROM t", db="app"), "old-promoted")
+        self.assertEqual(backend(admin, "primary")["current_role"], "primary")
 
 
 if __name__ == "__main__":
