@@ -18,9 +18,9 @@ promotion, on real PostgreSQL 15 servers (no mocks):
     primary within about a health check, the admin API and /metrics show it
     promoted, one log line says so; rebuilt as a replica it takes reads again.
 (e) a server that logs in as PostgreSQL 13 and older do (neither parameter
-    reported): a real standby behind a relay that removes the two
-    ParameterStatus messages from each login; vecgate asks with its role
-    check query and refuses the standby all the same, then takes it once
+    reported): the standby of (a) behind a relay that removes the two
+    ParameterStatus messages from each login; a second vecgate asks with its
+    role check query and refuses the standby all the same, then takes it once
     promoted.
 """
 import os
@@ -87,8 +87,71 @@ class Writer(threading.Thread):
         self.elapsed = time.time() - t0
 
 
+class OldLoginRelay(LoopbackServer):
+    """A TCP relay to a real server that removes in_hot_standby and
+    default_transaction_read_only from each login's ParameterStatus, as a
+    PostgreSQL 13 server logs in, and counts the statements that ask
+    pg_is_in_recovery() (vecgate's role check)."""
+
+    HIDDEN = (b"in_hot_standby\0", b"default_transaction_read_only\0")
+
+    def __init__(self, upstream_port):
+        super().__init__()
+        self.upstream = upstream_port
+        self.role_checks = 0
+        self.start()
+
+    def handle(self, c):
+        try:
+            u = socket.create_connection(("127.0.0.1", self.upstream))
+        except OSError:
+            c.close()
+            return
+        threading.Thread(target=self.to_server, args=(c, u), daemon=True).start()
+        threading.Thread(target=self.to_client, args=(u, c), daemon=True).start()
+
+    def to_server(self, c, u):
+        try:
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    break
+                self.role_checks += data.count(b"pg_is_in_recovery()")
+                u.sendall(data)
+        except OSError:
+            pass
+        for s in (c, u):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def to_client(self, u, c):
+        try:
+            logged_in = False
+            while not logged_in:  # the login: message by message
+                typ, body = read_message(u)
+                logged_in = typ == b"Z"
+                if typ == b"S" and body.startswith(self.HIDDEN):
+                    continue
+                c.sendall(typ + struct.pack("!I", len(body) + 4) + body)
+            while True:
+                data = u.recv(65536)
+                if not data:
+                    break
+                c.sendall(data)
+        except (OSError, EOFError):
+            pass
+        for s in (c, u):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
 class StandbyAsPrimary(unittest.TestCase):
-    """(a) and (d): the primary backend is a hot standby until promoted."""
+    """(a), (d) and (e): the primary backend is a hot standby until promoted;
+    a second vecgate reaches it through OldLoginRelay."""
 
     @classmethod
     def setUpClass(cls):
@@ -97,6 +160,20 @@ class StandbyAsPrimary(unittest.TestCase):
         cls.standby = cls.origin.replica()
         cls.admin = free_port()
         cls.vg = start_vecgate(cls.standby, cls.admin)
+        cls.relay = OldLoginRelay(cls.standby.port)
+        cls.old_admin = free_port()
+        cls.old_vg = start_vecgate(cls.standby, cls.old_admin, backends={
+            "primary": {"host": "127.0.0.1", "port": cls.relay.port}})
+
+    def test_a_old_style_login(self):
+        """(e) No parameter at login: the role check query finds the standby."""
+        with self.assertRaises(psycopg.OperationalError) as cm:
+            with psycopg.connect(self.old_vg.dsn(), autocommit=True) as c:
+                c.execute("INSERT INTO t (src) VALUES ('old-standby')")
+        self.assertIn("is read-only (a hot standby, in recovery)", str(cm.exception))
+        self.assertGreaterEqual(self.relay.role_checks, 1)
+        self.assertEqual(backend(self.old_admin, "primary")["current_role"], "standby")
+        self.assertNotIn(RO_ERROR, self.standby.server_log())
 
     def test_standby_then_promoted(self):
         # a write waits out query_wait, then gets vecgate's clear error
@@ -149,6 +226,14 @@ class StandbyAsPrimary(unittest.TestCase):
         log = self.vg.log()
         self.assertEqual(log.count("is not writable: standby"), 1, log)
         self.assertEqual(len(re.findall(r"primary writable again after [0-9.]+ s \(was standby\)", log)), 1, log)
+
+        # (e) promoted, the role check query finds it writable
+        checks = self.relay.role_checks
+        with psycopg.connect(self.old_vg.dsn(), autocommit=True) as c:
+            c.execute("INSERT INTO t (src) VALUES ('old-promoted')")
+        self.assertGreater(self.relay.role_checks, checks)
+        self.assertEqual(backend(self.old_admin, "primary")["current_role"], "primary")
+        self.assertEqual(self.standby.psql("SELECT count(*) FROM t WHERE src = 'old-promoted'", db="app"), "1")
 
 
 class ReadOnlyPrimary(unittest.TestCase):
@@ -357,95 +442,6 @@ class PromotedReplica(unittest.TestCase):
         log = self.vg.log()
         self.assertEqual(log.count("is out of recovery (promoted)"), 1, log)
         self.assertEqual(log.count("is in recovery again: a replica"), 1, log)
-
-
-class OldLoginRelay(LoopbackServer):
-    """A TCP relay to a real server that removes in_hot_standby and
-    default_transaction_read_only from each login's ParameterStatus, as a
-    PostgreSQL 13 server logs in, and counts the statements that ask
-    pg_is_in_recovery() (vecgate's role check)."""
-
-    HIDDEN = (b"in_hot_standby\0", b"default_transaction_read_only\0")
-
-    def __init__(self, upstream_port):
-        super().__init__()
-        self.upstream = upstream_port
-        self.role_checks = 0
-        self.start()
-
-    def handle(self, c):
-        try:
-            u = socket.create_connection(("127.0.0.1", self.upstream))
-        except OSError:
-            c.close()
-            return
-        threading.Thread(target=self.to_server, args=(c, u), daemon=True).start()
-        threading.Thread(target=self.to_client, args=(u, c), daemon=True).start()
-
-    def to_server(self, c, u):
-        try:
-            while True:
-                data = c.recv(65536)
-                if not data:
-                    break
-                self.role_checks += data.count(b"pg_is_in_recovery()")
-                u.sendall(data)
-        except OSError:
-            pass
-        for s in (c, u):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def to_client(self, u, c):
-        try:
-            logged_in = False
-            while not logged_in:  # the login: message by message
-                typ, body = read_message(u)
-                logged_in = typ == b"Z"
-                if typ == b"S" and body.startswith(self.HIDDEN):
-                    continue
-                c.sendall(typ + struct.pack("!I", len(body) + 4) + body)
-            while True:
-                data = u.recv(65536)
-                if not data:
-                    break
-                c.sendall(data)
-        except (OSError, EOFError):
-            pass
-        for s in (c, u):
-            try:
-                s.close()
-            except OSError:
-                pass
-
-
-class OldServerLogin(unittest.TestCase):
-    """(e): no parameter at login: the role check query decides."""
-
-    def test_role_check_query(self):
-        origin = PgCluster()
-        app_table(origin)
-        standby = origin.replica()
-        relay = OldLoginRelay(standby.port)
-        admin = free_port()
-        vg = Vecgate(origin, databases=[{"name": "app", "pool_mode": "transaction", "pool_size": 2}],
-                     extra={"backends": {"primary": {"host": "127.0.0.1", "port": relay.port}},
-                            "timeouts": {"query_wait": 2, "server_login_retry": 0.2},
-                            "admin": {"port": admin, "token": TOKEN}})
-        with self.assertRaises(psycopg.OperationalError) as cm:
-            with psycopg.connect(vg.dsn(), autocommit=True) as c:
-                c.execute("INSERT INTO t (src) VALUES ('old-standby')")
-        self.assertIn("is read-only (a hot standby, in recovery)", str(cm.exception))
-        self.assertGreaterEqual(relay.role_checks, 1)
-        self.assertEqual(backend(admin, "primary")["current_role"], "standby")
-        self.assertNotIn(RO_ERROR, standby.server_log())
-        standby.promote()
-        with psycopg.connect(vg.dsn(), autocommit=True) as c:
-            c.execute("INSERT INTO t (src) VALUES ('old-promoted')")
-        self.assertEqual(standby.psql("SELECT src FROM t", db="app"), "old-promoted")
-        self.assertEqual(backend(admin, "primary")["current_role"], "primary")
 
 
 if __name__ == "__main__":
