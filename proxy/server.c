@@ -255,7 +255,8 @@ static bool role_check_done(struct server_conn *s)
 		server_close(s, "the backend is read-only");
 		return false;
 	default:
-		log_warn("S-%llu: the role check answered no row: not pooled", (unsigned long long)s->id);
+		if (!s->close_needed) /* an error is logged as it comes */
+			log_warn("S-%llu: the role check answered no row: not pooled", (unsigned long long)s->id);
 		s->close_needed = true;
 		return true;
 	}
