@@ -3,9 +3,10 @@ promotion, on real PostgreSQL 15 servers (no mocks):
 
 (a) vecgate's primary backend is a hot standby: a client's write waits and
     gets vecgate's clear error once timeouts.query_wait has passed; the
-    standby's own log shows that no statement reached it; pgbench clients
-    started while it is still a standby run without a failure once
-    `pg_ctl promote` made it writable, without restarting vecgate.
+    standby's own log shows that no statement reached it; pgbench started
+    while it is still a standby (its first login waiting) runs without a
+    failure once `pg_ctl promote` made it writable, without restarting
+    vecgate.
 (b) a pooled primary: a client's own read-only transaction (25006) leaves
     the pool alone; a reload to default_transaction_read_only = on hands the
     one write that raced it the server's 25006 unchanged, closes the idle
@@ -65,7 +66,7 @@ def metric(admin, name, **labels):
     """The value of one /metrics sample (None when absent)."""
     text = admin_get(admin, TOKEN, "/metrics", raw=True)
     want = ",".join('%s="%s"' % kv for kv in labels.items())
-    m = re.search(r"^%s\{%s\} (\S+)$" % (re.escape(name), re.escape(want)), text, re.M)
+    m = re.search(r"^%s%s (\S+)$" % (re.escape(name), re.escape("{%s}" % want) if want else ""), text, re.M)
     return float(m.group(1)) if m else None
 
 
@@ -194,7 +195,7 @@ class StandbyAsPrimary(unittest.TestCase):
         self.assertEqual(metric(self.admin, "vecgate_backend_current_role", backend="primary",
                                 current_role="standby"), 1)
 
-        # pgbench clients connect while it is still a standby; it is promoted under them
+        # pgbench starts while it is still a standby; it is promoted under it
         script = os.path.join(tempfile.mkdtemp(prefix="vg-pgbench-"), "w.sql")
         _cleanups.append(lambda: subprocess.run(["rm", "-rf", os.path.dirname(script)]))
         with open(script, "w") as f:
@@ -203,7 +204,8 @@ class StandbyAsPrimary(unittest.TestCase):
                                   "-h", "127.0.0.1", "-p", str(self.vg.port), "-U", "app", "app"],
                                  env=dict(os.environ, PGPASSWORD="app-pw"), stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True)
-        time.sleep(0.5)
+        # pgbench's first connection (it opens one before its clients) waits in its login
+        wait_for(lambda: metric(self.admin, "vecgate_clients") >= 1, 2, "pgbench waiting")
         t_promote = time.time()
         self.standby.promote()
         out, _ = bench.communicate(timeout=30)
@@ -274,6 +276,10 @@ class ReadOnlyPrimary(unittest.TestCase):
                                           "RESET default_transaction_read_only"),
                      options="-c default_transaction_read_only=off")
         self.pg.psql("SELECT pg_reload_conf()", options="-c default_transaction_read_only=off")
+        # pg_reload_conf() only signals the postmaster: once a new session has
+        # the new value, the postmaster has reloaded and signalled every backend
+        wait_for(lambda: self.pg.psql("SHOW default_transaction_read_only") == ("on" if on else "off"), 5,
+                 "the reload in force")
 
     def test_b1_clients_own_read_only_transaction(self):
         """A 25006 of the client's own making: checked, found writable, pooled on."""
@@ -300,9 +306,13 @@ class ReadOnlyPrimary(unittest.TestCase):
         in_txn.execute("BEGIN")
         in_txn.execute("INSERT INTO t (src) VALUES ('b2-txn')")
         self.set_read_only(True)
+        self.addCleanup(self.set_read_only, False)
         # the write that races the change gets the server's error, unchanged
+        # (a session that had not taken the reload yet still writes)
+        probe, probed = self.conn(), 0
         with self.assertRaises(psycopg.errors.ReadOnlySqlTransaction) as cm:
-            self.conn().execute("INSERT INTO t (src) VALUES ('b2-probe')")
+            for probed in range(20):
+                probe.execute("INSERT INTO t (src) VALUES ('b2-probe')")
         self.assertEqual(cm.exception.sqlstate, "25006")
         self.assertIn("cannot execute INSERT in a read-only transaction", str(cm.exception))
         # ... and vecgate learns from it: idle server connections are closed
@@ -321,7 +331,7 @@ class ReadOnlyPrimary(unittest.TestCase):
         self.assertIsNone(w.error)
         self.assertLess(w.elapsed, QUERY_WAIT)
         self.assertEqual(self.rows("b2-idle"), 1)
-        self.assertEqual(self.rows("b2-probe"), 0)
+        self.assertEqual(self.rows("b2-probe"), probed)
         self.assertEqual(self.rows("b2-txn"), 2)
         # the probe is the only write the read-only server ever saw
         self.assertEqual(self.pg.server_log().count(RO_ERROR) - ro_before, 1)
@@ -365,6 +375,7 @@ class ReadOnlyPrimary(unittest.TestCase):
         self.vg.proc.send_signal(signal.SIGHUP)
         time.sleep(0.5)
         self.set_read_only(True)
+        self.addCleanup(self.set_read_only, False)
         self.pg.restart()  # no session survives from before: every one is read-only
         self.warm()
         with self.assertRaises(psycopg.errors.ReadOnlySqlTransaction):
