@@ -357,6 +357,8 @@ static bool load_tls(struct load_ctx *lc, const yaml_node_t *val, void *base)
 
 static const struct enum_name role_names[] = {
 	{"primary", VG_ROLE_PRIMARY}, {"replica", VG_ROLE_REPLICA}, {"fallback", VG_ROLE_FALLBACK}, {NULL, 0}};
+static const struct enum_name session_attrs_names[] = {
+	{"read-write", VG_TSA_READ_WRITE}, {"any", VG_TSA_ANY}, {NULL, 0}};
 static const struct enum_name route_names[] = {{"primary", VG_ROUTE_PRIMARY},
                                                {"replica", VG_ROUTE_REPLICA},
                                                {"fallback", VG_ROUTE_FALLBACK},
@@ -375,6 +377,7 @@ static bool load_backends(struct load_ctx *lc, const yaml_node_t *val, void *bas
 		{"serves", F_STR, OFF(struct vg_backend, serves), 0, 0, NULL},
 		{"max_lag_bytes", F_SIZE, OFF(struct vg_backend, max_lag_bytes), 0, 0, NULL},
 		{"max_lag_seconds", F_SECONDS, OFF(struct vg_backend, max_lag_seconds), 0, 0, NULL},
+		{"target_session_attrs", F_ENUM, OFF(struct vg_backend, target_session_attrs), 0, 0, session_attrs_names},
 		{NULL, 0, 0, 0, 0, NULL},
 	};
 	if (!expect(lc, val, YAML_MAPPING_NODE, "backends"))
@@ -410,6 +413,12 @@ static bool load_backends(struct load_ctx *lc, const yaml_node_t *val, void *bas
 			return fail_at(lc, v, "backend '%s': serves is for role replica or fallback", name);
 		if (b->role != VG_ROLE_PRIMARY && !b->serves)
 			b->serves = strdup("primary");
+		/* a replica or fallback only ever takes reads: asking it for
+		 * writable sessions would refuse every one of them */
+		if (b->role != VG_ROLE_PRIMARY && b->target_session_attrs == VG_TSA_READ_WRITE)
+			return fail_at(lc, v, "backend '%s': target_session_attrs read-write is for role primary", name);
+		if (b->target_session_attrs == VG_TSA_UNSET)
+			b->target_session_attrs = b->role == VG_ROLE_PRIMARY ? VG_TSA_READ_WRITE : VG_TSA_ANY;
 	}
 	return true;
 }
@@ -1254,4 +1263,9 @@ int config_route_mode_parse(const char *s)
 const char *config_role_name(enum vg_backend_role r)
 {
 	return enum_label(role_names, (int)r);
+}
+
+const char *config_session_attrs_name(enum vg_session_attrs a)
+{
+	return enum_label(session_attrs_names, (int)a);
 }

@@ -59,6 +59,11 @@ struct vg_server_tls {
 
 enum vg_backend_role { VG_ROLE_PRIMARY = 0, VG_ROLE_REPLICA, VG_ROLE_FALLBACK };
 
+/* Which server sessions of a primary backend may be pooled (libpq's
+ * target_session_attrs): read-write refuses a standby or a read-only
+ * session; any takes what answers.  UNSET is the loader's "not given". */
+enum vg_session_attrs { VG_TSA_UNSET = 0, VG_TSA_READ_WRITE, VG_TSA_ANY };
+
 /* How vector reads of a managed index are routed (routing/route.h). */
 enum vg_route_mode { VG_ROUTE_PRIMARY = 0, VG_ROUTE_REPLICA, VG_ROUTE_FALLBACK, VG_ROUTE_REFUSE, VG_ROUTE_COUNT };
 
@@ -73,6 +78,7 @@ struct vg_backend {
 	char *serves;              /* replica/fallback: the backend whose vector reads it takes (default "primary") */
 	size_t max_lag_bytes;      /* replica: out of rotation beyond this replay lag */
 	double max_lag_seconds;
+	enum vg_session_attrs target_session_attrs; /* primary: read-write (default); others: any */
 };
 
 /* libpq health checks of every backend (up/down, replica lag). */
@@ -293,6 +299,7 @@ const char *config_pool_mode_name(enum vg_pool_mode m);
 const char *config_route_mode_name(enum vg_route_mode m);
 int config_route_mode_parse(const char *s); /* enum value or -1 */
 const char *config_role_name(enum vg_backend_role r);
+const char *config_session_attrs_name(enum vg_session_attrs a);
 extern const char *const config_policy_steps[VG_POLICY_STEPS];
 const struct vg_managed_index *config_find_index(const struct vg_config *cfg, const char *name);
 

@@ -5,8 +5,10 @@
  */
 #include "proxy/backend_table.h"
 #include "proxy/strpool.h"
+#include "proxy/runtime/log.h"
 #include "proxy/runtime/runtime.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,6 +90,49 @@ struct backend_state *backend_find(const char *name)
 		if (!strcmp(backends[i].name, name))
 			return &backends[i];
 	return NULL;
+}
+
+static const char *const write_state_names[] = {
+	[BW_UNKNOWN] = "unknown", [BW_WRITABLE] = "primary", [BW_STANDBY] = "standby",
+	[BW_READ_ONLY] = "read-only", [BW_UNREACHABLE] = "unreachable",
+};
+
+void backend_write_seen(const char *name, enum backend_write_state to, const char *detail)
+{
+	struct backend_state *b = backend_find(name);
+	if (!b || b->write_state == to)
+		return; /* every refused retry of an episode says the same: logged once */
+	assert(to != BW_UNKNOWN);
+	enum backend_write_state from = b->write_state;
+	double now = now_sec();
+	b->write_state = to;
+	if (to == BW_WRITABLE) {
+		if (from == BW_UNKNOWN)
+			return; /* the first login: nothing failed over */
+		b->last_unwritable_secs = now - b->unwritable_since;
+		log_warn("backend %s (%s:%d): primary writable again after %.1f s (was %s)", b->name, b->host, b->port,
+		         b->last_unwritable_secs, write_state_names[from]);
+		return;
+	}
+	if (from == BW_WRITABLE || from == BW_UNKNOWN) {
+		b->unwritable_since = now;
+		log_warn("backend %s (%s:%d) is not writable: %s (%s); clients wait for a writable server", b->name, b->host,
+		         b->port, write_state_names[to], detail);
+	} else {
+		log_info("backend %s (%s:%d) is %s now (%s), not writable for %.1f s", b->name, b->host, b->port,
+		         write_state_names[to], detail, now - b->unwritable_since);
+	}
+}
+
+const char *backend_current_role(const struct backend_state *b)
+{
+	if (b->view.role == VG_ROLE_PRIMARY && b->write_state != BW_UNKNOWN)
+		return write_state_names[b->write_state];
+	if (!b->checked)
+		return "unknown";
+	if (!b->view.up)
+		return "unreachable";
+	return b->in_recovery ? "standby" : "primary";
 }
 
 int backends_serving(const char *primary, struct backend_state **out, struct backend_view *views, int max)

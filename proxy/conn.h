@@ -125,6 +125,21 @@ enum server_state {
 	SV_CLOSING,
 };
 
+/* Whether a server session of a read-write pool (target_session_attrs,
+ * pool_writable_only) may serve clients.  PostgreSQL 14+ says so at login
+ * (in_hot_standby, default_transaction_read_only); older servers, sessions
+ * that hint at a change (25006, a ParameterStatus) and sessions pooled
+ * before a reload asked for read-write are asked with a role check query
+ * before they are pooled again.  server_rw_set is the one transition. */
+enum server_rw {
+	SRW_UNKNOWN,   /* not known (yet): logging in, or pooled while the pool took any session */
+	SRW_CHECKING,  /* the role check query runs */
+	SRW_WRITABLE,  /* neither in recovery nor read-only by configuration */
+	SRW_SUSPECT,   /* writable at login, but its session hinted read-only: checked before pooling */
+	SRW_STANDBY,   /* in recovery: never pooled, closed once its client's transaction ends */
+	SRW_READ_ONLY, /* default_transaction_read_only on: the same */
+};
+
 struct server_conn {
 	TAILQ_ENTRY(server_conn) link;      /* pool->servers or vg.dead_servers */
 	TAILQ_ENTRY(server_conn) idle_link; /* pool->idle */
@@ -151,6 +166,7 @@ struct server_conn {
 	struct varcache vars, login_vars;
 	struct scram_client_state *scram;
 	bool close_needed; /* an internal query failed: do not reuse */
+	enum server_rw rw; /* read-write pools only: may it take writes? */
 	bool holding;       /* routed read: answers collect in `hold` until ReadyForQuery */
 	struct evbuffer *hold;
 	double req_started; /* when the oldest unanswered client request was sent */
@@ -176,6 +192,9 @@ struct pool {
 	uint8_t scram_client_key[SCRAM_KEY_LEN], scram_server_key[SCRAM_KEY_LEN];
 	enum vg_pool_mode mode;
 	int pool_size, min_pool_size, max_db_connections;
+	/* read-write: only writable sessions serve clients (the backend's
+	 * target_session_attrs); routed siblings take any */
+	enum vg_session_attrs session_attrs;
 
 	struct server_list servers; /* every server of this pool */
 	struct server_list idle;    /* LIFO of idle ones */
@@ -193,6 +212,7 @@ struct pool {
 	/* login failures in a row (0 = logins work): while failing, one login at
 	 * a time, each after a growing backoff (pool.c) */
 	int login_failures;
+	int readonly_refusals;      /* of those, sessions refused as read-only (the backend logs those) */
 	bool login_error_permanent; /* wrong password, no such database: clients fail at once */
 	double next_login_at;
 	double failing_since;

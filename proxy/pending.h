@@ -20,6 +20,7 @@ enum pending_kind {
 	PD_SYNTH,    /* answered by us: emit `synth` when it reaches the head */
 	PD_DROP,     /* request vecgate injected; swallow its response */
 	PD_INTERNAL, /* query vecgate injected; swallow everything up to 'Z' */
+	PD_ROLE_CHECK, /* vecgate's query whether the server takes writes: its row is read, the rest swallowed */
 };
 struct pending {
 	uint8_t kind;

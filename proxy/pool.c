@@ -6,6 +6,7 @@
  * the periodic janitor for every timeout.
  */
 #include "proxy/pool.h"
+#include "proxy/backend_table.h"
 #include "proxy/client.h"
 #include "proxy/read_route.h"
 #include "proxy/server.h"
@@ -46,12 +47,31 @@ static void pool_set_credentials(struct pool *p, const struct vg_database *db, c
 		p->be_md5 = strdup(authq_secret);
 }
 
+/* A reload made the pool read-write: what it pooled before was never
+ * asked (nor were its sessions' hints heeded), so idle sessions close and
+ * the ones in use are checked as they come back (pool_server_available). */
+static void pool_start_writable_only(struct pool *p)
+{
+	struct server_conn *s, *tmp;
+	TAILQ_FOREACH_SAFE(s, &p->servers, link, tmp) {
+		if (s->state == SV_IDLE)
+			server_close(s, "target_session_attrs is read-write now");
+		else if (s->state != SV_CLOSING && s->rw == SRW_WRITABLE)
+			server_rw_set(s, SRW_SUSPECT);
+	}
+}
+
 static void pool_set_limits(struct pool *p, const struct vg_database *db)
 {
 	p->mode = db->pool_mode;
 	p->pool_size = db->pool_size > 0 ? db->pool_size : 1;
 	p->min_pool_size = db->min_pool_size;
 	p->max_db_connections = db->max_db_connections;
+	const struct vg_backend *be = config_find_backend(vg.cfg, p->be_name);
+	enum vg_session_attrs was = p->session_attrs;
+	p->session_attrs = be ? be->target_session_attrs : VG_TSA_ANY;
+	if (was == VG_TSA_ANY && pool_writable_only(p))
+		pool_start_writable_only(p);
 }
 
 /* A pool for (db_name, user) on backend `be`, linked into vg.pools, with
@@ -73,6 +93,7 @@ static struct pool *pool_new(const char *db_name, const char *user, const char *
 	p->be_host = strdup(be->host);
 	p->be_port = be->port;
 	p->be_name = strdup(be->name);
+	p->session_attrs = VG_TSA_ANY; /* routed siblings: vector reads; client pools: pool_set_limits says */
 	p->reg = &p->registry;
 	p->registry.dbname = p->be_dbname;
 	p->next = vg.pools;
@@ -337,6 +358,25 @@ void pool_server_available(struct server_conn *s)
 {
 	struct pool *p = s->pool;
 	assert(!s->client);
+	/* every way back into the pool (login, transaction end, reset done)
+	 * passes here: a read-write pool pools writable sessions only */
+	if (pool_writable_only(p)) {
+		switch (s->rw) {
+		case SRW_STANDBY:
+		case SRW_READ_ONLY:
+			server_close(s, "the backend is read-only: not pooled");
+			return;
+		case SRW_UNKNOWN: /* pooled while the pool took any session (before a reload) */
+		case SRW_SUSPECT:
+			server_check_role(s); /* pooled (or closed) once answered */
+			s->state = SV_RESET;
+			return;
+		case SRW_CHECKING:
+		case SRW_WRITABLE:
+			break;
+		}
+		assert(s->rw == SRW_WRITABLE);
+	}
 	s->last_used = now_cached(); /* the read event's time: idle timeouts are coarse */
 	struct client_conn *c = TAILQ_FIRST(&p->waiting);
 	if (c) {
@@ -383,9 +423,14 @@ void pool_server_login_ok(struct server_conn *s)
 {
 	struct pool *p = s->pool;
 	double now = now_sec();
-	if (p->login_failures)
+	assert(!pool_writable_only(p) || s->rw == SRW_WRITABLE);
+	/* refusals of read-only sessions are the backend's failover, logged there */
+	if (p->login_failures > p->readonly_refusals)
 		log_info("backend %s (%s:%d): logins work again after %d failed attempts in %.1f s", p->be_name, p->be_host,
 		         p->be_port, p->login_failures, now - p->failing_since);
+	if (pool_writable_only(p))
+		backend_write_seen(p->be_name, BW_WRITABLE, "a writable session logged in");
+	p->readonly_refusals = 0;
 	if (p->held_limit && p->n_servers > p->held_limit) {
 		p->held_limit = p->n_servers; /* the growth probe got a slot */
 		p->next_login_at = now + login_backoff(1);
@@ -417,26 +462,27 @@ void pool_server_login_ok(struct server_conn *s)
 	}
 }
 
-/* A login failed, or (quiet) the backend's name did not resolve: count it,
- * keep the error for the clients, and fail them now when waiting will not
- * help.  `until`: a permanent failure holds until then (0: for good). */
-static void login_failure(struct pool *p, const uint8_t *err_msg, size_t len, const char *text, bool transient,
-                          bool quiet, double until)
+/* A connection failure (nothing answered, or only "starting up / shutting
+ * down"): for a primary's failover log, the server is unreachable. */
+static bool login_unreachable(const char *sqlstate, bool transient)
+{
+	return sqlstate ? !strcmp(sqlstate, "57P03") || !strcmp(sqlstate, "57P01") : transient;
+}
+
+/* A login did not give the pool a server (err_msg: the backend's
+ * ErrorResponse, else `text` becomes one): back off, keep the error for
+ * the clients, and fail them now when waiting cannot help.  `until`: a
+ * permanent failure holds until then (0: for good). */
+static void login_setback(struct pool *p, const struct pg_error_fields *ef, const uint8_t *err_msg, size_t len,
+                          const char *text, bool transient, double until)
 {
 	double now = now_sec();
-	struct pg_error_fields ef = {0};
-	if (err_msg && len > PG_HDR_LEN)
-		parse_error_fields(err_msg + PG_HDR_LEN, len - PG_HDR_LEN, &ef);
-	if (p->login_failures++ == 0) {
+	if (p->login_failures++ == 0)
 		p->failing_since = now;
-		if (!quiet)
-			log_warn("backend %s (%s:%d): login as %s failed: %s; retrying with backoff (up to %.1f s apart)",
-			         p->be_name, p->be_host, p->be_port, p->be_user, text, vg.cfg->timeouts.server_login_retry);
-	}
-	p->login_error_permanent = ef.sqlstate ? login_error_permanent(ef.sqlstate) : !transient;
+	p->login_error_permanent = ef->sqlstate ? login_error_permanent(ef->sqlstate) : !transient;
 	p->permanent_until = until;
 	p->next_login_at = now + login_backoff(p->login_failures);
-	if (ef.sqlstate && !strcmp(ef.sqlstate, "53300")) {
+	if (ef->sqlstate && !strcmp(ef->sqlstate, "53300")) {
 		/* out of connection slots: this pool holds what the backend can give */
 		int held = p->n_servers - p->n_connecting;
 		p->held_limit = held > 0 ? held : 1;
@@ -496,15 +542,74 @@ static void login_failure(struct pool *p, const uint8_t *err_msg, size_t len, co
 
 void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len, const char *text, bool transient)
 {
-	login_failure(p, err_msg, len, text, transient, false, 0);
+	struct pg_error_fields ef = {0};
+	if (err_msg && len > PG_HDR_LEN)
+		parse_error_fields(err_msg + PG_HDR_LEN, len - PG_HDR_LEN, &ef);
+	if (p->login_failures == 0)
+		log_warn("backend %s (%s:%d): login as %s failed: %s; retrying with backoff (up to %.1f s apart)",
+		         p->be_name, p->be_host, p->be_port, p->be_user, text, vg.cfg->timeouts.server_login_retry);
+	if (pool_writable_only(p) && login_unreachable(ef.sqlstate, transient))
+		backend_write_seen(p->be_name, BW_UNREACHABLE, text);
+	login_setback(p, &ef, err_msg, len, text, transient, 0);
 }
 
 void pool_server_unresolved(struct pool *p, const char *text)
 {
 	/* clients hear it now rather than after query_wait: a name that does
 	 * not resolve will not start resolving within a login backoff; the
-	 * pool asks again once the resolver would (dns.nxdomain_ttl) */
-	login_failure(p, NULL, 0, text, false, true, now_sec() + vg.cfg->dns.nxdomain_ttl);
+	 * pool asks again once the resolver would (dns.nxdomain_ttl); the
+	 * resolver logged it */
+	struct pg_error_fields ef = {0};
+	if (pool_writable_only(p))
+		backend_write_seen(p->be_name, BW_UNREACHABLE, text);
+	login_setback(p, &ef, NULL, 0, text, false, now_sec() + vg.cfg->dns.nxdomain_ttl);
+}
+
+/* Every read-write pool on backend `be_name`: idle sessions close now,
+ * sessions with a client close once its transaction ends (the client gets
+ * whatever the server answers until then, unchanged). */
+static void pools_unwritable(const char *be_name, enum server_rw rw)
+{
+	for (struct pool *p = vg.pools; p; p = p->next) {
+		if (!pool_writable_only(p) || strcmp(p->be_name, be_name))
+			continue;
+		struct server_conn *s, *tmp;
+		TAILQ_FOREACH_SAFE(s, &p->servers, link, tmp) {
+			if (s->state == SV_IDLE)
+				server_close(s, "the backend is read-only now");
+			else if (s->state != SV_CLOSING && (s->rw == SRW_WRITABLE || s->rw == SRW_SUSPECT))
+				server_rw_set(s, rw);
+		}
+	}
+}
+
+void pool_server_read_only(struct server_conn *s)
+{
+	struct pool *p = s->pool;
+	assert(pool_writable_only(p) && (s->rw == SRW_STANDBY || s->rw == SRW_READ_ONLY));
+	bool standby = s->rw == SRW_STANDBY;
+	const char *why = standby ? "a hot standby, in recovery" : "default_transaction_read_only is on";
+	struct backend_state *be = backend_find(p->be_name);
+	if (be)
+		be->readonly_refused++;
+	backend_write_seen(p->be_name, standby ? BW_STANDBY : BW_READ_ONLY, why);
+	/* waiting helps (a promotion, a restart, a reload): the clients wait
+	 * within query_wait, then get this */
+	char msg[400];
+	snprintf(msg, sizeof(msg),
+	         "backend %s (%s:%d) is read-only (%s); no writable server answered within timeouts.query_wait",
+	         p->be_name, p->be_host, p->be_port, why);
+	struct pg_buf b;
+	buf_init(&b);
+	build_error(&b, "FATAL", "08006", msg, NULL,
+	            "vecgate pools only writable sessions of this backend (its target_session_attrs is read-write)");
+	struct pg_error_fields ef = {.sqlstate = "08006"};
+	p->readonly_refusals++;
+	login_setback(p, &ef, b.oom ? NULL : b.data, b.oom ? 0 : b.len, msg, true, 0);
+	/* a name that lists a writable server too: the next connect goes there */
+	resolver_connect_failed(p->be_host, (struct sockaddr *)&s->addr);
+	buf_free(&b);
+	pools_unwritable(p->be_name, s->rw);
 }
 
 void pool_server_gone(struct server_conn *s)

@@ -26,6 +26,16 @@ void pool_server_login_failed(struct pool *p, const uint8_t *err_msg, size_t len
  * clients are told at once, until the name is looked up again. */
 void pool_server_unresolved(struct pool *p, const char *text);
 void pool_server_gone(struct server_conn *s);
+/* A session of read-write pool s->pool was found read-only (at login or by
+ * a role check; s->rw says which): counted and logged for the backend, the
+ * pool backs off as after a failed login (its clients keep waiting within
+ * query_wait), and every session of the backend stops being pooled.  The
+ * caller closes s. */
+void pool_server_read_only(struct server_conn *s);
+static inline bool pool_writable_only(const struct pool *p)
+{
+	return p->session_attrs == VG_TSA_READ_WRITE;
+}
 /* The pool serving p's clients on another backend (replica/fallback). */
 struct pool *pool_sibling(struct pool *p, const char *backend_name);
 bool pool_usable(const struct pool *p); /* not in login backoff */

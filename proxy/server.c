@@ -8,6 +8,7 @@
  * a transaction-mode server is free again.
  */
 #include "proxy/server.h"
+#include "proxy/backend_table.h"
 #include "proxy/cancel.h"
 #include "proxy/client.h"
 #include "proxy/pool.h"
@@ -166,15 +167,141 @@ static bool upgrade_to_tls(struct server_conn *s)
 	return true;
 }
 
-void server_send_internal(struct server_conn *s, const char *sql)
+static void send_internal(struct server_conn *s, const char *sql, enum pending_kind kind)
 {
 	struct pg_buf b;
 	buf_init(&b);
 	build_query(&b, sql);
 	io_write(&s->io, b.data, b.len);
 	buf_free(&b);
-	struct pending p = {.kind = PD_INTERNAL, .req = 'Q'};
+	struct pending p = {.kind = kind, .req = 'Q'};
 	pq_push(&s->pending, p);
+}
+
+void server_send_internal(struct server_conn *s, const char *sql)
+{
+	send_internal(s, sql, PD_INTERNAL);
+}
+
+static bool is_internal(const struct pending *h)
+{
+	return h && (h->kind == PD_INTERNAL || h->kind == PD_ROLE_CHECK);
+}
+
+/* ---- may this session take writes (read-write pools) ---- */
+
+static inline bool rw_transition_ok(enum server_rw from, enum server_rw to)
+{
+	switch (to) {
+	case SRW_UNKNOWN:
+		return false;
+	case SRW_CHECKING: /* a login that did not say, a hint, a session pooled before read-write was asked */
+		return from == SRW_UNKNOWN || from == SRW_SUSPECT;
+	case SRW_WRITABLE: /* the login's in_hot_standby, or the check's answer */
+		return from == SRW_UNKNOWN || from == SRW_CHECKING;
+	case SRW_SUSPECT:
+		return from == SRW_WRITABLE;
+	case SRW_STANDBY: /* the login, the check, or the backend found so through another session */
+		return from != SRW_STANDBY;
+	case SRW_READ_ONLY:
+		return from != SRW_STANDBY && from != SRW_READ_ONLY;
+	}
+	return false;
+}
+
+void server_rw_set(struct server_conn *s, enum server_rw to)
+{
+	assert(rw_transition_ok(s->rw, to));
+	s->rw = to;
+}
+
+/* One row, one column.  reset_val is what the server's configuration (the
+ * file, ALTER SYSTEM, ALTER DATABASE/ROLE ... SET) gives a new session, not
+ * a SET some client left in this one; names are schema-qualified against a
+ * client's search_path. */
+#define SQL_ROLE_CHECK                                                                                                 \
+	"SELECT CASE WHEN pg_catalog.pg_is_in_recovery() THEN 'standby' WHEN s.reset_val = 'on' THEN 'read-only'"           \
+	" ELSE 'writable' END FROM pg_catalog.pg_settings s WHERE s.name = 'default_transaction_read_only'"
+
+void server_check_role(struct server_conn *s)
+{
+	server_rw_set(s, SRW_CHECKING);
+	send_internal(s, SQL_ROLE_CHECK, PD_ROLE_CHECK);
+}
+
+/* The check's DataRow: its one value says what the session is. */
+static void role_check_row(struct server_conn *s, const uint8_t *body, size_t len)
+{
+	struct pg_reader rd;
+	rd_init(&rd, body, len);
+	if (rd_int16(&rd) != 1 || s->rw != SRW_CHECKING)
+		return;
+	int32_t n = rd_int32(&rd);
+	const uint8_t *v = n > 0 ? rd_bytes(&rd, (size_t)n) : NULL;
+	if (!v)
+		return;
+	if (n == 8 && !memcmp(v, "writable", 8))
+		server_rw_set(s, SRW_WRITABLE);
+	else if (n == 7 && !memcmp(v, "standby", 7))
+		server_rw_set(s, SRW_STANDBY);
+	else if (n == 9 && !memcmp(v, "read-only", 9))
+		server_rw_set(s, SRW_READ_ONLY);
+}
+
+/* A ParameterStatus of a session at login: PostgreSQL 14+ reports both
+ * (GUC_REPORT), so the login itself says whether the session takes writes,
+ * as libpq's target_session_attrs=read-write reads it. */
+static void rw_login_param(struct server_conn *s, const char *name, const char *value)
+{
+	bool on = !strcmp(value, "on");
+	if (!strcmp(name, "in_hot_standby")) {
+		if (on)
+			server_rw_set(s, SRW_STANDBY);
+		else if (s->rw == SRW_UNKNOWN)
+			server_rw_set(s, SRW_WRITABLE);
+	} else if (!strcmp(name, "default_transaction_read_only") && on && s->rw != SRW_STANDBY) {
+		server_rw_set(s, SRW_READ_ONLY);
+	}
+}
+
+/* After login, the session hints that the server may have stopped taking
+ * writes: a reload set default_transaction_read_only (reported as it
+ * changes), or a write failed with 25006.  Either may also be the client's
+ * own doing (SET, BEGIN READ ONLY), so the check decides, after the
+ * client's transaction (pool_server_available). */
+static void rw_hint(struct server_conn *s, const char *why)
+{
+	if (!pool_writable_only(s->pool) || s->rw != SRW_WRITABLE)
+		return;
+	log_debug("S-%llu: %s: checked before it is pooled again", (unsigned long long)s->id, why);
+	server_rw_set(s, SRW_SUSPECT);
+}
+
+static bool rw_param_hint(const char *name, const char *value)
+{
+	return !strcmp(value, "on") && (!strcmp(name, "in_hot_standby") || !strcmp(name, "default_transaction_read_only"));
+}
+
+/* The check's ReadyForQuery: false when the session was read-only (then
+ * closed) or the check failed (closed at its ReadyForQuery as any internal
+ * query that failed). */
+static bool role_check_done(struct server_conn *s)
+{
+	switch (s->rw) {
+	case SRW_WRITABLE:
+		backend_write_seen(s->pool->be_name, BW_WRITABLE, "a session checked writable");
+		return true;
+	case SRW_STANDBY:
+	case SRW_READ_ONLY:
+		pool_server_read_only(s);
+		server_close(s, "the backend is read-only");
+		return false;
+	default:
+		if (!s->close_needed) /* an error is logged as it comes */
+			log_warn("S-%llu: the role check answered no row: not pooled", (unsigned long long)s->id);
+		s->close_needed = true;
+		return true;
+	}
 }
 
 bool server_is_clean(const struct server_conn *s)
@@ -339,6 +466,9 @@ static bool handle_login_message(struct server_conn *s, uint8_t type, const uint
 	struct pool *p = s->pool;
 	struct pg_buf b;
 	char err[256];
+	/* the login is done and vecgate asked whether the session takes writes */
+	struct pending *h = pq_head(&s->pending);
+	bool checking = h && h->kind == PD_ROLE_CHECK;
 	switch (type) {
 	case 'R': {
 		struct pg_auth_request ar;
@@ -437,10 +567,23 @@ static bool handle_login_message(struct server_conn *s, uint8_t type, const uint
 	}
 	case 'S': {
 		const char *name, *value;
-		if (parse_parameter_status(body, len, &name, &value) == 0)
+		if (parse_parameter_status(body, len, &name, &value) == 0) {
 			record_param(s, name, value);
+			if (pool_writable_only(p))
+				rw_login_param(s, name, value);
+		}
 		return true;
 	}
+	case 'T':
+	case 'C':
+		if (!checking)
+			break; /* the role check's answer, or unexpected */
+		return true;
+	case 'D':
+		if (!checking)
+			break;
+		role_check_row(s, body, len);
+		return true;
 	case 'K': {
 		struct pg_reader rd;
 		rd_init(&rd, body, len);
@@ -458,6 +601,25 @@ static bool handle_login_message(struct server_conn *s, uint8_t type, const uint
 	}
 	case 'Z':
 		s->txn_status = len ? (char)body[0] : 'I';
+		if (checking) {
+			pq_pop(&s->pending); /* the check is answered (whatever a reload did meanwhile) */
+			if (s->rw == SRW_CHECKING) {
+				login_failed_as(s, NULL, 0, "the role check answered no row", true);
+				return false;
+			}
+		}
+		if (pool_writable_only(p)) {
+			if (s->rw == SRW_UNKNOWN) {
+				/* before PostgreSQL 14: neither parameter came, ask */
+				server_check_role(s);
+				return true;
+			}
+			if (s->rw != SRW_WRITABLE) {
+				pool_server_read_only(s);
+				server_close(s, "the backend is read-only");
+				return false;
+			}
+		}
 		s->state = SV_IDLE;
 		p->n_connecting--;
 		log_debug("S-%llu: logged in, backend pid %u", (unsigned long long)s->id, s->be_pid);
@@ -468,10 +630,11 @@ static bool handle_login_message(struct server_conn *s, uint8_t type, const uint
 	case 'v':
 		return true;
 	default:
-		snprintf(err, sizeof(err), "unexpected message type %d during login", type);
-		login_failed(s, NULL, 0, err);
-		return false;
+		break;
 	}
+	snprintf(err, sizeof(err), "unexpected message type %d during login", type);
+	login_failed(s, NULL, 0, err);
+	return false;
 }
 
 /* ---- after login ---- */
@@ -714,7 +877,7 @@ void server_process(struct server_conn *s)
 		}
 
 		struct pending *h = pq_head(&s->pending);
-		bool internal = h && h->kind == PD_INTERNAL;
+		bool internal = is_internal(h);
 		log_debug("S-%llu: <- '%c' len %u, head %c/%d, pending %zu, client %s", (unsigned long long)s->id,
 		          type, total, h ? h->req : '-', h ? h->kind : -1, s->pending.count, c ? "yes" : "no");
 		bool deliver = c && !internal;
@@ -726,6 +889,7 @@ void server_process(struct server_conn *s)
 			uint8_t msg[6];
 			evbuffer_copyout(in, msg, total < 6 ? total : 6);
 			s->txn_status = total >= 6 ? (char)msg[5] : 'I';
+			bool checked = h && h->kind == PD_ROLE_CHECK;
 			if (h && (h->req == 'S' || h->req == 'Q' || h->req == 'F')) {
 				if (h->kind == PD_FORWARD)
 					count_cycle(s);
@@ -735,6 +899,8 @@ void server_process(struct server_conn *s)
 				evbuffer_remove_buffer(in, cout, total);
 			else
 				evbuffer_drain(in, total);
+			if (checked && !role_check_done(s))
+				return;
 			if (!after_ready(s, c, deliver))
 				return;
 			continue;
@@ -769,6 +935,8 @@ void server_process(struct server_conn *s)
 			}
 			if (pg_severity_fatal(ef.severity))
 				s->close_needed = true; /* the backend is going away: never pool it again */
+			if (ef.sqlstate && !strcmp(ef.sqlstate, "25006"))
+				rw_hint(s, "a statement was refused as read-only (25006)");
 			stats_error(ef.sqlstate);
 			evbuffer_remove_buffer(in, cout, total);
 			if (pg_sqlstate_server_outage(ef.sqlstate))
@@ -791,6 +959,8 @@ void server_process(struct server_conn *s)
 					/* the client's view follows what its SETs turned into */
 					if (c)
 						c->vars = varset_with(c->vars, idx, value);
+				} else if (rw_param_hint(name, value)) {
+					rw_hint(s, "the session reports read-only");
 				}
 			}
 			if (deliver)
@@ -799,6 +969,14 @@ void server_process(struct server_conn *s)
 				evbuffer_drain(in, total);
 			continue;
 		}
+		case 'D':
+			if (!h || h->kind != PD_ROLE_CHECK || total > 4096)
+				break; /* not the check's row (or no sane one): the general path */
+			if (avail < total)
+				return;
+			role_check_row(s, evbuffer_pullup(in, total) + PG_HDR_LEN, total - PG_HDR_LEN);
+			evbuffer_drain(in, total);
+			continue;
 		default:
 			break;
 		}
@@ -812,7 +990,7 @@ void server_process(struct server_conn *s)
 			return;
 		}
 		bool drop = !deliver;
-		if (h && h->kind != PD_INTERNAL && response_completes(h->req, type)) {
+		if (h && !internal && response_completes(h->req, type)) {
 			if (h->kind == PD_DROP)
 				drop = true;
 			pq_pop(&s->pending);

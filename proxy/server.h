@@ -17,5 +17,9 @@ bool server_is_clean(const struct server_conn *s);
 void server_send_internal(struct server_conn *s, const char *sql);
 void server_process(struct server_conn *s);
 void server_stop_holding(struct server_conn *s); /* deliver what is held, stop holding */
+void server_rw_set(struct server_conn *s, enum server_rw to); /* the one transition of s->rw */
+/* Ask the server whether it takes writes (read-write pools): the answer
+ * sets s->rw at the query's ReadyForQuery. */
+void server_check_role(struct server_conn *s);
 
 #endif

@@ -10,6 +10,8 @@ bool backend_in_rotation(const struct backend_view *b)
 		return false;
 	if (b->role != VG_ROLE_REPLICA)
 		return true;
+	if (b->promoted)
+		return false; /* a promoted replica may be the new primary: its reads would not be the primary's */
 	return b->lag_bytes <= (int64_t)b->max_lag_bytes && b->lag_seconds <= b->max_lag_seconds;
 }
 

@@ -29,6 +29,7 @@ struct backend_view {
 	double lag_seconds;  /* replica: age of the last replayed transaction while behind */
 	size_t max_lag_bytes;
 	double max_lag_seconds;
+	bool promoted; /* replica: the last check found it out of recovery (it no longer follows its primary) */
 };
 
 /* A managed table, for matching statements against. */

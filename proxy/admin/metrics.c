@@ -148,6 +148,18 @@ static void backends_metrics(struct evbuffer *out)
 		sample(out, "vecgate_replica_lag_seconds", LABELS("backend", backend_at(i)->name), "%.3f",
 		       backend_at(i)->view.lag_seconds);
 	}
+	evbuffer_add_printf(out, "# HELP vecgate_backend_current_role What the backend is now (primary, standby, "
+	                         "read-only, unreachable, unknown).\n# TYPE vecgate_backend_current_role gauge\n"
+	                         "# HELP vecgate_backend_readonly_refused_total Server sessions of a read-write primary "
+	                         "backend not pooled because they were read-only.\n"
+	                         "# TYPE vecgate_backend_readonly_refused_total counter\n");
+	for (int i = 0; i < backend_count(); i++) {
+		const struct backend_state *b = backend_at(i);
+		sample(out, "vecgate_backend_current_role",
+		       LABELS("backend", b->name, "current_role", backend_current_role(b)), "1");
+		sample(out, "vecgate_backend_readonly_refused_total", LABELS("backend", b->name), "%llu",
+		       (unsigned long long)b->readonly_refused);
+	}
 	evbuffer_add_printf(out, "# HELP vecgate_backend_reads_total Vector reads routed to a backend.\n"
 	                         "# TYPE vecgate_backend_reads_total counter\n"
 	                         "# HELP vecgate_backend_replays_total Routed reads re-run on the primary after this "

@@ -255,6 +255,8 @@ static const char *status_of(const struct backend_state *b)
 		return "unknown";
 	if (!b->view.up)
 		return "down";
+	if (b->view.promoted)
+		return "promoted";
 	return backend_in_rotation(&b->view) ? "up" : "lagging";
 }
 
@@ -284,6 +286,12 @@ void view_backends(struct json *j, const char *key)
 		json_str(j, "last_error", b->last_error[0] ? b->last_error : NULL);
 		json_int(j, "routed_reads", (long long)b->routed_reads);
 		json_int(j, "replayed_reads", (long long)b->replayed_reads);
+		json_str(j, "current_role", backend_current_role(b));
+		json_bool(j, "promoted", b->view.promoted);
+		json_int(j, "readonly_refused", (long long)b->readonly_refused);
+		bool unwritable = b->write_state != BW_UNKNOWN && b->write_state != BW_WRITABLE;
+		json_num(j, "unwritable_seconds", unwritable ? now - b->unwritable_since : NAN);
+		json_num(j, "last_unwritable_seconds", b->last_unwritable_secs > 0 ? b->last_unwritable_secs : NAN);
 		json_obj_end(j);
 	}
 	json_arr_end(j);

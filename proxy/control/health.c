@@ -4,8 +4,9 @@
  * server answers, whether it is in recovery, and a replica's own view of its
  * lag (WAL received but not replayed, in bytes, and the age of the last
  * replayed transaction while it is behind).  Routing reads the resulting
- * backend_view snapshots; a replica that is down or lags beyond its bounds
- * is out of rotation until a later check finds it healthy again.
+ * backend_view snapshots; a replica that is down, lags beyond its bounds or
+ * has been promoted (out of recovery) is out of rotation until a later
+ * check finds it a healthy replica again.
  */
 #include "proxy/control/health.h"
 #include "proxy/backend_table.h"
@@ -61,9 +62,26 @@ static void note_rotation(struct backend_state *b, bool was)
 	if (now)
 		log_info("backend %s back in rotation (lag %lld bytes, %.1f s)", b->name, (long long)b->view.lag_bytes,
 		         b->view.lag_seconds);
-	else if (b->view.up)
+	else if (b->view.up && !b->view.promoted) /* a promotion is logged as such */
 		log_warn("backend %s out of rotation: lag %lld bytes / %.1f s (bounds %zu bytes / %.1f s)", b->name,
 		         (long long)b->view.lag_bytes, b->view.lag_seconds, b->view.max_lag_bytes, b->view.max_lag_seconds);
+}
+
+/* A replica the check finds out of recovery has been promoted: its reads
+ * would no longer be its primary's (it may be the new primary itself), so
+ * it leaves the rotation, and comes back if a later check finds it in
+ * recovery again (rebuilt as a replica).  Logged once each way. */
+static void note_promotion(struct backend_state *b)
+{
+	bool promoted = b->view.role == VG_ROLE_REPLICA && !b->in_recovery;
+	if (promoted == b->view.promoted)
+		return;
+	b->view.promoted = promoted;
+	if (promoted)
+		log_warn("backend %s (%s:%d), a replica, is out of recovery (promoted): no vector reads go there while it is",
+		         b->name, b->host, b->port);
+	else
+		log_info("backend %s (%s:%d) is in recovery again: a replica", b->name, b->host, b->port);
 }
 
 static void check_result(void *arg, PGresult *res, const char *error)
@@ -86,6 +104,7 @@ static void check_result(void *arg, PGresult *res, const char *error)
 	b->view.lag_bytes = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 	b->view.lag_seconds = strtod(PQgetvalue(res, 0, 2), NULL);
 	b->replay_paused = !strcmp(PQgetvalue(res, 0, 3), "t");
+	note_promotion(b);
 	b->last_check = b->last_ok = now_sec();
 	b->last_error[0] = 0;
 	b->checks++;

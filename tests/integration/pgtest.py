@@ -62,6 +62,18 @@ def wait_port(port, timeout=10.0, proc=None):
     raise RuntimeError("port %d did not open" % port)
 
 
+def wait_for(pred, timeout, what, detail=None, pause=0.05):
+    """pred()'s first true value within `timeout` seconds, else an
+    AssertionError naming `what` (and detail(), a callable, e.g. a log tail)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(pause)
+    raise AssertionError("not within %.1f s: %s%s" % (timeout, what, "\n" + detail() if detail else ""))
+
+
 class PgCluster:
     def __init__(self, extra_conf="", extra_hba=""):
         self.dir = tempfile.mkdtemp(prefix="vg-pg-")
@@ -98,8 +110,11 @@ class PgCluster:
                             "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def psql(self, sql, db="postgres", user="postgres", password=SUPERPW):
+    def psql(self, sql, db="postgres", user="postgres", password=SUPERPW, options=None):
+        """`options`: PGOPTIONS for this session (e.g. "-c default_transaction_read_only=off")."""
         env = dict(os.environ, PGPASSWORD=password)
+        if options:
+            env["PGOPTIONS"] = options
         r = subprocess.run(["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.port),
                             "-U", user, "-d", db, "-c", sql], env=env, capture_output=True, text=True)
         if r.returncode != 0:
@@ -108,6 +123,18 @@ class PgCluster:
 
     def pg_ctl(self, *args):
         self._as_pg([PGBIN + "/pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w"] + list(args))
+
+    def restart(self, *settings):
+        """Stop (fast: sessions get 57P01) and start again with these extra
+        `name=value` settings for this run only (none: as configured)."""
+        self.pg_ctl("stop", "-m", "fast")
+        opts = " ".join("-c " + kv for kv in settings)
+        self.pg_ctl("start", *(["-o", opts] if opts else []))
+
+    def server_log(self):
+        """The server's log so far (pg_ctl -l)."""
+        with open(os.path.join(self.dir, "log"), errors="replace") as f:
+            return f.read()
 
     def replica(self):
         """A streaming replica of this cluster (pg_basebackup -R) on its own port."""
@@ -195,14 +222,31 @@ class Replica(PgCluster):
         os.chown(self.dir, pw.pw_uid, pw.pw_gid)
         self.data = os.path.join(self.dir, "data")
         self.port = free_port()
+        self.primary = primary
+        self._basebackup()
+        _cleanups.append(self.stop)
+
+    def _basebackup(self):
         env = dict(os.environ, PGPASSWORD=SUPERPW)
         subprocess.run(["runuser", "-u", "postgres", "--", PGBIN + "/pg_basebackup", "-h", "127.0.0.1", "-p",
-                        str(primary.port), "-U", "postgres", "-D", self.data, "-R", "-X", "stream", "-c", "fast"],
+                        str(self.primary.port), "-U", "postgres", "-D", self.data, "-R", "-X", "stream", "-c", "fast"],
                        check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
             f.write("port=%d\nunix_socket_directories='%s'\nhot_standby=on\n" % (self.port, self.dir))
         self.pg_ctl("start")
-        _cleanups.append(self.stop)
+
+    def promote(self):
+        """pg_ctl promote, waiting until it takes writes."""
+        self.pg_ctl("promote")
+
+    def rebuild(self):
+        """Make it a replica of its primary again, on the same port: stopped,
+        its data directory replaced by a fresh pg_basebackup -R (a promoted
+        replica's timeline no longer follows the primary's)."""
+        subprocess.run(["runuser", "-u", "postgres", "--", PGBIN + "/pg_ctl", "-D", self.data, "-m", "fast", "-w",
+                        "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.data)
+        self._basebackup()
 
 
 def yaml_dump(obj, indent=0):
@@ -344,6 +388,31 @@ class AdminCase:
                 return j
             time.sleep(0.2)
         self.fail(j)
+
+
+class LoopbackServer(threading.Thread):
+    """A thread accepting TCP connections on a free loopback port (self.port),
+    each handed to self.handle(conn) on this thread; closed at exit."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        _cleanups.append(self.sock.close)
+
+    def run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.handle(c)
+
+    def handle(self, conn):
+        raise NotImplementedError
 
 
 # ---- raw protocol helpers ----

@@ -16,13 +16,12 @@ import os
 import random
 import re
 import subprocess
-import time
 import unittest
 import urllib.request
 
 import psycopg
 
-from pgtest import SUPERPW, SRC, PgCluster, Vecgate, cube_table, eval_file, free_port
+from pgtest import SUPERPW, SRC, PgCluster, Vecgate, cube_table, eval_file, free_port, wait_for
 
 CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
 DASHBOARD = os.path.join(SRC, "docker", "grafana", "vecgate-dashboard.json")
@@ -264,13 +263,7 @@ class Dashboard(unittest.TestCase):
     @classmethod
     def exercise(cls):
         def wait(what, pred, timeout=20):
-            deadline = time.time() + timeout
-            while time.time() < deadline:
-                got = pred()
-                if got:
-                    return got
-                time.sleep(0.1)
-            raise AssertionError("never: %s\n%s" % (what, cls.vg.log()[-3000:]))
+            return wait_for(pred, timeout, what, lambda: cls.vg.log()[-3000:], pause=0.1)
 
         wait("r1 in rotation", lambda: 'vecgate_backend_in_rotation{backend="r1",role="replica"} 1' in cls.scrape())
         dsn = cls.vg.dsn(db="postgres", user="postgres", password="")

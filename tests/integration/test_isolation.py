@@ -21,14 +21,13 @@ import random
 import socket
 import struct
 import subprocess
-import threading
 import time
 import unittest
 
 import psycopg
 
-from pgtest import (SUPERPW, PgCluster, Vecgate, _cleanups, cube_table, error_fields, eval_file, is_closed,
-                    read_message, read_until_error_or_close, startup_packet)
+from pgtest import (SUPERPW, LoopbackServer, PgCluster, Vecgate, _cleanups, cube_table, error_fields, eval_file,
+                    is_closed, read_message, read_until_error_or_close, startup_packet)
 
 VREAD = "SELECT pg_sleep(%s), id FROM items ORDER BY v <-> cube(array[0.5, 0.5, 0.5]) LIMIT 1"
 
@@ -248,30 +247,21 @@ class Isolation(unittest.TestCase):
         self.assertIn("similar lines suppressed", log)
 
 
-class FakeScramServer(threading.Thread):
+class FakeScramServer(LoopbackServer):
     """Speaks just enough of a backend to start SCRAM and then claim success
     without the server-final message (a rogue or man-in-the-middle server)."""
 
     def __init__(self):
-        super().__init__(daemon=True)
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
+        super().__init__()
         self.logins = 0
 
-    def run(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                self.serve(c)
-            except (OSError, EOFError):
-                pass
-            finally:
-                c.close()
+    def handle(self, c):
+        try:
+            self.serve(c)
+        except (OSError, EOFError):
+            pass
+        finally:
+            c.close()
 
     def serve(self, c):
         from pgtest import recv_exact

@@ -156,6 +156,20 @@ static void test_defaults(void **state)
 	assert_true(c->health.interval == 0.5);
 	assert_true(c->health.quiet_interval == 0); /* always the interval */
 	config_free(c);
+	/* target_session_attrs: read-write for a primary unless it says any;
+	 * replicas and fallbacks take any session */
+	const char *t = "backends:\n  primary: {host: 127.0.0.1}\n  reports: {host: r, target_session_attrs: any}\n"
+	                "  r1: {host: r1, role: replica}\n  f1: {host: f1, role: fallback, target_session_attrs: any}\n"
+	                "databases:\n  - name: app\nhealth_check: {user: mon}\n";
+	c = config_load_string("tsa.yaml", t, strlen(t), err, sizeof(err));
+	if (!c)
+		fail_msg("%s", err);
+	assert_int_equal(config_find_backend(c, "primary")->target_session_attrs, VG_TSA_READ_WRITE);
+	assert_int_equal(config_find_backend(c, "reports")->target_session_attrs, VG_TSA_ANY);
+	assert_int_equal(config_find_backend(c, "r1")->target_session_attrs, VG_TSA_ANY);
+	assert_int_equal(config_find_backend(c, "f1")->target_session_attrs, VG_TSA_ANY);
+	assert_string_equal(config_session_attrs_name(VG_TSA_READ_WRITE), "read-write");
+	config_free(c);
 }
 
 struct bad_case {
@@ -184,6 +198,11 @@ static const struct bad_case bad_cases[] = {
 	{"backends:\n  primary: {host: h}\n", "t.yaml:1:1:", "missing required key 'databases'"},
 	{"backends:\n  main: {host: h}\ndatabases:\n  - name: app\n", "t.yaml:2:3:", "backends must contain 'primary'"},
 	{"backends:\n  primary: {port: 1}\ndatabases:\n  - name: app\n", "t.yaml:2:12:", "needs host"},
+	{"backends:\n  primary: {host: h, target_session_attrs: read-only}\ndatabases:\n  - name: app\n", "t.yaml:2:44:",
+	 "target_session_attrs must be one of 'read-write', 'any', got 'read-only'"},
+	{"backends:\n  primary: {host: h}\n  r1: {host: r, role: replica, target_session_attrs: read-write}\n"
+	 "databases:\n  - name: app\nhealth_check: {user: mon}\n", "t.yaml:3:7:",
+	 "backend 'r1': target_session_attrs read-write is for role primary"},
 	{"backends:\n  primary: {host: h}\ndatabases:\n  - name: app\n    backend: replica9\n", "t.yaml:4:5:",
 	 "names backend 'replica9', which is not in backends"},
 	{"backends:\n  primary: {host: h}\ndatabases:\n  - name: app\n  - name: app\n", "t.yaml:5:5:",

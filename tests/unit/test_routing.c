@@ -63,7 +63,7 @@ static void test_effective_and_combine(void **state)
 
 static struct backend_view replica(bool up, int64_t lag_bytes, double lag_s)
 {
-	return (struct backend_view){VG_ROLE_REPLICA, up, lag_bytes, lag_s, 1000, 5.0};
+	return (struct backend_view){VG_ROLE_REPLICA, up, lag_bytes, lag_s, 1000, 5.0, false};
 }
 
 static void test_pick(void **state)
@@ -73,7 +73,7 @@ static void test_pick(void **state)
 	v[0] = replica(true, 500, 0.1);
 	v[1] = replica(true, 20, 0.2);
 	v[2] = replica(false, 0, 0);
-	v[3] = (struct backend_view){VG_ROLE_FALLBACK, true, 0, 0, 0, 0};
+	v[3] = (struct backend_view){VG_ROLE_FALLBACK, true, 0, 0, 0, 0, false};
 	assert_int_equal(route_pick(VG_ROUTE_REPLICA, v, 4), 1); /* least lag */
 	assert_int_equal(route_pick(VG_ROUTE_PRIMARY, v, 4), ROUTE_TO_PRIMARY);
 	assert_int_equal(route_pick(VG_ROUTE_REFUSE, v, 4), ROUTE_TO_REFUSE);
@@ -93,6 +93,18 @@ static void test_pick(void **state)
 	assert_int_equal(route_pick(VG_ROUTE_REPLICA, v, 2), 1);
 	v[1].lag_seconds = 0.5;
 	assert_int_equal(route_pick(VG_ROUTE_REPLICA, v, 2), 0);
+	/* a promoted replica (out of recovery) leaves the rotation, lag or not,
+	 * and comes back once a check finds it a replica again */
+	v[0].promoted = true;
+	assert_false(backend_in_rotation(&v[0]));
+	assert_int_equal(route_pick(VG_ROUTE_REPLICA, v, 2), 1);
+	v[1].promoted = true;
+	assert_int_equal(route_pick(VG_ROUTE_REPLICA, v, 2), ROUTE_TO_PRIMARY);
+	v[0].promoted = false;
+	assert_int_equal(route_pick(VG_ROUTE_REPLICA, v, 2), 0);
+	/* a fallback is not expected to be a replica: promoted means nothing there */
+	v[3] = (struct backend_view){VG_ROLE_FALLBACK, true, 0, 0, 0, 0, true};
+	assert_true(backend_in_rotation(&v[3]));
 	assert_int_equal(route_pick(VG_ROUTE_REPLICA, v, 0), ROUTE_TO_PRIMARY);
 }
 
