@@ -560,8 +560,6 @@ void pool_server_unresolved(struct pool *p, const char *text)
 	 * pool asks again once the resolver would (dns.nxdomain_ttl); the
 	 * resolver logged it */
 	struct pg_error_fields ef = {0};
-	if (pool_writable_only(p))
-		backend_write_seen(p->be_name, BW_UNREACHABLE, text);
 	login_setback(p, &ef, NULL, 0, text, false, now_sec() + vg.cfg->dns.nxdomain_ttl);
 }
 
