@@ -75,6 +75,7 @@ def wait_for(pred, timeout, what, detail=None, pause=0.05):
 
 
 class PgCluster:
+    host = "127.0.0.1"  # where psql and a replica's pg_basebackup reach it
     def __init__(self, extra_conf="", extra_hba=""):
         self.dir = tempfile.mkdtemp(prefix="vg-pg-")
         pw = pwd.getpwnam("postgres")
@@ -115,7 +116,7 @@ class PgCluster:
         env = dict(os.environ, PGPASSWORD=password)
         if options:
             env["PGOPTIONS"] = options
-        r = subprocess.run(["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.port),
+        r = subprocess.run(["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-h", self.host, "-p", str(self.port),
                             "-U", user, "-d", db, "-c", sql], env=env, capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError("psql failed: %s" % r.stderr)
@@ -216,23 +217,28 @@ def eval_file(lines):
 class Replica(PgCluster):
     """pg_basebackup -R of a primary into a temp dir, started as a hot standby."""
 
-    def __init__(self, primary):
+    def __init__(self, primary, host=None, port=None):
+        """host, port: listen there only (e.g. another loopback address and
+        the primary's port, as a failover's two servers behind one name)."""
         self.dir = tempfile.mkdtemp(prefix="vg-replica-")
         pw = pwd.getpwnam("postgres")
         os.chown(self.dir, pw.pw_uid, pw.pw_gid)
         self.data = os.path.join(self.dir, "data")
-        self.port = free_port()
+        self.port = port or free_port()
+        if host:
+            self.host = host
         self.primary = primary
         self._basebackup()
         _cleanups.append(self.stop)
 
     def _basebackup(self):
         env = dict(os.environ, PGPASSWORD=SUPERPW)
-        subprocess.run(["runuser", "-u", "postgres", "--", PGBIN + "/pg_basebackup", "-h", "127.0.0.1", "-p",
+        subprocess.run(["runuser", "-u", "postgres", "--", PGBIN + "/pg_basebackup", "-h", self.primary.host, "-p",
                         str(self.primary.port), "-U", "postgres", "-D", self.data, "-R", "-X", "stream", "-c", "fast"],
                        check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
-            f.write("port=%d\nunix_socket_directories='%s'\nhot_standby=on\n" % (self.port, self.dir))
+            f.write("port=%d\nunix_socket_directories='%s'\nhot_standby=on\nlisten_addresses='%s'\n"
+                    % (self.port, self.dir, self.host))
         self.pg_ctl("start")
 
     def promote(self):
