@@ -48,6 +48,13 @@ class CandidateInvisible(AdminCase, unittest.TestCase):
             cls.pg.psql("UPDATE items SET embedding = (SELECT array_agg(random())::vector "
                         "FROM generate_series(1, %d) WHERE id > 0)" % DIMS)
         cls.pg.psql("ANALYZE items")
+        # partitioned by tenant, one partition empty: refused at preflight
+        cls.pg.psql("CREATE TABLE parted (tenant int NOT NULL, id bigint NOT NULL, embedding vector(%d)) "
+                    "PARTITION BY LIST (tenant)" % DIMS)
+        for t in range(3):
+            cls.pg.psql("CREATE TABLE parted_%d PARTITION OF parted FOR VALUES IN (%d)" % (t, t))
+        cls.pg.psql("INSERT INTO parted SELECT g %% 2, g, %s FROM generate_series(1, 600) g" % noise)
+        cls.pg.psql("CREATE INDEX parted_idx ON parted USING hnsw (embedding vector_l2_ops)")
         rnd = random.Random(2)
         evalf = eval_file(vec(rnd) for _ in range(20))
         cls.admin = free_port()
@@ -64,7 +71,11 @@ class CandidateInvisible(AdminCase, unittest.TestCase):
                 "k": 10, "eval_query": "SELECT id FROM public.items ORDER BY embedding <-> $1::vector LIMIT $2",
                 "with": {"m": 2, "ef_construction": 4}, "search_settings": {"hnsw.ef_search": "10"},
                 "approve_swap": True, "recall_tolerance": 0, "latency_budget_ms": 250, "watch_seconds": 1,
-                "retention_seconds": 1}], pool_size=4)
+                "retention_seconds": 1}, {
+                "name": "parted", "database": "postgres", "table": "public.parted", "index": "parted_idx",
+                "user": "postgres", "password": SUPERPW, "eval_file": evalf, "k": 10,
+                "eval_query": "SELECT id FROM public.parted ORDER BY embedding <-> $1::vector LIMIT $2"}],
+            pool_size=4)
         cls.q = vec(random.Random(9))
 
     @classmethod
@@ -154,6 +165,19 @@ class HeldCandidate(CandidateInvisible):
     the refusal on the record, cancel drops it."""
 
     test_candidate_stays_invisible_until_the_swap = None
+
+    def test_partitioned_table_refused_at_preflight(self):
+        count = "SELECT count(*) FROM pg_index WHERE indrelid IN (SELECT relid FROM pg_partition_tree('parted'))"
+        before = self.pg.psql(count)
+        self.assertEqual(before, "4")  # the parent's and one per partition
+        r = vecgatectl(self.admin, TOKEN, "rebuild", "start", "parted", "--until-done")
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        j = json.loads(vecgatectl(self.admin, TOKEN, "--json", "jobs", "parted").stdout)["jobs"][0]
+        self.assertEqual(j["state"], "failed", j)
+        self.assertEqual([h["from"] for h in j["history"]], ["preflight"], j["history"])
+        self.assertIn("public.parted is a partitioned table (3 partitions)", j["message"])
+        # nothing was built, on the parent or any partition
+        self.assertEqual(self.pg.psql(count), before)
 
     def test_refused_then_overridden_or_cancelled(self):
         r = self.ctl("rebuild", "start", "items_strict", "--watch")

@@ -484,6 +484,17 @@ static void preflight_result(void *arg, PGresult *res, const char *error)
 			job_event(job, JEV_FATAL, "preflight: index %s.%s not found", job->schema, job->live);
 			return;
 		}
+		if (!strcmp(PQgetvalue(res, 0, 8), "p")) {
+			/* refused here rather than by CREATE INDEX CONCURRENTLY half-way:
+			 * PostgreSQL builds a partitioned index only without
+			 * CONCURRENTLY (locking out writes), and a partition's own
+			 * index cannot be swapped out of its parent's */
+			job_event(job, JEV_FATAL, "preflight: %s.%s is a partitioned table (%s partitions) and %s a partitioned "
+			          "index; vecgate does not rebuild those yet (it would need a concurrent build per partition, "
+			          "attached under a new parent index)", job->schema, job->table, PQgetvalue(res, 0, 9),
+			          job->live);
+			return;
+		}
 		job_set_str(&job->live_def, PQgetvalue(res, 0, 2));
 		job->live_size = atoll(PQgetvalue(res, 0, 5));
 		if (job->resuming) {
