@@ -198,6 +198,24 @@ def cube_table(cluster, table, rows, index, extra_columns=""):
     cluster.psql("CREATE INDEX %s ON %s USING gist (v)" % (index, table))
 
 
+def vector_text(rnd, dims):
+    """A random vector in pgvector's text form."""
+    return "[%s]" % ",".join("%.4f" % rnd.random() for _ in range(dims))
+
+
+def pgvector_items(cluster, rows=40000, dims=32):
+    """pgvector's items(id, embedding vector(dims)) with `rows` random rows
+    and a cheap HNSW graph items_idx (m 4, ef_construction 8), analysed:
+    the live index a rebuild test replaces."""
+    cluster.psql("CREATE EXTENSION IF NOT EXISTS vector")
+    cluster.psql("CREATE TABLE items (id bigserial PRIMARY KEY, embedding vector(%d))" % dims)
+    noise = "(SELECT array_agg(random())::vector FROM generate_series(1, %d) WHERE g > 0)" % dims
+    cluster.psql("INSERT INTO items (embedding) SELECT %s FROM generate_series(1, %d) g" % (noise, rows))
+    cluster.psql("CREATE INDEX items_idx ON items USING hnsw (embedding vector_l2_ops) "
+                 "WITH (m = 4, ef_construction = 8)")
+    cluster.psql("ANALYZE items")
+
+
 def has_pgvector():
     """Is pgvector installed in Debian's PostgreSQL 15 (tests/install-deps builds it from VECGATE_VENDOR_DIR)?"""
     r = subprocess.run([PGBIN + "/pg_config", "--sharedir"], capture_output=True, text=True)

@@ -30,8 +30,8 @@ import unittest
 import psycopg
 
 from dnsserver import DnsServer
-from pgtest import (SUPERPW, PgCluster, Replica, Vecgate, admin_get, eval_file, free_port, has_pgvector, vecgatectl,
-                    wait_for)
+from pgtest import (SUPERPW, PgCluster, Replica, Vecgate, admin_get, eval_file, free_port, has_pgvector, pgvector_items,
+                    vecgatectl, vector_text, wait_for)
 
 NAME = "db.vg.test"
 TOKEN = "failover-token-01"
@@ -39,7 +39,7 @@ DIMS = 32
 
 
 def vec(rnd):
-    return "[%s]" % ",".join("%.4f" % rnd.random() for _ in range(DIMS))
+    return vector_text(rnd, DIMS)
 
 
 @unittest.skipUnless(has_pgvector(), "needs pgvector (VECGATE_VENDOR_DIR)")
@@ -52,13 +52,8 @@ class Failover(unittest.TestCase):
                                      "host replication all 127.0.0.0/8 scram-sha-256")
         cls.pg.host = "127.0.0.2"
         pg = cls.pg
-        pg.psql("CREATE EXTENSION vector")
-        pg.psql("CREATE TABLE items (id bigserial PRIMARY KEY, embedding vector(%d))" % DIMS)
-        noise = "(SELECT array_agg(random())::vector FROM generate_series(1, %d) WHERE g > 0)" % DIMS
-        pg.psql("INSERT INTO items (embedding) SELECT %s FROM generate_series(1, 40000) g" % noise)
-        pg.psql("CREATE INDEX items_idx ON items USING hnsw (embedding vector_l2_ops) WITH (m = 4, ef_construction = 8)")
+        pgvector_items(pg, rows=40000, dims=DIMS)
         pg.psql("CREATE TABLE writes (id bigint PRIMARY KEY)")
-        pg.psql("ANALYZE items")
         cls.standby = Replica(pg, host="127.0.0.3", port=pg.port)
         cls.dns = DnsServer(ttl=1)
         cls.dns.set(NAME, ["127.0.0.2"])

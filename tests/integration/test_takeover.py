@@ -11,6 +11,7 @@ waiting for approval and during watch; the driver frozen (SIGSTOP) past
 takeover_seconds, then woken: it touches nothing; the driver killed inside
 the swap transaction and PostgreSQL restarted before anyone took over.  Afterwards no invalid or
 duplicate index is left.  Skipped without pgvector."""
+import contextlib
 import json
 import os
 import random
@@ -21,14 +22,15 @@ import unittest
 
 import psycopg
 
-from pgtest import SUPERPW, admin_get, eval_file, free_port, has_pgvector, PgCluster, Vecgate, vecgatectl
+from pgtest import (SUPERPW, admin_get, eval_file, free_port, has_pgvector, pgvector_items, PgCluster, Vecgate,
+                    vecgatectl, vector_text)
 
 TOKEN = "takeover-token-0123"
 DIMS = 32
 
 
 def vec(rnd):
-    return "[%s]" % ",".join("%.4f" % rnd.random() for _ in range(DIMS))
+    return vector_text(rnd, DIMS)
 
 
 @unittest.skipUnless(has_pgvector(), "needs pgvector (VECGATE_VENDOR_DIR)")
@@ -37,12 +39,7 @@ class Takeover(unittest.TestCase):
     def setUpClass(cls):
         cls.pg = PgCluster(extra_conf="autovacuum=off\nmaintenance_work_mem=256MB")
         pg = cls.pg
-        pg.psql("CREATE EXTENSION vector")
-        pg.psql("CREATE TABLE items (id bigserial PRIMARY KEY, embedding vector(%d))" % DIMS)
-        noise = "(SELECT array_agg(random())::vector FROM generate_series(1, %d) WHERE g > 0)" % DIMS
-        pg.psql("INSERT INTO items (embedding) SELECT %s FROM generate_series(1, 40000) g" % noise)
-        pg.psql("CREATE INDEX items_idx ON items USING hnsw (embedding vector_l2_ops) WITH (m = 4, ef_construction = 8)")
-        pg.psql("ANALYZE items")
+        pgvector_items(pg, rows=40000, dims=DIMS)
         cls.evalf = eval_file(vec(random.Random(7)) for _ in range(20))
         cls.vgs = {}
         for name in ("a", "b", "c"):
@@ -159,6 +156,18 @@ class Takeover(unittest.TestCase):
         t.start()
         return stop, t, seen, errors
 
+    @contextlib.contextmanager
+    def reading(self, via):
+        """A reader through `via` for the block (see reader): its reads, and
+        afterwards the check that none failed."""
+        stop, t, seen, errors = self.reader(via)
+        try:
+            yield seen
+        finally:
+            stop.set()
+            t.join()
+        self.assertEqual(errors, [])
+
     def settled(self, db_id):
         """Every live instance sees the job ended (followers look every second)."""
         for n in self.alive():
@@ -194,8 +203,7 @@ class Takeover(unittest.TestCase):
     # ---- scenarios ----
 
     def test_1_killed_in_build_three_instances(self):
-        stop, t, seen, errors = self.reader("b")
-        try:
+        with self.reading("b") as seen:
             db_id = self.start_job("a")
             self.wait("a", db_id, lambda j: j["state"] == "build" and (j["progress"]["percent"] or 0) > 5)
             fresh = self.job_on("a", db_id)["new_index"]
@@ -222,10 +230,6 @@ class Takeover(unittest.TestCase):
             self.assertEqual(follower["driver"]["instance"], j["driver"]["instance"])
             gate = time.time()
             self.approve_and_finish(name, db_id)
-        finally:
-            stop.set()
-            t.join()
-        self.assertEqual(errors, [])
         self.assertIsNone(became_valid, "the killed build's candidate became valid")
         before_gate = [s for s in seen if s[0] < gate]
         self.assertGreater(len(before_gate), 20)
@@ -275,8 +279,7 @@ class Takeover(unittest.TestCase):
                 self.__class__.start(n)
 
     def test_3_frozen_driver_is_fenced(self):
-        stop, t, seen, errors = self.reader("b")
-        try:
+        with self.reading("b") as seen:
             db_id = self.start_job("a")
             self.wait("a", db_id, lambda j: j["awaiting_approval"] or j["terminal"])
             frozen = time.time()
@@ -290,10 +293,6 @@ class Takeover(unittest.TestCase):
             self.wait("a", db_id, lambda j: j["terminal"], timeout=30)
             self.assertEqual(self.job_on("a", db_id)["state"], "cancelled")
             self.approve_and_finish(name, db_id)
-        finally:
-            stop.set()
-            t.join()
-        self.assertEqual(errors, [])
         self.assert_clean()
         self.settled(db_id)
         self.assertIn("another vecgate instance", self.vgs["a"]["vg"].log())
@@ -340,8 +339,7 @@ class Takeover(unittest.TestCase):
         except Exception:  # noqa: BLE001 (it died with the restart)
             pass
         restarted = time.time()
-        stop, t, seen, errors = self.reader("a")
-        try:
+        with self.reading("a") as seen:
             name, j = self.driver(db_id, ["a", "c"])
             took_over = time.time() - restarted
             # the swap never committed (its transaction died with its client):
@@ -351,10 +349,6 @@ class Takeover(unittest.TestCase):
             self.assertIn("the swap had not happened", " ".join(h["message"] for h in j["history"]))
             gate = time.time()
             self.approve_and_finish(name, db_id)
-        finally:
-            stop.set()
-            t.join()
-        self.assertEqual(errors, [])
         self.assert_gated(seen, gate)
         self.assertNotEqual(self.pg.psql("SELECT 'items_idx'::regclass::oid"), old_oid)
         self.assert_clean()
@@ -364,8 +358,7 @@ class Takeover(unittest.TestCase):
         self.__class__.start("b")
 
     def test_5_killed_in_verify(self):
-        stop, t, seen, errors = self.reader("b")
-        try:
+        with self.reading("b") as seen:
             db_id = self.start_job("c")
             self.wait("c", db_id, lambda j: j["state"] == "verify" or j["terminal"] or j["awaiting_approval"])
             self.assertEqual(self.job_on("c", db_id)["state"], "verify")
@@ -373,10 +366,6 @@ class Takeover(unittest.TestCase):
             name, j = self.driver(db_id, ["a", "b"])
             gate = time.time()
             self.approve_and_finish(name, db_id)
-        finally:
-            stop.set()
-            t.join()
-        self.assertEqual(errors, [])
         # the resumed verify measured a rebuilt candidate before any read could use it
         self.assertIn("resumed", " ".join(h["message"] for h in j["history"]) + self.vgs[name]["vg"].log())
         self.assert_gated(seen, gate)
