@@ -362,8 +362,10 @@ class Takeover(unittest.TestCase):
             db_id = self.start_job("c")
             self.wait("c", db_id, lambda j: j["state"] == "verify" or j["terminal"] or j["awaiting_approval"])
             self.assertEqual(self.job_on("c", db_id)["state"], "verify")
+            killed = time.time()
             self.kill("c")
             name, j = self.driver(db_id, ["a", "b"])
+            took_over = time.time() - killed
             gate = time.time()
             self.approve_and_finish(name, db_id)
         # the resumed verify measured a rebuilt candidate before any read could use it
@@ -371,7 +373,7 @@ class Takeover(unittest.TestCase):
         self.assert_gated(seen, gate)
         self.assert_clean()
         self.settled(db_id)
-        print("killed in verify: %s took over; %d reads, 0 errors" % (name, len(seen)))
+        print("killed in verify: %s took over after %.1f s; %d reads, 0 errors" % (name, took_over, len(seen)))
         self.__class__.start("c")
 
 
