@@ -13,6 +13,7 @@ then one answer record per address, named by a pointer to the question.
     dns.delay = 0.3                         # every answer 300 ms late (none blocks another)
     dns.nxdomain("gone.vg.test")            # names not in the table are NXDOMAIN anyway
     dns.count("db.vg.test")                 # A questions asked for that name so far
+    dns.asked_at("db.vg.test")              # time.monotonic() of each of them
     "127.0.0.1:%d" % dns.port               # for vecgate's dns.nameservers
 
 A name with IPv4 addresses only answers AAAA questions with no record
@@ -76,7 +77,7 @@ class DnsServer:
         self._lock = threading.Lock()
         self._names = {}  # lower-case name -> (addresses, ttl); absent = NXDOMAIN
         self._counts = collections.Counter()  # (name, "A"/"AAAA") -> questions
-        self._asked = {}  # name -> time.monotonic() of its last A question
+        self._asked = collections.defaultdict(list)  # name -> time.monotonic() of each A question
         self._stopped = False
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -101,7 +102,13 @@ class DnsServer:
     def last_asked(self, name):
         """time.monotonic() of the last A question for `name`, or None."""
         with self._lock:
-            return self._asked.get(name.lower())
+            times = self._asked.get(name.lower())
+            return times[-1] if times else None
+
+    def asked_at(self, name):
+        """time.monotonic() of every A question for `name` so far."""
+        with self._lock:
+            return list(self._asked.get(name.lower(), ()))
 
     def stop(self):
         if not self._stopped:
@@ -120,7 +127,7 @@ class DnsServer:
         with self._lock:
             self._counts[(key, kind)] += 1
             if kind == "A":
-                self._asked[key] = time.monotonic()
+                self._asked[key].append(time.monotonic())
             entry = self._names.get(key)
         if entry is None:
             return build_response(qid, qflags, question, RCODE_NXDOMAIN)

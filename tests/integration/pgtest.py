@@ -74,14 +74,42 @@ def wait_for(pred, timeout, what, detail=None, pause=0.05):
     raise AssertionError("not within %.1f s: %s%s" % (timeout, what, "\n" + detail() if detail else ""))
 
 
+def free_port_on(*hosts):
+    """A TCP port free on every one of these loopback addresses (e.g. a
+    primary and a replica on two addresses with the same port)."""
+    for _ in range(50):
+        port = free_port()
+        try:
+            for h in hosts:
+                with socket.socket() as s:
+                    s.bind((h, port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no port free on all of %s" % ", ".join(hosts))
+
+
+def _loopback_hba(host):
+    """pg_hba.conf lines for clients and replication on a loopback address
+    other than 127.0.0.1 (initdb's lines name 127.0.0.1 alone)."""
+    if host == "127.0.0.1":
+        return ""
+    return "host all all 127.0.0.0/8 scram-sha-256\nhost replication all 127.0.0.0/8 scram-sha-256\n"
+
+
 class PgCluster:
-    host = "127.0.0.1"  # where psql and a replica's pg_basebackup reach it
-    def __init__(self, extra_conf="", extra_hba=""):
+    """`host`: the address it listens on and psql() connects to (another
+    loopback address, e.g. 127.0.0.2, for a primary and a replica with the
+    same `port`); the defaults are 127.0.0.1 and a free port."""
+
+    def __init__(self, extra_conf="", extra_hba="", host="127.0.0.1", port=None):
         self.dir = tempfile.mkdtemp(prefix="vg-pg-")
         pw = pwd.getpwnam("postgres")
         os.chown(self.dir, pw.pw_uid, pw.pw_gid)
         self.data = os.path.join(self.dir, "data")
-        self.port = free_port()
+        self.host = host
+        self.port = port or free_port()
+        extra_hba = extra_hba + _loopback_hba(host)
         pwfile = os.path.join(self.dir, "pw")
         with open(pwfile, "w") as f:
             f.write(SUPERPW + "\n")
@@ -89,8 +117,9 @@ class PgCluster:
         self._as_pg([PGBIN + "/initdb", "-D", self.data, "-U", "postgres", "-E", "UTF8", "--locale=C",
                      "--auth=scram-sha-256", "--pwfile=" + pwfile])
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
-            f.write("listen_addresses='127.0.0.1'\nport=%d\nunix_socket_directories='%s'\n"
-                    "max_connections=120\nfsync=off\nsynchronous_commit=off\n%s\n" % (self.port, self.dir, extra_conf))
+            f.write("listen_addresses='%s'\nport=%d\nunix_socket_directories='%s'\n"
+                    "max_connections=120\nfsync=off\nsynchronous_commit=off\n%s\n" % (host, self.port, self.dir,
+                                                                                       extra_conf))
         if extra_hba:
             # first: pg_hba.conf's first matching line decides
             hba = os.path.join(self.data, "pg_hba.conf")
@@ -137,9 +166,10 @@ class PgCluster:
         with open(os.path.join(self.dir, "log"), errors="replace") as f:
             return f.read()
 
-    def replica(self):
-        """A streaming replica of this cluster (pg_basebackup -R) on its own port."""
-        return Replica(self)
+    def replica(self, host=None, port=None):
+        """A streaming replica of this cluster (pg_basebackup -R), on its own
+        port unless `port` says (then on another `host`)."""
+        return Replica(self, host, port)
 
     def add_app(self, user="app", password="app-pw", db="app"):
         self.psql("CREATE ROLE %s LOGIN PASSWORD '%s'" % (user, password))
@@ -198,24 +228,6 @@ def cube_table(cluster, table, rows, index, extra_columns=""):
     cluster.psql("CREATE INDEX %s ON %s USING gist (v)" % (index, table))
 
 
-def vector_text(rnd, dims):
-    """A random vector in pgvector's text form."""
-    return "[%s]" % ",".join("%.4f" % rnd.random() for _ in range(dims))
-
-
-def pgvector_items(cluster, rows=40000, dims=32):
-    """pgvector's items(id, embedding vector(dims)) with `rows` random rows
-    and a cheap HNSW graph items_idx (m 4, ef_construction 8), analysed:
-    the live index a rebuild test replaces."""
-    cluster.psql("CREATE EXTENSION IF NOT EXISTS vector")
-    cluster.psql("CREATE TABLE items (id bigserial PRIMARY KEY, embedding vector(%d))" % dims)
-    noise = "(SELECT array_agg(random())::vector FROM generate_series(1, %d) WHERE g > 0)" % dims
-    cluster.psql("INSERT INTO items (embedding) SELECT %s FROM generate_series(1, %d) g" % (noise, rows))
-    cluster.psql("CREATE INDEX items_idx ON items USING hnsw (embedding vector_l2_ops) "
-                 "WITH (m = 4, ef_construction = 8)")
-    cluster.psql("ANALYZE items")
-
-
 def has_pgvector():
     """Is pgvector installed in Debian's PostgreSQL 15 (tests/install-deps builds it from VECGATE_VENDOR_DIR)?"""
     r = subprocess.run([PGBIN + "/pg_config", "--sharedir"], capture_output=True, text=True)
@@ -233,18 +245,17 @@ def eval_file(lines):
 
 
 class Replica(PgCluster):
-    """pg_basebackup -R of a primary into a temp dir, started as a hot standby."""
+    """pg_basebackup -R of a primary into a temp dir, started as a hot standby
+    listening on `host` (default: the primary's address), `port` (default: a
+    free one)."""
 
     def __init__(self, primary, host=None, port=None):
-        """host, port: listen there only (e.g. another loopback address and
-        the primary's port, as a failover's two servers behind one name)."""
         self.dir = tempfile.mkdtemp(prefix="vg-replica-")
         pw = pwd.getpwnam("postgres")
         os.chown(self.dir, pw.pw_uid, pw.pw_gid)
         self.data = os.path.join(self.dir, "data")
+        self.host = host or primary.host
         self.port = port or free_port()
-        if host:
-            self.host = host
         self.primary = primary
         self._basebackup()
         _cleanups.append(self.stop)
@@ -255,8 +266,8 @@ class Replica(PgCluster):
                         str(self.primary.port), "-U", "postgres", "-D", self.data, "-R", "-X", "stream", "-c", "fast"],
                        check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
-            f.write("port=%d\nunix_socket_directories='%s'\nhot_standby=on\nlisten_addresses='%s'\n"
-                    % (self.port, self.dir, self.host))
+            f.write("listen_addresses='%s'\nport=%d\nunix_socket_directories='%s'\nhot_standby=on\n" % (
+                self.host, self.port, self.dir))
         self.pg_ctl("start")
 
     def promote(self):

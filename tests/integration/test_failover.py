@@ -30,8 +30,8 @@ import unittest
 import psycopg
 
 from dnsserver import DnsServer
-from pgtest import (SUPERPW, PgCluster, Replica, Vecgate, admin_get, eval_file, free_port, has_pgvector, pgvector_items,
-                    vecgatectl, vector_text, wait_for)
+from pgtest import (SUPERPW, PgCluster, Replica, Vecgate, admin_get, eval_file, free_port, free_port_on, has_pgvector,
+                    pgvector_items, vecgatectl, vector_text, wait_for)
 
 NAME = "db.vg.test"
 TOKEN = "failover-token-01"
@@ -46,11 +46,8 @@ def vec(rnd):
 class Failover(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.pg = PgCluster(extra_conf="listen_addresses='127.0.0.2'\nautovacuum=off\nmaintenance_work_mem=256MB\n"
-                                      "wal_keep_size=256MB",
-                           extra_hba="host all all 127.0.0.0/8 scram-sha-256\n"
-                                     "host replication all 127.0.0.0/8 scram-sha-256")
-        cls.pg.host = "127.0.0.2"
+        cls.pg = PgCluster(extra_conf="autovacuum=off\nmaintenance_work_mem=256MB\nwal_keep_size=256MB",
+                           host="127.0.0.2", port=free_port_on("127.0.0.2", "127.0.0.3"))
         pg = cls.pg
         pgvector_items(pg, rows=40000, dims=DIMS)
         pg.psql("CREATE TABLE writes (id bigint PRIMARY KEY)")
