@@ -604,8 +604,15 @@ void pool_server_read_only(struct server_conn *s)
 	struct pg_error_fields ef = {.sqlstate = "08006"};
 	p->readonly_refusals++;
 	login_setback(p, &ef, b.oom ? NULL : b.data, b.oom ? 0 : b.len, msg, true, 0);
-	/* a name that lists a writable server too: the next connect goes there */
-	resolver_connect_failed(p->be_host, (struct sockaddr *)&s->addr);
+	/* a name that lists other addresses (the old primary, read-only now,
+	 * listed before the new one): the next connect goes to the next one,
+	 * at once while some of them have not been tried in this episode */
+	int addrs = resolver_connect_failed(p->be_host, (struct sockaddr *)&s->addr);
+	if (p->readonly_refusals < addrs) {
+		p->next_login_at = now_sec();
+		if (!TAILQ_EMPTY(&p->waiting) || !TAILQ_EMPTY(&p->welcome))
+			arm_login_timer(p, p->next_login_at);
+	}
 	buf_free(&b);
 	pools_unwritable(p->be_name, s->rw);
 }

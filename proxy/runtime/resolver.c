@@ -48,6 +48,7 @@ struct dns_entry {
 	struct sockaddr_storage addrs[DNS_MAX_ADDRS]; /* port 0 */
 	int n_addrs;
 	int current;    /* the address served: the next one after a failed connect */
+	bool recheck;   /* a connect failed while a query ran: its answer, if unchanged, is stale at once */
 	double expires; /* now_sec() time */
 	char error[128];       /* DNS_FAILED: why */
 	double failing_since;  /* > 0: a failure was logged, its end will be too */
@@ -391,7 +392,8 @@ static void take_answer(struct dns_entry *e, double now)
 	if (!same)
 		e->current = 0; /* a failed address is skipped only within the answer it came from */
 	e->state = DNS_RESOLVED;
-	e->expires = now + keep;
+	e->expires = same && e->recheck ? now : now + keep;
+	e->recheck = false;
 	addr_list(e, now_is, sizeof(now_is));
 	if (e->failing_since > 0) {
 		log_info("dns: %s resolves again, to %s, after %.1f s", e->name, now_is, now - e->failing_since);
@@ -540,23 +542,28 @@ bool resolver_waiting(const struct resolver_wait *w)
 	return w->list != NULL;
 }
 
-void resolver_connect_failed(const char *host, const struct sockaddr *sa)
+int resolver_connect_failed(const char *host, const struct sockaddr *sa)
 {
 	struct dns_entry *e = rs.started ? entry_find(host) : NULL;
 	if (!e || e->state != DNS_RESOLVED)
-		return;
+		return 0;
 	int i = 0;
 	while (i < e->n_addrs && !same_addr(sa, (const struct sockaddr *)&e->addrs[i]))
 		i++;
 	if (i == e->n_addrs)
-		return; /* an address of an earlier answer: this one may well work */
+		return 0; /* an address of an earlier answer: this one may well work */
 	if (i == e->current)
 		e->current = (i + 1) % e->n_addrs;
 	if (!e->from_hosts)
 		e->expires = 0; /* it may have moved: ask again on the next connect */
+	/* a lookup already on its way may have been answered before the name
+	 * moved: if it brings this address back, it is not the last word */
+	if (e->query == QUERY_RUNNING)
+		e->recheck = true;
 	char one[INET6_ADDRSTRLEN];
 	log_debug("dns: a connect to %s (%s) failed: %s is looked up again", resolver_format(sa, one, sizeof(one)),
 	          host, host);
+	return e->n_addrs;
 }
 
 /* ---- set-up ---- */

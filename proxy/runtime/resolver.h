@@ -80,8 +80,11 @@ enum resolve_status resolver_lookup(const char *host, int port, struct sockaddr_
 void resolver_cancel(struct resolver_wait *w); /* no callback after this; harmless when not waiting */
 bool resolver_waiting(const struct resolver_wait *w);
 /* A connect to sa, an address `host` resolved to, failed: serve the next
- * address, and look the name up again when it is next asked for. */
-void resolver_connect_failed(const char *host, const struct sockaddr *sa);
+ * address, and look the name up again when it is next asked for (also when
+ * a lookup under way answers with the same addresses: it may predate the
+ * move).  Returns how many addresses the name's answer has (0: sa is not
+ * among them, or host is not a cached name). */
+int resolver_connect_failed(const char *host, const struct sockaddr *sa);
 /* A host that needs a lookup (not a socket directory, not numeric). */
 bool resolver_is_name(const char *host);
 /* "1.2.3.4" or "::1" (no port) into buf, for libpq's hostaddr and logs. */

@@ -93,7 +93,7 @@ struct zone_name {
 static struct zone_name zone[] = {
 	{"db.test", {"10.0.0.1"}, 60, 0},     {"multi.test", {"10.0.1.1", "10.0.1.2"}, 60, 0},
 	{"short.test", {"10.0.2.1"}, 0, 0},   {"flaky.test", {"10.0.3.1"}, 60, 0},
-	{"cancel.test", {"10.0.4.1"}, 60, 0},
+	{"cancel.test", {"10.0.4.1"}, 60, 0}, {"moving.test", {"10.0.5.1"}, 60, 0},
 };
 static bool drop_answers; /* the nameserver stops answering (timeouts) */
 static int asked_unknown;
@@ -361,6 +361,36 @@ static void test_timeout_keeps_last_addresses(void **state)
 	assert_string_equal(a.addr, "10.0.3.1"); /* no answer is not a new answer */
 }
 
+/* A connect fails while a lookup is under way (asked before the name
+ * moved): its answer, the same address, is used by the waiters but not kept,
+ * and the next connect asks again and finds the new address. */
+static void test_failure_during_lookup_rechecks(void **state)
+{
+	(void)state;
+	struct zone_name *z = zone_find("moving.test");
+	struct answer a, b;
+	struct sockaddr_storage sa;
+	answers = 0;
+	assert_int_equal(ask("moving.test", 5432, &a, &sa), RESOLVE_PENDING);
+	run_until(1);
+	struct sockaddr_in at = {.sin_family = AF_INET};
+	inet_pton(AF_INET, "10.0.5.1", &at.sin_addr);
+	assert_int_equal(resolver_connect_failed("moving.test", (struct sockaddr *)&at), 1);
+	answers = 0;
+	assert_int_equal(ask("moving.test", 5432, &a, &sa), RESOLVE_PENDING); /* asked: the old answer */
+	assert_int_equal(resolver_connect_failed("moving.test", (struct sockaddr *)&at), 1); /* failing meanwhile */
+	run_until(1);
+	assert_string_equal(a.addr, "10.0.5.1");
+	z->addrs[0] = "10.0.5.2"; /* now the name has moved */
+	answers = 0;
+	assert_int_equal(ask("moving.test", 5432, &b, &sa), RESOLVE_PENDING); /* not kept: asked again */
+	run_until(1);
+	assert_string_equal(b.addr, "10.0.5.2");
+	assert_int_equal(z->asked_a, 3);
+	/* a name that is not cached: no addresses to count */
+	assert_int_equal(resolver_connect_failed("never.test", (struct sockaddr *)&at), 0);
+}
+
 static void test_cancelled_waiter_hears_nothing(void **state)
 {
 	(void)state;
@@ -390,6 +420,7 @@ int main(void)
 		cmocka_unit_test(test_zero_ttl_not_kept),
 		cmocka_unit_test(test_nxdomain_cached),
 		cmocka_unit_test(test_timeout_keeps_last_addresses),
+		cmocka_unit_test(test_failure_during_lookup_rechecks),
 		cmocka_unit_test(test_cancelled_waiter_hears_nothing),
 	};
 	int failed = cmocka_run_group_tests_name("resolver policy", pure, NULL, NULL);
