@@ -213,6 +213,8 @@ struct pool {
 	 * a time, each after a growing backoff (pool.c) */
 	int login_failures;
 	int readonly_refusals;      /* of those, sessions refused as read-only (the backend logs those) */
+	struct sockaddr_storage ro_addrs[4]; /* the addresses refused as read-only in this episode */
+	int n_ro_addrs;
 	bool login_error_permanent; /* wrong password, no such database: clients fail at once */
 	double next_login_at;
 	double failing_since;

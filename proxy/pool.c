@@ -431,6 +431,7 @@ void pool_server_login_ok(struct server_conn *s)
 	if (pool_writable_only(p))
 		backend_write_seen(p->be_name, BW_WRITABLE, "a writable session logged in");
 	p->readonly_refusals = 0;
+	p->n_ro_addrs = 0;
 	if (p->held_limit && p->n_servers > p->held_limit) {
 		p->held_limit = p->n_servers; /* the growth probe got a slot */
 		p->next_login_at = now + login_backoff(1);
@@ -606,9 +607,15 @@ void pool_server_read_only(struct server_conn *s)
 	login_setback(p, &ef, b.oom ? NULL : b.data, b.oom ? 0 : b.len, msg, true, 0);
 	/* a name that lists other addresses (the old primary, read-only now,
 	 * listed before the new one): the next connect goes to the next one,
-	 * at once while some of them have not been tried in this episode */
-	int addrs = resolver_connect_failed(p->be_host, (struct sockaddr *)&s->addr);
-	if (p->readonly_refusals < addrs) {
+	 * at once while it serves one not refused in this episode (a name whose
+	 * every address is read-only backs off as usual) */
+	resolver_connect_failed(p->be_host, (struct sockaddr *)&s->addr);
+	int i = 0;
+	while (i < p->n_ro_addrs && memcmp(&p->ro_addrs[i], &s->addr, sizeof(s->addr)))
+		i++;
+	if (i == p->n_ro_addrs && p->n_ro_addrs < (int)(sizeof(p->ro_addrs) / sizeof(*p->ro_addrs)))
+		p->ro_addrs[p->n_ro_addrs++] = s->addr;
+	if (resolver_serves_other(p->be_host, p->ro_addrs, p->n_ro_addrs)) {
 		p->next_login_at = now_sec();
 		if (!TAILQ_EMPTY(&p->waiting) || !TAILQ_EMPTY(&p->welcome))
 			arm_login_timer(p, p->next_login_at);

@@ -566,6 +566,17 @@ int resolver_connect_failed(const char *host, const struct sockaddr *sa)
 	return e->n_addrs;
 }
 
+bool resolver_serves_other(const char *host, const struct sockaddr_storage *tried, int n_tried)
+{
+	struct dns_entry *e = rs.started ? entry_find(host) : NULL;
+	if (!e || e->state != DNS_RESOLVED || e->n_addrs < 2)
+		return false;
+	for (int i = 0; i < n_tried; i++)
+		if (same_addr((const struct sockaddr *)&tried[i], (const struct sockaddr *)&e->addrs[e->current]))
+			return false;
+	return true;
+}
+
 /* ---- set-up ---- */
 
 static void evdns_log(int is_warn, const char *msg)

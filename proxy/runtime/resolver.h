@@ -85,6 +85,9 @@ bool resolver_waiting(const struct resolver_wait *w);
  * move).  Returns how many addresses the name's answer has (0: sa is not
  * among them, or host is not a cached name). */
 int resolver_connect_failed(const char *host, const struct sockaddr *sa);
+/* Does `host` now serve an address of its answer that is none of these
+ * (already tried)?  False for a name with one address. */
+bool resolver_serves_other(const char *host, const struct sockaddr_storage *tried, int n_tried);
 /* A host that needs a lookup (not a socket directory, not numeric). */
 bool resolver_is_name(const char *host);
 /* "1.2.3.4" or "::1" (no port) into buf, for libpq's hostaddr and logs. */
