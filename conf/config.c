@@ -6,6 +6,7 @@
  * errors rather than silent typos.
  */
 #include "conf/config.h"
+#include "conf/sqlname.h"
 #include "protocol/scram.h"
 
 #include <errno.h>
@@ -719,6 +720,51 @@ static bool load_routing(struct load_ctx *lc, const yaml_node_t *val, void *base
 	return true;
 }
 
+/* The value node of key in a mapping, or the mapping itself (for an error's position). */
+static const yaml_node_t *value_of(struct load_ctx *lc, const yaml_node_t *map, const char *key)
+{
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+		const char *k = scalar(yaml_document_get_node(lc->doc, p->key));
+		if (k && !strcmp(k, key))
+			return yaml_document_get_node(lc->doc, p->value);
+	}
+	return map;
+}
+
+/* One configured relation name (conf/sqlname.h), or an error at its value. */
+static bool parse_name(struct load_ctx *lc, const yaml_node_t *item, const char *key, const char *text,
+                       struct sqlname *out)
+{
+	size_t at = 0;
+	enum sqlname_status st = sqlname_parse(text, out, &at);
+	if (st != SQLNAME_OK)
+		return fail_at(lc, value_of(lc, item, key), "%s '%s': %s (at character %zu); write it as SQL does "
+		               "(\"Schema\".\"Name\") or raw (Schema.Name)", key, text, sqlname_strerror(st), at + 1);
+	return true;
+}
+
+/* table: [schema.]table and index: [schema.]index, each as SQL writes it
+ * or raw, into schema, table and index (unquoted, exactly as the catalog
+ * spells them).  The index lives in its table's schema. */
+static bool split_index_names(struct load_ctx *lc, const yaml_node_t *item, struct vg_managed_index *m)
+{
+	struct sqlname t, i;
+	if (!parse_name(lc, item, "table", m->table, &t) || !parse_name(lc, item, "index", m->index, &i))
+		return false;
+	const char *schema = t.has_schema ? t.schema : "public";
+	if (i.has_schema && strcmp(i.schema, schema))
+		return fail_at(lc, value_of(lc, item, "index"), "index '%s' names schema \"%s\", but its table is in "
+		               "schema \"%s\" (an index lives in its table's schema)", m->index, i.schema, schema);
+	free(m->table);
+	free(m->index);
+	m->schema = strdup(schema);
+	m->table = strdup(t.name);
+	m->index = strdup(i.name);
+	if (!m->schema || !m->table || !m->index)
+		return fail_at(lc, item, "out of memory");
+	return true;
+}
+
 static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base)
 {
 	struct vg_config *cfg = base;
@@ -823,15 +869,8 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		if (m->eval_source != VG_EVAL_FILE && m->traffic_sample_size == 0)
 			return fail_at(lc, item, "managed index '%s': eval_source takes traffic, so traffic_sample_size must be "
 			               "above 0", m->index);
-		const char *dot = strchr(m->table, '.');
-		if (dot) {
-			m->schema = strndup(m->table, (size_t)(dot - m->table));
-			char *t = strdup(dot + 1);
-			free(m->table);
-			m->table = t;
-		} else {
-			m->schema = strdup("public");
-		}
+		if (!split_index_names(lc, item, m))
+			return false;
 		if (!m->name)
 			m->name = strdup(m->index);
 		if (!m->backend)

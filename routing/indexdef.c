@@ -6,6 +6,7 @@
  */
 #include "routing/indexdef.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -48,10 +49,14 @@ void quote_ident(const char *name, char *out, size_t outlen)
 	for (const char *p = name; plain && *p; p++)
 		if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '_' || *p == '$'))
 			plain = false;
-	if (plain) {
+	if (plain)
 		snprintf(out, outlen, "%s", name);
-		return;
-	}
+	else
+		quote_ident_always(name, out, outlen);
+}
+
+void quote_ident_always(const char *name, char *out, size_t outlen)
+{
 	size_t o = 0;
 	if (outlen < 3) {
 		if (outlen)
@@ -66,6 +71,50 @@ void quote_ident(const char *name, char *out, size_t outlen)
 	}
 	out[o++] = '"';
 	out[o] = 0;
+}
+
+/* FNV-1a, 32 bits: a stable short tag of a name (not a secret) */
+static unsigned name_hash(const char *s)
+{
+	unsigned h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+void index_derived_name(const char *live, const char *suffix, char *out, size_t outlen)
+{
+	assert(outlen > INDEX_NAME_MAX && strlen(suffix) <= 20);
+	size_t ll = strlen(live), sl = strlen(suffix);
+	if (ll + sl <= INDEX_NAME_MAX) {
+		snprintf(out, outlen, "%s%s", live, suffix);
+		return;
+	}
+	size_t keep = INDEX_NAME_MAX - sl - 9; /* "_" + 8 hex digits */
+	while (keep > 0 && ((unsigned char)live[keep] & 0xc0) == 0x80)
+		keep--; /* never half a UTF-8 character */
+	snprintf(out, outlen, "%.*s_%08x%s", (int)keep, live, name_hash(live), suffix);
+}
+
+bool index_is_derived(const char *live, const char *name)
+{
+	size_t n = strlen(name), d = n;
+	while (d > 0 && isdigit((unsigned char)name[d - 1]))
+		d--;
+	if (d == n || n - d > 10)
+		return false;
+	static const char *const kinds[] = {"_vgold", "_vg"};
+	for (int k = 0; k < 2; k++) {
+		size_t kl = strlen(kinds[k]);
+		if (d < kl || strncmp(name + d - kl, kinds[k], kl))
+			continue;
+		char suffix[24], want[INDEX_NAME_MAX + 1];
+		snprintf(suffix, sizeof(suffix), "%s", name + d - kl);
+		index_derived_name(live, suffix, want, sizeof(want));
+		if (!strcmp(want, name))
+			return true;
+	}
+	return false;
 }
 
 /* Skip one token starting at p: a quoted identifier, a string literal, a

@@ -10,6 +10,7 @@
 #ifndef VG_ROUTING_INDEXDEF_H
 #define VG_ROUTING_INDEXDEF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct index_param {
@@ -26,5 +27,20 @@ int indexdef_name(const char *def, char *out, size_t outlen);
 
 /* Quote an identifier only when PostgreSQL needs it ("Emb New" -> "\"Emb New\""). */
 void quote_ident(const char *name, char *out, size_t outlen);
+/* The same, quoted whatever the name ("x"): a message that shows exactly what was looked up. */
+void quote_ident_always(const char *name, char *out, size_t outlen);
+
+/* PostgreSQL keeps 63 bytes of a name (NAMEDATALEN - 1) and cuts the rest
+ * without an error, so "<63-byte live name>_vg7" would become the live
+ * name itself and two long names sharing a prefix would become one. */
+#define INDEX_NAME_MAX 63
+/* The name of a rebuild's new or retired index: live + suffix (e.g. "_vg7",
+ * "_vgold7") when that fits INDEX_NAME_MAX bytes; else the live name cut at
+ * a character boundary, "_" and 8 hex digits of a hash of the whole live
+ * name, then the suffix, so the suffix survives and two long names differ.
+ * outlen must hold INDEX_NAME_MAX + 1 bytes; the suffix at most 20. */
+void index_derived_name(const char *live, const char *suffix, char *out, size_t outlen);
+/* Is name what index_derived_name gives for live and "_vg<N>" or "_vgold<N>"? */
+bool index_is_derived(const char *live, const char *name);
 
 #endif

@@ -70,6 +70,7 @@ struct rebuild_job {
 	double created, updated, state_since; /* monotonic seconds */
 
 	char *schema, *table, *live, *fresh, *retired, *live_def;
+	char live_oid[16]; /* of the live index, as preflight found it by name */
 	bool superuser;
 	enum swap_mode mode;
 	/* hypopg >= 1.4 in the database (schema "" when absent): without

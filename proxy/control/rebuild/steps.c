@@ -304,7 +304,7 @@ static void start_eval(struct rebuild_job *job, enum eval_purpose purpose)
 /* ---- steps ---- */
 
 enum preflight_stage {
-	PF_SUPER, PF_HYPOPG, PF_HINT, PF_SAMPLES, PF_INDEX, PF_INVALID, PF_RUNNING, PF_OLD_XACTS, PF_SPACE, PF_DONE
+	PF_SUPER, PF_HYPOPG, PF_HINT, PF_SAMPLES, PF_NAMES, PF_INDEX, PF_INVALID, PF_RUNNING, PF_OLD_XACTS, PF_SPACE, PF_DONE
 };
 
 static void preflight_result(void *arg, PGresult *res, const char *error);
@@ -372,10 +372,13 @@ static void preflight_next(struct rebuild_job *job)
 		job->pf_stage++;
 		preflight_next(job);
 		return;
+	case PF_NAMES: {
+		const char *params[] = {job->schema, job->table, job->live};
+		job_query(job, SQL_NAMES_LOOKUP, 3, params, preflight_result);
+		return;
+	}
 	case PF_INDEX: {
-		char q[700];
-		sql_qualified(job->schema, job->live, q, sizeof(q));
-		const char *params[] = {q};
+		const char *params[] = {job->live_oid};
 		job_query(job, SQL_INDEX_INFO, 1, params, preflight_result);
 		return;
 	}
@@ -479,6 +482,23 @@ static void preflight_result(void *arg, PGresult *res, const char *error)
 		snprintf(job->hypopg_schema, sizeof(job->hypopg_schema), "%s", PQntuples(res) ? PQgetvalue(res, 0, 0) : "");
 		snprintf(job->hypopg_version, sizeof(job->hypopg_version), "%s", PQntuples(res) ? PQgetvalue(res, 0, 1) : "");
 		break;
+	case PF_NAMES: {
+		/* the names as configured, each part exactly as the catalog spells
+		 * it: a name that matches nothing is refused with what was looked up */
+		char why[1400];
+		const char *cell[7];
+		for (int c = 0; c < 7; c++)
+			cell[c] = PQntuples(res) == 1 && PQnfields(res) == 7 && !PQgetisnull(res, 0, c) ? PQgetvalue(res, 0, c)
+			                                                                                 : NULL;
+		struct names_found f = {cell[0] && !strcmp(cell[0], "t"), cell[1] ? cell[1][0] : 0, cell[2] ? cell[2][0] : 0,
+		                        cell[3], cell[4], cell[5], cell[6]};
+		if (names_verdict(job->schema, job->table, job->live, &f, why, sizeof(why)) < 0) {
+			job_event(job, JEV_FATAL, "preflight: the managed index's names match nothing: %s", why);
+			return;
+		}
+		snprintf(job->live_oid, sizeof(job->live_oid), "%s", f.index_oid);
+		break;
+	}
 	case PF_INDEX:
 		if (PQntuples(res) != 1) {
 			job_event(job, JEV_FATAL, "preflight: index %s.%s not found", job->schema, job->live);
@@ -511,7 +531,7 @@ static void preflight_result(void *arg, PGresult *res, const char *error)
 	case PF_INVALID:
 		for (int r = 0; r < PQntuples(res); r++) {
 			const char *name = PQgetvalue(res, r, 0);
-			bool ours = !strncmp(name, job->live, strlen(job->live)) && strstr(name, "_vg");
+			bool ours = index_is_derived(job->live, name);
 			if (ours && mi && mi->drop_invalid) {
 				char sql[800];
 				sql_drop_index_concurrently(job->schema, name, sql, sizeof(sql));
