@@ -765,6 +765,41 @@ static bool split_index_names(struct load_ctx *lc, const yaml_node_t *item, stru
 	return true;
 }
 
+/* method, opclass and expression: what can be judged without the catalog
+ * (preflight checks the rest: the method and opclass exist, the opclass
+ * orders by the live one's operator and accepts the key's type, the eval
+ * query reads the expression) */
+static bool check_shape(struct load_ctx *lc, const yaml_node_t *item, struct vg_managed_index *m)
+{
+	if (m->method) {
+		bool ok = (m->method[0] >= 'a' && m->method[0] <= 'z') || m->method[0] == '_';
+		for (const char *c = m->method; ok && *c; c++)
+			ok = (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_';
+		if (!ok || strlen(m->method) > SQLNAME_MAX)
+			return fail_at(lc, value_of(lc, item, "method"), "method '%s' is not an access method's name (e.g. hnsw, "
+			               "ivfflat)", m->method);
+	}
+	if (m->opclass) {
+		struct sqlname n;
+		if (!parse_name(lc, item, "opclass", m->opclass, &n))
+			return false;
+		free(m->opclass);
+		m->opclass = strdup(n.name);
+		m->opclass_schema = n.has_schema ? strdup(n.schema) : NULL;
+		if (!m->opclass || (n.has_schema && !m->opclass_schema))
+			return fail_at(lc, item, "out of memory");
+	}
+	if (m->expression) {
+		const char *c = m->expression;
+		while (*c == ' ' || *c == '\t' || *c == '\n')
+			c++;
+		if (!*c)
+			return fail_at(lc, value_of(lc, item, "expression"), "expression must not be empty (leave it out to "
+			               "keep the live index's key)");
+	}
+	return true;
+}
+
 static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base)
 {
 	struct vg_config *cfg = base;
@@ -815,6 +850,9 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		{"drift_check_seconds", F_SECONDS, MI(drift_check_seconds), 0, 0, NULL},
 		{"drift_tolerance", F_SECONDS, MI(drift_tolerance), 0, 0, NULL},
 		{"drift_propose_rebuild", F_BOOL, MI(drift_propose_rebuild), 0, 0, NULL},
+		{"method", F_STR, MI(method), 0, 0, NULL},
+		{"opclass", F_STR, MI(opclass), 0, 0, NULL},
+		{"expression", F_STR, MI(expression), 0, 0, NULL},
 		{NULL, 0, 0, 0, 0, NULL},
 	};
 #undef MI
@@ -869,7 +907,7 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		if (m->eval_source != VG_EVAL_FILE && m->traffic_sample_size == 0)
 			return fail_at(lc, item, "managed index '%s': eval_source takes traffic, so traffic_sample_size must be "
 			               "above 0", m->index);
-		if (!split_index_names(lc, item, m))
+		if (!split_index_names(lc, item, m) || !check_shape(lc, item, m))
 			return false;
 		if (!m->name)
 			m->name = strdup(m->index);
@@ -1123,8 +1161,9 @@ void config_free(struct vg_config *cfg)
 	free(cfg->health.dbname);
 	for (size_t i = 0; i < cfg->n_indexes; i++) {
 		struct vg_managed_index *m = &cfg->indexes[i];
-		char **strs[] = {&m->name, &m->database, &m->backend, &m->schema, &m->table, &m->index, &m->user,
-		                 &m->password, &m->eval_file, &m->eval_query, &m->free_space_query};
+		char **strs[] = {&m->name,       &m->database,   &m->backend,          &m->schema,         &m->table,
+		                 &m->index,      &m->user,       &m->password,         &m->eval_file,      &m->eval_query,
+		                 &m->free_space_query, &m->method, &m->opclass_schema, &m->opclass, &m->expression};
 		for (size_t j = 0; j < sizeof(strs) / sizeof(*strs); j++)
 			free(*strs[j]);
 		struct vg_setting *lists[] = {m->search_settings, m->with, m->maintenance};

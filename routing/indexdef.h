@@ -22,6 +22,38 @@ struct index_param {
 int indexdef_rewrite(const char *def, const char *new_name, const struct index_param *overrides,
                      int n_overrides, char *out, size_t outlen, char *err, size_t errlen);
 
+/* A new shape for the index, beyond its WITH parameters; NULL members keep
+ * the live definition's.  Each applies to the first (and only) key:
+ *   method      another access method ("hnsw"): the live WITH parameters
+ *               are dropped (they belong to the old method), the overrides
+ *               still apply
+ *   opclass     the key's operator class, written as given (quoted and
+ *               qualified as needed): it replaces the live one and its
+ *               parameters, or goes where pg_get_indexdef left the default out
+ *   expression  the key itself: a column name, or an expression (in
+ *               parentheses unless it is wrapped whole already); one
+ *               balanced piece of SQL, no ';' or comment
+ * The opclass and expression need an index of one key column. */
+struct index_shape {
+	const char *method, *opclass, *expression;
+};
+/* Could this text go in as the key expression (balanced, no ';' or comment)? */
+bool indexdef_expression_ok(const char *expr);
+int indexdef_rewrite_shape(const char *def, const char *new_name, const struct index_shape *shape,
+                           const struct index_param *overrides, int n_overrides, char *out, size_t outlen, char *err,
+                           size_t errlen);
+
+/* The live definition's method, number of key columns, and its first key
+ * (column or expression) and opclass as written ("" where the default was
+ * left out).  0, or -1 when it cannot be read or does not fit. */
+struct index_key {
+	char method[64];
+	int n_keys;
+	char key[1024];
+	char opclass[256];
+};
+int indexdef_key(const char *def, struct index_key *out);
+
 /* The index name in a definition, unquoted.  Returns 0 or -1. */
 int indexdef_name(const char *def, char *out, size_t outlen);
 

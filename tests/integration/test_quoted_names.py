@@ -13,21 +13,13 @@ import unittest
 
 import psycopg
 
-from pgtest import AdminCase, SUPERPW, eval_file, free_port, has_pgvector, PgCluster, managed_vecgate
+from pgtest import (AdminCase, SUPERPW, eval_file, free_port, has_pgvector, insert_random_vectors, PgCluster,
+                    managed_vecgate, random_vector)
 
 TOKEN = "quoted-names-token-0123"
 DIMS = 16
 LONG_A = "a" * 59 + "1"  # 60 bytes; "_vg1" does not fit in 63
 LONG_B = "a" * 59 + "2"
-
-
-def vec(rnd):
-    return "[%s]" % ",".join("%.4f" % rnd.random() for _ in range(DIMS))
-
-
-def fill(pg, table, rows):
-    pg.psql("INSERT INTO %s (embedding) SELECT (SELECT array_agg(random())::vector FROM generate_series(1, %d) "
-            "WHERE g > 0) FROM generate_series(1, %d) g" % (table, DIMS, rows))
 
 
 @unittest.skipUnless(has_pgvector(), "pgvector is not installed (set VECGATE_VENDOR_DIR for tests/install-deps)")
@@ -40,16 +32,16 @@ class QuotedNames(AdminCase, unittest.TestCase):
         cls.pg.psql("CREATE EXTENSION vector")
         cls.pg.psql('CREATE SCHEMA "RAG"')
         cls.pg.psql('CREATE TABLE "RAG"."DocChunks" (id bigserial PRIMARY KEY, embedding vector(%d))' % DIMS)
-        fill(cls.pg, '"RAG"."DocChunks"', 4000)
+        insert_random_vectors(cls.pg, '"RAG"."DocChunks"', DIMS, 4000)
         cls.pg.psql('CREATE INDEX "Chunk Emb Idx" ON "RAG"."DocChunks" USING hnsw (embedding vector_l2_ops) '
                     "WITH (m = 4, ef_construction = 8)")
         for t, i in (("long_a", LONG_A), ("long_b", LONG_B)):
             cls.pg.psql("CREATE TABLE %s (id bigserial PRIMARY KEY, embedding vector(%d))" % (t, DIMS))
-            fill(cls.pg, t, 3000)
+            insert_random_vectors(cls.pg, t, DIMS, 3000)
             cls.pg.psql("CREATE INDEX %s ON %s USING hnsw (embedding vector_l2_ops)" % (i, t))
         cls.pg.psql('ANALYZE "RAG"."DocChunks"; ANALYZE long_a; ANALYZE long_b')
         rnd = random.Random(5)
-        evalf = eval_file(vec(rnd) for _ in range(20))
+        evalf = eval_file(random_vector(rnd, DIMS) for _ in range(20))
         common = {"database": "postgres", "user": "postgres", "password": SUPERPW, "eval_file": evalf, "k": 10,
                   "watch_seconds": 1, "retention_seconds": 1, "latency_budget_ms": 250, "recall_tolerance": 0.5}
         cls.admin = free_port()
@@ -69,7 +61,7 @@ class QuotedNames(AdminCase, unittest.TestCase):
             dict(common, name="wrong_table", table='"RAG"."DocChunks"', index=LONG_A,
                  eval_query='SELECT id FROM "RAG"."DocChunks" ORDER BY embedding <-> $1::vector LIMIT $2'),
         ], pool_size=3)
-        cls.q = vec(random.Random(9))
+        cls.q = random_vector(random.Random(9), DIMS)
 
     @classmethod
     def tearDownClass(cls):
