@@ -6,6 +6,7 @@
  * errors rather than silent typos.
  */
 #include "conf/config.h"
+#include "conf/sqlname.h"
 #include "protocol/scram.h"
 
 #include <arpa/inet.h>
@@ -811,6 +812,86 @@ static bool load_dns(struct load_ctx *lc, const yaml_node_t *val, void *base)
 	return true;
 }
 
+/* The value node of key in a mapping, or the mapping itself (for an error's position). */
+static const yaml_node_t *value_of(struct load_ctx *lc, const yaml_node_t *map, const char *key)
+{
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+		const char *k = scalar(yaml_document_get_node(lc->doc, p->key));
+		if (k && !strcmp(k, key))
+			return yaml_document_get_node(lc->doc, p->value);
+	}
+	return map;
+}
+
+/* One configured relation name (conf/sqlname.h), or an error at its value. */
+static bool parse_name(struct load_ctx *lc, const yaml_node_t *item, const char *key, const char *text,
+                       struct sqlname *out)
+{
+	size_t at = 0;
+	enum sqlname_status st = sqlname_parse(text, out, &at);
+	if (st != SQLNAME_OK)
+		return fail_at(lc, value_of(lc, item, key), "%s '%s': %s (at character %zu); write it as SQL does "
+		               "(\"Schema\".\"Name\") or raw (Schema.Name)", key, text, sqlname_strerror(st), at + 1);
+	return true;
+}
+
+/* table: [schema.]table and index: [schema.]index, each as SQL writes it
+ * or raw, into schema, table and index (unquoted, exactly as the catalog
+ * spells them).  The index lives in its table's schema. */
+static bool split_index_names(struct load_ctx *lc, const yaml_node_t *item, struct vg_managed_index *m)
+{
+	struct sqlname t, i;
+	if (!parse_name(lc, item, "table", m->table, &t) || !parse_name(lc, item, "index", m->index, &i))
+		return false;
+	const char *schema = t.has_schema ? t.schema : "public";
+	if (i.has_schema && strcmp(i.schema, schema))
+		return fail_at(lc, value_of(lc, item, "index"), "index '%s' names schema \"%s\", but its table is in "
+		               "schema \"%s\" (an index lives in its table's schema)", m->index, i.schema, schema);
+	free(m->table);
+	free(m->index);
+	m->schema = strdup(schema);
+	m->table = strdup(t.name);
+	m->index = strdup(i.name);
+	if (!m->schema || !m->table || !m->index)
+		return fail_at(lc, item, "out of memory");
+	return true;
+}
+
+/* method, opclass and expression: what can be judged without the catalog
+ * (preflight checks the rest: the method and opclass exist, the opclass
+ * orders by the live one's operator and accepts the key's type, the eval
+ * query reads the expression) */
+static bool check_shape(struct load_ctx *lc, const yaml_node_t *item, struct vg_managed_index *m)
+{
+	if (m->method) {
+		bool ok = (m->method[0] >= 'a' && m->method[0] <= 'z') || m->method[0] == '_';
+		for (const char *c = m->method; ok && *c; c++)
+			ok = (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_';
+		if (!ok || strlen(m->method) > SQLNAME_MAX)
+			return fail_at(lc, value_of(lc, item, "method"), "method '%s' is not an access method's name (e.g. hnsw, "
+			               "ivfflat)", m->method);
+	}
+	if (m->opclass) {
+		struct sqlname n;
+		if (!parse_name(lc, item, "opclass", m->opclass, &n))
+			return false;
+		free(m->opclass);
+		m->opclass = strdup(n.name);
+		m->opclass_schema = n.has_schema ? strdup(n.schema) : NULL;
+		if (!m->opclass || (n.has_schema && !m->opclass_schema))
+			return fail_at(lc, item, "out of memory");
+	}
+	if (m->expression) {
+		const char *c = m->expression;
+		while (*c == ' ' || *c == '\t' || *c == '\n')
+			c++;
+		if (!*c)
+			return fail_at(lc, value_of(lc, item, "expression"), "expression must not be empty (leave it out to "
+			               "keep the live index's key)");
+	}
+	return true;
+}
+
 static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base)
 {
 	struct vg_config *cfg = base;
@@ -861,6 +942,9 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		{"drift_check_seconds", F_SECONDS, MI(drift_check_seconds), 0, 0, NULL},
 		{"drift_tolerance", F_SECONDS, MI(drift_tolerance), 0, 0, NULL},
 		{"drift_propose_rebuild", F_BOOL, MI(drift_propose_rebuild), 0, 0, NULL},
+		{"method", F_STR, MI(method), 0, 0, NULL},
+		{"opclass", F_STR, MI(opclass), 0, 0, NULL},
+		{"expression", F_STR, MI(expression), 0, 0, NULL},
 		{NULL, 0, 0, 0, 0, NULL},
 	};
 #undef MI
@@ -915,15 +999,8 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		if (m->eval_source != VG_EVAL_FILE && m->traffic_sample_size == 0)
 			return fail_at(lc, item, "managed index '%s': eval_source takes traffic, so traffic_sample_size must be "
 			               "above 0", m->index);
-		const char *dot = strchr(m->table, '.');
-		if (dot) {
-			m->schema = strndup(m->table, (size_t)(dot - m->table));
-			char *t = strdup(dot + 1);
-			free(m->table);
-			m->table = t;
-		} else {
-			m->schema = strdup("public");
-		}
+		if (!split_index_names(lc, item, m) || !check_shape(lc, item, m))
+			return false;
 		if (!m->name)
 			m->name = strdup(m->index);
 		if (!m->backend)
@@ -1181,8 +1258,9 @@ void config_free(struct vg_config *cfg)
 	free(cfg->dns.nameservers);
 	for (size_t i = 0; i < cfg->n_indexes; i++) {
 		struct vg_managed_index *m = &cfg->indexes[i];
-		char **strs[] = {&m->name, &m->database, &m->backend, &m->schema, &m->table, &m->index, &m->user,
-		                 &m->password, &m->eval_file, &m->eval_query, &m->free_space_query};
+		char **strs[] = {&m->name,       &m->database,   &m->backend,          &m->schema,         &m->table,
+		                 &m->index,      &m->user,       &m->password,         &m->eval_file,      &m->eval_query,
+		                 &m->free_space_query, &m->method, &m->opclass_schema, &m->opclass, &m->expression};
 		for (size_t j = 0; j < sizeof(strs) / sizeof(*strs); j++)
 			free(*strs[j]);
 		struct vg_setting *lists[] = {m->search_settings, m->with, m->maintenance};

@@ -228,6 +228,13 @@ struct vg_managed_index {
 	size_t n_search_settings;
 	struct vg_setting *with; /* WITH (...) overrides for the new index */
 	size_t n_with;
+	/* the new index's shape, NULL = the live index's (routing/indexdef.h,
+	 * index_shape): another access method (its WITH parameters dropped),
+	 * the key's operator class ([opclass_schema.]opclass, as the catalog
+	 * spells them), the key expression */
+	char *method;
+	char *opclass_schema, *opclass;
+	char *expression;
 	struct vg_setting *maintenance; /* SET for the build session */
 	size_t n_maintenance;
 	int max_attempts;     /* build attempts, default 3 */

@@ -6,6 +6,7 @@
  */
 #include "routing/indexdef.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -48,10 +49,14 @@ void quote_ident(const char *name, char *out, size_t outlen)
 	for (const char *p = name; plain && *p; p++)
 		if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '_' || *p == '$'))
 			plain = false;
-	if (plain) {
+	if (plain)
 		snprintf(out, outlen, "%s", name);
-		return;
-	}
+	else
+		quote_ident_always(name, out, outlen);
+}
+
+void quote_ident_always(const char *name, char *out, size_t outlen)
+{
 	size_t o = 0;
 	if (outlen < 3) {
 		if (outlen)
@@ -66,6 +71,50 @@ void quote_ident(const char *name, char *out, size_t outlen)
 	}
 	out[o++] = '"';
 	out[o] = 0;
+}
+
+/* FNV-1a, 32 bits: a stable short tag of a name (not a secret) */
+static unsigned name_hash(const char *s)
+{
+	unsigned h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+void index_derived_name(const char *live, const char *suffix, char *out, size_t outlen)
+{
+	assert(outlen > INDEX_NAME_MAX && strlen(suffix) <= 20);
+	size_t ll = strlen(live), sl = strlen(suffix);
+	if (ll + sl <= INDEX_NAME_MAX) {
+		snprintf(out, outlen, "%s%s", live, suffix);
+		return;
+	}
+	size_t keep = INDEX_NAME_MAX - sl - 9; /* "_" + 8 hex digits */
+	while (keep > 0 && ((unsigned char)live[keep] & 0xc0) == 0x80)
+		keep--; /* never half a UTF-8 character */
+	snprintf(out, outlen, "%.*s_%08x%s", (int)keep, live, name_hash(live), suffix);
+}
+
+bool index_is_derived(const char *live, const char *name)
+{
+	size_t n = strlen(name), d = n;
+	while (d > 0 && isdigit((unsigned char)name[d - 1]))
+		d--;
+	if (d == n || n - d > 10)
+		return false;
+	static const char *const kinds[] = {"_vgold", "_vg"};
+	for (int k = 0; k < 2; k++) {
+		size_t kl = strlen(kinds[k]);
+		if (d < kl || strncmp(name + d - kl, kinds[k], kl))
+			continue;
+		char suffix[24], want[INDEX_NAME_MAX + 1];
+		snprintf(suffix, sizeof(suffix), "%s", name + d - kl);
+		index_derived_name(live, suffix, want, sizeof(want));
+		if (!strcmp(want, name))
+			return true;
+	}
+	return false;
 }
 
 /* Skip one token starting at p: a quoted identifier, a string literal, a
@@ -141,6 +190,8 @@ struct def_parts {
 	const char *with_start, *with_end; /* "WITH (...)" or NULL */
 	const char *insert_at;             /* where a new WITH goes */
 	const char *after_index;           /* just after "INDEX" */
+	const char *method_start, *method_end; /* the access method after USING */
+	const char *keys_start, *keys_end;     /* "(key, ...)" right after it */
 };
 
 static int split_def(const char *def, struct def_parts *dp, char *err, size_t errlen)
@@ -174,6 +225,7 @@ static int split_def(const char *def, struct def_parts *dp, char *err, size_t er
 	if (!word_is(p, e, "ON"))
 		return fail(err, errlen, "expected ON after the index name");
 	bool seen_using = false;
+	int after_using = 0; /* tokens since USING: the method, then the key list */
 	for (p = skip_space(e); *p; p = skip_space(e)) {
 		bool closed;
 		e = scan_token(p, &closed);
@@ -181,10 +233,22 @@ static int split_def(const char *def, struct def_parts *dp, char *err, size_t er
 			return fail(err, errlen, "unterminated quote or parenthesis in definition");
 		if (e == p)
 			e = p + 1;
-		if (word_is(p, e, "USING"))
+		if (!seen_using && word_is(p, e, "USING")) {
 			seen_using = true;
+			continue;
+		}
 		if (!seen_using)
 			continue;
+		if (++after_using == 1) {
+			dp->method_start = p;
+			dp->method_end = e;
+			continue;
+		}
+		if (after_using == 2 && *p == '(') {
+			dp->keys_start = p;
+			dp->keys_end = e;
+			continue;
+		}
 		if (word_is(p, e, "WITH")) {
 			const char *q = skip_space(e);
 			if (*q != '(')
@@ -201,6 +265,8 @@ static int split_def(const char *def, struct def_parts *dp, char *err, size_t er
 	}
 	if (!seen_using)
 		return fail(err, errlen, "definition has no USING clause");
+	if (!dp->keys_start)
+		return fail(err, errlen, "definition has no key list after USING method");
 	if (!dp->insert_at)
 		dp->insert_at = def + strlen(def);
 	return 0;
@@ -332,8 +398,256 @@ static int parse_with(const char *start, const char *end, struct kv *kvs, int ma
 	return n;
 }
 
+/* The first key of a key list "(k1 [COLLATE c] [opclass [(params)]] [ASC|DESC] [NULLS ...], k2 ...)":
+ * where its column or expression, its opclass (with params) and the key end. */
+struct key_parts {
+	const char *expr_start, *expr_end;
+	const char *opclass_start, *opclass_end; /* empty (start == end) when the default was left out */
+	const char *key_end;                     /* the ',' or ')' after the first key */
+	int n_keys;
+};
+
+static bool is_order_word(const char *p, const char *e)
+{
+	return word_is(p, e, "ASC") || word_is(p, e, "DESC") || word_is(p, e, "NULLS");
+}
+
+/* A token inside a key: quoted, parenthesised, or a run that also ends at
+ * ',' and ')' (the key list's own punctuation). */
+static const char *key_token(const char *p)
+{
+	if (*p == '(')
+		return skip_token(p);
+	/* quotes are part of the run they stand in: schema."Name" is one token */
+	while (*p && !isspace((unsigned char)*p) && *p != '(' && *p != ')' && *p != ',')
+		p = *p == '"' || *p == '\'' ? skip_token(p) : p + 1;
+	return p;
+}
+
+static int split_keys(const struct def_parts *dp, struct key_parts *kp, char *err, size_t errlen)
+{
+	memset(kp, 0, sizeof(*kp));
+	const char *p = skip_space(dp->keys_start + 1), *stop = dp->keys_end - 1; /* inside the parentheses */
+	kp->n_keys = 1;
+	/* keys are separated by commas outside quotes and parentheses */
+	for (const char *q = p; q < stop; q = *q == '"' || *q == '\'' || *q == '(' ? skip_token(q) : q + 1) {
+		if (*q == ',') {
+			if (!kp->key_end)
+				kp->key_end = q;
+			kp->n_keys++;
+		}
+	}
+	if (!kp->key_end)
+		kp->key_end = stop;
+	const char *end = kp->key_end;
+	while (end > p && isspace((unsigned char)end[-1]))
+		end--;
+	if (p >= end)
+		return fail(err, errlen, "empty key list");
+	kp->expr_start = p;
+	kp->expr_end = key_token(p);
+	if (*kp->expr_end == '(' && kp->expr_end < end) /* a function call: name(args) */
+		kp->expr_end = skip_token(kp->expr_end);
+	/* pg_get_indexdef writes a column, a call, or (expression): a space,
+	 * ',' or ')' follows each */
+	if (kp->expr_end > end || kp->expr_end == p ||
+	    (kp->expr_end < end && !isspace((unsigned char)*kp->expr_end)))
+		return fail(err, errlen, "malformed key");
+	p = skip_space(kp->expr_end);
+	const char *e = p < end ? key_token(p) : p;
+	if (p < end && word_is(p, e, "COLLATE")) {
+		p = skip_space(e);
+		e = p < end ? key_token(p) : p;
+		if (p >= end || e == p)
+			return fail(err, errlen, "COLLATE without a collation");
+		p = skip_space(e);
+		e = p < end ? key_token(p) : p;
+	}
+	kp->opclass_start = kp->opclass_end = p;
+	if (p < end && e > p && *p != '(' && !is_order_word(p, e)) {
+		kp->opclass_end = e;
+		const char *q = skip_space(e);
+		if (q < end && *q == '(') /* opclass parameters */
+			kp->opclass_end = skip_token(q);
+	}
+	if (kp->opclass_end > end)
+		return fail(err, errlen, "malformed key");
+	/* only the order may follow: ASC | DESC, NULLS FIRST | LAST */
+	for (p = skip_space(kp->opclass_end); p < end; p = skip_space(e)) {
+		e = key_token(p);
+		if (e == p || e > end ||
+		    !(is_order_word(p, e) || word_is(p, e, "FIRST") || word_is(p, e, "LAST")))
+			return fail(err, errlen, "malformed key");
+	}
+	return 0;
+}
+
+int indexdef_key(const char *def, struct index_key *out)
+{
+	struct def_parts dp;
+	struct key_parts kp;
+	memset(out, 0, sizeof(*out));
+	if (split_def(def, &dp, NULL, 0) < 0 || split_keys(&dp, &kp, NULL, 0) < 0)
+		return -1;
+	size_t ml = (size_t)(dp.method_end - dp.method_start), el = (size_t)(kp.expr_end - kp.expr_start),
+	       ol = (size_t)(kp.opclass_end - kp.opclass_start);
+	if (ml >= sizeof(out->method) || el >= sizeof(out->key) || ol >= sizeof(out->opclass))
+		return -1;
+	memcpy(out->method, dp.method_start, ml);
+	memcpy(out->key, kp.expr_start, el);
+	memcpy(out->opclass, kp.opclass_start, ol);
+	out->n_keys = kp.n_keys;
+	return 0;
+}
+
+/* An expression from the configuration goes into DDL: one balanced piece
+ * of text (quotes closed, parentheses never below zero and back to zero, no
+ * ';' or comment outside quotes), so it can only ever be the key. */
+bool indexdef_expression_ok(const char *x)
+{
+	int depth = 0;
+	const char *p = skip_space(x);
+	if (!*p)
+		return false;
+	while (*p) {
+		if (*p == '"' || *p == '\'') {
+			bool closed;
+			p = scan_token(p, &closed);
+			if (!closed)
+				return false;
+			continue;
+		}
+		if (*p == ';' || (p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*'))
+			return false;
+		if (*p == '(')
+			depth++;
+		else if (*p == ')' && --depth < 0)
+			return false;
+		p++;
+	}
+	return depth == 0;
+}
+
+/* [schema.]name, each part a "quoted" name or a run of name characters:
+ * all an operator class may be in the key list */
+static bool qualified_name(const char *s)
+{
+	for (int part = 0; part < 2; part++) {
+		const char *p = s;
+		if (*p == '"') {
+			bool closed;
+			p = scan_token(p, &closed);
+			if (!closed || p - s < 3)
+				return false;
+		} else {
+			while (isalnum((unsigned char)*p) || *p == '_' || *p == '$' || (unsigned char)*p >= 0x80)
+				p++;
+			if (p == s)
+				return false;
+		}
+		if (!*p)
+			return true;
+		if (*p != '.' || part == 1)
+			return false;
+		s = p + 1;
+	}
+	return false;
+}
+
+/* Does the expression need parentheses to be a key?  A column name does not. */
+static bool needs_parens(const char *x)
+{
+	const char *p = skip_space(x), *e = skip_token(p);
+	if (*p == '(' && !*skip_space(e))
+		return false; /* wrapped whole already */
+	if (*p == '"' || *p == '\'')
+		return *p == '\'' || *skip_space(e);
+	for (const char *q = p; q < e; q++)
+		if (!(isalnum((unsigned char)*q) || *q == '_' || (unsigned char)*q >= 0x80))
+			return true;
+	return *skip_space(e) != 0;
+}
+
+static void put(char *out, size_t outlen, size_t *o, const char *p, size_t n)
+{
+	if (*o < outlen) {
+		size_t room = outlen - *o - 1;
+		memcpy(out + *o, p, n < room ? n : room);
+		out[*o + (n < room ? n : room)] = 0;
+	}
+	*o += n;
+}
+
+static void puts_(char *out, size_t outlen, size_t *o, const char *s)
+{
+	put(out, outlen, o, s, strlen(s));
+}
+
+/* The part between the index name and WITH/the end, with the method and
+ * the first key changed as the shape asks. */
+static int rewrite_middle(const struct def_parts *dp, const char *to, const struct index_shape *shape, char *out,
+                          size_t outlen, size_t *o, char *err, size_t errlen)
+{
+	const char *from = dp->name_end;
+	if (!shape || (!shape->method && !shape->opclass && !shape->expression)) {
+		put(out, outlen, o, from, (size_t)(to - from));
+		return 0;
+	}
+	struct key_parts kp;
+	if (split_keys(dp, &kp, err, errlen) < 0)
+		return -1;
+	if ((shape->opclass || shape->expression) && kp.n_keys != 1)
+		return fail(err, errlen, "an opclass or expression override needs an index of one key column");
+	if (shape->method && !valid_param_name(shape->method))
+		return fail(err, errlen, "invalid access method name");
+	if (shape->expression && !indexdef_expression_ok(shape->expression))
+		return fail(err, errlen, "the expression must be one balanced SQL expression (no ';' or comment)");
+	if (shape->opclass && !qualified_name(shape->opclass))
+		return fail(err, errlen, "invalid operator class name");
+	put(out, outlen, o, from, (size_t)(dp->method_start - from));
+	if (shape->method)
+		puts_(out, outlen, o, shape->method);
+	else
+		put(out, outlen, o, dp->method_start, (size_t)(dp->method_end - dp->method_start));
+	put(out, outlen, o, dp->method_end, (size_t)(kp.expr_start - dp->method_end));
+	if (shape->expression) {
+		bool wrap = needs_parens(shape->expression);
+		const char *x = skip_space(shape->expression);
+		size_t xl = strlen(x);
+		while (xl && isspace((unsigned char)x[xl - 1]))
+			xl--;
+		puts_(out, outlen, o, wrap ? "(" : "");
+		put(out, outlen, o, x, xl);
+		puts_(out, outlen, o, wrap ? ")" : "");
+	} else {
+		put(out, outlen, o, kp.expr_start, (size_t)(kp.expr_end - kp.expr_start));
+	}
+	put(out, outlen, o, kp.expr_end, (size_t)(kp.opclass_start - kp.expr_end));
+	if (shape->opclass) {
+		/* in place of the old opclass and its parameters, or inserted where
+		 * pg_get_indexdef left the default out */
+		if (kp.opclass_start == kp.expr_end || !isspace((unsigned char)kp.opclass_start[-1]))
+			puts_(out, outlen, o, " ");
+		puts_(out, outlen, o, shape->opclass);
+		if (kp.opclass_start == kp.opclass_end && !isspace((unsigned char)*kp.opclass_end) &&
+		    *kp.opclass_end != ',' && *kp.opclass_end != ')')
+			puts_(out, outlen, o, " ");
+	} else {
+		put(out, outlen, o, kp.opclass_start, (size_t)(kp.opclass_end - kp.opclass_start));
+	}
+	put(out, outlen, o, kp.opclass_end, (size_t)(to - kp.opclass_end));
+	return 0;
+}
+
 int indexdef_rewrite(const char *def, const char *new_name, const struct index_param *overrides,
                      int n_overrides, char *out, size_t outlen, char *err, size_t errlen)
+{
+	return indexdef_rewrite_shape(def, new_name, NULL, overrides, n_overrides, out, outlen, err, errlen);
+}
+
+int indexdef_rewrite_shape(const char *def, const char *new_name, const struct index_shape *shape,
+                           const struct index_param *overrides, int n_overrides, char *out, size_t outlen, char *err,
+                           size_t errlen)
 {
 	struct def_parts dp;
 	if (split_def(def, &dp, err, errlen) < 0)
@@ -342,6 +656,12 @@ int indexdef_rewrite(const char *def, const char *new_name, const struct index_p
 	int n = 0;
 	if (dp.with_start && (n = parse_with(dp.with_start, dp.with_end, kvs, 32, err, errlen)) < 0)
 		return -1;
+	/* another access method: the live one's parameters mean nothing to it */
+	bool dropped = shape && shape->method &&
+	               ((size_t)(dp.method_end - dp.method_start) != strlen(shape->method) ||
+	                strncasecmp(dp.method_start, shape->method, strlen(shape->method)));
+	if (dropped)
+		n = 0;
 	for (int i = 0; i < n_overrides; i++) {
 		if (!valid_param_name(overrides[i].name) || !overrides[i].value || !overrides[i].value[0])
 			return fail(err, errlen, "invalid WITH override (name must be an identifier, value non-empty)");
@@ -373,21 +693,36 @@ int indexdef_rewrite(const char *def, const char *new_name, const struct index_p
 	if (w >= sizeof(with))
 		return fail(err, errlen, "WITH clause too long");
 
-	/* assemble: head CONCURRENTLY name mid [WITH (...)] tail */
-	const char *rest = dp.name_end;
+	/* assemble: head CONCURRENTLY name middle [WITH (...)] tail */
 	const char *with_at = dp.with_start ? dp.with_start : dp.insert_at;
 	const char *after_with = dp.with_start ? dp.with_end : dp.insert_at;
-	int len;
+	size_t o = 0;
+	if (outlen)
+		out[0] = 0;
+	put(out, outlen, &o, def, (size_t)(dp.after_index - def));
+	puts_(out, outlen, &o, " CONCURRENTLY ");
+	puts_(out, outlen, &o, qname);
+	if (rewrite_middle(&dp, with_at, shape, out, outlen, &o, err, errlen) < 0)
+		return -1;
 	if (n > 0) {
-		bool need_space = !dp.with_start && with_at > rest && with_at[-1] != ' ';
+		bool need_space = !dp.with_start && with_at > dp.name_end && with_at[-1] != ' ';
 		bool trailing = !dp.with_start && *with_at;
-		len = snprintf(out, outlen, "%.*s CONCURRENTLY %s%.*s%sWITH (%s)%s%s", (int)(dp.after_index - def), def,
-		               qname, (int)(with_at - rest), rest, need_space ? " " : "", with, trailing ? " " : "",
-		               after_with);
+		puts_(out, outlen, &o, need_space ? " WITH (" : "WITH (");
+		puts_(out, outlen, &o, with);
+		puts_(out, outlen, &o, ")");
+		puts_(out, outlen, &o, trailing ? " " : "");
+		puts_(out, outlen, &o, after_with);
+	} else if (dp.with_start && dropped) {
+		/* every parameter went with the old method: WITH goes too */
+		while (o > 0 && o < outlen && out[o - 1] == ' ')
+			out[--o] = 0;
+		const char *rest = skip_space(dp.with_end);
+		puts_(out, outlen, &o, *rest ? " " : "");
+		puts_(out, outlen, &o, rest);
 	} else {
-		len = snprintf(out, outlen, "%.*s CONCURRENTLY %s%s", (int)(dp.after_index - def), def, qname, rest);
+		puts_(out, outlen, &o, with_at);
 	}
-	if (len < 0 || (size_t)len >= outlen)
+	if (o >= outlen)
 		return fail(err, errlen, "rewritten definition does not fit");
 	return 0;
 }

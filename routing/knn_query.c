@@ -10,6 +10,7 @@
 #include "routing/knn_query.h"
 #include "routing/indexdef.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -343,5 +344,215 @@ int knn_probe_check(const struct knn_query *q, bool found, int id_type_oid, cons
 		         vec_type);
 		return -1;
 	}
+	return 0;
+}
+
+/* ---- how a query uses the distance operator (index shape checks) ---- */
+
+#define NORM_TOKENS 128
+
+struct norm_tok {
+	char text[72]; /* a name (63 bytes at most) in quotes fits; longer tokens are not compared */
+	bool ident; /* a name: a word or a quoted identifier */
+	char punct; /* the character of a one-character punctuation, else 0 */
+	bool number; /* "1" "." "5" must not run together into 1.5 */
+};
+
+static bool tok_text(const struct sql_token *t, struct norm_tok *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (t->type == SQL_TOK_WORD || t->type == SQL_TOK_QIDENT) {
+		/* "embedding" and embedding are the same name; "Emb" and emb are
+		 * not, so a name that needs its quotes keeps them */
+		bool plain = t->type == SQL_TOK_WORD || islower((unsigned char)t->word[0]) || t->word[0] == '_';
+		for (const char *c = t->word; plain && *c; c++)
+			plain = islower((unsigned char)*c) || isdigit((unsigned char)*c) || *c == '_';
+		out->ident = true;
+		if (plain) {
+			snprintf(out->text, sizeof(out->text), "%s", t->word);
+			return true;
+		}
+	}
+	if (t->len >= sizeof(out->text))
+		return false;
+	snprintf(out->text, sizeof(out->text), "%.*s", (int)t->len, t->p);
+	if (t->type == SQL_TOK_PUNCT && t->len == 1)
+		out->punct = *t->p;
+	out->number = t->type == SQL_TOK_NUMBER;
+	return true;
+}
+
+/* the ')' matching the '(' at i, or -1 */
+static int closing(const struct norm_tok *v, int n, int i)
+{
+	int depth = 0;
+	for (int j = i; j < n; j++) {
+		if (v[j].punct == '(')
+			depth++;
+		else if (v[j].punct == ')' && --depth == 0)
+			return j;
+	}
+	return -1;
+}
+
+static bool structural(const struct norm_tok *t)
+{
+	return t->punct && strchr("().,:[];", t->punct);
+}
+
+static int normalize_tokens(const struct sql_token *t, int n, char *out, size_t outlen)
+{
+	struct norm_tok v[NORM_TOKENS];
+	int m = 0;
+	if (n > NORM_TOKENS)
+		return -1;
+	for (int i = 0; i < n; i++)
+		if (!tok_text(&t[i], &v[m++]))
+			return -1;
+	for (bool changed = true; changed;) {
+		changed = false;
+		/* qualifiers go: t.embedding, public.halfvec */
+		for (int i = 0; i + 2 < m; i++) {
+			if (v[i].ident && v[i + 1].punct == '.' && v[i + 2].ident) {
+				memmove(&v[i], &v[i + 2], (size_t)(m - i - 2) * sizeof(*v));
+				m -= 2;
+				changed = true;
+			}
+		}
+		/* (x) around one token, unless it is a call's or a type's: (embedding)::halfvec(3) */
+		for (int i = 0; i + 2 < m; i++) {
+			if (v[i].punct == '(' && v[i + 2].punct == ')' && !v[i + 1].punct && (i == 0 || !v[i - 1].ident)) {
+				v[i] = v[i + 1];
+				memmove(&v[i + 1], &v[i + 3], (size_t)(m - i - 3) * sizeof(*v));
+				m -= 2;
+				changed = true;
+			}
+		}
+		/* parentheses around the whole */
+		if (m >= 2 && v[0].punct == '(' && closing(v, m, 0) == m - 1) {
+			memmove(&v[0], &v[1], (size_t)(m - 2) * sizeof(*v));
+			m -= 2;
+			changed = true;
+		}
+	}
+	size_t o = 0;
+	if (outlen)
+		out[0] = 0;
+	for (int i = 0; i < m; i++) {
+		/* spaces around everything but the structural punctuation, so
+		 * that neither names nor operators run together into others */
+		bool space = i && ((!structural(&v[i - 1]) && !structural(&v[i])) ||
+		                   (v[i - 1].punct == '.' && v[i].number) || (v[i].punct == '.' && v[i - 1].number));
+		int w = snprintf(out + o, o < outlen ? outlen - o : 0, "%s%s", space ? " " : "", v[i].text);
+		if (w < 0 || o + (size_t)w >= outlen)
+			return -1;
+		o += (size_t)w;
+	}
+	return m ? 0 : -1;
+}
+
+/* all tokens of sql (the END excluded); -1 when there are too many */
+static int lex_all(const char *sql, struct sql_token *t, int max)
+{
+	struct sql_lexer lx;
+	sql_lexer_init(&lx, sql, strlen(sql));
+	for (int n = 0; n < max; n++) {
+		sql_lexer_next(&lx, &t[n]);
+		if (t[n].type == SQL_TOK_END)
+			return n;
+	}
+	return -1;
+}
+
+int knn_expr_normalize(const char *expr, char *out, size_t outlen)
+{
+	struct sql_token *t = calloc(NORM_TOKENS + 1, sizeof(*t));
+	int n = t ? lex_all(expr, t, NORM_TOKENS + 1) : -1;
+	int rc = n > 0 ? normalize_tokens(t, n, out, outlen) : -1;
+	free(t);
+	return rc;
+}
+
+/* words that end an operand when met walking away from the operator */
+static bool operand_stop(const struct sql_token *t)
+{
+	static const char *const words[] = {"select", "by", "where", "and", "or", "on", "when", "then", "else", "not",
+	                                    "distinct", "having", "all", "in", "is", "case", "returning", "from",
+	                                    "join", "limit", "offset", "as", "asc", "desc", "nulls", "using", "end",
+	                                    "order", "group", "union", "window", "fetch", "for", NULL};
+	if (t->type != SQL_TOK_WORD)
+		return false;
+	for (int i = 0; words[i]; i++)
+		if (!strcmp(t->word, words[i]))
+			return true;
+	return false;
+}
+
+/* The operand that ends at token `last` walking back (dir -1) or starts at
+ * `first` walking on (dir 1): [from, to) in t. */
+static void operand_range(const struct sql_token *t, int n, int at, int dir, int *from, int *to)
+{
+	int depth = 0, i = at;
+	for (; i >= 0 && i < n; i += dir) {
+		const struct sql_token *x = &t[i];
+		bool open = x->type == SQL_TOK_PUNCT && *x->p == (dir < 0 ? ')' : '(');
+		bool close = x->type == SQL_TOK_PUNCT && *x->p == (dir < 0 ? '(' : ')');
+		if (open) {
+			depth++;
+			continue;
+		}
+		if (close) {
+			if (depth == 0)
+				break;
+			depth--;
+			continue;
+		}
+		if (depth > 0)
+			continue;
+		if ((x->type == SQL_TOK_PUNCT && (*x->p == ',' || *x->p == ';')) || x->type == SQL_TOK_OP || operand_stop(x))
+			break;
+	}
+	if (dir < 0) {
+		*from = i + 1;
+		*to = at + 1;
+	} else {
+		*from = at;
+		*to = i;
+	}
+}
+
+static bool has_vector_literal(const struct sql_token *t, int from, int to)
+{
+	for (int i = from; i < to; i++)
+		if (t[i].type == SQL_TOK_PARAM || t[i].type == SQL_TOK_STRING)
+			return true;
+	return false;
+}
+
+int knn_distance_use(const char *sql, struct knn_distance_use *out)
+{
+	memset(out, 0, sizeof(*out));
+	struct sql_token *t = calloc(1025, sizeof(*t));
+	int n = t ? lex_all(sql, t, 1025) : -1;
+	int op = -1;
+	for (int i = 0; i < n && op < 0; i++)
+		if (t[i].type == SQL_TOK_OP && sql_is_vector_operator(t[i].p, t[i].len))
+			op = i;
+	if (op < 0) {
+		free(t);
+		return -1;
+	}
+	snprintf(out->op, sizeof(out->op), "%.3s", t[op].p);
+	int lf, lt, rf, rt;
+	operand_range(t, n, op - 1, -1, &lf, &lt);
+	operand_range(t, n, op + 1, 1, &rf, &rt);
+	bool lv = has_vector_literal(t, lf, lt), rv = has_vector_literal(t, rf, rt);
+	/* the column side is the one without the query vector ($n or a literal) */
+	if (lv != rv) {
+		int from = lv ? rf : lf, to = lv ? rt : lt;
+		if (to > from && normalize_tokens(t + from, to - from, out->operand, sizeof(out->operand)) < 0)
+			out->operand[0] = 0;
+	}
+	free(t);
 	return 0;
 }

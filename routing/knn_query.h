@@ -68,4 +68,23 @@ int knn_copy_sql(const struct knn_query *q, char *out, size_t outlen);
 int knn_probe_check(const struct knn_query *q, bool found, int id_type_oid, const char *vec_type,
                     const char *send_fn, enum vec_type *type, char *why, size_t whylen);
 
+/* How a query uses pgvector's distance operator, for the checks of a new
+ * index shape: its first distance operator ("<->"), and the operand on
+ * the other side than the query vector (the side without a $n or a
+ * literal), normalised as knn_expr_normalize does ("" when the sides
+ * cannot be told apart).  0, or -1 when the query has no distance operator. */
+struct knn_distance_use {
+	char op[4];
+	char operand[512];
+};
+int knn_distance_use(const char *sql, struct knn_distance_use *out);
+
+/* An expression as comparable text: names lower-cased unless quoted
+ * ("embedding" = embedding, "Emb" != emb), qualifiers dropped
+ * (t.embedding = embedding), parentheses around a single token (not a
+ * call's) and around the whole dropped, tokens one space apart; so
+ * ((embedding)::halfvec(3)) from pg_get_indexdef and embedding::halfvec(3)
+ * in a query read the same.  0, or -1 when empty or too long. */
+int knn_expr_normalize(const char *expr, char *out, size_t outlen);
+
 #endif

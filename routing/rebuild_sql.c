@@ -17,6 +17,58 @@ const char SQL_INDEX_INFO[] =
 	"FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid "
 	"WHERE i.indexrelid = $1::regclass";
 
+const char SQL_NAMES_LOOKUP[] =
+	"WITH ns AS (SELECT oid FROM pg_namespace WHERE nspname = $1::name),"
+	" t AS (SELECT c.oid, c.relkind FROM pg_class c, ns WHERE c.relnamespace = ns.oid AND c.relname = $2::name),"
+	" x AS (SELECT c.oid, c.relkind FROM pg_class c, ns WHERE c.relnamespace = ns.oid AND c.relname = $3::name)"
+	" SELECT EXISTS (SELECT 1 FROM ns), (SELECT relkind::text FROM t), (SELECT relkind::text FROM x),"
+	" (SELECT i.indexrelid::text FROM pg_index i, x, t WHERE i.indexrelid = x.oid AND i.indrelid = t.oid),"
+	" (SELECT i.indrelid::regclass::text FROM pg_index i, x WHERE i.indexrelid = x.oid),"
+	" (SELECT string_agg(format('%I', c.relname), ', ' ORDER BY c.relname) FROM pg_index i"
+	" JOIN pg_class c ON c.oid = i.indexrelid, t WHERE i.indrelid = t.oid),"
+	" (SELECT string_agg(format('%I.%I', n.nspname, c.relname), ', ' ORDER BY n.nspname, c.relname)"
+	" FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm', 'i', 'I')"
+	" AND lower(n.nspname) = lower($1::text) AND lower(c.relname) IN (lower($2::text), lower($3::text))"
+	" AND NOT (n.nspname = $1::name AND c.relname IN ($2::name, $3::name)))";
+
+static bool table_kind(char k)
+{
+	return k == 'r' || k == 'p' || k == 'm';
+}
+
+int names_verdict(const char *schema, const char *table, const char *index, const struct names_found *f, char *why,
+                  size_t whylen)
+{
+	char s[140], t[140], x[140], what[700], rel[420];
+	if (f->schema && table_kind(f->table_kind) && (f->index_kind == 'i' || f->index_kind == 'I') && f->index_oid)
+		return 0;
+	quote_ident_always(schema, s, sizeof(s));
+	quote_ident_always(table, t, sizeof(t));
+	quote_ident_always(index, x, sizeof(x));
+	if (!f->schema)
+		snprintf(what, sizeof(what), "no schema %s", s);
+	else if (!f->table_kind)
+		snprintf(what, sizeof(what), "no table %s in schema %s", t, s);
+	else if (!table_kind(f->table_kind))
+		snprintf(what, sizeof(what), "%s.%s is not a table (relkind '%c')", s, t, f->table_kind);
+	else if (!f->index_kind)
+		snprintf(what, sizeof(what), "no index %s in schema %s (the table's indexes: %s)", x, s,
+		         f->table_indexes ? f->table_indexes : "none");
+	else if (f->index_kind != 'i' && f->index_kind != 'I')
+		snprintf(what, sizeof(what), "%s.%s is not an index (relkind '%c')", s, x, f->index_kind);
+	else {
+		sql_qualified(schema, table, rel, sizeof(rel));
+		snprintf(what, sizeof(what), "index %s belongs to table %s, not to %s", x,
+		         f->index_table ? f->index_table : "?", rel);
+	}
+	int n = snprintf(why, whylen, "looked up schema %s, table %s, index %s: %s", s, t, x, what);
+	if (f->case_near && n >= 0 && (size_t)n < whylen)
+		snprintf(why + n, whylen - (size_t)n, "; names that differ only in case: %s (quote a name in the "
+		         "configuration as SQL does, \"Name\", or write it raw exactly as the catalog spells it)",
+		         f->case_near);
+	return -1;
+}
+
 const char SQL_INVALID_INDEXES[] =
 	"SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
 	"WHERE i.indrelid = $1::regclass AND NOT i.indisvalid ORDER BY c.relname";

@@ -89,6 +89,27 @@ void sql_qualified(const char *schema, const char *name, char *out, size_t outle
 /* A string literal with PostgreSQL quoting ('it''s'). */
 void sql_literal(const char *s, char *out, size_t outlen);
 
+/* Preflight looks the configured names up in the catalog, each part as
+ * spelled (no quoting, no case folding): $1 schema, $2 table, $3 index ->
+ * schema found (bool), the table's relkind, the index's relkind (NULL:
+ * nothing of that name), the index's oid when it is an index of that table,
+ * the table an index of that name belongs to, the table's indexes, and
+ * relations whose names differ from the table's or index's only in case. */
+extern const char SQL_NAMES_LOOKUP[];
+struct names_found {
+	bool schema;
+	char table_kind, index_kind;     /* pg_class.relkind, 0 when not found */
+	const char *index_oid;           /* NULL unless an index of the table */
+	const char *index_table;         /* the index's table, or NULL */
+	const char *table_indexes;       /* or NULL */
+	const char *case_near;           /* or NULL */
+};
+/* 0 when the names denote a table and one of its indexes; else -1 with the
+ * refusal in why: what was looked up (schema, table, index), what was not
+ * found or is something else, and the near misses. */
+int names_verdict(const char *schema, const char *table, const char *index, const struct names_found *f, char *why,
+                  size_t whylen);
+
 /* Catalog queries (parameters in $n comments). */
 /* $1 schema.index -> indexrelid, table, def, valid, ready, size, may create in schema, owns table */
 extern const char SQL_INDEX_INFO[];

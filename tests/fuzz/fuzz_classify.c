@@ -105,6 +105,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		} else {
 			FUZZ_CHECK(memchr(why, 0, sizeof(why)) != NULL && why[0]);
 		}
+		/* the index shape checks' reading: an operator found is a distance
+		 * operator, and a normalised operand normalises to itself */
+		struct knn_distance_use use;
+		if (knn_distance_use(text, &use) == 0) {
+			FUZZ_CHECK(sql_is_vector_operator(use.op, strlen(use.op)));
+			FUZZ_CHECK(memchr(use.operand, 0, sizeof(use.operand)) != NULL);
+			char again[512];
+			if (use.operand[0]) {
+				FUZZ_CHECK(knn_expr_normalize(use.operand, again, sizeof(again)) == 0);
+				FUZZ_CHECK(!strcmp(again, use.operand));
+			}
+		}
+		char norm[512], norm2[512];
+		if (knn_expr_normalize(text, norm, sizeof(norm)) == 0) {
+			int rc2 = knn_expr_normalize(norm, norm2, sizeof(norm2));
+			if (rc2 != 0 || strcmp(norm, norm2))
+				fprintf(stderr, "once:  %s\ntwice: %s\n", norm, rc2 ? "(failed)" : norm2);
+			FUZZ_CHECK(rc2 == 0 && !strcmp(norm, norm2));
+		}
 		free(text);
 	}
 

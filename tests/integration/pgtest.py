@@ -234,6 +234,17 @@ def has_pgvector():
     return os.path.exists(os.path.join(r.stdout.strip(), "extension", "vector.control"))
 
 
+def random_vector(rnd, dims):
+    """A pgvector literal of `dims` uniform random components from `rnd` (4 decimals)."""
+    return "[%s]" % ",".join("%.4f" % rnd.random() for _ in range(dims))
+
+
+def insert_random_vectors(cluster, table, dims, rows, db="postgres"):
+    """`rows` rows of random vector(dims) into table's `embedding` column, made server-side."""
+    cluster.psql("INSERT INTO %s (embedding) SELECT (SELECT array_agg(random())::vector FROM generate_series(1, %d) "
+                 "WHERE g > 0) FROM generate_series(1, %d) g" % (table, dims, rows), db=db)
+
+
 def eval_file(lines):
     """An eval file (one query vector per line) in a temp dir removed at exit."""
     d = tempfile.mkdtemp(prefix="vg-eval-")

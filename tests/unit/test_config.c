@@ -255,6 +255,12 @@ static const struct bad_case bad_cases[] = {
 	 "t.yaml:6:81:", "swap_mode must be one of 'auto', 'flip', 'rename'"},
 	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, ground_truth: scan}\n",
 	 "t.yaml:6:84:", "ground_truth must be one of 'auto', 'exact_scan', 'per_query'"},
+	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, method: 'hnsw; x'}\n",
+	 "t.yaml:6:78:", "method 'hnsw; x' is not an access method's name"},
+	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, opclass: 'a.b.c'}\n",
+	 "t.yaml:6:79:", "opclass 'a.b.c': more parts than schema.name"},
+	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, expression: ' '}\n",
+	 "t.yaml:6:82:", "expression must not be empty"},
 };
 
 static void test_bad_configs(void **state)
@@ -293,7 +299,10 @@ static void test_managed_index(void **state)
 	                "    maintenance_settings: {maintenance_work_mem: 1GB}\n"
 	                "    swap_mode: flip\n"
 	                "    ground_truth: per_query\n"
-	                "    lock_timeout_ms: 25\n";
+	                "    lock_timeout_ms: 25\n"
+	                "    method: hnsw\n"
+	                "    opclass: '\"Ext\".halfvec_l2_ops'\n"
+	                "    expression: embedding::halfvec(3)\n";
 	char err[512];
 	struct vg_config *c = config_load_string("m.yaml", y, strlen(y), err, sizeof(err));
 	if (!c)
@@ -316,6 +325,10 @@ static void test_managed_index(void **state)
 	assert_int_equal(m->lock_timeout_ms, 25);
 	assert_int_equal(m->swap_attempts, 20);
 	assert_true(m->retention_seconds == 86400);
+	assert_string_equal(m->method, "hnsw");
+	assert_string_equal(m->opclass_schema, "Ext");
+	assert_string_equal(m->opclass, "halfvec_l2_ops");
+	assert_string_equal(m->expression, "embedding::halfvec(3)");
 	config_free(c);
 }
 

@@ -156,6 +156,53 @@ static void test_probe_check(void **state)
 	assert_int_equal(knn_probe_check(&q, true, 20, "cube", "cube_send", &t, why, sizeof(why)), -1);
 }
 
+/* What the index shape checks read from a query: its distance operator
+ * and the column side, comparable with pg_get_indexdef's key. */
+static void use_is(const char *sql, const char *op, const char *operand)
+{
+	struct knn_distance_use u;
+	assert_int_equal(knn_distance_use(sql, &u), 0);
+	assert_string_equal(u.op, op);
+	if (strcmp(u.operand, operand))
+		fail_msg("%s: operand \"%s\", want \"%s\"", sql, u.operand, operand);
+}
+
+static void norm_is(const char *expr, const char *want)
+{
+	char out[512];
+	assert_int_equal(knn_expr_normalize(expr, out, sizeof(out)), 0);
+	if (strcmp(out, want))
+		fail_msg("%s: \"%s\", want \"%s\"", expr, out, want);
+}
+
+static void test_distance_use(void **state)
+{
+	(void)state;
+	use_is("SELECT id FROM items ORDER BY embedding <-> $1::vector LIMIT $2", "<->", "embedding");
+	use_is("SELECT id FROM items i ORDER BY i.Embedding <=> $1 LIMIT $2", "<=>", "embedding");
+	use_is("SELECT id FROM t ORDER BY embedding::halfvec(3) <-> $1::halfvec(3) LIMIT $2", "<->",
+	       "embedding::halfvec(3)");
+	use_is("SELECT id FROM t ORDER BY $1::vector <#> \"Emb\" LIMIT $2", "<#>", "\"Emb\"");
+	use_is("SELECT id, content, embedding <=> $1 AS distance FROM docs WHERE collection_id = $3 ORDER BY distance "
+	       "LIMIT $2", "<=>", "embedding");
+	use_is("SELECT id FROM t ORDER BY 1 - (embedding <=> '[1,2]') LIMIT 5", "<=>", "embedding");
+	use_is("SELECT id FROM t ORDER BY a <-> b LIMIT 5", "<->", ""); /* no query vector: sides unknown */
+	struct knn_distance_use u;
+	assert_int_equal(knn_distance_use("SELECT id FROM t ORDER BY id LIMIT 5", &u), -1);
+
+	/* pg_get_indexdef's keys read like the queries' operands */
+	norm_is("((embedding)::halfvec(3))", "embedding::halfvec(3)");
+	norm_is("embedding::public.halfvec(3)", "embedding::halfvec(3)");
+	norm_is("(embedding)", "embedding");
+	norm_is("\"embedding\"", "embedding");
+	norm_is("\"Embedding\"", "\"Embedding\"");
+	norm_is("\"Emb Idx\"+1", "\"Emb Idx\" + 1");
+	norm_is("(lower(title))", "lower(title)");
+	char out[16];
+	assert_int_equal(knn_expr_normalize("", out, sizeof(out)), -1);
+	assert_int_equal(knn_expr_normalize("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", out, sizeof(out)), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -163,6 +210,7 @@ int main(void)
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_statements),
 		cmocka_unit_test(test_probe_check),
+		cmocka_unit_test(test_distance_use),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "routing/gate.h"
+#include "routing/index_shape.h"
 #include "routing/indexdef.h"
 #include "routing/rebuild_job.h"
 #include "routing/rebuild_sql.h"
@@ -155,6 +156,161 @@ static void test_rewrite_malformed(void **state)
 	char name[64];
 	assert_int_equal(indexdef_name(out, name, sizeof(name)), 0);
 	assert_string_equal(name, "if");
+}
+
+static void shape_ok(const char *def, const struct index_shape *sh, const struct index_param *ov, int n,
+                     const char *want)
+{
+	char out[1024], err[256] = "";
+	if (indexdef_rewrite_shape(def, "n", sh, ov, n, out, sizeof(out), err, sizeof(err)) != 0)
+		fail_msg("rewrite of \"%s\" failed: %s", def, err);
+	if (strcmp(out, want) != 0)
+		fail_msg("rewrite of \"%s\"\n got: %s\nwant: %s", def, out, want);
+}
+
+/* Method, opclass and expression changes rewrite the first key and the
+ * method only; the old method's WITH parameters go, the overrides stay. */
+static void test_rewrite_shape(void **state)
+{
+	(void)state;
+	const char *ivf = "CREATE INDEX items_ivf ON public.items USING ivfflat (embedding) WITH (lists='100')";
+	const struct index_shape to_hnsw = {"hnsw", "public.vector_l2_ops", NULL};
+	const struct index_param m16[] = {{"m", "16"}, {"ef_construction", "64"}};
+	shape_ok(ivf, &to_hnsw, m16, 2,
+	         "CREATE INDEX CONCURRENTLY n ON public.items USING hnsw (embedding public.vector_l2_ops) WITH (m=16, "
+	         "ef_construction=64)");
+	shape_ok(ivf, &to_hnsw, NULL, 0, "CREATE INDEX CONCURRENTLY n ON public.items USING hnsw (embedding public.vector_l2_ops)");
+	/* a partial index keeps its predicate; the old parameters go */
+	const struct index_shape hnsw_only = {"hnsw", NULL, NULL};
+	shape_ok("CREATE INDEX i ON public.t USING ivfflat (embedding vector_cosine_ops) WITH (lists='10') WHERE "
+	         "(tenant_id = 3)",
+	         &hnsw_only, NULL, 0, "CREATE INDEX CONCURRENTLY n ON public.t USING hnsw (embedding vector_cosine_ops) WHERE "
+	                              "(tenant_id = 3)");
+	/* the same method named again keeps the parameters */
+	shape_ok("CREATE INDEX i ON t USING hnsw (v vector_l2_ops) WITH (m='16')", &hnsw_only, NULL, 0,
+	         "CREATE INDEX CONCURRENTLY n ON t USING hnsw (v vector_l2_ops) WITH (m='16')");
+	/* half precision: expression and opclass */
+	const struct index_shape half = {NULL, "halfvec_l2_ops", "embedding::halfvec(3)"};
+	shape_ok("CREATE INDEX i ON t USING hnsw (embedding vector_l2_ops) WITH (m='16')", &half, NULL, 0,
+	         "CREATE INDEX CONCURRENTLY n ON t USING hnsw ((embedding::halfvec(3)) halfvec_l2_ops) WITH (m='16')");
+	const struct index_shape back = {NULL, NULL, " embedding "};
+	shape_ok("CREATE INDEX i ON t USING hnsw (((embedding)::halfvec(3)) halfvec_l2_ops)", &back, NULL, 0,
+	         "CREATE INDEX CONCURRENTLY n ON t USING hnsw (embedding halfvec_l2_ops)");
+	const struct index_shape wrapped = {NULL, NULL, "(lower(title))"};
+	shape_ok("CREATE INDEX i ON t USING btree (title)", &wrapped, NULL, 0,
+	         "CREATE INDEX CONCURRENTLY n ON t USING btree ((lower(title)))");
+	/* opclass parameters belong to the old opclass; order, collation stay */
+	const struct index_shape bar = {NULL, "bar_ops", NULL};
+	shape_ok("CREATE INDEX i ON t USING x (v foo_ops (p='1') DESC)", &bar, NULL, 0,
+	         "CREATE INDEX CONCURRENTLY n ON t USING x (v bar_ops DESC)");
+	shape_ok("CREATE INDEX i ON t USING btree (name COLLATE \"C\" text_ops)", &bar, NULL, 0,
+	         "CREATE INDEX CONCURRENTLY n ON t USING btree (name COLLATE \"C\" bar_ops)");
+	shape_ok("CREATE INDEX i ON t USING btree (v DESC NULLS LAST)", &bar, NULL, 0,
+	         "CREATE INDEX CONCURRENTLY n ON t USING btree (v bar_ops DESC NULLS LAST)");
+	shape_ok("CREATE INDEX i ON t USING btree (\"Emb\")", &bar, NULL, 0,
+	         "CREATE INDEX CONCURRENTLY n ON t USING btree (\"Emb\" bar_ops)");
+
+	char out[1024], err[256];
+	const struct index_shape bad_expr[] = {{NULL, NULL, "x); DROP TABLE t; --"}, {NULL, NULL, "(a"},
+	                                       {NULL, NULL, "a /* b */"}, {NULL, NULL, "'open"}, {NULL, NULL, "  "},
+	                                       {"hnsw; x", NULL, NULL}, {NULL, "a(b)", NULL}, {NULL, "", NULL}};
+	for (size_t i = 0; i < sizeof(bad_expr) / sizeof(*bad_expr); i++) {
+		err[0] = 0;
+		assert_int_equal(indexdef_rewrite_shape("CREATE INDEX i ON t USING hnsw (v vector_l2_ops)", "n", &bad_expr[i],
+		                                        NULL, 0, out, sizeof(out), err, sizeof(err)),
+		                 -1);
+		assert_true(err[0] != 0);
+	}
+	/* a key override needs one key column */
+	assert_int_equal(indexdef_rewrite_shape("CREATE INDEX i ON t USING btree (a, b)", "n", &bar, NULL, 0, out,
+	                                        sizeof(out), err, sizeof(err)),
+	                 -1);
+	assert_non_null(strstr(err, "one key column"));
+
+	struct index_key k;
+	assert_int_equal(indexdef_key(ivf, &k), 0);
+	assert_string_equal(k.method, "ivfflat");
+	assert_string_equal(k.key, "embedding");
+	assert_string_equal(k.opclass, "");
+	assert_int_equal(k.n_keys, 1);
+	assert_int_equal(indexdef_key("CREATE INDEX i ON t USING hnsw (((embedding)::halfvec(3)) halfvec_l2_ops) WHERE (a)",
+	                              &k),
+	                 0);
+	assert_string_equal(k.key, "((embedding)::halfvec(3))");
+	assert_string_equal(k.opclass, "halfvec_l2_ops");
+	assert_int_equal(indexdef_key("CREATE INDEX i ON t USING btree (a, lower(b))", &k), 0);
+	assert_int_equal(k.n_keys, 2);
+	assert_string_equal(k.key, "a");
+	assert_int_equal(indexdef_key("CREATE INDEX i ON t USING btree (lower(b) text_pattern_ops)", &k), 0);
+	assert_string_equal(k.key, "lower(b)");
+	assert_string_equal(k.opclass, "text_pattern_ops");
+}
+
+/* The catalog's facts decide whether a new shape serves the same reads. */
+static void test_shape_verdict(void **state)
+{
+	(void)state;
+	char why[1024];
+	/* ivfflat -> hnsw, same operator class name under the new method */
+	struct shape_facts up = {"hnsw", NULL, NULL, NULL, "ivfflat", "vector_l2_ops", "public", "<->", "hnsw", "i",
+	                         "vector_l2_ops", "public", "<->", "vector", "vector", true, "embedding", "<->", "embedding"};
+	assert_int_equal(shape_verdict(&up, why, sizeof(why)), 0);
+	/* a different distance: refused, with both operators named */
+	struct shape_facts cos = up;
+	cos.want_opclass = "vector_cosine_ops";
+	cos.new_opclass = "vector_cosine_ops";
+	cos.new_ops = "<=>";
+	assert_int_equal(shape_verdict(&cos, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "operator class vector_cosine_ops orders by <=>, the live vector_l2_ops by <->"));
+	/* the eval query's operator too */
+	struct shape_facts q = up;
+	q.eval_op = "<=>";
+	assert_int_equal(shape_verdict(&q, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "the eval query orders by <=>"));
+	/* no such method, not an index method, no such opclass */
+	struct shape_facts nom = up;
+	nom.want_method = "diskann";
+	nom.new_method = NULL;
+	assert_int_equal(shape_verdict(&nom, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "no access method diskann"));
+	struct shape_facts heap = up;
+	heap.new_amtype = "t";
+	assert_int_equal(shape_verdict(&heap, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "not an index access method"));
+	struct shape_facts noc = up;
+	noc.new_opclass = NULL;
+	assert_int_equal(shape_verdict(&noc, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "no operator class named like the live one (public.vector_l2_ops)"));
+	noc.want_opclass = "nope_ops";
+	noc.want_opclass_schema = "ext";
+	assert_int_equal(shape_verdict(&noc, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "no operator class ext.nope_ops for access method hnsw"));
+	/* half precision: the opclass needs the new key, which the eval query must read */
+	struct shape_facts half = up;
+	half.want_method = NULL;
+	half.want_opclass = "halfvec_l2_ops";
+	half.new_opclass = "halfvec_l2_ops";
+	half.opclass_type = "halfvec";
+	half.type_ok = false;
+	assert_int_equal(shape_verdict(&half, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "takes halfvec, the key is vector"));
+	half.want_expression = "embedding::halfvec(3)";
+	half.key_type = "halfvec";
+	half.type_ok = true;
+	assert_int_equal(shape_verdict(&half, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "the eval query orders by embedding <->, not by the new key embedding::halfvec(3)"));
+	half.eval_operand = "embedding::halfvec(3)";
+	assert_int_equal(shape_verdict(&half, why, sizeof(why)), 0);
+	half.eval_operand = "";
+	assert_int_equal(shape_verdict(&half, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "cannot tell what the eval query's <-> compares"));
+	/* an expression equal to the live key needs no reading of the eval query */
+	half.live_key = "((embedding)::halfvec(3))";
+	assert_int_equal(shape_verdict(&half, why, sizeof(why)), 0);
+	half.live_key = "embedding";
+	half.eval_op = NULL;
+	assert_int_equal(shape_verdict(&half, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "uses no distance operator"));
 }
 
 static void test_recall(void **state)
@@ -441,7 +597,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rewrite_hnsw),      cmocka_unit_test(test_rewrite_clauses_and_quoting),
-		cmocka_unit_test(test_rewrite_rejects),   cmocka_unit_test(test_rewrite_malformed),   cmocka_unit_test(test_recall),
+		cmocka_unit_test(test_rewrite_rejects),   cmocka_unit_test(test_rewrite_malformed),   cmocka_unit_test(test_rewrite_shape),  cmocka_unit_test(test_shape_verdict),   cmocka_unit_test(test_recall),
 		cmocka_unit_test(test_percentile),        cmocka_unit_test(test_gate),
 		cmocka_unit_test(test_happy_path),        cmocka_unit_test(test_transitions),
 		cmocka_unit_test(test_resume),            cmocka_unit_test(test_gate_held),            cmocka_unit_test(test_taken_over),

@@ -8,6 +8,7 @@
 #include "proxy/control/rebuild/rebuild.h"
 #include "proxy/control/route_sync.h"
 #include "proxy/control/session.h"
+#include "routing/indexdef.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -71,10 +72,12 @@ struct rebuild_job *job_new(const struct vg_managed_index *mi, char *err, size_t
 	job->schema = strdup(mi->schema);
 	job->table = strdup(mi->table);
 	job->live = strdup(mi->index);
-	char name[64];
-	snprintf(name, sizeof(name), "%.40s_vg%d", mi->index, job->id);
+	char name[INDEX_NAME_MAX + 1], suffix[24];
+	snprintf(suffix, sizeof(suffix), "_vg%d", job->id);
+	index_derived_name(mi->index, suffix, name, sizeof(name));
 	job->fresh = strdup(name);
-	snprintf(name, sizeof(name), "%.40s_vgold%d", mi->index, job->id);
+	snprintf(suffix, sizeof(suffix), "_vgold%d", job->id);
+	index_derived_name(mi->index, suffix, name, sizeof(name));
 	job->retired = strdup(name);
 	job->created = job->updated = job->state_since = now_sec();
 	job->base_recall = job->new_recall = NAN;

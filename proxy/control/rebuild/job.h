@@ -70,6 +70,14 @@ struct rebuild_job {
 	double created, updated, state_since; /* monotonic seconds */
 
 	char *schema, *table, *live, *fresh, *retired, *live_def;
+	char live_oid[16]; /* of the live index, as preflight found it by name */
+	/* the new index's shape as preflight accepted it (method, opclass,
+	 * expression: routing/index_shape.h); not set: the live one's */
+	struct {
+		bool set;
+		char method[64], opclass[300], expression[1024];
+	} shape;
+	char key_type[16]; /* the type oid of a new key expression */
 	bool superuser;
 	enum swap_mode mode;
 	/* hypopg >= 1.4 in the database (schema "" when absent): without

@@ -9,7 +9,9 @@
 #include "proxy/control/rebuild/job.h"
 #include "routing/gate.h"
 #include "proxy/control/sample_sync.h"
+#include "routing/index_shape.h"
 #include "routing/indexdef.h"
+#include "routing/knn_query.h"
 #include "routing/pin_hint.h"
 #include "proxy/control/route_sync.h"
 #include "proxy/route_table.h"
@@ -303,11 +305,31 @@ static void start_eval(struct rebuild_job *job, enum eval_purpose purpose)
 
 /* ---- steps ---- */
 
+/* The candidate's CREATE INDEX CONCURRENTLY: the live definition with the
+ * configured WITH overrides and the shape preflight accepted. */
+static int new_definition(const struct rebuild_job *job, char *def, size_t len, char *err, size_t errlen)
+{
+	const struct vg_managed_index *mi = job_index(job);
+	struct index_param ov[32];
+	int n = 0;
+	for (size_t i = 0; mi && i < mi->n_with && n < 32; i++, n++) {
+		ov[n].name = mi->with[i].name;
+		ov[n].value = mi->with[i].value;
+	}
+	const struct index_shape shape = {job->shape.method[0] ? job->shape.method : NULL,
+	                                  job->shape.opclass[0] ? job->shape.opclass : NULL,
+	                                  job->shape.expression[0] ? job->shape.expression : NULL};
+	return indexdef_rewrite_shape(job->live_def, job->fresh, job->shape.set ? &shape : NULL, ov, n, def, len, err,
+	                              errlen);
+}
+
 enum preflight_stage {
-	PF_SUPER, PF_HYPOPG, PF_HINT, PF_SAMPLES, PF_INDEX, PF_INVALID, PF_RUNNING, PF_OLD_XACTS, PF_SPACE, PF_DONE
+	PF_SUPER, PF_HYPOPG, PF_HINT, PF_SAMPLES, PF_NAMES, PF_INDEX, PF_KEY_TYPE, PF_SHAPE, PF_INVALID, PF_RUNNING,
+	PF_OLD_XACTS, PF_SPACE, PF_DONE
 };
 
 static void preflight_result(void *arg, PGresult *res, const char *error);
+static void preflight_next(struct rebuild_job *job);
 
 /* auto: flip with a superuser, else hint where pg_hint_plan is loaded, else
  * rename.  A resumed job keeps the mode it was recorded with.  Hint mode
@@ -349,6 +371,82 @@ static bool choose_swap_mode(struct rebuild_job *job)
 	return true;
 }
 
+/* The new key's type, when the expression changes: the expression
+ * selected from the table with no row (the server types it, and refuses an
+ * expression that cannot be the key). */
+static void key_type_query(struct rebuild_job *job, const struct vg_managed_index *mi)
+{
+	char rel[700], sql[4096];
+	job->key_type[0] = 0;
+	if (!mi->expression) {
+		job->pf_stage++;
+		preflight_next(job);
+		return;
+	}
+	if (!indexdef_expression_ok(mi->expression)) {
+		job_event(job, JEV_FATAL, "preflight: expression '%s' is not one balanced SQL expression (no ';' or "
+		          "comment)", mi->expression);
+		return;
+	}
+	sql_qualified(job->schema, job->table, rel, sizeof(rel));
+	if (snprintf(sql, sizeof(sql), "SELECT (%s) FROM %s LIMIT 0", mi->expression, rel) >= (int)sizeof(sql)) {
+		job_event(job, JEV_FATAL, "preflight: expression too long");
+		return;
+	}
+	job_query(job, sql, 0, NULL, preflight_result);
+}
+
+static void shape_query(struct rebuild_job *job, const struct vg_managed_index *mi)
+{
+	const char *params[] = {job->live_oid, mi->method ? mi->method : "", mi->opclass_schema ? mi->opclass_schema : "",
+	                        mi->opclass ? mi->opclass : "", job->key_type};
+	job_query(job, SQL_INDEX_SHAPE, 5, params, preflight_result);
+}
+
+/* The catalog's answer on the new shape: refused with the reason, or the
+ * shape the build will write (the opclass always named, qualified). */
+static bool shape_result(struct rebuild_job *job, const struct vg_managed_index *mi, const PGresult *res)
+{
+	const char *cell[12];
+	for (int c = 0; c < 12; c++)
+		cell[c] = PQntuples(res) == 1 && PQnfields(res) == 12 && !PQgetisnull(res, 0, c) ? PQgetvalue(res, 0, c) : NULL;
+	if (!cell[0]) {
+		job_event(job, JEV_FATAL, "preflight: the live index %s vanished while its shape was read", job->live);
+		return false;
+	}
+	struct index_key live;
+	struct knn_distance_use use;
+	bool have_use = knn_distance_use(mi->eval_query, &use) == 0;
+	struct shape_facts f = {
+		mi->method, mi->opclass_schema, mi->opclass, mi->expression,
+		cell[0], cell[1], cell[2], cell[3],
+		cell[4], cell[5], cell[6], cell[7], cell[8],
+		cell[9], cell[10], cell[11] && !strcmp(cell[11], "t"),
+		indexdef_key(job->live_def, &live) == 0 ? live.key : NULL,
+		have_use ? use.op : NULL, have_use ? use.operand : NULL,
+	};
+	char why[1024];
+	if (shape_verdict(&f, why, sizeof(why)) < 0) {
+		job_event(job, JEV_FATAL, "preflight: the new definition could not serve the same reads: %s", why);
+		return false;
+	}
+	char qs[140], qn[140];
+	quote_ident(cell[7], qs, sizeof(qs));
+	quote_ident(cell[6], qn, sizeof(qn));
+	snprintf(job->shape.opclass, sizeof(job->shape.opclass), "%s.%s", qs, qn);
+	snprintf(job->shape.method, sizeof(job->shape.method), "%s", mi->method ? mi->method : "");
+	snprintf(job->shape.expression, sizeof(job->shape.expression), "%s", mi->expression ? mi->expression : "");
+	job->shape.set = true;
+	/* the whole statement is derived now: whatever it refuses, it refuses before the build */
+	char def[8192], err[256];
+	if (new_definition(job, def, sizeof(def), err, sizeof(err)) < 0) {
+		job_event(job, JEV_FATAL, "preflight: cannot derive the new definition from \"%s\": %s", job->live_def, err);
+		return false;
+	}
+	log_info("rebuild %d: new shape accepted (%s %s -> %s %s): %s", job->id, cell[0], cell[1], cell[4], cell[6], def);
+	return true;
+}
+
 static void preflight_next(struct rebuild_job *job)
 {
 	const struct vg_managed_index *mi = job_index(job);
@@ -372,13 +470,33 @@ static void preflight_next(struct rebuild_job *job)
 		job->pf_stage++;
 		preflight_next(job);
 		return;
+	case PF_NAMES: {
+		const char *params[] = {job->schema, job->table, job->live};
+		job_query(job, SQL_NAMES_LOOKUP, 3, params, preflight_result);
+		return;
+	}
 	case PF_INDEX: {
-		char q[700];
-		sql_qualified(job->schema, job->live, q, sizeof(q));
-		const char *params[] = {q};
+		const char *params[] = {job->live_oid};
 		job_query(job, SQL_INDEX_INFO, 1, params, preflight_result);
 		return;
 	}
+	case PF_KEY_TYPE:
+	case PF_SHAPE:
+		if (!mi || (!mi->method && !mi->opclass && !mi->expression)) {
+			job->shape.set = false; /* the live shape, as pg_get_indexdef writes it */
+			if (job->resuming) {
+				job_resume_continue(job);
+				return;
+			}
+			job->pf_stage = PF_INVALID;
+			preflight_next(job);
+			return;
+		}
+		if (job->pf_stage == PF_KEY_TYPE)
+			key_type_query(job, mi);
+		else
+			shape_query(job, mi);
+		return;
 	case PF_INVALID:
 	case PF_RUNNING: {
 		char q[700];
@@ -454,6 +572,11 @@ static void preflight_result(void *arg, PGresult *res, const char *error)
 		preflight_next(job);
 		return;
 	}
+	if (job->pf_stage == PF_KEY_TYPE && error && !pg_result_transient(res)) {
+		job_event(job, JEV_FATAL, "preflight: expression '%s' cannot be a key of %s.%s: %s", mi ? mi->expression : "",
+		          job->schema, job->table, error);
+		return;
+	}
 	if (error) {
 		job_event(job, pg_result_transient(res) ? JEV_TRANSIENT : JEV_FATAL, "preflight query failed: %s", error);
 		return;
@@ -479,6 +602,23 @@ static void preflight_result(void *arg, PGresult *res, const char *error)
 		snprintf(job->hypopg_schema, sizeof(job->hypopg_schema), "%s", PQntuples(res) ? PQgetvalue(res, 0, 0) : "");
 		snprintf(job->hypopg_version, sizeof(job->hypopg_version), "%s", PQntuples(res) ? PQgetvalue(res, 0, 1) : "");
 		break;
+	case PF_NAMES: {
+		/* the names as configured, each part exactly as the catalog spells
+		 * it: a name that matches nothing is refused with what was looked up */
+		char why[1400];
+		const char *cell[7];
+		for (int c = 0; c < 7; c++)
+			cell[c] = PQntuples(res) == 1 && PQnfields(res) == 7 && !PQgetisnull(res, 0, c) ? PQgetvalue(res, 0, c)
+			                                                                                 : NULL;
+		struct names_found f = {cell[0] && !strcmp(cell[0], "t"), cell[1] ? cell[1][0] : 0, cell[2] ? cell[2][0] : 0,
+		                        cell[3], cell[4], cell[5], cell[6]};
+		if (names_verdict(job->schema, job->table, job->live, &f, why, sizeof(why)) < 0) {
+			job_event(job, JEV_FATAL, "preflight: the managed index's names match nothing: %s", why);
+			return;
+		}
+		snprintf(job->live_oid, sizeof(job->live_oid), "%s", f.index_oid);
+		break;
+	}
 	case PF_INDEX:
 		if (PQntuples(res) != 1) {
 			job_event(job, JEV_FATAL, "preflight: index %s.%s not found", job->schema, job->live);
@@ -497,10 +637,8 @@ static void preflight_result(void *arg, PGresult *res, const char *error)
 		}
 		job_set_str(&job->live_def, PQgetvalue(res, 0, 2));
 		job->live_size = atoll(PQgetvalue(res, 0, 5));
-		if (job->resuming) {
-			job_resume_continue(job);
-			return;
-		}
+		if (job->resuming)
+			break; /* the shape next, then the resume */
 		if (strcmp(PQgetvalue(res, 0, 3), "t")) {
 			job_event(job, JEV_FATAL, "preflight: the live index %s is itself invalid; rebuild it by hand first",
 			          job->live);
@@ -519,10 +657,21 @@ static void preflight_result(void *arg, PGresult *res, const char *error)
 			return;
 		}
 		break;
+	case PF_KEY_TYPE:
+		snprintf(job->key_type, sizeof(job->key_type), "%u", PQnfields(res) == 1 ? (unsigned)PQftype(res, 0) : 0u);
+		break;
+	case PF_SHAPE:
+		if (!mi || !shape_result(job, mi, res))
+			return;
+		if (job->resuming) {
+			job_resume_continue(job);
+			return;
+		}
+		break;
 	case PF_INVALID:
 		for (int r = 0; r < PQntuples(res); r++) {
 			const char *name = PQgetvalue(res, r, 0);
-			bool ours = !strncmp(name, job->live, strlen(job->live)) && strstr(name, "_vg");
+			bool ours = index_is_derived(job->live, name);
 			if (ours && mi && mi->drop_invalid) {
 				char sql[800];
 				sql_drop_index_concurrently(job->schema, name, sql, sizeof(sql));
@@ -723,6 +872,7 @@ static void pin_committed(const struct rebuild_job *job, const PGresult *res, co
 
 static void start_build(struct rebuild_job *job);
 
+
 static void build_pin_result(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
@@ -756,14 +906,8 @@ static void start_build(struct rebuild_job *job)
 		pools_traffic(mi ? mi->database : "", &job->t_pre_end);
 		job->have_pre_end = true;
 	}
-	struct index_param ov[32];
-	int n = 0;
-	for (size_t i = 0; mi && i < mi->n_with && n < 32; i++, n++) {
-		ov[n].name = mi->with[i].name;
-		ov[n].value = mi->with[i].value;
-	}
 	char def[8192], err[256];
-	if (indexdef_rewrite(job->live_def, job->fresh, ov, n, def, sizeof(def), err, sizeof(err)) < 0) {
+	if (new_definition(job, def, sizeof(def), err, sizeof(err)) < 0) {
 		job_event(job, JEV_FATAL, "cannot derive the new definition from \"%s\": %s", job->live_def, err);
 		return;
 	}
