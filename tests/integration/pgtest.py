@@ -98,6 +98,12 @@ class PgCluster:
             raise RuntimeError("psql failed: %s" % r.stderr)
         return r.stdout.strip()
 
+    def connect(self, db="postgres", **kw):
+        """A psycopg connection as the superuser, autocommit (kw: more connect arguments)."""
+        import psycopg
+        return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", password=SUPERPW, dbname=db,
+                               autocommit=True, **kw)
+
     def pg_ctl(self, *args):
         self._as_pg([PGBIN + "/pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w"] + list(args))
 
@@ -282,6 +288,16 @@ def admin_get(admin_port, token, path, raw=False):
     with urllib.request.urlopen(req, timeout=5) as r:
         body = r.read().decode()
     return body if raw else json.loads(body)
+
+
+def wait_drift_checks(admin_port, token, names, timeout=180):
+    """Until the drift monitor of each named index has run once (or failed): {name: its drift JSON}."""
+    deadline = time.time() + timeout
+    while True:
+        drift = {i["name"]: i["drift"] for i in admin_get(admin_port, token, "/v1/indexes")["indexes"]}
+        if all(drift[n]["checks"] or drift[n]["last_error"] for n in names) or time.time() > deadline:
+            return drift
+        time.sleep(0.3)
 
 
 class AdminCase:
