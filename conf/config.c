@@ -10,6 +10,7 @@
 #include "protocol/scram.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -812,6 +813,31 @@ static bool load_dns(struct load_ctx *lc, const yaml_node_t *val, void *base)
 	return true;
 }
 
+/* The highest $n in a query, outside '...' and "..." and comments: enough
+ * to tell whether eval queries need values a traffic sample cannot give
+ * (the eval runner counts again with the SQL lexer) */
+static int highest_param(const char *sql)
+{
+	int max = 0;
+	for (const char *p = sql; *p; p++) {
+		if (*p == '\'' || *p == '"') {
+			const char *q = strchr(p + 1, *p);
+			if (!q)
+				break;
+			p = q;
+		} else if (p[0] == '-' && p[1] == '-') {
+			p += strcspn(p, "\n");
+			if (!*p)
+				break;
+		} else if (*p == '$' && p[1] >= '0' && p[1] <= '9' && (p == sql || !(isalnum((unsigned char)p[-1]) ||
+		                                                                      p[-1] == '_'))) {
+			int n = atoi(p + 1);
+			max = n > max ? n : max;
+		}
+	}
+	return max;
+}
+
 /* The value node of key in a mapping, or the mapping itself (for an error's position). */
 static const yaml_node_t *value_of(struct load_ctx *lc, const yaml_node_t *map, const char *key)
 {
@@ -994,6 +1020,10 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		if (m->eval_file && m->eval_source == VG_EVAL_TRAFFIC)
 			return fail_at(lc, item, "managed index '%s': eval_file is set but eval_source is traffic (use both)",
 			               m->index);
+		if (m->eval_source != VG_EVAL_FILE && highest_param(m->eval_query) > 2)
+			return fail_at(lc, value_of(lc, item, "eval_query"), "managed index '%s': eval_query uses parameters "
+			               "after $2, which only eval_file lines give (\"VECTOR ; v3 ; ...\"); a traffic sample is "
+			               "the query vector alone: use eval_source: file", m->index);
 		if (m->traffic_sample_size < 0)
 			m->traffic_sample_size = m->eval_source == VG_EVAL_FILE ? 0 : 1000;
 		if (m->eval_source != VG_EVAL_FILE && m->traffic_sample_size == 0)

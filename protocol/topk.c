@@ -48,7 +48,8 @@ int topk_block_init(struct topk_block *b, const struct topk *t)
 	b->rows = calloc(b->cap * b->dpad, sizeof(float));
 	b->xnorm = calloc(b->cap, sizeof(float));
 	b->ids = calloc(b->cap, sizeof(int64_t));
-	if (!b->rows || !b->xnorm || !b->ids) {
+	b->classes = calloc(b->cap, sizeof(uint64_t));
+	if (!b->rows || !b->xnorm || !b->ids || !b->classes) {
 		topk_block_free(b);
 		return -1;
 	}
@@ -60,12 +61,13 @@ void topk_block_free(struct topk_block *b)
 	free(b->rows);
 	free(b->xnorm);
 	free(b->ids);
+	free(b->classes);
 	memset(b, 0, sizeof(*b));
 }
 
 size_t topk_block_memory(const struct topk_block *b)
 {
-	return b->cap * (b->dpad * sizeof(float) + sizeof(int64_t) + sizeof(float));
+	return b->cap * (b->dpad * sizeof(float) + sizeof(int64_t) + sizeof(float) + sizeof(uint64_t));
 }
 
 void topk_free(struct topk *t)
@@ -78,6 +80,7 @@ void topk_free(struct topk *t)
 	free(t->n_ties);
 	free(t->ties_dropped);
 	topk_block_free(&t->block);
+	topk_block_free(&t->gather);
 	free(t->raw);
 	free(t->keys);
 	memset(t, 0, sizeof(*t));
@@ -88,7 +91,21 @@ size_t topk_memory(const struct topk *t)
 	size_t q = (t->nq + 1) * t->dpad * sizeof(float) + t->nq * sizeof(float);
 	size_t res = t->nq * (t->k + t->tie_cap) * sizeof(struct topk_entry) + t->nq * (2 * sizeof(size_t) + 8);
 	size_t scratch = TOPK_QUERY_TILE * t->block_rows * sizeof(float) + t->block_rows * sizeof(double);
-	return q + res + topk_block_memory(&t->block) + scratch;
+	return q + res + topk_block_memory(&t->block) + topk_block_memory(&t->gather) + scratch;
+}
+
+int topk_set_classes(struct topk *t, const size_t *start, size_t n)
+{
+	if (!n || n > TOPK_MAX_CLASSES || start[0] != 0 || start[n] != t->nq)
+		return -1;
+	for (size_t c = 0; c < n; c++)
+		if (start[c] >= start[c + 1])
+			return -1;
+	memcpy(t->class_start, start, (n + 1) * sizeof(*start));
+	t->n_classes = n;
+	if (n > 1 && !t->gather.rows && topk_block_init(&t->gather, t) < 0)
+		return -1;
+	return 0;
 }
 
 int topk_init(struct topk *t, enum vdist_metric m, size_t dim, const float *queries, size_t nq, size_t k,
@@ -137,7 +154,13 @@ float *topk_block_slot(struct topk_block *b)
 
 bool topk_block_commit(struct topk_block *b, int64_t id)
 {
-	assert(b->n < b->cap);
+	return topk_block_commit_classes(b, id, ~(uint64_t)0);
+}
+
+bool topk_block_commit_classes(struct topk_block *b, int64_t id, uint64_t classes)
+{
+	assert(b->n < b->cap && classes);
+	b->classes[b->n] = classes;
 	b->ids[b->n++] = id;
 	return b->n == b->cap;
 }
@@ -212,21 +235,16 @@ static void offer(struct topk *t, size_t i, double key, int64_t id)
 	}
 }
 
-void topk_compare(struct topk *t, struct topk_block *b)
+/* The first nr rows of b against queries [from, to). */
+static void compare_rows(struct topk *t, const struct topk_block *b, size_t nr, size_t from, size_t to)
 {
-	assert(b->cap == t->block_rows && b->dpad == t->dpad);
-	size_t nr = b->n;
-	if (!nr)
-		return;
 	size_t nr_pad = (nr + VDIST_ROW_GROUP - 1) / VDIST_ROW_GROUP * VDIST_ROW_GROUP;
-	if (t->metric == VDIST_COSINE)
-		for (size_t j = 0; j < nr; j++)
-			b->xnorm[j] = vdist_norm2(b->rows + j * t->dpad, t->dpad);
-	for (size_t q0 = 0; q0 < t->nq; q0 += TOPK_QUERY_TILE) {
-		size_t nq = t->nq - q0 < TOPK_QUERY_TILE ? t->nq - q0 : TOPK_QUERY_TILE;
+	for (size_t q0 = from; q0 < to; q0 += TOPK_QUERY_TILE) {
+		size_t nq = to - q0 < TOPK_QUERY_TILE ? to - q0 : TOPK_QUERY_TILE;
 		size_t nq_pad = (nq + VDIST_QUERY_GROUP - 1) / VDIST_QUERY_GROUP * VDIST_QUERY_GROUP;
 		/* rows past nr in the last group hold stale data, and the last
-		 * query group may hold the zero query: computed, ignored */
+		 * query group may hold the next class's query or the zero query:
+		 * computed, ignored (queries hold whole groups up to nq) */
 		vdist_block(t->metric, t->queries + q0 * t->dpad, nq_pad, b->rows, nr_pad, t->dpad, t->raw, t->block_rows);
 		for (size_t qi = 0; qi < nq; qi++) {
 			size_t i = q0 + qi;
@@ -238,6 +256,36 @@ void topk_compare(struct topk *t, struct topk_block *b)
 					continue;
 				offer(t, i, t->keys[j], b->ids[j]);
 			}
+		}
+	}
+	t->pairs += (uint64_t)nr * (to - from);
+}
+
+void topk_compare(struct topk *t, struct topk_block *b)
+{
+	assert(b->cap == t->block_rows && b->dpad == t->dpad);
+	size_t nr = b->n;
+	if (!nr)
+		return;
+	if (t->metric == VDIST_COSINE)
+		for (size_t j = 0; j < nr; j++)
+			b->xnorm[j] = vdist_norm2(b->rows + j * t->dpad, t->dpad);
+	if (t->n_classes <= 1) {
+		compare_rows(t, b, nr, 0, t->nq);
+	} else {
+		/* each class meets its own rows, gathered (a row may be in several) */
+		struct topk_block *g = &t->gather;
+		for (size_t c = 0; c < t->n_classes; c++) {
+			size_t ng = 0;
+			for (size_t j = 0; j < nr; j++) {
+				if (!(b->classes[j] >> c & 1))
+					continue;
+				memcpy(g->rows + ng * t->dpad, b->rows + j * t->dpad, t->dpad * sizeof(float));
+				g->xnorm[ng] = b->xnorm[j];
+				g->ids[ng++] = b->ids[j];
+			}
+			if (ng)
+				compare_rows(t, g, ng, t->class_start[c], t->class_start[c + 1]);
 		}
 	}
 	t->rows_seen += nr;

@@ -23,7 +23,8 @@
  *     topk_memory() returns the total; every further row block
  *     (topk_block_init) holds topk_block_memory() more.
  *   - Work per compared block: nq x block_rows x dpad multiply-adds; the
- *     caller picks block_rows (topk_block_rows) to bound it.
+ *     caller picks block_rows (topk_block_rows) to bound it.  With query
+ *     classes (topk_set_classes) a row meets only its classes' queries.
  *   - Two ways to feed rows, with the same results:
  *       topk_row_slot / topk_row_commit / topk_flush fill the topk's own
  *       block and compare it in place when it is full;
@@ -50,12 +51,15 @@ struct topk_entry {
 	int64_t id;
 };
 
+#define TOPK_MAX_CLASSES 64
+
 /* Rows gathered for one comparison with every query. */
 struct topk_block {
 	size_t cap;          /* rows, a multiple of VDIST_ROW_GROUP */
 	size_t dpad;
 	float *rows, *xnorm; /* cap x dpad floats, zero padded; cosine norms, set by topk_compare */
 	int64_t *ids;
+	uint64_t *classes;   /* per row: the query classes it meets (bit c), with classes */
 	size_t n;            /* rows gathered, not yet compared */
 };
 
@@ -74,6 +78,12 @@ struct topk {
 	double *keys;
 	uint64_t rows_seen;          /* rows compared so far */
 	uint64_t blocks;
+	uint64_t pairs;              /* (query, row) pairs compared so far */
+	/* query classes (topk_set_classes): class c is queries [class_start[c],
+	 * class_start[c + 1]); rows of several classes are gathered per class */
+	size_t n_classes;
+	size_t class_start[TOPK_MAX_CLASSES + 1];
+	struct topk_block gather;
 };
 
 /* Rows per block so that one block costs at most max_work pair-dimensions
@@ -96,6 +106,16 @@ bool topk_row_commit(struct topk *t, int64_t id);
 /* Compare a partly filled block (end of the stream). */
 void topk_flush(struct topk *t);
 
+/* Filtered queries (an eval query with a WHERE clause whose values differ
+ * between queries): the queries given to topk_init are ordered by class,
+ * class c being queries [start[c], start[c + 1]) with start[0] = 0 and
+ * start[n] = nq, and each row names the classes it belongs to
+ * (topk_block_commit_classes): it meets only their queries.  Gathering a
+ * class's rows takes one more block of memory (topk_memory counts it).
+ * 0, or -1 when n is 0 or above TOPK_MAX_CLASSES, start is not
+ * increasing, or out of memory. */
+int topk_set_classes(struct topk *t, const size_t *start, size_t n);
+
 /* A block of t's geometry (t->block_rows rows), empty.  0, or -1 out of memory. */
 int topk_block_init(struct topk_block *b, const struct topk *t);
 void topk_block_free(struct topk_block *b);
@@ -104,6 +124,8 @@ size_t topk_block_memory(const struct topk_block *b);
  * then takes no more rows until compared). */
 float *topk_block_slot(struct topk_block *b);
 bool topk_block_commit(struct topk_block *b, int64_t id);
+/* The same for a row of the classes in `classes` (bit c: class c; not 0). */
+bool topk_block_commit_classes(struct topk_block *b, int64_t id, uint64_t classes);
 static inline bool topk_block_full(const struct topk_block *b)
 {
 	return b->n == b->cap;

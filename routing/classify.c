@@ -677,3 +677,18 @@ bool sql_name_matches(const char *given, const char *schema, const char *name)
 	size_t sl = (size_t)(dot - given);
 	return strlen(schema) == sl && !strncasecmp(given, schema, sl) && !strcasecmp(dot + 1, name);
 }
+
+int sql_max_param(const char *sql, size_t len)
+{
+	struct lexer lx = {sql, len, 0};
+	struct tok t;
+	int max = 0;
+	for (next_token(&lx, &t); t.type != T_END; next_token(&lx, &t)) {
+		if (t.type != T_PARAM || t.len < 2 || t.len > 6)
+			continue;
+		int n = atoi(t.p + 1);
+		if (n > max)
+			max = n;
+	}
+	return max;
+}

@@ -73,6 +73,10 @@ enum {
 };
 unsigned sql_prescan(const char *sql, size_t len);
 
+/* The highest $n parameter the statement uses (outside strings and
+ * comments), 0 when none. */
+int sql_max_param(const char *sql, size_t len);
+
 /* Words (lower-cased) that end a FROM list, and words that cannot be a
  * table's alias right after it (those, join keywords and AS). */
 bool sql_word_ends_from(const char *word);

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_TOKENS 64
+#define MAX_TOKENS 256 /* a plain k-NN query with a filter of KNN_FILTER_TERMS terms fits */
 
 struct cursor {
 	struct sql_token t[MAX_TOKENS];
@@ -129,6 +129,154 @@ static bool plain_order(struct cursor *c)
 	return !is_word(peek(c), "desc") && !is_word(peek(c), "using");
 }
 
+/* ---- the WHERE clause: AND-ed simple predicates ---- */
+
+static int filter_column(struct knn_filter *f, const char *name)
+{
+	for (int i = 0; i < f->n_columns; i++)
+		if (!strcmp(f->columns[i], name))
+			return i;
+	if (f->n_columns == KNN_FILTER_TERMS)
+		return -1;
+	snprintf(f->columns[f->n_columns], SQL_NAME_MAX, "%s", name);
+	return f->n_columns++;
+}
+
+/* $n, [-]number, 'string', true, false; then an optional ::type, which the
+ * scan does not need (it reads the value as the column's type, and refuses
+ * one that does not read as such) */
+static int accept_value(struct cursor *c, struct knn_filter *f)
+{
+	if (f->n_values == KNN_FILTER_VALUES)
+		return refuse(c, "more values in the filter than one pass keeps");
+	struct knn_value *v = &f->values[f->n_values];
+	const struct sql_token *t = peek(c);
+	memset(v, 0, sizeof(*v));
+	bool minus = false;
+	if (t->type == SQL_TOK_OP && t->len == 1 && *t->p == '-') {
+		minus = true;
+		c->i++;
+		t = peek(c);
+		if (t->type != SQL_TOK_NUMBER)
+			return refuse(c, "expected a number after '-'");
+	}
+	if (t->type == SQL_TOK_PARAM) {
+		char *end;
+		long n = strtol(t->p + 1, &end, 10);
+		if (end != t->p + t->len || n < 1 || n > KNN_MAX_PARAM)
+			return refuse(c, "a parameter the filter cannot use");
+		if (n == 1)
+			return refuse(c, "the query vector $1 in the filter");
+		v->kind = KNN_V_PARAM;
+		v->param = (int)n;
+		if (n > f->max_param)
+			f->max_param = (int)n;
+	} else if (t->type == SQL_TOK_NUMBER) {
+		if (t->len + 2 > KNN_VALUE_MAX)
+			return refuse(c, "a number too long");
+		v->kind = KNN_V_NUMBER;
+		snprintf(v->text, sizeof(v->text), "%s%.*s", minus ? "-" : "", (int)t->len, t->p);
+	} else if (t->type == SQL_TOK_STRING && t->p[0] == '\'' && t->len >= 2 && t->p[t->len - 1] == '\'') {
+		/* a plain '...' literal, '' for a quote (E'', $$ $$ and others are refused) */
+		size_t o = 0;
+		for (size_t i = 1; i + 1 < t->len; i++) {
+			if (t->p[i] == '\'' && ++i + 1 >= t->len) /* the second of '' */
+				return refuse(c, "a malformed string literal");
+			if (o + 1 == KNN_VALUE_MAX)
+				return refuse(c, "a string literal too long");
+			v->text[o++] = t->p[i];
+		}
+		v->kind = KNN_V_STRING;
+	} else if (is_word(t, "true") || is_word(t, "false")) {
+		v->kind = KNN_V_BOOL;
+		snprintf(v->text, sizeof(v->text), "%s", t->word);
+	} else {
+		return refuse(c, "expected a value ($n, a number, a '...' string, true or false)");
+	}
+	c->i++;
+	if (accept_punct(c, ':')) {
+		char type[SQL_NAME_MAX];
+		if (!accept_punct(c, ':') || !accept_ident(c, type))
+			return refuse(c, "expected a type after ::");
+		if (accept_punct(c, '.') && !accept_ident(c, type))
+			return refuse(c, "expected a type");
+	}
+	f->n_values++;
+	return 0;
+}
+
+static int parse_term(struct cursor *c, const char *qualifier, struct knn_filter *f)
+{
+	char col[SQL_NAME_MAX];
+	if (f->n_terms == KNN_FILTER_TERMS)
+		return refuse(c, "more terms in the filter than one pass keeps");
+	if (!accept_column(c, qualifier, col))
+		return refuse(c, "the WHERE clause is not a simple predicate: expected a column of the table");
+	struct knn_term *t = &f->terms[f->n_terms];
+	if ((t->column = filter_column(f, col)) < 0)
+		return refuse(c, "more filter columns than one pass reads");
+	t->first = f->n_values;
+	const struct sql_token *op = peek(c);
+	static const struct {
+		const char *op;
+		enum knn_cmp cmp;
+	} ops[] = {{"=", KNN_EQ}, {"<", KNN_LT}, {"<=", KNN_LE}, {">", KNN_GT}, {">=", KNN_GE}};
+	for (size_t i = 0; op->type == SQL_TOK_OP && i < sizeof(ops) / sizeof(*ops); i++) {
+		if (op->len == strlen(ops[i].op) && !memcmp(op->p, ops[i].op, op->len)) {
+			t->cmp = ops[i].cmp;
+			c->i++;
+			if (accept_value(c, f) < 0)
+				return -1;
+			t->n_values = 1;
+			f->n_terms++;
+			return 0;
+		}
+	}
+	if (accept_word(c, "in")) {
+		t->cmp = KNN_IN;
+		if (!accept_punct(c, '('))
+			return refuse(c, "expected '(' after IN");
+		do {
+			if (accept_value(c, f) < 0)
+				return -1;
+			t->n_values++;
+		} while (accept_punct(c, ','));
+		if (!accept_punct(c, ')'))
+			return refuse(c, "expected ')' closing the IN list");
+	} else if (accept_word(c, "between")) {
+		t->cmp = KNN_BETWEEN;
+		if (is_word(peek(c), "symmetric") || is_word(peek(c), "asymmetric"))
+			return refuse(c, "the WHERE clause is not a simple predicate");
+		if (accept_value(c, f) < 0)
+			return -1;
+		if (!accept_word(c, "and"))
+			return refuse(c, "expected AND in BETWEEN value AND value");
+		if (accept_value(c, f) < 0)
+			return -1;
+		t->n_values = 2;
+	} else if (accept_word(c, "is")) {
+		t->cmp = accept_word(c, "not") ? KNN_IS_NOT_NULL : KNN_IS_NULL;
+		if (!accept_word(c, "null"))
+			return refuse(c, "expected IS [NOT] NULL");
+	} else {
+		return refuse(c, "the WHERE clause is not a simple predicate: expected =, <, <=, >, >=, IN, BETWEEN or IS [NOT] "
+		                 "NULL after a column");
+	}
+	f->n_terms++;
+	return 0;
+}
+
+static int parse_filter(struct cursor *c, const char *qualifier, struct knn_filter *f)
+{
+	do {
+		if (parse_term(c, qualifier, f) < 0)
+			return -1;
+	} while (accept_word(c, "and"));
+	if (is_word(peek(c), "or"))
+		return refuse(c, "OR in the WHERE clause needs per-query ground truth");
+	return 0;
+}
+
 int knn_query_parse(const char *sql, struct knn_query *out, char *why, size_t whylen)
 {
 	memset(out, 0, sizeof(*out));
@@ -207,8 +355,10 @@ int knn_query_parse(const char *sql, struct knn_query *out, char *why, size_t wh
 		refuse(c, "the id column's qualifier is not the table");
 		goto out;
 	}
+	if (accept_word(c, "where") && parse_filter(c, qualifier, &out->filter) < 0)
+		goto out;
 	if (!accept_word(c, "order") || !accept_word(c, "by")) {
-		refuse(c, "expected ORDER BY (a WHERE clause, join or other clause needs per-query ground truth)");
+		refuse(c, "expected ORDER BY (a join or another clause needs per-query ground truth)");
 		goto out;
 	}
 	if (!accept_column(c, qualifier, out->vector_column)) {
@@ -304,11 +454,17 @@ void knn_relation(const struct knn_query *q, char *out, size_t outlen)
 
 int knn_copy_sql(const struct knn_query *q, char *out, size_t outlen)
 {
-	char rel[420], id[200], vec[200];
+	char rel[420], id[200], vec[200], cols[KNN_FILTER_TERMS * 200] = "";
 	knn_relation(q, rel, sizeof(rel));
 	quote_ident(q->id_column, id, sizeof(id));
 	quote_ident(q->vector_column, vec, sizeof(vec));
-	int n = snprintf(out, outlen, "COPY (SELECT %s, %s FROM %s) TO STDOUT (FORMAT binary)", id, vec, rel);
+	size_t o = 0;
+	for (int i = 0; i < q->filter.n_columns; i++) {
+		char qc[200];
+		quote_ident(q->filter.columns[i], qc, sizeof(qc));
+		o += (size_t)snprintf(cols + o, sizeof(cols) - o, ", %s", qc);
+	}
+	int n = snprintf(out, outlen, "COPY (SELECT %s, %s%s FROM %s) TO STDOUT (FORMAT binary)", id, vec, cols, rel);
 	return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
 

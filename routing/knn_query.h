@@ -8,14 +8,24 @@
  * Recognised (keywords in any case, identifiers plain or "quoted", an
  * optional trailing ';'):
  *   SELECT [q.]id FROM [schema.]table [[AS] q]
+ *   [WHERE term [AND term ...]]
  *   ORDER BY [q.]vec OP $1[::vector|::halfvec[(n)]] [ASC] [NULLS LAST]
  *            [, [q.]id [ASC] [NULLS LAST]]
  *   LIMIT $2
  * with OP one of <-> <#> <=> <+>, `id` the one selected column and the
- * tie-break column if there is one.  Anything else (WHERE, a join, a
- * subquery, several output columns, an expression, DESC, another cast, a
- * LIMIT other than $2, bit or sparse operators) is not recognised, with the
- * reason, and the caller falls back to one exact query per eval vector.
+ * tie-break column if there is one.  A term is a simple predicate on one
+ * column, which the scan applies to each row itself (routing/knn_filter.h):
+ *   [q.]col {= | < | <= | > | >=} value
+ *   [q.]col IN (value [, value ...])
+ *   [q.]col BETWEEN value AND value
+ *   [q.]col IS [NOT] NULL
+ * a value being a parameter $n (n >= 2: $2 is k, $3 on come with each eval
+ * query), a number, a '...' string or true/false, optionally cast (::type).
+ * Anything else (OR, NOT, parentheses, another operator, a function, a
+ * join, a subquery, several output columns, an expression, DESC, another
+ * cast, a LIMIT other than $2, bit or sparse operators) is not recognised,
+ * with the reason, and the caller falls back to one exact query per eval
+ * vector.
  * Whether the columns really are an integer id and a vector or halfvec is
  * the catalog's to say (KNN_PROBE_SQL), inside the eval snapshot.
  */
@@ -29,6 +39,34 @@
 #include "protocol/vecfmt.h"
 #include "routing/classify.h"
 
+#define KNN_FILTER_TERMS 8   /* AND-ed terms, and distinct columns */
+#define KNN_FILTER_VALUES 32 /* values over all terms */
+#define KNN_VALUE_MAX 128    /* a literal's bytes */
+#define KNN_MAX_PARAM 16     /* the highest $n a filter may use */
+
+enum knn_cmp { KNN_EQ = 0, KNN_LT, KNN_LE, KNN_GT, KNN_GE, KNN_IN, KNN_BETWEEN, KNN_IS_NULL, KNN_IS_NOT_NULL };
+enum knn_value_kind { KNN_V_PARAM = 0, KNN_V_NUMBER, KNN_V_STRING, KNN_V_BOOL };
+
+struct knn_value {
+	enum knn_value_kind kind;
+	int param;                /* KNN_V_PARAM: n of $n */
+	char text[KNN_VALUE_MAX]; /* the literal: digits (a leading '-' kept), the string unquoted, "true"/"false" */
+};
+
+struct knn_term {
+	int column;              /* into knn_filter.columns */
+	enum knn_cmp cmp;
+	int first, n_values;     /* knn_filter.values[first .. first + n_values) */
+};
+
+struct knn_filter {
+	int n_terms, n_columns, n_values;
+	struct knn_term terms[KNN_FILTER_TERMS];
+	char columns[KNN_FILTER_TERMS][SQL_NAME_MAX]; /* each column once, in order of first use */
+	struct knn_value values[KNN_FILTER_VALUES];
+	int max_param; /* the highest $n used, 0 without */
+};
+
 struct knn_query {
 	char schema[SQL_NAME_MAX]; /* "" when the query does not name one (search_path decides, as for the query) */
 	char table[SQL_NAME_MAX];
@@ -38,6 +76,7 @@ struct knn_query {
 	char cast_type[SQL_NAME_MAX]; /* "vector", "halfvec", or "" without a cast */
 	int cast_dims;                /* the (n) of the cast, 0 without */
 	bool id_tiebreak;             /* ORDER BY ..., id: the tie order is written out */
+	struct knn_filter filter;     /* the WHERE clause, n_terms 0 without */
 };
 
 /* 0 when recognised; -1 with the reason in why. */
@@ -46,7 +85,8 @@ int knn_query_parse(const char *sql, struct knn_query *out, char *why, size_t wh
 /* The relation as the query wrote it, quoted: the probe's $1 (to_regclass). */
 void knn_relation(const struct knn_query *q, char *out, size_t outlen);
 
-/* COPY (SELECT id, vec FROM relation) TO STDOUT (FORMAT binary); 0, or -1 if it does not fit. */
+/* COPY (SELECT id, vec[, filter columns] FROM relation) TO STDOUT (FORMAT
+ * binary); 0, or -1 if it does not fit. */
 int knn_copy_sql(const struct knn_query *q, char *out, size_t outlen);
 
 /* Catalog facts for the scan, inside the eval snapshot: $1 relation (as

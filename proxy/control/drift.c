@@ -186,7 +186,9 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 			continue;
 		char err[256];
 		memset(&d->set, 0, sizeof(d->set));
-		if (mi->eval_file && eval_set_load(&d->set, mi->eval_file, err, sizeof(err)) < 0) {
+		if (mi->eval_file && (eval_set_load(&d->set, mi->eval_file, err, sizeof(err)) < 0 ||
+		                      eval_set_check_params(&d->set, mi, err, sizeof(err)) < 0)) {
+			eval_set_free(&d->set);
 			snprintf(d->last_error, sizeof(d->last_error), "%s", err);
 			d->checked_at = now;
 			continue;

@@ -20,6 +20,7 @@
 #include "proxy/runtime/runtime.h"
 #include "proxy/runtime/worker.h"
 #include "routing/gate.h"
+#include "routing/knn_filter.h"
 #include "routing/knn_query.h"
 #include "routing/rebuild_sql.h"
 
@@ -39,7 +40,9 @@ int eval_set_load(struct eval_set *set, const char *path, char *err, size_t errl
 	}
 	char line[65536];
 	size_t cap = 0;
+	unsigned lineno = 0;
 	while (fgets(line, sizeof(line), fp)) {
+		lineno++;
 		line[strcspn(line, "\r\n")] = 0;
 		if (!line[0] || line[0] == '#')
 			continue;
@@ -64,6 +67,21 @@ int eval_set_load(struct eval_set *set, const char *path, char *err, size_t errl
 			}
 			q->truth_from_file = q->n_truth > 0;
 		}
+		q->line = lineno;
+		/* "; value" fields: the further parameters */
+		for (char *semi = strchr(line, ';'); semi && q->n_params < EVAL_MAX_PARAMS; semi = strchr(semi + 1, ';')) {
+			*semi = 0;
+			char *v = semi + 1, *end = v + strcspn(v, ";");
+			while (*v == ' ' || *v == '\t')
+				v++;
+			while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+				end--;
+			char **np = realloc(q->params, (q->n_params + 1) * sizeof(*np));
+			if (!np)
+				break;
+			q->params = np;
+			q->params[q->n_params++] = strndup(v, (size_t)(end - v));
+		}
 		size_t n = strlen(line);
 		while (n && line[n - 1] == ' ')
 			line[--n] = 0;
@@ -78,13 +96,45 @@ int eval_set_load(struct eval_set *set, const char *path, char *err, size_t errl
 	return 0;
 }
 
+static void query_free(struct eval_query *q)
+{
+	free(q->vector);
+	free(q->truth);
+	free(q->ties);
+	for (size_t j = 0; j < q->n_params; j++)
+		free(q->params[j]);
+	free(q->params);
+}
+
+int eval_set_check_params(const struct eval_set *set, const struct vg_managed_index *mi, char *err, size_t errlen)
+{
+	int max = sql_max_param(mi->eval_query, strlen(mi->eval_query));
+	size_t want = max > 2 ? (size_t)max - 2 : 0;
+	if (max > EVAL_MAX_PARAMS) {
+		snprintf(err, errlen, "eval_query uses $%d; an eval query takes at most $%d", max, EVAL_MAX_PARAMS);
+		return -1;
+	}
+	for (size_t i = 0; i < set->n; i++) {
+		const struct eval_query *q = &set->queries[i];
+		if (q->n_params == want)
+			continue;
+		if (q->from_traffic)
+			snprintf(err, errlen, "eval_query takes $3..$%d, which a traffic sample does not give", max);
+		else if (!want)
+			snprintf(err, errlen, "eval_file %s line %u gives %zu parameter values after the vector, eval_query "
+			         "takes none beyond $1 and $2", mi->eval_file, q->line, q->n_params);
+		else
+			snprintf(err, errlen, "eval_file %s line %u gives %zu parameter values after the vector (\"VECTOR ; "
+			         "v3 ; ...\"), eval_query takes %zu ($3..$%d)", mi->eval_file, q->line, q->n_params, want, max);
+		return -1;
+	}
+	return 0;
+}
+
 void eval_set_free(struct eval_set *set)
 {
-	for (size_t i = 0; i < set->n; i++) {
-		free(set->queries[i].vector);
-		free(set->queries[i].truth);
-		free(set->queries[i].ties);
-	}
+	for (size_t i = 0; i < set->n; i++)
+		query_free(&set->queries[i]);
 	free(set->queries);
 	memset(set, 0, sizeof(*set));
 }
@@ -109,9 +159,7 @@ void eval_set_drop_traffic(struct eval_set *set)
 	size_t kept = 0;
 	for (size_t i = 0; i < set->n; i++) {
 		if (set->queries[i].from_traffic) {
-			free(set->queries[i].vector);
-			free(set->queries[i].truth);
-			free(set->queries[i].ties);
+			query_free(&set->queries[i]);
 			continue;
 		}
 		set->queries[kept++] = set->queries[i];
@@ -163,6 +211,17 @@ static void send_query(struct eval_run *run, const char *sql, int nparams, const
 		return;
 	if (!run->s || pg_session_query(run->s, sql, nparams, params, cb, run) < 0)
 		finish(run, NULL, "maintenance connection unavailable", true);
+}
+
+/* $1 the vector, $2 k, then the query's own values: the parameters of
+ * every statement that runs the eval query; returns how many */
+static int query_params(const struct eval_query *q, const char *kbuf, const char **out)
+{
+	out[0] = q->vector;
+	out[1] = kbuf;
+	for (size_t j = 0; j < q->n_params && j + 2 < EVAL_MAX_PARAMS; j++)
+		out[j + 2] = q->params[j];
+	return 2 + (int)(q->n_params < EVAL_MAX_PARAMS - 2 ? q->n_params : EVAL_MAX_PARAMS - 2);
 }
 
 static void ids_of(const PGresult *res, int64_t *out, size_t *n, size_t max)
@@ -314,10 +373,12 @@ static void plant_generic_plan(struct eval_run *run, const struct vg_managed_ind
 	if (run->plan_setup_sql[0])
 		send_query(run, run->plan_setup_sql, 0, NULL, NULL);
 	send_query(run, "SET LOCAL plan_cache_mode = force_generic_plan", 0, NULL, NULL);
-	size_t qlen = strlen(mi->eval_query) + 64;
-	const char *v = run->set->queries[0].vector;
-	size_t vlen = 2 * strlen(v) + 3;
-	char *sql = malloc(qlen > vlen + 128 ? qlen : vlen + 128), *lit = malloc(vlen);
+	const char *params[EVAL_MAX_PARAMS];
+	int np = query_params(&run->set->queries[0], kbuf, params);
+	size_t qlen = strlen(mi->eval_query) + 64, vlen = 128;
+	for (int i = 0; i < np; i++)
+		vlen += 2 * strlen(params[i]) + 5;
+	char *sql = malloc(qlen > vlen ? qlen : vlen), *lit = malloc(vlen);
 	if (!sql || !lit) {
 		free(sql);
 		free(lit);
@@ -326,8 +387,16 @@ static void plant_generic_plan(struct eval_run *run, const struct vg_managed_ind
 	}
 	snprintf(sql, qlen, "PREPARE " EVAL_STMT " AS %s", mi->eval_query);
 	send_query(run, sql, 0, NULL, prepare_result);
-	sql_literal(v, lit, vlen);
-	snprintf(sql, vlen + 128, "EXPLAIN (FORMAT JSON) EXECUTE " EVAL_STMT "(%s, %s)", lit, kbuf);
+	/* EXPLAIN EXECUTE takes literals: k as written, every other value quoted */
+	size_t o = (size_t)snprintf(sql, vlen, "EXPLAIN (FORMAT JSON) EXECUTE " EVAL_STMT "(");
+	for (int i = 0; i < np; i++) {
+		if (i == 1)
+			snprintf(lit, vlen, "%s", kbuf);
+		else
+			sql_literal(params[i], lit, vlen);
+		o += (size_t)snprintf(sql + o, vlen - o, "%s%s", i ? ", " : "", lit);
+	}
+	snprintf(sql + o, vlen - o, ")");
 	send_query(run, sql, 0, NULL, explain_result);
 	free(sql);
 	free(lit);
@@ -341,6 +410,7 @@ static void plant_generic_plan(struct eval_run *run, const struct vg_managed_ind
 #define SCAN_BLOCK_WORK 32e6
 #define SCAN_BLOCK_BYTES (4u << 20)        /* one row block, at most */
 #define SCAN_MAX_TUPLE (4u + 16u + 8u + 4u + 4u + 4u * VECFMT_MAX_DIM) /* id, vector(16000) */
+#define SCAN_MAX_FILTER_CELL 8192u /* a filter column's value (a tenant, a language), at most */
 
 enum scan_phase {
 	SCAN_STREAMING, /* COPY data flows into the filling block */
@@ -369,6 +439,18 @@ struct eval_scan {
 	uint64_t rows_taken;   /* rows decoded into blocks, for progress (topk.rows_seen is the thread's) */
 	double rows_total;     /* planner's estimate or a count, for progress */
 	uint64_t rows_null;    /* rows with a NULL id or vector: never neighbours */
+	/* a filtered eval query: the WHERE clause bound once per class of
+	 * queries with the same filter values (class c: topk queries
+	 * [class_start[c], class_start[c + 1])), the filter columns' types, and
+	 * the rows no class took */
+	struct knn_bound *bound;
+	size_t n_classes;
+	size_t class_start[TOPK_MAX_CLASSES + 1];
+	enum knn_coltype ftypes[KNN_FILTER_TERMS];
+	uint64_t rows_filtered;
+	char vtype[64];        /* the probe's answers, kept while the filter columns are looked up */
+	int typmod;
+	double reltuples;
 	double started;
 	double compare_secs;   /* the thread's time in topk_compare, written by it */
 	char error[400];       /* why the scan refused the stream */
@@ -389,6 +471,7 @@ static void scan_free(struct eval_run *run)
 	if (sc->topk_ready)
 		topk_free(&sc->topk);
 	free(sc->qmap);
+	free(sc->bound);
 	free(sc);
 	run->scan = NULL;
 }
@@ -484,16 +567,46 @@ static void scan_block_done(void *arg)
 	scan_pump(sc->run);
 }
 
+/* Which classes of queries a row meets: its filter columns against each
+ * class's bound WHERE clause (every class without a filter).  0 with the
+ * reason in sc->error when a cell is not its type's send format. */
+static uint64_t row_classes(struct eval_scan *sc, const struct copybin_field *f)
+{
+	const struct knn_filter *flt = &sc->q.filter;
+	if (!flt->n_terms)
+		return 1;
+	struct knn_cell cells[KNN_FILTER_TERMS];
+	for (int c = 0; c < flt->n_columns; c++) {
+		if (knn_cell_decode(sc->ftypes[c], f[2 + c].p, f[2 + c].len, &cells[c]) < 0) {
+			snprintf(sc->error, sizeof(sc->error), "filter column %s sent %d bytes, not its type's format",
+			         flt->columns[c], f[2 + c].len);
+			return 0;
+		}
+	}
+	uint64_t classes = 0;
+	for (size_t k = 0; k < sc->n_classes; k++)
+		if (knn_filter_match(&sc->bound[k], cells))
+			classes |= (uint64_t)1 << k;
+	return classes;
+}
+
 static int scan_tuple(void *arg, int nfields, const struct copybin_field *f)
 {
 	struct eval_run *run = arg;
 	struct eval_scan *sc = run->scan;
-	if (nfields != 2) {
-		snprintf(sc->error, sizeof(sc->error), "COPY sent %d columns, not 2", nfields);
+	if (nfields != 2 + sc->q.filter.n_columns) {
+		snprintf(sc->error, sizeof(sc->error), "COPY sent %d columns, not %d", nfields, 2 + sc->q.filter.n_columns);
 		return 1;
 	}
 	if (f[0].len < 0 || f[1].len < 0) {
 		sc->rows_null++;
+		return 0;
+	}
+	uint64_t classes = row_classes(sc, f);
+	if (sc->error[0])
+		return 1;
+	if (!classes) {
+		sc->rows_filtered++; /* no query's filter takes it */
 		return 0;
 	}
 	int64_t id;
@@ -519,7 +632,7 @@ static int scan_tuple(void *arg, int nfields, const struct copybin_field *f)
 		return 1;
 	}
 	sc->rows_taken++;
-	if (topk_block_commit(sc->filling, id) && !sc->comparing)
+	if (topk_block_commit_classes(sc->filling, id, classes) && !sc->comparing)
 		scan_hand_over(sc);
 	return 0;
 }
@@ -611,7 +724,7 @@ static void scan_results(struct eval_run *run)
 		for (size_t j = 0; j < nt; j++)
 			q->ties[q->n_ties++] = ties[j].id;
 		if (vg_log_min_level <= VG_LOG_DEBUG) {
-			char line[1800];
+			char line[1800] = ""; /* a filter may leave a query no row at all */
 			size_t o = 0;
 			for (size_t j = 0; j < n && o < sizeof(line) - 64; j++)
 				o += (size_t)snprintf(line + o, sizeof(line) - o, " %lld=%.9g", (long long)best[j].id,
@@ -625,17 +738,23 @@ static void scan_results(struct eval_run *run)
 	free(best);
 	free(ties);
 	double secs = now_sec() - sc->started;
-	double flops = 2.0 * (double)sc->topk.rows_seen * (double)sc->nq * (double)sc->dim;
+	double flops = 2.0 * (double)sc->topk.pairs * (double)sc->dim;
+	uint64_t rows = sc->topk.rows_seen + sc->rows_null + sc->rows_filtered;
+	char filtered[160] = "";
+	if (sc->q.filter.n_terms)
+		snprintf(filtered, sizeof(filtered), ", the WHERE clause applied to each row for %zu distinct filter value%s "
+		         "(%llu rows no query's filter took)", sc->n_classes, sc->n_classes == 1 ? "" : "s",
+		         (unsigned long long)sc->rows_filtered);
 	/* GFLOP/s over the whole scan (what a bigger table costs), then the
 	 * thread's share: near 100% the kernels bound the scan, well below it
 	 * the server's COPY or the decoding on the loop do */
-	snprintf(run->truth_note, sizeof(run->truth_note), "one exact scan of %llu rows in %.1f s",
-	         (unsigned long long)(sc->topk.rows_seen + sc->rows_null), secs);
-	log_info("eval %s: ground truth by one exact scan of %s: %llu rows (%llu with a NULL id or vector skipped), "
+	snprintf(run->truth_note, sizeof(run->truth_note), "one exact scan of %llu rows in %.1f s%s",
+	         (unsigned long long)rows, secs, sc->q.filter.n_terms ? ", filter applied per row" : "");
+	log_info("eval %s: ground truth by one exact scan of %s: %llu rows (%llu with a NULL id or vector skipped%s), "
 	         "%zu queries x %zu dims %s k=%zu, %.1f MB read, %.2f s, %.1f GFLOP/s (%s kernels, on a thread busy %.0f%% "
 	         "of the scan), %.1f MB held%s",
-	         run->index_name, sc->q.table, (unsigned long long)(sc->topk.rows_seen + sc->rows_null),
-	         (unsigned long long)sc->rows_null, sc->nq, sc->dim, vdist_operator(sc->topk.metric), k,
+	         run->index_name, sc->q.table, (unsigned long long)rows,
+	         (unsigned long long)sc->rows_null, filtered, sc->nq, sc->dim, vdist_operator(sc->topk.metric), k,
 	         (double)sc->dec.bytes / 1e6, secs, secs > 0 ? flops / secs / 1e9 : 0, vdist_isa(),
 	         secs > 0 ? 100.0 * sc->compare_secs / secs : 0,
 	         (double)(topk_memory(&sc->topk) + topk_block_memory(&sc->spare) + sc->dec.max_tuple) / 1e6,
@@ -655,8 +774,22 @@ static void count_result(void *arg, PGresult *res, const char *error)
 		run->scan->rows_total = atof(PQgetvalue(res, 0, 0));
 }
 
-/* The catalog agreed: parse the eval vectors as the column's type, set up
- * the heaps and the decoder, start the COPY. */
+/* $1 relation -> each column's name, type oid (a domain's base type), type
+ * name, and whether its collation is deterministic (the filter's columns
+ * are picked from them) */
+#define SQL_FILTER_COLUMNS                                                                                 \
+	"SELECT a.attname::text, coalesce(nullif(t.typbasetype, 0), a.atttypid)::oid::text, "                \
+	"format_type(a.atttypid, a.atttypmod), coalesce(co.collisdeterministic, true) "                      \
+	"FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "                                          \
+	"LEFT JOIN pg_collation co ON co.oid = a.attcollation "                                              \
+	"WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped"
+
+static void filter_probe_result(void *arg, PGresult *res, const char *error);
+static void scan_begin(struct eval_run *run);
+static void filter_key(const struct knn_filter *f, const struct eval_query *q, char *out, size_t outlen);
+
+/* The catalog agreed on id and vector: the filter's columns next, if any,
+ * then the scan. */
 static void probe_result(void *arg, PGresult *res, const char *error)
 {
 	struct eval_run *run = arg;
@@ -685,6 +818,84 @@ static void probe_result(void *arg, PGresult *res, const char *error)
 		scan_unavailable(run, why, false);
 		return;
 	}
+	snprintf(sc->vtype, sizeof(sc->vtype), "%s", vtype);
+	sc->typmod = typmod;
+	sc->reltuples = reltuples;
+	if (sc->q.filter.n_terms) {
+		/* the filter columns' types next, in the same snapshot */
+		char rel[420];
+		knn_relation(&sc->q, rel, sizeof(rel));
+		const char *params[] = {rel};
+		send_query(run, SQL_FILTER_COLUMNS, 1, params, filter_probe_result);
+		return;
+	}
+	scan_begin(run);
+}
+
+/* The filter columns' types: bind the WHERE clause once per class of
+ * queries, or leave the scan with the reason. */
+static void filter_probe_result(void *arg, PGresult *res, const char *error)
+{
+	struct eval_run *run = arg;
+	struct eval_scan *sc = run->scan;
+	if (run->finished || !sc)
+		return;
+	char why[400];
+	if (error) {
+		snprintf(why, sizeof(why), "catalog lookup of the filter columns failed: %s", error);
+		scan_unavailable(run, why, true);
+		return;
+	}
+	const struct knn_filter *f = &sc->q.filter;
+	for (int c = 0; c < f->n_columns; c++) {
+		int r = 0;
+		while (r < PQntuples(res) && strcmp(PQgetvalue(res, r, 0), f->columns[c]))
+			r++;
+		if (r == PQntuples(res)) {
+			snprintf(why, sizeof(why), "no filter column %s in the table", f->columns[c]);
+			scan_unavailable(run, why, false);
+			return;
+		}
+		if (knn_coltype_of(f->columns[c], (unsigned)strtoul(PQgetvalue(res, r, 1), NULL, 10), PQgetvalue(res, r, 2),
+		                   !strcmp(PQgetvalue(res, r, 3), "t"), &sc->ftypes[c], why, sizeof(why)) < 0) {
+			scan_unavailable(run, why, false);
+			return;
+		}
+	}
+	const struct vg_managed_index *mi = config_find_index(vg.cfg, run->index_name);
+	char kbuf[16];
+	snprintf(kbuf, sizeof(kbuf), "%d", mi ? mi->k : 10);
+	sc->bound = calloc(sc->n_classes, sizeof(*sc->bound));
+	if (!sc->bound) {
+		finish(run, NULL, "out of memory", true);
+		return;
+	}
+	for (size_t k = 0; k < sc->n_classes; k++) {
+		/* any query of the class stands for all of it: same filter values */
+		const char *params[EVAL_MAX_PARAMS + 1] = {NULL};
+		const struct eval_query *q = &run->set->queries[sc->qmap[sc->class_start[k]]];
+		query_params(q, kbuf, params + 1); /* params[n] is $n */
+		if (knn_filter_bind(f, sc->ftypes, params, 2 + 1 + (int)q->n_params, &sc->bound[k], why, sizeof(why)) < 0) {
+			scan_unavailable(run, why, false);
+			return;
+		}
+		char key[200];
+		filter_key(f, q, key, sizeof(key));
+		log_debug("eval %s: filter class %zu: queries %zu..%zu, %s", run->index_name, k, sc->class_start[k],
+		          sc->class_start[k + 1] - 1, key);
+	}
+	scan_begin(run);
+}
+
+/* Catalog and filter agreed: parse the eval vectors as the column's type,
+ * set up the heaps and the decoder, start the COPY. */
+static void scan_begin(struct eval_run *run)
+{
+	struct eval_scan *sc = run->scan;
+	const char *vtype = sc->vtype;
+	int typmod = sc->typmod;
+	double reltuples = sc->reltuples;
+	char why[400];
 	const struct vg_managed_index *mi = config_find_index(vg.cfg, run->index_name);
 	size_t k = mi ? (size_t)mi->k : 10;
 	/* the eval vectors as the server will read them */
@@ -726,6 +937,10 @@ static void probe_result(void *arg, PGresult *res, const char *error)
 		return;
 	}
 	sc->topk_ready = true;
+	if (sc->n_classes > 1 && topk_set_classes(&sc->topk, sc->class_start, sc->n_classes) < 0) {
+		finish(run, NULL, "out of memory for the exact scan", true);
+		return;
+	}
 	if (topk_block_init(&sc->spare, &sc->topk) < 0) {
 		finish(run, NULL, "out of memory for the exact scan", true);
 		return;
@@ -736,7 +951,8 @@ static void probe_result(void *arg, PGresult *res, const char *error)
 		finish(run, NULL, "cannot start the exact scan's thread", true);
 		return;
 	}
-	if (copybin_init(&sc->dec, SCAN_MAX_TUPLE, 2) < 0) {
+	if (copybin_init(&sc->dec, SCAN_MAX_TUPLE + (size_t)sc->q.filter.n_columns * (4 + SCAN_MAX_FILTER_CELL),
+	                 2 + sc->q.filter.n_columns) < 0) {
 		finish(run, NULL, "out of memory for the exact scan", true);
 		return;
 	}
@@ -768,6 +984,57 @@ static void probe_result(void *arg, PGresult *res, const char *error)
 		return;
 	}
 	run->copy_in_flight = true;
+}
+
+/* The values of the parameters a filter uses, as one key: queries with the
+ * same key share their filter (one class of the scan). */
+static void filter_key(const struct knn_filter *f, const struct eval_query *q, char *out, size_t outlen)
+{
+	size_t o = 0;
+	out[0] = 0;
+	for (int i = 0; i < f->n_values; i++) {
+		int n = f->values[i].param;
+		if (f->values[i].kind == KNN_V_PARAM && n >= 3 && (size_t)(n - 3) < q->n_params)
+			o += (size_t)snprintf(out + o, o < outlen ? outlen - o : 0, "%d=%s\x1f", n, q->params[n - 3]);
+	}
+}
+
+static const struct eval_set *sort_set; /* qsort's context: the loop is single-threaded */
+static const struct knn_filter *sort_filter;
+
+static int by_filter_key(const void *a, const void *b)
+{
+	char ka[2048], kb[2048];
+	filter_key(sort_filter, &sort_set->queries[*(const size_t *)a], ka, sizeof(ka));
+	filter_key(sort_filter, &sort_set->queries[*(const size_t *)b], kb, sizeof(kb));
+	int c = strcmp(ka, kb);
+	return c ? c : (*(const size_t *)a > *(const size_t *)b) - (*(const size_t *)a < *(const size_t *)b);
+}
+
+/* Order the scan's queries by their filter values and cut them into
+ * classes, one binding of the WHERE clause each. */
+static int group_by_filter(struct eval_run *run, struct eval_scan *sc, char *why, size_t whylen)
+{
+	sort_set = run->set;
+	sort_filter = &sc->q.filter;
+	qsort(sc->qmap, sc->nq, sizeof(*sc->qmap), by_filter_key);
+	size_t n = 0;
+	char prev[2048] = "", key[2048];
+	for (size_t i = 0; i < sc->nq; i++) {
+		filter_key(&sc->q.filter, &run->set->queries[sc->qmap[i]], key, sizeof(key));
+		if (i > 0 && !strcmp(key, prev))
+			continue;
+		if (n == TOPK_MAX_CLASSES) {
+			snprintf(why, whylen, "the eval queries give more than %d distinct filter values; one pass applies "
+			         "at most %d", TOPK_MAX_CLASSES, TOPK_MAX_CLASSES);
+			return -1;
+		}
+		sc->class_start[n++] = i;
+		snprintf(prev, sizeof(prev), "%s", key);
+	}
+	sc->class_start[n] = sc->nq;
+	sc->n_classes = n;
+	return 0;
 }
 
 /* Ground truth for the queries the eval file does not give: the exact scan
@@ -813,6 +1080,10 @@ static void start_truth(struct eval_run *run, const struct vg_managed_index *mi)
 	for (size_t i = 0; i < run->set->n; i++)
 		if (!run->set->queries[i].truth_from_file)
 			sc->qmap[sc->nq++] = i;
+	if (sc->q.filter.n_terms && group_by_filter(run, sc, why, sizeof(why)) < 0) {
+		scan_unavailable(run, why, false);
+		return;
+	}
 	char rel[420];
 	knn_relation(&sc->q, rel, sizeof(rel));
 	const char *params[] = {rel, sc->q.id_column, sc->q.vector_column};
@@ -849,8 +1120,9 @@ static void run_next(struct eval_run *run)
 		while (run->i < set->n && set->queries[run->i].truth_from_file)
 			run->i++; /* ground truth given in the file */
 		if (run->i < set->n) {
-			const char *params[] = {set->queries[run->i].vector, kbuf};
-			send_query(run, mi->eval_query, 2, params, query_result);
+			const char *params[EVAL_MAX_PARAMS];
+			int np = query_params(&set->queries[run->i], kbuf, params);
+			send_query(run, mi->eval_query, np, params, query_result);
 			return;
 		}
 		/* exact pass done: back to index scans, same snapshot */
@@ -880,19 +1152,21 @@ static void run_next(struct eval_run *run)
 		if (run->expect_index[0]) {
 			char sql[10240];
 			snprintf(sql, sizeof(sql), "%sEXPLAIN (FORMAT JSON) %s", run->hint, mi->eval_query);
-			const char *params[] = {set->queries[0].vector, kbuf};
-			send_query(run, sql, 2, params, explain_result);
+			const char *params[EVAL_MAX_PARAMS];
+			int np = query_params(&set->queries[0], kbuf, params);
+			send_query(run, sql, np, params, explain_result);
 			return;
 		}
 	}
 	if (run->i < set->n) {
-		const char *params[] = {set->queries[run->i].vector, kbuf};
+		const char *params[EVAL_MAX_PARAMS];
+		int np = query_params(&set->queries[run->i], kbuf, params);
 		run->sent = now_sec();
 		if (run->generic_plan) {
-			if (!run->finished && (!run->s || pg_session_execute(run->s, EVAL_STMT, 2, params, query_result, run) < 0))
+			if (!run->finished && (!run->s || pg_session_execute(run->s, EVAL_STMT, np, params, query_result, run) < 0))
 				finish(run, NULL, "maintenance connection unavailable", true);
 		} else {
-			send_query(run, timed_query(run, mi), 2, params, query_result);
+			send_query(run, timed_query(run, mi), np, params, query_result);
 		}
 		return;
 	}
@@ -1010,7 +1284,7 @@ bool eval_run_progress(const struct eval_run *run, struct eval_progress *out)
 		/* the scan: rows against the planner's estimate (or a count) */
 		out->pass = "ground truth scan";
 		out->unit = "rows";
-		out->done = (size_t)(sc->rows_taken + sc->rows_null);
+		out->done = (size_t)(sc->rows_taken + sc->rows_null + sc->rows_filtered);
 		out->total = sc->rows_total > (double)out->done ? (size_t)sc->rows_total : out->done;
 		elapsed = now_sec() - sc->started;
 	} else {

@@ -10,8 +10,11 @@
  * once (a binary COPY of id and vector in the eval snapshot, distances and
  * top-k computed in C: protocol/topk.h) when the eval query is a plain k-NN
  * query over integer ids and a vector or halfvec column (routing/knn_query.h)
- * and `ground_truth` allows it; otherwise from one exact query per eval
- * vector with index scans disabled.  The outcome says which, and why.
+ * and `ground_truth` allows it; a WHERE clause of simple predicates is read
+ * in the same COPY and applied to each row (routing/knn_filter.h), once per
+ * distinct set of filter values among the queries.  Otherwise from one
+ * exact query per eval vector with index scans disabled.  The outcome says
+ * which, and why.
  */
 #ifndef VG_PROXY_CONTROL_EVAL_H
 #define VG_PROXY_CONTROL_EVAL_H
@@ -25,8 +28,13 @@
 struct pg_session;
 struct pg_result;
 
+#define EVAL_MAX_PARAMS 16 /* $1 the vector, $2 k, $3.. given with each eval query */
+
 struct eval_query {
 	char *vector;
+	char **params;   /* the values of $3, $4, ... for this query (eval file: "VECTOR ; v3 ; v4") */
+	size_t n_params;
+	unsigned line;   /* in the eval file, 0 for a traffic sample */
 	int64_t *truth;
 	size_t n_truth;
 	/* the exact scan's boundary ties: ids outside truth at the k-th
@@ -42,8 +50,14 @@ struct eval_set {
 	size_t n;
 };
 
-/* Lines "VECTOR" or "VECTOR | id, id, ..." ('#' comments).  0, or -1 with a reason. */
+/* Lines "VECTOR [; v3 [; v4 ...]] [| id, id, ...]" ('#' comments): the
+ * vector ($1), the values of the eval query's further parameters ($3, $4,
+ * ... as text, blanks around them trimmed), the ground truth.  0, or -1
+ * with a reason. */
 int eval_set_load(struct eval_set *set, const char *path, char *err, size_t errlen);
+/* Every query gives the values the eval query's parameters after $2 need,
+ * no more, no fewer.  0, or -1 with the line that does not. */
+int eval_set_check_params(const struct eval_set *set, const struct vg_managed_index *mi, char *err, size_t errlen);
 void eval_set_free(struct eval_set *set);
 /* Append a query vector sampled from traffic (ground truth computed in the run).  0, or -1 out of memory. */
 int eval_set_add_traffic(struct eval_set *set, const char *vector);

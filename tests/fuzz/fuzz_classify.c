@@ -13,6 +13,7 @@
  * Input: the SQL text.
  */
 #include "routing/classify.h"
+#include "routing/knn_filter.h"
 #include "routing/knn_query.h"
 #include "routing/pin_hint.h"
 #include "routing/route.h"
@@ -100,8 +101,38 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_CHECK(c.statements == 1 && c.read_only && c.vector_op && c.n_tables == 1);
 			FUZZ_CHECK(q.table[0] && q.id_column[0] && q.vector_column[0]);
 			FUZZ_CHECK(q.metric >= VDIST_L2 && q.metric <= VDIST_L1);
-			char copy[2048];
+			char copy[4096];
 			FUZZ_CHECK(knn_copy_sql(&q, copy, sizeof(copy)) == 0);
+			/* its filter bound to column types and values picked from the
+			 * input, applied to cells cut from the input: a refusal says why,
+			 * a binding evaluates any row */
+			const struct knn_filter *flt = &q.filter;
+			FUZZ_CHECK(flt->n_terms <= KNN_FILTER_TERMS && flt->n_columns <= flt->n_terms);
+			FUZZ_CHECK(flt->max_param <= KNN_MAX_PARAM);
+			if (flt->n_terms) {
+				enum knn_coltype types[KNN_FILTER_TERMS];
+				for (int c = 0; c < flt->n_columns; c++)
+					types[c] = (enum knn_coltype)(data[(size_t)c % size] % (KNN_COL_UUID + 1));
+				const char *params[KNN_MAX_PARAM + 1] = {NULL, "[1]", "10", "3", "-1.5", "t", "x",
+				                                         "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "NaN"};
+				struct knn_bound *b = malloc(sizeof(*b));
+				char fwhy[300] = "";
+				FUZZ_CHECK(b);
+				if (knn_filter_bind(flt, types, params, 9, b, fwhy, sizeof(fwhy)) == 0) {
+					struct knn_cell cells[KNN_FILTER_TERMS];
+					for (int c = 0; c < flt->n_columns; c++) {
+						int32_t len = (int32_t)(data[(size_t)(c + 1) % size] % 20) - 1;
+						if (len > (int32_t)size)
+							len = (int32_t)size;
+						if (knn_cell_decode(types[c], data, len, &cells[c]) < 0)
+							knn_cell_decode(types[c], NULL, -1, &cells[c]);
+					}
+					(void)knn_filter_match(b, cells);
+				} else {
+					FUZZ_CHECK(fwhy[0] && memchr(fwhy, 0, sizeof(fwhy)));
+				}
+				free(b);
+			}
 		} else {
 			FUZZ_CHECK(memchr(why, 0, sizeof(why)) != NULL && why[0]);
 		}

@@ -151,6 +151,12 @@ class PgCluster:
             raise RuntimeError("psql failed: %s" % r.stderr)
         return r.stdout.strip()
 
+    def connect(self, db="postgres", **kw):
+        """A psycopg connection as the superuser, autocommit (kw: more connect arguments)."""
+        import psycopg
+        return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", password=SUPERPW, dbname=db,
+                               autocommit=True, **kw)
+
     def pg_ctl(self, *args):
         self._as_pg([PGBIN + "/pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w"] + list(args))
 
@@ -243,6 +249,18 @@ def insert_random_vectors(cluster, table, dims, rows, db="postgres"):
     """`rows` rows of random vector(dims) into table's `embedding` column, made server-side."""
     cluster.psql("INSERT INTO %s (embedding) SELECT (SELECT array_agg(random())::vector FROM generate_series(1, %d) "
                  "WHERE g > 0) FROM generate_series(1, %d) g" % (table, dims, rows), db=db)
+
+
+def pgvector_items(cluster, rows=40000, dims=32):
+    """pgvector's items(id, embedding vector(dims)) with `rows` random rows
+    and a cheap HNSW graph items_idx (m 4, ef_construction 8), analysed:
+    the live index a rebuild test replaces."""
+    cluster.psql("CREATE EXTENSION IF NOT EXISTS vector")
+    cluster.psql("CREATE TABLE items (id bigserial PRIMARY KEY, embedding vector(%d))" % dims)
+    insert_random_vectors(cluster, "items", dims, rows)
+    cluster.psql("CREATE INDEX items_idx ON items USING hnsw (embedding vector_l2_ops) "
+                 "WITH (m = 4, ef_construction = 8)")
+    cluster.psql("ANALYZE items")
 
 
 def eval_file(lines):
@@ -411,6 +429,16 @@ def admin_get(admin_port, token, path, raw=False):
     with urllib.request.urlopen(req, timeout=5) as r:
         body = r.read().decode()
     return body if raw else json.loads(body)
+
+
+def wait_drift_checks(admin_port, token, names, timeout=180):
+    """Until the drift monitor of each named index has run once (or failed): {name: its drift JSON}."""
+    deadline = time.time() + timeout
+    while True:
+        drift = {i["name"]: i["drift"] for i in admin_get(admin_port, token, "/v1/indexes")["indexes"]}
+        if all(drift[n]["checks"] or drift[n]["last_error"] for n in names) or time.time() > deadline:
+            return drift
+        time.sleep(0.3)
 
 
 class AdminCase:

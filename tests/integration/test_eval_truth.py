@@ -26,7 +26,8 @@ import urllib.request
 
 import psycopg
 
-from pgtest import AdminCase, SRC, SUPERPW, PgCluster, managed_vecgate, eval_file, free_port, has_pgvector
+from pgtest import (AdminCase, SRC, SUPERPW, PgCluster, managed_vecgate, eval_file, free_port, has_pgvector,
+                    wait_drift_checks)
 
 CTL = os.environ.get("VECGATECTL_BIN", os.path.join(SRC, "build", "vecgatectl"))
 TOKEN = "eval-truth-token-0123456"
@@ -99,21 +100,15 @@ class ScanMatchesServer(unittest.TestCase):
                         "k": K, "ground_truth": method, "drift_check_seconds": 3600,
                         "eval_query": "SELECT id FROM items_%s ORDER BY embedding %s $1::%s%s LIMIT $2"
                                       % (t, op, TYPES[t], tiebreak)})
-        # auto falls back for what the scan cannot serve
+        # auto falls back for what the scan cannot serve (a WHERE clause with OR)
         indexes.append({"name": "fallback_where", "database": "postgres", "table": "public.items_v",
                         "index": "items_v_pkey", "user": "postgres", "password": SUPERPW, "eval_file": evalf,
                         "k": K, "drift_check_seconds": 3600,
-                        "eval_query": "SELECT id FROM items_v WHERE id > 0 ORDER BY embedding <-> $1 LIMIT $2"})
+                        "eval_query": "SELECT id FROM items_v WHERE id > 0 OR id < 0 ORDER BY embedding <-> $1 LIMIT $2"})
         cls.admin = free_port()
         cls.names = [i["name"] for i in indexes]
         cls.vg = managed_vecgate(cls.pg, cls.admin, TOKEN, indexes, logging={"level": "debug"})
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            drift = {i["name"]: i["drift"] for i in cls.get("/v1/indexes")["indexes"]}
-            if all(drift[n]["checks"] or drift[n]["last_error"] for n in cls.names):
-                break
-            time.sleep(0.3)
-        cls.drift = drift
+        cls.drift = wait_drift_checks(cls.admin, TOKEN, cls.names, timeout=120)
 
     @classmethod
     def tearDownClass(cls):

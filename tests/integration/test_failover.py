@@ -31,7 +31,7 @@ import psycopg
 
 from dnsserver import DnsServer
 from pgtest import (SUPERPW, PgCluster, Replica, Vecgate, admin_get, eval_file, free_port, free_port_on, has_pgvector,
-                    pgvector_items, vecgatectl, vector_text, wait_for)
+                    pgvector_items, random_vector, vecgatectl, wait_for)
 
 NAME = "db.vg.test"
 TOKEN = "failover-token-01"
@@ -39,7 +39,7 @@ DIMS = 32
 
 
 def vec(rnd):
-    return vector_text(rnd, DIMS)
+    return random_vector(rnd, DIMS)
 
 
 @unittest.skipUnless(has_pgvector(), "needs pgvector (VECGATE_VENDOR_DIR)")

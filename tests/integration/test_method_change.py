@@ -13,8 +13,6 @@ import json
 import random
 import unittest
 
-import psycopg
-
 from pgtest import (AdminCase, SUPERPW, eval_file, free_port, has_pgvector, insert_random_vectors, PgCluster,
                     managed_vecgate, random_vector)
 
@@ -98,8 +96,7 @@ class MethodChange(AdminCase, unittest.TestCase):
         hits = 0
         # (prepare_threshold None: psycopg would otherwise prepare the query after 5 runs, and a
         # generic plan may not use the index at all)
-        with psycopg.connect(host="127.0.0.1", port=self.pg.port, user="postgres", password=SUPERPW,
-                             dbname="postgres", autocommit=True, prepare_threshold=None) as c:
+        with self.pg.connect(prepare_threshold=None) as c:
             c.execute("SET hnsw.ef_search = 100")
             self.assertIn("Index Scan using items_ivf", "\n".join(
                 r[0] for r in c.execute("EXPLAIN " + QUERY.replace("$1", "%s").replace("$2", str(K)), (self.queries[0],))))

@@ -23,14 +23,14 @@ import unittest
 import psycopg
 
 from pgtest import (SUPERPW, admin_get, eval_file, free_port, has_pgvector, pgvector_items, PgCluster, Vecgate,
-                    vecgatectl, vector_text)
+                    vecgatectl, random_vector)
 
 TOKEN = "takeover-token-0123"
 DIMS = 32
 
 
 def vec(rnd):
-    return vector_text(rnd, DIMS)
+    return random_vector(rnd, DIMS)
 
 
 @unittest.skipUnless(has_pgvector(), "needs pgvector (VECGATE_VENDOR_DIR)")

@@ -255,6 +255,9 @@ static const struct bad_case bad_cases[] = {
 	 "t.yaml:6:81:", "swap_mode must be one of 'auto', 'flip', 'rename'"},
 	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, ground_truth: scan}\n",
 	 "t.yaml:6:84:", "ground_truth must be one of 'auto', 'exact_scan', 'per_query'"},
+	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_source: traffic, eval_query: 'SELECT id FROM t "
+	      "WHERE a = $3 ORDER BY e <-> $1 LIMIT $2'}\n",
+	 "t.yaml:6:75:", "eval_query uses parameters after $2, which only eval_file lines give"},
 	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, method: 'hnsw; x'}\n",
 	 "t.yaml:6:78:", "method 'hnsw; x' is not an access method's name"},
 	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, opclass: 'a.b.c'}\n",

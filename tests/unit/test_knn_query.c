@@ -68,7 +68,7 @@ static void test_refused(void **state)
 {
 	(void)state;
 	static const char *const refused[] = {
-		"SELECT id FROM items WHERE tenant = 1 ORDER BY embedding <-> $1 LIMIT $2",
+		"SELECT id FROM items WHERE tenant = 1 OR tenant = 2 ORDER BY embedding <-> $1 LIMIT $2",
 		"SELECT id FROM items JOIN meta USING (id) ORDER BY embedding <-> $1 LIMIT $2",
 		"SELECT id FROM items, meta ORDER BY embedding <-> $1 LIMIT $2",
 		"SELECT s.id FROM (SELECT id FROM public.emb ORDER BY v <-> $1::cube LIMIT $2) s, pg_sleep(0.03)",
@@ -117,6 +117,83 @@ static void test_refused(void **state)
 	strcat(longq, ", id, id, id, id, id, id, id, id, id, id, id, id, id, id, id, id, id, id, id, id, id, id, id, "
 	              "id, id, id, id, id, id, id, id, id, id, id LIMIT $2");
 	assert_int_equal(knn_query_parse(longq, &q, why, sizeof(why)), -1);
+}
+
+/* The WHERE clauses one pass applies itself, and the ones it leaves to
+ * per-query ground truth, with the reason. */
+static void test_filter(void **state)
+{
+	(void)state;
+	struct knn_query q = parse_ok("SELECT id FROM docs WHERE tenant_id = $3 ORDER BY embedding <-> $1 LIMIT $2");
+	const struct knn_filter *f = &q.filter;
+	assert_int_equal(f->n_terms, 1);
+	assert_int_equal(f->n_columns, 1);
+	assert_string_equal(f->columns[0], "tenant_id");
+	assert_int_equal(f->terms[0].cmp, KNN_EQ);
+	assert_int_equal(f->values[0].kind, KNN_V_PARAM);
+	assert_int_equal(f->values[0].param, 3);
+	assert_int_equal(f->max_param, 3);
+	char sql[600];
+	assert_int_equal(knn_copy_sql(&q, sql, sizeof(sql)), 0);
+	assert_string_equal(sql, "COPY (SELECT id, embedding, tenant_id FROM docs) TO STDOUT (FORMAT binary)");
+
+	q = parse_ok("SELECT d.id FROM docs d WHERE d.tenant_id IN (1, 2, -3) AND lang = 'it''s' AND score BETWEEN 0.5 "
+	             "AND $4::float8 AND deleted_at IS NULL AND \"Flag\" IS NOT NULL AND ok = true AND n >= $2 AND "
+	             "tenant_id < 9 ORDER BY d.embedding <=> $1::vector LIMIT $2");
+	assert_int_equal(f->n_terms, 8);
+	assert_int_equal(f->n_columns, 7);
+	assert_int_equal(f->max_param, 4);
+	static const enum knn_cmp cmps[] = {KNN_IN, KNN_EQ, KNN_BETWEEN, KNN_IS_NULL, KNN_IS_NOT_NULL, KNN_EQ, KNN_GE,
+	                                    KNN_LT};
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(f->terms[i].cmp, cmps[i]);
+	assert_int_equal(f->terms[0].n_values, 3);
+	assert_string_equal(f->values[2].text, "-3");
+	assert_int_equal(f->values[3].kind, KNN_V_STRING);
+	assert_string_equal(f->values[3].text, "it's");
+	assert_int_equal(f->values[4].kind, KNN_V_NUMBER);
+	assert_string_equal(f->values[4].text, "0.5");
+	assert_int_equal(f->values[5].param, 4);
+	assert_int_equal(f->terms[3].n_values, 0);
+	assert_string_equal(f->columns[f->terms[4].column], "Flag");
+	assert_int_equal(f->values[6].kind, KNN_V_BOOL);
+	assert_int_equal(f->terms[7].column, 0); /* tenant_id again: read once */
+	assert_int_equal(knn_copy_sql(&q, sql, sizeof(sql)), 0);
+	assert_string_equal(sql, "COPY (SELECT id, embedding, tenant_id, lang, score, deleted_at, \"Flag\", ok, n FROM "
+	                         "docs) TO STDOUT (FORMAT binary)");
+
+	static const struct {
+		const char *where, *why;
+	} refused[] = {
+		{"a = 1 OR a = 2", "OR in the WHERE clause"},
+		{"a NOT IN (1)", "expected =, <, <=, >, >=, IN, BETWEEN or IS [NOT] NULL"},
+		{"a <> 1", "expected =, <, <=, >, >=, IN"},
+		{"(a = 1)", "expected a column"},
+		{"NOT a = 1", "expected =, <"},
+		{"a = b", "expected a value"},
+		{"a = $1", "the query vector $1 in the filter"},
+		{"a = $17", "a parameter the filter cannot use"},
+		{"lower(a) = 'x'", "expected =, <"},
+		{"a = E'x'", "expected a value"},
+		{"a = $$x$$", "expected a value"},
+		{"a IN ()", "expected a value"},
+		{"a BETWEEN SYMMETRIC 1 AND 2", "not a simple predicate"},
+		{"a BETWEEN 1 OR 2", "expected AND"},
+		{"a IS TRUE", "expected IS [NOT] NULL"},
+		{"a LIKE 'x'", "expected =, <"},
+		{"a = - b", "expected a number after '-'"},
+		{"o.a = 1", "expected a column"},
+		{"a = 1 AND b = 1 AND c = 1 AND d = 1 AND e = 1 AND f = 1 AND g = 1 AND h = 1 AND i = 1", "more terms"},
+	};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(*refused); i++) {
+		char query[400], why[200] = "";
+		snprintf(query, sizeof(query), "SELECT id FROM docs WHERE %s ORDER BY embedding <-> $1 LIMIT $2",
+		         refused[i].where);
+		if (knn_query_parse(query, &q, why, sizeof(why)) == 0)
+			fail_msg("recognised, but must not be: %s", query);
+		if (!strstr(why, refused[i].why))
+			fail_msg("%s: \"%s\", want \"%s\"", refused[i].where, why, refused[i].why);
+	}
 }
 
 static void test_statements(void **state)
@@ -211,6 +288,7 @@ int main(void)
 		cmocka_unit_test(test_statements),
 		cmocka_unit_test(test_probe_check),
 		cmocka_unit_test(test_distance_use),
+		cmocka_unit_test(test_filter),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -351,6 +351,80 @@ static void test_caller_blocks_equal_own_block(void **state)
 	}
 }
 
+/* Query classes (a filtered eval): each class's top-k over the rows of its
+ * class, rows in several classes included, equals a separate topk of that
+ * class's queries fed only those rows. */
+static void test_classes_equal_separate(void **state)
+{
+	(void)state;
+	const size_t dim = 20, nrows = 700, nq = 9, k = 5;
+	const size_t start[] = {0, 2, 3, 9};
+	for (int m = VDIST_L2; m <= VDIST_L1; m++) {
+		float *rows, *qs;
+		int64_t *ids;
+		make_table((enum vdist_metric)m, dim, nrows, nq, &rows, &qs, &ids);
+		struct topk t;
+		assert_int_equal(topk_init(&t, (enum vdist_metric)m, dim, qs, nq, k, 8, 64), 0);
+		assert_int_equal(topk_set_classes(&t, start, 3), 0);
+		struct topk_block b;
+		assert_int_equal(topk_block_init(&b, &t), 0);
+		uint64_t *mask = calloc(nrows, sizeof(*mask));
+		for (size_t r = 0; r < nrows; r++) {
+			mask[r] = (uint64_t)1 << (r % 3);
+			if (r % 7 == 0)
+				mask[r] |= (uint64_t)1 << ((r + 1) % 3); /* in two classes */
+			memcpy(topk_block_slot(&b), rows + r * dim, dim * sizeof(float));
+			if (topk_block_commit_classes(&b, ids[r], mask[r]))
+				topk_compare(&t, &b);
+		}
+		topk_compare(&t, &b);
+		assert_int_equal(t.rows_seen, nrows);
+		for (size_t c = 0; c < 3; c++) {
+			struct topk sep;
+			size_t cn = start[c + 1] - start[c];
+			assert_int_equal(topk_init(&sep, (enum vdist_metric)m, dim, qs + start[c] * dim, cn, k, 8, 64), 0);
+			size_t fed = 0;
+			for (size_t r = 0; r < nrows; r++) {
+				if (!(mask[r] >> c & 1))
+					continue;
+				memcpy(topk_row_slot(&sep), rows + r * dim, dim * sizeof(float));
+				topk_row_commit(&sep, ids[r]);
+				fed++;
+			}
+			topk_flush(&sep);
+			for (size_t i = 0; i < cn; i++) {
+				struct topk_entry a[5], e[5], ta[8], te[8];
+				size_t na = topk_result(&t, start[c] + i, a), ne = topk_result(&sep, i, e);
+				assert_int_equal(na, ne);
+				for (size_t j = 0; j < na; j++) {
+					assert_int_equal(a[j].id, e[j].id);
+					assert_memory_equal(&a[j].key, &e[j].key, sizeof(double));
+				}
+				size_t nta = topk_ties(&t, start[c] + i, ta), nte = topk_ties(&sep, i, te);
+				assert_int_equal(nta, nte);
+				for (size_t j = 0; j < nta; j++)
+					assert_int_equal(ta[j].id, te[j].id);
+			}
+			assert_int_equal(sep.pairs, fed * cn);
+			topk_free(&sep);
+		}
+		topk_block_free(&b);
+		topk_free(&t);
+		free(mask);
+		free_table(rows, qs, ids);
+	}
+	/* classes must cover the queries in order */
+	struct topk t;
+	float q[4] = {1, 2, 3, 4};
+	assert_int_equal(topk_init(&t, VDIST_L2, 2, q, 2, 1, 0, 4), 0);
+	const size_t bad1[] = {0, 2, 2}, bad2[] = {0, 1}, ok[] = {0, 1, 2};
+	assert_int_equal(topk_set_classes(&t, bad1, 2), -1);
+	assert_int_equal(topk_set_classes(&t, bad2, 1), -1);
+	assert_int_equal(topk_set_classes(&t, ok, 0), -1);
+	assert_int_equal(topk_set_classes(&t, ok, 2), 0);
+	topk_free(&t);
+}
+
 static void test_order(void **state)
 {
 	(void)state;
@@ -385,6 +459,7 @@ int main(void)
 		cmocka_unit_test(test_topk_exact_with_ties),
 		cmocka_unit_test(test_block_size_independent),
 		cmocka_unit_test(test_caller_blocks_equal_own_block),
+		cmocka_unit_test(test_classes_equal_separate),
 		cmocka_unit_test(test_order),
 		cmocka_unit_test(test_recall_counts_ties),
 	};

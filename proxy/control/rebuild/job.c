@@ -88,7 +88,8 @@ struct rebuild_job *job_new(const struct vg_managed_index *mi, char *err, size_t
 	job->timer = evtimer_new(vg.base, job_step_timer, job);
 	job_init_links(job);
 	job->base_recall_file = job->base_recall_traffic = job->new_recall_file = job->new_recall_traffic = NAN;
-	if (mi->eval_file && eval_set_load(&job->evals, mi->eval_file, err, errlen) < 0) {
+	if (mi->eval_file && (eval_set_load(&job->evals, mi->eval_file, err, errlen) < 0 ||
+	                      eval_set_check_params(&job->evals, mi, err, errlen) < 0)) {
 		job_free(job);
 		return NULL;
 	}
