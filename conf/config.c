@@ -819,6 +819,7 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		{NULL, 0}};
 	static const struct enum_name eval_sources[] = {
 		{"file", VG_EVAL_FILE}, {"traffic", VG_EVAL_TRAFFIC}, {"both", VG_EVAL_BOTH}, {NULL, 0}};
+	static const struct enum_name plan_modes[] = {{"auto", VG_PLAN_AUTO}, {"off", VG_PLAN_OFF}, {NULL, 0}};
 	static const struct enum_name truth_modes[] = {{"auto", VG_TRUTH_AUTO},
 	                                               {"exact_scan", VG_TRUTH_EXACT_SCAN},
 	                                               {"per_query", VG_TRUTH_PER_QUERY},
@@ -856,6 +857,10 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		{"free_space_query", F_STR, MI(free_space_query), 0, 0, NULL},
 		{"free_space_bytes", F_SIZE, MI(free_space_bytes), 0, 0, NULL},
 		{"drop_invalid", F_BOOL, MI(drop_invalid), 0, 0, NULL},
+		{"max_build_seconds", F_SECONDS, MI(max_build_seconds), 0, 0, NULL},
+		{"plan", F_ENUM, MI(plan), 0, 0, plan_modes},
+		{"plan_sample_fraction", F_SECONDS, MI(plan_sample_fraction), 0, 0, NULL},
+		{"plan_min_rows", F_INT, MI(plan_min_rows), 100, 100000000, NULL},
 		{"approve_swap", F_BOOL, MI(approve_swap), 0, 0, NULL},
 		{"route", F_ENUM, MI(route), 0, 0, route_names},
 		{"drift_check_seconds", F_SECONDS, MI(drift_check_seconds), 0, 0, NULL},
@@ -889,6 +894,8 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		m->takeover_seconds = 10;
 		m->retention_seconds = 86400;
 		m->max_transaction_age = 300;
+		m->plan_sample_fraction = 0.05;
+		m->plan_min_rows = 2000;
 		m->drift_tolerance = 0.05;
 		m->drift_propose_rebuild = true;
 		m->traffic_sample_size = -1; /* default depends on eval_source */
@@ -910,6 +917,9 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		if (m->eval_file && m->eval_source == VG_EVAL_TRAFFIC)
 			return fail_at(lc, item, "managed index '%s': eval_file is set but eval_source is traffic (use both)",
 			               m->index);
+		if (!(m->plan_sample_fraction > 0 && m->plan_sample_fraction <= 0.5))
+			return fail_at(lc, item, "managed index '%s': plan_sample_fraction must be above 0 and at most 0.5 (the "
+			               "largest trial build's share of the table)", m->index);
 		if (m->traffic_sample_size < 0)
 			m->traffic_sample_size = m->eval_source == VG_EVAL_FILE ? 0 : 1000;
 		if (m->eval_source != VG_EVAL_FILE && m->traffic_sample_size == 0)

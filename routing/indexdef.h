@@ -21,6 +21,11 @@ struct index_param {
 int indexdef_rewrite(const char *def, const char *new_name, const struct index_param *overrides,
                      int n_overrides, char *out, size_t outlen, char *err, size_t errlen);
 
+/* The same index on another table, built at once (no CONCURRENTLY):
+ * "CREATE INDEX new_name ON rel USING ..." (rel already quoted), for a
+ * build plan's trial on a scratch copy.  Returns 0 or -1. */
+int indexdef_retarget(const char *def, const char *rel, const char *new_name, char *out, size_t outlen);
+
 /* The index name in a definition, unquoted.  Returns 0 or -1. */
 int indexdef_name(const char *def, char *out, size_t outlen);
 
