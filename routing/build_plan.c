@@ -131,9 +131,12 @@ const char *bp_notice_advice(const char *msg)
 
 double bp_ivfflat_kmeans_bytes(int lists, int dims, double rows)
 {
-	double samples = fmin((double)lists * 50, rows);
+	/* the sample array is sized for max(50 x lists, 10000) vectors whatever
+	 * the rows; the bounds are per sampled row, the distances per pair of
+	 * centers (ElkanKmeans' own total, which it checks) */
+	double cap = fmax((double)lists * 50, 10000), samples = fmin(cap, rows);
 	double item = 8 + 4.0 * dims; /* a vector's varlena header and floats */
-	return samples * item + 2 * (double)lists * item + 4.0 * lists + 4 * samples + 4 * samples * lists + 4 * samples +
+	return cap * item + 2 * (double)lists * item + 4.0 * lists + 4 * samples + 4 * samples * lists + 4 * samples +
 	       4.0 * lists + 4.0 * lists * lists + 4.0 * lists;
 }
 

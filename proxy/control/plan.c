@@ -346,6 +346,7 @@ static void facts_result(void *arg, PGresult *res, const char *error)
 /* ---- sample and trials ---- */
 
 static void trial_built(void *arg, PGresult *res, const char *error);
+static void run_trial(struct build_plan *p, double rows, long mwm_kb, bool own_table);
 
 static void sample_done(void *arg, PGresult *res, const char *error)
 {
@@ -422,6 +423,23 @@ static void trial_built(void *arg, PGresult *res, const char *error)
 	(void)res;
 	char what[100];
 	snprintf(what, sizeof(what), "trial build on %.0f rows", p->sizes[p->cur]);
+	const char *need = error && !p->abandoned ? strstr(error, "memory required is ") : NULL;
+	if (need && !p->retried) {
+		/* IVFFlat's k-means is larger than vecgate's estimate: pgvector
+		 * said how much it needs; the same trial once more with that */
+		long mb = atol(need + 19);
+		p->retried = true;
+		p->kmeans_kb = fmax(p->kmeans_kb, mb * 1024.0);
+		p->r.trials[p->cur].mwm_kb = (double)(mb + 1) * 1024;
+		p->r.trials[p->cur].floored = true;
+		p->statement_out = false;
+		char sql[200];
+		snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS vecgate.%s", p->trial_table);
+		pg_session_query(p->s, sql, 0, NULL, NULL, NULL);
+		run_trial(p, p->sizes[p->cur], (mb + 1) * 1024, p->cur < p->n_sizes - 1);
+		return;
+	}
+	p->retried = false;
 	if (stopped(p, error, what))
 		return;
 	struct plan_trial *t = &p->r.trials[p->cur];
@@ -549,7 +567,15 @@ static void conclude(struct build_plan *p)
 	const struct plan_trial *last = &r->trials[r->n_trials - 1];
 	enum bp_model model = hnsw ? BP_POWER : BP_LINEAR;
 	r->have_fit = bp_fit(model, n, t, r->n_trials, &r->fit) == 0;
-	if (r->have_fit) {
+	if (r->have_fit && r->fit.b <= 0) {
+		/* a flat or falling curve: trials too small for their noise */
+		r->have_fit = false;
+		note(p, "the trials did not grow with their rows (too small for the timer's noise): scaled by rows from "
+		     "the largest, an overestimate where a fixed part (k-means) dominates");
+		r->predicted_s = last->seconds * r->rows / last->rows;
+		r->predicted_lo = r->predicted_s * 0.5;
+		r->predicted_hi = r->predicted_s * 1.25;
+	} else if (r->have_fit) {
 		r->predicted_s = bp_predict(&r->fit, r->rows, &r->predicted_lo, &r->predicted_hi);
 		if (model == BP_POWER && (r->fit.b < 1 || r->fit.b > 2.5))
 			note(p, "the fitted exponent %.2f is outside what HNSW builds show (1 to 2): the trials were noisy "
@@ -604,7 +630,8 @@ static void conclude(struct build_plan *p)
 			     r->peak_bytes / 1048576, r->mwm_bytes / 1048576, r->cliff_tuples,
 			     floored ? ", except where maintenance_work_mem could not be scaled below 1 MB" : "");
 	} else if (ivf) {
-		r->peak_bytes = bp_ivfflat_kmeans_bytes(p->lists, p->dims, r->rows);
+		/* what pgvector asked a trial for, when more than the estimate */
+		r->peak_bytes = fmax(bp_ivfflat_kmeans_bytes(p->lists, p->dims, r->rows), p->kmeans_kb * 1024);
 		r->cliff = r->peak_bytes > r->mwm_bytes;
 		r->mwm_to_fit_bytes = ceil(r->peak_bytes * 1.1 / (1024 * 1024)) * 1024 * 1024;
 		r->sort_spills = r->rows * (8 + 4.0 * p->dims + 32) > r->mwm_bytes;
@@ -711,7 +738,7 @@ static void plan_next(struct build_plan *p)
 			long kb = bp_trial_mwm_kb(p->mwm_kb, rows, p->r.rows, 1024);
 			if (!strcmp(p->r.method, "ivfflat")) {
 				/* k-means must fit, or the trial fails where the build may not */
-				double km = bp_ivfflat_kmeans_bytes(p->lists, p->dims, rows) * 1.05 / 1024;
+				double km = fmax(bp_ivfflat_kmeans_bytes(p->lists, p->dims, rows) / 1024, p->kmeans_kb) * 1.05;
 				if (kb < km)
 					kb = (long)ceil(km);
 			}

@@ -90,6 +90,8 @@ struct build_plan {
 	double sizes[BP_MAX_TRIALS];
 	int n_sizes;
 	long long notice_cliff;
+	bool retried;      /* the trial ran again with the memory pgvector asked for */
+	double kmeans_kb;  /* the most an IVFFlat trial's k-means asked for */
 	double q_s;
 	char vec[65536];
 };
