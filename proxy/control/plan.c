@@ -605,11 +605,15 @@ static void conclude(struct build_plan *p)
 	/* memory */
 	double bpt = NAN;
 	bool bound = false;
+	/* the trial with the most memory that overflowed: a small budget holds
+	 * fewer tuples than its share (pgvector's fixed overhead), so the
+	 * largest one says best what the graph takes per tuple */
+	double best_kb = 0;
 	for (int i = 0; i <= r->n_trials && i < BP_MAX_TRIALS; i++) {
 		const struct plan_trial *tr = &r->trials[i];
-		if (tr->cliff_tuples > 0 && tr->mwm_kb > 0) {
+		if (tr->cliff_tuples > 0 && tr->mwm_kb > best_kb) {
+			best_kb = tr->mwm_kb;
 			bpt = tr->mwm_kb * 1024.0 / (double)tr->cliff_tuples;
-			break;
 		}
 	}
 	if (hnsw) {
