@@ -681,13 +681,16 @@ static void progress_result(void *arg, PGresult *res, const char *error)
 		job->percent = f * 100;
 	/* the ETA follows the plan's curve and the live progress: pgvector's
 	 * tuples while it loads them, the job's percent otherwise */
-	bool tuples = job->tuples_total > 0 && strstr(job->phase, "building");
+	/* pgvector counts the tuples it loads without a total: the table's
+	 * rows, as the plan read them, stand in */
+	double total = job->tuples_total > 0 ? (double)job->tuples_total : job->have_plan ? job->plan.rows : 0;
+	bool tuples = total > 0 && job->tuples_done > 0 && strstr(job->phase, "building");
 	struct bp_eta_in in = {
 		.predicted_s = job->have_plan ? job->plan.predicted_s : NAN,
 		.exponent = job->have_plan && job->plan.have_fit && job->plan.fit.model == BP_POWER ? job->plan.fit.b : 1,
 		.elapsed_s = now_sec() - job->build_started,
 		.done = tuples ? (double)job->tuples_done : job->percent,
-		.total = tuples ? (double)job->tuples_total : 100,
+		.total = tuples ? total : 100,
 		.cliff_tuples = tuples ? (double)job->cliff_tuples : 0,
 		.cliff_elapsed_s = job->cliff_elapsed,
 	};
@@ -1071,6 +1074,10 @@ static void maint_notice(void *arg, const char *severity, const char *message, c
 	struct rebuild_job *job = l->arg;
 	bool warning = strcmp(severity, "NOTICE") && strcmp(severity, "INFO") && strcmp(severity, "LOG");
 	if (!job->building && !warning)
+		return;
+	/* vecgate's own ROLLBACK before a step, on a session with nothing
+	 * open: no news either */
+	if (strstr(message, "there is no transaction in progress"))
 		return;
 	long long tuples;
 	if (job->building && bp_parse_cliff_notice(message, &tuples) && !job->cliff_tuples) {
