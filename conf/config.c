@@ -926,6 +926,7 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		{NULL, 0}};
 	static const struct enum_name eval_sources[] = {
 		{"file", VG_EVAL_FILE}, {"traffic", VG_EVAL_TRAFFIC}, {"both", VG_EVAL_BOTH}, {NULL, 0}};
+	static const struct enum_name plan_modes[] = {{"auto", VG_PLAN_AUTO}, {"off", VG_PLAN_OFF}, {NULL, 0}};
 	static const struct enum_name truth_modes[] = {{"auto", VG_TRUTH_AUTO},
 	                                               {"exact_scan", VG_TRUTH_EXACT_SCAN},
 	                                               {"per_query", VG_TRUTH_PER_QUERY},
@@ -963,6 +964,10 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		{"free_space_query", F_STR, MI(free_space_query), 0, 0, NULL},
 		{"free_space_bytes", F_SIZE, MI(free_space_bytes), 0, 0, NULL},
 		{"drop_invalid", F_BOOL, MI(drop_invalid), 0, 0, NULL},
+		{"max_build_seconds", F_SECONDS, MI(max_build_seconds), 0, 0, NULL},
+		{"plan", F_ENUM, MI(plan), 0, 0, plan_modes},
+		{"plan_sample_fraction", F_SECONDS, MI(plan_sample_fraction), 0, 0, NULL},
+		{"plan_min_rows", F_INT, MI(plan_min_rows), 100, 100000000, NULL},
 		{"approve_swap", F_BOOL, MI(approve_swap), 0, 0, NULL},
 		{"route", F_ENUM, MI(route), 0, 0, route_names},
 		{"drift_check_seconds", F_SECONDS, MI(drift_check_seconds), 0, 0, NULL},
@@ -992,6 +997,9 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		m->max_attempts = 3;
 		m->backoff_seconds = 2;
 		m->lock_timeout_ms = 50;
+		/* opt-in: its duration predictions are not yet within the accuracy a
+		 * refusal should rest on (README, The build plan) */
+		m->plan = VG_PLAN_OFF;
 		m->swap_attempts = 20;
 		m->watch_seconds = 60;
 		m->watch_error_rate_increase = 0.01;
@@ -999,6 +1007,8 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		m->takeover_seconds = 10;
 		m->retention_seconds = 86400;
 		m->max_transaction_age = 300;
+		m->plan_sample_fraction = 0.05;
+		m->plan_min_rows = 2000;
 		m->drift_tolerance = 0.05;
 		m->drift_propose_rebuild = true;
 		m->traffic_sample_size = -1; /* default depends on eval_source */
@@ -1024,6 +1034,12 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 			return fail_at(lc, value_of(lc, item, "eval_query"), "managed index '%s': eval_query uses parameters "
 			               "after $2, which only eval_file lines give (\"VECTOR ; v3 ; ...\"); a traffic sample is "
 			               "the query vector alone: use eval_source: file", m->index);
+		if (!(m->plan_sample_fraction > 0 && m->plan_sample_fraction <= 0.5))
+			return fail_at(lc, item, "managed index '%s': plan_sample_fraction must be above 0 and at most 0.5 (the "
+			               "largest trial build's share of the table)", m->index);
+		if (m->max_build_seconds > 0 && m->plan == VG_PLAN_OFF)
+			return fail_at(lc, value_of(lc, item, "max_build_seconds"), "managed index '%s': max_build_seconds "
+			               "needs plan: auto (the window is checked against the build plan's prediction)", m->index);
 		if (m->traffic_sample_size < 0)
 			m->traffic_sample_size = m->eval_source == VG_EVAL_FILE ? 0 : 1000;
 		if (m->eval_source != VG_EVAL_FILE && m->traffic_sample_size == 0)

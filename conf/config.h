@@ -197,6 +197,9 @@ enum vg_eval_source { VG_EVAL_FILE = 0, VG_EVAL_TRAFFIC, VG_EVAL_BOTH };
  * one exact scan of the table for all queries when the eval query allows it
  * (auto) or always (exact_scan: an eval query it cannot serve fails the
  * run), or one exact query per eval vector (per_query). */
+/* preflight runs a build plan (trial builds on samples) unless off */
+enum vg_plan_mode { VG_PLAN_AUTO = 0, VG_PLAN_OFF = 1 };
+
 enum vg_ground_truth { VG_TRUTH_AUTO = 0, VG_TRUTH_EXACT_SCAN = 1, VG_TRUTH_PER_QUERY = 2 };
 
 /* An index vecgate may rebuild online. */
@@ -255,6 +258,14 @@ struct vg_managed_index {
 	size_t free_space_bytes; /* preflight: free space figure; 0 = not checked */
 	char *free_space_query;     /* or a SQL query returning bytes free */
 	bool drop_invalid;          /* preflight drops leftover invalid vecgate indexes */
+	/* the build plan (routing/build_plan.h): preflight refuses a build
+	 * predicted longer than max_build_seconds (0 = no window), or one that
+	 * would not fit maintenance_work_mem or the free space; plan off skips
+	 * the plan and its checks */
+	double max_build_seconds;
+	enum vg_plan_mode plan;
+	double plan_sample_fraction; /* the largest trial's share of the table, default 0.05 */
+	int plan_min_rows;           /* the smallest trial, default 2000 rows */
 	bool approve_swap;          /* wait for an operator's approve before swapping */
 	enum vg_route_mode route;   /* initial route mode of its vector reads */
 	double drift_check_seconds; /* recall-drift monitor period; 0 = off */

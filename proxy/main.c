@@ -7,6 +7,7 @@
 #include "proxy/client.h"
 #include "proxy/control/drift.h"
 #include "proxy/control/health.h"
+#include "proxy/control/plan.h"
 #include "proxy/control/rebuild/rebuild.h"
 #include "proxy/control/route_sync.h"
 #include "proxy/control/sample_sync.h"
@@ -259,6 +260,7 @@ int main(int argc, char **argv)
 	admin_stop();
 	drift_stop();
 	rebuild_shutdown();
+	plan_shutdown();
 	sample_sync_stop();
 	route_sync_stop();
 	health_stop();

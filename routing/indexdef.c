@@ -726,3 +726,28 @@ int indexdef_rewrite_shape(const char *def, const char *new_name, const struct i
 		return fail(err, errlen, "rewritten definition does not fit");
 	return 0;
 }
+
+int indexdef_retarget(const char *def, const char *rel, const char *new_name, char *out, size_t outlen)
+{
+	struct def_parts dp;
+	if (split_def(def, &dp, NULL, 0) < 0)
+		return -1;
+	/* from ON past the table (and ONLY) up to USING */
+	const char *p = skip_space(dp.name_end), *e = skip_token(p), *using = NULL;
+	for (p = skip_space(e); *p && !using; p = skip_space(e)) {
+		bool closed;
+		e = scan_token(p, &closed);
+		if (!closed)
+			return -1;
+		if (e == p)
+			e = p + 1;
+		if (word_is(p, e, "USING"))
+			using = p;
+	}
+	if (!using)
+		return -1;
+	char qname[256];
+	quote_ident(new_name, qname, sizeof(qname));
+	int len = snprintf(out, outlen, "CREATE INDEX %s ON %s %s", qname, rel, using);
+	return len < 0 || (size_t)len >= outlen ? -1 : 0;
+}

@@ -54,6 +54,11 @@ struct index_key {
 };
 int indexdef_key(const char *def, struct index_key *out);
 
+/* The same index on another table, built at once (no CONCURRENTLY):
+ * "CREATE INDEX new_name ON rel USING ..." (rel already quoted), for a
+ * build plan's trial on a scratch copy.  Returns 0 or -1. */
+int indexdef_retarget(const char *def, const char *rel, const char *new_name, char *out, size_t outlen);
+
 /* The index name in a definition, unquoted.  Returns 0 or -1. */
 int indexdef_name(const char *def, char *out, size_t outlen);
 

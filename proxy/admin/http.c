@@ -13,6 +13,8 @@
  *   GET  /v1/jobs[?index=NAME]            jobs, newest first
  *   GET  /v1/jobs/ID                      one job with progress and history
  *   POST /v1/indexes/NAME/rebuild         start a rebuild (202)
+ *   GET  /v1/indexes/NAME/plan            the newest build plan (one is started when there is none: 202)
+ *   POST /v1/indexes/NAME/plan            start a build plan (202; 409 while one runs)
  *   POST /v1/jobs/ID/cancel | /rollback | /approve[?override=true]
  *   GET  /v1/routes                       route modes per managed index, counters
  *   POST /v1/routes/NAME?mode=M           set a route mode (or body {"mode": "M"})
@@ -20,6 +22,7 @@
  */
 #include "proxy/admin/admin.h"
 #include "proxy/admin/views.h"
+#include "proxy/control/plan.h"
 #include "proxy/control/rebuild/rebuild.h"
 #include "proxy/control/route_sync.h"
 #include "proxy/route_table.h"
@@ -234,6 +237,43 @@ static void post_rebuild(struct admin_request *r)
 	reply(r, 202, "Accepted");
 }
 
+/* A build plan: trial builds on samples take seconds to minutes, so the
+ * request answers at once (202) and the plan is read as it goes. */
+static void plan_request(struct admin_request *r, bool fresh)
+{
+	char *name = evhttp_uridecode(r->arg, 0, NULL);
+	const struct vg_managed_index *mi = name ? config_find_index(vg.cfg, name) : NULL;
+	free(name);
+	if (!mi) {
+		reply_error(r, 404, "no managed index of that name; see GET /v1/indexes");
+		return;
+	}
+	const struct build_plan *p = plan_latest(mi->name);
+	if (p && !fresh) {
+		view_plan(&r->j, NULL, p);
+		reply(r, 200, "OK");
+		return;
+	}
+	char err[400];
+	p = plan_start(mi, plan_eval_queries(mi), NULL, NULL, err, sizeof(err));
+	if (!p) {
+		reply_error(r, 409, err);
+		return;
+	}
+	view_plan(&r->j, NULL, p);
+	reply(r, 202, "Accepted");
+}
+
+static void get_plan(struct admin_request *r)
+{
+	plan_request(r, false);
+}
+
+static void post_plan(struct admin_request *r)
+{
+	plan_request(r, true);
+}
+
 /* The job of /v1/jobs/{id}/..., or NULL after answering 404. */
 static const struct rebuild_job *path_job(struct admin_request *r, int *id)
 {
@@ -350,6 +390,8 @@ static const struct admin_route {
 	{"/metrics", EVHTTP_REQ_GET, METRICS, get_metrics, "use GET"},
 	{"/v1/indexes", EVHTTP_REQ_GET, TOKEN, get_indexes, "use GET"},
 	{"/v1/indexes/{}/rebuild", EVHTTP_REQ_POST, TOKEN, post_rebuild, "use POST to start a rebuild"},
+	{"/v1/indexes/{}/plan", EVHTTP_REQ_GET, TOKEN, get_plan, "use GET to read, POST to start a build plan"},
+	{"/v1/indexes/{}/plan", EVHTTP_REQ_POST, TOKEN, post_plan, "use GET to read, POST to start a build plan"},
 	{"/v1/jobs", EVHTTP_REQ_GET, TOKEN, get_jobs, "use GET"},
 	{"/v1/jobs/{}", EVHTTP_REQ_GET, TOKEN, get_job, "use GET"},
 	{"/v1/jobs/{}/approve", EVHTTP_REQ_POST, TOKEN, post_approve, "use POST"},
@@ -402,8 +444,11 @@ static void handle(struct evhttp_request *req, void *unused)
 		goto done;
 	}
 	const struct admin_route *hit = NULL;
-	for (size_t i = 0; i < sizeof(routes) / sizeof(*routes) && !hit; i++)
-		if (path_matches(routes[i].path, path, arg, sizeof(arg)))
+	/* a path may take several methods: the route of the request's method,
+	 * else the path's first (its 405 message) */
+	for (size_t i = 0; i < sizeof(routes) / sizeof(*routes); i++)
+		if (path_matches(routes[i].path, path, arg, sizeof(arg)) &&
+		    (!hit || (hit->method != evhttp_request_get_command(req) && routes[i].method == evhttp_request_get_command(req))))
 			hit = &routes[i];
 	bool open = hit && (hit->auth == OPEN || (hit->auth == METRICS && vg.cfg->admin.metrics_without_token));
 	if (open && evhttp_request_get_command(req) == hit->method) {

@@ -6,6 +6,7 @@
 #include "proxy/admin/views.h"
 #include "proxy/backend_table.h"
 #include "proxy/control/drift.h"
+#include "proxy/control/plan.h"
 #include "proxy/control/rebuild/job.h"
 #include "proxy/control/rebuild/rebuild.h"
 #include "proxy/route_table.h"
@@ -29,6 +30,98 @@ static void measured_json(struct json *j, const char *key, struct measured m)
 	json_num(j, "p95_ms", m.have ? m.p95 : NAN);
 	json_num(j, "recall_eval_file", m.have ? m.recall_file : NAN);
 	json_num(j, "recall_traffic", m.have ? m.recall_traffic : NAN);
+	json_obj_end(j);
+}
+
+/* What a plan predicts, and from what: the trials, the fit and its band. */
+static void plan_result_json(struct json *j, const char *key, const struct plan_result *r)
+{
+	json_obj_begin(j, key);
+	json_str(j, "method", r->method);
+	json_str(j, "definition", r->definition);
+	json_num(j, "table_rows", r->rows);
+	json_obj_begin(j, "build");
+	json_num(j, "predicted_seconds", r->predicted_s);
+	json_num(j, "predicted_low_seconds", r->predicted_lo);
+	json_num(j, "predicted_high_seconds", r->predicted_hi);
+	json_int(j, "parallel_workers", r->workers);
+	json_int(j, "max_parallel_maintenance_workers", r->max_workers);
+	json_obj_end(j);
+	json_obj_begin(j, "fit");
+	json_str(j, "model", !r->have_fit ? NULL : r->fit.model == BP_POWER ? "power: t = a * rows^b" : "linear: t = a + b * rows");
+	json_num(j, "a", r->have_fit ? r->fit.a : NAN);
+	json_num(j, "b", r->have_fit ? r->fit.b : NAN);
+	json_num(j, "r2", r->have_fit ? r->fit.r2 : NAN);
+	json_num(j, "sigma", r->have_fit && r->fit.k > 2 ? r->fit.sigma : NAN);
+	json_int(j, "points", r->have_fit ? r->fit.k : 0);
+	json_obj_end(j);
+	json_arr_begin(j, "trials");
+	for (int i = 0; i < r->n_trials; i++) {
+		const struct plan_trial *t = &r->trials[i];
+		json_obj_begin(j, NULL);
+		json_num(j, "rows", t->rows);
+		json_num(j, "seconds", t->seconds);
+		json_num(j, "maintenance_work_mem_kb", t->mwm_kb);
+		json_num(j, "index_bytes", t->index_bytes);
+		json_int(j, "graph_overflow_after_tuples", t->cliff_tuples);
+		json_bool(j, "mwm_floored", t->floored);
+		json_obj_end(j);
+	}
+	json_arr_end(j);
+	json_obj_begin(j, "memory");
+	json_num(j, "maintenance_work_mem_bytes", r->mwm_bytes);
+	json_num(j, "peak_bytes", r->peak_bytes);
+	json_bool(j, "peak_is_upper_bound", r->peak_is_bound);
+	json_bool(j, "fits", !r->cliff);
+	json_num(j, "overflow_after_tuples", r->cliff ? r->cliff_tuples : NAN);
+	json_num(j, "maintenance_work_mem_to_fit_bytes", r->mwm_to_fit_bytes);
+	json_bool(j, "sort_spills", r->sort_spills);
+	json_obj_end(j);
+	json_obj_begin(j, "disk");
+	json_num(j, "index_bytes", r->index_bytes);
+	json_num(j, "free_bytes", r->free_bytes);
+	json_num(j, "needed_bytes", r->disk_need_bytes);
+	json_obj_end(j);
+	json_obj_begin(j, "wal");
+	json_num(j, "bytes", r->wal_bytes);
+	json_num(j, "primary_rate_bytes_per_second", r->wal_rate_bps);
+	json_arr_begin(j, "replicas");
+	for (int i = 0; i < r->n_replicas; i++) {
+		json_obj_begin(j, NULL);
+		json_str(j, "name", r->replicas[i].name);
+		json_num(j, "replay_bytes_per_second", r->replicas[i].replay_bps);
+		json_num(j, "lag_seconds", r->replicas[i].lag_s);
+		json_obj_end(j);
+	}
+	json_arr_end(j);
+	json_obj_end(j);
+	json_obj_begin(j, "eval");
+	json_int(j, "queries", r->eval_queries);
+	json_num(j, "seconds", r->eval_s);
+	json_obj_end(j);
+	json_obj_begin(j, "cost");
+	json_num(j, "seconds", r->cost_s);
+	json_num(j, "ratio_to_build", r->cost_ratio);
+	json_obj_end(j);
+	json_str(j, "notes", r->notes[0] ? r->notes : NULL);
+	json_obj_end(j);
+}
+
+void view_plan(struct json *j, const char *key, const struct build_plan *p)
+{
+	json_obj_begin(j, key);
+	json_int(j, "id", p->id);
+	json_str(j, "index", p->index_name);
+	json_str(j, "state", plan_state_name(p->state));
+	json_bool(j, "running", plan_running(p));
+	json_str(j, "step", plan_running(p) ? p->step : NULL);
+	json_num(j, "percent", p->percent);
+	json_num(j, "elapsed_seconds", (plan_running(p) ? now_sec() : p->finished) - p->started);
+	json_str(j, "error", p->error[0] ? p->error : NULL);
+	if (p->state == PLAN_DONE)
+		plan_result_json(j, "plan", &p->r);
+	else
+		json_str(j, "plan", NULL);
 	json_obj_end(j);
 }
 
@@ -78,6 +171,11 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 	json_int(j, "blocks_total", job->blocks_total);
 	json_int(j, "tuples_done", job->tuples_done);
 	json_int(j, "tuples_total", job->tuples_total);
+	/* the plan's prediction next to what the build has taken so far */
+	json_num(j, "predicted_seconds", job->have_plan ? job->plan.predicted_s : NAN);
+	json_num(j, "elapsed_seconds", job->build_started > 0 ? (job->building ? now_sec() : job->updated) - job->build_started
+	                                                       : NAN);
+	json_int(j, "graph_overflow_after_tuples", job->cliff_tuples);
 	const struct build_blocker *b = job_waiting_for(job);
 	if (b) {
 		char cmd[64];
@@ -121,6 +219,21 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 	              (struct measured){job->have_new, job->new_recall, job->new_p50, job->new_p95, job->new_recall_file,
 	                                job->new_recall_traffic});
 	json_int(j, "traffic_queries", (long long)job->samples_loaded);
+	json_arr_begin(j, "notices");
+	for (int i = 0; i < job->n_notices; i++) {
+		json_obj_begin(j, NULL);
+		json_num(j, "t", job->notices[i].at - job->created);
+		json_str(j, "severity", job->notices[i].severity);
+		json_str(j, "message", job->notices[i].message);
+		json_str(j, "advice", job->notices[i].advice);
+		json_obj_end(j);
+	}
+	json_arr_end(j);
+	if (job->have_plan)
+		plan_result_json(j, "plan", &job->plan);
+	else
+		json_str(j, "plan", NULL);
+	json_str(j, "plan_error", job->plan_error[0] ? job->plan_error : NULL);
 	json_num(j, "swap_lock_ms", job->swap_tries ? job->swap_ms : NAN);
 	json_obj_begin(j, "watch");
 	json_int(j, "requests", job->have_watch ? (long long)job->post_requests : 0);
@@ -149,7 +262,7 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 		json_num(j, "t", h->at - job->created);
 		json_str(j, "from", job_state_name(h->from));
 		json_str(j, "to", job_state_name(h->to));
-		json_str(j, "event", job_event_name(h->event));
+		json_str(j, "event", h->kind[0] ? h->kind : job_event_name(h->event));
 		json_str(j, "message", h->message);
 		json_obj_end(j);
 	}

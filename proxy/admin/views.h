@@ -10,10 +10,12 @@
 #include "protocol/json.h"
 
 struct rebuild_job;
+struct build_plan;
 struct route_state;
 struct evbuffer;
 
 void view_job(struct json *j, const char *key, const struct rebuild_job *job);
+void view_plan(struct json *j, const char *key, const struct build_plan *p);
 void view_jobs(struct json *j, const char *key, const char *index_name /* NULL = all */);
 void view_index(struct json *j, const struct vg_managed_index *mi); /* with its latest job and drift */
 void view_route(struct json *j, const char *key, const struct route_state *r);

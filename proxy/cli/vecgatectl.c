@@ -7,7 +7,8 @@
  * follows it through retention.
  *
  *   vecgatectl [--url http://127.0.0.1:6480] [--token T] [--json] COMMAND
- *   status | jobs [INDEX] | job ID | rebuild start INDEX [--watch] | cancel ID | rollback ID | approve ID [--override]
+ *   status | jobs [INDEX] | job ID | rebuild start INDEX [--watch] | rebuild plan INDEX [--fresh]
+ *   | cancel ID | rollback ID | approve ID [--override]
  *   | routes | route INDEX MODE | backends
  *
  * The token may also come from VECGATE_TOKEN, the URL from VECGATE_ADMIN_URL.
@@ -43,6 +44,8 @@ static void usage(void)
 	                "                              --watch: follow until swapped and watched (exit 0) or\n"
 	                "                              the job ends without a swap (exit 1); --until-done: until\n"
 	                "                              the old index is dropped after retention\n"
+	                "  rebuild plan INDEX [--fresh] what a rebuild would cost (trial builds on samples): build\n"
+	                "                              seconds, memory, disk, WAL, eval; --fresh: a new plan\n"
 	                "  cancel ID | rollback ID | approve ID [--override]\n"
 	                "                              --override: swap a candidate the gate refused (approve_swap)\n"
 	                "  routes                      route mode per managed index, where reads went\n"
@@ -133,7 +136,19 @@ static void print_job_line(const struct jnode *job)
 	printf("job %.0f  %-10s %-11s %5s  %s  swap %s\n    %s\n", json_get_num(job, "id"),
 	       json_get_str(job, "index") ? json_get_str(job, "index") : "?", json_get_str(job, "state"), pct, rec, sw,
 	       json_get_str(job, "message") ? json_get_str(job, "message") : "");
-	(void)eta;
+	/* the build's ETA is the job's own (its plan's curve and the live progress) */
+	const char *state = json_get_str(job, "state");
+	if (state && !strcmp(state, "build")) {
+		char pred[32], el[32];
+		fmt_num(pred, sizeof(pred), json_get_num(job, "progress.predicted_seconds"), "%.0fs");
+		fmt_num(el, sizeof(el), json_get_num(job, "progress.elapsed_seconds"), "%.0fs");
+		printf("    build %s  %s elapsed, %s predicted\n", eta, el, pred);
+	}
+	const struct jnode *ns = json_get(job, "notices");
+	for (const struct jnode *n = ns ? ns->child : NULL; n; n = n->next)
+		printf("    %s: %s%s%s\n", json_get_str(n, "severity"), json_get_str(n, "message"),
+		       json_get_str(n, "advice") ? "\n      advice: " : "",
+		       json_get_str(n, "advice") ? json_get_str(n, "advice") : "");
 	const char *driver = json_get_str(job, "driver.instance");
 	if (driver && json_get_bool(job, "following"))
 		printf("    driven by %s since %s (silent %.0f s); this instance follows it and takes it over if its "
@@ -168,10 +183,10 @@ static void draw_bar(const struct jnode *job)
 	bar[30] = 0;
 	char eta[32] = "", rec[64] = "";
 	/* a terminal gets one line redrawn in place; a pipe or log file gets a
-	 * line per change (so no ETA there: it changes every poll) */
+	 * line per change of anything but the ETA (it changes every poll) */
 	bool tty = isatty(STDOUT_FILENO);
 	double e = json_get_num(job, "progress.eta_seconds");
-	if (!isnan(e) && e > 0 && tty)
+	if (!isnan(e) && e > 0)
 		snprintf(eta, sizeof(eta), " ETA %.0fs", e);
 	/* say whose recall it is: during the build only the live index's is known */
 	double rb = json_get_num(job, "baseline.recall"), rn = json_get_num(job, "candidate.recall");
@@ -200,15 +215,16 @@ static void draw_bar(const struct jnode *job)
 	if (!isnan(ed) && !isnan(et))
 		snprintf(evals, sizeof(evals), "eval %.0f/%.0f%s %s", ed, et, unit && !strcmp(unit, "rows") ? " rows" : "",
 		         json_get_str(job, "eval.pass") ? json_get_str(job, "eval.pass") : "");
-	char line[700];
+	char line[700], key[700];
 	snprintf(line, sizeof(line), "[%s] %3.0f%% %-9s %s%s%s%s%s", bar, pct, state ? state : "?",
 	         state && !strcmp(state, "build") && phase ? phase : "", tty ? evals : "", eta, rec, blocked);
+	snprintf(key, sizeof(key), "%3.0f%% %s %s%s%s", pct, state ? state : "?", phase ? phase : "", rec, blocked);
 	static char last[700];
 	if (tty)
 		printf("\r\033[K%s", line);
-	else if (strcmp(line, last))
+	else if (strcmp(key, last))
 		printf("%s\n", line);
-	snprintf(last, sizeof(last), "%s", line);
+	snprintf(last, sizeof(last), "%s", key);
 	fflush(stdout);
 }
 
@@ -317,6 +333,132 @@ static void render_backends(const struct jnode *doc)
 	}
 }
 
+static void bytes_str(double b, char *out, size_t len)
+{
+	if (isnan(b))
+		snprintf(out, len, "?");
+	else if (b >= 1073741824.0)
+		snprintf(out, len, "%.2f GB", b / 1073741824.0);
+	else
+		snprintf(out, len, "%.1f MB", b / 1048576.0);
+}
+
+static void render_plan(const struct jnode *doc)
+{
+	const struct jnode *p = json_get(doc, "plan");
+	if (!p || p->type != J_OBJ) {
+		printf("plan %.0f of %s: %s%s%s\n", json_get_num(doc, "id"), json_get_str(doc, "index"),
+		       json_get_str(doc, "state"), json_get_str(doc, "error") ? ": " : "",
+		       json_get_str(doc, "error") ? json_get_str(doc, "error") : "");
+		return;
+	}
+	char a[32], b[32], c[32];
+	printf("build plan for %s (%s on %.0f rows): predicted build %.0f s (%.0f to %.0f), %.0f parallel worker(s)\n",
+	       json_get_str(doc, "index"), json_get_str(p, "method"), json_get_num(p, "table_rows"),
+	       json_get_num(p, "build.predicted_seconds"), json_get_num(p, "build.predicted_low_seconds"),
+	       json_get_num(p, "build.predicted_high_seconds"), json_get_num(p, "build.parallel_workers"));
+	printf("  %s\n", json_get_str(p, "definition"));
+	if (json_get_str(p, "fit.model"))
+		printf("  fit: %s with a %.4g, b %.3f, r2 %.4f over %.0f trials\n", json_get_str(p, "fit.model"),
+		       json_get_num(p, "fit.a"), json_get_num(p, "fit.b"), json_get_num(p, "fit.r2"),
+		       json_get_num(p, "fit.points"));
+	const struct jnode *ts = json_get(p, "trials");
+	for (const struct jnode *t = ts ? ts->child : NULL; t; t = t->next)
+		printf("  trial: %8.0f rows %8.2f s  maintenance_work_mem %6.0f kB%s\n", json_get_num(t, "rows"),
+		       json_get_num(t, "seconds"), json_get_num(t, "maintenance_work_mem_kb"),
+		       json_get_num(t, "graph_overflow_after_tuples") > 0 ? "  graph overflowed" : "");
+	bytes_str(json_get_num(p, "memory.peak_bytes"), a, sizeof(a));
+	bytes_str(json_get_num(p, "memory.maintenance_work_mem_bytes"), b, sizeof(b));
+	bytes_str(json_get_num(p, "memory.maintenance_work_mem_to_fit_bytes"), c, sizeof(c));
+	if (json_get_bool(p, "memory.fits"))
+		printf("  memory: peak %s%s, maintenance_work_mem %s: fits\n",
+		       json_get_bool(p, "memory.peak_is_upper_bound") ? "under " : "", a, b);
+	else
+		printf("  memory: peak %s, maintenance_work_mem %s: DOES NOT FIT (overflows after %.0f tuples); "
+		       "maintenance_work_mem %s would fit\n", a, b, json_get_num(p, "memory.overflow_after_tuples"), c);
+	bytes_str(json_get_num(p, "disk.index_bytes"), a, sizeof(a));
+	bytes_str(json_get_num(p, "disk.needed_bytes"), b, sizeof(b));
+	bytes_str(json_get_num(p, "disk.free_bytes"), c, sizeof(c));
+	printf("  disk: index %s, needs %s free (free: %s)\n", a, b, c);
+	bytes_str(json_get_num(p, "wal.bytes"), a, sizeof(a));
+	printf("  WAL: %s\n", a);
+	const struct jnode *rs = json_get(p, "wal.replicas");
+	for (const struct jnode *r = rs ? rs->child : NULL; r; r = r->next) {
+		if (isnan(json_get_num(r, "replay_bytes_per_second")))
+			printf("    replica %s: replay rate not measurable (no WAL to replay during the plan)\n",
+			       json_get_str(r, "name"));
+		else
+			printf("    replica %s: replays %.1f MB/s, so about %.0f s behind at the build's end\n",
+			       json_get_str(r, "name"), json_get_num(r, "replay_bytes_per_second") / 1048576,
+			       json_get_num(r, "lag_seconds"));
+	}
+	printf("  eval: about %.0f s for %.0f queries (baseline, verify, watch)\n", json_get_num(p, "eval.seconds"),
+	       json_get_num(p, "eval.queries"));
+	printf("  plan cost: %.1f s (%.3f of the predicted build)\n", json_get_num(p, "cost.seconds"),
+	       json_get_num(p, "cost.ratio_to_build"));
+	if (json_get_str(p, "notes"))
+		printf("  notes: %s\n", json_get_str(p, "notes"));
+}
+
+/* Start (or join) a build plan and follow it to its end; progress on stderr. */
+static int run_plan(const char *index, bool fresh)
+{
+	char path[400];
+	snprintf(path, sizeof(path), "/v1/indexes/%s/plan", index);
+	struct response r = {0};
+	if (http(fresh ? "POST" : "GET", path, &r) < 0)
+		return 1;
+	if (r.status == 409) {
+		free(r.body); /* one is running: follow it */
+	} else if (r.status >= 300) {
+		struct jnode *doc = json_parse(r.body);
+		fprintf(stderr, "vecgatectl: %s (HTTP %d)\n", doc && json_get_str(doc, "error") ? json_get_str(doc, "error")
+		                                                                                : r.body, r.status);
+		json_node_free(doc);
+		free(r.body);
+		return 1;
+	} else {
+		free(r.body);
+	}
+	bool tty = isatty(STDERR_FILENO);
+	char last[256] = "";
+	for (;;) {
+		struct response g = {0};
+		if (http("GET", path, &g) < 0)
+			return 1;
+		struct jnode *doc = json_parse(g.body);
+		if (!doc || g.status != 200) {
+			fprintf(stderr, "vecgatectl: unreadable answer (HTTP %d): %s\n", g.status, g.body);
+			json_node_free(doc);
+			free(g.body);
+			return 1;
+		}
+		if (!json_get_bool(doc, "running")) {
+			if (tty)
+				fprintf(stderr, "\r\033[K");
+			int rc = json_get_str(doc, "error") ? 1 : 0;
+			if (opt_json)
+				printf("%s", g.body);
+			else
+				render_plan(doc);
+			json_node_free(doc);
+			free(g.body);
+			return rc;
+		}
+		char line[256];
+		snprintf(line, sizeof(line), "plan: %3.0f%% %s", json_get_num(doc, "percent"),
+		         json_get_str(doc, "step") ? json_get_str(doc, "step") : "");
+		if (tty)
+			fprintf(stderr, "\r\033[K%s", line);
+		else if (strcmp(line, last))
+			fprintf(stderr, "%s\n", line);
+		snprintf(last, sizeof(last), "%s", line);
+		json_node_free(doc);
+		free(g.body);
+		usleep(500000);
+	}
+}
+
 /* Follow a job.  Without until_done the operator's work ends once the new
  * index is swapped in and watched (state retain): exit 0 then, saying how
  * long a rollback stays possible.  Exit 1 when the job ends without a swap
@@ -372,7 +514,7 @@ int main(int argc, char **argv)
 	if (getenv("VECGATE_ADMIN_URL"))
 		opt_url = getenv("VECGATE_ADMIN_URL");
 	opt_token = getenv("VECGATE_TOKEN");
-	bool want_watch = false, until_done = false, want_override = false;
+	bool want_watch = false, until_done = false, want_override = false, want_fresh = false;
 	const char *args[8];
 	int nargs = 0;
 	for (int i = 1; i < argc; i++) {
@@ -386,6 +528,8 @@ int main(int argc, char **argv)
 			want_watch = true;
 		else if (!strcmp(argv[i], "--until-done"))
 			want_watch = until_done = true;
+		else if (!strcmp(argv[i], "--fresh"))
+			want_fresh = true;
 		else if (!strcmp(argv[i], "--override"))
 			want_override = true;
 		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
@@ -422,6 +566,8 @@ int main(int argc, char **argv)
 		snprintf(path, sizeof(path), "/v1/routes/%s?mode=%s", args[1], args[2]);
 		return show("POST", path, render_route);
 	}
+	if (!strcmp(args[0], "rebuild") && nargs == 3 && !strcmp(args[1], "plan"))
+		return run_plan(args[2], want_fresh);
 	if (!strcmp(args[0], "rebuild") && nargs == 3 && !strcmp(args[1], "start")) {
 		snprintf(path, sizeof(path), "/v1/indexes/%s/rebuild", args[2]);
 		struct response r = {0};

@@ -66,6 +66,7 @@ struct pg_session {
 	PGresult *last;
 	pg_state_cb on_connect, on_lost;
 	pg_notify_cb on_notify;
+	pg_notice_cb on_notice;
 	void *arg;
 	bool in_callback;
 	bool close_requested;
@@ -86,11 +87,22 @@ static void ps_address_failed(struct pg_session *s)
 		resolver_connect_failed(s->host, (struct sockaddr *)&s->addr);
 }
 
-/* NOTICE/WARNING text from the server goes to vecgate's log, not stderr */
-static void ps_notice(void *arg, const char *message)
+/* NOTICE/WARNING text from the server goes to vecgate's log, not stderr;
+ * an owner that asked for them (a build's maintenance session: pgvector
+ * says there when the graph stops fitting in memory) gets them too */
+static void ps_notice(void *arg, const PGresult *res)
 {
-	(void)arg;
-	log_debug("server notice: %.*s", (int)strcspn(message, "\n"), message);
+	struct pg_session *s = arg;
+	const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+	if (!sev)
+		sev = PQresultErrorField(res, PG_DIAG_SEVERITY);
+	if (!msg)
+		msg = PQresultErrorMessage(res);
+	log_debug("server %s: %.*s", sev ? sev : "notice", (int)strcspn(msg, "\n"), msg);
+	if (s && s->on_notice)
+		s->on_notice(s->arg, sev ? sev : "NOTICE", msg, detail);
 }
 
 static void stmt_free(struct pg_stmt *st)
@@ -521,7 +533,7 @@ static bool ps_start_libpq(struct pg_session *s, const char *const *keywords, co
 	kw[n] = val[n] = NULL;
 	s->conn = PQconnectStartParams(kw, val, 0);
 	if (s->conn)
-		PQsetNoticeProcessor(s->conn, ps_notice, NULL);
+		PQsetNoticeReceiver(s->conn, ps_notice, s);
 	if (!s->conn || PQstatus(s->conn) == CONNECTION_BAD) {
 		ps_address_failed(s); /* e.g. refused on loopback, inside PQconnectStartParams */
 		return false;
@@ -712,6 +724,11 @@ void pg_session_resume_copy(struct pg_session *s)
 void pg_session_on_notify(struct pg_session *s, pg_notify_cb cb)
 {
 	s->on_notify = cb;
+}
+
+void pg_session_on_notice(struct pg_session *s, pg_notice_cb cb)
+{
+	s->on_notice = cb;
 }
 
 bool pg_session_connected(const struct pg_session *s)

@@ -26,6 +26,8 @@ struct pg_session;
 typedef void (*pg_result_cb)(void *arg, PGresult *res, const char *error);
 typedef void (*pg_state_cb)(void *arg, const char *error); /* error NULL = connected */
 typedef void (*pg_notify_cb)(void *arg, const char *channel, const char *payload);
+/* severity (NOTICE, WARNING, ...), primary message, detail (or NULL) */
+typedef void (*pg_notice_cb)(void *arg, const char *severity, const char *message, const char *detail);
 
 struct pg_session *pg_session_connect(struct event_base *base, const char *const *keywords,
                                       const char *const *values, double connect_timeout,
@@ -60,6 +62,9 @@ bool pg_session_cancel_copy(struct pg_session *s);
 void pg_session_resume_copy(struct pg_session *s);
 /* Deliver NOTIFY messages (after LISTEN) to cb with the session's arg. */
 void pg_session_on_notify(struct pg_session *s, pg_notify_cb cb);
+/* Deliver the server's NOTICEs and WARNINGs on this session to cb (with
+ * the session's arg), besides the debug log. */
+void pg_session_on_notice(struct pg_session *s, pg_notice_cb cb);
 bool pg_session_idle(const struct pg_session *s);
 bool pg_session_connected(const struct pg_session *s);
 int pg_session_backend_pid(const struct pg_session *s);

@@ -82,6 +82,7 @@ struct rebuild_job *job_new(const struct vg_managed_index *mi, char *err, size_t
 	job->created = job->updated = job->state_since = now_sec();
 	job->base_recall = job->new_recall = NAN;
 	job->eta_s = NAN;
+	job->free_bytes = NAN;
 	job->attempts = 1;
 	job->state = JOB_PREFLIGHT;
 	job->persistent = true;
@@ -111,6 +112,7 @@ void job_register(struct rebuild_job *job)
 
 void job_free(struct rebuild_job *job)
 {
+	plan_abandon(job->planning);
 	index_link_close(&job->maint);
 	index_link_close(&job->poll);
 	index_link_close(&job->state_l);
@@ -149,14 +151,11 @@ static void notify_observers(const struct rebuild_job *job)
 
 /* ---- transitions ---- */
 
-void job_apply(struct rebuild_job *job, enum job_event ev, struct job_transition t, const char *msg)
+/* The history's next entry; when full, the last one is overwritten (and
+ * is not written yet). */
+static struct history_entry *history_slot(struct rebuild_job *job)
 {
-	enum job_state from = job->state;
-	log_info("rebuild %d (%s): %s -> %s [%s]: %s", job->id, job->index_name, job_state_name(from),
-	         job_state_name(t.next), job_event_name(ev), msg);
-	snprintf(job->message, sizeof(job->message), "%s", msg);
 	if (job->n_hist == JOB_HISTORY_MAX) {
-		/* full: the last entry is overwritten, and is not written yet */
 		if (job->hist_written > JOB_HISTORY_MAX - 1)
 			job->hist_written = JOB_HISTORY_MAX - 1;
 		if (job->hist_sent > JOB_HISTORY_MAX - 1)
@@ -164,11 +163,39 @@ void job_apply(struct rebuild_job *job, enum job_event ev, struct job_transition
 		if (job->hist_failed > JOB_HISTORY_MAX)
 			job->hist_failed = JOB_HISTORY_MAX;
 	}
-	struct history_entry *h = &job->hist[job->n_hist < JOB_HISTORY_MAX ? job->n_hist++ : JOB_HISTORY_MAX - 1];
+	return &job->hist[job->n_hist < JOB_HISTORY_MAX ? job->n_hist++ : JOB_HISTORY_MAX - 1];
+}
+
+void job_note(struct rebuild_job *job, const char *kind, const char *fmt, ...)
+{
+	char msg[600];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_warn("rebuild %d (%s): %s %s: %s", job->id, job->index_name, job_state_name(job->state), kind, msg);
+	struct history_entry *h = history_slot(job);
+	h->at = now_sec();
+	h->from = h->to = job->state;
+	h->event = JEV_STEP_OK;
+	snprintf(h->kind, sizeof(h->kind), "%s", kind);
+	snprintf(h->message, sizeof(h->message), "%s", msg);
+	job->updated = now_sec();
+	job_persist(job);
+}
+
+void job_apply(struct rebuild_job *job, enum job_event ev, struct job_transition t, const char *msg)
+{
+	enum job_state from = job->state;
+	log_info("rebuild %d (%s): %s -> %s [%s]: %s", job->id, job->index_name, job_state_name(from),
+	         job_state_name(t.next), job_event_name(ev), msg);
+	snprintf(job->message, sizeof(job->message), "%s", msg);
+	struct history_entry *h = history_slot(job);
 	h->at = now_sec();
 	h->from = from;
 	h->to = t.next;
 	h->event = ev;
+	h->kind[0] = 0;
 	snprintf(h->message, sizeof(h->message), "%s", msg);
 	job->updated = now_sec();
 	/* whatever step ran has ended with this event */

@@ -23,6 +23,7 @@
 
 #include "conf/config.h"
 #include "proxy/control/eval.h"
+#include "proxy/control/plan.h"
 #include "proxy/control/session.h"
 #include "proxy/pool.h"
 #include "proxy/runtime/pgasync.h"
@@ -33,8 +34,19 @@ struct history_entry {
 	double at;
 	enum job_state from, to;
 	enum job_event event;
+	char kind[12]; /* "" = a transition; "notice", "warning": what the server said during a step */
 	char message[600];
 };
+
+/* A NOTICE or WARNING of the maintenance session (the build's: pgvector
+ * says there when its graph stops fitting maintenance_work_mem). */
+struct job_notice {
+	double at;
+	char severity[16];
+	char message[400];
+	const char *advice; /* static text, or NULL */
+};
+#define JOB_NOTICES_MAX 8
 
 enum eval_purpose { EVAL_BASELINE, EVAL_VERIFY, EVAL_WATCH };
 
@@ -147,6 +159,19 @@ struct rebuild_job {
 	struct event *cleanup_timer; /* a cleanup statement failed for now */
 
 	int pf_stage; /* enum preflight_stage (steps.c): which preflight check runs */
+	double free_bytes; /* preflight's free space figure, NAN when not known */
+
+	/* the build plan preflight ran (plan.h): its prediction drives the
+	 * build's ETA; planning is the plan still running for the job */
+	struct build_plan *planning;
+	struct plan_result plan;
+	bool have_plan;
+	char plan_error[600];
+	/* what the maintenance session said; the memory cliff where the build met it */
+	struct job_notice notices[JOB_NOTICES_MAX];
+	int n_notices;
+	long long cliff_tuples;
+	double cliff_elapsed;
 
 	struct history_entry hist[JOB_HISTORY_MAX];
 	int n_hist;
@@ -195,6 +220,9 @@ void job_free(struct rebuild_job *job);
 struct rebuild_job *job_first(void);
 /* Feed an event to the transition function and carry out its result. */
 void job_event(struct rebuild_job *job, enum job_event ev, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Put what the server said (kind "notice" or "warning") in the history
+ * and the log, without a transition. */
+void job_note(struct rebuild_job *job, const char *kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Carry out a transition: history, log, route policy, durable record, the
  * action on the way and the new state's step. */
 void job_apply(struct rebuild_job *job, enum job_event ev, struct job_transition t, const char *msg);

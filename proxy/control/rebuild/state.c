@@ -68,8 +68,8 @@ void job_persist(struct rebuild_job *job)
 	/* steps missed while the lock was not held go first: late, in order */
 	for (; job->hist_sent < job->n_hist; job->hist_sent++) {
 		const struct history_entry *h = &job->hist[job->hist_sent];
-		const char *step[] = {id, job_state_name(h->from), job_state_name(h->to), job_event_name(h->event),
-		                      h->message};
+		const char *step[] = {id, job_state_name(h->from), job_state_name(h->to),
+		                      h->kind[0] ? h->kind : job_event_name(h->event), h->message};
 		pg_session_query(s, SQL_JOB_STEP, 5, step, step_written, job);
 	}
 	snprintf(att, sizeof(att), "%d", job->attempts);

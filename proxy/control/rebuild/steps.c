@@ -7,6 +7,7 @@
  * responsive for the hours a build can take.
  */
 #include "proxy/control/rebuild/job.h"
+#include "routing/build_plan.h"
 #include "routing/gate.h"
 #include "proxy/control/sample_sync.h"
 #include "routing/index_shape.h"
@@ -325,11 +326,39 @@ static int new_definition(const struct rebuild_job *job, char *def, size_t len, 
 
 enum preflight_stage {
 	PF_SUPER, PF_HYPOPG, PF_HINT, PF_SAMPLES, PF_NAMES, PF_INDEX, PF_KEY_TYPE, PF_SHAPE, PF_INVALID, PF_RUNNING,
-	PF_OLD_XACTS, PF_SPACE, PF_DONE
+	PF_OLD_XACTS, PF_SPACE, PF_PLAN, PF_DONE
 };
 
 static void preflight_result(void *arg, PGresult *res, const char *error);
 static void preflight_next(struct rebuild_job *job);
+
+/* The plan preflight started: its verdict against the operator's limits
+ * (memory, disk, max_build_seconds); a plan that failed only costs the
+ * prediction. */
+static void plan_done(void *arg, const struct build_plan *p)
+{
+	struct rebuild_job *job = arg;
+	const struct vg_managed_index *mi = job_index(job);
+	job->planning = NULL;
+	if (job->state != JOB_PREFLIGHT || job->pf_stage != PF_PLAN)
+		return;
+	if (p->state == PLAN_FAILED) {
+		snprintf(job->plan_error, sizeof(job->plan_error), "%s", p->error);
+		job_note(job, "warning", "build plan failed (%s): the build goes on without a prediction", p->error);
+	} else {
+		job->plan = p->r;
+		job->have_plan = true;
+		struct bp_limits l = {p->r.mwm_bytes, p->r.peak_bytes, p->r.cliff, job->free_bytes, p->r.disk_need_bytes,
+		                      mi ? mi->max_build_seconds : 0, p->r.predicted_s};
+		char why[700];
+		if (bp_refuse(&l, why, sizeof(why))) {
+			job_event(job, JEV_FATAL, "preflight: %s", why);
+			return;
+		}
+	}
+	job->pf_stage = PF_DONE;
+	preflight_next(job);
+}
 
 /* auto: flip with a superuser, else hint where pg_hint_plan is loaded, else
  * rename.  A resumed job keeps the mode it was recorded with.  Hint mode
@@ -517,6 +546,8 @@ static void preflight_next(struct rebuild_job *job)
 			job_query(job, mi->free_space_query, 0, NULL, preflight_result);
 			return;
 		}
+		if (mi && mi->free_space_bytes)
+			job->free_bytes = (double)mi->free_space_bytes;
 		if (mi && mi->free_space_bytes && (long long)mi->free_space_bytes < 2 * job->live_size) {
 			job_event(job, JEV_FATAL,
 			          "preflight: %zu bytes free, the build needs about %lld (2x the live index %s); free space "
@@ -524,14 +555,35 @@ static void preflight_next(struct rebuild_job *job)
 			          mi->free_space_bytes, 2 * job->live_size, job->live);
 			return;
 		}
+		job->pf_stage = PF_PLAN;
+		/* fall through */
+	case PF_PLAN:
+		if (mi && mi->plan == VG_PLAN_AUTO && !job->resuming) {
+			char err[300];
+			plan_abandon(job->planning);
+			job->planning = plan_start(mi, (int)(eval_set_count(&job->evals, false) + job->samples_loaded),
+			                           plan_done, job, err, sizeof(err));
+			if (job->planning)
+				return; /* plan_done() goes on */
+			snprintf(job->plan_error, sizeof(job->plan_error), "%s", err);
+			job_note(job, "warning", "no build plan (%s): the build goes on without a prediction", err);
+		}
 		job->pf_stage = PF_DONE;
 		/* fall through */
 	case PF_DONE: {
-		char why[700];
+		char why[700], plan[300] = "";
 		job_mode_reason(job, why, sizeof(why));
+		if (job->have_plan) {
+			char peak[32], mwm[32];
+			bp_bytes_str(job->plan.peak_bytes, peak, sizeof(peak));
+			bp_bytes_str(job->plan.mwm_bytes, mwm, sizeof(mwm));
+			snprintf(plan, sizeof(plan), "; build plan: %.0f s predicted (%.0f to %.0f), memory %s%s of %s (plan "
+			         "took %.1f s)", job->plan.predicted_s, job->plan.predicted_lo, job->plan.predicted_hi,
+			         job->plan.peak_is_bound ? "under " : "", peak, mwm, job->plan.cost_s);
+		}
 		job_event(job, JEV_STEP_OK, "preflight passed (swap mode %s): %s; eval set: %zu queries from the eval file, "
-		          "%zu sampled from traffic", swap_mode_name(job->mode), why,
-		          eval_set_count(&job->evals, false), job->samples_loaded);
+		          "%zu sampled from traffic%s", swap_mode_name(job->mode), why,
+		          eval_set_count(&job->evals, false), job->samples_loaded, plan);
 		return;
 	}
 	}
@@ -712,6 +764,7 @@ static void preflight_result(void *arg, PGresult *res, const char *error)
 		break;
 	case PF_SPACE: {
 		long long free_bytes = PQntuples(res) ? atoll(PQgetvalue(res, 0, 0)) : 0;
+		job->free_bytes = (double)free_bytes;
 		if (free_bytes < 2 * job->live_size) {
 			job_event(job, JEV_FATAL,
 			          "preflight: free_space_query reports %lld bytes free; the build needs about %lld (2x the "
@@ -719,7 +772,6 @@ static void preflight_result(void *arg, PGresult *res, const char *error)
 			          free_bytes, 2 * job->live_size);
 			return;
 		}
-		job->pf_stage = PF_DONE - 1;
 		break;
 	}
 	case PF_DONE:
@@ -785,8 +837,22 @@ static void progress_result(void *arg, PGresult *res, const char *error)
 		f *= 0.9;
 	if (f > job->percent / 100)
 		job->percent = f * 100;
-	double elapsed = now_sec() - job->build_started;
-	job->eta_s = job->percent > 1 ? elapsed * (100 - job->percent) / job->percent : NAN;
+	/* the ETA follows the plan's curve and the live progress: pgvector's
+	 * tuples while it loads them, the job's percent otherwise */
+	/* pgvector counts the tuples it loads without a total: the table's
+	 * rows, as the plan read them, stand in */
+	double total = job->tuples_total > 0 ? (double)job->tuples_total : job->have_plan ? job->plan.rows : 0;
+	bool tuples = total > 0 && job->tuples_done > 0 && strstr(job->phase, "building");
+	struct bp_eta_in in = {
+		.predicted_s = job->have_plan ? job->plan.predicted_s : NAN,
+		.exponent = job->have_plan && job->plan.have_fit && job->plan.fit.model == BP_POWER ? job->plan.fit.b : 1,
+		.elapsed_s = now_sec() - job->build_started,
+		.done = tuples ? (double)job->tuples_done : job->percent,
+		.total = tuples ? total : 100,
+		.cliff_tuples = tuples ? (double)job->cliff_tuples : 0,
+		.cliff_elapsed_s = job->cliff_elapsed,
+	};
+	job->eta_s = bp_eta(&in);
 }
 
 static void poll_tick(evutil_socket_t fd, short what, void *arg)
@@ -834,6 +900,9 @@ static void build_result(void *arg, PGresult *res, const char *error)
 	job->percent = 100;
 	job->eta_s = 0;
 	snprintf(job->phase, sizeof(job->phase), "done");
+	char predicted[64] = "";
+	if (job->have_plan)
+		snprintf(predicted, sizeof(predicted), " (the plan predicted %.1fs)", job->plan.predicted_s);
 	if (job->mode == SWAP_FLIP) {
 		/* a fresh compact graph would win the planner at once: keep it out
 		 * of every plan until the gated swap */
@@ -850,7 +919,7 @@ static void build_result(void *arg, PGresult *res, const char *error)
 		job_event(job, JEV_STEP_OK, "built %s in %.1fs; vector reads through vecgate stay pinned to %s until the swap",
 		          job->fresh, now_sec() - job->build_started, job->live);
 	else
-		job_event(job, JEV_STEP_OK, "built %s in %.1fs", job->fresh, now_sec() - job->build_started);
+		job_event(job, JEV_STEP_OK, "built %s in %.1fs%s", job->fresh, now_sec() - job->build_started, predicted);
 }
 
 /* ---- hint mode: the pin lives in vecgate.routes ---- */
@@ -916,7 +985,9 @@ static void start_build(struct rebuild_job *job)
 	job->build_pid = pg_session_backend_pid(job->maint.s);
 	job->build_started = now_sec();
 	job->percent = 0;
-	job->eta_s = NAN;
+	job->eta_s = job->have_plan ? job->plan.predicted_s : NAN;
+	job->cliff_tuples = 0;
+	job->cliff_elapsed = 0;
 	snprintf(job->phase, sizeof(job->phase), "starting");
 	job->building = true;
 	job->step_busy = true;
@@ -1146,12 +1217,44 @@ void job_step_timer(evutil_socket_t fd, short what, void *arg)
 	job_run_step(job);
 }
 
+/* What the server says on the maintenance session goes to the history,
+ * the log and the JSON: during the build all of it (pgvector's memory
+ * cliff is a NOTICE), otherwise warnings (a cleanup's "does not exist,
+ * skipping" is no news). */
+static void maint_notice(void *arg, const char *severity, const char *message, const char *detail)
+{
+	struct index_link *l = arg;
+	struct rebuild_job *job = l->arg;
+	bool warning = strcmp(severity, "NOTICE") && strcmp(severity, "INFO") && strcmp(severity, "LOG");
+	if (!job->building && !warning)
+		return;
+	/* vecgate's own ROLLBACK before a step, on a session with nothing
+	 * open: no news either */
+	if (strstr(message, "there is no transaction in progress"))
+		return;
+	long long tuples;
+	if (job->building && bp_parse_cliff_notice(message, &tuples) && !job->cliff_tuples) {
+		job->cliff_tuples = tuples ? tuples : 1;
+		job->cliff_elapsed = now_sec() - job->build_started;
+	}
+	const char *advice = bp_notice_advice(message);
+	struct job_notice *n = &job->notices[job->n_notices < JOB_NOTICES_MAX ? job->n_notices++ : JOB_NOTICES_MAX - 1];
+	n->at = now_sec();
+	snprintf(n->severity, sizeof(n->severity), "%s", severity);
+	snprintf(n->message, sizeof(n->message), "%s%s%s%s", message, detail ? " (" : "", detail ? detail : "",
+	         detail ? ")" : "");
+	n->advice = advice;
+	job_note(job, warning ? "warning" : "notice", "%s %s%s%s", severity, n->message, advice ? "; advice: " : "",
+	         advice ? advice : "");
+}
+
 /* Every (re)connect of the maintenance session: settings, then whatever
  * waited for it (owed cleanup, a retry, a step). */
 static void maint_up(void *arg, const char *error)
 {
 	struct rebuild_job *job = arg;
 	(void)error;
+	pg_session_on_notice(job->maint.s, maint_notice);
 	apply_settings(job);
 	job->cleanup_running = false;
 	run_cleanup(job);
@@ -1543,6 +1646,8 @@ void job_perform(struct rebuild_job *job, enum job_state from, enum job_action a
 
 void job_stop_sessions(struct rebuild_job *job)
 {
+	plan_abandon(job->planning);
+	job->planning = NULL;
 	stop_running_build(job);
 	stop_polling(job);
 	index_link_close(&job->maint);
@@ -1575,6 +1680,8 @@ static void finish_if_done(struct rebuild_job *job)
 
 void job_finish(struct rebuild_job *job)
 {
+	plan_abandon(job->planning);
+	job->planning = NULL;
 	stop_polling(job);
 	if (job->timer)
 		event_del(job->timer);

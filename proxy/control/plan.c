@@ -1,0 +1,887 @@
+/*
+ * The build plan's measurements (plan.h): facts about the table and the
+ * server, a random sample copied into an unlogged scratch table, timed
+ * trial builds of the new definition on growing parts of it with
+ * maintenance_work_mem scaled down with the sample, a memory probe when no
+ * trial met pgvector's "no longer fits" NOTICE, one timed eval query; then
+ * routing/build_plan.c turns them into a prediction.  One state machine:
+ * each statement's callback moves the plan on through plan_next(), and
+ * every way out passes PLAN_CLEANUP, which drops the scratch tables.
+ */
+#include "proxy/control/plan.h"
+#include "proxy/control/session.h"
+#include "proxy/runtime/runtime.h"
+#include "routing/indexdef.h"
+#include "routing/rebuild_sql.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PLAN_TRIALS 3
+#define PLAN_KEEP 4 /* finished plans kept per index: the newest is shown */
+
+/* the replicas' replay position: their replay rate over the plan */
+static const char SQL_PLAN_REPLICAS[] = "SELECT coalesce(application_name, ''), pg_wal_lsn_diff(replay_lsn, "
+                                        "'0/0')::float8 FROM pg_stat_replication ORDER BY 1 LIMIT 4";
+
+static struct build_plan *plans;
+static int next_plan_id;
+
+static void plan_next(struct build_plan *p);
+
+const char *plan_state_name(enum plan_state s)
+{
+	static const char *const names[] = {"connecting", "facts", "sample", "trial", "probe",
+	                                    "eval",       "cleanup", "done", "failed"};
+	return (unsigned)s <= PLAN_FAILED ? names[s] : "?";
+}
+
+bool plan_running(const struct build_plan *p)
+{
+	return p && p->state != PLAN_DONE && p->state != PLAN_FAILED;
+}
+
+const struct build_plan *plan_latest(const char *index_name)
+{
+	for (struct build_plan *p = plans; p; p = p->next)
+		if (!strcmp(p->index_name, index_name) && !p->abandoned)
+			return p;
+	return NULL;
+}
+
+int plan_eval_queries(const struct vg_managed_index *mi)
+{
+	int n = 0;
+	if (mi->eval_file) {
+		FILE *f = fopen(mi->eval_file, "r");
+		char line[4096];
+		while (f && fgets(line, sizeof(line), f))
+			n += line[0] != '\n' && line[0] != '#';
+		if (f)
+			fclose(f);
+	}
+	if (mi->eval_source != VG_EVAL_FILE)
+		n += mi->traffic_sample_size;
+	return n;
+}
+
+static void plan_free(struct build_plan *p)
+{
+	if (p->s)
+		pg_session_close(p->s);
+	free(p->index_name);
+	free(p);
+}
+
+/* Older finished plans of the index go: the newest answers GET .../plan. */
+static void prune(const char *index_name)
+{
+	int kept = 0;
+	for (struct build_plan **pp = &plans; *pp;) {
+		struct build_plan *p = *pp;
+		if (!strcmp(p->index_name, index_name) && !plan_running(p) && ++kept > PLAN_KEEP) {
+			*pp = p->next;
+			plan_free(p);
+			continue;
+		}
+		pp = &p->next;
+	}
+}
+
+/* ---- the way out: every path drops the scratch tables first ---- */
+
+static void fail(struct build_plan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void finished(struct build_plan *p)
+{
+	p->finished = now_sec();
+	p->r.cost_s = p->finished - p->started;
+	p->r.cost_ratio = p->r.predicted_s > 0 ? p->r.cost_s / p->r.predicted_s : NAN;
+	p->percent = 100;
+	if (p->s) {
+		pg_session_close(p->s);
+		p->s = NULL;
+	}
+	log_info("plan %d (%s): %s%s%s (%.1f s)", p->id, p->index_name, plan_state_name(p->state),
+	         p->error[0] ? ": " : "", p->error, p->r.cost_s);
+	plan_cb cb = p->cb;
+	p->cb = NULL;
+	if (cb && !p->abandoned)
+		cb(p->cb_arg, p);
+	if (p->abandoned) {
+		for (struct build_plan **pp = &plans; *pp; pp = &(*pp)->next)
+			if (*pp == p) {
+				*pp = p->next;
+				break;
+			}
+		plan_free(p);
+	}
+}
+
+static void cleanup_done(void *arg, PGresult *res, const char *error)
+{
+	struct build_plan *p = arg;
+	(void)res;
+	p->statement_out = false;
+	if (error)
+		log_warn("plan %d (%s): cannot drop the scratch table vecgate.%s (%s); the next plan drops it", p->id,
+		         p->index_name, p->scratch, error);
+	p->state = p->error[0] ? PLAN_FAILED : PLAN_DONE;
+	finished(p);
+}
+
+static void cleanup(struct build_plan *p)
+{
+	p->state = PLAN_CLEANUP;
+	p->probing = false;
+	snprintf(p->step, sizeof(p->step), "dropping the scratch tables");
+	if (!p->s || !pg_session_connected(p->s)) {
+		/* the session is gone with its backend: the next plan's sweep
+		 * drops tables named after backends that no longer exist */
+		cleanup_done(p, NULL, NULL);
+		return;
+	}
+	char sql[400];
+	snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS vecgate.%s, vecgate.%s", p->scratch, p->trial_table);
+	p->statement_out = true;
+	pg_session_query(p->s, "RESET maintenance_work_mem", 0, NULL, NULL, NULL);
+	pg_session_query(p->s, sql, 0, NULL, cleanup_done, p);
+}
+
+static void fail(struct build_plan *p, const char *fmt, ...)
+{
+	if (p->error[0] || p->state == PLAN_CLEANUP)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(p->error, sizeof(p->error), fmt, ap);
+	va_end(ap);
+	cleanup(p);
+}
+
+/* A statement answered: false when it worked and the plan goes on. */
+static bool stopped(struct build_plan *p, const char *error, const char *what)
+{
+	p->statement_out = false;
+	if (p->abandoned && p->state != PLAN_CLEANUP) {
+		fail(p, "abandoned by its owner");
+		return true;
+	}
+	if (error) {
+		fail(p, "%s: %s", what, error);
+		return true;
+	}
+	return false;
+}
+
+static void query(struct build_plan *p, const char *sql, int n, const char *const *params, pg_result_cb cb)
+{
+	p->statement_out = true;
+	if (pg_session_query(p->s, sql, n, params, cb, p) < 0)
+		fail(p, "the plan's session is closed");
+}
+
+/* ---- session ---- */
+
+static void on_notice(void *arg, const char *severity, const char *message, const char *detail)
+{
+	struct build_plan *p = arg;
+	(void)detail;
+	long long tuples;
+	if (!bp_parse_cliff_notice(message, &tuples))
+		return;
+	log_info("plan %d (%s): trial %s: %s", p->id, p->index_name, severity, message);
+	p->notice_cliff = tuples ? tuples : 1;
+	if (p->probing && p->s) {
+		/* the probe has what it came for: stop its build now */
+		PGconn *c = pg_session_conn(p->s);
+		PGcancel *cn = c ? PQgetCancel(c) : NULL;
+		char err[256];
+		if (cn) {
+			PQcancel(cn, err, sizeof(err));
+			PQfreeCancel(cn);
+		}
+	}
+}
+
+static void on_up(void *arg, const char *error)
+{
+	struct build_plan *p = arg;
+	(void)error;
+	pg_session_on_notice(p->s, on_notice);
+	p->state = PLAN_FACTS;
+	plan_next(p);
+}
+
+static void on_lost(void *arg, const char *error)
+{
+	struct build_plan *p = arg;
+	pg_session_close(p->s);
+	p->s = NULL;
+	if (p->state == PLAN_CLEANUP) {
+		cleanup_done(p, NULL, NULL);
+		return;
+	}
+	if (!p->error[0])
+		snprintf(p->error, sizeof(p->error), "the plan's connection was lost: %s", error ? error : "?");
+	cleanup(p);
+}
+
+/* ---- facts ---- */
+
+static double num(const PGresult *res, int col)
+{
+	return PQntuples(res) && !PQgetisnull(res, 0, col) ? atof(PQgetvalue(res, 0, col)) : NAN;
+}
+
+static void replicas_read(struct build_plan *p, const PGresult *res, bool at_end)
+{
+	double now = now_sec();
+	for (int i = 0; i < PQntuples(res) && i < 4; i++) {
+		double lsn = PQgetisnull(res, i, 1) ? NAN : atof(PQgetvalue(res, i, 1));
+		if (!at_end) {
+			snprintf(p->r.replicas[i].name, sizeof(p->r.replicas[i].name), "%s", PQgetvalue(res, i, 0));
+			p->replay0[i] = lsn;
+			p->r.n_replicas = i + 1;
+			continue;
+		}
+		if (i >= p->r.n_replicas)
+			break;
+		struct plan_replica *r = &p->r.replicas[i];
+		double moved = lsn - p->replay0[i];
+		/* only a replica that had WAL to replay shows its rate */
+		r->replay_bps = isfinite(moved) && moved > 0 && now > p->wall0 ? moved / (now - p->wall0) : NAN;
+		r->lag_s = r->replay_bps > 0 && p->r.wal_bytes > 0 ? p->r.wal_bytes / r->replay_bps : NAN;
+	}
+}
+
+static void replicas_start(void *arg, PGresult *res, const char *error)
+{
+	struct build_plan *p = arg;
+	if (stopped(p, NULL, NULL))
+		return;
+	if (!error)
+		replicas_read(p, res, false);
+	p->state = PLAN_SAMPLE;
+	plan_next(p);
+}
+
+/* lists of an IVFFlat definition (pgvector's default 100) */
+static int def_lists(const char *def)
+{
+	const char *w = strstr(def, " WITH (");
+	const char *l = w ? strstr(w, "lists") : NULL;
+	if (!l)
+		return 100;
+	l += 5;
+	while (*l == ' ' || *l == '=' || *l == '\'')
+		l++;
+	int v = atoi(l);
+	return v > 0 ? v : 100;
+}
+
+static void facts_result(void *arg, PGresult *res, const char *error)
+{
+	struct build_plan *p = arg;
+	if (stopped(p, error, "reading the table's facts"))
+		return;
+	if (PQntuples(res) != 1) {
+		fail(p, "the live index was not found");
+		return;
+	}
+	const struct vg_managed_index *mi = config_find_index(vg.cfg, p->index_name);
+	if (!mi) {
+		fail(p, "managed index %s vanished from the configuration", p->index_name);
+		return;
+	}
+	p->r.rows = num(res, 0);
+	p->relpages = num(res, 1);
+	p->mwm_kb = (long)num(res, 2);
+	p->max_pmw = (int)num(res, 3);
+	p->min_scan_pages = num(res, 4);
+	p->reloption_workers = (int)num(res, 5);
+	p->live_bytes = num(res, 6);
+	p->dims = PQgetisnull(res, 0, 7) ? 0 : atoi(PQgetvalue(res, 0, 7));
+	snprintf(p->column, sizeof(p->column), "%s", PQgetvalue(res, 0, 8));
+	p->wal0 = num(res, 10);
+	p->wall0 = now_sec();
+	p->r.mwm_bytes = p->mwm_kb * 1024.0;
+	struct index_param ov[32];
+	int n = 0;
+	for (size_t i = 0; i < mi->n_with && n < 32; i++, n++) {
+		ov[n].name = mi->with[i].name;
+		ov[n].value = mi->with[i].value;
+	}
+	char err[256], name[64];
+	snprintf(name, sizeof(name), "%.40s_vgplan", mi->index);
+	/* the shape a rebuild would build (method, opclass, expression), as
+	 * configured; preflight judges it before a job builds anything */
+	char opclass[300] = "";
+	if (mi->opclass && mi->opclass_schema)
+		sql_qualified(mi->opclass_schema, mi->opclass, opclass, sizeof(opclass));
+	else if (mi->opclass)
+		quote_ident(mi->opclass, opclass, sizeof(opclass));
+	const struct index_shape shape = {mi->method, mi->opclass ? opclass : NULL, mi->expression};
+	bool shaped = mi->method || mi->opclass || mi->expression;
+	if (indexdef_rewrite_shape(PQgetvalue(res, 0, 9), name, shaped ? &shape : NULL, ov, n, p->r.definition,
+	                           sizeof(p->r.definition), err, sizeof(err)) < 0) {
+		fail(p, "cannot derive the new definition: %s", err);
+		return;
+	}
+	char rel[128];
+	snprintf(rel, sizeof(rel), "vecgate.%s", p->scratch);
+	if (indexdef_retarget(p->r.definition, rel, p->trial_index, p->def, sizeof(p->def)) < 0) {
+		fail(p, "cannot retarget the definition to the scratch table");
+		return;
+	}
+	const char *using = strstr(p->r.definition, " USING ");
+	snprintf(p->r.method, sizeof(p->r.method), "%.*s", using ? (int)strcspn(using + 7, " (") : 1,
+	         using ? using + 7 : "?");
+	p->lists = def_lists(p->r.definition);
+	if (!(p->r.rows > 0)) {
+		fail(p, "the table is empty: nothing to plan");
+		return;
+	}
+	p->n_sizes = bp_sample_sizes(p->r.rows, mi->plan_sample_fraction, mi->plan_min_rows, PLAN_TRIALS, p->sizes);
+	p->r.max_workers = p->max_pmw;
+	p->r.workers = bp_parallel_workers(p->relpages, p->max_pmw, p->mwm_kb, p->min_scan_pages, p->reloption_workers);
+	query(p, SQL_PLAN_REPLICAS, 0, NULL, replicas_start);
+}
+
+/* ---- sample and trials ---- */
+
+static void trial_built(void *arg, PGresult *res, const char *error);
+static void run_trial(struct build_plan *p, double rows, long mwm_kb, bool own_table);
+
+static void sample_done(void *arg, PGresult *res, const char *error)
+{
+	struct build_plan *p = arg;
+	if (stopped(p, error, "copying the sample into the scratch table"))
+		return;
+	p->copy_s = now_sec() - p->t0;
+	p->sample_rows = atof(PQcmdTuples(res));
+	if (p->sample_rows < 2) {
+		fail(p, "the sample of the table came back empty");
+		return;
+	}
+	/* trials never ask for more rows than the sample has */
+	int k = 0;
+	for (int i = 0; i < p->n_sizes; i++)
+		if (p->sizes[i] < p->sample_rows && (!k || p->sizes[i] > p->sizes[k - 1]))
+			p->sizes[k++] = p->sizes[i];
+	if (!k || p->sizes[k - 1] < p->sample_rows)
+		p->sizes[k++] = p->sample_rows;
+	p->n_sizes = k > BP_MAX_TRIALS ? BP_MAX_TRIALS : k;
+	p->cur = 0;
+	p->state = PLAN_TRIAL;
+	plan_next(p);
+}
+
+/* the statement before the build answered: the clock starts now */
+static void trial_ready(void *arg, PGresult *res, const char *error)
+{
+	struct build_plan *p = arg;
+	(void)res;
+	if (stopped(p, error, "preparing the trial"))
+		return;
+	p->notice_cliff = 0;
+	p->t0 = now_sec();
+	char sql[1400];
+	char rel[128], name[64];
+	snprintf(rel, sizeof(rel), "vecgate.%s", p->cur == p->n_sizes - 1 || p->state == PLAN_PROBE ? p->scratch
+	                                                                                             : p->trial_table);
+	snprintf(name, sizeof(name), "%s", p->trial_index);
+	if (indexdef_retarget(p->r.definition, rel, name, sql, sizeof(sql)) < 0) {
+		fail(p, "cannot retarget the definition");
+		return;
+	}
+	query(p, sql, 0, NULL, trial_built);
+}
+
+static void trial_sized(void *arg, PGresult *res, const char *error)
+{
+	struct build_plan *p = arg;
+	if (stopped(p, error, "measuring the trial index"))
+		return;
+	p->r.trials[p->cur].index_bytes = num(res, 0);
+	p->cur++;
+	plan_next(p);
+}
+
+static void trial_built(void *arg, PGresult *res, const char *error)
+{
+	struct build_plan *p = arg;
+	double took = now_sec() - p->t0;
+	if (p->state == PLAN_PROBE) {
+		/* the probe is cancelled at the NOTICE: that error is its success */
+		p->probing = false;
+		if (stopped(p, p->notice_cliff ? NULL : error, "the memory probe"))
+			return;
+		p->r.trials[p->r.n_trials].cliff_tuples = p->notice_cliff;
+		p->state = PLAN_EVAL;
+		char sql[300];
+		snprintf(sql, sizeof(sql), "DROP INDEX IF EXISTS vecgate.%s", p->trial_index);
+		pg_session_query(p->s, sql, 0, NULL, NULL, NULL);
+		plan_next(p);
+		return;
+	}
+	(void)res;
+	char what[100];
+	snprintf(what, sizeof(what), "trial build on %.0f rows", p->sizes[p->cur]);
+	const char *need = error && !p->abandoned ? strstr(error, "memory required is ") : NULL;
+	if (need && !p->retried) {
+		/* IVFFlat's k-means is larger than vecgate's estimate: pgvector
+		 * said how much it needs; the same trial once more with that */
+		long mb = atol(need + 19);
+		p->retried = true;
+		p->kmeans_kb = fmax(p->kmeans_kb, mb * 1024.0);
+		p->r.trials[p->cur].mwm_kb = (double)(mb + 1) * 1024;
+		p->r.trials[p->cur].floored = true;
+		p->statement_out = false;
+		char sql[200];
+		snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS vecgate.%s", p->trial_table);
+		pg_session_query(p->s, sql, 0, NULL, NULL, NULL);
+		run_trial(p, p->sizes[p->cur], (mb + 1) * 1024, p->cur < p->n_sizes - 1);
+		return;
+	}
+	p->retried = false;
+	if (stopped(p, error, what))
+		return;
+	struct plan_trial *t = &p->r.trials[p->cur];
+	t->seconds = took;
+	t->cliff_tuples = p->notice_cliff;
+	p->r.n_trials = p->cur + 1;
+	log_info("plan %d (%s): trial %d: %.0f rows in %.2f s (maintenance_work_mem %.0f kB%s)", p->id, p->index_name,
+	         p->cur + 1, t->rows, took, t->mwm_kb, t->cliff_tuples ? ", graph did not fit" : "");
+	char sql[400];
+	snprintf(sql, sizeof(sql), "SELECT pg_relation_size('vecgate.%s')::float8", p->trial_index);
+	query(p, sql, 0, NULL, trial_sized);
+	snprintf(sql, sizeof(sql), "DROP INDEX IF EXISTS vecgate.%s", p->trial_index);
+	pg_session_query(p->s, sql, 0, NULL, NULL, NULL);
+	snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS vecgate.%s", p->trial_table);
+	pg_session_query(p->s, sql, 0, NULL, NULL, NULL);
+}
+
+/* one trial: its rows in a table of their own (the largest uses the
+ * sample itself), maintenance_work_mem scaled to them, then the build */
+static void run_trial(struct build_plan *p, double rows, long mwm_kb, bool own_table)
+{
+	char sql[600];
+	if (own_table) {
+		snprintf(sql, sizeof(sql), "CREATE UNLOGGED TABLE vecgate.%s AS SELECT * FROM vecgate.%s LIMIT %.0f",
+		         p->trial_table, p->scratch, rows);
+		query(p, sql, 0, NULL, NULL);
+	}
+	snprintf(sql, sizeof(sql), "SET maintenance_work_mem = '%ldkB'", mwm_kb);
+	query(p, sql, 0, NULL, trial_ready);
+}
+
+/* the work done so far, weighted like the builds (n^1.2) */
+static void progress(struct build_plan *p)
+{
+	double total = 1, done = p->state > PLAN_SAMPLE ? 1 : 0;
+	for (int i = 0; i < p->n_sizes; i++) {
+		double w = pow(p->sizes[i] / p->sizes[0], 1.2);
+		total += w;
+		if (i < p->cur || p->state > PLAN_TRIAL)
+			done += w;
+	}
+	p->percent = fmin(99, 100 * done / total);
+}
+
+/* ---- eval cost ---- */
+
+static void eval_timed(void *arg, PGresult *res, const char *error)
+{
+	struct build_plan *p = arg;
+	(void)res;
+	double took = now_sec() - p->t0;
+	p->statement_out = false;
+	if (!error)
+		p->q_s = isfinite(p->q_s) ? fmin(p->q_s, took) : took;
+	if (p->abandoned) {
+		fail(p, "abandoned by its owner");
+		return;
+	}
+	p->cur++;
+	plan_next(p);
+}
+
+static void eval_vector(void *arg, PGresult *res, const char *error)
+{
+	struct build_plan *p = arg;
+	if (stopped(p, NULL, NULL))
+		return;
+	snprintf(p->vec, sizeof(p->vec), "%s", !error && PQntuples(res) ? PQgetvalue(res, 0, 0) : "");
+	p->cur = p->vec[0] ? 0 : 3; /* no vector: the eval's queries are not timed */
+	plan_next(p);
+}
+
+static void replicas_end(void *arg, PGresult *res, const char *error)
+{
+	struct build_plan *p = arg;
+	if (stopped(p, NULL, NULL))
+		return;
+	if (!error)
+		replicas_read(p, res, true);
+	cleanup(p);
+}
+
+/* the primary's WAL over the plan, then the replicas' replay over it */
+static void wal_end(void *arg, PGresult *res, const char *error)
+{
+	struct build_plan *p = arg;
+	if (stopped(p, NULL, NULL))
+		return;
+	if (!error) {
+		p->wal1 = num(res, 0);
+		double dt = now_sec() - p->wall0;
+		p->r.wal_rate_bps = dt > 0 && isfinite(p->wal1) && isfinite(p->wal0) ? (p->wal1 - p->wal0) / dt : NAN;
+	}
+	query(p, SQL_PLAN_REPLICAS, 0, NULL, replicas_end);
+}
+
+/* ---- the model: routing/build_plan.c over what was measured ---- */
+
+static void note(struct build_plan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(struct build_plan *p, const char *fmt, ...)
+{
+	size_t l = strlen(p->r.notes);
+	if (l + 3 >= sizeof(p->r.notes))
+		return;
+	if (l)
+		l += (size_t)snprintf(p->r.notes + l, sizeof(p->r.notes) - l, "; ");
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(p->r.notes + l, sizeof(p->r.notes) - l, fmt, ap);
+	va_end(ap);
+}
+
+static void conclude(struct build_plan *p)
+{
+	struct plan_result *r = &p->r;
+	const struct vg_managed_index *mi = config_find_index(vg.cfg, p->index_name);
+	bool hnsw = !strcmp(r->method, "hnsw"), ivf = !strcmp(r->method, "ivfflat");
+	double n[BP_MAX_TRIALS], t[BP_MAX_TRIALS];
+	bool floored = false;
+	for (int i = 0; i < r->n_trials; i++) {
+		n[i] = r->trials[i].rows;
+		t[i] = r->trials[i].seconds;
+		floored |= r->trials[i].floored;
+	}
+	const struct plan_trial *last = &r->trials[r->n_trials - 1];
+	enum bp_model model = hnsw ? BP_POWER : BP_LINEAR;
+	r->have_fit = bp_fit(model, n, t, r->n_trials, &r->fit) == 0;
+	if (r->have_fit && r->fit.b <= 0) {
+		/* a flat or falling curve: trials too small for their noise */
+		r->have_fit = false;
+		note(p, "the trials did not grow with their rows (too small for the timer's noise): scaled by rows from "
+		     "the largest, an overestimate where a fixed part (k-means) dominates");
+		r->predicted_s = last->seconds * r->rows / last->rows;
+		r->predicted_lo = r->predicted_s * 0.5;
+		r->predicted_hi = r->predicted_s * 1.25;
+	} else if (r->have_fit) {
+		r->predicted_s = bp_predict(&r->fit, r->rows, &r->predicted_lo, &r->predicted_hi);
+		if (model == BP_POWER && (r->fit.b < 1 || r->fit.b > 2.5))
+			note(p, "the fitted exponent %.2f is outside what HNSW builds show (1 to 2): the trials were noisy "
+			     "(a busy server?), trust the band more than the point", r->fit.b);
+		if (model == BP_LINEAR && r->predicted_s < last->seconds * r->rows / last->rows * 0.5)
+			note(p, "the linear fit predicts less than half of the largest trial's per-row rate: noisy trials");
+	} else if (r->n_trials >= 1 && last->rows > 0) {
+		/* one trial: per-row rate, a lower bound for HNSW */
+		r->predicted_s = last->seconds * r->rows / last->rows;
+		r->predicted_lo = r->predicted_s;
+		r->predicted_hi = hnsw ? r->predicted_s * pow(r->rows / last->rows, 0.3) : r->predicted_s * 1.25;
+		note(p, "one trial only (the table is small for plan_min_rows): scaled by rows, no fit");
+	}
+	if (r->predicted_s < 0)
+		r->predicted_s = 0;
+	r->index_bytes = last->rows > 0 ? last->index_bytes * r->rows / last->rows : NAN;
+	/* the new index's pages are WAL-logged once when the build writes them;
+	 * CREATE INDEX CONCURRENTLY's validation adds little */
+	r->wal_bytes = r->index_bytes;
+	r->disk_need_bytes = r->index_bytes + r->wal_bytes;
+	if (mi && mi->free_space_bytes)
+		r->free_bytes = (double)mi->free_space_bytes;
+	for (int i = 0; i < r->n_replicas; i++) {
+		struct plan_replica *rp = &r->replicas[i];
+		rp->lag_s = rp->replay_bps > 0 ? r->wal_bytes / rp->replay_bps : NAN;
+	}
+	/* memory */
+	double bpt = NAN;
+	bool bound = false;
+	/* the trial with the most memory that overflowed: a small budget holds
+	 * fewer tuples than its share (pgvector's fixed overhead), so the
+	 * largest one says best what the graph takes per tuple */
+	double best_kb = 0;
+	for (int i = 0; i <= r->n_trials && i < BP_MAX_TRIALS; i++) {
+		const struct plan_trial *tr = &r->trials[i];
+		if (tr->cliff_tuples > 0 && tr->mwm_kb > best_kb) {
+			best_kb = tr->mwm_kb;
+			bpt = tr->mwm_kb * 1024.0 / (double)tr->cliff_tuples;
+		}
+	}
+	if (hnsw) {
+		if (!isfinite(bpt) && r->n_trials) {
+			/* the probe got through 1 MB without the NOTICE */
+			bpt = 1024.0 * 1024 / fmax(p->sample_rows, 1);
+			bound = true;
+		}
+		r->peak_bytes = bpt * r->rows;
+		r->peak_is_bound = bound;
+		r->cliff = !bound && r->peak_bytes > r->mwm_bytes;
+		r->cliff_tuples = r->cliff ? r->mwm_bytes / bpt : NAN;
+		r->mwm_to_fit_bytes = ceil(r->peak_bytes * 1.1 / (1024 * 1024)) * 1024 * 1024;
+		if (r->cliff)
+			note(p, "the graph needs about %.0f MB, maintenance_work_mem is %.0f MB: the build goes on disk after "
+			     "about %.0f tuples (pgvector: \"hnsw graph no longer fits into maintenance_work_mem\"), several "
+			     "times slower per tuple; the trials met the same cliff at the same share of their rows%s",
+			     r->peak_bytes / 1048576, r->mwm_bytes / 1048576, r->cliff_tuples,
+			     floored ? ", except where maintenance_work_mem could not be scaled below 1 MB" : "");
+	} else if (ivf) {
+		/* what pgvector asked a trial for, when more than the estimate */
+		r->peak_bytes = fmax(bp_ivfflat_kmeans_bytes(p->lists, p->dims, r->rows), p->kmeans_kb * 1024);
+		r->cliff = r->peak_bytes > r->mwm_bytes;
+		r->mwm_to_fit_bytes = ceil(r->peak_bytes * 1.1 / (1024 * 1024)) * 1024 * 1024;
+		r->sort_spills = r->rows * (8 + 4.0 * p->dims + 32) > r->mwm_bytes;
+		if (r->cliff)
+			note(p, "IVFFlat's k-means needs about %.0f MB (lists %d, %d dimensions): the build fails with "
+			     "\"memory required is ...\" under maintenance_work_mem %.0f MB", r->peak_bytes / 1048576,
+			     p->lists, p->dims, r->mwm_bytes / 1048576);
+		if (r->sort_spills)
+			note(p, "the tuple sort spills to disk (slower, not a cliff); the trials spilled in the same proportion");
+	} else {
+		r->peak_bytes = NAN;
+		r->mwm_to_fit_bytes = NAN;
+	}
+	if (floored && !r->cliff)
+		note(p, "maintenance_work_mem could not be scaled below 1 MB for the smaller trials");
+	if (r->workers > 0)
+		note(p, "the build may use %d parallel worker(s) (max_parallel_maintenance_workers %d); the trials were too "
+		     "small for them, so the prediction is for one process: expect it up to %dx faster", r->workers,
+		     r->max_workers, r->workers + 1);
+	/* the eval: one pass over the table for the ground truth and the
+	 * queries, for baseline, verify and watch */
+	double stream = p->sample_rows > 0 ? p->copy_s * r->rows / p->sample_rows : NAN;
+	r->eval_s = 3 * (stream + r->eval_queries * (isfinite(p->q_s) ? p->q_s : 0));
+}
+
+/* ---- the one transition function ---- */
+
+static void plan_next(struct build_plan *p)
+{
+	const struct vg_managed_index *mi = config_find_index(vg.cfg, p->index_name);
+	char sql[2600], rel[700], live[700];
+	if (p->abandoned && p->state != PLAN_CLEANUP) {
+		fail(p, "abandoned by its owner");
+		return;
+	}
+	if (!mi) {
+		fail(p, "managed index %s vanished from the configuration", p->index_name);
+		return;
+	}
+	switch (p->state) {
+	case PLAN_CONNECTING:
+		return;
+	case PLAN_FACTS: {
+		snprintf(p->step, sizeof(p->step), "reading the table's size and the server's settings");
+		pg_session_query(p->s, "SET statement_timeout = 0", 0, NULL, NULL, NULL);
+		for (size_t i = 0; i < mi->n_maintenance; i++) {
+			const char *names[] = {mi->maintenance[i].name};
+			const char *values[] = {mi->maintenance[i].value};
+			if (sql_session_settings(names, values, 1, sql, sizeof(sql)) == 0)
+				pg_session_query(p->s, sql, 0, NULL, NULL, NULL);
+		}
+		/* scratch tables of plans whose backend is gone (a vecgate that
+		 * died mid-plan) go first */
+		pg_session_query(p->s, "CREATE SCHEMA IF NOT EXISTS vecgate", 0, NULL, NULL, NULL);
+		pg_session_query(p->s,
+		                 "DO $$DECLARE r record; BEGIN FOR r IN SELECT c.relname FROM pg_class c JOIN pg_namespace n "
+		                 "ON n.oid = c.relnamespace WHERE n.nspname = 'vecgate' AND c.relkind = 'r' AND c.relname ~ "
+		                 "'^plan_[0-9]+_' AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE c.relname LIKE "
+		                 "'plan\\_' || a.pid || '\\_%') LOOP EXECUTE format('DROP TABLE IF EXISTS vecgate.%I', "
+		                 "r.relname); END LOOP; END$$",
+		                 0, NULL, NULL, NULL);
+		int pid = pg_session_backend_pid(p->s);
+		snprintf(p->scratch, sizeof(p->scratch), "plan_%d_%d_sample", pid, p->id);
+		snprintf(p->trial_table, sizeof(p->trial_table), "plan_%d_%d_trial", pid, p->id);
+		snprintf(p->trial_index, sizeof(p->trial_index), "plan_%d_%d_index", pid, p->id);
+		sql_qualified(mi->schema, mi->table, rel, sizeof(rel));
+		sql_qualified(mi->schema, mi->index, live, sizeof(live));
+		snprintf(sql, sizeof(sql),
+		         "SELECT CASE WHEN c.reltuples > 0 THEN c.reltuples::float8 ELSE (SELECT count(*) FROM %s)::float8 "
+		         "END, c.relpages::float8, (SELECT setting::float8 FROM pg_settings WHERE name = "
+		         "'maintenance_work_mem'), current_setting('max_parallel_maintenance_workers')::int, (SELECT "
+		         "setting::float8 FROM pg_settings WHERE name = 'min_parallel_table_scan_size'), coalesce((SELECT "
+		         "option_value::int FROM pg_options_to_table(c.reloptions) WHERE option_name = 'parallel_workers'), "
+		         "-1), pg_relation_size(i.indexrelid)::float8, a.atttypmod, a.attname, pg_get_indexdef(i.indexrelid), "
+		         "CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 "
+		         "END FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid LEFT JOIN pg_attribute a ON a.attrelid = "
+		         "i.indrelid AND a.attnum = i.indkey[0] WHERE i.indexrelid = $1::regclass",
+		         rel);
+		const char *params[] = {live};
+		query(p, sql, 1, params, facts_result);
+		return;
+	}
+	case PLAN_SAMPLE: {
+		double top = p->sizes[p->n_sizes - 1];
+		/* SYSTEM reads whole pages: a little more than needed, then a
+		 * random order so every trial's prefix is a random sample too */
+		double pct = fmin(100, 100 * top / p->r.rows * 1.3 + 0.5);
+		char sample[64] = "";
+		if (pct < 50)
+			snprintf(sample, sizeof(sample), " TABLESAMPLE SYSTEM (%.3f)", pct);
+		sql_qualified(mi->schema, mi->table, rel, sizeof(rel));
+		snprintf(sql, sizeof(sql),
+		         "CREATE UNLOGGED TABLE vecgate.%s AS SELECT * FROM %s%s ORDER BY random() LIMIT %.0f", p->scratch,
+		         rel, sample, top);
+		snprintf(p->step, sizeof(p->step), "copying a sample of %.0f rows into vecgate.%s", top, p->scratch);
+		p->t0 = now_sec();
+		query(p, sql, 0, NULL, sample_done);
+		return;
+	}
+	case PLAN_TRIAL: {
+		progress(p);
+		if (p->cur < p->n_sizes) {
+			double rows = p->sizes[p->cur];
+			long kb = bp_trial_mwm_kb(p->mwm_kb, rows, p->r.rows, 1024);
+			if (!strcmp(p->r.method, "ivfflat")) {
+				/* k-means must fit, or the trial fails where the build may not */
+				double km = fmax(bp_ivfflat_kmeans_bytes(p->lists, p->dims, rows) / 1024, p->kmeans_kb) * 1.05;
+				if (kb < km)
+					kb = (long)ceil(km);
+			}
+			struct plan_trial *t = &p->r.trials[p->cur];
+			t->rows = rows;
+			t->mwm_kb = (double)kb;
+			t->floored = (double)kb > (double)p->mwm_kb * rows / p->r.rows * 1.01;
+			snprintf(p->step, sizeof(p->step), "trial build %d of %d on %.0f rows (maintenance_work_mem %ld kB)",
+			         p->cur + 1, p->n_sizes, rows, kb);
+			run_trial(p, rows, kb, p->cur < p->n_sizes - 1);
+			return;
+		}
+		bool seen = false;
+		for (int i = 0; i < p->r.n_trials; i++)
+			seen |= p->r.trials[i].cliff_tuples > 0;
+		if (!strcmp(p->r.method, "hnsw") && !seen && p->r.n_trials < BP_MAX_TRIALS) {
+			/* no trial met the cliff: a build in 1 MB tells the graph's
+			 * bytes per tuple; it is cancelled at the NOTICE */
+			p->state = PLAN_PROBE;
+			p->probing = true;
+			p->r.trials[p->r.n_trials].mwm_kb = 1024;
+			p->r.trials[p->r.n_trials].rows = p->sample_rows;
+			snprintf(p->step, sizeof(p->step), "memory probe: the graph's size per tuple in 1 MB");
+			run_trial(p, p->sample_rows, 1024, false);
+			return;
+		}
+		p->state = PLAN_EVAL;
+		p->cur = 0;
+		plan_next(p);
+		return;
+	}
+	case PLAN_PROBE:
+		return; /* trial_built() moves on */
+	case PLAN_EVAL:
+		progress(p);
+		snprintf(p->step, sizeof(p->step), "timing the eval query");
+		if (!p->vec[0] && p->cur == 0 && p->column[0]) {
+			char col[300];
+			quote_ident(p->column, col, sizeof(col));
+			snprintf(sql, sizeof(sql), "SELECT %s::text FROM vecgate.%s LIMIT 1", col, p->scratch);
+			p->cur = -1;
+			query(p, sql, 0, NULL, eval_vector);
+			return;
+		}
+		if (p->vec[0] && p->cur < 3) {
+			char k[16];
+			snprintf(k, sizeof(k), "%d", mi->k);
+			const char *params[] = {p->vec, k};
+			p->t0 = now_sec();
+			query(p, mi->eval_query, 2, params, eval_timed);
+			return;
+		}
+		conclude(p);
+		query(p,
+		      "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), "
+		      "'0/0')::float8 END",
+		      0, NULL, wal_end);
+		return;
+	case PLAN_CLEANUP:
+	case PLAN_DONE:
+	case PLAN_FAILED:
+		return;
+	}
+}
+
+/* ---- API ---- */
+
+struct build_plan *plan_start(const struct vg_managed_index *mi, int eval_queries, plan_cb cb, void *arg, char *err,
+                              size_t errlen)
+{
+	for (struct build_plan *q = plans; q; q = q->next)
+		if (!strcmp(q->index_name, mi->name) && plan_running(q) && !q->abandoned) {
+			snprintf(err, errlen, "a plan of %s is already running (%s)", mi->name, q->step);
+			return NULL;
+		}
+	struct build_plan *p = calloc(1, sizeof(*p));
+	if (!p) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	p->id = ++next_plan_id;
+	p->index_name = strdup(mi->name);
+	p->started = now_sec();
+	p->cb = cb;
+	p->cb_arg = arg;
+	p->q_s = NAN;
+	p->r.eval_queries = eval_queries;
+	p->r.free_bytes = p->r.wal_rate_bps = p->r.predicted_s = p->r.cost_ratio = NAN;
+	snprintf(p->step, sizeof(p->step), "connecting");
+	p->s = index_session_open(mi, "plan", on_up, on_lost, p);
+	if (!p->s) {
+		snprintf(err, errlen, "cannot open a session to the index's backend: %s", pg_session_connect_error());
+		plan_free(p);
+		return NULL;
+	}
+	p->next = plans;
+	plans = p;
+	prune(mi->name);
+	log_info("plan %d (%s): started", p->id, p->index_name);
+	return p;
+}
+
+void plan_abandon(struct build_plan *p)
+{
+	if (!p)
+		return;
+	p->cb = NULL;
+	if (!plan_running(p)) {
+		p->abandoned = true;
+		return;
+	}
+	p->abandoned = true;
+	if (p->statement_out && p->s && p->state != PLAN_CLEANUP) {
+		PGconn *c = pg_session_conn(p->s);
+		PGcancel *cn = c ? PQgetCancel(c) : NULL;
+		char err[256];
+		if (cn) {
+			PQcancel(cn, err, sizeof(err));
+			PQfreeCancel(cn);
+		}
+	}
+	if (p->state == PLAN_CONNECTING)
+		fail(p, "abandoned by its owner");
+}
+
+void plan_shutdown(void)
+{
+	while (plans) {
+		struct build_plan *p = plans;
+		plans = p->next;
+		plan_free(p);
+	}
+}

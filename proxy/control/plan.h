@@ -1,0 +1,112 @@
+/*
+ * The build plan (plan.c): before a rebuild, what the new index's build
+ * will cost on the real table, told from timed trial builds of the new
+ * definition on growing samples of it, copied into an unlogged scratch
+ * table in schema vecgate (routing/build_plan.h has the model).  A plan
+ * runs on its own session ("vecgate plan <index>" in pg_stat_activity),
+ * reports its progress while it runs, and drops its scratch tables
+ * whatever happens; a plan abandoned by its owner cancels what runs and
+ * still cleans up.  The admin API and a rebuild's preflight start plans.
+ */
+#ifndef VG_PROXY_CONTROL_PLAN_H
+#define VG_PROXY_CONTROL_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "conf/config.h"
+#include "proxy/runtime/pgasync.h"
+#include "routing/build_plan.h"
+
+struct plan_trial {
+	double rows, seconds, mwm_kb, index_bytes;
+	long long cliff_tuples; /* pgvector's NOTICE in this trial: the graph stopped fitting after; 0 = fit */
+	bool floored;           /* mwm could not be scaled down that far: a kinder regime than the full build */
+};
+
+struct plan_replica {
+	char name[64];
+	double replay_bps; /* bytes/s it replayed during the plan, NAN when not measurable */
+	double lag_s;      /* how far the build's WAL would put it behind at that rate */
+};
+
+/* What a finished plan says (NAN: not known). */
+struct plan_result {
+	char method[16];         /* hnsw, ivfflat, ... */
+	char definition[1024];   /* the new index's CREATE INDEX CONCURRENTLY */
+	double rows;             /* of the real table */
+	int n_trials;
+	struct plan_trial trials[BP_MAX_TRIALS];
+	bool have_fit;
+	struct bp_fit fit;
+	double predicted_s, predicted_lo, predicted_hi;
+	double mwm_bytes, peak_bytes, mwm_to_fit_bytes;
+	bool peak_is_bound;      /* peak_bytes is an upper bound (no trial reached the cliff) */
+	bool cliff;              /* the graph (or k-means) will not fit maintenance_work_mem */
+	double cliff_tuples;     /* where the full build falls off it */
+	bool sort_spills;        /* ivfflat: the sort goes to disk (slower, not a cliff) */
+	int workers, max_workers;
+	double index_bytes, wal_bytes, free_bytes, disk_need_bytes;
+	double wal_rate_bps;     /* the primary's WAL rate during the plan */
+	int n_replicas;
+	struct plan_replica replicas[4];
+	double eval_s;
+	int eval_queries;
+	double cost_s, cost_ratio;
+	char notes[900];         /* how far to trust it: why the band is wide, regimes that differ */
+};
+
+enum plan_state {
+	PLAN_CONNECTING, PLAN_FACTS, PLAN_SAMPLE, PLAN_TRIAL, PLAN_PROBE, PLAN_EVAL, PLAN_CLEANUP, PLAN_DONE,
+	PLAN_FAILED
+};
+
+struct build_plan;
+typedef void (*plan_cb)(void *arg, const struct build_plan *p);
+
+struct build_plan {
+	struct build_plan *next;
+	int id;
+	char *index_name;
+	enum plan_state state;
+	double started, finished;
+	char step[200];   /* what runs now */
+	double percent;
+	char error[600];  /* PLAN_FAILED: why */
+	struct plan_result r;
+	/* internal */
+	struct pg_session *s;
+	plan_cb cb;
+	void *cb_arg;
+	bool abandoned;     /* the owner left: no callback, clean up, free */
+	bool statement_out; /* a statement of ours runs (cancel it when abandoned) */
+	bool probing;       /* the memory probe: cancel the build at pgvector's NOTICE */
+	char scratch[64], trial_table[64], trial_index[64];
+	char column[128], def[1200];
+	double relpages, min_scan_pages, live_bytes, sample_rows, copy_s, t0, wal0, wal1, wall0;
+	double replay0[4];
+	long mwm_kb;
+	int max_pmw, reloption_workers, dims, lists, cur;
+	double sizes[BP_MAX_TRIALS];
+	int n_sizes;
+	long long notice_cliff;
+	bool retried;      /* the trial ran again with the memory pgvector asked for */
+	double kmeans_kb;  /* the most an IVFFlat trial's k-means asked for */
+	double q_s;
+	char vec[65536];
+};
+
+/* Start a plan of mi's rebuild; cb (may be NULL) hears once when it is
+ * done or failed.  NULL with a reason when it cannot start. */
+struct build_plan *plan_start(const struct vg_managed_index *mi, int eval_queries, plan_cb cb, void *arg, char *err,
+                              size_t errlen);
+/* The owner goes: no callback; what runs is cancelled, scratch dropped. */
+void plan_abandon(struct build_plan *p);
+const struct build_plan *plan_latest(const char *index_name);
+bool plan_running(const struct build_plan *p);
+const char *plan_state_name(enum plan_state s);
+/* How many eval queries a rebuild of mi would run (the eval file's lines, or the traffic sample). */
+int plan_eval_queries(const struct vg_managed_index *mi);
+void plan_shutdown(void);
+
+#endif

@@ -1,0 +1,228 @@
+/*
+ * The build plan's model (build_plan.h): curve fits over trial builds, the
+ * ETA of a build in flight, and the verdict against the operator's limits.
+ * No I/O: proxy/control/plan.c measures, this decides.
+ */
+#include "routing/build_plan.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int bp_fit(enum bp_model model, const double *n, const double *t, int k, struct bp_fit *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->model = model;
+	if (k < 2 || k > BP_MAX_TRIALS)
+		return -1;
+	double x[BP_MAX_TRIALS], y[BP_MAX_TRIALS], sx = 0, sy = 0;
+	for (int i = 0; i < k; i++) {
+		if (model == BP_POWER && (n[i] <= 0 || t[i] <= 0))
+			return -1;
+		x[i] = model == BP_POWER ? log(n[i]) : n[i];
+		y[i] = model == BP_POWER ? log(t[i]) : t[i];
+		sx += x[i];
+		sy += y[i];
+	}
+	double xbar = sx / k, ybar = sy / k, sxx = 0, sxy = 0, syy = 0;
+	for (int i = 0; i < k; i++) {
+		sxx += (x[i] - xbar) * (x[i] - xbar);
+		sxy += (x[i] - xbar) * (y[i] - ybar);
+		syy += (y[i] - ybar) * (y[i] - ybar);
+	}
+	if (sxx <= 0)
+		return -1;
+	double slope = sxy / sxx, icept = ybar - slope * xbar, sse = 0;
+	for (int i = 0; i < k; i++) {
+		double r = y[i] - (icept + slope * x[i]);
+		sse += r * r;
+	}
+	out->k = k;
+	out->a = model == BP_POWER ? exp(icept) : icept;
+	out->b = slope;
+	out->r2 = syy > 0 ? 1 - sse / syy : 1;
+	out->sigma = k > 2 ? sqrt(sse / (k - 2)) : 0;
+	out->xbar = xbar;
+	out->sxx = sxx;
+	return 0;
+}
+
+double bp_predict(const struct bp_fit *f, double n, double *lo, double *hi)
+{
+	assert(f->k >= 2);
+	double x = f->model == BP_POWER ? log(n) : n;
+	double y = f->model == BP_POWER ? log(f->a) + f->b * x : f->a + f->b * x;
+	/* the standard error of one new observation at x: far outside the
+	 * sampled sizes the slope's doubt dominates */
+	double se = f->sigma * sqrt(1 + 1.0 / f->k + (x - f->xbar) * (x - f->xbar) / f->sxx);
+	double v = f->model == BP_POWER ? exp(y) : y;
+	if (f->k == 2 || se <= 0) {
+		/* two points fit any curve exactly: the spread is not measured */
+		if (lo)
+			*lo = v * 0.75;
+		if (hi)
+			*hi = v * 1.25;
+		return v;
+	}
+	if (lo)
+		*lo = f->model == BP_POWER ? exp(y - se) : y - se;
+	if (hi)
+		*hi = f->model == BP_POWER ? exp(y + se) : y + se;
+	return v;
+}
+
+int bp_sample_sizes(double total, double fraction, double min_rows, int count, double *out)
+{
+	assert(count > 0 && count <= BP_MAX_TRIALS);
+	double top = floor(total * fraction);
+	if (top < min_rows)
+		top = min_rows;
+	if (top > total)
+		top = total;
+	int k = 0;
+	for (int i = count - 1; i >= 0; i--) {
+		double n = floor(top / pow(2, i));
+		if (n < min_rows)
+			n = fmin(min_rows, total);
+		if (k && n <= out[k - 1])
+			continue; /* a small table: fewer, distinct sizes */
+		out[k++] = n;
+	}
+	return k;
+}
+
+long bp_trial_mwm_kb(long mwm_kb, double n, double total, long floor_kb)
+{
+	double kb = total > 0 ? (double)mwm_kb * n / total : (double)mwm_kb;
+	return kb < floor_kb ? floor_kb : (long)ceil(kb);
+}
+
+bool bp_parse_cliff_notice(const char *msg, long long *tuples)
+{
+	static const char key[] = "no longer fits into maintenance_work_mem after ";
+	const char *p = msg ? strstr(msg, key) : NULL;
+	if (!p || !strstr(msg, "graph"))
+		return false;
+	char *end;
+	long long v = strtoll(p + sizeof(key) - 1, &end, 10);
+	if (end == p + sizeof(key) - 1 || v < 0)
+		return false;
+	*tuples = v;
+	return true;
+}
+
+const char *bp_notice_advice(const char *msg)
+{
+	if (!msg)
+		return NULL;
+	if (strstr(msg, "no longer fits into maintenance_work_mem"))
+		return "the rest of the graph is built on disk, several times slower per tuple: cancel and raise "
+		       "maintenance_work_mem in the index's maintenance settings (vecgatectl rebuild plan NAME says what "
+		       "would fit), or let it run; the ETA follows the slower rate";
+	if (strstr(msg, "memory required is"))
+		return "raise maintenance_work_mem in the index's maintenance settings to the figure given";
+	if (strstr(msg, "little data") || strstr(msg, "low recall"))
+		return "the index was built with too few rows for its lists: build it after loading the data, or use fewer "
+		       "lists";
+	return NULL;
+}
+
+double bp_ivfflat_kmeans_bytes(int lists, int dims, double rows)
+{
+	/* the sample array is sized for max(50 x lists, 10000) vectors whatever
+	 * the rows; the bounds are per sampled row, the distances per pair of
+	 * centers (ElkanKmeans' own total, which it checks) */
+	double cap = fmax((double)lists * 50, 10000), samples = fmin(cap, rows);
+	double item = 8 + 4.0 * dims; /* a vector's varlena header and floats */
+	return cap * item + 2 * (double)lists * item + 4.0 * lists + 4 * samples + 4 * samples * lists + 4 * samples +
+	       4.0 * lists + 4.0 * lists * lists + 4.0 * lists;
+}
+
+int bp_parallel_workers(double heap_pages, int max_workers, long mwm_kb, double min_scan_pages, int reloption)
+{
+	int w;
+	if (reloption >= 0) {
+		w = reloption;
+	} else {
+		double threshold = fmax(min_scan_pages, 1);
+		if (heap_pages < min_scan_pages)
+			return 0;
+		w = 1;
+		while (heap_pages >= threshold * 3) {
+			w++;
+			threshold *= 3;
+		}
+	}
+	if (w > max_workers)
+		w = max_workers;
+	while (w > 0 && mwm_kb / (w + 1) < 32768)
+		w--;
+	return w;
+}
+
+double bp_eta(const struct bp_eta_in *in)
+{
+	double p = in->total > 0 ? in->done / in->total : 0;
+	if (p > 1)
+		p = 1;
+	double b = in->exponent > 0 && isfinite(in->exponent) ? in->exponent : 1;
+	bool have_pred = isfinite(in->predicted_s) && in->predicted_s > 0;
+	if (in->cliff_tuples > 0 && in->done > in->cliff_tuples && in->elapsed_s > in->cliff_elapsed_s + 1) {
+		/* past the cliff: the disk rate, measured since, carries the rest */
+		double rate = (in->done - in->cliff_tuples) / (in->elapsed_s - in->cliff_elapsed_s);
+		return rate > 0 ? (in->total - in->done) / rate : NAN;
+	}
+	if (p <= 0)
+		return have_pred ? fmax(0, in->predicted_s - in->elapsed_s) : NAN;
+	/* the whole build as the progress so far says, on the fitted curve */
+	double from_progress = in->elapsed_s / pow(p, b);
+	if (p < 0.01 && !have_pred)
+		return NAN; /* too early to tell */
+	/* early on the plan knows better, later the progress does */
+	double whole = have_pred ? (1 - p) * in->predicted_s + p * from_progress : from_progress;
+	return fmax(0, whole - in->elapsed_s);
+}
+
+void bp_bytes_str(double bytes, char *out, size_t len)
+{
+	if (!isfinite(bytes))
+		snprintf(out, len, "?");
+	else if (bytes >= 1024.0 * 1024 * 1024)
+		snprintf(out, len, "%.2f GB", bytes / (1024.0 * 1024 * 1024));
+	else if (bytes >= 1024.0 * 1024)
+		snprintf(out, len, "%.1f MB", bytes / (1024.0 * 1024));
+	else
+		snprintf(out, len, "%.0f kB", bytes / 1024.0);
+}
+
+bool bp_refuse(const struct bp_limits *l, char *why, size_t len)
+{
+	char a[32], b[32];
+	if (l->cliff && isfinite(l->peak_bytes)) {
+		bp_bytes_str(l->peak_bytes, a, sizeof(a));
+		bp_bytes_str(l->mwm_bytes, b, sizeof(b));
+		snprintf(why, len, "the build needs about %s in memory (the HNSW graph, or IVFFlat's k-means), "
+		         "maintenance_work_mem is %s: it would go on disk (HNSW, several times slower) or fail (IVFFlat); "
+		         "raise maintenance_work_mem in the index's maintenance_settings to at least %s (or set plan: off to "
+		         "build anyway)", a, b, a);
+		return true;
+	}
+	if (isfinite(l->free_bytes) && isfinite(l->need_bytes) && l->need_bytes > l->free_bytes) {
+		bp_bytes_str(l->need_bytes, a, sizeof(a));
+		bp_bytes_str(l->free_bytes, b, sizeof(b));
+		snprintf(why, len, "the build needs about %s of disk, %s is free: free space (or correct free_space_bytes / "
+		         "free_space_query if the figure is wrong)", a, b);
+		return true;
+	}
+	if (l->max_build_s > 0 && isfinite(l->predicted_s) && l->predicted_s > l->max_build_s) {
+		snprintf(why, len, "the build is predicted to take %.0f s, over max_build_seconds (%.0f s): raise "
+		         "max_build_seconds, or give the build more maintenance_work_mem / parallel workers", l->predicted_s,
+		         l->max_build_s);
+		return true;
+	}
+	if (why && len)
+		why[0] = 0;
+	return false;
+}

@@ -1,0 +1,154 @@
+"""The build plan and what a build says, on real pgvector (HNSW).
+
+- GET /v1/indexes/NAME/plan starts a plan (trial builds on samples in the
+  vecgate schema) and returns sane JSON when it is done: a fit over growing
+  trials, a positive prediction, memory against maintenance_work_mem, its own
+  cost; `vecgatectl rebuild plan` prints it; no scratch table is left.
+- A build whose graph does not fit maintenance_work_mem: pgvector's NOTICE
+  reaches the job's JSON (notices, with advice), its history and vecgate's
+  log; the ETA `vecgatectl job` prints during the build is the job's.
+- Preflight refuses a build predicted over max_build_seconds, naming it.
+Skipped where pgvector is not installed.
+"""
+import random
+import re
+import time
+import unittest
+
+from pgtest import AdminCase, SUPERPW, eval_file, free_port, has_pgvector, PgCluster, managed_vecgate
+
+TOKEN = "build-plan-token-0123456"
+DIMS = 32
+ROWS = 20000
+
+
+def vec(rnd):
+    return "[%s]" % ",".join("%.4f" % rnd.random() for _ in range(DIMS))
+
+
+def index_cfg(name, evalf, **kw):
+    cfg = {"name": name, "database": "postgres", "table": "public.items", "index": "items_embedding_idx",
+           "user": "postgres", "password": SUPERPW, "eval_file": evalf, "k": 10,
+           "eval_query": "SELECT id FROM public.items ORDER BY embedding <-> $1::vector LIMIT $2",
+           "approve_swap": True, "latency_budget_ms": 250, "recall_tolerance": 0.5, "watch_seconds": 1,
+           "retention_seconds": 1, "plan_sample_fraction": 0.2, "plan_min_rows": 1000, "plan": "auto"}
+    cfg.update(kw)
+    return cfg
+
+
+@unittest.skipUnless(has_pgvector(), "pgvector is not installed (set VECGATE_VENDOR_DIR for tests/install-deps)")
+class BuildPlan(AdminCase, unittest.TestCase):
+    token = TOKEN
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = PgCluster(extra_conf="maintenance_work_mem=64MB\nmax_parallel_maintenance_workers=0")
+        cls.pg.psql("CREATE EXTENSION vector")
+        cls.pg.psql("CREATE TABLE items (id bigserial PRIMARY KEY, embedding vector(%d))" % DIMS)
+        cls.pg.psql("INSERT INTO items (embedding) SELECT (SELECT array_agg(random())::vector FROM "
+                    "generate_series(1, %d) WHERE g > 0) FROM generate_series(1, %d) g" % (DIMS, ROWS))
+        cls.pg.psql("CREATE INDEX items_embedding_idx ON items USING hnsw (embedding vector_l2_ops) "
+                    "WITH (m = 8, ef_construction = 16)")
+        cls.pg.psql("ANALYZE items")
+        evalf = eval_file(vec(random.Random(2)) for _ in range(10))
+        cls.admin = free_port()
+        cls.vg = managed_vecgate(cls.pg, cls.admin, TOKEN, [
+            index_cfg("items", evalf),
+            # 1 MB cannot hold the graph of 20k rows: the build goes on disk
+            index_cfg("items_small", evalf, plan="off", maintenance_settings={"maintenance_work_mem": "1MB"}),
+            index_cfg("items_window", evalf, plan="auto", max_build_seconds=0.001)], pool_size=2)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.vg.stop()
+
+    def scratch_tables(self):
+        return self.pg.psql("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                            "WHERE n.nspname = 'vecgate' AND c.relname LIKE 'plan%'")
+
+    def test_plan_endpoint(self):
+        first = self.api("/v1/indexes/items/plan")
+        self.assertIn(first["state"], ("connecting", "facts", "sample", "trial", "probe", "eval", "cleanup", "done"))
+        deadline = time.time() + 120
+        while True:
+            p = self.api("/v1/indexes/items/plan")
+            if not p["running"] or time.time() > deadline:
+                break
+            self.assertGreaterEqual(p["percent"], 0)
+            time.sleep(0.3)
+        self.assertEqual(p["state"], "done", p)
+        plan = p["plan"]
+        self.assertEqual(plan["method"], "hnsw")
+        self.assertEqual(plan["table_rows"], ROWS)
+        rows = [t["rows"] for t in plan["trials"]]
+        self.assertGreaterEqual(len(rows), 2)
+        self.assertEqual(rows, sorted(rows))
+        self.assertLessEqual(rows[-1], 0.2 * ROWS)
+        self.assertEqual(plan["fit"]["points"], len(rows))
+        self.assertTrue(plan["fit"]["model"].startswith("power"))
+        self.assertGreater(plan["build"]["predicted_seconds"], 0)
+        self.assertLessEqual(plan["build"]["predicted_low_seconds"], plan["build"]["predicted_seconds"])
+        self.assertGreaterEqual(plan["build"]["predicted_high_seconds"], plan["build"]["predicted_seconds"])
+        self.assertAlmostEqual(plan["memory"]["maintenance_work_mem_bytes"], 64 * 1024 * 1024, delta=1024)
+        self.assertGreater(plan["memory"]["peak_bytes"], 0)
+        self.assertTrue(plan["memory"]["fits"])
+        self.assertGreater(plan["disk"]["index_bytes"], 0)
+        self.assertGreater(plan["wal"]["bytes"], 0)
+        self.assertGreater(plan["cost"]["seconds"], 0)
+        self.assertIn("CONCURRENTLY", plan["definition"])
+        self.assertEqual(self.scratch_tables(), "0")
+        # the CLI prints the newest plan (and starts none while it exists)
+        out = self.ctl("rebuild", "plan", "items")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("predicted build", out.stdout)
+        self.assertIn("memory: peak", out.stdout)
+        self.assertEqual(self.scratch_tables(), "0")
+
+    def test_cliff_notice_and_eta(self):
+        out = self.ctl("rebuild", "start", "items_small")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        job_id = int(re.search(r"job (\d+)", out.stdout).group(1))
+        # while it builds: the ETA the CLI prints is the job's (the CLI's
+        # read falls between two reads of the JSON, which the progress poll
+        # changes at most once)
+        seen_eta = False
+        deadline = time.time() + 120
+        while time.time() < deadline and not seen_eta:
+            j1 = self.job(job_id)
+            if j1["state"] not in ("preflight", "baseline", "build"):
+                break
+            cli = self.ctl("job", str(job_id)).stdout
+            j2 = self.job(job_id)
+            m = re.search(r"build ETA (\d+)s", cli)
+            if j1["state"] == j2["state"] == "build" and m and j1["progress"]["eta_seconds"] is not None \
+                    and j2["progress"]["eta_seconds"] is not None:
+                self.assertIn(int(m.group(1)), {round(j1["progress"]["eta_seconds"]),
+                                                round(j2["progress"]["eta_seconds"])}, (cli, j1["progress"],
+                                                                                        j2["progress"]))
+                seen_eta = True
+            time.sleep(0.1)
+        j = self.wait(job_id, lambda j: j["state"] in ("swap", "failed", "cancelled"), timeout=180)
+        self.assertEqual(j["state"], "swap", j["message"])
+        notices = [n for n in j["notices"] if "no longer fits into maintenance_work_mem" in n["message"]]
+        self.assertTrue(notices, j["notices"])
+        self.assertIn("maintenance_work_mem", notices[0]["advice"])
+        self.assertGreater(j["progress"]["graph_overflow_after_tuples"], 0)
+        self.assertTrue([h for h in j["history"] if h["event"] == "notice" and "no longer fits" in h["message"]])
+        self.assertIn("no longer fits into maintenance_work_mem", self.vg.log())
+        self.assertTrue(seen_eta, "the build never showed an ETA in vecgatectl")
+        self.ctl("cancel", str(job_id))
+        self.wait(job_id, lambda j: j["terminal"])
+
+    def test_preflight_refuses_over_window(self):
+        out = self.ctl("rebuild", "start", "items_window")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        job_id = int(re.search(r"job (\d+)", out.stdout).group(1))
+        j = self.wait(job_id, lambda j: j["terminal"], timeout=120)
+        self.assertEqual(j["state"], "failed")
+        self.assertIn("max_build_seconds", j["message"])
+        self.assertIsNotNone(j["plan"])
+        self.assertEqual(self.scratch_tables(), "0")
+
+
+if __name__ == "__main__":
+    unittest.main()
