@@ -206,6 +206,8 @@ class Routing(unittest.TestCase):
         # simple protocol (psql) through vecgate
         out = subprocess.run(["psql", "-XAtq", "-h", "127.0.0.1", "-p", str(self.vg.port), "-U", "postgres",
                               "-d", "postgres", "-c", VREAD % "0.3"], capture_output=True, text=True, timeout=30)
+        self.assertTrue(out.stdout.strip(), "psql: exit %d, stderr %r\n%s" % (out.returncode, out.stderr,
+                                                                            self.vg.log()[-3000:]))
         self.assertEqual(out.stdout.splitlines()[0].split("|")[:2], ["t", str(self.r1.port)], out.stderr)
 
         async def via_asyncpg():  # Parse/Describe/Sync, then Bind/Execute/Sync of a named statement

@@ -60,6 +60,10 @@ static void relabel(struct rebuild_job *job, struct index_link *l, const char *w
 
 /* ---- lifecycle ---- */
 
+/* Jobs made but not registered: a probe for unfinished jobs at start, which
+ * a shutdown may catch in flight; they are freed with the rest. */
+static struct rebuild_job *loose;
+
 struct rebuild_job *job_new(const struct vg_managed_index *mi, char *err, size_t errlen)
 {
 	struct rebuild_job *job = calloc(1, sizeof(*job));
@@ -88,6 +92,8 @@ struct rebuild_job *job_new(const struct vg_managed_index *mi, char *err, size_t
 	job->persistent = true;
 	job->timer = evtimer_new(vg.base, job_step_timer, job);
 	job_init_links(job);
+	job->loose_next = loose;
+	loose = job;
 	job->base_recall_file = job->base_recall_traffic = job->new_recall_file = job->new_recall_traffic = NAN;
 	if (mi->eval_file && (eval_set_load(&job->evals, mi->eval_file, err, errlen) < 0 ||
 	                      eval_set_check_params(&job->evals, mi, err, errlen) < 0)) {
@@ -97,10 +103,20 @@ struct rebuild_job *job_new(const struct vg_managed_index *mi, char *err, size_t
 	return job;
 }
 
+static void loose_remove(struct rebuild_job *job)
+{
+	for (struct rebuild_job **p = &loose; *p; p = &(*p)->loose_next)
+		if (*p == job) {
+			*p = job->loose_next;
+			return;
+		}
+}
+
 void job_register(struct rebuild_job *job)
 {
 	if (job->registered)
 		return;
+	loose_remove(job);
 	job->registered = true;
 	job->id = ++next_job_id;
 	job->next = jobs;
@@ -112,6 +128,8 @@ void job_register(struct rebuild_job *job)
 
 void job_free(struct rebuild_job *job)
 {
+	if (!job->registered)
+		loose_remove(job);
 	plan_abandon(job->planning);
 	index_link_close(&job->maint);
 	index_link_close(&job->poll);
@@ -456,5 +474,7 @@ void rebuild_shutdown(void)
 		job_stop_sessions(job);
 		job_free(job);
 	}
+	while (loose)
+		job_free(loose); /* unlinks itself */
 	n_observers = 0;
 }

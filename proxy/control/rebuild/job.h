@@ -74,6 +74,7 @@ enum state_phase { SP_PROBING, SP_STARTING, SP_HOLDING, SP_FOLLOWING };
 
 struct rebuild_job {
 	struct rebuild_job *next;
+	struct rebuild_job *loose_next; /* on the list of jobs not registered yet (a probe at start) */
 	int id;
 	char *index_name;
 	enum job_state state;
