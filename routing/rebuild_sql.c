@@ -110,6 +110,8 @@ const char SQL_INDEX_SCANS[] =
 	" (SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelid = to_regclass($2)),"
 	" pg_postmaster_start_time()::text";
 
+const char SQL_DURABLE_COMMITS[] = "SET synchronous_commit = on";
+
 const char SQL_STATE_SCHEMA[] =
 	"CREATE SCHEMA IF NOT EXISTS vecgate;"
 	"CREATE TABLE IF NOT EXISTS vecgate.jobs ("

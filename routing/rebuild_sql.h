@@ -132,6 +132,10 @@ extern const char SQL_INDEX_SCANS[];
 extern const char SQL_ROUTES_SCHEMA[];
 /* Durable job state, schema "vecgate" (created on first use). */
 extern const char SQL_STATE_SCHEMA[];      /* idempotent DDL, several statements */
+/* First on every session that writes vecgate.*: a record confirmed to a job
+ * or an operator survives a crash of the server, whatever synchronous_commit
+ * the server runs with. */
+extern const char SQL_DURABLE_COMMITS[];
 extern const char SQL_TRY_LOCK[];          /* $1 index name -> bool (session advisory lock) */
 extern const char SQL_JOB_INSERT[];        /* $1 index, $2 fresh, $3 retired -> id */
 extern const char SQL_JOB_UPDATE[];        /* $1 id, $2 state, $3 attempts, $4 message, $5 swap_mode,

@@ -255,6 +255,8 @@ static void sync_connected(void *arg, const char *error)
 		y->warned = true;
 		return;
 	}
+	/* a route flip the operator was told about must outlive a crash */
+	pg_session_query(y->s, SQL_DURABLE_COMMITS, 0, NULL, NULL, NULL);
 	pg_session_query(y->s, routes_setup_sql(), 0, NULL, setup_done, y);
 }
 

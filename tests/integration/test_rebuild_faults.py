@@ -134,7 +134,10 @@ class RebuildFaults(unittest.TestCase):
         self.assertEqual(self.pg.psql("SELECT state FROM vecgate.jobs WHERE id = %d" % j["db_id"]), "done", case)
         # every transition reached vecgate.job_steps, those made while the lock was lost too
         steps = int(self.pg.psql("SELECT count(*) FROM vecgate.job_steps WHERE job_id = %d" % j["db_id"]))
-        self.assertGreaterEqual(steps, len(j["history"]), case)
+        self.assertGreaterEqual(steps, len(j["history"]), "%s: history %s\nvecgate.job_steps:\n%s\n%s" % (
+            case, [(h["from"], h["to"], h["event"]) for h in j["history"]],
+            self.pg.psql("SELECT from_state, to_state, event FROM vecgate.job_steps WHERE job_id = %d ORDER BY at, ctid"
+                         % j["db_id"]), self.vg.log()[-6000:]))
         return j
 
     def retries(self, j, state):

@@ -255,6 +255,9 @@ static void state_up(void *arg, const char *error)
 	struct rebuild_job *job = arg;
 	(void)error;
 	job->state_pid = pg_session_backend_pid(job->state_l.s);
+	/* a step confirmed under synchronous_commit = off is lost by a crash
+	 * a moment later, and never sent again */
+	pg_session_query(job->state_l.s, SQL_DURABLE_COMMITS, 0, NULL, NULL, NULL);
 	switch (job->sphase) {
 	case SP_PROBING:
 		probe_start(job);
