@@ -32,7 +32,10 @@ SLOW_EVAL = "SELECT s.id FROM (SELECT id FROM public.emb ORDER BY v <-> $1::cube
 class RebuildFaults(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.pg = PgCluster()
+        # like many servers, this one commits asynchronously; a slow WAL
+        # writer keeps such commits in memory for seconds, so that a crash
+        # (case e) loses any job record vecgate does not commit synchronously
+        cls.pg = PgCluster(extra_conf="wal_writer_delay = 10s")
         cube_table(cls.pg, "emb", 60000, "emb_live")
         cls.pg.psql("ANALYZE emb")
         rnd = random.Random(11)
