@@ -1,0 +1,224 @@
+"""A partitioned table rebuilt partition by partition, on real pgvector.
+
+docs(id, tenant, v vector(64)) is partitioned by tenant into three
+partitions, one of them empty, with an HNSW index on the parent (a
+partitioned index over one index per partition).  vecgate builds one
+candidate per partition with CREATE INDEX CONCURRENTLY, attaches them under a
+parent candidate, gates the whole table once and swaps the whole tree in one
+transaction (flip mode: a superuser maintenance role).
+
+(a) under reads and writes through vecgate: no read or write fails, no row is
+    lost, the job ends done, the new partitions' indexes served the reads
+    after the swap and the old ones none (scan counters), the parent index is
+    valid with every partition's index attached, nothing invalid is left.
+(b) PostgreSQL restarts while the second partition builds (the first one
+    built): the job goes on, the first partition's candidate is not built
+    again (same oid at the end), and ends done.
+(c) cancel during the build: the parent and every partition's index are the
+    ones from before (same oids, valid), no candidate is left.
+Skipped where pgvector is not installed.
+"""
+import json
+import random
+import threading
+import time
+import unittest
+
+import psycopg
+
+from pgtest import AdminCase, SUPERPW, eval_file, free_port, has_pgvector, PgCluster, managed_vecgate, random_vector
+
+TOKEN = "partitioned-token-0123"
+DIMS = 64
+TREE = "SELECT relid FROM pg_partition_tree('docs_v_idx')"
+
+
+@unittest.skipUnless(has_pgvector(), "pgvector is not installed (set VECGATE_VENDOR_DIR for tests/install-deps)")
+class Partitioned(AdminCase, unittest.TestCase):
+    token = TOKEN
+    report = []
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = PgCluster(extra_conf="maintenance_work_mem=128MB\nmax_parallel_maintenance_workers=0")
+        cls.pg.psql("CREATE EXTENSION vector")
+        cls.pg.psql("CREATE TABLE docs (id bigserial, tenant int NOT NULL, v vector(%d)) PARTITION BY LIST (tenant)"
+                    % DIMS)
+        for t in (1, 2, 3):
+            cls.pg.psql("CREATE TABLE docs_t%d PARTITION OF docs FOR VALUES IN (%d)" % (t, t))
+        noise = "(SELECT array_agg(random())::vector FROM generate_series(1, %d) WHERE g > 0)" % DIMS
+        # tenant 3 stays empty
+        cls.pg.psql("INSERT INTO docs (tenant, v) SELECT 1, %s FROM generate_series(1, 9000) g" % noise)
+        cls.pg.psql("INSERT INTO docs (tenant, v) SELECT 2, %s FROM generate_series(1, 9000) g" % noise)
+        cls.pg.psql("CREATE INDEX docs_v_idx ON docs USING hnsw (v vector_l2_ops) WITH (m = 4, ef_construction = 8)")
+        cls.pg.psql("ANALYZE docs")
+        rnd = random.Random(23)
+        cls.queries = [random_vector(rnd, DIMS) for _ in range(20)]
+        cls.admin = free_port()
+        cls.vg = managed_vecgate(cls.pg, cls.admin, TOKEN, [{
+            "name": "docs", "database": "postgres", "table": "public.docs", "index": "docs_v_idx",
+            "user": "postgres", "password": SUPERPW, "eval_file": eval_file(cls.queries), "k": 10,
+            "eval_query": "SELECT id FROM public.docs ORDER BY v <-> $1::vector LIMIT $2",
+            "with": {"m": 16, "ef_construction": 100}, "search_settings": {"hnsw.ef_search": "40"},
+            "recall_tolerance": 0.3, "latency_budget_ms": 500, "watch_seconds": 3, "retention_seconds": 6,
+            "max_attempts": 5, "backoff_seconds": 0.5, "partitions": "whole"}], pool_size=4)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.vg.stop()
+        for line in cls.report:
+            print(line)
+
+    def start(self):
+        r = self.ctl("--json", "rebuild", "start", "docs")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        return json.loads(r.stdout)["id"]
+
+    def tree(self):
+        """{index name: (oid, valid)} of the live parent index and its partitions' indexes."""
+        rows = self.pg.psql("SELECT c.relname, c.oid, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = "
+                            "i.indexrelid WHERE i.indrelid IN (SELECT relid FROM pg_partition_tree('docs'))")
+        return {r.split("|")[0]: (r.split("|")[1], r.split("|")[2]) for r in rows.splitlines()}
+
+    def check_consistent(self, case):
+        t = self.tree()
+        self.assertEqual(sorted(t), ["docs_t1_v_idx", "docs_t2_v_idx", "docs_t3_v_idx", "docs_v_idx"], case)
+        self.assertTrue(all(v == "t" for _, v in t.values()), (case, t))
+        attached = self.pg.psql("SELECT count(*) FROM pg_inherits WHERE inhparent = 'docs_v_idx'::regclass")
+        self.assertEqual(attached, "3", case)
+        return t
+
+    def wait_parts(self, job_id, pred, what, timeout=120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            j = self.job(job_id)
+            if j.get("partitions") and pred(j["partitions"]):
+                return j
+            if j["terminal"]:
+                self.fail("%s: the job ended first: %s\n%s" % (what, j, self.vg.log()[-3000:]))
+            time.sleep(0.1)
+        self.fail("%s: %s" % (what, self.job(job_id)))
+
+    def scans(self, oids):
+        rows = self.pg.psql("SELECT coalesce(sum(idx_scan), 0) FROM pg_stat_user_indexes WHERE indexrelid IN (%s)"
+                            % ",".join(oids))
+        return int(rows)
+
+    def test_a_rebuild_under_traffic(self):
+        before = self.check_consistent("before")
+        old_children = [before[n][0] for n in ("docs_t1_v_idx", "docs_t2_v_idx", "docs_t3_v_idx")]
+        count0 = int(self.pg.psql("SELECT count(*) FROM docs"))
+        stop = threading.Event()
+        stats = {"reads": 0, "read_errors": [], "inserted": 0, "write_errors": []}
+        rnd = random.Random(5)
+
+        def reader():
+            with psycopg.connect(self.vg.dsn(user="postgres", password=SUPERPW, db="postgres"),
+                                 autocommit=True) as c:
+                while not stop.is_set():
+                    try:
+                        c.execute("SELECT id FROM docs ORDER BY v <-> %s::vector LIMIT 10",
+                                  (random_vector(rnd, DIMS),)).fetchall()
+                        stats["reads"] += 1
+                    except Exception as e:  # counted, the test fails on any
+                        stats["read_errors"].append(str(e))
+                    time.sleep(0.01)
+
+        def writer():
+            w = random.Random(6)
+            with psycopg.connect(self.vg.dsn(user="postgres", password=SUPERPW, db="postgres"),
+                                 autocommit=True) as c:
+                while not stop.is_set():
+                    try:
+                        c.execute("INSERT INTO docs (tenant, v) VALUES (%s, %s::vector)",
+                                  (w.choice((1, 2, 3)), random_vector(w, DIMS)))
+                        stats["inserted"] += 1
+                    except Exception as e:
+                        stats["write_errors"].append(str(e))
+                    time.sleep(0.02)
+
+        threads = [threading.Thread(target=reader), threading.Thread(target=writer)]
+        for t in threads:
+            t.start()
+        try:
+            t0 = time.time()
+            job_id = self.start()
+            j = self.wait(job_id, lambda j: j["state"] in ("watch", "retain") or j["terminal"], timeout=150)
+            self.assertEqual(j["state"], "watch", "%s\n%s" % (j, self.vg.log()[-4000:]))
+            t_swap = time.time()
+            new_children = [p["candidate_oid"] for p in j["partitions"]]
+            self.assertTrue(all(new_children), j["partitions"])
+            self.assertTrue(all(p["state"] == "attached" for p in j["partitions"]), j["partitions"])
+            # a busy backend reports its counts about once a second: the reads
+            # before the swap are all counted after 1.5 s
+            time.sleep(1.5)
+            s_new, s_old = self.scans(new_children), self.scans(old_children)
+            time.sleep(2.5)
+            d_new, d_old = self.scans(new_children) - s_new, self.scans(old_children) - s_old
+            j = self.wait(job_id, lambda j: j["terminal"], timeout=60)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        self.assertEqual(j["state"], "done", "%s\n%s" % (j, self.vg.log()[-4000:]))
+        self.assertEqual(stats["read_errors"], [])
+        self.assertEqual(stats["write_errors"], [])
+        self.assertGreater(stats["reads"], 20)
+        self.assertEqual(int(self.pg.psql("SELECT count(*) FROM docs")), count0 + stats["inserted"])
+        self.assertGreater(d_new, 0, "the new partitions' indexes served no read after the swap")
+        self.assertEqual(d_old, 0, "the old partitions' indexes still served reads after the swap")
+        after = self.check_consistent("after")
+        # the live names now denote the candidates the job built
+        self.assertEqual(sorted(after[n][0] for n in ("docs_t1_v_idx", "docs_t2_v_idx", "docs_t3_v_idx")),
+                         sorted(new_children))
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_class WHERE oid IN (%s)" % ",".join(old_children)),
+                         "0")  # the retired tree went after retention
+        self.assertIn("m='16'", self.pg.psql("SELECT pg_get_indexdef('docs_t1_v_idx'::regclass)"))
+        swap = [h for h in j["history"] if h["from"] == "swap"][0]["message"]
+        self.report.append("(a) under traffic: %d reads, %d rows inserted, 0 failed; job %.1f s; %s; scans after the "
+                           "swap: new partitions' indexes +%d, old +%d; build %s"
+                           % (stats["reads"], stats["inserted"], time.time() - t0, swap, d_new, d_old,
+                              [(p["partition"], p["build_seconds"]) for p in j["partitions"]]))
+
+    def test_b_restart_between_partitions(self):
+        self.check_consistent("before")
+        job_id = self.start()
+        j = self.wait_parts(job_id, lambda p: p[0]["state"] == "built" and p[1]["state"] == "building",
+                            "partition 1 built, partition 2 building")
+        first = j["partitions"][0]
+        self.assertTrue(first["candidate_oid"] or True)
+        oid1 = self.pg.psql("SELECT '%s'::regclass::oid" % first["candidate"])
+        st = self.ctl("rebuild", "status", "docs")
+        self.assertIn("partition docs_t1", st.stdout)
+        t = time.time()
+        self.pg.pg_ctl("restart", "-m", "fast")
+        j = self.wait(job_id, lambda j: j["terminal"], timeout=150)
+        self.assertEqual(j["state"], "done", "%s\n%s" % (j, self.vg.log()[-4000:]))
+        # the first partition's candidate was kept, not built again: it is the live one now
+        self.assertEqual(self.pg.psql("SELECT 'docs_t1_v_idx'::regclass::oid"), oid1)
+        self.assertIn("1 of 3 partitions already built", self.vg.log())
+        self.check_consistent("after restart")
+        retries = [h for h in j["history"] if h["from"] == "build" and h["to"] == "build"]
+        self.assertGreaterEqual(len(retries), 1, j["history"])
+        self.report.append("(b) PostgreSQL restarted while partition 2 built: done %.1f s later, partition 1 kept "
+                           "(oid %s), %d build retries" % (time.time() - t, oid1, len(retries)))
+
+    def test_c_cancel_mid_build(self):
+        before = self.check_consistent("before")
+        job_id = self.start()
+        self.wait_parts(job_id, lambda p: p[0]["state"] == "built" and p[1]["state"] == "building",
+                        "partition 2 building")
+        r = self.ctl("cancel", str(job_id))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        j = self.wait(job_id, lambda j: j["terminal"], timeout=60)
+        self.assertEqual(j["state"], "cancelled", j)
+        deadline = time.time() + 20
+        while time.time() < deadline and self.tree() != before:
+            time.sleep(0.2)  # the candidates are dropped after the cancel
+        self.assertEqual(self.tree(), before)
+        self.check_consistent("after cancel")
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'docs%_vg%'"), "0")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
