@@ -13,9 +13,13 @@ transaction (flip mode: a superuser maintenance role).
     valid with every partition's index attached, nothing invalid is left.
 (b) PostgreSQL restarts while the second partition builds (the first one
     built): the job goes on, the first partition's candidate is not built
-    again (same oid at the end), and ends done.
+    again (same oid at the end), and ends done; (b2) the same with vecgate
+    killed (SIGKILL) and started again: the new process resumes the job from
+    vecgate.jobs and the catalog.
 (c) cancel during the build: the parent and every partition's index are the
     ones from before (same oids, valid), no candidate is left.
+(d) rename mode (the table's owner, no superuser, no pg_hint_plan): the tree
+    is renamed in one transaction and the old one dropped after it.
 Skipped where pgvector is not installed.
 """
 import json
@@ -26,7 +30,8 @@ import unittest
 
 import psycopg
 
-from pgtest import AdminCase, SUPERPW, eval_file, free_port, has_pgvector, PgCluster, managed_vecgate, random_vector
+from pgtest import (AdminCase, SUPERPW, eval_file, free_port, has_pgvector, PgCluster, random_vector, Vecgate,
+                    wait_port)
 
 TOKEN = "partitioned-token-0123"
 DIMS = 64
@@ -48,20 +53,37 @@ class Partitioned(AdminCase, unittest.TestCase):
             cls.pg.psql("CREATE TABLE docs_t%d PARTITION OF docs FOR VALUES IN (%d)" % (t, t))
         noise = "(SELECT array_agg(random())::vector FROM generate_series(1, %d) WHERE g > 0)" % DIMS
         # tenant 3 stays empty
-        cls.pg.psql("INSERT INTO docs (tenant, v) SELECT 1, %s FROM generate_series(1, 9000) g" % noise)
-        cls.pg.psql("INSERT INTO docs (tenant, v) SELECT 2, %s FROM generate_series(1, 9000) g" % noise)
+        cls.pg.psql("INSERT INTO docs (tenant, v) SELECT 1, %s FROM generate_series(1, 8000) g" % noise)
+        cls.pg.psql("INSERT INTO docs (tenant, v) SELECT 2, %s FROM generate_series(1, 8000) g" % noise)
         cls.pg.psql("CREATE INDEX docs_v_idx ON docs USING hnsw (v vector_l2_ops) WITH (m = 4, ef_construction = 8)")
         cls.pg.psql("ANALYZE docs")
         rnd = random.Random(23)
         cls.queries = [random_vector(rnd, DIMS) for _ in range(20)]
+        # the same shape owned by a role that is not superuser, in its own database
+        cls.pg.psql("CREATE ROLE owner LOGIN PASSWORD 'owner-pw'")
+        cls.pg.psql("CREATE DATABASE app OWNER owner")
+        cls.pg.psql("CREATE EXTENSION vector", db="app")
+        cls.pg.psql("SET ROLE owner; CREATE TABLE notes (id bigserial, tenant int NOT NULL, v vector(%d)) "
+                    "PARTITION BY LIST (tenant); CREATE TABLE notes_a PARTITION OF notes FOR VALUES IN (1); "
+                    "CREATE TABLE notes_b PARTITION OF notes FOR VALUES IN (2)" % DIMS, db="app")
+        cls.pg.psql("INSERT INTO notes (tenant, v) SELECT 1, %s FROM generate_series(1, 3000) g" % noise, db="app")
+        cls.pg.psql("SET ROLE owner; CREATE INDEX notes_v_idx ON notes USING hnsw (v vector_l2_ops) "
+                    "WITH (m = 4, ef_construction = 8)", db="app")
+        cls.pg.psql("ANALYZE notes", db="app")
+        common = {"eval_file": eval_file(cls.queries), "k": 10, "search_settings": {"hnsw.ef_search": "40"},
+                  "recall_tolerance": 0.3, "latency_budget_ms": 500, "watch_seconds": 3, "max_attempts": 5,
+                  "backoff_seconds": 0.5}
         cls.admin = free_port()
-        cls.vg = managed_vecgate(cls.pg, cls.admin, TOKEN, [{
-            "name": "docs", "database": "postgres", "table": "public.docs", "index": "docs_v_idx",
-            "user": "postgres", "password": SUPERPW, "eval_file": eval_file(cls.queries), "k": 10,
-            "eval_query": "SELECT id FROM public.docs ORDER BY v <-> $1::vector LIMIT $2",
-            "with": {"m": 16, "ef_construction": 100}, "search_settings": {"hnsw.ef_search": "40"},
-            "recall_tolerance": 0.3, "latency_budget_ms": 500, "watch_seconds": 3, "retention_seconds": 6,
-            "max_attempts": 5, "backoff_seconds": 0.5, "partitions": "whole"}], pool_size=4)
+        cls.vg = Vecgate(cls.pg, auth_type="trust", users=[], databases=[
+            {"name": "postgres", "pool_mode": "transaction", "pool_size": 4, "user": "postgres", "password": SUPERPW},
+            {"name": "app", "pool_mode": "transaction", "pool_size": 2, "user": "owner", "password": "owner-pw"}],
+            extra={"admin": {"port": cls.admin, "token": TOKEN}, "managed_indexes": [dict(
+                common, name="docs", database="postgres", table="public.docs", index="docs_v_idx", user="postgres",
+                password=SUPERPW, eval_query="SELECT id FROM public.docs ORDER BY v <-> $1::vector LIMIT $2",
+                retention_seconds=6, partitions="whole", **{"with": {"m": 16, "ef_construction": 80}}), dict(
+                common, name="notes", database="app", table="public.notes", index="notes_v_idx", user="owner",
+                password="owner-pw", eval_query="SELECT id FROM public.notes ORDER BY v <-> $1::vector LIMIT $2",
+                retention_seconds=1, **{"with": {"m": 8, "ef_construction": 32}})]})
 
     @classmethod
     def tearDownClass(cls):
@@ -69,8 +91,8 @@ class Partitioned(AdminCase, unittest.TestCase):
         for line in cls.report:
             print(line)
 
-    def start(self):
-        r = self.ctl("--json", "rebuild", "start", "docs")
+    def start(self, name="docs"):
+        r = self.ctl("--json", "rebuild", "start", name)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         return json.loads(r.stdout)["id"]
 
@@ -203,6 +225,33 @@ class Partitioned(AdminCase, unittest.TestCase):
         self.report.append("(b) PostgreSQL restarted while partition 2 built: done %.1f s later, partition 1 kept "
                            "(oid %s), %d build retries" % (time.time() - t, oid1, len(retries)))
 
+    def test_b2_vecgate_killed_between_partitions(self):
+        self.check_consistent("before")
+        job_id = self.start()
+        j = self.wait_parts(job_id, lambda p: p[0]["state"] == "built" and p[1]["state"] == "building",
+                            "partition 1 built, partition 2 building")
+        db_id = j["db_id"]
+        oid1 = self.pg.psql("SELECT '%s'::regclass::oid" % j["partitions"][0]["candidate"])
+        t = time.time()
+        self.vg.proc.kill()
+        self.vg.proc.wait()
+        self.vg.start()
+        wait_port(self.admin)
+        # the new process resumes the same durable job
+        deadline = time.time() + 150
+        while time.time() < deadline:
+            jobs = self.api("/v1/jobs?index=docs")["jobs"]
+            mine = [x for x in jobs if x.get("db_id") == db_id]
+            if mine and mine[0]["terminal"]:
+                break
+            time.sleep(0.3)
+        self.assertTrue(mine and mine[0]["state"] == "done", "%s\n%s" % (jobs, self.vg.log()[-4000:]))
+        self.assertEqual(self.pg.psql("SELECT 'docs_t1_v_idx'::regclass::oid"), oid1)
+        self.assertEqual(self.pg.psql("SELECT state FROM vecgate.jobs WHERE id = %d" % db_id), "done")
+        self.check_consistent("after a vecgate restart")
+        self.report.append("(b2) vecgate killed while partition 2 built: the restarted process finished the job "
+                           "%.1f s later, partition 1 kept (oid %s)" % (time.time() - t, oid1))
+
     def test_c_cancel_mid_build(self):
         before = self.check_consistent("before")
         job_id = self.start()
@@ -218,6 +267,30 @@ class Partitioned(AdminCase, unittest.TestCase):
         self.assertEqual(self.tree(), before)
         self.check_consistent("after cancel")
         self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'docs%_vg%'"), "0")
+
+    def test_d_rename_mode(self):
+        tree = ("SELECT c.relname || ':' || i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "WHERE i.indrelid IN (SELECT relid FROM pg_partition_tree('notes')) ORDER BY 1")
+        before = self.pg.psql("SELECT string_agg(oid::text, ',') FROM pg_class WHERE relname LIKE 'notes%idx'",
+                              db="app")
+        t = time.time()
+        job_id = self.start("notes")
+        j = self.wait(job_id, lambda j: j["terminal"], timeout=120)
+        self.assertEqual(j["state"], "done", "%s\n%s" % (j, self.vg.log()[-4000:]))
+        self.assertEqual(j["swap_mode"], "rename", j)
+        deadline = time.time() + 20
+        while time.time() < deadline and "vgold" in self.pg.psql(tree, db="app"):
+            time.sleep(0.2)  # the old tree is dropped after the swap
+        self.assertEqual(self.pg.psql(tree, db="app").splitlines(),
+                         ["notes_a_v_idx:true", "notes_b_v_idx:true", "notes_v_idx:true"])
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_inherits WHERE inhparent = 'notes_v_idx'::regclass",
+                                      db="app"), "2")
+        after = self.pg.psql("SELECT string_agg(oid::text, ',') FROM pg_class WHERE relname LIKE 'notes%idx'",
+                             db="app")
+        self.assertTrue(set(before.split(",")).isdisjoint(after.split(",")), (before, after))
+        self.assertIn("m='8'", self.pg.psql("SELECT pg_get_indexdef('notes_a_v_idx'::regclass)", db="app"))
+        swap = [h for h in j["history"] if h["from"] == "swap"][0]["message"]
+        self.report.append("(d) rename mode (table owner): done in %.1f s; %s" % (time.time() - t, swap))
 
 
 if __name__ == "__main__":
