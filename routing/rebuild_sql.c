@@ -12,7 +12,9 @@
 
 const char SQL_INDEX_INFO[] =
 	"SELECT i.indexrelid, i.indrelid::regclass::text, pg_get_indexdef(i.indexrelid), i.indisvalid, "
-	"i.indisready, pg_relation_size(i.indexrelid), "
+	/* a partitioned index has no storage: its partitions' indexes have */
+	"i.indisready, coalesce((SELECT sum(pg_relation_size(relid))::bigint FROM pg_partition_tree(i.indexrelid)),"
+	" pg_relation_size(i.indexrelid)), "
 	"has_schema_privilege(c.relnamespace, 'CREATE'), pg_has_role(t.relowner, 'USAGE'), t.relkind, "
 	"(SELECT count(*) FROM pg_partition_tree(t.oid) WHERE isleaf) "
 	"FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid "
