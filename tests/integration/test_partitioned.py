@@ -18,6 +18,9 @@ transaction (flip mode: a superuser maintenance role).
     vecgate.jobs and the catalog.
 (c) cancel during the build: the parent and every partition's index are the
     ones from before (same oids, valid), no candidate is left.
+(f) rollback after the swap (flip mode): the old tree serves again under the
+    live names (same oids as before the job, valid, attached), the new tree
+    is dropped.
 (d) rename mode (the table's owner, no superuser, no pg_hint_plan), on a
     churned graph rebuilt with the same parameters (a fresh graph wins the
     planner): the tree is renamed in one transaction and the old one dropped
@@ -62,8 +65,8 @@ class Partitioned(AdminCase, unittest.TestCase):
             cls.pg.psql("CREATE TABLE docs_t%d PARTITION OF docs FOR VALUES IN (%d)" % (t, t))
         noise = "(SELECT array_agg(random())::vector FROM generate_series(1, %d) WHERE g > 0)" % DIMS
         # tenant 3 stays empty
-        cls.pg.psql("INSERT INTO docs (tenant, v) SELECT 1, %s FROM generate_series(1, 8000) g" % noise)
-        cls.pg.psql("INSERT INTO docs (tenant, v) SELECT 2, %s FROM generate_series(1, 8000) g" % noise)
+        cls.pg.psql("INSERT INTO docs (tenant, v) SELECT 1, %s FROM generate_series(1, 6000) g" % noise)
+        cls.pg.psql("INSERT INTO docs (tenant, v) SELECT 2, %s FROM generate_series(1, 6000) g" % noise)
         cls.pg.psql("CREATE INDEX docs_v_idx ON docs USING hnsw (v vector_l2_ops) WITH (m = 4, ef_construction = 8)")
         cls.pg.psql("ANALYZE docs")
         rnd = random.Random(23)
@@ -320,6 +323,25 @@ class Partitioned(AdminCase, unittest.TestCase):
         self.assertIn("swap mode hint cannot pin its reads: pg_hint_plan ignores a partitioned index's name",
                       j["message"])
         self.assertEqual(self.tree(), before)  # nothing was built
+
+    def test_f_rollback_after_the_swap(self):
+        before = self.check_consistent("before")
+        job_id = self.start()
+        self.wait(job_id, lambda j: j["state"] in ("watch", "retain") or j["terminal"], timeout=120)
+        self.assertNotEqual(self.tree(), before)  # the new tree carries the live names now
+        t = time.time()
+        r = self.ctl("rollback", str(job_id))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        j = self.wait(job_id, lambda j: j["terminal"], timeout=60)
+        self.assertEqual(j["state"], "rolled_back", j)
+        deadline = time.time() + 20
+        while time.time() < deadline and self.tree() != before:
+            time.sleep(0.2)  # the new tree is dropped after the flip back
+        self.assertEqual(self.tree(), before)
+        self.check_consistent("after the rollback")
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'docs%_vg%'"), "0")
+        self.report.append("(f) rollback: the old tree served again and the new one was gone %.1f s after the "
+                           "request" % (time.time() - t))
 
 
 if __name__ == "__main__":
