@@ -96,7 +96,12 @@ class Partitioned(AdminCase, unittest.TestCase):
             extra={"admin": {"port": cls.admin, "token": TOKEN}, "managed_indexes": [dict(
                 common, name="docs", database="postgres", table="public.docs", index="docs_v_idx", user="postgres",
                 password=SUPERPW, eval_query="SELECT id FROM public.docs ORDER BY v <-> $1::vector LIMIT $2",
-                retention_seconds=6, partitions="whole", **{"with": {"m": 16, "ef_construction": 80}}), dict(
+                retention_seconds=6, partitions="whole", **{"with": {"m": 16, "ef_construction": 48}}), dict(
+                # the same index for the cases that need no scan window after the swap
+                common, name="docs_quick", database="postgres", table="public.docs", index="docs_v_idx",
+                user="postgres", password=SUPERPW, watch_seconds=2, retention_seconds=0.5,
+                eval_query="SELECT id FROM public.docs ORDER BY v <-> $1::vector LIMIT $2",
+                **{"with": {"m": 16, "ef_construction": 48}}), dict(
                 common, name="notes", database="app", table="public.notes", index="notes_v_idx", user="owner",
                 password="owner-pw", eval_query="SELECT id FROM public.notes ORDER BY v <-> $1::vector LIMIT $2",
                 retention_seconds=1, swap_mode="rename"), dict(
@@ -223,23 +228,24 @@ class Partitioned(AdminCase, unittest.TestCase):
 
     def test_b_restart_between_partitions(self):
         self.check_consistent("before")
-        job_id = self.start()
+        job_id = self.start("docs_quick")
         j = self.wait_parts(job_id, lambda p: p[0]["state"] == "built" and p[1]["state"] == "building",
                             "partition 1 built, partition 2 building")
         first = j["partitions"][0]
         self.assertTrue(first["candidate_oid"] or True)
         oid1 = self.pg.psql("SELECT '%s'::regclass::oid" % first["candidate"])
-        st = self.ctl("rebuild", "status", "docs")
+        st = self.ctl("rebuild", "status", "docs_quick")
         self.assertRegex(st.stdout, r"partition docs_t1 +built +100%")
         self.assertRegex(st.stdout, r"partition docs_t2 +building")
-        self.report.append("(b) vecgatectl rebuild status docs, partition 2 building:\n" + st.stdout)
+        self.report.append("(b) vecgatectl rebuild status docs_quick, partition 2 building:\n" + st.stdout)
         t = time.time()
+        log_at = len(self.vg.log())
         self.pg.pg_ctl("restart", "-m", "fast")
         j = self.wait(job_id, lambda j: j["terminal"], timeout=150)
         self.assertEqual(j["state"], "done", "%s\n%s" % (j, self.vg.log()[-4000:]))
         # the first partition's candidate was kept, not built again: it is the live one now
         self.assertEqual(self.pg.psql("SELECT 'docs_t1_v_idx'::regclass::oid"), oid1)
-        self.assertIn("1 of 3 partitions already built", self.vg.log())
+        self.assertIn("1 of 3 partitions already built", self.vg.log()[log_at:])
         self.check_consistent("after restart")
         retries = [h for h in j["history"] if h["from"] == "build" and h["to"] == "build"]
         self.assertGreaterEqual(len(retries), 1, j["history"])
@@ -248,12 +254,13 @@ class Partitioned(AdminCase, unittest.TestCase):
 
     def test_b2_vecgate_killed_between_partitions(self):
         self.check_consistent("before")
-        job_id = self.start()
+        job_id = self.start("docs_quick")
         j = self.wait_parts(job_id, lambda p: p[0]["state"] == "built" and p[1]["state"] == "building",
                             "partition 1 built, partition 2 building")
         db_id = j["db_id"]
         oid1 = self.pg.psql("SELECT '%s'::regclass::oid" % j["partitions"][0]["candidate"])
         t = time.time()
+        log_at = len(self.vg.log())
         self.vg.proc.kill()
         self.vg.proc.wait()
         self.vg.start()
@@ -261,7 +268,7 @@ class Partitioned(AdminCase, unittest.TestCase):
         # the new process resumes the same durable job
         deadline = time.time() + 150
         while time.time() < deadline:
-            jobs = self.api("/v1/jobs?index=docs")["jobs"]
+            jobs = self.api("/v1/jobs?index=docs_quick")["jobs"]
             mine = [x for x in jobs if x.get("db_id") == db_id]
             if mine and mine[0]["terminal"]:
                 break
@@ -269,13 +276,14 @@ class Partitioned(AdminCase, unittest.TestCase):
         self.assertTrue(mine and mine[0]["state"] == "done", "%s\n%s" % (jobs, self.vg.log()[-4000:]))
         self.assertEqual(self.pg.psql("SELECT 'docs_t1_v_idx'::regclass::oid"), oid1)
         self.assertEqual(self.pg.psql("SELECT state FROM vecgate.jobs WHERE id = %d" % db_id), "done")
+        self.assertIn("1 of 3 partitions already built", self.vg.log()[log_at:])
         self.check_consistent("after a vecgate restart")
         self.report.append("(b2) vecgate killed while partition 2 built: the restarted process finished the job "
                            "%.1f s later, partition 1 kept (oid %s)" % (time.time() - t, oid1))
 
     def test_c_cancel_mid_build(self):
         before = self.check_consistent("before")
-        job_id = self.start()
+        job_id = self.start("docs_quick")
         self.wait_parts(job_id, lambda p: p[0]["state"] == "built" and p[1]["state"] == "building",
                         "partition 2 building")
         r = self.ctl("cancel", str(job_id))
@@ -326,7 +334,7 @@ class Partitioned(AdminCase, unittest.TestCase):
 
     def test_f_rollback_after_the_swap(self):
         before = self.check_consistent("before")
-        job_id = self.start()
+        job_id = self.start("docs_quick")
         self.wait(job_id, lambda j: j["state"] in ("watch", "retain") or j["terminal"], timeout=120)
         self.assertNotEqual(self.tree(), before)  # the new tree carries the live names now
         t = time.time()
