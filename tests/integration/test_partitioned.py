@@ -183,6 +183,17 @@ class Partitioned(AdminCase, unittest.TestCase):
                         stats["write_errors"].append(str(e))
                     time.sleep(0.02)
 
+        # a session holding a cached generic plan from before the job (not through vecgate)
+        held = self.pg.connect()
+        held.execute("SET plan_cache_mode = force_generic_plan")
+        held.execute("PREPARE knn(vector) AS SELECT id FROM docs ORDER BY v <-> $1 LIMIT 10")
+        q = random_vector(rnd, DIMS)
+        held.execute("EXECUTE knn('%s')" % q).fetchall()
+
+        def held_scans(oids):
+            return held.execute("SELECT coalesce(sum(pg_stat_get_xact_numscans(o)), 0) FROM unnest(%s::oid[]) o",
+                                ("{%s}" % ",".join(oids),)).fetchone()[0]
+
         threads = [threading.Thread(target=reader), threading.Thread(target=writer)]
         for t in threads:
             t.start()
@@ -199,6 +210,13 @@ class Partitioned(AdminCase, unittest.TestCase):
             # before the swap are all counted after 1.5 s
             time.sleep(1.5)
             s_new, s_old = self.scans(new_children), self.scans(old_children)
+            # the held plan moved with the swap (the no-op pg_class updates of the table and its partitions)
+            # (deltas inside one transaction: PostgreSQL 15's "xact" counters also hold what
+            # earlier transactions of the session did and did not report yet)
+            with held.transaction():
+                n0, o0 = held_scans(new_children), held_scans(old_children)
+                held.execute("EXECUTE knn('%s')" % q).fetchall()
+                held_new, held_old = held_scans(new_children) - n0, held_scans(old_children) - o0
             time.sleep(2.5)
             d_new, d_old = self.scans(new_children) - s_new, self.scans(old_children) - s_old
             j = self.wait(job_id, lambda j: j["terminal"], timeout=60)
@@ -211,6 +229,9 @@ class Partitioned(AdminCase, unittest.TestCase):
         self.assertEqual(stats["write_errors"], [])
         self.assertGreater(stats["reads"], 20)
         self.assertEqual(int(self.pg.psql("SELECT count(*) FROM docs")), count0 + stats["inserted"])
+        self.assertGreater(held_new, 0, "the session's cached plan did not move to the new partitions' indexes")
+        self.assertEqual(held_old, 0, "the session's cached plan still scans the old partitions' indexes")
+        held.close()
         self.assertGreater(d_new, 0, "the new partitions' indexes served no read after the swap")
         self.assertEqual(d_old, 0, "the old partitions' indexes still served reads after the swap")
         after = self.check_consistent("after")
@@ -222,8 +243,9 @@ class Partitioned(AdminCase, unittest.TestCase):
         self.assertIn("m='16'", self.pg.psql("SELECT pg_get_indexdef('docs_t1_v_idx'::regclass)"))
         swap = [h for h in j["history"] if h["from"] == "swap"][0]["message"]
         self.report.append("(a) under traffic: %d reads, %d rows inserted, 0 failed; job %.1f s; %s; scans after the "
-                           "swap: new partitions' indexes +%d, old +%d; build %s"
-                           % (stats["reads"], stats["inserted"], time.time() - t0, swap, d_new, d_old,
+                           "swap: new partitions' indexes +%d, old +%d; a cached generic plan from before: new +%d, old +%d; build %s"
+                           % (stats["reads"], stats["inserted"], time.time() - t0, swap, d_new, d_old, held_new,
+                              held_old,
                               [(p["partition"], p["build_seconds"]) for p in j["partitions"]]))
 
     def test_b_restart_between_partitions(self):
