@@ -27,14 +27,6 @@ enum part_do part_decide(bool exists, bool valid, bool recorded)
 	return valid ? PART_DO_RECORD : PART_DO_DROP;
 }
 
-int part_next(const enum part_state *st, int n)
-{
-	for (int i = 0; i < n; i++)
-		if (st[i] == PART_PENDING || st[i] == PART_BUILDING)
-			return i;
-	return -1;
-}
-
 double part_percent(const double *rows, const enum part_state *st, int n, double building_fraction)
 {
 	double total = 0, done = 0;

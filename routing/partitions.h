@@ -36,9 +36,6 @@ const char *part_state_name(enum part_state s);
 enum part_do { PART_DO_BUILD, PART_DO_DROP, PART_DO_RECORD, PART_DO_KEEP };
 enum part_do part_decide(bool exists, bool valid, bool recorded);
 
-/* The first partition still PART_PENDING, or -1 when every one is built. */
-int part_next(const enum part_state *st, int n);
-
 /* The whole build's percent (0..100): each partition weighs its rows
  * (reltuples; an empty or never analysed one weighs 1 so it still counts),
  * built ones count whole, the one building counts its fraction (0..1). */

@@ -1,7 +1,7 @@
 /*
  * A partitioned table's rebuild as pure decisions (routing/partitions.h)
  * and its SQL (routing/rebuild_sql.h): what a candidate found in the
- * catalog after a restart means, the build order, the whole's progress,
+ * catalog after a restart means, the whole's progress,
  * the partitions' candidate names near PostgreSQL's 63-byte limit, and the
  * swap, rollback, drop, record and attach statements over the whole tree.
  */
@@ -32,17 +32,9 @@ static void test_decide(void **state)
 	assert_string_equal(part_state_name((enum part_state)99), "?");
 }
 
-static void test_next_and_percent(void **state)
+static void test_percent(void **state)
 {
 	(void)state;
-	enum part_state st[3] = {PART_BUILT, PART_PENDING, PART_PENDING};
-	assert_int_equal(part_next(st, 3), 1);
-	st[1] = PART_BUILDING;
-	assert_int_equal(part_next(st, 3), 1);
-	st[1] = PART_BUILT;
-	st[2] = PART_ATTACHED;
-	assert_int_equal(part_next(st, 3), -1);
-
 	/* weighted by rows; an empty partition weighs 1 */
 	double rows[3] = {300, 100, 0};
 	enum part_state w[3] = {PART_BUILT, PART_BUILDING, PART_PENDING};
@@ -204,7 +196,7 @@ static void test_drop_record_attach_sql(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_decide),    cmocka_unit_test(test_next_and_percent),
+		cmocka_unit_test(test_decide),    cmocka_unit_test(test_percent),
 		cmocka_unit_test(test_names),     cmocka_unit_test(test_parent_def_and_array),
 		cmocka_unit_test(test_swap_sql),  cmocka_unit_test(test_drop_record_attach_sql),
 	};

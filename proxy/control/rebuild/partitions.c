@@ -296,8 +296,8 @@ static void attach(struct rebuild_job *job)
  * the parent with every child attached. */
 static void advance(struct rebuild_job *job)
 {
-	if (job->state != JOB_BUILD || job_is_terminal(job->state))
-		return;
+	if (job->state != JOB_BUILD)
+		return; /* cancelled or failed meanwhile: the cleanup drops the candidates */
 	for (int i = 0; i < job->n_parts; i++) {
 		struct job_partition *p = &job->parts[i];
 		char q[700];
