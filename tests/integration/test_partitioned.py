@@ -202,14 +202,9 @@ class Partitioned(AdminCase, unittest.TestCase):
             job_id = self.start()
             j = self.wait(job_id, lambda j: j["state"] in ("watch", "retain") or j["terminal"], timeout=150)
             self.assertEqual(j["state"], "watch", "%s\n%s" % (j, self.vg.log()[-4000:]))
-            t_swap = time.time()
             new_children = [p["candidate_oid"] for p in j["partitions"]]
             self.assertTrue(all(new_children), j["partitions"])
             self.assertTrue(all(p["state"] == "attached" for p in j["partitions"]), j["partitions"])
-            # a busy backend reports its counts about once a second: the reads
-            # before the swap are all counted after 1.5 s
-            time.sleep(1.5)
-            s_new, s_old = self.scans(new_children), self.scans(old_children)
             # the held plan moved with the swap (the no-op pg_class updates of the table and its partitions)
             # (deltas inside one transaction: PostgreSQL 15's "xact" counters also hold what
             # earlier transactions of the session did and did not report yet)
@@ -217,6 +212,11 @@ class Partitioned(AdminCase, unittest.TestCase):
                 n0, o0 = held_scans(new_children), held_scans(old_children)
                 held.execute("EXECUTE knn('%s')" % q).fetchall()
                 held_new, held_old = held_scans(new_children) - n0, held_scans(old_children) - o0
+            held.close()  # its counts (this session's too) are reported as it ends, before the window below
+            # a busy backend reports its counts about once a second: the reads
+            # before the swap are all counted after 1.5 s
+            time.sleep(1.5)
+            s_new, s_old = self.scans(new_children), self.scans(old_children)
             time.sleep(2.5)
             d_new, d_old = self.scans(new_children) - s_new, self.scans(old_children) - s_old
             j = self.wait(job_id, lambda j: j["terminal"], timeout=60)
@@ -231,7 +231,6 @@ class Partitioned(AdminCase, unittest.TestCase):
         self.assertEqual(int(self.pg.psql("SELECT count(*) FROM docs")), count0 + stats["inserted"])
         self.assertGreater(held_new, 0, "the session's cached plan did not move to the new partitions' indexes")
         self.assertEqual(held_old, 0, "the session's cached plan still scans the old partitions' indexes")
-        held.close()
         self.assertGreater(d_new, 0, "the new partitions' indexes served no read after the swap")
         self.assertEqual(d_old, 0, "the old partitions' indexes still served reads after the swap")
         after = self.check_consistent("after")
