@@ -6,12 +6,15 @@
 #include "routing/rebuild_sql.h"
 #include "routing/indexdef.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 const char SQL_INDEX_INFO[] =
 	"SELECT i.indexrelid, i.indrelid::regclass::text, pg_get_indexdef(i.indexrelid), i.indisvalid, "
-	"i.indisready, pg_relation_size(i.indexrelid), "
+	/* a partitioned index has no storage: its partitions' indexes have */
+	"i.indisready, coalesce((SELECT sum(pg_relation_size(relid))::bigint FROM pg_partition_tree(i.indexrelid)),"
+	" pg_relation_size(i.indexrelid)), "
 	"has_schema_privilege(c.relnamespace, 'CREATE'), pg_has_role(t.relowner, 'USAGE'), t.relkind, "
 	"(SELECT count(*) FROM pg_partition_tree(t.oid) WHERE isleaf) "
 	"FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid "
@@ -69,12 +72,32 @@ int names_verdict(const char *schema, const char *table, const char *index, cons
 	return -1;
 }
 
+/* (for a partitioned table: its partitions' indexes too, where a build of
+ * a partition's candidate runs and leaves what it leaves) */
+#define TABLE_TREE(p) "(SELECT " p "::regclass UNION ALL SELECT relid FROM pg_partition_tree(" p "::regclass) WHERE level > 0)"
+
 const char SQL_INVALID_INDEXES[] =
 	"SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-	"WHERE i.indrelid = $1::regclass AND NOT i.indisvalid ORDER BY c.relname";
+	"WHERE i.indrelid IN " TABLE_TREE("$1") " AND NOT i.indisvalid ORDER BY c.relname";
 
 const char SQL_BUILDS_RUNNING[] =
-	"SELECT pid, phase FROM pg_stat_progress_create_index WHERE relid = $1::regclass";
+	"SELECT pid, phase FROM pg_stat_progress_create_index WHERE relid IN " TABLE_TREE("$1");
+
+const char SQL_PART_LIST[] =
+	"SELECT tn.nspname, t.relname, c.relname, i.indisvalid, pg_get_indexdef(i.indexrelid),"
+	" greatest(t.reltuples, 0)::float8,"
+	" (SELECT max(level) FROM pg_partition_tree(i0.indrelid)),"
+	" (SELECT count(*) FROM pg_partition_tree(i0.indrelid) WHERE isleaf)"
+	" FROM pg_index i0, pg_partition_tree($1::regclass) pt JOIN pg_index i ON i.indexrelid = pt.relid"
+	" JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid"
+	" JOIN pg_namespace tn ON tn.oid = t.relnamespace"
+	" WHERE i0.indexrelid = $1::regclass AND pt.level > 0 ORDER BY pt.level, tn.nspname, t.relname";
+
+const char SQL_PART_CANDIDATES[] =
+	"SELECT to_regclass(c.n)::oid::text, x.indisvalid, c.n = ANY(coalesce(j.partitions_done, '{}')),"
+	" EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = to_regclass(c.n) AND h.inhparent = to_regclass($3))"
+	" FROM unnest($1::text[]) WITH ORDINALITY c(n, o) LEFT JOIN pg_index x ON x.indexrelid = to_regclass(c.n)"
+	" LEFT JOIN vecgate.jobs j ON j.id = $2::bigint ORDER BY c.o";
 
 const char SQL_OLD_TRANSACTIONS[] =
 	"SELECT pid, extract(epoch FROM now() - xact_start)::float8 AS age, state, left(query, 200) "
@@ -104,10 +127,14 @@ const char SQL_HYPOPG[] = "SELECT n.nspname, e.extversion FROM pg_extension e JO
 /* NULL when pg_hint_plan is not loaded (its placeholder does not exist) */
 const char SQL_HINT_PLAN[] = "SELECT current_setting('pg_hint_plan.enable_hint', true)";
 
+/* an index, or a partitioned index's partitions' indexes (the parent
+ * itself is never scanned and has no statistics row) */
+#define INDEX_LEAVES(p) "(SELECT to_regclass(" p ") UNION ALL SELECT relid FROM pg_partition_tree(to_regclass(" p ")) WHERE isleaf AND level > 0)"
+
 /* $1 schema.index (old), $2 schema.index (new) -> idx_scan of each (NULL: gone) */
 const char SQL_INDEX_SCANS[] =
-	"SELECT (SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelid = to_regclass($1)),"
-	" (SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelid = to_regclass($2)),"
+	"SELECT (SELECT sum(idx_scan)::bigint FROM pg_stat_user_indexes WHERE indexrelid IN " INDEX_LEAVES("$1") "),"
+	" (SELECT sum(idx_scan)::bigint FROM pg_stat_user_indexes WHERE indexrelid IN " INDEX_LEAVES("$2") "),"
 	" pg_postmaster_start_time()::text";
 
 const char SQL_DURABLE_COMMITS[] = "SET synchronous_commit = on";
@@ -125,7 +152,9 @@ const char SQL_STATE_SCHEMA[] =
 	" from_state text, to_state text, event text, message text);"
 	"CREATE INDEX IF NOT EXISTS jobs_index_name ON vecgate.jobs (index_name, id);"
 	"ALTER TABLE vecgate.jobs ADD COLUMN IF NOT EXISTS driver_instance text,"
-	" ADD COLUMN IF NOT EXISTS driver_since timestamptz, ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz";
+	" ADD COLUMN IF NOT EXISTS driver_since timestamptz, ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz;"
+	/* a partitioned rebuild: the partitions' candidates built so far */
+	"ALTER TABLE vecgate.jobs ADD COLUMN IF NOT EXISTS partitions_done text[]";
 
 const char SQL_JOB_CLAIM[] =
 	"UPDATE vecgate.jobs SET driver_instance = $2, driver_since = now(), heartbeat_at = now(),"
@@ -207,11 +236,11 @@ const char SQL_JOB_LATEST[] =
 
 const char SQL_CANCEL_ORPHAN_BUILDS[] =
 	"SELECT pg_cancel_backend(p.pid) FROM pg_stat_progress_create_index p JOIN pg_stat_activity a USING (pid) "
-	"WHERE p.relid = $1::regclass AND a.application_name LIKE 'vecgate rebuild %'";
+	"WHERE p.relid IN " TABLE_TREE("$1") " AND a.application_name LIKE 'vecgate rebuild %'";
 
 const char SQL_CANCEL_SESSION_BUILDS[] =
 	"SELECT pg_cancel_backend(p.pid) FROM pg_stat_progress_create_index p JOIN pg_stat_activity a USING (pid) "
-	"WHERE p.relid = $1::regclass AND a.application_name = $2 AND p.pid <> pg_backend_pid()";
+	"WHERE p.relid IN " TABLE_TREE("$1") " AND a.application_name = $2 AND p.pid <> pg_backend_pid()";
 
 void sql_literal(const char *s, char *out, size_t outlen)
 {
@@ -455,4 +484,148 @@ int sql_session_settings(const char *const *names, const char *const *values, in
 		o += (size_t)len;
 	}
 	return 0;
+}
+
+/* ---- partitioned tables ---- */
+
+/* append to out at *o; false when it does not fit */
+static bool addf(char *out, size_t outlen, size_t *o, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static bool addf(char *out, size_t outlen, size_t *o, const char *fmt, ...)
+{
+	if (*o >= outlen)
+		return false;
+	va_list ap;
+	va_start(ap, fmt);
+	int len = vsnprintf(out + *o, outlen - *o, fmt, ap);
+	va_end(ap);
+	if (len < 0 || (size_t)len >= outlen - *o) {
+		*o = outlen;
+		return false;
+	}
+	*o += (size_t)len;
+	return true;
+}
+
+/* UPDATE pg_index SET indisvalid = v for a parent index and every index under it */
+static bool add_tree_valid(char *out, size_t outlen, size_t *o, const char *schema, const char *parent, bool valid)
+{
+	char rc[900];
+	regclass_lit(schema, parent, rc, sizeof(rc));
+	return addf(out, outlen, o,
+	            "UPDATE pg_index SET indisvalid = %s WHERE indexrelid IN (SELECT %s UNION ALL SELECT relid FROM "
+	            "pg_partition_tree(%s) WHERE level > 0);\n",
+	            valid ? "true" : "false", rc, rc);
+}
+
+static bool add_rename(char *out, size_t outlen, size_t *o, const char *schema, const char *from, const char *to)
+{
+	char q[420], qto[200];
+	sql_qualified(schema, from, q, sizeof(q));
+	quote_ident(to, qto, sizeof(qto));
+	return addf(out, outlen, o, "ALTER INDEX %s RENAME TO %s;\n", q, qto);
+}
+
+static bool add_head(char *out, size_t outlen, size_t *o, const char *fence, int lock_timeout_ms)
+{
+	return addf(out, outlen, o, "BEGIN;\n%s%sSET LOCAL lock_timeout = '%dms';\n", fence ? fence : "",
+	            fence ? ";\n" : "", lock_timeout_ms > 0 ? lock_timeout_ms : 50);
+}
+
+int sql_part_swap(const struct part_names *n, enum swap_mode mode, char *out, size_t outlen)
+{
+	size_t o = 0;
+	char table_rc[900];
+	regclass_lit(n->schema, n->table, table_rc, sizeof(table_rc));
+	bool ok = add_head(out, outlen, &o, n->fence, n->lock_timeout_ms);
+	if (mode == SWAP_FLIP)
+		ok = ok && add_tree_valid(out, outlen, &o, n->schema, n->live, false) &&
+		     add_tree_valid(out, outlen, &o, n->schema, n->fresh, true);
+	/* the old tree takes the retired names first, so the live names are
+	 * free for the new one */
+	ok = ok && add_rename(out, outlen, &o, n->schema, n->live, n->retired);
+	for (int i = 0; ok && i < n->n; i++)
+		ok = add_rename(out, outlen, &o, n->leaf_schema[i], n->live_child[i], n->retired_child[i]);
+	ok = ok && add_rename(out, outlen, &o, n->schema, n->fresh, n->live);
+	for (int i = 0; ok && i < n->n; i++)
+		ok = add_rename(out, outlen, &o, n->leaf_schema[i], n->fresh_child[i], n->live_child[i]);
+	/* the plans of the table and of each partition are re-made */
+	if (mode == SWAP_FLIP)
+		ok = ok && addf(out, outlen, &o,
+		                "UPDATE pg_class SET relname = relname WHERE oid IN (SELECT %s UNION ALL SELECT relid FROM "
+		                "pg_partition_tree(%s) WHERE level > 0);\n",
+		                table_rc, table_rc);
+	ok = ok && addf(out, outlen, &o, "COMMIT;");
+	return ok ? 0 : -1;
+}
+
+int sql_part_rollback(const struct part_names *n, char *out, size_t outlen)
+{
+	struct part_names back = *n;
+	back.fresh = n->retired;
+	back.retired = n->fresh;
+	back.fresh_child = n->retired_child;
+	back.retired_child = n->fresh_child;
+	return sql_part_swap(&back, SWAP_FLIP, out, outlen);
+}
+
+int sql_part_drop(const char *schema, const char *parent, int n, const char *const *leaf_schema,
+                  const char *const *children, int lock_timeout_ms, char *out, size_t outlen)
+{
+	size_t o = 0;
+	char q[420];
+	sql_qualified(schema, parent, q, sizeof(q));
+	bool ok = add_head(out, outlen, &o, NULL, lock_timeout_ms) &&
+	          addf(out, outlen, &o, "DROP INDEX IF EXISTS %s;\n", q);
+	for (int i = 0; ok && children && i < n; i++) {
+		sql_qualified(leaf_schema[i], children[i], q, sizeof(q));
+		ok = addf(out, outlen, &o, "DROP INDEX IF EXISTS %s;\n", q);
+	}
+	ok = ok && addf(out, outlen, &o, "COMMIT;");
+	return ok ? 0 : -1;
+}
+
+int sql_part_record(long long job_id, const char *leaf_schema, const char *leaf, const char *child, bool hide,
+                    const char *schema, const char *table, const char *fence, char *out, size_t outlen)
+{
+	size_t o = 0;
+	char q[420], lit[900], hide_sql[1100], leaf_rc[900], table_rc[900];
+	sql_qualified(leaf_schema, child, q, sizeof(q));
+	sql_literal(q, lit, sizeof(lit));
+	bool ok = addf(out, outlen, &o, "BEGIN;\n%s%s", fence ? fence : "", fence ? ";\n" : "");
+	if (hide) {
+		if (sql_set_index_valid(leaf_schema, child, false, hide_sql, sizeof(hide_sql)) < 0)
+			return -1;
+		regclass_lit(leaf_schema, leaf, leaf_rc, sizeof(leaf_rc));
+		regclass_lit(schema, table, table_rc, sizeof(table_rc));
+		ok = ok && addf(out, outlen, &o, "%s;\nUPDATE pg_class SET relname = relname WHERE oid IN (%s, %s);\n",
+		                hide_sql, leaf_rc, table_rc);
+	}
+	ok = ok && addf(out, outlen, &o,
+	                "UPDATE vecgate.jobs SET partitions_done = array_append(array_remove(coalesce(partitions_done, "
+	                "'{}'), %s), %s) WHERE id = %lld;\nCOMMIT;",
+	                lit, lit, job_id);
+	return ok ? 0 : -1;
+}
+
+int sql_part_attach(const struct part_names *n, const char *parent_def, char *out, size_t outlen)
+{
+	size_t o = 0;
+	char qp[420], qc[420];
+	sql_qualified(n->schema, n->fresh, qp, sizeof(qp));
+	bool ok = add_head(out, outlen, &o, n->fence, n->lock_timeout_ms) && addf(out, outlen, &o, "%s;\n", parent_def);
+	for (int i = 0; ok && i < n->n; i++) {
+		sql_qualified(n->leaf_schema[i], n->fresh_child[i], qc, sizeof(qc));
+		ok = addf(out, outlen, &o, "ALTER INDEX %s ATTACH PARTITION %s;\n", qp, qc);
+	}
+	ok = ok && addf(out, outlen, &o, "COMMIT;");
+	return ok ? 0 : -1;
+}
+
+int sql_part_measure(const char *schema, const char *live, const char *fresh, char *out, size_t outlen)
+{
+	size_t o = 0;
+	bool ok = add_tree_valid(out, outlen, &o, schema, fresh, true) && add_tree_valid(out, outlen, &o, schema, live, false);
+	if (ok && o > 0 && out[o - 1] == '\n')
+		out[--o] = 0; /* run as one setup string */
+	return ok ? 0 : -1;
 }

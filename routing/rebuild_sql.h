@@ -110,6 +110,57 @@ struct names_found {
 int names_verdict(const char *schema, const char *table, const char *index, const struct names_found *f, char *why,
                   size_t whylen);
 
+/* ---- partitioned tables (routing/partitions.h) ----
+ * The live index is a partitioned index over one index per partition.
+ * Each partition gets its own candidate (CREATE INDEX CONCURRENTLY on the
+ * partition), then a parent candidate ON ONLY the table and every child
+ * attached to it; the swap moves the whole tree in one transaction. */
+struct part_names {
+	const char *schema, *table;         /* the partitioned table; the parent indexes live in its schema */
+	const char *live, *fresh, *retired; /* parent indexes */
+	int n;
+	const char *const *leaf_schema;     /* each partition's schema: its indexes live there */
+	const char *const *leaf;
+	const char *const *live_child, *const *fresh_child, *const *retired_child;
+	int lock_timeout_ms;
+	const char *fence; /* sql_fence, or NULL */
+};
+/* The swap of the whole tree: flip (validity of every index of the old
+ * tree false, of the new tree true, renames so that every live name stays,
+ * a no-op pg_class update of the table and each partition so that cached
+ * plans move) or rename (the renames only; the old tree is dropped after).
+ * 0, or -1 when it does not fit. */
+int sql_part_swap(const struct part_names *n, enum swap_mode mode, char *out, size_t outlen);
+/* The flip back (after the swap the new tree carries the live names). */
+int sql_part_rollback(const struct part_names *n, char *out, size_t outlen);
+/* Drop a parent index and its children: DROP INDEX CONCURRENTLY cannot drop
+ * a partitioned index, so a plain DROP (the parent drops the children
+ * attached to it; children not attached yet are named) under lock_timeout,
+ * in one transaction, retried by the caller.  children may be NULL. */
+int sql_part_drop(const char *schema, const char *parent, int n, const char *const *leaf_schema,
+                  const char *const *children, int lock_timeout_ms, char *out, size_t outlen);
+/* A partition's candidate is built: record it in vecgate.jobs
+ * (partitions_done) and, with hide (flip mode), keep it from the planner
+ * (not valid, still maintained) and make the partition's and the table's
+ * cached plans go, all in one transaction behind the fence. */
+int sql_part_record(long long job_id, const char *leaf_schema, const char *leaf, const char *child, bool hide,
+                    const char *schema, const char *table, const char *fence, char *out, size_t outlen);
+/* The parent candidate (parent_def: part_parent_def's statement) and every
+ * child attached to it, in one transaction under lock_timeout behind the
+ * fence; idempotent (IF NOT EXISTS, attaching an attached child is a no-op). */
+int sql_part_attach(const struct part_names *n, const char *parent_def, char *out, size_t outlen);
+/* Inside the verify transaction only: the new tree valid, the old one not. */
+int sql_part_measure(const char *schema, const char *live, const char *fresh, char *out, size_t outlen);
+/* $1 live parent index -> per partition (level-1 leaves of the index's
+ * tree): schema, table, its index, that index's validity, its definition,
+ * the partition's reltuples; then on every row: the table's deepest
+ * partition level and its number of leaf partitions */
+extern const char SQL_PART_LIST[];
+/* $1 text[] of the candidates (schema.name, quoted as needed), $2 job id,
+ * $3 the parent candidate -> per candidate, in order: its oid (NULL: not
+ * there), valid, recorded in partitions_done, attached to $3 */
+extern const char SQL_PART_CANDIDATES[];
+
 /* Catalog queries (parameters in $n comments). */
 /* $1 schema.index -> indexrelid, table, def, valid, ready, size, may create in schema, owns table */
 extern const char SQL_INDEX_INFO[];

@@ -197,6 +197,28 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 		json_str(j, "blocked_by", NULL);
 	}
 	json_obj_end(j);
+	/* a partitioned table: each partition's candidate (the whole is progress) */
+	if (job->partitioned && job->n_parts) {
+		json_arr_begin(j, "partitions");
+		for (int i = 0; i < job->n_parts; i++) {
+			const struct job_partition *p = &job->parts[i];
+			json_obj_begin(j, NULL);
+			json_str(j, "schema", p->leaf_schema);
+			json_str(j, "partition", p->leaf);
+			json_str(j, "live_index", p->live_child);
+			json_str(j, "candidate", p->fresh_child);
+			json_str(j, "candidate_oid", p->fresh_oid[0] ? p->fresh_oid : NULL);
+			json_str(j, "state", part_state_name(p->state));
+			json_num(j, "percent", p->state >= PART_BUILT ? 100 : p->percent);
+			json_int(j, "tuples_done", p->tuples_done);
+			json_num(j, "rows", p->rows);
+			json_num(j, "build_seconds", p->build_s > 0 ? p->build_s : NAN);
+			json_obj_end(j);
+		}
+		json_arr_end(j);
+	} else {
+		json_str(j, "partitions", NULL);
+	}
 	struct eval_progress ep;
 	if (job_eval_progress(job, &ep)) {
 		static const char *const purposes[] = {"baseline", "verify", "watch"};

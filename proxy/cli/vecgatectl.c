@@ -40,6 +40,7 @@ static void usage(void)
 	                "  status                      managed indexes and their latest job\n"
 	                "  jobs [INDEX]                jobs, newest first\n"
 	                "  job ID                      one job with progress and history\n"
+	                "  rebuild status [INDEX]      the jobs with their progress (per partition too)\n"
 	                "  rebuild start INDEX [--watch | --until-done]\n"
 	                "                              --watch: follow until swapped and watched (exit 0) or\n"
 	                "                              the job ends without a swap (exit 1); --until-done: until\n"
@@ -143,6 +144,17 @@ static void print_job_line(const struct jnode *job)
 		fmt_num(pred, sizeof(pred), json_get_num(job, "progress.predicted_seconds"), "%.0fs");
 		fmt_num(el, sizeof(el), json_get_num(job, "progress.elapsed_seconds"), "%.0fs");
 		printf("    build %s  %s elapsed, %s predicted\n", eta, el, pred);
+	}
+	/* a partitioned table: one line per partition's candidate */
+	const struct jnode *ps = json_get(job, "partitions");
+	for (const struct jnode *p = ps && ps->type == J_ARR ? ps->child : NULL; p; p = p->next) {
+		char ppct[16], rows[24];
+		fmt_num(ppct, sizeof(ppct), json_get_num(p, "percent"), "%.0f%%");
+		fmt_num(rows, sizeof(rows), json_get_num(p, "rows"), "%.0f rows");
+		printf("    partition %-24s %-9s %5s  %s  %s (%.0f tuples loaded)\n",
+		       json_get_str(p, "partition") ? json_get_str(p, "partition") : "?",
+		       json_get_str(p, "state") ? json_get_str(p, "state") : "?", ppct, rows,
+		       json_get_str(p, "candidate") ? json_get_str(p, "candidate") : "", json_get_num(p, "tuples_done"));
 	}
 	const struct jnode *ns = json_get(job, "notices");
 	for (const struct jnode *n = ns ? ns->child : NULL; n; n = n->next)
@@ -565,6 +577,11 @@ int main(int argc, char **argv)
 	if (!strcmp(args[0], "route") && nargs == 3) {
 		snprintf(path, sizeof(path), "/v1/routes/%s?mode=%s", args[1], args[2]);
 		return show("POST", path, render_route);
+	}
+	/* the jobs with their progress (a partitioned table's per partition) */
+	if (!strcmp(args[0], "rebuild") && (nargs == 2 || nargs == 3) && !strcmp(args[1], "status")) {
+		snprintf(path, sizeof(path), "/v1/jobs%s%s", nargs > 2 ? "?index=" : "", nargs > 2 ? args[2] : "");
+		return show("GET", path, render_jobs);
 	}
 	if (!strcmp(args[0], "rebuild") && nargs == 3 && !strcmp(args[1], "plan"))
 		return run_plan(args[2], want_fresh);

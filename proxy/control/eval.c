@@ -289,7 +289,11 @@ static void explain_result(void *arg, PGresult *res, const char *error)
 		p += 15;
 		snprintf(run->plan_index, sizeof(run->plan_index), "%.*s", (int)strcspn(p, "\""), p);
 	}
-	if (run->expect_index[0] && strcmp(run->plan_index, run->expect_index) != 0) {
+	/* anywhere in the plan: a partitioned table's plan scans one index per
+	 * partition (an Append), the expected one among them */
+	char want[200];
+	snprintf(want, sizeof(want), "\"Index Name\": \"%s\"", run->expect_index);
+	if (run->expect_index[0] && !strstr(plan, want)) {
 		send_query(run, "ROLLBACK", 0, NULL, NULL);
 		snprintf(m, sizeof(m), "verify: EXPLAIN shows the eval query served by %s, not the new index %s; cannot "
 		         "measure it%s",

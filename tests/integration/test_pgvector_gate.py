@@ -48,10 +48,13 @@ class CandidateInvisible(AdminCase, unittest.TestCase):
             cls.pg.psql("UPDATE items SET embedding = (SELECT array_agg(random())::vector "
                         "FROM generate_series(1, %d) WHERE id > 0)" % DIMS)
         cls.pg.psql("ANALYZE items")
-        # partitioned by tenant, one partition empty: refused at preflight
+        # partitioned by tenant, one partition empty, tenant 0 partitioned again by id:
+        # sub-partitions are refused at preflight (test_partitioned.py rebuilds one level)
         cls.pg.psql("CREATE TABLE parted (tenant int NOT NULL, id bigint NOT NULL, embedding vector(%d)) "
                     "PARTITION BY LIST (tenant)" % DIMS)
-        for t in range(3):
+        cls.pg.psql("CREATE TABLE parted_0 PARTITION OF parted FOR VALUES IN (0) PARTITION BY RANGE (id)")
+        cls.pg.psql("CREATE TABLE parted_0a PARTITION OF parted_0 FOR VALUES FROM (MINVALUE) TO (MAXVALUE)")
+        for t in range(1, 3):
             cls.pg.psql("CREATE TABLE parted_%d PARTITION OF parted FOR VALUES IN (%d)" % (t, t))
         cls.pg.psql("INSERT INTO parted SELECT g %% 2, g, %s FROM generate_series(1, 600) g" % noise)
         cls.pg.psql("CREATE INDEX parted_idx ON parted USING hnsw (embedding vector_l2_ops)")
@@ -166,16 +169,16 @@ class HeldCandidate(CandidateInvisible):
 
     test_candidate_stays_invisible_until_the_swap = None
 
-    def test_partitioned_table_refused_at_preflight(self):
+    def test_sub_partitioned_table_refused_at_preflight(self):
         count = "SELECT count(*) FROM pg_index WHERE indrelid IN (SELECT relid FROM pg_partition_tree('parted'))"
         before = self.pg.psql(count)
-        self.assertEqual(before, "4")  # the parent's and one per partition
+        self.assertEqual(before, "5")  # the parent's, one per partition, one on the sub-partition
         r = vecgatectl(self.admin, TOKEN, "rebuild", "start", "parted", "--until-done")
         self.assertNotEqual(r.returncode, 0, r.stdout)
         j = json.loads(vecgatectl(self.admin, TOKEN, "--json", "jobs", "parted").stdout)["jobs"][0]
         self.assertEqual(j["state"], "failed", j)
         self.assertEqual([h["from"] for h in j["history"]], ["preflight"], j["history"])
-        self.assertIn("public.parted is a partitioned table (3 partitions)", j["message"])
+        self.assertIn("public.parted has sub-partitions (partition tree 2 levels deep)", j["message"])
         # nothing was built, on the parent or any partition
         self.assertEqual(self.pg.psql(count), before)
 

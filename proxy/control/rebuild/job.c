@@ -153,6 +153,7 @@ void job_free(struct rebuild_job *job)
 	free(job->fresh);
 	free(job->retired);
 	free(job->live_def);
+	part_free(job);
 	free(job);
 }
 
@@ -310,7 +311,8 @@ int rebuild_start(const char *index_name, enum op_status *why, char *err, size_t
 bool job_hides_with_hypopg(const struct rebuild_job *job)
 {
 	int major = 0, minor = 0;
-	if (job->superuser || job->mode == SWAP_HINT || !job->hypopg_schema[0] ||
+	/* (hypopg hides a partitioned index from nothing: its partitions' indexes serve) */
+	if (job->superuser || job->mode == SWAP_HINT || job->partitioned || !job->hypopg_schema[0] ||
 	    sscanf(job->hypopg_version, "%d.%d", &major, &minor) < 1)
 		return false;
 	return major > 1 || (major == 1 && minor >= 4); /* hypopg_hide_index came with 1.4 */

@@ -27,6 +27,7 @@
 #include "proxy/control/session.h"
 #include "proxy/pool.h"
 #include "proxy/runtime/pgasync.h"
+#include "routing/partitions.h"
 #include "routing/rebuild_job.h"
 #include "routing/rebuild_sql.h"
 
@@ -71,6 +72,22 @@ enum {
 enum state_phase { SP_PROBING, SP_STARTING, SP_HOLDING, SP_FOLLOWING };
 
 #define JOB_HISTORY_MAX 64
+
+/* A partitioned table's rebuild (partitions.c): one candidate per
+ * partition, built in this order, then attached under the parent candidate
+ * (job->fresh); names without quotes, each index in its partition's schema. */
+struct job_partition {
+	char leaf_schema[64], leaf[64];
+	char live_child[64], fresh_child[64], retired_child[64];
+	char *live_def;           /* pg_get_indexdef of the partition's live index */
+	double rows;              /* the partition's reltuples when preflight read them */
+	enum part_state state;
+	enum part_do todo;        /* what the catalog said at the build's (re)start */
+	double percent;           /* of this partition's build */
+	long long tuples_done;    /* pgvector's loaded tuples, as the progress view last said */
+	double build_started, build_s;
+	char fresh_oid[16];       /* the candidate's oid once built ("" before) */
+};
 
 struct rebuild_job {
 	struct rebuild_job *next;
@@ -177,6 +194,14 @@ struct rebuild_job {
 	struct history_entry hist[JOB_HISTORY_MAX];
 	int n_hist;
 
+	/* a partitioned live index (preflight found relkind 'p'): the
+	 * partitions, the one whose candidate is being built (-1: none), and
+	 * whether the parent candidate exists with every child attached */
+	bool partitioned;
+	struct job_partition *parts;
+	int n_parts, part_cur;
+	bool parts_attached;
+
 	/* durable state: a session that holds the index's advisory lock */
 	struct index_link state_l;
 	enum state_phase sphase;
@@ -237,6 +262,26 @@ void job_set_str(char **dst, const char *v);
 
 /* steps.c */
 void job_run_step(struct rebuild_job *job);
+/* false when the statement worked; else the job's failure event (see steps.c) */
+bool job_step_failed(struct rebuild_job *job, PGresult *res, const char *error, const char *what);
+/* A candidate's CREATE INDEX CONCURRENTLY from a live definition (the
+ * configured WITH overrides and the accepted shape applied), named name. */
+int job_new_definition(const struct rebuild_job *job, const char *live_def, const char *name, char *def, size_t len,
+                       char *err, size_t errlen);
+/* Progress polling of the CREATE INDEX running on the maintenance session. */
+void job_build_poll_start(struct rebuild_job *job);
+void job_build_poll_stop(struct rebuild_job *job);
+
+/* partitions.c: a partitioned table's rebuild */
+/* preflight: the partitions from SQL_PART_LIST; false after a refusal */
+bool part_preflight(struct rebuild_job *job, const PGresult *res);
+void part_build_start(struct rebuild_job *job); /* the build step: every partition, then the parent */
+/* The names of the partitioned swap, rollback and drops (valid while job lives). */
+void part_names_of(const struct rebuild_job *job, struct part_names *n, const char **buf, int lock_timeout_ms,
+                   const char *fence);
+/* The whole build's percent after a progress poll of the partition building. */
+void part_progress(struct rebuild_job *job, double fraction);
+void part_free(struct rebuild_job *job);
 void job_perform(struct rebuild_job *job, enum job_state from, enum job_action action);
 void job_step_timer(evutil_socket_t fd, short what, void *arg);
 void job_stop_sessions(struct rebuild_job *job); /* cancels a running build first */

@@ -385,6 +385,16 @@ void job_resume_continue(struct rebuild_job *job)
 		 * mode the pin in vecgate.routes keeps vecgate's reads off it): it
 		 * was never measured, and the drop may wait for old transactions */
 		char sql[2200];
+		if (job->partitioned) {
+			/* only the build in flight goes: the partitions already built
+			 * stay, and the build step decides from the catalog what each
+			 * one still needs (partitions.c) */
+			sql_qualified(job->schema, job->table, rel, sizeof(rel));
+			const char *params[] = {rel};
+			job_query(job, SQL_CANCEL_ORPHAN_BUILDS, 1, params, NULL);
+			job_query(job, "SELECT pg_sleep(0.2)", 0, NULL, resume_after_cleanup);
+			return;
+		}
 		if (job->mode == SWAP_FLIP && job->superuser &&
 		    sql_hide_candidate_if_there(job->schema, job->table, job->fresh, sql, sizeof(sql)) == 0)
 			job_query(job, sql, 0, NULL, NULL);

@@ -122,6 +122,11 @@ static bool step_failed(struct rebuild_job *job, PGresult *res, const char *erro
 	return true;
 }
 
+bool job_step_failed(struct rebuild_job *job, PGresult *res, const char *error, const char *what)
+{
+	return step_failed(job, res, error, what);
+}
+
 /* ---- measuring: baseline, verify and watch share the eval runner ---- */
 
 /* A mean over no traffic is not a number a person should read as one. */
@@ -282,6 +287,20 @@ static void start_eval(struct rebuild_job *job, enum eval_purpose purpose)
 		}
 		if (purpose == EVAL_VERIFY)
 			opts.expect_index = job->fresh;
+	} else if (purpose == EVAL_VERIFY && job->partitioned) {
+		/* the new tree valid and the old one not, inside the eval
+		 * transaction only; EXPLAIN shows the partitions' indexes (a
+		 * partitioned index is never scanned itself): the largest
+		 * partition's candidate must serve */
+		if (job->superuser && sql_part_measure(job->schema, job->live, job->fresh, measure, sizeof(measure)) == 0)
+			opts.setup_sql = measure;
+		int big = -1;
+		for (int i = 0; i < job->n_parts; i++)
+			if (big < 0 || job->parts[i].rows > job->parts[big].rows)
+				big = i;
+		opts.expect_index = big >= 0 ? job->parts[big].fresh_child : job->fresh;
+		opts.expect_hint = job->superuser ? "" : " (rename mode measures what the planner prefers: without superuser "
+		                                         "nothing takes a partition's live index from the planner)";
 	} else if (purpose == EVAL_VERIFY) {
 		if (job->superuser && sql_measure_candidate(job->schema, job->live, job->fresh, measure, sizeof(measure)) == 0)
 			opts.setup_sql = measure;
@@ -308,7 +327,8 @@ static void start_eval(struct rebuild_job *job, enum eval_purpose purpose)
 
 /* The candidate's CREATE INDEX CONCURRENTLY: the live definition with the
  * configured WITH overrides and the shape preflight accepted. */
-static int new_definition(const struct rebuild_job *job, char *def, size_t len, char *err, size_t errlen)
+int job_new_definition(const struct rebuild_job *job, const char *live_def, const char *name, char *def, size_t len,
+                       char *err, size_t errlen)
 {
 	const struct vg_managed_index *mi = job_index(job);
 	struct index_param ov[32];
@@ -320,12 +340,16 @@ static int new_definition(const struct rebuild_job *job, char *def, size_t len, 
 	const struct index_shape shape = {job->shape.method[0] ? job->shape.method : NULL,
 	                                  job->shape.opclass[0] ? job->shape.opclass : NULL,
 	                                  job->shape.expression[0] ? job->shape.expression : NULL};
-	return indexdef_rewrite_shape(job->live_def, job->fresh, job->shape.set ? &shape : NULL, ov, n, def, len, err,
-	                              errlen);
+	return indexdef_rewrite_shape(live_def, name, job->shape.set ? &shape : NULL, ov, n, def, len, err, errlen);
+}
+
+static int new_definition(const struct rebuild_job *job, char *def, size_t len, char *err, size_t errlen)
+{
+	return job_new_definition(job, job->live_def, job->fresh, def, len, err, errlen);
 }
 
 enum preflight_stage {
-	PF_SUPER, PF_HYPOPG, PF_HINT, PF_SAMPLES, PF_NAMES, PF_INDEX, PF_KEY_TYPE, PF_SHAPE, PF_INVALID, PF_RUNNING,
+	PF_SUPER, PF_HYPOPG, PF_HINT, PF_SAMPLES, PF_NAMES, PF_INDEX, PF_PARTS, PF_KEY_TYPE, PF_SHAPE, PF_INVALID, PF_RUNNING,
 	PF_OLD_XACTS, PF_SPACE, PF_PLAN, PF_DONE
 };
 
@@ -509,6 +533,14 @@ static void preflight_next(struct rebuild_job *job)
 		job_query(job, SQL_INDEX_INFO, 1, params, preflight_result);
 		return;
 	}
+	case PF_PARTS:
+		if (job->partitioned) {
+			const char *params[] = {job->live_oid};
+			job_query(job, SQL_PART_LIST, 1, params, preflight_result);
+			return;
+		}
+		job->pf_stage++;
+		/* fall through */
 	case PF_KEY_TYPE:
 	case PF_SHAPE:
 		if (!mi || (!mi->method && !mi->opclass && !mi->expression)) {
@@ -581,9 +613,13 @@ static void preflight_next(struct rebuild_job *job)
 			         "took %.1f s)", job->plan.predicted_s, job->plan.predicted_lo, job->plan.predicted_hi,
 			         job->plan.peak_is_bound ? "under " : "", peak, mwm, job->plan.cost_s);
 		}
+		char parts[160] = "";
+		if (job->partitioned)
+			snprintf(parts, sizeof(parts), "; partitioned table: %d partitions, each built concurrently in turn, "
+			         "one gate, the whole tree swapped at once", job->n_parts);
 		job_event(job, JEV_STEP_OK, "preflight passed (swap mode %s): %s; eval set: %zu queries from the eval file, "
-		          "%zu sampled from traffic%s", swap_mode_name(job->mode), why,
-		          eval_set_count(&job->evals, false), job->samples_loaded, plan);
+		          "%zu sampled from traffic%s%s", swap_mode_name(job->mode), why,
+		          eval_set_count(&job->evals, false), job->samples_loaded, plan, parts);
 		return;
 	}
 	}
@@ -676,15 +712,16 @@ static void preflight_result(void *arg, PGresult *res, const char *error)
 			job_event(job, JEV_FATAL, "preflight: index %s.%s not found", job->schema, job->live);
 			return;
 		}
-		if (!strcmp(PQgetvalue(res, 0, 8), "p")) {
-			/* refused here rather than by CREATE INDEX CONCURRENTLY half-way:
-			 * PostgreSQL builds a partitioned index only without
-			 * CONCURRENTLY (locking out writes), and a partition's own
-			 * index cannot be swapped out of its parent's */
-			job_event(job, JEV_FATAL, "preflight: %s.%s is a partitioned table (%s partitions) and %s a partitioned "
-			          "index; vecgate does not rebuild those yet (it would need a concurrent build per partition, "
-			          "attached under a new parent index)", job->schema, job->table, PQgetvalue(res, 0, 9),
-			          job->live);
+		/* a partitioned table: PostgreSQL builds no partitioned index
+		 * concurrently, so each partition gets its own concurrent build
+		 * (partitions.c); what that cannot do is refused by PF_PARTS */
+		job->partitioned = !strcmp(PQgetvalue(res, 0, 8), "p");
+		if (job->partitioned && job->mode == SWAP_HINT) {
+			job_event(job, JEV_FATAL, "preflight: %s.%s is a partitioned table (%s partitions) and swap mode hint "
+			          "cannot pin its reads: pg_hint_plan ignores a partitioned index's name in a hint and pins a "
+			          "partition only by the name of that partition's own index, which vecgate's pin does not "
+			          "list; use a superuser maintenance role (flip mode) or swap_mode: rename", job->schema,
+			          job->table, PQgetvalue(res, 0, 9));
 			return;
 		}
 		job_set_str(&job->live_def, PQgetvalue(res, 0, 2));
@@ -709,6 +746,10 @@ static void preflight_result(void *arg, PGresult *res, const char *error)
 			return;
 		}
 		break;
+	case PF_PARTS:
+		if (!part_preflight(job, res))
+			return;
+		break;
 	case PF_KEY_TYPE:
 		snprintf(job->key_type, sizeof(job->key_type), "%u", PQnfields(res) == 1 ? (unsigned)PQftype(res, 0) : 0u);
 		break;
@@ -722,11 +763,17 @@ static void preflight_result(void *arg, PGresult *res, const char *error)
 		break;
 	case PF_INVALID:
 		for (int r = 0; r < PQntuples(res); r++) {
-			const char *name = PQgetvalue(res, r, 0);
+			const char *name = PQgetvalue(res, r, 0), *in_schema = job->schema;
 			bool ours = index_is_derived(job->live, name);
+			/* a partition's leftover candidate is named after that partition's index */
+			for (int i = 0; !ours && job->partitioned && i < job->n_parts; i++)
+				if (index_is_derived(job->parts[i].live_child, name)) {
+					ours = true;
+					in_schema = job->parts[i].leaf_schema;
+				}
 			if (ours && mi && mi->drop_invalid) {
 				char sql[800];
-				sql_drop_index_concurrently(job->schema, name, sql, sizeof(sql));
+				sql_drop_index_concurrently(in_schema, name, sql, sizeof(sql));
 				job_query(job, sql, 0, NULL, NULL);
 				log_info("rebuild %d: dropping leftover invalid index %s", job->id, name);
 				continue;
@@ -835,7 +882,9 @@ static void progress_result(void *arg, PGresult *res, const char *error)
 		f = 0.9 + 0.1 * f;
 	else
 		f *= 0.9;
-	if (f > job->percent / 100)
+	if (job->partitioned)
+		part_progress(job, f); /* the whole, weighted by each partition's rows */
+	else if (f > job->percent / 100)
 		job->percent = f * 100;
 	/* the ETA follows the plan's curve and the live progress: pgvector's
 	 * tuples while it loads them, the job's percent otherwise */
@@ -975,6 +1024,10 @@ static void start_build(struct rebuild_job *job)
 		pools_traffic(mi ? mi->database : "", &job->t_pre_end);
 		job->have_pre_end = true;
 	}
+	if (job->partitioned) {
+		part_build_start(job);
+		return;
+	}
 	char def[8192], err[256];
 	if (new_definition(job, def, sizeof(def), err, sizeof(err)) < 0) {
 		job_event(job, JEV_FATAL, "cannot derive the new definition from \"%s\": %s", job->live_def, err);
@@ -989,12 +1042,22 @@ static void start_build(struct rebuild_job *job)
 	job->cliff_tuples = 0;
 	job->cliff_elapsed = 0;
 	snprintf(job->phase, sizeof(job->phase), "starting");
-	job->building = true;
 	job->step_busy = true;
+	job_build_poll_start(job);
+	job_query_fenced(job, def, build_result);
+}
+
+void job_build_poll_start(struct rebuild_job *job)
+{
+	job->building = true;
 	if (!job->poll_timer)
 		job->poll_timer = evtimer_new(vg.base, poll_tick, job);
 	index_link_open(&job->poll);
-	job_query_fenced(job, def, build_result);
+}
+
+void job_build_poll_stop(struct rebuild_job *job)
+{
+	stop_polling(job);
 }
 
 static void swap_lockers(void *arg, PGresult *res, const char *error)
@@ -1048,8 +1111,13 @@ static void start_swap(struct rebuild_job *job)
 	sql_fence(job->index_name, job->state_pid, fence, sizeof(fence));
 	struct swap_names n = {job->schema, job->table, job->live, job->fresh, job->retired,
 	                       mi ? mi->lock_timeout_ms : 50, fence};
-	char sql[4096];
+	char sql[16384];
+	const char *names[5 * 256];
+	struct part_names pn;
+	if (job->partitioned)
+		part_names_of(job, &pn, names, n.lock_timeout_ms, fence);
 	if (job->mode == SWAP_HINT ? pin_statement(job, job->fresh, job->live, sql, sizeof(sql)) < 0
+	    : job->partitioned     ? sql_part_swap(&pn, job->mode, sql, sizeof(sql)) < 0
 	                           : sql_swap(&n, job->mode, sql, sizeof(sql)) < 0) {
 		job_event(job, JEV_FATAL, "swap statement too long");
 		return;
@@ -1374,6 +1442,29 @@ static void stop_running_build(struct rebuild_job *job)
 
 static void cleanup_step_done(void *arg, PGresult *res, const char *error);
 
+/* A partitioned tree (the candidates, or the retired one): DROP INDEX
+ * CONCURRENTLY refuses a partitioned index, so one plain DROP of the parent
+ * (its attached children go with it) and of the children not attached
+ * yet, under a short lock_timeout: a lock not had in time is retried by
+ * cleanup_step_done, never queued behind. */
+static void part_drop(struct rebuild_job *job, bool fresh)
+{
+	const struct vg_managed_index *mi = job_index(job);
+	const char *schemas[256], *children[256];
+	int n = job->n_parts < 256 ? job->n_parts : 256;
+	for (int i = 0; i < n; i++) {
+		schemas[i] = job->parts[i].leaf_schema;
+		children[i] = fresh ? job->parts[i].fresh_child : job->parts[i].retired_child;
+	}
+	char sql[16384];
+	if (sql_part_drop(job->schema, fresh ? job->fresh : job->retired, n, schemas, children,
+	                  mi ? mi->lock_timeout_ms * 10 : 500, sql, sizeof(sql)) < 0) {
+		cleanup_step_done(job, NULL, "drop statement too long");
+		return;
+	}
+	job_query_fenced(job, sql, cleanup_step_done);
+}
+
 /* the lowest CLEAN_* bit still owed: the one running */
 static unsigned cleanup_current(const struct rebuild_job *job)
 {
@@ -1394,8 +1485,14 @@ static void rollback_checked(void *arg, PGresult *res, const char *error)
 	sql_fence(job->index_name, job->state_pid, fence, sizeof(fence));
 	struct swap_names n = {job->schema, job->table, job->live, job->fresh, job->retired,
 	                       mi ? mi->lock_timeout_ms * 10 : 500, fence};
-	char sql[4096];
-	sql_rollback(&n, sql, sizeof(sql));
+	char sql[16384];
+	if (job->partitioned) {
+		const char *names[5 * 256];
+		struct part_names pn;
+		part_names_of(job, &pn, names, n.lock_timeout_ms, fence);
+		sql_part_rollback(&pn, sql, sizeof(sql));
+	} else
+		sql_rollback(&n, sql, sizeof(sql));
 	pg_session_query(job->maint.s, sql, 0, NULL, cleanup_step_done, job);
 }
 
@@ -1500,6 +1597,10 @@ static void run_cleanup(struct rebuild_job *job)
 		return;
 	}
 	case CLEAN_DROP_FRESH:
+		if (job->partitioned) {
+			part_drop(job, true);
+			return;
+		}
 		sql_drop_index_concurrently(job->schema, job->fresh, sql, sizeof(sql));
 		job_query_fenced(job, sql, cleanup_step_done);
 		return;
@@ -1508,6 +1609,10 @@ static void run_cleanup(struct rebuild_job *job)
 			sql_qualified(job->schema, job->fresh, rel, sizeof(rel));
 			const char *params[] = {rel};
 			pg_session_query(s, "SELECT to_regclass($1)", 1, params, retired_checked, job);
+			return;
+		}
+		if (job->partitioned) {
+			part_drop(job, false);
 			return;
 		}
 		sql_drop_index_concurrently(job->schema, job->retired, sql, sizeof(sql));
@@ -1632,7 +1737,9 @@ void job_perform(struct rebuild_job *job, enum job_state from, enum job_action a
 			 * build on a session we lost may still be running): cancel and
 			 * drop it while the backoff runs */
 			stop_running_build(job);
-			job->cleanup |= CLEAN_CANCEL_BUILD | CLEAN_DROP_FRESH;
+			/* a partitioned build keeps the partitions it finished: the
+			 * build step drops only what the catalog shows half-built */
+			job->cleanup |= CLEAN_CANCEL_BUILD | (job->partitioned ? 0 : CLEAN_DROP_FRESH);
 		}
 		job->retry = RETRY_BACKOFF;
 		job_schedule(job, delay);
