@@ -223,7 +223,7 @@ struct rebuild_job {
 	bool registered;               /* in the job list (job_register) */
 	bool takeover_sent;            /* the silent driver's sessions were ended once */
 	/* a step's DDL waits for the fence (the lock still held) on the maintenance session */
-	char fenced_sql[8192];
+	char fenced_sql[16384];   /* as large as the longest statement built (a partition tree's drop, swap) */
 	pg_result_cb fenced_cb;
 };
 
