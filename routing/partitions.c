@@ -6,6 +6,7 @@
 #include "routing/indexdef.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -109,4 +110,49 @@ int part_text_array(const char *const *items, int n, char *out, size_t outlen)
 	out[o++] = '}';
 	out[o] = 0;
 	return 0;
+}
+
+static bool among(int64_t id, const int64_t *ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+void part_recall_add(const int64_t *got, size_t n_got, const int64_t *truth, size_t n_truth, const int64_t *ties,
+                     size_t n_ties, size_t k, const int *truth_part, int n_parts, double *hits, double *want)
+{
+	size_t w = k < n_truth ? k : n_truth, g = n_got < k ? n_got : k, tie_hits = 0, found = 0;
+	for (size_t j = 0; j < w; j++)
+		if (truth_part[j] >= 0 && truth_part[j] < n_parts)
+			want[truth_part[j]] += 1;
+	for (size_t i = 0; i < g; i++) {
+		if (among(got[i], got, i))
+			continue; /* a duplicate answer counts once, as in the whole recall */
+		size_t j = 0;
+		while (j < w && truth[j] != got[i])
+			j++;
+		if (j < w) {
+			found++;
+			if (truth_part[j] >= 0 && truth_part[j] < n_parts)
+				hits[truth_part[j]] += 1;
+		} else if (among(got[i], ties, n_ties)) {
+			tie_hits++;
+		}
+	}
+	/* ties fill the misses from the boundary inwards, never past want */
+	for (size_t j = w; j-- > 0 && tie_hits && found < w;) {
+		if (among(truth[j], got, g))
+			continue;
+		tie_hits--;
+		found++;
+		if (truth_part[j] >= 0 && truth_part[j] < n_parts)
+			hits[truth_part[j]] += 1;
+	}
+}
+
+double part_recall_of(double hits, double want)
+{
+	return want > 0 ? hits / want : NAN;
 }

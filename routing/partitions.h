@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* one partition's candidate, in the order it moves */
 enum part_state {
@@ -55,6 +56,23 @@ void part_child_name(const char *live_child, const char *parent_derived, char *o
  * (no rows of its own), so it becomes "CREATE INDEX IF NOT EXISTS name ON
  * ONLY ...", safe to run again.  0, or -1 when def is not of that form. */
 int part_parent_def(const char *def, char *out, size_t outlen);
+
+/* Each partition's recall, from the whole table's eval run: query by
+ * query, each true neighbour (the first min(k, n_truth) of truth, as
+ * recall_at_k_ties counts them) weighs 1 in want[] of the partition it
+ * lives in (truth_part[j]; -1 or out of range: counted nowhere), and each
+ * answer among them 1 in hits[] of the same partition.  An answer that is
+ * a boundary tie stands in for a true neighbour the answers missed, the
+ * last missed one first (the one at the k-th distance), and counts in that
+ * neighbour's partition.  So, summed over partitions, hits and want are the
+ * whole run's (with every neighbour's partition known), and a partition's
+ * recall is hits/want over the queries: the whole recall split by where
+ * the true neighbours live, with no further query. */
+void part_recall_add(const int64_t *got, size_t n_got, const int64_t *truth, size_t n_truth, const int64_t *ties,
+                     size_t n_ties, size_t k, const int *truth_part, int n_parts, double *hits, double *want);
+/* hits/want, or NAN for a partition holding none of the true neighbours
+ * (an empty partition): no number to read as a recall. */
+double part_recall_of(double hits, double want);
 
 /* A text[] literal of these strings ({"a","b"}), for a query parameter.
  * 0, or -1 when it does not fit. */

@@ -3,7 +3,8 @@
  * and its SQL (routing/rebuild_sql.h): what a candidate found in the
  * catalog after a restart means, the whole's progress,
  * the partitions' candidate names near PostgreSQL's 63-byte limit, and the
- * swap, rollback, drop, record and attach statements over the whole tree.
+ * swap, rollback, drop, record and attach statements over the whole tree,
+ * and the whole recall split by the partition each true neighbour lives in.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,8 +12,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <string.h>
 
+#include "routing/gate.h"
 #include "routing/indexdef.h"
 #include "routing/partitions.h"
 #include "routing/rebuild_sql.h"
@@ -193,12 +196,54 @@ static void test_drop_record_attach_sql(void **state)
 	assert_int_not_equal(sql[strlen(sql) - 1], '\n');
 }
 
+static void test_recall_split(void **state)
+{
+	(void)state;
+	double hits[3] = {0}, want[3] = {0};
+	/* q1: truth 1,2 in partition 0, 3,4 in partition 1; found 1,3,4 and a stranger */
+	const int64_t t1[] = {1, 2, 3, 4}, g1[] = {1, 3, 9, 4};
+	const int p1[] = {0, 0, 1, 1};
+	part_recall_add(g1, 4, t1, 4, NULL, 0, 4, p1, 3, hits, want);
+	assert_true(hits[0] == 1 && want[0] == 2 && hits[1] == 2 && want[1] == 2 && want[2] == 0);
+	/* q2: all in partition 1, found all (a duplicate answer counts once) */
+	const int64_t t2[] = {5, 6, 7, 8}, g2[] = {5, 5, 6, 7};
+	const int p2[] = {1, 1, 1, 1};
+	part_recall_add(g2, 4, t2, 4, NULL, 0, 4, p2, 3, hits, want);
+	assert_true(hits[1] == 5 && want[1] == 6);
+	/* the split adds up to the whole recall (every query weighs k here) */
+	double whole = (recall_at_k(g1, 4, t1, 4, 4) + recall_at_k(g2, 4, t2, 4, 4)) / 2;
+	assert_true(fabs((hits[0] + hits[1]) / (want[0] + want[1]) - whole) < 1e-12);
+	/* partition 2 held no true neighbour: no number, not 0 */
+	assert_true(isnan(part_recall_of(hits[2], want[2])));
+	assert_true(part_recall_of(hits[0], want[0]) == 0.5);
+
+	/* a boundary tie found instead of the k-th neighbour counts where that
+	 * neighbour lives; one neighbour of an unknown partition counts nowhere */
+	double h[2] = {0}, w[2] = {0};
+	const int64_t t3[] = {1, 2, 3}, g3[] = {1, 2, 77}, ties[] = {77};
+	const int p3[] = {0, -1, 1};
+	part_recall_add(g3, 3, t3, 3, ties, 1, 3, p3, 2, h, w);
+	assert_true(h[0] == 1 && w[0] == 1 && h[1] == 1 && w[1] == 1);
+	/* k below the truth: only the first k neighbours count */
+	double h4[1] = {0}, w4[1] = {0};
+	const int p4[] = {0, 0, 0};
+	part_recall_add(g3, 3, t3, 3, NULL, 0, 2, p4, 1, h4, w4);
+	assert_true(h4[0] == 2 && w4[0] == 2);
+	/* answers never exceed want, ties or not */
+	double h5[1] = {0}, w5[1] = {0};
+	const int64_t g5[] = {1, 77, 78}, ties5[] = {77, 78};
+	const int p5[] = {0};
+	part_recall_add(g5, 3, t3, 1, ties5, 2, 3, p5, 1, h5, w5);
+	assert_true(h5[0] == 1 && w5[0] == 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_decide),    cmocka_unit_test(test_percent),
 		cmocka_unit_test(test_names),     cmocka_unit_test(test_parent_def_and_array),
 		cmocka_unit_test(test_swap_sql),  cmocka_unit_test(test_drop_record_attach_sql),
+		cmocka_unit_test(test_recall_split),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
