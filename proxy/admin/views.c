@@ -213,6 +213,12 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 			json_int(j, "tuples_done", p->tuples_done);
 			json_num(j, "rows", p->rows);
 			json_num(j, "build_seconds", p->build_s > 0 ? p->build_s : NAN);
+			/* the whole gate's eval split by partition; null where no true
+			 * neighbour lives (an empty partition) or before the eval */
+			json_num(j, "recall", p->new_recall);
+			json_num(j, "baseline_recall", p->base_recall);
+			json_num(j, "neighbours", p->neighbours);
+			json_num(j, "baseline_neighbours", p->base_neighbours);
 			json_obj_end(j);
 		}
 		json_arr_end(j);

@@ -148,13 +148,16 @@ static void print_job_line(const struct jnode *job)
 	/* a partitioned table: one line per partition's candidate */
 	const struct jnode *ps = json_get(job, "partitions");
 	for (const struct jnode *p = ps && ps->type == J_ARR ? ps->child : NULL; p; p = p->next) {
-		char ppct[16], rows[24];
+		char ppct[16], rows[24], rec[24], base[24];
 		fmt_num(ppct, sizeof(ppct), json_get_num(p, "percent"), "%.0f%%");
 		fmt_num(rows, sizeof(rows), json_get_num(p, "rows"), "%.0f rows");
-		printf("    partition %-24s %-9s %5s  %s  %s (%.0f tuples loaded)\n",
+		fmt_num(rec, sizeof(rec), json_get_num(p, "recall"), "%.4f");
+		fmt_num(base, sizeof(base), json_get_num(p, "baseline_recall"), "%.4f");
+		printf("    partition %-24s %-9s %5s  %s  %s (%.0f tuples loaded)  recall %s (baseline %s)\n",
 		       json_get_str(p, "partition") ? json_get_str(p, "partition") : "?",
 		       json_get_str(p, "state") ? json_get_str(p, "state") : "?", ppct, rows,
-		       json_get_str(p, "candidate") ? json_get_str(p, "candidate") : "", json_get_num(p, "tuples_done"));
+		       json_get_str(p, "candidate") ? json_get_str(p, "candidate") : "", json_get_num(p, "tuples_done"),
+		       rec, base);
 	}
 	const struct jnode *ns = json_get(job, "notices");
 	for (const struct jnode *n = ns ? ns->child : NULL; n; n = n->next)

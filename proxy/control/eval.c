@@ -22,6 +22,7 @@
 #include "routing/gate.h"
 #include "routing/knn_filter.h"
 #include "routing/knn_query.h"
+#include "routing/partitions.h"
 #include "routing/rebuild_sql.h"
 
 #include <assert.h>
@@ -263,6 +264,10 @@ static void query_result(void *arg, PGresult *res, const char *error)
 		size_t n;
 		ids_of(res, got, &n, k < 1024 ? k : 1024);
 		run->lat_ms[run->i] = (now - run->sent) * 1000.0;
+		if (run->got && run->got_k == k) {
+			memcpy(run->got + run->i * k, got, n * sizeof(*got));
+			run->n_got[run->i] = n;
+		}
 		double r = recall_at_k_ties(got, n, q->truth, q->n_truth, q->ties, q->n_ties, k);
 		run->recall_sum += r;
 		if (q->from_traffic)
@@ -1094,6 +1099,159 @@ static void start_truth(struct eval_run *run, const struct vg_managed_index *mi)
 	send_query(run, KNN_PROBE_SQL, 3, params, probe_result);
 }
 
+/* ---- each partition's share of the recall ---- */
+
+static int by_id(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* $1 the true neighbours' ids as an int8[] -> id, the schema and name of
+ * the partition holding the row (tableoid, in the eval's snapshot) */
+static int leaves_sql(const struct vg_managed_index *mi, char *out, size_t outlen, char *why, size_t whylen)
+{
+	struct knn_query *q = calloc(1, sizeof(*q));
+	if (!q) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	if (knn_query_parse(mi->eval_query, q, why, whylen) < 0) {
+		free(q);
+		return -1;
+	}
+	char rel[420], id[2 * SQL_NAME_MAX + 3];
+	knn_relation(q, rel, sizeof(rel));
+	size_t o = 0;
+	id[o++] = '"';
+	for (const char *c = q->id_column; *c && o < sizeof(id) - 3; c++) {
+		if (*c == '"')
+			id[o++] = '"';
+		id[o++] = *c;
+	}
+	id[o++] = '"';
+	id[o] = 0;
+	free(q);
+	int n = snprintf(out, outlen,
+	                 "SELECT t.%s::int8, n.nspname::text, c.relname::text FROM %s t JOIN pg_class c ON c.oid = "
+	                 "t.tableoid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.%s = ANY($1::int8[])",
+	                 id, rel, id);
+	if (n < 0 || (size_t)n >= outlen) {
+		snprintf(why, whylen, "names too long");
+		return -1;
+	}
+	return 0;
+}
+
+struct leaf_of {
+	int64_t id;
+	int leaf;
+};
+
+static int leaf_by_id(const void *a, const void *b)
+{
+	return by_id(&((const struct leaf_of *)a)->id, &((const struct leaf_of *)b)->id);
+}
+
+static void leaves_result(void *arg, PGresult *res, const char *error)
+{
+	struct eval_run *run = arg;
+	if (run->finished)
+		return;
+	const struct vg_managed_index *mi = config_find_index(vg.cfg, run->index_name);
+	size_t k = mi ? (size_t)mi->k : 0;
+	int rows = error ? 0 : PQntuples(res);
+	struct leaf_of *map = calloc(rows ? (size_t)rows : 1, sizeof(*map));
+	int *parts = calloc(k ? k : 1, sizeof(int));
+	free(run->leaves);
+	run->leaves = calloc(rows ? (size_t)rows : 1, sizeof(*run->leaves));
+	run->n_leaves = 0;
+	if (error || !map || !parts || !run->leaves || run->got_k != k) {
+		snprintf(run->leaves_note, sizeof(run->leaves_note), "cannot tell the neighbours' partitions: %s",
+		         error ? error : "out of memory");
+		/* a failed statement aborted the transaction: the run's result
+		 * stands, only the split is missing */
+		free(run->leaves);
+		run->leaves = NULL;
+		free(map);
+		free(parts);
+		run_next(run);
+		return;
+	}
+	for (int r = 0; r < rows; r++) {
+		const char *schema = PQgetvalue(res, r, 1), *name = PQgetvalue(res, r, 2);
+		int l = 0;
+		while (l < run->n_leaves && (strcmp(run->leaves[l].schema, schema) || strcmp(run->leaves[l].name, name)))
+			l++;
+		if (l == run->n_leaves) {
+			snprintf(run->leaves[l].schema, sizeof(run->leaves[l].schema), "%s", schema);
+			snprintf(run->leaves[l].name, sizeof(run->leaves[l].name), "%s", name);
+			run->n_leaves++;
+		}
+		map[r].id = strtoll(PQgetvalue(res, r, 0), NULL, 10);
+		map[r].leaf = l;
+	}
+	qsort(map, (size_t)rows, sizeof(*map), leaf_by_id);
+	double *hits = calloc((size_t)run->n_leaves + 1, sizeof(double)), *want = calloc((size_t)run->n_leaves + 1, sizeof(double));
+	if (hits && want) {
+		for (size_t i = 0; i < run->set->n; i++) {
+			const struct eval_query *q = &run->set->queries[i];
+			size_t w = q->n_truth < k ? q->n_truth : k;
+			for (size_t j = 0; j < w; j++) {
+				struct leaf_of key = {q->truth[j], 0};
+				const struct leaf_of *f = rows ? bsearch(&key, map, (size_t)rows, sizeof(*map), leaf_by_id) : NULL;
+				parts[j] = f ? f->leaf : -1; /* an eval file's id no row has: counted in no partition */
+			}
+			part_recall_add(run->got + i * k, run->n_got[i], q->truth, q->n_truth, q->ties, q->n_ties, k, parts,
+			                run->n_leaves, hits, want);
+		}
+		for (int l = 0; l < run->n_leaves; l++) {
+			run->leaves[l].hits = hits[l];
+			run->leaves[l].want = want[l];
+		}
+	}
+	free(hits);
+	free(want);
+	free(map);
+	free(parts);
+	run_next(run);
+}
+
+/* The partitions of the true neighbours: one statement over their ids. */
+static void look_up_leaves(struct eval_run *run, const struct vg_managed_index *mi)
+{
+	char sql[1400], why[200];
+	size_t k = (size_t)mi->k, n = 0;
+	for (size_t i = 0; i < run->set->n; i++)
+		n += run->set->queries[i].n_truth < k ? run->set->queries[i].n_truth : k;
+	int64_t *ids = calloc(n ? n : 1, sizeof(*ids));
+	char *arr = malloc(n * 21 + 3);
+	if (!ids || !arr || leaves_sql(mi, sql, sizeof(sql), why, sizeof(why)) < 0) {
+		snprintf(run->leaves_note, sizeof(run->leaves_note), "cannot tell the neighbours' partitions: %s",
+		         ids && arr ? why : "out of memory");
+		free(ids);
+		free(arr);
+		run_next(run);
+		return;
+	}
+	n = 0;
+	for (size_t i = 0; i < run->set->n; i++)
+		for (size_t j = 0; j < run->set->queries[i].n_truth && j < k; j++)
+			ids[n++] = run->set->queries[i].truth[j];
+	qsort(ids, n, sizeof(*ids), by_id);
+	size_t o = 0;
+	arr[o++] = '{';
+	for (size_t i = 0; i < n; i++)
+		if (!i || ids[i] != ids[i - 1])
+			o += (size_t)sprintf(arr + o, "%s%lld", o > 1 ? "," : "", (long long)ids[i]);
+	arr[o++] = '}';
+	arr[o] = 0;
+	const char *params[] = {arr};
+	send_query(run, sql, 1, params, leaves_result);
+	free(ids);
+	free(arr);
+}
+
 /* The text of the timed queries: the eval query, behind the run's hint. */
 static const char *timed_query(struct eval_run *run, const struct vg_managed_index *mi)
 {
@@ -1179,6 +1337,11 @@ static void run_next(struct eval_run *run)
 		send_query(run, SQL_SCAN_COUNTS, 2, params, scans_result);
 		return;
 	}
+	if (run->per_partition && !run->leaves_looked) {
+		run->leaves_looked = true;
+		look_up_leaves(run, mi);
+		return;
+	}
 	size_t n_traffic = eval_set_count(set, true), n_file = set->n - n_traffic;
 	struct eval_outcome out = {
 		.recall = run->recall_sum / (double)set->n,
@@ -1190,6 +1353,9 @@ static void run_next(struct eval_run *run)
 		.p95_ms = percentile(run->lat_ms, set->n, 95),
 		.plan_index = run->plan_index,
 		.truth = run->truth_note,
+		.leaves = run->leaves,
+		.n_leaves = run->leaves ? run->n_leaves : 0,
+		.leaves_note = run->leaves_note,
 	};
 	if (run->plan_teardown_sql[0])
 		send_query(run, run->plan_teardown_sql, 0, NULL, NULL);
@@ -1224,6 +1390,7 @@ void eval_run_start(struct eval_run *run, struct pg_session *s, const struct vg_
 		snprintf(run->scans_on, sizeof(run->scans_on), "%s", opts->scans_on ? opts->scans_on : "");
 		snprintf(run->no_scans_on, sizeof(run->no_scans_on), "%s", opts->no_scans_on ? opts->no_scans_on : "");
 		snprintf(run->hint, sizeof(run->hint), "%s", opts->hint ? opts->hint : "");
+		run->per_partition = opts->per_partition;
 	}
 	run->done = done;
 	run->arg = arg;
@@ -1239,6 +1406,19 @@ void eval_run_start(struct eval_run *run, struct pg_session *s, const struct vg_
 		}
 	}
 	run->lat_ms = calloc(set->n ? set->n : 1, sizeof(double));
+	if (run->per_partition) {
+		run->got_k = (size_t)mi->k;
+		run->got = calloc((set->n ? set->n : 1) * run->got_k, sizeof(*run->got));
+		run->n_got = calloc(set->n ? set->n : 1, sizeof(*run->n_got));
+		if (!run->got || !run->n_got) {
+			free(run->got);
+			free(run->n_got);
+			run->got = NULL;
+			run->n_got = NULL;
+			snprintf(run->leaves_note, sizeof(run->leaves_note), "out of memory for the per-partition recall");
+			run->per_partition = false;
+		}
+	}
 	open_snapshot(run);
 	start_truth(run, mi);
 }
@@ -1263,6 +1443,13 @@ void eval_run_release(struct eval_run *run)
 	run->lat_ms = NULL;
 	free(run->timed_sql);
 	run->timed_sql = NULL;
+	free(run->got);
+	run->got = NULL;
+	free(run->n_got);
+	run->n_got = NULL;
+	free(run->leaves);
+	run->leaves = NULL;
+	run->n_leaves = 0;
 	scan_free(run);
 }
 

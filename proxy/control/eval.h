@@ -79,10 +79,22 @@ struct eval_outcome {
 	size_t n_file, n_traffic;
 	const char *plan_index; /* the index EXPLAIN showed, when the run checked */
 	const char *truth;      /* how the ground truth was had, for the job's message */
+	/* with eval_opts.per_partition: the partitions the true neighbours live
+	 * in, each with its share of the recall (part_recall_add); none when
+	 * the lookup could not run (the note says why) */
+	const struct eval_leaf *leaves;
+	int n_leaves;
+	const char *leaves_note;
 };
 /* error NULL: the run finished; else it stopped, and `transient` says
  * whether trying again later may help. */
 typedef void (*eval_done_cb)(void *arg, const struct eval_outcome *out, const char *error, bool transient);
+
+/* A partition of the measured table and the true neighbours found in it. */
+struct eval_leaf {
+	char schema[64], name[64];
+	double hits, want; /* summed over the queries: recall = hits / want */
+};
 
 struct eval_opts {
 	const char *setup_sql;    /* run inside the eval transaction first (e.g. hide the live index), or NULL */
@@ -104,6 +116,10 @@ struct eval_opts {
 	/* a plan hint (swap_mode hint) put in front of the timed queries and
 	 * the EXPLAIN, never of the exact queries of the ground truth; or NULL */
 	const char *hint;
+	/* a partitioned table: after the timed queries, in the same snapshot,
+	 * look up which partition each true neighbour lives in (one statement
+	 * over the neighbours' ids) and split the recall by partition */
+	bool per_partition;
 };
 
 enum eval_truth_method { EVAL_TRUTH_PER_QUERY = 0, EVAL_TRUTH_SCAN = 1 };
@@ -135,6 +151,14 @@ struct eval_run {
 	struct eval_scan *scan; /* while the exact scan runs */
 	bool copy_in_flight;    /* its COPY streams on the session */
 	char truth_note[300];
+	/* per_partition: each query's answers (k each, n_got[i] of them), the
+	 * partitions found and a note when the lookup failed */
+	bool per_partition, leaves_looked;
+	int64_t *got;
+	size_t *n_got, got_k;
+	struct eval_leaf *leaves;
+	int n_leaves;
+	char leaves_note[300];
 };
 
 /* Where a run stands, for the API, the CLI and the metrics.  false when no

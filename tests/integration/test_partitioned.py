@@ -202,6 +202,8 @@ class Partitioned(AdminCase, unittest.TestCase):
             job_id = self.start()
             j = self.wait(job_id, lambda j: j["state"] in ("watch", "retain") or j["terminal"], timeout=150)
             self.assertEqual(j["state"], "watch", "%s\n%s" % (j, self.vg.log()[-4000:]))
+            at_watch = j  # verify's numbers, per partition too
+            status = self.ctl("rebuild", "status", "docs").stdout
             new_children = [p["candidate_oid"] for p in j["partitions"]]
             self.assertTrue(all(new_children), j["partitions"])
             self.assertTrue(all(p["state"] == "attached" for p in j["partitions"]), j["partitions"])
@@ -240,7 +242,30 @@ class Partitioned(AdminCase, unittest.TestCase):
         self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_class WHERE oid IN (%s)" % ",".join(old_children)),
                          "0")  # the retired tree went after retention
         self.assertIn("m='16'", self.pg.psql("SELECT pg_get_indexdef('docs_t1_v_idx'::regclass)"))
+        # the whole gate's eval split by partition: a number where true neighbours live, null for the
+        # empty partition, and the whole recall is their mean weighted by the neighbours in each
+        parts = {p["partition"]: p for p in at_watch["partitions"]}
+        for name in ("docs_t1", "docs_t2"):
+            for key in ("recall", "baseline_recall"):
+                self.assertIsNotNone(parts[name][key], (name, key, parts[name]))
+                self.assertTrue(0 <= parts[name][key] <= 1, parts[name])
+            self.assertGreater(parts[name]["neighbours"], 0, parts[name])
+        self.assertIsNone(parts["docs_t3"]["recall"], parts["docs_t3"])
+        self.assertIsNone(parts["docs_t3"]["baseline_recall"], parts["docs_t3"])
+        self.assertEqual(parts["docs_t3"]["neighbours"], 0, parts["docs_t3"])
+        # (each run in its own snapshot: the writes between them move true neighbours)
+        for key, n_key, whole in (("recall", "neighbours", at_watch["candidate"]["recall"]),
+                                  ("baseline_recall", "baseline_neighbours", at_watch["baseline"]["recall"])):
+            self.assertEqual(sum(parts[n][n_key] for n in parts), 10 * len(self.queries))
+            weighted = sum(parts[n][key] * parts[n][n_key] for n in ("docs_t1", "docs_t2")) / \
+                (10 * len(self.queries))
+            self.assertAlmostEqual(weighted, whole, places=4, msg=(key, parts))
+        self.assertRegex(status, r"partition docs_t1 .* recall [01]\.\d{4} \(baseline [01]\.\d{4}\)")
+        self.assertRegex(status, r"partition docs_t3 .* recall - \(baseline -\)")
         swap = [h for h in j["history"] if h["from"] == "swap"][0]["message"]
+        self.report.append("(a) per-partition recall (candidate / baseline, true neighbours): %s" % [
+            (n, parts[n]["recall"], parts[n]["baseline_recall"], parts[n]["neighbours"], parts[n]["baseline_neighbours"])
+            for n in sorted(parts)])
         self.report.append("(a) under traffic: %d reads, %d rows inserted, 0 failed; job %.1f s; %s; scans after the "
                            "swap: new partitions' indexes +%d, old +%d; a cached generic plan from before: new +%d, old +%d; build %s"
                            % (stats["reads"], stats["inserted"], time.time() - t0, swap, d_new, d_old, held_new,

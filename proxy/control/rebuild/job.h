@@ -87,6 +87,11 @@ struct job_partition {
 	long long tuples_done;    /* pgvector's loaded tuples, as the progress view last said */
 	double build_started, build_s;
 	char fresh_oid[16];       /* the candidate's oid once built ("" before) */
+	/* the whole gate's eval split by partition (part_recall_add): the true
+	 * neighbours living here and the share of them the baseline (live
+	 * tree) and the candidate found, each in its own snapshot (writes
+	 * between them move neighbours); NAN until measured or with none here */
+	double base_neighbours, base_recall, neighbours, new_recall;
 };
 
 struct rebuild_job {

@@ -89,6 +89,7 @@ bool part_preflight(struct rebuild_job *job, const PGresult *res)
 		part_child_name(child, job->retired, p->retired_child, sizeof(p->retired_child));
 		p->live_def = strdup(PQgetvalue(res, i, 4));
 		p->rows = atof(PQgetvalue(res, i, 5));
+		p->base_neighbours = p->neighbours = p->base_recall = p->new_recall = NAN;
 		if (!p->live_def) {
 			job_event(job, JEV_FATAL, "out of memory");
 			return false;

@@ -190,6 +190,27 @@ static void eval_sources_note(const struct eval_outcome *out, char *buf, size_t 
 		         out->n_file, out->recall_traffic, out->n_traffic);
 }
 
+/* The run's per-partition split onto the job's partitions (by name): a
+ * partition no true neighbour lives in (an empty one) keeps NAN. */
+static void part_recalls_take(struct rebuild_job *job, const struct eval_outcome *out, bool baseline)
+{
+	if (!job->partitioned)
+		return;
+	if (!out->n_leaves && out->leaves_note && out->leaves_note[0])
+		log_warn("job %d: no per-partition recall: %s", job->id, out->leaves_note);
+	for (int i = 0; i < job->n_parts; i++) {
+		struct job_partition *p = &job->parts[i];
+		double hits = 0, want = 0;
+		for (int l = 0; l < out->n_leaves; l++)
+			if (!strcmp(out->leaves[l].schema, p->leaf_schema) && !strcmp(out->leaves[l].name, p->leaf)) {
+				hits = out->leaves[l].hits;
+				want = out->leaves[l].want;
+			}
+		*(baseline ? &p->base_recall : &p->new_recall) = out->n_leaves ? part_recall_of(hits, want) : NAN;
+		*(baseline ? &p->base_neighbours : &p->neighbours) = out->n_leaves ? want : NAN;
+	}
+}
+
 static void eval_done(void *arg, const struct eval_outcome *out, const char *error, bool transient)
 {
 	struct rebuild_job *job = arg;
@@ -207,6 +228,7 @@ static void eval_done(void *arg, const struct eval_outcome *out, const char *err
 		job->base_p50 = out->p50_ms;
 		job->base_p95 = out->p95_ms;
 		job->have_base = true;
+		part_recalls_take(job, out, true);
 		eval_sources_note(out, sources, sizeof(sources));
 		job_event(job, JEV_STEP_OK, "baseline: recall@%d %.4f%s, p50 %.2f ms, p95 %.2f ms; ground truth: %s",
 		          mi ? mi->k : 0, out->recall, sources, out->p50_ms, out->p95_ms, out->truth ? out->truth : "?");
@@ -218,6 +240,7 @@ static void eval_done(void *arg, const struct eval_outcome *out, const char *err
 		job->new_p50 = out->p50_ms;
 		job->new_p95 = out->p95_ms;
 		job->have_new = true;
+		part_recalls_take(job, out, false);
 		struct gate_input in = {job->base_recall, job->base_p95, out->recall, out->p95_ms,
 		                        mi ? mi->recall_tolerance : 0, mi ? mi->latency_tolerance : 0,
 		                        mi ? mi->latency_budget_ms : 0};
@@ -319,6 +342,8 @@ static void start_eval(struct rebuild_job *job, enum eval_purpose purpose)
 		                       : " (without superuser vecgate hides the live index from the measurement with hypopg "
 		                         ">= 1.4: CREATE EXTENSION hypopg in this database)";
 	}
+	/* the whole gate's recall split by where the true neighbours live */
+	opts.per_partition = job->partitioned && purpose != EVAL_WATCH;
 	job->step_busy = true;
 	eval_run_start(&job->eval, job->maint.s, mi, &job->evals, &opts, eval_done, job);
 }
