@@ -1169,8 +1169,11 @@ static void leaves_result(void *arg, PGresult *res, const char *error)
 	if (error || !map || !parts || !run->leaves || run->got_k != k) {
 		snprintf(run->leaves_note, sizeof(run->leaves_note), "cannot tell the neighbours' partitions: %s",
 		         error ? error : "out of memory");
-		/* a failed statement aborted the transaction: the run's result
-		 * stands, only the split is missing */
+		/* the run's result stands, only the split is missing; the
+		 * savepoint keeps the transaction usable for the teardown that
+		 * follows (a hypopg hide is per session, not rolled back) */
+		if (error)
+			send_query(run, "ROLLBACK TO SAVEPOINT vecgate_leaves", 0, NULL, NULL);
 		free(run->leaves);
 		run->leaves = NULL;
 		free(map);
@@ -1247,6 +1250,7 @@ static void look_up_leaves(struct eval_run *run, const struct vg_managed_index *
 	arr[o++] = '}';
 	arr[o] = 0;
 	const char *params[] = {arr};
+	send_query(run, "SAVEPOINT vecgate_leaves", 0, NULL, NULL);
 	send_query(run, sql, 1, params, leaves_result);
 	free(ids);
 	free(arr);
