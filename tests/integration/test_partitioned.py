@@ -8,7 +8,8 @@ parent candidate, gates the whole table once and swaps the whole tree in one
 transaction (flip mode: a superuser maintenance role).
 
 (a) under reads and writes through vecgate: no read or write fails, no row is
-    lost, the job ends done, the new partitions' indexes served the reads
+    lost, the job ends done, each partition's recall is in the job JSON (null
+    for the empty partition, the whole recall their weighted mean), the new partitions' indexes served the reads
     after the swap and the old ones none (scan counters), the parent index is
     valid with every partition's index attached, nothing invalid is left.
 (b) PostgreSQL restarts while the second partition builds (the first one
@@ -176,8 +177,9 @@ class Partitioned(AdminCase, unittest.TestCase):
                                  autocommit=True) as c:
                 while not stop.is_set():
                     try:
+                        # tenant 3 stays empty through this job: its per-partition recall must be null
                         c.execute("INSERT INTO docs (tenant, v) VALUES (%s, %s::vector)",
-                                  (w.choice((1, 2, 3)), random_vector(w, DIMS)))
+                                  (w.choice((1, 2)), random_vector(w, DIMS)))
                         stats["inserted"] += 1
                     except Exception as e:
                         stats["write_errors"].append(str(e))
