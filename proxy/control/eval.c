@@ -1213,6 +1213,8 @@ static void leaves_result(void *arg, PGresult *res, const char *error)
 			run->leaves[l].want = want[l];
 		}
 	}
+	log_info("eval %s: the true neighbours' partitions: %zu ids in %d partitions, looked up in %.1f ms",
+	         run->index_name, run->leaves_ids, run->n_leaves, (now_sec() - run->leaves_sent) * 1000);
 	free(hits);
 	free(want);
 	free(map);
@@ -1242,14 +1244,18 @@ static void look_up_leaves(struct eval_run *run, const struct vg_managed_index *
 		for (size_t j = 0; j < run->set->queries[i].n_truth && j < k; j++)
 			ids[n++] = run->set->queries[i].truth[j];
 	qsort(ids, n, sizeof(*ids), by_id);
-	size_t o = 0;
+	size_t o = 0, distinct = 0;
 	arr[o++] = '{';
 	for (size_t i = 0; i < n; i++)
-		if (!i || ids[i] != ids[i - 1])
+		if (!i || ids[i] != ids[i - 1]) {
 			o += (size_t)sprintf(arr + o, "%s%lld", o > 1 ? "," : "", (long long)ids[i]);
+			distinct++;
+		}
 	arr[o++] = '}';
 	arr[o] = 0;
 	const char *params[] = {arr};
+	run->leaves_ids = distinct;
+	run->leaves_sent = now_sec();
 	send_query(run, "SAVEPOINT vecgate_leaves", 0, NULL, NULL);
 	send_query(run, sql, 1, params, leaves_result);
 	free(ids);

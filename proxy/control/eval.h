@@ -156,6 +156,8 @@ struct eval_run {
 	bool per_partition, leaves_looked;
 	int64_t *got;
 	size_t *n_got, got_k;
+	size_t leaves_ids;   /* distinct true neighbours looked up */
+	double leaves_sent;  /* when the lookup went out, for the log */
 	struct eval_leaf *leaves;
 	int n_leaves;
 	char leaves_note[300];
