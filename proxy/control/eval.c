@@ -10,6 +10,10 @@
  * query's exact top-k is computed here as the rows stream by: the loop
  * decodes rows into one block while a background thread compares the other
  * with every query, so client traffic on the loop never waits behind it.
+ *
+ * On a partitioned table the run also splits its recall by partition: one
+ * lookup of the true neighbours' tableoid in the same snapshot, no eval
+ * query run again (routing/partitions.h, part_recall_add).
  */
 #include "proxy/control/eval.h"
 #include "protocol/copybin.h"
