@@ -44,6 +44,70 @@ int bp_fit(enum bp_model model, const double *n, const double *t, int k, struct 
  * the band is the spread the fit cannot see: +-25% by convention). */
 double bp_predict(const struct bp_fit *f, double n, double *lo, double *hi);
 
+/* ---- the phase model: what one trial's progress says ----
+ *
+ * An HNSW build inserts tuples one by one, each insert a search of the
+ * graph built so far: the cost of the i-th insert grows with i (longer
+ * searches, and a working set that outgrows the CPU caches), so a build
+ * is the sum of per-insert costs, not a straight line.  pgvector reports
+ * tuples_done in pg_stat_progress_create_index as it inserts; sampled over
+ * a trial's time it gives the per-insert cost at every graph size the
+ * trial passed through, dozens of points from one build instead of three
+ * noisy totals.  The cost is fit as c(i) = a * i^d (d near 0.1 to 0.2 in
+ * memory), separately for the inserts before pgvector's NOTICE (the graph
+ * in maintenance_work_mem) and after it (the rest inserted into the index
+ * on disk, several times slower and growing faster with the graph), and
+ * the full build is the integral of each phase over its share of the
+ * table. */
+
+struct bp_sample {
+	double t; /* seconds since the trial's build started */
+	double n; /* tuples_done then */
+};
+
+struct bp_rate {
+	double a, d;  /* c(i) = a * i^d seconds per insert at graph size i */
+	double se_d;  /* the standard error of d (0: not measured) */
+	int k;        /* windows fit */
+	bool ok;
+};
+
+/* Fit c(i) over the samples whose tuples_done lies in [lo, hi] (sorted by
+ * t): windows of consecutive samples, each at least 1/40 of the range, the
+ * rate of each a point at its middle; d is kept within [0, 1] (a per-insert
+ * cost that falls, or grows faster than the graph, is noise).  -1 when
+ * fewer than two samples fall in the range. */
+int bp_fit_rate(const struct bp_sample *s, int k, double lo, double hi, struct bp_rate *out);
+/* The seconds of inserts from graph size `from` to `to` under r
+ * (the integral of c); d_shift moves d by that much (the band), keeping
+ * the fit's value at `pivot`, the middle of what it saw. */
+double bp_rate_seconds(const struct bp_rate *r, double from, double to);
+double bp_rate_seconds_shifted(const struct bp_rate *r, double from, double to, double d_shift, double pivot);
+
+/* An HNSW build of `rows` tuples: in memory up to cliff (0: the graph
+ * fits), then on disk; the flushes (the graph written out at the cliff
+ * or at the end) per tuple of what they write. */
+struct bp_hnsw_model {
+	double rows;
+	double cliff;               /* the full build's overflow point, 0 = fits */
+	struct bp_rate mem, disk;   /* disk.ok false: no trial went on disk */
+	double mem_pivot, disk_pivot; /* graph sizes at the middle of what each fit saw */
+	double flush_per_tuple;     /* the final flush of an in-memory graph */
+	double cliff_flush_per_tuple; /* the flush at the cliff, per tuple in memory */
+	double disk_factor;         /* no disk fit: disk inserts this many times the in-memory cost */
+};
+/* Seconds, with a band from the fits' slope errors (lo, hi may be NULL). */
+double bp_hnsw_predict(const struct bp_hnsw_model *m, double *lo, double *hi);
+
+/* IVFFlat (pgvector ivfbuild.c): k-means on a reservoir sample of
+ * max(50 x lists, 10000) rows (fewer when the table has fewer), then one
+ * pass that assigns and sorts every tuple: a fixed part and a linear part.
+ * A trial that sampled as many rows as the full build runs the same
+ * k-means; one that sampled fewer is scaled by the sample ratio. */
+double bp_ivfflat_samples(int lists, double rows);
+double bp_ivfflat_predict(double kmeans_s, double trial_samples, double full_samples, double rest_s,
+                          double trial_rows, double rows);
+
 /* Sample sizes for `count` trials growing by 2x up to fraction * total,
  * each at least min_rows (and at most total); returns how many. */
 int bp_sample_sizes(double total, double fraction, double min_rows, int count, double *out);
@@ -67,6 +131,13 @@ double bp_ivfflat_kmeans_bytes(int lists, int dims, double rows);
  * max_parallel_maintenance_workers, then cut until every participant
  * has 32 MB of maintenance_work_mem.  reloption < 0 when not set. */
 int bp_parallel_workers(double heap_pages, int max_workers, long mwm_kb, double min_scan_pages, int reloption);
+/* The workers pgvector's HNSW build launches: none when PostgreSQL plans
+ * none (the table under min_parallel_table_scan_size, or less than 32 MB
+ * of maintenance_work_mem per participant), else the table's
+ * parallel_workers reloption or max_parallel_maintenance_workers, whichever
+ * is set (hnswbuild.c ComputeParallelWorkers: not PostgreSQL's count by
+ * size). */
+int bp_hnsw_workers(double heap_pages, int max_workers, long mwm_kb, double min_scan_pages, int reloption);
 
 /* A build in flight: its remaining seconds from the plan's prediction and
  * the live progress (tuples done of total), following the fitted curve:
@@ -92,6 +163,11 @@ struct bp_limits {
 	double max_build_s, predicted_s;    /* max 0: no window */
 };
 bool bp_refuse(const struct bp_limits *l, char *why, size_t len);
+/* Which limit the plan is over (the first of memory, disk, window), and
+ * the setting an operator changes to fix it. */
+enum bp_over { BP_OVER_NONE, BP_OVER_MEMORY, BP_OVER_DISK, BP_OVER_WINDOW };
+enum bp_over bp_check(const struct bp_limits *l, char *why, size_t len);
+const char *bp_over_setting(enum bp_over o);
 
 /* n bytes as "12.3 MB" / "1.20 GB" (kB for small). */
 void bp_bytes_str(double bytes, char *out, size_t len);
