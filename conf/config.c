@@ -927,6 +927,7 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 	static const struct enum_name eval_sources[] = {
 		{"file", VG_EVAL_FILE}, {"traffic", VG_EVAL_TRAFFIC}, {"both", VG_EVAL_BOTH}, {NULL, 0}};
 	static const struct enum_name plan_modes[] = {{"auto", VG_PLAN_AUTO}, {"off", VG_PLAN_OFF}, {NULL, 0}};
+	static const struct enum_name over_limit[] = {{"refuse", VG_OVER_REFUSE}, {"approve", VG_OVER_APPROVE}, {NULL, 0}};
 	static const struct enum_name truth_modes[] = {{"auto", VG_TRUTH_AUTO},
 	                                               {"exact_scan", VG_TRUTH_EXACT_SCAN},
 	                                               {"per_query", VG_TRUTH_PER_QUERY},
@@ -966,6 +967,7 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		{"drop_invalid", F_BOOL, MI(drop_invalid), 0, 0, NULL},
 		{"max_build_seconds", F_SECONDS, MI(max_build_seconds), 0, 0, NULL},
 		{"plan", F_ENUM, MI(plan), 0, 0, plan_modes},
+		{"plan_over_limit", F_ENUM, MI(plan_over_limit), 0, 0, over_limit},
 		{"plan_sample_fraction", F_SECONDS, MI(plan_sample_fraction), 0, 0, NULL},
 		{"plan_min_rows", F_INT, MI(plan_min_rows), 100, 100000000, NULL},
 		{"approve_swap", F_BOOL, MI(approve_swap), 0, 0, NULL},
@@ -1040,6 +1042,9 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		if (m->max_build_seconds > 0 && m->plan == VG_PLAN_OFF)
 			return fail_at(lc, value_of(lc, item, "max_build_seconds"), "managed index '%s': max_build_seconds "
 			               "needs plan: auto (the window is checked against the build plan's prediction)", m->index);
+		if (m->plan_over_limit == VG_OVER_APPROVE && m->plan == VG_PLAN_OFF)
+			return fail_at(lc, value_of(lc, item, "plan_over_limit"), "managed index '%s': plan_over_limit needs "
+			               "plan: auto (without a plan there is no limit to be over)", m->index);
 		if (m->traffic_sample_size < 0)
 			m->traffic_sample_size = m->eval_source == VG_EVAL_FILE ? 0 : 1000;
 		if (m->eval_source != VG_EVAL_FILE && m->traffic_sample_size == 0)

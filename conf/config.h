@@ -199,6 +199,9 @@ enum vg_eval_source { VG_EVAL_FILE = 0, VG_EVAL_TRAFFIC, VG_EVAL_BOTH };
  * run), or one exact query per eval vector (per_query). */
 /* preflight runs a build plan (trial builds on samples) unless off */
 enum vg_plan_mode { VG_PLAN_AUTO = 0, VG_PLAN_OFF = 1 };
+/* what preflight does with a plan over a limit (memory, disk,
+ * max_build_seconds): refuse the job, or hold it for the operator */
+enum vg_plan_over_limit { VG_OVER_REFUSE = 0, VG_OVER_APPROVE = 1 };
 
 enum vg_ground_truth { VG_TRUTH_AUTO = 0, VG_TRUTH_EXACT_SCAN = 1, VG_TRUTH_PER_QUERY = 2 };
 
@@ -264,6 +267,7 @@ struct vg_managed_index {
 	 * the plan and its checks */
 	double max_build_seconds;
 	enum vg_plan_mode plan;
+	enum vg_plan_over_limit plan_over_limit; /* refuse (default), or wait for vecgatectl approve */
 	double plan_sample_fraction; /* the largest trial's share of the table, default 0.05 */
 	int plan_min_rows;           /* the smallest trial, default 2000 rows */
 	bool approve_swap;          /* wait for an operator's approve before swapping */

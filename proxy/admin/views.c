@@ -272,8 +272,17 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 	json_obj_end(j);
 	json_int(j, "swap_attempts", job->swap_tries);
 	json_str(j, "gate_refused", job->gate_refusal[0] && job->state == JOB_SWAP ? job->gate_refusal : NULL);
-	json_bool(j, "awaiting_approval", job->state == JOB_SWAP && !job->approved && job_index(job) &&
-	                                      job_index(job)->approve_swap);
+	bool plan_held = job->state == JOB_PREFLIGHT && job->plan_hold[0] && !job->plan_approved;
+	json_bool(j, "awaiting_approval", plan_held || (job->state == JOB_SWAP && !job->approved && job_index(job) &&
+	                                                job_index(job)->approve_swap));
+	/* plan_over_limit: approve: why the job waits before building, and
+	 * the setting that would have let it through */
+	json_obj_begin(j, "plan_over_limit");
+	json_str(j, "reason", job->plan_hold[0] ? job->plan_hold : NULL);
+	json_str(j, "setting", job->plan_hold[0] ? job->plan_hold_setting : NULL);
+	json_bool(j, "waiting", plan_held);
+	json_bool(j, "approved", job->plan_hold[0] && job->plan_approved);
+	json_obj_end(j);
 	json_arr_begin(j, "history");
 	for (int i = 0; i < job->n_hist; i++) {
 		const struct history_entry *h = &job->hist[i];

@@ -264,6 +264,10 @@ static const struct bad_case bad_cases[] = {
 	 "t.yaml:6:79:", "opclass 'a.b.c': more parts than schema.name"},
 	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, expression: ' '}\n",
 	 "t.yaml:6:82:", "expression must not be empty"},
+	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, plan_over_limit: maybe}\n",
+	 "t.yaml:6:87:", "plan_over_limit must be one of 'refuse', 'approve', got 'maybe'"},
+	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, plan_over_limit: approve}\n",
+	 "t.yaml:6:87:", "plan_over_limit needs plan: auto"},
 };
 
 static void test_bad_configs(void **state)
