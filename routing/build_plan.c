@@ -93,6 +93,41 @@ int bp_sample_sizes(double total, double fraction, double min_rows, int count, d
 	return k;
 }
 
+int bp_graph_memory(const double *kb, const double *tuples, int k, double *per_tuple, double *fixed)
+{
+	int best = -1;
+	double sx = 0, sy = 0;
+	int m = 0;
+	for (int i = 0; i < k; i++) {
+		if (!(tuples[i] > 0 && kb[i] > 0))
+			continue;
+		if (best < 0 || kb[i] > kb[best])
+			best = i;
+		sx += tuples[i];
+		sy += kb[i] * 1024;
+		m++;
+	}
+	if (best < 0)
+		return -1;
+	*per_tuple = kb[best] * 1024 / tuples[best];
+	*fixed = 0;
+	if (m < 2)
+		return 0;
+	double xbar = sx / m, ybar = sy / m, sxx = 0, sxy = 0;
+	for (int i = 0; i < k; i++) {
+		if (!(tuples[i] > 0 && kb[i] > 0))
+			continue;
+		sxx += (tuples[i] - xbar) * (tuples[i] - xbar);
+		sxy += (tuples[i] - xbar) * (kb[i] * 1024 - ybar);
+	}
+	double slope = sxx > 0 ? sxy / sxx : 0, icept = ybar - slope * xbar;
+	if (slope > 0 && icept >= 0) {
+		*per_tuple = slope;
+		*fixed = icept;
+	}
+	return 0;
+}
+
 long bp_trial_mwm_kb(long mwm_kb, double n, double total, long floor_kb)
 {
 	double kb = total > 0 ? (double)mwm_kb * n / total : (double)mwm_kb;
@@ -338,8 +373,9 @@ static double hnsw_seconds(const struct bp_hnsw_model *m, double shift)
 {
 	double n = m->rows, c = m->cliff > 0 && m->cliff < n ? m->cliff : n;
 	double t = bp_rate_seconds_shifted(&m->mem, 0, c, shift * m->mem.se_d, m->mem_pivot);
+	t += m->flush_per_tuple * n;
 	if (c >= n)
-		return t + m->flush_per_tuple * n;
+		return t;
 	t += m->cliff_flush_per_tuple * c;
 	if (m->disk.ok)
 		return t + bp_rate_seconds_shifted(&m->disk, c, n, shift * m->disk.se_d, m->disk_pivot);

@@ -92,7 +92,7 @@ struct bp_hnsw_model {
 	double cliff;               /* the full build's overflow point, 0 = fits */
 	struct bp_rate mem, disk;   /* disk.ok false: no trial went on disk */
 	double mem_pivot, disk_pivot; /* graph sizes at the middle of what each fit saw */
-	double flush_per_tuple;     /* the final flush of an in-memory graph */
+	double flush_per_tuple;     /* after the inserts, per row: the final flush, CONCURRENTLY's validation */
 	double cliff_flush_per_tuple; /* the flush at the cliff, per tuple in memory */
 	double disk_factor;         /* no disk fit: disk inserts this many times the in-memory cost */
 };
@@ -111,6 +111,14 @@ double bp_ivfflat_predict(double kmeans_s, double trial_samples, double full_sam
 /* Sample sizes for `count` trials growing by 2x up to fraction * total,
  * each at least min_rows (and at most total); returns how many. */
 int bp_sample_sizes(double total, double fraction, double min_rows, int count, double *out);
+/* The HNSW graph's memory from where builds overflowed: k points of
+ * (maintenance_work_mem in kB, the tuples it held at pgvector's NOTICE).
+ * pgvector counts a fixed part besides the elements, which a small budget
+ * feels most, so with two budgets a line bytes = fixed + per_tuple * n
+ * separates them; with one (or a line that makes no sense) the largest
+ * budget's ratio, fixed 0.  -1 without a point. */
+int bp_graph_memory(const double *kb, const double *tuples, int k, double *per_tuple, double *fixed);
+
 /* A trial's maintenance_work_mem (kB): the full build's, scaled by
  * n / total, never under floor_kb (PostgreSQL's minimum is 1024). */
 long bp_trial_mwm_kb(long mwm_kb, double n, double total, long floor_kb);

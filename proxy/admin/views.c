@@ -95,6 +95,8 @@ static void plan_result_json(struct json *j, const char *key, const struct plan_
 	json_num(j, "overflow_after_tuples", r->cliff ? r->cliff_tuples : NAN);
 	json_num(j, "maintenance_work_mem_to_fit_bytes", r->mwm_to_fit_bytes);
 	json_bool(j, "sort_spills", r->sort_spills);
+	json_num(j, "probe_overflow_after_tuples", r->probe_tuples > 0 ? r->probe_tuples : NAN);
+	json_num(j, "graph_fixed_bytes", r->graph_fixed_bytes);
 	json_obj_end(j);
 	json_obj_begin(j, "disk");
 	json_num(j, "index_bytes", r->index_bytes);

@@ -248,7 +248,7 @@ static void poll_result(void *arg, PGresult *res, const char *error)
 		int k = 0;
 		for (int i = 0; i < p->n_samples; i += 2, k++) {
 			p->samples[k] = p->samples[i];
-			p->sample_kmeans[k] = p->sample_kmeans[i];
+			p->sample_phase[k] = p->sample_phase[i];
 		}
 		p->n_samples = k;
 	}
@@ -256,7 +256,9 @@ static void poll_result(void *arg, PGresult *res, const char *error)
 	const char *phase = PQgetvalue(res, 0, 1);
 	p->samples[p->n_samples].t = now_sec() - p->t0;
 	p->samples[p->n_samples].n = n;
-	p->sample_kmeans[p->n_samples] = strstr(phase, "k-means") != NULL;
+	p->sample_phase[p->n_samples] = strstr(phase, "k-means")   ? PHASE_KMEANS
+	                                : strstr(phase, "waiting") ? PHASE_WAITING
+	                                                           : PHASE_OTHER;
 	/* the load phase's samples only, tuples counted there; the others
 	 * (initializing, k-means) carry n = 0 and mark time */
 	if (!strstr(phase, "loading") && !strstr(phase, "assigning"))
@@ -508,11 +510,16 @@ static void trial_ready(void *arg, PGresult *res, const char *error)
 	char rel[128], name[64];
 	snprintf(rel, sizeof(rel), "vecgate.%s", p->scratch);
 	snprintf(name, sizeof(name), "%s", p->trial_index);
-	if (indexdef_retarget(p->r.definition, rel, name, sql, sizeof(sql)) < 0) {
+	/* the trials run the build's own statement, CONCURRENTLY, so its
+	 * validation pass is in their time too (its waits are taken out);
+	 * the probe, cancelled at the NOTICE, needs none of it */
+	char plain[1400];
+	if (indexdef_retarget(p->r.definition, rel, name, plain, sizeof(plain)) < 0 || strncmp(plain, "CREATE INDEX ", 13)) {
 		fail(p, "cannot retarget the definition");
 		return;
 	}
-	query(p, sql, 0, NULL, trial_built);
+	snprintf(sql, sizeof(sql), "CREATE INDEX CONCURRENTLY %s", plain + 13);
+	query(p, p->state != PLAN_PROBE ? sql : plain, 0, NULL, trial_built);
 }
 
 static void trial_sized(void *arg, PGresult *res, const char *error)
@@ -537,15 +544,25 @@ static void read_progress(struct build_plan *p, struct plan_trial *t)
 	t->load_end_s = t->seconds;
 	t->kmeans_s = NAN;
 	t->cliff_flush_s = 0;
-	double top = 0;
+	double top = 0, wait_before_kmeans = 0, wait_after_load = 0;
+	t->wait_s = 0;
 	for (int i = 0; i < k; i++) {
 		if (s[i].n > top) {
 			top = s[i].n;
 			t->load_end_s = s[i].t;
+			wait_after_load = 0;
 		}
-		if (p->sample_kmeans[i])
-			t->kmeans_s = i + 1 < k ? s[i + 1].t : s[i].t; /* k-means ended by the next sample */
+		double next = i + 1 < k ? s[i + 1].t : t->seconds;
+		if (p->sample_phase[i] == PHASE_WAITING) {
+			t->wait_s += next - s[i].t;
+			wait_after_load += next - s[i].t;
+			if (!isfinite(t->kmeans_s))
+				wait_before_kmeans += next - s[i].t;
+		}
+		if (p->sample_phase[i] == PHASE_KMEANS)
+			t->kmeans_s = next - wait_before_kmeans; /* k-means ended by the next sample */
 	}
+	t->tail_s = fmax(0, t->seconds - t->load_end_s - wait_after_load);
 	double cliff = t->cliff_tuples > 0 ? (double)t->cliff_tuples : t->rows;
 	/* in memory: from 5% of the way in (the first inserts into a tiny
 	 * graph say little about a large one) to the cliff */
@@ -574,8 +591,7 @@ static void trial_built(void *arg, PGresult *res, const char *error)
 		p->probing = false;
 		if (stopped(p, p->notice_cliff ? NULL : error, "the memory probe"))
 			return;
-		p->probed = true;
-		p->probe_cliff = p->notice_cliff;
+		p->probe_cliff[p->probed++] = p->notice_cliff;
 		p->state = PLAN_TRIAL;
 		char sql[300];
 		snprintf(sql, sizeof(sql), "DROP INDEX IF EXISTS vecgate.%s", p->trial_index);
@@ -630,6 +646,9 @@ static void run_trial(struct build_plan *p, double rows, long mwm_kb, bool own_t
 		         p->trial_table, p->scratch, rows);
 		query(p, sql, 0, NULL, NULL);
 	}
+	/* a failed CONCURRENTLY build leaves its invalid index behind */
+	snprintf(sql, sizeof(sql), "DROP INDEX IF EXISTS vecgate.%s", p->trial_index);
+	query(p, sql, 0, NULL, NULL);
 	snprintf(sql, sizeof(sql), "SET maintenance_work_mem = '%ldkB'", mwm_kb);
 	query(p, sql, 0, NULL, trial_ready);
 }
@@ -744,12 +763,16 @@ static void conclude_hnsw(struct build_plan *p)
 	m->mem = mem->mem;
 	double mem_top = mem->cliff_tuples > 0 ? (double)mem->cliff_tuples : mem->rows;
 	m->mem_pivot = mem_top * 0.525;
-	m->flush_per_tuple = mem->cliff_tuples ? 0 : fmax(0, mem->seconds - mem->load_end_s) / mem->rows;
+	/* after the inserts: the final flush (a graph that fit) and the
+	 * validation pass, both linear in the rows */
+	m->flush_per_tuple = mem->tail_s / mem->rows;
 	m->disk_factor = 3;
 	if (disk) {
 		m->disk = disk->disk;
 		m->disk_pivot = ((double)disk->cliff_tuples + disk->rows) / 2;
 		m->cliff_flush_per_tuple = disk->cliff_flush_s / (double)disk->cliff_tuples;
+		if (m->cliff > 0)
+			m->flush_per_tuple = disk->tail_s / disk->rows; /* the regime the build ends in */
 	} else if (m->cliff > 0) {
 		note(p, "no trial reached the on-disk phase: it is taken as 3 times the in-memory cost per insert, a guess");
 	}
@@ -785,29 +808,41 @@ static void conclude(struct build_plan *p)
 	/* memory first: the HNSW model needs where the full build overflows */
 	double bpt = NAN;
 	bool bound = false;
-	/* the trial with the most memory that overflowed: a small budget holds
-	 * fewer tuples than its share (pgvector's fixed overhead), so the
-	 * largest one says best what the graph takes per tuple */
-	double best_kb = 0;
-	for (int i = 0; i < r->n_trials; i++) {
-		const struct plan_trial *tr = &r->trials[i];
-		if (tr->cliff_tuples > 0 && tr->mwm_kb > best_kb) {
-			best_kb = tr->mwm_kb;
-			bpt = tr->mwm_kb * 1024.0 / (double)tr->cliff_tuples;
+	/* every build that overflowed (the trials, the 1 MB probe) is a point
+	 * of the graph's memory against its tuples */
+	double kbs[BP_MAX_TRIALS + 1], held[BP_MAX_TRIALS + 1], fixed = 0;
+	int npts = 0;
+	for (int i = 0; i < r->n_trials; i++)
+		if (r->trials[i].cliff_tuples > 0) {
+			kbs[npts] = r->trials[i].mwm_kb;
+			held[npts++] = (double)r->trials[i].cliff_tuples;
 		}
-	}
-	if (!isfinite(bpt) && p->probe_cliff > 0)
-		bpt = 1048576.0 / (double)p->probe_cliff;
+	for (int i = 0; i < p->probed; i++)
+		if (p->probe_cliff[i] > 0) {
+			kbs[npts] = 1024.0 * (i + 1);
+			held[npts++] = (double)p->probe_cliff[i];
+		}
+	if (bp_graph_memory(kbs, held, npts, &bpt, &fixed) < 0)
+		bpt = NAN;
+	r->probe_tuples = p->probed ? (double)p->probe_cliff[0] : 0;
+	r->graph_fixed_bytes = fixed;
 	if (hnsw) {
 		if (!isfinite(bpt) && r->n_trials) {
 			/* the probe got through 1 MB without the NOTICE */
 			bpt = 1024.0 * 1024 / fmax(p->sample_rows, 1);
 			bound = true;
 		}
-		r->peak_bytes = bpt * r->rows;
+		r->peak_bytes = fixed + bpt * r->rows;
 		r->peak_is_bound = bound;
 		r->cliff = !bound && r->peak_bytes > r->mwm_bytes;
-		r->cliff_tuples = r->cliff ? r->mwm_bytes / bpt : NAN;
+		for (int i = 0; i < r->n_trials; i++)
+			if (r->trials[i].kind == TRIAL_DISK && !r->trials[i].cliff_tuples && r->cliff) {
+				/* the same share of memory held the sample's whole graph */
+				r->cliff = false;
+				note(p, "the probes suggested the graph would not fit, but the sample's graph fit its share of "
+				     "maintenance_work_mem: so will the build's");
+			}
+		r->cliff_tuples = r->cliff ? fmax(0, r->mwm_bytes - fixed) / bpt : NAN;
 		r->mwm_to_fit_bytes = ceil(r->peak_bytes * 1.1 / (1024 * 1024)) * 1024 * 1024;
 		if (r->cliff)
 			note(p, "the graph needs about %.0f MB, maintenance_work_mem is %.0f MB: the build goes on disk after "
@@ -835,7 +870,7 @@ static void conclude(struct build_plan *p)
 			note(p, "no progress sample saw k-means: the trial scaled by rows as a whole");
 		r->kmeans_s = km * bp_ivfflat_samples(p->lists, r->rows) / fmax(1, bp_ivfflat_samples(p->lists, last->rows));
 		r->predicted_s = bp_ivfflat_predict(km, bp_ivfflat_samples(p->lists, last->rows),
-		                                    bp_ivfflat_samples(p->lists, r->rows), last->seconds - km, last->rows,
+		                                    bp_ivfflat_samples(p->lists, r->rows), last->seconds - last->wait_s - km, last->rows,
 		                                    r->rows);
 		r->predicted_lo = r->predicted_s * 0.85;
 		r->predicted_hi = r->predicted_s * 1.15;
@@ -870,6 +905,19 @@ static void conclude(struct build_plan *p)
 	 * queries, for baseline, verify and watch */
 	double stream = p->sample_rows > 0 ? p->copy_s * r->rows / p->sample_rows : NAN;
 	r->eval_s = 3 * (stream + r->eval_queries * (isfinite(p->q_s) ? p->q_s : 0));
+}
+
+/* The probes say the full graph will not fit the build's memory. */
+static bool probe_overflows(const struct build_plan *p)
+{
+	double kbs[2], held[2], bpt, fixed;
+	int n = 0;
+	for (int i = 0; i < p->probed; i++)
+		if (p->probe_cliff[i] > 0) {
+			kbs[n] = 1024.0 * (i + 1);
+			held[n++] = (double)p->probe_cliff[i];
+		}
+	return bp_graph_memory(kbs, held, n, &bpt, &fixed) == 0 && fixed + bpt * p->r.rows > p->r.mwm_bytes;
 }
 
 /* ---- the one transition function ---- */
@@ -967,16 +1015,17 @@ static void plan_next(struct build_plan *p)
 				if (kb < km)
 					kb = (long)ceil(km);
 			}
-		} else if (hnsw && p->cur == 1 && !first->cliff_tuples && !p->probed) {
-			/* the sample's graph fit: a build in 1 MB tells the graph's
-			 * bytes per tuple; it is cancelled at the NOTICE */
+		} else if (hnsw && p->cur == 1 && !first->cliff_tuples &&
+		           (p->probed == 0 || (p->probed == 1 && p->probe_cliff[0] > 0))) {
+			/* the sample's graph fit: builds in 1 MB and in 2 MB tell the
+			 * graph's bytes per tuple and pgvector's fixed part; each is
+			 * cancelled at the NOTICE, so they cost a few thousand inserts */
 			p->state = PLAN_PROBE;
 			p->probing = true;
-			snprintf(p->step, sizeof(p->step), "memory probe: the graph's size per tuple in 1 MB");
-			run_trial(p, p->sample_rows, 1024, false);
+			snprintf(p->step, sizeof(p->step), "memory probe: the graph's size per tuple in %d MB", p->probed + 1);
+			run_trial(p, p->sample_rows, 1024L * (p->probed + 1), false);
 			return;
-		} else if (hnsw && p->cur == 1 && !first->cliff_tuples && p->probe_cliff > 0 &&
-		           1048576.0 / (double)p->probe_cliff * p->r.rows > p->r.mwm_bytes) {
+		} else if (hnsw && p->cur == 1 && !first->cliff_tuples && probe_overflows(p)) {
 			/* the full graph will not fit: the on-disk inserts are measured
 			 * in the regime the build meets, the memory scaled down with
 			 * the sample so its graph overflows at the same share */

@@ -29,6 +29,11 @@ enum plan_trial_kind { TRIAL_SCALED, TRIAL_MEMORY, TRIAL_DISK };
 
 #define PLAN_MAX_SAMPLES 2048
 
+/* what a progress sample saw besides tuples: IVFFlat's k-means, or one of
+ * CREATE INDEX CONCURRENTLY's waits for other transactions (not the
+ * build's cost: they depend on what else runs) */
+enum plan_sample_phase { PHASE_OTHER, PHASE_KMEANS, PHASE_WAITING };
+
 struct plan_trial {
 	enum plan_trial_kind kind;
 	double rows, seconds, mwm_kb, index_bytes;
@@ -41,6 +46,8 @@ struct plan_trial {
 	double load_end_s;      /* the last sample still inserting: the rest is the final flush */
 	struct bp_rate mem, disk; /* per-insert cost before and after the NOTICE (ok false: not seen) */
 	double cliff_flush_s;   /* writing the in-memory graph out at the NOTICE */
+	double wait_s;          /* CONCURRENTLY's waits for other transactions (not counted) */
+	double tail_s;          /* after the last insert: the final flush and CONCURRENTLY's validation */
 	double kmeans_s;        /* IVFFlat: from the start to the end of k-means, NAN = not seen */
 };
 
@@ -65,6 +72,8 @@ struct plan_result {
 	double predicted_s, predicted_lo, predicted_hi;
 	double mwm_bytes, peak_bytes, mwm_to_fit_bytes;
 	bool peak_is_bound;      /* peak_bytes is an upper bound (no trial reached the cliff) */
+	double probe_tuples;     /* the 1 MB probe overflowed after, 0 = not run / never */
+	double graph_fixed_bytes; /* pgvector's fixed part of the graph's memory, from two budgets */
 	bool cliff;              /* the graph (or k-means) will not fit maintenance_work_mem */
 	double cliff_tuples;     /* where the full build falls off it */
 	bool sort_spills;        /* ivfflat: the sort goes to disk (slower, not a cliff) */
@@ -104,8 +113,8 @@ struct build_plan {
 	bool abandoned;     /* the owner left: no callback, clean up, free */
 	bool statement_out; /* a statement of ours runs (cancel it when abandoned) */
 	bool probing;       /* the memory probe: cancel the build at pgvector's NOTICE */
-	bool probed;        /* the probe ran (its figure: probe_cliff tuples in 1 MB) */
-	long long probe_cliff;
+	int probed;         /* probes run: 1 MB, then 2 MB (two budgets separate pgvector's fixed part) */
+	long long probe_cliff[2]; /* the tuples each held at the NOTICE, 0 = never came */
 	/* the progress poller: its own session reads pg_stat_progress_create_index
 	 * for the trial's backend while the build runs */
 	struct pg_session *ps;
@@ -113,7 +122,7 @@ struct build_plan {
 	bool polling, poll_out;
 	int n_samples;
 	struct bp_sample samples[PLAN_MAX_SAMPLES];
-	unsigned char sample_kmeans[PLAN_MAX_SAMPLES]; /* 1: the sample saw IVFFlat's k-means phase */
+	unsigned char sample_phase[PLAN_MAX_SAMPLES]; /* enum plan_sample_phase */
 	double notice_s;
 	char scratch[64], trial_table[64], trial_index[64];
 	char column[128], def[1200];

@@ -268,6 +268,25 @@ static void recorded_cliff_trial_measures_disk_phase(void **state)
 	assert_true(guess > fits_v && guess < cliff_v);
 }
 
+static void graph_memory_from_budgets(void **state)
+{
+	(void)state;
+	/* 700 kB fixed, 1.3 kB a tuple: 1 MB holds 250, 5.7 MB holds 3952 */
+	double kb[2] = {1024, 5836.8}, n[2], per, fixed;
+	for (int i = 0; i < 2; i++)
+		n[i] = (kb[i] * 1024 - 700 * 1024) / 1300;
+	assert_int_equal(bp_graph_memory(kb, n, 2, &per, &fixed), 0);
+	assert_true(fabs(per - 1300) < 1e-6 && fabs(fixed - 700 * 1024) < 1e-3);
+	/* the ratio of one budget overstates the bytes per tuple */
+	assert_int_equal(bp_graph_memory(kb + 1, n + 1, 1, &per, &fixed), 0);
+	assert_true(per > 1300 && fixed == 0);
+	/* a line with a negative fixed part is noise: the largest budget's ratio */
+	double kb2[2] = {1024, 2048}, n2[2] = {1000, 1500};
+	assert_int_equal(bp_graph_memory(kb2, n2, 2, &per, &fixed), 0);
+	assert_true(fabs(per - 2048.0 * 1024 / 1500) < 1e-6 && fixed == 0);
+	assert_int_equal(bp_graph_memory(kb, n, 0, &per, &fixed), -1);
+}
+
 static void ivfflat_fixed_and_linear(void **state)
 {
 	(void)state;
@@ -339,6 +358,7 @@ int main(void)
 		cmocka_unit_test(rate_fit_recovers_cost_curve), cmocka_unit_test(recorded_trial_predicts_full_build),
 		cmocka_unit_test(recorded_cliff_trial_measures_disk_phase), cmocka_unit_test(ivfflat_fixed_and_linear),
 		cmocka_unit_test(hnsw_workers_like_pgvector), cmocka_unit_test(over_limit_names_setting),
+		cmocka_unit_test(graph_memory_from_budgets),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
