@@ -284,6 +284,14 @@ enum bp_over bp_check(const struct bp_limits *l, char *why, size_t len)
 
 /* ---- the phase model ---- */
 
+#define BP_MAX_WINDOWS 48
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
 int bp_fit_rate(const struct bp_sample *s, int k, double lo, double hi, struct bp_rate *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -300,9 +308,10 @@ int bp_fit_rate(const struct bp_sample *s, int k, double lo, double hi, struct b
 	/* windows of at least 1/40 of the range: a poll that saw few new
 	 * tuples says more about the timer than the build */
 	double minw = (s[last].n - s[first].n) / 40.0;
-	double x[400], y[400];
+	/* at most 40 windows of 1/40 each (and one short last one) */
+	double x[BP_MAX_WINDOWS], y[BP_MAX_WINDOWS];
 	int m = 0;
-	for (int i = first, j; i < last && m < 400; i = j) {
+	for (int i = first, j; i < last && m < BP_MAX_WINDOWS; i = j) {
 		for (j = i + 1; j < last && s[j].n - s[i].n < minw; j++)
 			;
 		double dn = s[j].n - s[i].n, dt = s[j].t - s[i].t;
@@ -332,7 +341,20 @@ int bp_fit_rate(const struct bp_sample *s, int k, double lo, double hi, struct b
 		sxx += (x[i] - xbar) * (x[i] - xbar);
 		sxy += (x[i] - xbar) * (y[i] - ybar);
 	}
+	/* d: the median of the slopes between every two windows (Theil-Sen):
+	 * a burst of load on a shared server slows a few windows, which pulls
+	 * a least-squares slope anywhere but moves the median little */
+	double slopes[BP_MAX_WINDOWS * (BP_MAX_WINDOWS - 1) / 2];
+	int ns = 0;
+	for (int i = 0; i < m; i++)
+		for (int j = i + 1; j < m; j++)
+			if (fabs(x[j] - x[i]) > 0.05)
+				slopes[ns++] = (y[j] - y[i]) / (x[j] - x[i]);
 	double d = sxx > 0 ? sxy / sxx : 0, sse = 0;
+	if (ns > 0) {
+		qsort(slopes, (size_t)ns, sizeof(double), cmp_double);
+		d = ns % 2 ? slopes[ns / 2] : (slopes[ns / 2 - 1] + slopes[ns / 2]) / 2;
+	}
 	if (d < 0)
 		d = 0;
 	if (d > 1)
