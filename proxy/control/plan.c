@@ -808,19 +808,28 @@ static void conclude(struct build_plan *p)
 	/* memory first: the HNSW model needs where the full build overflows */
 	double bpt = NAN;
 	bool bound = false;
-	/* every build that overflowed (the trials, the 1 MB probe) is a point
-	 * of the graph's memory against its tuples */
-	double kbs[BP_MAX_TRIALS + 1], held[BP_MAX_TRIALS + 1], fixed = 0;
+	/* the graph's memory: the probes' two budgets when they overflowed,
+	 * else the trials that did.  pgvector counts the memory context's
+	 * blocks, which grow up to 8 MB each, so a trial's scaled budget of a
+	 * few MB overflows early by up to a block; the probes' 1 and 2 MB are
+	 * counted in small blocks (measured: 1.30 kB a tuple in 1 and 2 MB,
+	 * 1.44 kB in 5.7 MB, 1.29 kB in the 57 MB of the build itself) */
+	double kbs[BP_MAX_TRIALS + 2], held[BP_MAX_TRIALS + 2], fixed = 0;
 	int npts = 0;
-	for (int i = 0; i < r->n_trials; i++)
-		if (r->trials[i].cliff_tuples > 0) {
-			kbs[npts] = r->trials[i].mwm_kb;
-			held[npts++] = (double)r->trials[i].cliff_tuples;
-		}
 	for (int i = 0; i < p->probed; i++)
 		if (p->probe_cliff[i] > 0) {
 			kbs[npts] = 1024.0 * (i + 1);
 			held[npts++] = (double)p->probe_cliff[i];
+		}
+	for (int i = 0; i < r->n_trials; i++)
+		if (r->trials[i].cliff_tuples > 0 && (r->trials[i].kind == TRIAL_MEMORY || !npts)) {
+			/* the memory trial met the NOTICE in the build's own budget: exact */
+			if (r->trials[i].kind == TRIAL_MEMORY)
+				npts = 0;
+			kbs[npts] = r->trials[i].mwm_kb;
+			held[npts++] = (double)r->trials[i].cliff_tuples;
+			if (r->trials[i].kind == TRIAL_MEMORY)
+				break;
 		}
 	if (bp_graph_memory(kbs, held, npts, &bpt, &fixed) < 0)
 		bpt = NAN;
@@ -1027,10 +1036,12 @@ static void plan_next(struct build_plan *p)
 			return;
 		} else if (hnsw && p->cur == 1 && !first->cliff_tuples && probe_overflows(p)) {
 			/* the full graph will not fit: the on-disk inserts are measured
-			 * in the regime the build meets, the memory scaled down with
-			 * the sample so its graph overflows at the same share */
+			 * on the sample in PostgreSQL's least memory, so the graph goes
+			 * to disk after a few hundred tuples and the on-disk cost is
+			 * seen over graph sizes 25x apart (a scaled budget gave 5x, too
+			 * short a lever for a slope on a shared server) */
 			kind = TRIAL_DISK;
-			kb = scaled;
+			kb = 1024;
 		} else {
 			p->state = PLAN_EVAL;
 			p->cur = 0;
@@ -1045,7 +1056,7 @@ static void plan_next(struct build_plan *p)
 		t->kind = kind;
 		t->rows = rows;
 		t->mwm_kb = (double)kb;
-		t->floored = kind != TRIAL_MEMORY && (double)kb > (double)p->mwm_kb * rows / p->r.rows * 1.01;
+		t->floored = kind == TRIAL_SCALED && (double)kb > (double)p->mwm_kb * rows / p->r.rows * 1.01;
 		t->workers = p->r.workers;
 		snprintf(p->step, sizeof(p->step), "trial build %d (%s) on %.0f rows (maintenance_work_mem %ld kB)",
 		         p->cur + 1, kind == TRIAL_MEMORY ? "in memory" : kind == TRIAL_DISK ? "on disk" : "scaled", rows, kb);

@@ -21,10 +21,11 @@
 /* What a trial is for.  HNSW: MEMORY builds the sample with the full
  * build's own maintenance_work_mem (and workers): the per-insert cost of
  * the graph in memory over every size the sample passes through; DISK
- * builds it with maintenance_work_mem scaled by sample / table, so the
- * graph overflows at the same share of its tuples as the full build's
- * will, and the inserts after pgvector's NOTICE give the on-disk cost.
- * SCALED: IVFFlat and the rest, one build in the scaled regime. */
+ * (when the full graph will not fit) builds it in 1 MB, so the graph
+ * overflows after a few hundred tuples and the inserts after pgvector's
+ * NOTICE give the on-disk cost over a wide range of graph sizes.
+ * SCALED: IVFFlat and the rest, one build with maintenance_work_mem
+ * scaled by sample / table (the same regime: a sort that spills). */
 enum plan_trial_kind { TRIAL_SCALED, TRIAL_MEMORY, TRIAL_DISK };
 
 #define PLAN_MAX_SAMPLES 2048
