@@ -78,6 +78,25 @@ struct bp_rate {
  * cost that falls, or grows faster than the graph, is noise).  -1 when
  * fewer than two samples fall in the range. */
 int bp_fit_rate(const struct bp_sample *s, int k, double lo, double hi, struct bp_rate *out);
+/* How far to believe a measured d.  The windows' own standard error
+ * understates how much d moves between two identical builds on a shared
+ * server, where the load drifts over a trial's seconds: measured on the
+ * bench machine (2 shared cores, another test suite running), three builds
+ * of the same 20,000 rows in memory gave d = 0.08, 0.22 and 0.54, while the
+ * totals of full and trial builds agreed on an exponent of 1.23 to 1.35
+ * (d 0.23 to 0.35), as did the progress of a whole 200,000-row build (d
+ * 0.25 to 0.33 over 10k to 200k).  So d is combined, by inverse variance,
+ * with a prior: the measured d with its standard error widened by
+ * BP_D_SPREAD, the prior with BP_D_PRIOR_SD.  On a quiet server the
+ * measured d still moves the result; on a busy one the prior holds it. */
+#define BP_D_SPREAD 0.2
+#define BP_D_PRIOR_SD 0.1
+#define BP_D_PRIOR_MEMORY 0.3 /* in memory: a longer search and a working set outgrowing the CPU caches */
+#define BP_D_PRIOR_DISK 0.5   /* on disk: each insert reads and rewrites neighbours' pages, a growing set */
+/* r.d combined with the prior d0 (see above); r.a re-anchored so the fit
+ * still spends the measured seconds over [from, to]. */
+void bp_rate_shrink(struct bp_rate *r, double d0, double from, double to);
+
 /* The seconds of inserts from graph size `from` to `to` under r
  * (the integral of c); d_shift moves d by that much (the band), keeping
  * the fit's value at `pivot`, the middle of what it saw. */

@@ -762,6 +762,7 @@ static void conclude_hnsw(struct build_plan *p)
 	m->cliff = r->cliff ? r->cliff_tuples : 0;
 	m->mem = mem->mem;
 	double mem_top = mem->cliff_tuples > 0 ? (double)mem->cliff_tuples : mem->rows;
+	bp_rate_shrink(&m->mem, BP_D_PRIOR_MEMORY, 0.05 * mem_top, mem_top);
 	m->mem_pivot = mem_top * 0.525;
 	/* after the inserts: the final flush (a graph that fit) and the
 	 * validation pass, both linear in the rows */
@@ -770,6 +771,7 @@ static void conclude_hnsw(struct build_plan *p)
 	if (disk) {
 		m->disk = disk->disk;
 		m->disk_pivot = ((double)disk->cliff_tuples + disk->rows) / 2;
+		bp_rate_shrink(&m->disk, BP_D_PRIOR_DISK, (double)disk->cliff_tuples + 1, disk->rows);
 		m->cliff_flush_per_tuple = disk->cliff_flush_s / (double)disk->cliff_tuples;
 		if (m->cliff > 0)
 			m->flush_per_tuple = disk->tail_s / disk->rows; /* the regime the build ends in */
@@ -782,9 +784,9 @@ static void conclude_hnsw(struct build_plan *p)
 	r->have_fit = true;
 	memset(&r->fit, 0, sizeof(r->fit));
 	r->fit.model = BP_POWER;
-	r->fit.k = mem->mem.k;
-	r->fit.a = mem->mem.a / (1 + mem->mem.d);
-	r->fit.b = 1 + mem->mem.d;
+	r->fit.k = m->mem.k;
+	r->fit.a = m->mem.a / (1 + m->mem.d);
+	r->fit.b = 1 + m->mem.d;
 	r->fit.r2 = NAN;
 	if (mem->mem.k < 3)
 		note(p, "the memory trial gave too few progress samples for a slope: its mean rate, flat, a lower bound");
@@ -792,8 +794,8 @@ static void conclude_hnsw(struct build_plan *p)
 		note(p, "the memory trial ran with the build's %d parallel worker(s); progress counts the leader's "
 		     "inserts, so the slope is the leader's", mem->workers);
 	if (disk && disk->kind == TRIAL_DISK && r->workers > 0)
-		note(p, "the on-disk trial's scaled maintenance_work_mem leaves under 32 MB per participant, so it ran "
-		     "with fewer workers than the build will: the on-disk phase is an upper bound");
+		note(p, "the on-disk trial's 1 MB leaves under 32 MB per participant, so it ran without the build's "
+		     "workers: the on-disk phase is an upper bound");
 }
 
 static void conclude(struct build_plan *p)

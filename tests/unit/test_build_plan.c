@@ -237,6 +237,27 @@ static void recorded_trial_predicts_full_build(void **state)
 	assert_true(fabs(12.64 * 10 - 216.7) / 216.7 > 0.4);
 }
 
+static void shrink_toward_prior_keeps_the_time(void **state)
+{
+	(void)state;
+	struct bp_rate r = {.a = 1e-4, .d = 0.08, .se_d = 0.08, .k = 30, .ok = true};
+	double spent = bp_rate_seconds(&r, 1000, 20000);
+	bp_rate_shrink(&r, BP_D_PRIOR_MEMORY, 1000, 20000);
+	/* a busy server's d counts for less than the prior */
+	assert_true(r.d > 0.08 + (BP_D_PRIOR_MEMORY - 0.08) / 2 && r.d < BP_D_PRIOR_MEMORY);
+	assert_true(r.se_d < BP_D_PRIOR_SD);
+	/* the range it was measured over still costs what it cost */
+	assert_true(fabs(bp_rate_seconds(&r, 1000, 20000) - spent) / spent < 1e-9);
+	/* the recorded trial, shrunk, still predicts the recorded build */
+	struct bp_hnsw_model m = {0};
+	assert_int_equal(bp_fit_rate(fits20k, (int)(sizeof(fits20k) / sizeof(fits20k[0])), 1000, 20000, &m.mem), 0);
+	bp_rate_shrink(&m.mem, BP_D_PRIOR_MEMORY, 1000, 20000);
+	m.rows = 200000;
+	m.mem_pivot = 10500;
+	m.flush_per_tuple = (12.64 - 12.47) / 20000;
+	assert_true(fabs(bp_hnsw_predict(&m, NULL, NULL) - 216.7) / 216.7 <= 0.25);
+}
+
 static void recorded_cliff_trial_measures_disk_phase(void **state)
 {
 	(void)state;
@@ -358,7 +379,7 @@ int main(void)
 		cmocka_unit_test(rate_fit_recovers_cost_curve), cmocka_unit_test(recorded_trial_predicts_full_build),
 		cmocka_unit_test(recorded_cliff_trial_measures_disk_phase), cmocka_unit_test(ivfflat_fixed_and_linear),
 		cmocka_unit_test(hnsw_workers_like_pgvector), cmocka_unit_test(over_limit_names_setting),
-		cmocka_unit_test(graph_memory_from_budgets),
+		cmocka_unit_test(graph_memory_from_budgets), cmocka_unit_test(shrink_toward_prior_keeps_the_time),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
