@@ -560,7 +560,10 @@ static void read_progress(struct build_plan *p, struct plan_trial *t)
 				wait_before_kmeans += next - s[i].t;
 		}
 		if (p->sample_phase[i] == PHASE_KMEANS)
-			t->kmeans_s = next - wait_before_kmeans; /* k-means ended by the next sample */
+			/* k-means ended between this sample and the next: the middle,
+			 * not the next (a short build has few samples, and the rest
+			 * of it is scaled by rows: a whole poll's bias there is 10x) */
+			t->kmeans_s = (s[i].t + next) / 2 - wait_before_kmeans;
 	}
 	t->tail_s = fmax(0, t->seconds - t->load_end_s - wait_after_load);
 	double cliff = t->cliff_tuples > 0 ? (double)t->cliff_tuples : t->rows;
