@@ -1,20 +1,19 @@
 /*
  * The build plan's arithmetic: what a full index build will cost, told
- * from timed trial builds on samples of the table.  Pure functions over
+ * from timed trial builds on a sample of the table.  Pure functions over
  * numbers the control plane measured (proxy/control/plan.c runs the
- * trials), so the model, its fit and the verdicts are unit-tested.
+ * trials), so the model, its fits and the verdicts are unit-tested.
  *
- * The model.  Each trial copies n rows into a scratch table and builds the
- * new definition there with maintenance_work_mem scaled by n / N, so that
- * the same share of the graph fits in memory as in the full build (the
- * same "regime": all in memory, or in memory up to the same fraction and
- * on disk after it).  Within one regime an HNSW build grows as a power
- * law, t = a * n^b (each insert searches a graph that grows with n), fit
- * by least squares in log space; an IVFFlat build is k-means on a bounded
- * sample plus a linear assignment pass, t = c0 + c1 * n.  pgvector's
- * NOTICE "hnsw graph no longer fits into maintenance_work_mem after N
- * tuples" in a trial gives the graph's bytes per tuple, hence the peak
- * memory of the full build and the maintenance_work_mem that would fit it.
+ * The model (details below, "the phase model").  HNSW: per-insert cost
+ * curves c(i) = a * i^d fit to a trial's progress samples, one for the
+ * inserts while the graph is in maintenance_work_mem and one for those
+ * after pgvector's NOTICE ("hnsw graph no longer fits into
+ * maintenance_work_mem after N tuples"), integrated over the full build's
+ * share of each; where the full build overflows comes from builds that met
+ * the NOTICE in small budgets (bytes per tuple).  IVFFlat: k-means on
+ * pgvector's fixed sample plus a pass linear in rows.  The older pieces
+ * (bp_fit: power and linear fits over trial totals) remain for what
+ * reads them (the ETA's exponent).
  */
 #ifndef VG_ROUTING_BUILD_PLAN_H
 #define VG_ROUTING_BUILD_PLAN_H

@@ -1,12 +1,15 @@
 /*
  * The build plan's measurements (plan.h): facts about the table and the
- * server, a random sample copied into an unlogged scratch table, timed
- * trial builds of the new definition on growing parts of it with
- * maintenance_work_mem scaled down with the sample, a memory probe when no
- * trial met pgvector's "no longer fits" NOTICE, one timed eval query; then
- * routing/build_plan.c turns them into a prediction.  One state machine:
- * each statement's callback moves the plan on through plan_next(), and
- * every way out passes PLAN_CLEANUP, which drops the scratch tables.
+ * server, a random sample copied into an unlogged scratch table, a timed
+ * trial build of the new definition on it (CONCURRENTLY, like the
+ * rebuild; HNSW with the build's own maintenance_work_mem and workers)
+ * while a second session samples pg_stat_progress_create_index, memory
+ * probes in 1 and 2 MB cancelled at pgvector's "no longer fits" NOTICE,
+ * an on-disk trial in 1 MB when the full graph will not fit, one timed
+ * eval query; then routing/build_plan.c turns them into a prediction.  One
+ * state machine: each statement's callback moves the plan on through
+ * plan_next(), and every way out passes PLAN_CLEANUP, which drops the
+ * scratch tables.
  */
 #include "proxy/control/plan.h"
 #include "proxy/control/session.h"
