@@ -929,6 +929,7 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 	static const struct enum_name plan_modes[] = {{"auto", VG_PLAN_AUTO}, {"off", VG_PLAN_OFF}, {NULL, 0}};
 	static const struct enum_name partitions_modes[] = {
 		{"whole", VG_PARTITIONS_WHOLE}, {"rolling", VG_PARTITIONS_ROLLING}, {NULL, 0}};
+	static const struct enum_name over_limit[] = {{"refuse", VG_OVER_REFUSE}, {"approve", VG_OVER_APPROVE}, {NULL, 0}};
 	static const struct enum_name truth_modes[] = {{"auto", VG_TRUTH_AUTO},
 	                                               {"exact_scan", VG_TRUTH_EXACT_SCAN},
 	                                               {"per_query", VG_TRUTH_PER_QUERY},
@@ -969,6 +970,7 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		{"max_build_seconds", F_SECONDS, MI(max_build_seconds), 0, 0, NULL},
 		{"plan", F_ENUM, MI(plan), 0, 0, plan_modes},
 		{"partitions", F_ENUM, MI(partitions), 0, 0, partitions_modes},
+		{"plan_over_limit", F_ENUM, MI(plan_over_limit), 0, 0, over_limit},
 		{"plan_sample_fraction", F_SECONDS, MI(plan_sample_fraction), 0, 0, NULL},
 		{"plan_min_rows", F_INT, MI(plan_min_rows), 100, 100000000, NULL},
 		{"approve_swap", F_BOOL, MI(approve_swap), 0, 0, NULL},
@@ -1049,6 +1051,9 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 			return fail_at(lc, value_of(lc, item, "partitions"), "managed index '%s': partitions: rolling is not "
 			               "supported yet (a partitioned table is rebuilt whole: every partition built, one gate "
 			               "over the whole table, one swap); use partitions: whole", m->index);
+		if (m->plan_over_limit == VG_OVER_APPROVE && m->plan == VG_PLAN_OFF)
+			return fail_at(lc, value_of(lc, item, "plan_over_limit"), "managed index '%s': plan_over_limit needs "
+			               "plan: auto (without a plan there is no limit to be over)", m->index);
 		if (m->traffic_sample_size < 0)
 			m->traffic_sample_size = m->eval_source == VG_EVAL_FILE ? 0 : 1000;
 		if (m->eval_source != VG_EVAL_FILE && m->traffic_sample_size == 0)

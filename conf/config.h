@@ -202,6 +202,9 @@ enum vg_plan_mode { VG_PLAN_AUTO = 0, VG_PLAN_OFF = 1 };
 /* how a partitioned table is rebuilt: every partition, then one gate and one
  * swap (whole); rolling (a gate and swap per partition) is refused at load */
 enum vg_partitions_mode { VG_PARTITIONS_WHOLE = 0, VG_PARTITIONS_ROLLING = 1 };
+/* what preflight does with a plan over a limit (memory, disk,
+ * max_build_seconds): refuse the job, or hold it for the operator */
+enum vg_plan_over_limit { VG_OVER_REFUSE = 0, VG_OVER_APPROVE = 1 };
 
 enum vg_ground_truth { VG_TRUTH_AUTO = 0, VG_TRUTH_EXACT_SCAN = 1, VG_TRUTH_PER_QUERY = 2 };
 
@@ -268,6 +271,7 @@ struct vg_managed_index {
 	double max_build_seconds;
 	enum vg_plan_mode plan;
 	enum vg_partitions_mode partitions;
+	enum vg_plan_over_limit plan_over_limit; /* refuse (default), or wait for vecgatectl approve */
 	double plan_sample_fraction; /* the largest trial's share of the table, default 0.05 */
 	int plan_min_rows;           /* the smallest trial, default 2000 rows */
 	bool approve_swap;          /* wait for an operator's approve before swapping */

@@ -93,6 +93,41 @@ int bp_sample_sizes(double total, double fraction, double min_rows, int count, d
 	return k;
 }
 
+int bp_graph_memory(const double *kb, const double *tuples, int k, double *per_tuple, double *fixed)
+{
+	int best = -1;
+	double sx = 0, sy = 0;
+	int m = 0;
+	for (int i = 0; i < k; i++) {
+		if (!(tuples[i] > 0 && kb[i] > 0))
+			continue;
+		if (best < 0 || kb[i] > kb[best])
+			best = i;
+		sx += tuples[i];
+		sy += kb[i] * 1024;
+		m++;
+	}
+	if (best < 0)
+		return -1;
+	*per_tuple = kb[best] * 1024 / tuples[best];
+	*fixed = 0;
+	if (m < 2)
+		return 0;
+	double xbar = sx / m, ybar = sy / m, sxx = 0, sxy = 0;
+	for (int i = 0; i < k; i++) {
+		if (!(tuples[i] > 0 && kb[i] > 0))
+			continue;
+		sxx += (tuples[i] - xbar) * (tuples[i] - xbar);
+		sxy += (tuples[i] - xbar) * (kb[i] * 1024 - ybar);
+	}
+	double slope = sxx > 0 ? sxy / sxx : 0, icept = ybar - slope * xbar;
+	if (slope > 0 && icept >= 0) {
+		*per_tuple = slope;
+		*fixed = icept;
+	}
+	return 0;
+}
+
 long bp_trial_mwm_kb(long mwm_kb, double n, double total, long floor_kb)
 {
 	double kb = total > 0 ? (double)mwm_kb * n / total : (double)mwm_kb;
@@ -199,6 +234,26 @@ void bp_bytes_str(double bytes, char *out, size_t len)
 
 bool bp_refuse(const struct bp_limits *l, char *why, size_t len)
 {
+	return bp_check(l, why, len) != BP_OVER_NONE;
+}
+
+const char *bp_over_setting(enum bp_over o)
+{
+	switch (o) {
+	case BP_OVER_MEMORY:
+		return "maintenance_work_mem";
+	case BP_OVER_DISK:
+		return "free_space_bytes";
+	case BP_OVER_WINDOW:
+		return "max_build_seconds";
+	case BP_OVER_NONE:
+		break;
+	}
+	return NULL;
+}
+
+enum bp_over bp_check(const struct bp_limits *l, char *why, size_t len)
+{
 	char a[32], b[32];
 	if (l->cliff && isfinite(l->peak_bytes)) {
 		bp_bytes_str(l->peak_bytes, a, sizeof(a));
@@ -207,22 +262,195 @@ bool bp_refuse(const struct bp_limits *l, char *why, size_t len)
 		         "maintenance_work_mem is %s: it would go on disk (HNSW, several times slower) or fail (IVFFlat); "
 		         "raise maintenance_work_mem in the index's maintenance_settings to at least %s (or set plan: off to "
 		         "build anyway)", a, b, a);
-		return true;
+		return BP_OVER_MEMORY;
 	}
 	if (isfinite(l->free_bytes) && isfinite(l->need_bytes) && l->need_bytes > l->free_bytes) {
 		bp_bytes_str(l->need_bytes, a, sizeof(a));
 		bp_bytes_str(l->free_bytes, b, sizeof(b));
 		snprintf(why, len, "the build needs about %s of disk, %s is free: free space (or correct free_space_bytes / "
 		         "free_space_query if the figure is wrong)", a, b);
-		return true;
+		return BP_OVER_DISK;
 	}
 	if (l->max_build_s > 0 && isfinite(l->predicted_s) && l->predicted_s > l->max_build_s) {
 		snprintf(why, len, "the build is predicted to take %.0f s, over max_build_seconds (%.0f s): raise "
 		         "max_build_seconds, or give the build more maintenance_work_mem / parallel workers", l->predicted_s,
 		         l->max_build_s);
-		return true;
+		return BP_OVER_WINDOW;
 	}
 	if (why && len)
 		why[0] = 0;
-	return false;
+	return BP_OVER_NONE;
+}
+
+/* ---- the phase model ---- */
+
+#define BP_MAX_WINDOWS 48
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+int bp_fit_rate(const struct bp_sample *s, int k, double lo, double hi, struct bp_rate *out)
+{
+	memset(out, 0, sizeof(*out));
+	/* the samples in range, in order */
+	int first = -1, last = -1;
+	for (int i = 0; i < k; i++)
+		if (s[i].n >= lo && s[i].n <= hi) {
+			if (first < 0)
+				first = i;
+			last = i;
+		}
+	if (first < 0 || last <= first || s[last].n <= s[first].n || s[last].t <= s[first].t)
+		return -1;
+	/* windows of at least 1/40 of the range: a poll that saw few new
+	 * tuples says more about the timer than the build */
+	double minw = (s[last].n - s[first].n) / 40.0;
+	/* at most 40 windows of 1/40 each (and one short last one) */
+	double x[BP_MAX_WINDOWS], y[BP_MAX_WINDOWS];
+	int m = 0;
+	for (int i = first, j; i < last && m < BP_MAX_WINDOWS; i = j) {
+		for (j = i + 1; j < last && s[j].n - s[i].n < minw; j++)
+			;
+		double dn = s[j].n - s[i].n, dt = s[j].t - s[i].t;
+		if (dn <= 0 || dt <= 0)
+			continue;
+		x[m] = log(fmax((s[i].n + s[j].n) / 2, 1));
+		y[m] = log(dt / dn);
+		m++;
+	}
+	double mean_c = (s[last].t - s[first].t) / (s[last].n - s[first].n);
+	double mid = fmax((s[first].n + s[last].n) / 2, 1);
+	out->k = m;
+	out->ok = true;
+	if (m < 3) {
+		/* too few points for a slope: the mean rate, flat */
+		out->a = mean_c;
+		out->d = 0;
+		return 0;
+	}
+	double sx = 0, sy = 0;
+	for (int i = 0; i < m; i++) {
+		sx += x[i];
+		sy += y[i];
+	}
+	double xbar = sx / m, ybar = sy / m, sxx = 0, sxy = 0;
+	for (int i = 0; i < m; i++) {
+		sxx += (x[i] - xbar) * (x[i] - xbar);
+		sxy += (x[i] - xbar) * (y[i] - ybar);
+	}
+	/* d: the median of the slopes between every two windows (Theil-Sen):
+	 * a burst of load on a shared server slows a few windows, which pulls
+	 * a least-squares slope anywhere but moves the median little */
+	double slopes[BP_MAX_WINDOWS * (BP_MAX_WINDOWS - 1) / 2];
+	int ns = 0;
+	for (int i = 0; i < m; i++)
+		for (int j = i + 1; j < m; j++)
+			if (fabs(x[j] - x[i]) > 0.05)
+				slopes[ns++] = (y[j] - y[i]) / (x[j] - x[i]);
+	double d = sxx > 0 ? sxy / sxx : 0, sse = 0;
+	if (ns > 0) {
+		qsort(slopes, (size_t)ns, sizeof(double), cmp_double);
+		d = ns % 2 ? slopes[ns / 2] : (slopes[ns / 2 - 1] + slopes[ns / 2]) / 2;
+	}
+	if (d < 0)
+		d = 0;
+	if (d > 1)
+		d = 1;
+	for (int i = 0; i < m; i++) {
+		double r = y[i] - (ybar + d * (x[i] - xbar));
+		sse += r * r;
+	}
+	out->d = d;
+	out->se_d = sxx > 0 ? sqrt(sse / (m - 2) / sxx) : 0;
+	/* anchor the level on the time the range really took, not on the mean
+	 * of log rates (which the noisy windows pull down): the integral over
+	 * the range equals the measured seconds */
+	out->a = 1;
+	double unit = bp_rate_seconds(out, s[first].n, s[last].n);
+	out->a = unit > 0 ? (s[last].t - s[first].t) / unit : mean_c / pow(mid, d);
+	return 0;
+}
+
+void bp_rate_shrink(struct bp_rate *r, double d0, double from, double to)
+{
+	if (!r->ok)
+		return;
+	double spent = bp_rate_seconds(r, from, to);
+	double vm = r->se_d * r->se_d + BP_D_SPREAD * BP_D_SPREAD, vp = BP_D_PRIOR_SD * BP_D_PRIOR_SD;
+	double d = (r->d / vm + d0 / vp) / (1 / vm + 1 / vp);
+	r->d = fmin(1, fmax(0, d));
+	r->se_d = sqrt(1 / (1 / vm + 1 / vp));
+	r->a = 1;
+	double unit = bp_rate_seconds(r, from, to);
+	r->a = unit > 0 ? spent / unit : 0;
+}
+
+double bp_rate_seconds(const struct bp_rate *r, double from, double to)
+{
+	if (!r->ok || to <= from)
+		return 0;
+	double e = 1 + r->d;
+	return r->a / e * (pow(fmax(to, 0), e) - pow(fmax(from, 0), e));
+}
+
+double bp_rate_seconds_shifted(const struct bp_rate *r, double from, double to, double d_shift, double pivot)
+{
+	struct bp_rate q = *r;
+	q.d = fmax(0, r->d + d_shift);
+	/* the same per-insert cost at the pivot, a steeper or flatter slope */
+	q.a = r->a * pow(fmax(pivot, 1), r->d - q.d);
+	return bp_rate_seconds(&q, from, to);
+}
+
+static double hnsw_seconds(const struct bp_hnsw_model *m, double shift)
+{
+	double n = m->rows, c = m->cliff > 0 && m->cliff < n ? m->cliff : n;
+	double t = bp_rate_seconds_shifted(&m->mem, 0, c, shift * m->mem.se_d, m->mem_pivot);
+	t += m->flush_per_tuple * n;
+	if (c >= n)
+		return t;
+	t += m->cliff_flush_per_tuple * c;
+	if (m->disk.ok)
+		return t + bp_rate_seconds_shifted(&m->disk, c, n, shift * m->disk.se_d, m->disk_pivot);
+	/* no trial went on disk: the in-memory cost, times what on-disk
+	 * inserts cost relative to it */
+	return t + m->disk_factor * bp_rate_seconds_shifted(&m->mem, c, n, shift * m->mem.se_d, m->mem_pivot);
+}
+
+double bp_hnsw_predict(const struct bp_hnsw_model *m, double *lo, double *hi)
+{
+	double v = hnsw_seconds(m, 0);
+	/* one standard error of each slope, carried from what the fits saw
+	 * to the full table; never narrower than +-10% (the server's load
+	 * moves every figure by that much between plan and build) */
+	if (lo)
+		*lo = fmin(hnsw_seconds(m, -1), v * 0.9);
+	if (hi)
+		*hi = fmax(hnsw_seconds(m, 1), v * 1.1);
+	return v;
+}
+
+double bp_ivfflat_samples(int lists, double rows)
+{
+	double want = fmax((double)lists * 50, 10000);
+	return fmin(want, rows);
+}
+
+double bp_ivfflat_predict(double kmeans_s, double trial_samples, double full_samples, double rest_s, double trial_rows,
+                          double rows)
+{
+	/* Elkan's k-means costs about samples x lists x dims per iteration:
+	 * linear in the samples for the same lists */
+	double km = trial_samples > 0 ? kmeans_s * full_samples / trial_samples : kmeans_s;
+	return km + (trial_rows > 0 ? rest_s * rows / trial_rows : 0);
+}
+
+int bp_hnsw_workers(double heap_pages, int max_workers, long mwm_kb, double min_scan_pages, int reloption)
+{
+	if (bp_parallel_workers(heap_pages, max_workers, mwm_kb, min_scan_pages, reloption) == 0)
+		return 0;
+	return reloption >= 0 && reloption < max_workers ? reloption : max_workers;
 }

@@ -1,20 +1,19 @@
 /*
  * The build plan's arithmetic: what a full index build will cost, told
- * from timed trial builds on samples of the table.  Pure functions over
+ * from timed trial builds on a sample of the table.  Pure functions over
  * numbers the control plane measured (proxy/control/plan.c runs the
- * trials), so the model, its fit and the verdicts are unit-tested.
+ * trials), so the model, its fits and the verdicts are unit-tested.
  *
- * The model.  Each trial copies n rows into a scratch table and builds the
- * new definition there with maintenance_work_mem scaled by n / N, so that
- * the same share of the graph fits in memory as in the full build (the
- * same "regime": all in memory, or in memory up to the same fraction and
- * on disk after it).  Within one regime an HNSW build grows as a power
- * law, t = a * n^b (each insert searches a graph that grows with n), fit
- * by least squares in log space; an IVFFlat build is k-means on a bounded
- * sample plus a linear assignment pass, t = c0 + c1 * n.  pgvector's
- * NOTICE "hnsw graph no longer fits into maintenance_work_mem after N
- * tuples" in a trial gives the graph's bytes per tuple, hence the peak
- * memory of the full build and the maintenance_work_mem that would fit it.
+ * The model (details below, "the phase model").  HNSW: per-insert cost
+ * curves c(i) = a * i^d fit to a trial's progress samples, one for the
+ * inserts while the graph is in maintenance_work_mem and one for those
+ * after pgvector's NOTICE ("hnsw graph no longer fits into
+ * maintenance_work_mem after N tuples"), integrated over the full build's
+ * share of each; where the full build overflows comes from builds that met
+ * the NOTICE in small budgets (bytes per tuple).  IVFFlat: k-means on
+ * pgvector's fixed sample plus a pass linear in rows.  The older pieces
+ * (bp_fit: power and linear fits over trial totals) remain for what
+ * reads them (the ETA's exponent).
  */
 #ifndef VG_ROUTING_BUILD_PLAN_H
 #define VG_ROUTING_BUILD_PLAN_H
@@ -44,9 +43,100 @@ int bp_fit(enum bp_model model, const double *n, const double *t, int k, struct 
  * the band is the spread the fit cannot see: +-25% by convention). */
 double bp_predict(const struct bp_fit *f, double n, double *lo, double *hi);
 
+/* ---- the phase model: what one trial's progress says ----
+ *
+ * An HNSW build inserts tuples one by one, each insert a search of the
+ * graph built so far: the cost of the i-th insert grows with i (longer
+ * searches, and a working set that outgrows the CPU caches), so a build
+ * is the sum of per-insert costs, not a straight line.  pgvector reports
+ * tuples_done in pg_stat_progress_create_index as it inserts; sampled over
+ * a trial's time it gives the per-insert cost at every graph size the
+ * trial passed through, dozens of points from one build instead of three
+ * noisy totals.  The cost is fit as c(i) = a * i^d (d near 0.1 to 0.2 in
+ * memory), separately for the inserts before pgvector's NOTICE (the graph
+ * in maintenance_work_mem) and after it (the rest inserted into the index
+ * on disk, several times slower and growing faster with the graph), and
+ * the full build is the integral of each phase over its share of the
+ * table. */
+
+struct bp_sample {
+	double t; /* seconds since the trial's build started */
+	double n; /* tuples_done then */
+};
+
+struct bp_rate {
+	double a, d;  /* c(i) = a * i^d seconds per insert at graph size i */
+	double se_d;  /* the standard error of d (0: not measured) */
+	int k;        /* windows fit */
+	bool ok;
+};
+
+/* Fit c(i) over the samples whose tuples_done lies in [lo, hi] (sorted by
+ * t): windows of consecutive samples, each at least 1/40 of the range, the
+ * rate of each a point at its middle; d is kept within [0, 1] (a per-insert
+ * cost that falls, or grows faster than the graph, is noise).  -1 when
+ * fewer than two samples fall in the range. */
+int bp_fit_rate(const struct bp_sample *s, int k, double lo, double hi, struct bp_rate *out);
+/* How far to believe a measured d.  The windows' own standard error
+ * understates how much d moves between two identical builds on a shared
+ * server, where the load drifts over a trial's seconds: measured on the
+ * bench machine (2 shared cores, another test suite running), three builds
+ * of the same 20,000 rows in memory gave d = 0.08, 0.22 and 0.54, while the
+ * totals of full and trial builds agreed on an exponent of 1.23 to 1.35
+ * (d 0.23 to 0.35), as did the progress of a whole 200,000-row build (d
+ * 0.25 to 0.33 over 10k to 200k).  So d is combined, by inverse variance,
+ * with a prior: the measured d with its standard error widened by
+ * BP_D_SPREAD, the prior with BP_D_PRIOR_SD.  On a quiet server the
+ * measured d still moves the result; on a busy one the prior holds it. */
+#define BP_D_SPREAD 0.2
+#define BP_D_PRIOR_SD 0.1
+#define BP_D_PRIOR_MEMORY 0.3 /* in memory: a longer search and a working set outgrowing the CPU caches */
+#define BP_D_PRIOR_DISK 0.5   /* on disk: each insert reads and rewrites neighbours' pages, a growing set */
+/* r.d combined with the prior d0 (see above); r.a re-anchored so the fit
+ * still spends the measured seconds over [from, to]. */
+void bp_rate_shrink(struct bp_rate *r, double d0, double from, double to);
+
+/* The seconds of inserts from graph size `from` to `to` under r
+ * (the integral of c); d_shift moves d by that much (the band), keeping
+ * the fit's value at `pivot`, the middle of what it saw. */
+double bp_rate_seconds(const struct bp_rate *r, double from, double to);
+double bp_rate_seconds_shifted(const struct bp_rate *r, double from, double to, double d_shift, double pivot);
+
+/* An HNSW build of `rows` tuples: in memory up to cliff (0: the graph
+ * fits), then on disk; the flushes (the graph written out at the cliff
+ * or at the end) per tuple of what they write. */
+struct bp_hnsw_model {
+	double rows;
+	double cliff;               /* the full build's overflow point, 0 = fits */
+	struct bp_rate mem, disk;   /* disk.ok false: no trial went on disk */
+	double mem_pivot, disk_pivot; /* graph sizes at the middle of what each fit saw */
+	double flush_per_tuple;     /* after the inserts, per row: the final flush, CONCURRENTLY's validation */
+	double cliff_flush_per_tuple; /* the flush at the cliff, per tuple in memory */
+	double disk_factor;         /* no disk fit: disk inserts this many times the in-memory cost */
+};
+/* Seconds, with a band from the fits' slope errors (lo, hi may be NULL). */
+double bp_hnsw_predict(const struct bp_hnsw_model *m, double *lo, double *hi);
+
+/* IVFFlat (pgvector ivfbuild.c): k-means on a reservoir sample of
+ * max(50 x lists, 10000) rows (fewer when the table has fewer), then one
+ * pass that assigns and sorts every tuple: a fixed part and a linear part.
+ * A trial that sampled as many rows as the full build runs the same
+ * k-means; one that sampled fewer is scaled by the sample ratio. */
+double bp_ivfflat_samples(int lists, double rows);
+double bp_ivfflat_predict(double kmeans_s, double trial_samples, double full_samples, double rest_s,
+                          double trial_rows, double rows);
+
 /* Sample sizes for `count` trials growing by 2x up to fraction * total,
  * each at least min_rows (and at most total); returns how many. */
 int bp_sample_sizes(double total, double fraction, double min_rows, int count, double *out);
+/* The HNSW graph's memory from where builds overflowed: k points of
+ * (maintenance_work_mem in kB, the tuples it held at pgvector's NOTICE).
+ * pgvector counts a fixed part besides the elements, which a small budget
+ * feels most, so with two budgets a line bytes = fixed + per_tuple * n
+ * separates them; with one (or a line that makes no sense) the largest
+ * budget's ratio, fixed 0.  -1 without a point. */
+int bp_graph_memory(const double *kb, const double *tuples, int k, double *per_tuple, double *fixed);
+
 /* A trial's maintenance_work_mem (kB): the full build's, scaled by
  * n / total, never under floor_kb (PostgreSQL's minimum is 1024). */
 long bp_trial_mwm_kb(long mwm_kb, double n, double total, long floor_kb);
@@ -67,6 +157,13 @@ double bp_ivfflat_kmeans_bytes(int lists, int dims, double rows);
  * max_parallel_maintenance_workers, then cut until every participant
  * has 32 MB of maintenance_work_mem.  reloption < 0 when not set. */
 int bp_parallel_workers(double heap_pages, int max_workers, long mwm_kb, double min_scan_pages, int reloption);
+/* The workers pgvector's HNSW build launches: none when PostgreSQL plans
+ * none (the table under min_parallel_table_scan_size, or less than 32 MB
+ * of maintenance_work_mem per participant), else the table's
+ * parallel_workers reloption or max_parallel_maintenance_workers, whichever
+ * is set (hnswbuild.c ComputeParallelWorkers: not PostgreSQL's count by
+ * size). */
+int bp_hnsw_workers(double heap_pages, int max_workers, long mwm_kb, double min_scan_pages, int reloption);
 
 /* A build in flight: its remaining seconds from the plan's prediction and
  * the live progress (tuples done of total), following the fitted curve:
@@ -92,6 +189,11 @@ struct bp_limits {
 	double max_build_s, predicted_s;    /* max 0: no window */
 };
 bool bp_refuse(const struct bp_limits *l, char *why, size_t len);
+/* Which limit the plan is over (the first of memory, disk, window), and
+ * the setting an operator changes to fix it. */
+enum bp_over { BP_OVER_NONE, BP_OVER_MEMORY, BP_OVER_DISK, BP_OVER_WINDOW };
+enum bp_over bp_check(const struct bp_limits *l, char *why, size_t len);
+const char *bp_over_setting(enum bp_over o);
 
 /* n bytes as "12.3 MB" / "1.20 GB" (kB for small). */
 void bp_bytes_str(double bytes, char *out, size_t len);

@@ -48,12 +48,24 @@ static void plan_result_json(struct json *j, const char *key, const struct plan_
 	json_int(j, "max_parallel_maintenance_workers", r->max_workers);
 	json_obj_end(j);
 	json_obj_begin(j, "fit");
-	json_str(j, "model", !r->have_fit ? NULL : r->fit.model == BP_POWER ? "power: t = a * rows^b" : "linear: t = a + b * rows");
+	json_str(j, "model", r->have_model ? "phases: per-insert cost a * i^d in memory, then on disk"
+	                     : !r->have_fit ? NULL
+	                     : r->fit.model == BP_POWER ? "power: t = a * rows^b" : "linear: t = a + b * rows");
 	json_num(j, "a", r->have_fit ? r->fit.a : NAN);
 	json_num(j, "b", r->have_fit ? r->fit.b : NAN);
 	json_num(j, "r2", r->have_fit ? r->fit.r2 : NAN);
 	json_num(j, "sigma", r->have_fit && r->fit.k > 2 ? r->fit.sigma : NAN);
 	json_int(j, "points", r->have_fit ? r->fit.k : 0);
+	/* HNSW: what the prediction integrates (seconds per insert a * i^d) */
+	json_num(j, "memory_a", r->have_model ? r->model.mem.a : NAN);
+	json_num(j, "memory_d", r->have_model ? r->model.mem.d : NAN);
+	json_num(j, "memory_d_stderr", r->have_model ? r->model.mem.se_d : NAN);
+	json_num(j, "disk_a", r->have_model && r->model.disk.ok ? r->model.disk.a : NAN);
+	json_num(j, "disk_d", r->have_model && r->model.disk.ok ? r->model.disk.d : NAN);
+	json_num(j, "disk_d_stderr", r->have_model && r->model.disk.ok ? r->model.disk.se_d : NAN);
+	json_num(j, "cliff_flush_seconds_per_tuple", r->have_model ? r->model.cliff_flush_per_tuple : NAN);
+	json_num(j, "final_flush_seconds_per_tuple", r->have_model ? r->model.flush_per_tuple : NAN);
+	json_num(j, "kmeans_seconds", r->kmeans_s > 0 ? r->kmeans_s : NAN);
 	json_obj_end(j);
 	json_arr_begin(j, "trials");
 	for (int i = 0; i < r->n_trials; i++) {
@@ -65,6 +77,13 @@ static void plan_result_json(struct json *j, const char *key, const struct plan_
 		json_num(j, "index_bytes", t->index_bytes);
 		json_int(j, "graph_overflow_after_tuples", t->cliff_tuples);
 		json_bool(j, "mwm_floored", t->floored);
+		json_str(j, "kind", t->kind == TRIAL_MEMORY ? "memory" : t->kind == TRIAL_DISK ? "disk" : "scaled");
+		json_int(j, "parallel_workers", t->workers);
+		json_int(j, "progress_samples", t->progress_samples);
+		json_num(j, "notice_seconds", t->notice_s);
+		json_num(j, "memory_d", t->mem.ok ? t->mem.d : NAN);
+		json_num(j, "disk_d", t->disk.ok ? t->disk.d : NAN);
+		json_num(j, "kmeans_seconds", t->kmeans_s);
 		json_obj_end(j);
 	}
 	json_arr_end(j);
@@ -76,6 +95,8 @@ static void plan_result_json(struct json *j, const char *key, const struct plan_
 	json_num(j, "overflow_after_tuples", r->cliff ? r->cliff_tuples : NAN);
 	json_num(j, "maintenance_work_mem_to_fit_bytes", r->mwm_to_fit_bytes);
 	json_bool(j, "sort_spills", r->sort_spills);
+	json_num(j, "probe_overflow_after_tuples", r->probe_tuples > 0 ? r->probe_tuples : NAN);
+	json_num(j, "graph_fixed_bytes", r->graph_fixed_bytes);
 	json_obj_end(j);
 	json_obj_begin(j, "disk");
 	json_num(j, "index_bytes", r->index_bytes);
@@ -281,8 +302,17 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 	json_obj_end(j);
 	json_int(j, "swap_attempts", job->swap_tries);
 	json_str(j, "gate_refused", job->gate_refusal[0] && job->state == JOB_SWAP ? job->gate_refusal : NULL);
-	json_bool(j, "awaiting_approval", job->state == JOB_SWAP && !job->approved && job_index(job) &&
-	                                      job_index(job)->approve_swap);
+	bool plan_held = job->state == JOB_PREFLIGHT && job->plan_hold[0] && !job->plan_approved;
+	json_bool(j, "awaiting_approval", plan_held || (job->state == JOB_SWAP && !job->approved && job_index(job) &&
+	                                                job_index(job)->approve_swap));
+	/* plan_over_limit: approve: why the job waits before building, and
+	 * the setting that would have let it through */
+	json_obj_begin(j, "plan_over_limit");
+	json_str(j, "reason", job->plan_hold[0] ? job->plan_hold : NULL);
+	json_str(j, "setting", job->plan_hold[0] ? job->plan_hold_setting : NULL);
+	json_bool(j, "waiting", plan_held);
+	json_bool(j, "approved", job->plan_hold[0] && job->plan_approved);
+	json_obj_end(j);
 	json_arr_begin(j, "history");
 	for (int i = 0; i < job->n_hist; i++) {
 		const struct history_entry *h = &job->hist[i];

@@ -1,12 +1,15 @@
 /*
  * The build plan's measurements (plan.h): facts about the table and the
- * server, a random sample copied into an unlogged scratch table, timed
- * trial builds of the new definition on growing parts of it with
- * maintenance_work_mem scaled down with the sample, a memory probe when no
- * trial met pgvector's "no longer fits" NOTICE, one timed eval query; then
- * routing/build_plan.c turns them into a prediction.  One state machine:
- * each statement's callback moves the plan on through plan_next(), and
- * every way out passes PLAN_CLEANUP, which drops the scratch tables.
+ * server, a random sample copied into an unlogged scratch table, a timed
+ * trial build of the new definition on it (CONCURRENTLY, like the
+ * rebuild; HNSW with the build's own maintenance_work_mem and workers)
+ * while a second session samples pg_stat_progress_create_index, memory
+ * probes in 1 and 2 MB cancelled at pgvector's "no longer fits" NOTICE,
+ * an on-disk trial in 1 MB when the full graph will not fit, one timed
+ * eval query; then routing/build_plan.c turns them into a prediction.  One
+ * state machine: each statement's callback moves the plan on through
+ * plan_next(), and every way out passes PLAN_CLEANUP, which drops the
+ * scratch tables.
  */
 #include "proxy/control/plan.h"
 #include "proxy/control/session.h"
@@ -21,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PLAN_TRIALS 3
+#define PLAN_POLL_S 0.1 /* progress samples: ~10 a second, a few hundred per trial */
 #define PLAN_KEEP 4 /* finished plans kept per index: the newest is shown */
 
 /* the replicas' replay position: their replay rate over the plan */
@@ -69,8 +72,19 @@ int plan_eval_queries(const struct vg_managed_index *mi)
 	return n;
 }
 
+static void poll_stop(struct build_plan *p)
+{
+	p->polling = false;
+	if (p->poll_timer)
+		evtimer_del(p->poll_timer);
+}
+
 static void plan_free(struct build_plan *p)
 {
+	if (p->poll_timer)
+		event_free(p->poll_timer);
+	if (p->ps)
+		pg_session_close(p->ps);
 	if (p->s)
 		pg_session_close(p->s);
 	free(p->index_name);
@@ -102,6 +116,11 @@ static void finished(struct build_plan *p)
 	p->r.cost_s = p->finished - p->started;
 	p->r.cost_ratio = p->r.predicted_s > 0 ? p->r.cost_s / p->r.predicted_s : NAN;
 	p->percent = 100;
+	poll_stop(p);
+	if (p->ps) {
+		pg_session_close(p->ps);
+		p->ps = NULL;
+	}
 	if (p->s) {
 		pg_session_close(p->s);
 		p->s = NULL;
@@ -196,6 +215,8 @@ static void on_notice(void *arg, const char *severity, const char *message, cons
 		return;
 	log_info("plan %d (%s): trial %s: %s", p->id, p->index_name, severity, message);
 	p->notice_cliff = tuples ? tuples : 1;
+	if (!isfinite(p->notice_s))
+		p->notice_s = now_sec() - p->t0; /* the in-memory phase ends, the flush starts */
 	if (p->probing && p->s) {
 		/* the probe has what it came for: stop its build now */
 		PGconn *c = pg_session_conn(p->s);
@@ -206,6 +227,93 @@ static void on_notice(void *arg, const char *severity, const char *message, cons
 			PQfreeCancel(cn);
 		}
 	}
+}
+
+/* ---- the progress poller ---- */
+
+static void poll_tick(evutil_socket_t fd, short what, void *arg);
+
+static void poll_arm(struct build_plan *p)
+{
+	struct timeval tv = {0, (long)(PLAN_POLL_S * 1e6)};
+	if (p->poll_timer)
+		evtimer_add(p->poll_timer, &tv);
+}
+
+static void poll_result(void *arg, PGresult *res, const char *error)
+{
+	struct build_plan *p = arg;
+	p->poll_out = false;
+	if (!p->polling || error || !PQntuples(res) || PQgetisnull(res, 0, 0))
+		return;
+	if (p->n_samples == PLAN_MAX_SAMPLES) {
+		/* a long trial: every other sample, so the whole build stays */
+		int k = 0;
+		for (int i = 0; i < p->n_samples; i += 2, k++) {
+			p->samples[k] = p->samples[i];
+			p->sample_phase[k] = p->sample_phase[i];
+		}
+		p->n_samples = k;
+	}
+	double n = atof(PQgetvalue(res, 0, 0));
+	const char *phase = PQgetvalue(res, 0, 1);
+	p->samples[p->n_samples].t = now_sec() - p->t0;
+	p->samples[p->n_samples].n = n;
+	p->sample_phase[p->n_samples] = strstr(phase, "k-means")   ? PHASE_KMEANS
+	                                : strstr(phase, "waiting") ? PHASE_WAITING
+	                                                           : PHASE_OTHER;
+	/* the load phase's samples only, tuples counted there; the others
+	 * (initializing, k-means) carry n = 0 and mark time */
+	if (!strstr(phase, "loading") && !strstr(phase, "assigning"))
+		p->samples[p->n_samples].n = -1;
+	p->n_samples++;
+}
+
+static void poll_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct build_plan *p = arg;
+	(void)fd;
+	(void)what;
+	if (!p->polling)
+		return;
+	if (p->ps && pg_session_connected(p->ps) && !p->poll_out && p->s) {
+		char pid[16];
+		snprintf(pid, sizeof(pid), "%d", pg_session_backend_pid(p->s));
+		const char *params[] = {pid};
+		p->poll_out = true;
+		if (pg_session_query(p->ps,
+		                     "SELECT tuples_done::float8, phase FROM pg_stat_progress_create_index WHERE pid = $1",
+		                     1, params, poll_result, p) < 0)
+			p->poll_out = false;
+	}
+	poll_arm(p);
+}
+
+static void poll_start(struct build_plan *p)
+{
+	p->n_samples = 0;
+	p->notice_s = NAN;
+	p->polling = true;
+	if (!p->poll_timer)
+		p->poll_timer = evtimer_new(vg.base, poll_tick, p);
+	poll_arm(p);
+}
+
+static void ps_up(void *arg, const char *error)
+{
+	(void)arg;
+	(void)error;
+}
+
+static void ps_lost(void *arg, const char *error)
+{
+	struct build_plan *p = arg;
+	/* the plan goes on without progress samples: totals only */
+	log_warn("plan %d (%s): the progress session was lost (%s): the trials are timed as wholes", p->id,
+	         p->index_name, error ? error : "?");
+	pg_session_close(p->ps);
+	p->ps = NULL;
+	p->poll_out = false;
 }
 
 static void on_up(void *arg, const char *error)
@@ -346,9 +454,17 @@ static void facts_result(void *arg, PGresult *res, const char *error)
 		fail(p, "the table is empty: nothing to plan");
 		return;
 	}
-	p->n_sizes = bp_sample_sizes(p->r.rows, mi->plan_sample_fraction, mi->plan_min_rows, PLAN_TRIALS, p->sizes);
+	/* one sample, built once or twice: the progress samples of one build
+	 * give the cost curve that three builds of growing size gave as three
+	 * noisy totals, at a third of the rows built */
+	p->n_sizes = bp_sample_sizes(p->r.rows, mi->plan_sample_fraction, mi->plan_min_rows, 1, p->sizes);
+	if (!strcmp(p->r.method, "ivfflat") && p->sizes[0] < bp_ivfflat_samples(p->lists, p->r.rows))
+		p->sizes[0] = bp_ivfflat_samples(p->lists, p->r.rows); /* the full build's k-means sample */
 	p->r.max_workers = p->max_pmw;
-	p->r.workers = bp_parallel_workers(p->relpages, p->max_pmw, p->mwm_kb, p->min_scan_pages, p->reloption_workers);
+	p->r.workers = !strcmp(p->r.method, "hnsw")
+	                   ? bp_hnsw_workers(p->relpages, p->max_pmw, p->mwm_kb, p->min_scan_pages, p->reloption_workers)
+	                   : bp_parallel_workers(p->relpages, p->max_pmw, p->mwm_kb, p->min_scan_pages,
+	                                         p->reloption_workers);
 	query(p, SQL_PLAN_REPLICAS, 0, NULL, replicas_start);
 }
 
@@ -368,16 +484,18 @@ static void sample_done(void *arg, PGresult *res, const char *error)
 		fail(p, "the sample of the table came back empty");
 		return;
 	}
-	/* trials never ask for more rows than the sample has */
-	int k = 0;
-	for (int i = 0; i < p->n_sizes; i++)
-		if (p->sizes[i] < p->sample_rows && (!k || p->sizes[i] > p->sizes[k - 1]))
-			p->sizes[k++] = p->sizes[i];
-	if (!k || p->sizes[k - 1] < p->sample_rows)
-		p->sizes[k++] = p->sample_rows;
-	p->n_sizes = k > BP_MAX_TRIALS ? BP_MAX_TRIALS : k;
+	/* every trial builds the whole sample */
+	p->n_sizes = 1;
+	p->sizes[0] = p->sample_rows;
 	p->cur = 0;
 	p->state = PLAN_TRIAL;
+	/* the trials run with the workers the full build will use: the
+	 * sample is too small for PostgreSQL to plan them by size, the
+	 * reloption asks for them (the 32 MB per participant rule still
+	 * applies, so a trial with less memory runs with fewer) */
+	char sql[300];
+	snprintf(sql, sizeof(sql), "ALTER TABLE vecgate.%s SET (parallel_workers = %d)", p->scratch, p->r.workers);
+	pg_session_query(p->s, sql, 0, NULL, NULL, NULL);
 	plan_next(p);
 }
 
@@ -390,16 +508,21 @@ static void trial_ready(void *arg, PGresult *res, const char *error)
 		return;
 	p->notice_cliff = 0;
 	p->t0 = now_sec();
+	poll_start(p);
 	char sql[1400];
 	char rel[128], name[64];
-	snprintf(rel, sizeof(rel), "vecgate.%s", p->cur == p->n_sizes - 1 || p->state == PLAN_PROBE ? p->scratch
-	                                                                                             : p->trial_table);
+	snprintf(rel, sizeof(rel), "vecgate.%s", p->scratch);
 	snprintf(name, sizeof(name), "%s", p->trial_index);
-	if (indexdef_retarget(p->r.definition, rel, name, sql, sizeof(sql)) < 0) {
+	/* the trials run the build's own statement, CONCURRENTLY, so its
+	 * validation pass is in their time too (its waits are taken out);
+	 * the probe, cancelled at the NOTICE, needs none of it */
+	char plain[1400];
+	if (indexdef_retarget(p->r.definition, rel, name, plain, sizeof(plain)) < 0 || strncmp(plain, "CREATE INDEX ", 13)) {
 		fail(p, "cannot retarget the definition");
 		return;
 	}
-	query(p, sql, 0, NULL, trial_built);
+	snprintf(sql, sizeof(sql), "CREATE INDEX CONCURRENTLY %s", plain + 13);
+	query(p, p->state != PLAN_PROBE ? sql : plain, 0, NULL, trial_built);
 }
 
 static void trial_sized(void *arg, PGresult *res, const char *error)
@@ -409,20 +532,73 @@ static void trial_sized(void *arg, PGresult *res, const char *error)
 		return;
 	p->r.trials[p->cur].index_bytes = num(res, 0);
 	p->cur++;
+	p->r.n_trials = p->cur;
 	plan_next(p);
+}
+
+/* What the progress samples of the trial just built say: the in-memory
+ * and on-disk per-insert costs, the flushes, k-means' time. */
+static void read_progress(struct build_plan *p, struct plan_trial *t)
+{
+	const struct bp_sample *s = p->samples;
+	int k = p->n_samples;
+	t->progress_samples = k;
+	t->notice_s = t->cliff_tuples ? p->notice_s : NAN;
+	t->load_end_s = t->seconds;
+	t->kmeans_s = NAN;
+	t->cliff_flush_s = 0;
+	double top = 0, wait_before_kmeans = 0, wait_after_load = 0;
+	t->wait_s = 0;
+	for (int i = 0; i < k; i++) {
+		if (s[i].n > top) {
+			top = s[i].n;
+			t->load_end_s = s[i].t;
+			wait_after_load = 0;
+		}
+		double next = i + 1 < k ? s[i + 1].t : t->seconds;
+		if (p->sample_phase[i] == PHASE_WAITING) {
+			t->wait_s += next - s[i].t;
+			wait_after_load += next - s[i].t;
+			if (!isfinite(t->kmeans_s))
+				wait_before_kmeans += next - s[i].t;
+		}
+		if (p->sample_phase[i] == PHASE_KMEANS)
+			/* k-means ended between this sample and the next: the middle,
+			 * not the next (a short build has few samples, and the rest
+			 * of it is scaled by rows: a whole poll's bias there is 10x) */
+			t->kmeans_s = (s[i].t + next) / 2 - wait_before_kmeans;
+	}
+	t->tail_s = fmax(0, t->seconds - t->load_end_s - wait_after_load);
+	double cliff = t->cliff_tuples > 0 ? (double)t->cliff_tuples : t->rows;
+	/* in memory: from 5% of the way in (the first inserts into a tiny
+	 * graph say little about a large one) to the cliff */
+	if (bp_fit_rate(s, k, 0.05 * cliff, cliff, &t->mem) < 0)
+		t->mem.ok = false;
+	if (t->cliff_tuples > 0 && bp_fit_rate(s, k, cliff + 1, t->rows, &t->disk) == 0 && isfinite(t->notice_s)) {
+		/* the flush at the NOTICE: the time from it to the first sample on
+		 * disk, less the inserts the disk rate says happened meanwhile */
+		for (int i = 0; i < k; i++)
+			if (s[i].n > cliff && s[i].t > t->notice_s) {
+				t->cliff_flush_s = fmax(0, s[i].t - t->notice_s - bp_rate_seconds(&t->disk, cliff, s[i].n));
+				break;
+			}
+	} else {
+		t->disk.ok = false;
+	}
 }
 
 static void trial_built(void *arg, PGresult *res, const char *error)
 {
 	struct build_plan *p = arg;
 	double took = now_sec() - p->t0;
+	poll_stop(p);
 	if (p->state == PLAN_PROBE) {
 		/* the probe is cancelled at the NOTICE: that error is its success */
 		p->probing = false;
 		if (stopped(p, p->notice_cliff ? NULL : error, "the memory probe"))
 			return;
-		p->r.trials[p->r.n_trials].cliff_tuples = p->notice_cliff;
-		p->state = PLAN_EVAL;
+		p->probe_cliff[p->probed++] = p->notice_cliff;
+		p->state = PLAN_TRIAL;
 		char sql[300];
 		snprintf(sql, sizeof(sql), "DROP INDEX IF EXISTS vecgate.%s", p->trial_index);
 		pg_session_query(p->s, sql, 0, NULL, NULL, NULL);
@@ -454,7 +630,7 @@ static void trial_built(void *arg, PGresult *res, const char *error)
 	struct plan_trial *t = &p->r.trials[p->cur];
 	t->seconds = took;
 	t->cliff_tuples = p->notice_cliff;
-	p->r.n_trials = p->cur + 1;
+	read_progress(p, t);
 	log_info("plan %d (%s): trial %d: %.0f rows in %.2f s (maintenance_work_mem %.0f kB%s)", p->id, p->index_name,
 	         p->cur + 1, t->rows, took, t->mwm_kb, t->cliff_tuples ? ", graph did not fit" : "");
 	char sql[400];
@@ -476,6 +652,9 @@ static void run_trial(struct build_plan *p, double rows, long mwm_kb, bool own_t
 		         p->trial_table, p->scratch, rows);
 		query(p, sql, 0, NULL, NULL);
 	}
+	/* a failed CONCURRENTLY build leaves its invalid index behind */
+	snprintf(sql, sizeof(sql), "DROP INDEX IF EXISTS vecgate.%s", p->trial_index);
+	query(p, sql, 0, NULL, NULL);
 	snprintf(sql, sizeof(sql), "SET maintenance_work_mem = '%ldkB'", mwm_kb);
 	query(p, sql, 0, NULL, trial_ready);
 }
@@ -561,43 +740,167 @@ static void note(struct build_plan *p, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* HNSW: the phase model (build_plan.h) from the trials' progress. */
+static void conclude_hnsw(struct build_plan *p)
+{
+	struct plan_result *r = &p->r;
+	const struct plan_trial *mem = NULL, *disk = NULL;
+	for (int i = 0; i < r->n_trials; i++) {
+		const struct plan_trial *t = &r->trials[i];
+		if (t->kind == TRIAL_MEMORY && t->mem.ok)
+			mem = t;
+		if (t->disk.ok && (!disk || t->kind == TRIAL_MEMORY))
+			disk = t; /* the memory trial's own disk phase, when it had one, is at the real cliff */
+	}
+	const struct plan_trial *first = &r->trials[0];
+	if (!mem) {
+		/* no progress samples (the poller's session failed): the memory
+		 * trial's total, scaled by rows, a lower bound */
+		r->predicted_s = first->seconds * r->rows / first->rows;
+		r->predicted_lo = r->predicted_s;
+		r->predicted_hi = r->predicted_s * pow(r->rows / first->rows, 0.3);
+		note(p, "no progress samples of the trials: scaled by rows, a lower bound");
+		return;
+	}
+	struct bp_hnsw_model *m = &r->model;
+	memset(m, 0, sizeof(*m));
+	m->rows = r->rows;
+	m->cliff = r->cliff ? r->cliff_tuples : 0;
+	m->mem = mem->mem;
+	double mem_top = mem->cliff_tuples > 0 ? (double)mem->cliff_tuples : mem->rows;
+	bp_rate_shrink(&m->mem, BP_D_PRIOR_MEMORY, 0.05 * mem_top, mem_top);
+	m->mem_pivot = mem_top * 0.525;
+	/* after the inserts: the final flush (a graph that fit) and the
+	 * validation pass, both linear in the rows */
+	m->flush_per_tuple = mem->tail_s / mem->rows;
+	m->disk_factor = 3;
+	if (disk) {
+		m->disk = disk->disk;
+		m->disk_pivot = ((double)disk->cliff_tuples + disk->rows) / 2;
+		bp_rate_shrink(&m->disk, BP_D_PRIOR_DISK, (double)disk->cliff_tuples + 1, disk->rows);
+		m->cliff_flush_per_tuple = disk->cliff_flush_s / (double)disk->cliff_tuples;
+		if (m->cliff > 0)
+			m->flush_per_tuple = disk->tail_s / disk->rows; /* the regime the build ends in */
+	} else if (m->cliff > 0) {
+		note(p, "no trial reached the on-disk phase: it is taken as 3 times the in-memory cost per insert, a guess");
+	}
+	r->predicted_s = bp_hnsw_predict(m, &r->predicted_lo, &r->predicted_hi);
+	r->have_model = true;
+	/* the ETA's curve: t ~ n^(1 + d) in memory */
+	r->have_fit = true;
+	memset(&r->fit, 0, sizeof(r->fit));
+	r->fit.model = BP_POWER;
+	r->fit.k = m->mem.k;
+	r->fit.a = m->mem.a / (1 + m->mem.d);
+	r->fit.b = 1 + m->mem.d;
+	r->fit.r2 = NAN;
+	if (mem->mem.k < 3)
+		note(p, "the memory trial gave too few progress samples for a slope: its mean rate, flat, a lower bound");
+	if (mem->workers > 0)
+		note(p, "the memory trial ran with the build's %d parallel worker(s); progress counts the leader's "
+		     "inserts, so the slope is the leader's", mem->workers);
+	if (disk && disk->kind == TRIAL_DISK && r->workers > 0)
+		note(p, "the on-disk trial's 1 MB leaves under 32 MB per participant, so it ran without the build's "
+		     "workers: the on-disk phase is an upper bound");
+}
+
 static void conclude(struct build_plan *p)
 {
 	struct plan_result *r = &p->r;
 	const struct vg_managed_index *mi = config_find_index(vg.cfg, p->index_name);
 	bool hnsw = !strcmp(r->method, "hnsw"), ivf = !strcmp(r->method, "ivfflat");
-	double n[BP_MAX_TRIALS], t[BP_MAX_TRIALS];
 	bool floored = false;
-	for (int i = 0; i < r->n_trials; i++) {
-		n[i] = r->trials[i].rows;
-		t[i] = r->trials[i].seconds;
+	for (int i = 0; i < r->n_trials; i++)
 		floored |= r->trials[i].floored;
+	const struct plan_trial *last = &r->trials[0];
+	/* memory first: the HNSW model needs where the full build overflows */
+	double bpt = NAN;
+	bool bound = false;
+	/* the graph's memory: the probes' two budgets when they overflowed,
+	 * else the trials that did.  pgvector counts the memory context's
+	 * blocks, which grow up to 8 MB each, so a trial's scaled budget of a
+	 * few MB overflows early by up to a block; the probes' 1 and 2 MB are
+	 * counted in small blocks (measured: 1.30 kB a tuple in 1 and 2 MB,
+	 * 1.44 kB in 5.7 MB, 1.29 kB in the 57 MB of the build itself) */
+	double kbs[BP_MAX_TRIALS + 2], held[BP_MAX_TRIALS + 2], fixed = 0;
+	int npts = 0;
+	for (int i = 0; i < p->probed; i++)
+		if (p->probe_cliff[i] > 0) {
+			kbs[npts] = 1024.0 * (i + 1);
+			held[npts++] = (double)p->probe_cliff[i];
+		}
+	for (int i = 0; i < r->n_trials; i++)
+		if (r->trials[i].cliff_tuples > 0 && (r->trials[i].kind == TRIAL_MEMORY || !npts)) {
+			/* the memory trial met the NOTICE in the build's own budget: exact */
+			if (r->trials[i].kind == TRIAL_MEMORY)
+				npts = 0;
+			kbs[npts] = r->trials[i].mwm_kb;
+			held[npts++] = (double)r->trials[i].cliff_tuples;
+			if (r->trials[i].kind == TRIAL_MEMORY)
+				break;
+		}
+	if (bp_graph_memory(kbs, held, npts, &bpt, &fixed) < 0)
+		bpt = NAN;
+	r->probe_tuples = p->probed ? (double)p->probe_cliff[0] : 0;
+	r->graph_fixed_bytes = fixed;
+	if (hnsw) {
+		if (!isfinite(bpt) && r->n_trials) {
+			/* the probe got through 1 MB without the NOTICE */
+			bpt = 1024.0 * 1024 / fmax(p->sample_rows, 1);
+			bound = true;
+		}
+		r->peak_bytes = fixed + bpt * r->rows;
+		r->peak_is_bound = bound;
+		r->cliff = !bound && r->peak_bytes > r->mwm_bytes;
+		for (int i = 0; i < r->n_trials; i++)
+			if (r->trials[i].kind == TRIAL_DISK && !r->trials[i].cliff_tuples && r->cliff) {
+				/* the same share of memory held the sample's whole graph */
+				r->cliff = false;
+				note(p, "the probes suggested the graph would not fit, but the sample's graph fit its share of "
+				     "maintenance_work_mem: so will the build's");
+			}
+		r->cliff_tuples = r->cliff ? fmax(0, r->mwm_bytes - fixed) / bpt : NAN;
+		r->mwm_to_fit_bytes = ceil(r->peak_bytes * 1.1 / (1024 * 1024)) * 1024 * 1024;
+		if (r->cliff)
+			note(p, "the graph needs about %.0f MB, maintenance_work_mem is %.0f MB: the build goes on disk after "
+			     "about %.0f tuples (pgvector: \"hnsw graph no longer fits into maintenance_work_mem\"), several "
+			     "times slower per tuple%s",
+			     r->peak_bytes / 1048576, r->mwm_bytes / 1048576, r->cliff_tuples,
+			     floored ? "; the on-disk trial's maintenance_work_mem could not be scaled below 1 MB" : "");
+		conclude_hnsw(p);
+	} else if (ivf) {
+		/* what pgvector asked a trial for, when more than the estimate */
+		r->peak_bytes = fmax(bp_ivfflat_kmeans_bytes(p->lists, p->dims, r->rows), p->kmeans_kb * 1024);
+		r->cliff = r->peak_bytes > r->mwm_bytes;
+		r->mwm_to_fit_bytes = ceil(r->peak_bytes * 1.1 / (1024 * 1024)) * 1024 * 1024;
+		r->sort_spills = r->rows * (8 + 4.0 * p->dims + 32) > r->mwm_bytes;
+		if (r->cliff)
+			note(p, "IVFFlat's k-means needs about %.0f MB (lists %d, %d dimensions): the build fails with "
+			     "\"memory required is ...\" under maintenance_work_mem %.0f MB", r->peak_bytes / 1048576,
+			     p->lists, p->dims, r->mwm_bytes / 1048576);
+		if (r->sort_spills)
+			note(p, "the tuple sort spills to disk (slower, not a cliff); the trial spilled in the same proportion");
+		/* k-means on the same number of samples as the full build (the
+		 * sample is at least that large), then a pass linear in rows */
+		double km = isfinite(last->kmeans_s) ? last->kmeans_s : 0;
+		if (!isfinite(last->kmeans_s))
+			note(p, "no progress sample saw k-means: the trial scaled by rows as a whole");
+		r->kmeans_s = km * bp_ivfflat_samples(p->lists, r->rows) / fmax(1, bp_ivfflat_samples(p->lists, last->rows));
+		r->predicted_s = bp_ivfflat_predict(km, bp_ivfflat_samples(p->lists, last->rows),
+		                                    bp_ivfflat_samples(p->lists, r->rows), last->seconds - last->wait_s - km, last->rows,
+		                                    r->rows);
+		r->predicted_lo = r->predicted_s * 0.85;
+		r->predicted_hi = r->predicted_s * 1.15;
+	} else {
+		r->peak_bytes = NAN;
+		r->mwm_to_fit_bytes = NAN;
+		r->predicted_s = last->rows > 0 ? last->seconds * r->rows / last->rows : NAN;
+		r->predicted_lo = r->predicted_s * 0.75;
+		r->predicted_hi = r->predicted_s * 1.5;
+		note(p, "an access method vecgate has no model for: the trial scaled by rows");
 	}
-	const struct plan_trial *last = &r->trials[r->n_trials - 1];
-	enum bp_model model = hnsw ? BP_POWER : BP_LINEAR;
-	r->have_fit = bp_fit(model, n, t, r->n_trials, &r->fit) == 0;
-	if (r->have_fit && r->fit.b <= 0) {
-		/* a flat or falling curve: trials too small for their noise */
-		r->have_fit = false;
-		note(p, "the trials did not grow with their rows (too small for the timer's noise): scaled by rows from "
-		     "the largest, an overestimate where a fixed part (k-means) dominates");
-		r->predicted_s = last->seconds * r->rows / last->rows;
-		r->predicted_lo = r->predicted_s * 0.5;
-		r->predicted_hi = r->predicted_s * 1.25;
-	} else if (r->have_fit) {
-		r->predicted_s = bp_predict(&r->fit, r->rows, &r->predicted_lo, &r->predicted_hi);
-		if (model == BP_POWER && (r->fit.b < 1 || r->fit.b > 2.5))
-			note(p, "the fitted exponent %.2f is outside what HNSW builds show (1 to 2): the trials were noisy "
-			     "(a busy server?), trust the band more than the point", r->fit.b);
-		if (model == BP_LINEAR && r->predicted_s < last->seconds * r->rows / last->rows * 0.5)
-			note(p, "the linear fit predicts less than half of the largest trial's per-row rate: noisy trials");
-	} else if (r->n_trials >= 1 && last->rows > 0) {
-		/* one trial: per-row rate, a lower bound for HNSW */
-		r->predicted_s = last->seconds * r->rows / last->rows;
-		r->predicted_lo = r->predicted_s;
-		r->predicted_hi = hnsw ? r->predicted_s * pow(r->rows / last->rows, 0.3) : r->predicted_s * 1.25;
-		note(p, "one trial only (the table is small for plan_min_rows): scaled by rows, no fit");
-	}
+	if (floored && !r->cliff)
+		note(p, "maintenance_work_mem could not be scaled below 1 MB for the trial");
 	if (r->predicted_s < 0)
 		r->predicted_s = 0;
 	r->index_bytes = last->rows > 0 ? last->index_bytes * r->rows / last->rows : NAN;
@@ -611,63 +914,27 @@ static void conclude(struct build_plan *p)
 		struct plan_replica *rp = &r->replicas[i];
 		rp->lag_s = rp->replay_bps > 0 ? r->wal_bytes / rp->replay_bps : NAN;
 	}
-	/* memory */
-	double bpt = NAN;
-	bool bound = false;
-	/* the trial with the most memory that overflowed: a small budget holds
-	 * fewer tuples than its share (pgvector's fixed overhead), so the
-	 * largest one says best what the graph takes per tuple */
-	double best_kb = 0;
-	for (int i = 0; i <= r->n_trials && i < BP_MAX_TRIALS; i++) {
-		const struct plan_trial *tr = &r->trials[i];
-		if (tr->cliff_tuples > 0 && tr->mwm_kb > best_kb) {
-			best_kb = tr->mwm_kb;
-			bpt = tr->mwm_kb * 1024.0 / (double)tr->cliff_tuples;
-		}
-	}
-	if (hnsw) {
-		if (!isfinite(bpt) && r->n_trials) {
-			/* the probe got through 1 MB without the NOTICE */
-			bpt = 1024.0 * 1024 / fmax(p->sample_rows, 1);
-			bound = true;
-		}
-		r->peak_bytes = bpt * r->rows;
-		r->peak_is_bound = bound;
-		r->cliff = !bound && r->peak_bytes > r->mwm_bytes;
-		r->cliff_tuples = r->cliff ? r->mwm_bytes / bpt : NAN;
-		r->mwm_to_fit_bytes = ceil(r->peak_bytes * 1.1 / (1024 * 1024)) * 1024 * 1024;
-		if (r->cliff)
-			note(p, "the graph needs about %.0f MB, maintenance_work_mem is %.0f MB: the build goes on disk after "
-			     "about %.0f tuples (pgvector: \"hnsw graph no longer fits into maintenance_work_mem\"), several "
-			     "times slower per tuple; the trials met the same cliff at the same share of their rows%s",
-			     r->peak_bytes / 1048576, r->mwm_bytes / 1048576, r->cliff_tuples,
-			     floored ? ", except where maintenance_work_mem could not be scaled below 1 MB" : "");
-	} else if (ivf) {
-		/* what pgvector asked a trial for, when more than the estimate */
-		r->peak_bytes = fmax(bp_ivfflat_kmeans_bytes(p->lists, p->dims, r->rows), p->kmeans_kb * 1024);
-		r->cliff = r->peak_bytes > r->mwm_bytes;
-		r->mwm_to_fit_bytes = ceil(r->peak_bytes * 1.1 / (1024 * 1024)) * 1024 * 1024;
-		r->sort_spills = r->rows * (8 + 4.0 * p->dims + 32) > r->mwm_bytes;
-		if (r->cliff)
-			note(p, "IVFFlat's k-means needs about %.0f MB (lists %d, %d dimensions): the build fails with "
-			     "\"memory required is ...\" under maintenance_work_mem %.0f MB", r->peak_bytes / 1048576,
-			     p->lists, p->dims, r->mwm_bytes / 1048576);
-		if (r->sort_spills)
-			note(p, "the tuple sort spills to disk (slower, not a cliff); the trials spilled in the same proportion");
-	} else {
-		r->peak_bytes = NAN;
-		r->mwm_to_fit_bytes = NAN;
-	}
-	if (floored && !r->cliff)
-		note(p, "maintenance_work_mem could not be scaled below 1 MB for the smaller trials");
 	if (r->workers > 0)
-		note(p, "the build may use %d parallel worker(s) (max_parallel_maintenance_workers %d); the trials were too "
-		     "small for them, so the prediction is for one process: expect it up to %dx faster", r->workers,
-		     r->max_workers, r->workers + 1);
+		note(p, "the build will use %d parallel worker(s) (max_parallel_maintenance_workers %d); the trials ran "
+		     "with the same (the scratch table's parallel_workers), where their memory allowed", r->workers,
+		     r->max_workers);
 	/* the eval: one pass over the table for the ground truth and the
 	 * queries, for baseline, verify and watch */
 	double stream = p->sample_rows > 0 ? p->copy_s * r->rows / p->sample_rows : NAN;
 	r->eval_s = 3 * (stream + r->eval_queries * (isfinite(p->q_s) ? p->q_s : 0));
+}
+
+/* The probes say the full graph will not fit the build's memory. */
+static bool probe_overflows(const struct build_plan *p)
+{
+	double kbs[2], held[2], bpt, fixed;
+	int n = 0;
+	for (int i = 0; i < p->probed; i++)
+		if (p->probe_cliff[i] > 0) {
+			kbs[n] = 1024.0 * (i + 1);
+			held[n++] = (double)p->probe_cliff[i];
+		}
+	return bp_graph_memory(kbs, held, n, &bpt, &fixed) == 0 && fixed + bpt * p->r.rows > p->r.mwm_bytes;
 }
 
 /* ---- the one transition function ---- */
@@ -746,41 +1013,62 @@ static void plan_next(struct build_plan *p)
 	}
 	case PLAN_TRIAL: {
 		progress(p);
-		if (p->cur < p->n_sizes) {
-			double rows = p->sizes[p->cur];
-			long kb = bp_trial_mwm_kb(p->mwm_kb, rows, p->r.rows, 1024);
+		bool hnsw = !strcmp(p->r.method, "hnsw");
+		const struct plan_trial *first = &p->r.trials[0];
+		double rows = p->sample_rows;
+		long scaled = bp_trial_mwm_kb(p->mwm_kb, rows, p->r.rows, 1024);
+		enum plan_trial_kind kind;
+		long kb;
+		if (p->cur == 0) {
+			/* HNSW: the sample with the build's own memory and workers,
+			 * the in-memory cost over every graph size up to the sample's
+			 * (or up to where the build's memory runs out, when the sample
+			 * is larger than that); the rest: the scaled regime */
+			kind = hnsw ? TRIAL_MEMORY : TRIAL_SCALED;
+			kb = hnsw ? p->mwm_kb : scaled;
 			if (!strcmp(p->r.method, "ivfflat")) {
 				/* k-means must fit, or the trial fails where the build may not */
 				double km = fmax(bp_ivfflat_kmeans_bytes(p->lists, p->dims, rows) / 1024, p->kmeans_kb) * 1.05;
 				if (kb < km)
 					kb = (long)ceil(km);
 			}
-			struct plan_trial *t = &p->r.trials[p->cur];
-			t->rows = rows;
-			t->mwm_kb = (double)kb;
-			t->floored = (double)kb > (double)p->mwm_kb * rows / p->r.rows * 1.01;
-			snprintf(p->step, sizeof(p->step), "trial build %d of %d on %.0f rows (maintenance_work_mem %ld kB)",
-			         p->cur + 1, p->n_sizes, rows, kb);
-			run_trial(p, rows, kb, p->cur < p->n_sizes - 1);
-			return;
-		}
-		bool seen = false;
-		for (int i = 0; i < p->r.n_trials; i++)
-			seen |= p->r.trials[i].cliff_tuples > 0;
-		if (!strcmp(p->r.method, "hnsw") && !seen && p->r.n_trials < BP_MAX_TRIALS) {
-			/* no trial met the cliff: a build in 1 MB tells the graph's
-			 * bytes per tuple; it is cancelled at the NOTICE */
+		} else if (hnsw && p->cur == 1 && !first->cliff_tuples &&
+		           (p->probed == 0 || (p->probed == 1 && p->probe_cliff[0] > 0))) {
+			/* the sample's graph fit: builds in 1 MB and in 2 MB tell the
+			 * graph's bytes per tuple and pgvector's fixed part; each is
+			 * cancelled at the NOTICE, so they cost a few thousand inserts */
 			p->state = PLAN_PROBE;
 			p->probing = true;
-			p->r.trials[p->r.n_trials].mwm_kb = 1024;
-			p->r.trials[p->r.n_trials].rows = p->sample_rows;
-			snprintf(p->step, sizeof(p->step), "memory probe: the graph's size per tuple in 1 MB");
-			run_trial(p, p->sample_rows, 1024, false);
+			snprintf(p->step, sizeof(p->step), "memory probe: the graph's size per tuple in %d MB", p->probed + 1);
+			run_trial(p, p->sample_rows, 1024L * (p->probed + 1), false);
+			return;
+		} else if (hnsw && p->cur == 1 && !first->cliff_tuples && probe_overflows(p)) {
+			/* the full graph will not fit: the on-disk inserts are measured
+			 * on the sample in PostgreSQL's least memory, so the graph goes
+			 * to disk after a few hundred tuples and the on-disk cost is
+			 * seen over graph sizes 25x apart (a scaled budget gave 5x, too
+			 * short a lever for a slope on a shared server) */
+			kind = TRIAL_DISK;
+			kb = 1024;
+		} else {
+			p->state = PLAN_EVAL;
+			p->cur = 0;
+			plan_next(p);
 			return;
 		}
-		p->state = PLAN_EVAL;
-		p->cur = 0;
-		plan_next(p);
+		if (p->cur >= BP_MAX_TRIALS) {
+			fail(p, "too many trials");
+			return;
+		}
+		struct plan_trial *t = &p->r.trials[p->cur];
+		t->kind = kind;
+		t->rows = rows;
+		t->mwm_kb = (double)kb;
+		t->floored = kind == TRIAL_SCALED && (double)kb > (double)p->mwm_kb * rows / p->r.rows * 1.01;
+		t->workers = p->r.workers;
+		snprintf(p->step, sizeof(p->step), "trial build %d (%s) on %.0f rows (maintenance_work_mem %ld kB)",
+		         p->cur + 1, kind == TRIAL_MEMORY ? "in memory" : kind == TRIAL_DISK ? "on disk" : "scaled", rows, kb);
+		run_trial(p, rows, kb, false);
 		return;
 	}
 	case PLAN_PROBE:
@@ -847,6 +1135,8 @@ struct build_plan *plan_start(const struct vg_managed_index *mi, int eval_querie
 		plan_free(p);
 		return NULL;
 	}
+	/* without it the trials are timed as wholes (a note says so) */
+	p->ps = index_session_open(mi, "plan progress", ps_up, ps_lost, p);
 	p->next = plans;
 	plans = p;
 	prune(mi->name);

@@ -18,10 +18,38 @@
 #include "proxy/runtime/pgasync.h"
 #include "routing/build_plan.h"
 
+/* What a trial is for.  HNSW: MEMORY builds the sample with the full
+ * build's own maintenance_work_mem (and workers): the per-insert cost of
+ * the graph in memory over every size the sample passes through; DISK
+ * (when the full graph will not fit) builds it in 1 MB, so the graph
+ * overflows after a few hundred tuples and the inserts after pgvector's
+ * NOTICE give the on-disk cost over a wide range of graph sizes.
+ * SCALED: IVFFlat and the rest, one build with maintenance_work_mem
+ * scaled by sample / table (the same regime: a sort that spills). */
+enum plan_trial_kind { TRIAL_SCALED, TRIAL_MEMORY, TRIAL_DISK };
+
+#define PLAN_MAX_SAMPLES 2048
+
+/* what a progress sample saw besides tuples: IVFFlat's k-means, or one of
+ * CREATE INDEX CONCURRENTLY's waits for other transactions (not the
+ * build's cost: they depend on what else runs) */
+enum plan_sample_phase { PHASE_OTHER, PHASE_KMEANS, PHASE_WAITING };
+
 struct plan_trial {
+	enum plan_trial_kind kind;
 	double rows, seconds, mwm_kb, index_bytes;
 	long long cliff_tuples; /* pgvector's NOTICE in this trial: the graph stopped fitting after; 0 = fit */
 	bool floored;           /* mwm could not be scaled down that far: a kinder regime than the full build */
+	int workers;            /* parallel workers the trial was allowed (the table's parallel_workers) */
+	/* from pg_stat_progress_create_index sampled over the build */
+	int progress_samples;
+	double notice_s;        /* seconds into the build when the NOTICE came, NAN = none */
+	double load_end_s;      /* the last sample still inserting: the rest is the final flush */
+	struct bp_rate mem, disk; /* per-insert cost before and after the NOTICE (ok false: not seen) */
+	double cliff_flush_s;   /* writing the in-memory graph out at the NOTICE */
+	double wait_s;          /* CONCURRENTLY's waits for other transactions (not counted) */
+	double tail_s;          /* after the last insert: the final flush and CONCURRENTLY's validation */
+	double kmeans_s;        /* IVFFlat: from the start to the end of k-means, NAN = not seen */
 };
 
 struct plan_replica {
@@ -38,10 +66,15 @@ struct plan_result {
 	int n_trials;
 	struct plan_trial trials[BP_MAX_TRIALS];
 	bool have_fit;
-	struct bp_fit fit;
+	struct bp_fit fit;     /* HNSW: b = 1 + the in-memory d (the ETA's curve) */
+	bool have_model;
+	struct bp_hnsw_model model; /* HNSW: what the prediction integrates */
+	double kmeans_s;       /* IVFFlat: k-means' share of the prediction */
 	double predicted_s, predicted_lo, predicted_hi;
 	double mwm_bytes, peak_bytes, mwm_to_fit_bytes;
 	bool peak_is_bound;      /* peak_bytes is an upper bound (no trial reached the cliff) */
+	double probe_tuples;     /* the 1 MB probe overflowed after, 0 = not run / never */
+	double graph_fixed_bytes; /* pgvector's fixed part of the graph's memory, from two budgets */
 	bool cliff;              /* the graph (or k-means) will not fit maintenance_work_mem */
 	double cliff_tuples;     /* where the full build falls off it */
 	bool sort_spills;        /* ivfflat: the sort goes to disk (slower, not a cliff) */
@@ -81,6 +114,17 @@ struct build_plan {
 	bool abandoned;     /* the owner left: no callback, clean up, free */
 	bool statement_out; /* a statement of ours runs (cancel it when abandoned) */
 	bool probing;       /* the memory probe: cancel the build at pgvector's NOTICE */
+	int probed;         /* probes run: 1 MB, then 2 MB (two budgets separate pgvector's fixed part) */
+	long long probe_cliff[2]; /* the tuples each held at the NOTICE, 0 = never came */
+	/* the progress poller: its own session reads pg_stat_progress_create_index
+	 * for the trial's backend while the build runs */
+	struct pg_session *ps;
+	struct event *poll_timer;
+	bool polling, poll_out;
+	int n_samples;
+	struct bp_sample samples[PLAN_MAX_SAMPLES];
+	unsigned char sample_phase[PLAN_MAX_SAMPLES]; /* enum plan_sample_phase */
+	double notice_s;
 	char scratch[64], trial_table[64], trial_index[64];
 	char column[128], def[1200];
 	double relpages, min_scan_pages, live_bytes, sample_rows, copy_s, t0, wal0, wal1, wall0;

@@ -407,6 +407,15 @@ enum op_status rebuild_approve(int job_id, bool override, char *err, size_t errl
 		snprintf(err, errlen, "job %d is driven by %s: approve it there", job_id, job->driver);
 		return OP_CONFLICT;
 	}
+	if (job->state == JOB_PREFLIGHT && job->plan_hold[0] && !job->plan_approved) {
+		/* on the record: who let a build over the plan's limit start */
+		job->plan_approved = true;
+		job_note(job, "warning", "build approved by operator over the build plan's limit (%s): %s",
+		         job->plan_hold_setting ? job->plan_hold_setting : "?", job->plan_hold);
+		log_info("rebuild %d: build approved by operator over the plan (%s)", job->id, job->plan_hold_setting);
+		job_run_step(job);
+		return OP_OK;
+	}
 	if (job->state != JOB_SWAP || job->approved) {
 		snprintf(err, errlen, "job %d is %s: nothing waits for approval", job_id, job_state_name(job->state));
 		return OP_CONFLICT;

@@ -190,6 +190,11 @@ struct rebuild_job {
 	struct plan_result plan;
 	bool have_plan;
 	char plan_error[600];
+	/* plan_over_limit: approve: the plan was over a limit and the job waits
+	 * in preflight for the operator (vecgatectl approve); "" = not held */
+	char plan_hold[700];
+	const char *plan_hold_setting; /* the setting that would lift it (static) */
+	bool plan_approved;
 	/* what the maintenance session said; the memory cliff where the build met it */
 	struct job_notice notices[JOB_NOTICES_MAX];
 	int n_notices;

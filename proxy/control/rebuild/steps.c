@@ -400,7 +400,21 @@ static void plan_done(void *arg, const struct build_plan *p)
 		struct bp_limits l = {p->r.mwm_bytes, p->r.peak_bytes, p->r.cliff, job->free_bytes, p->r.disk_need_bytes,
 		                      mi ? mi->max_build_seconds : 0, p->r.predicted_s};
 		char why[700];
-		if (bp_refuse(&l, why, sizeof(why))) {
+		enum bp_over over = bp_check(&l, why, sizeof(why));
+		if (over != BP_OVER_NONE && mi && mi->plan_over_limit == VG_OVER_APPROVE) {
+			/* the operator decides: the job waits here, nothing built yet */
+			snprintf(job->plan_hold, sizeof(job->plan_hold), "%s", why);
+			job->plan_hold_setting = bp_over_setting(over);
+			job->plan_approved = false;
+			job->step_busy = false; /* a lost connection meanwhile loses no step */
+			job_note(job, "warning", "preflight: the build plan is over a limit (%s): %s; waiting for approval to "
+			         "build (vecgatectl approve %d), or cancel (vecgatectl cancel %d)", job->plan_hold_setting, why,
+			         job->id, job->id);
+			snprintf(job->message, sizeof(job->message), "preflight: build plan over %s; waiting for approval to "
+			         "build (vecgatectl approve %d)", job->plan_hold_setting, job->id);
+			return;
+		}
+		if (over != BP_OVER_NONE) {
 			job_event(job, JEV_FATAL, "preflight: %s", why);
 			return;
 		}
@@ -1397,6 +1411,15 @@ void job_run_step(struct rebuild_job *job)
 	double in_state = now_sec() - job->state_since, left;
 	switch (job->state) {
 	case JOB_PREFLIGHT:
+		if (job->plan_hold[0]) {
+			if (!job->plan_approved)
+				return; /* held: the message says what the operator can do */
+			/* approved: the checks before the plan passed already */
+			job->step_busy = true;
+			job->pf_stage = PF_DONE;
+			preflight_next(job);
+			return;
+		}
 		pools_traffic(mi ? mi->database : "", &job->t_pre_start);
 		job->pf_stage = PF_SUPER;
 		job->step_busy = true;
