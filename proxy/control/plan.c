@@ -509,7 +509,7 @@ static void trial_ready(void *arg, PGresult *res, const char *error)
 	p->notice_cliff = 0;
 	p->t0 = now_sec();
 	poll_start(p);
-	char sql[1400];
+	char sql[1400 + 16]; /* "CONCURRENTLY " added to the longest definition */
 	char rel[128], name[64];
 	snprintf(rel, sizeof(rel), "vecgate.%s", p->scratch);
 	snprintf(name, sizeof(name), "%s", p->trial_index);
