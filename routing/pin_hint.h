@@ -36,4 +36,14 @@ int pin_index_list(const char *const *names, int n, char *out, size_t cap);
  * does not fit. */
 int pin_quote_ident(const char *name, char *out, size_t cap);
 
+/* The text with its one FROM reference to table schema.table replaced by
+ * leaf_ref (a qualified, quoted-as-needed name: one partition), keeping
+ * the table's name as the alias when the text gives none, so column
+ * references written table.column still resolve.  Rolling rebuilds gate a
+ * partition with the eval query restricted to it this way.  0, or -1 with
+ * *why: the text names the table more or less than once in FROM, holds
+ * more than one statement, or the result does not fit. */
+int pin_retarget(const char *sql, size_t len, const char *schema, const char *table, const char *leaf_ref,
+                 char *out, size_t cap, const char **why);
+
 #endif
