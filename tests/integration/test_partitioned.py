@@ -413,9 +413,7 @@ class Partitioned(AdminCase, unittest.TestCase):
         old1, old2 = before["docs_t1_v_idx"][0], before["docs_t2_v_idx"][0]
         # partition 2's build waits for this writer: the job is held between partition 1's swap and
         # partition 2's (CREATE INDEX CONCURRENTLY on docs_t2 waits for docs_t2's writers only)
-        blocker = self.pg.connect()
-        blocker.execute("BEGIN")
-        blocker.execute("INSERT INTO docs_t2 (tenant, v) VALUES (2, %s::vector)", (random_vector(random.Random(8), DIMS),))
+        blocker = self.hold_partition_2()
         t0 = time.time()
         try:
             job_id = self.start("docs_roll")
@@ -474,6 +472,56 @@ class Partitioned(AdminCase, unittest.TestCase):
             time.sleep(0.2)
         self.assertEqual(self.tree(), before)  # every partition on its old index again: same oids, valid
         self.check_consistent("after the rolling job's rollback")
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'docs%_vg%'"), "0")
+
+    def hold_partition_2(self):
+        """A writer on docs_t2 that partition 2's concurrent build waits for."""
+        blocker = self.pg.connect()
+        blocker.execute("BEGIN")
+        blocker.execute("INSERT INTO docs_t2 (tenant, v) VALUES (2, %s::vector)", (random_vector(random.Random(8), DIMS),))
+        return blocker
+
+    def test_j_rolling_cancel_after_a_swap(self):
+        before = self.check_consistent("before")
+        blocker = self.hold_partition_2()
+        try:
+            job_id = self.start("docs_roll")
+            self.wait_parts(job_id, lambda p: p[0]["state"] == "swapped" and p[1]["state"] == "building",
+                            "partition 1 swapped, partition 2 building")
+            self.assertEqual(self.pg.psql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'docs_t1_v_idx'::regclass"),
+                             "f")  # partition 1 reads through its candidate now
+            r = self.ctl("cancel", str(job_id))
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            j = self.wait(job_id, lambda j: j["terminal"], timeout=60)
+        finally:
+            blocker.rollback()
+            blocker.close()
+        self.assertEqual(j["state"], "cancelled", j)
+        deadline = time.time() + 20
+        while time.time() < deadline and self.tree() != before:
+            time.sleep(0.2)  # partition 1 flipped back, then the candidates dropped
+        self.assertEqual(self.tree(), before)
+        self.check_consistent("after cancelling a rolling job")
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'docs%_vg%'"), "0")
+        self.assertIn("rolled back: docs_v_idx serves again", self.vg.log())
+
+    def test_k_rolling_restart_after_a_swap(self):
+        self.check_consistent("before")
+        blocker = self.hold_partition_2()
+        job_id = self.start("docs_roll")
+        j = self.wait_parts(job_id, lambda p: p[0]["state"] == "swapped" and p[1]["state"] == "building",
+                            "partition 1 swapped, partition 2 building")
+        oid1 = self.pg.psql("SELECT '%s'::regclass::oid" % j["partitions"][0]["candidate"])
+        log_at = len(self.vg.log())
+        self.pg.pg_ctl("restart", "-m", "fast")  # the writer holding partition 2 goes with it
+        blocker.close()
+        j = self.wait(job_id, lambda j: j["terminal"], timeout=150)
+        self.assertEqual(j["state"], "done", "%s\n%s" % (j, self.vg.log()[-4000:]))
+        # the catalog said partition 1 was swapped: neither built nor gated again
+        self.assertEqual(self.pg.psql("SELECT 'docs_t1_v_idx'::regclass::oid"), oid1)
+        self.assertNotIn("docs_t1's gate passed", self.vg.log()[log_at:])
+        self.assertIn("docs_t2's gate passed", self.vg.log()[log_at:])
+        self.check_consistent("after a restart between rolling swaps")
         self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'docs%_vg%'"), "0")
 
     def test_i_rolling_needs_flip(self):
