@@ -249,8 +249,10 @@ static void eval_done(void *arg, const struct eval_outcome *out, const char *err
 		eval_sources_note(out, sources, sizeof(sources));
 		if (gr.pass) {
 			job_event(job, JEV_STEP_OK, "gate passed: %s%s (plan used %s)", gr.reason, sources, out->plan_index);
-		} else if (mi && mi->approve_swap) {
-			/* the build is worth keeping: the operator decides */
+		} else if (mi && mi->approve_swap && !job->rolling) {
+			/* the build is worth keeping: the operator decides (not when
+			 * rolling: its partitions already read through the candidates,
+			 * which must not be held there after a refusal) */
 			snprintf(job->gate_refusal, sizeof(job->gate_refusal), "%s", gr.reason);
 			job_event(job, JEV_GATE_HELD,
 			          "gate refused the new index: %s; the candidate is kept%s for the operator: vecgatectl approve "
