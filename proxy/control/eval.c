@@ -1119,9 +1119,10 @@ static void start_truth(struct eval_run *run, const struct vg_managed_index *mi)
 	const char *want_schema = run->query ? run->query_schema : mi->schema;
 	const char *want_table = run->query ? run->query_table : mi->table;
 	if (strcmp(sc->q.table, want_table) != 0 || (sc->q.schema[0] && strcmp(sc->q.schema, want_schema) != 0)) {
-		snprintf(why, sizeof(why), "eval_query reads %s%s%s, not the managed table %s.%s", sc->q.schema,
+		char m[700];
+		snprintf(m, sizeof(m), "eval_query reads %.128s%s%.128s, not the managed table %.128s.%.128s", sc->q.schema,
 		         sc->q.schema[0] ? "." : "", sc->q.table, want_schema, want_table);
-		scan_unavailable(run, why, false);
+		scan_unavailable(run, m, false);
 		return;
 	}
 	sc->qmap = calloc(run->truth_total, sizeof(size_t));

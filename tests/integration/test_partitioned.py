@@ -111,7 +111,7 @@ class Partitioned(AdminCase, unittest.TestCase):
                 eval_query="SELECT id FROM public.docs ORDER BY v <-> $1::vector LIMIT $2"), dict(
                 # partitions: rolling: each partition gated and swapped on its own
                 common, name="docs_roll", database="postgres", table="public.docs", index="docs_v_idx",
-                user="postgres", password=SUPERPW, watch_seconds=3, retention_seconds=0.5, partitions="rolling",
+                user="postgres", password=SUPERPW, watch_seconds=2, retention_seconds=0.5, partitions="rolling",
                 eval_query="SELECT id FROM public.docs ORDER BY v <-> $1::vector LIMIT $2",
                 **{"with": {"m": 16, "ef_construction": 48}}), dict(
                 # auto swap mode without superuser: not flip, so rolling is refused at preflight
