@@ -440,6 +440,8 @@ class Partitioned(AdminCase, unittest.TestCase):
         self.assertGreater(d_new1, 0, "partition 1 was not read through its new index after its swap")
         self.assertEqual(d_old1, 0, "partition 1 still read through its old index after its swap")
         self.assertGreater(d_old2, 0, "partition 2 was not read through its old index before its swap")
+        # each partition's gate computed its own ground truth in one pass over the partition
+        self.assertRegex(self.vg.log(), r"eval docs_roll: ground truth by one exact scan of docs_t1: ")
         self.assertRegex(st, r"partition docs_t1 +swapped")
         self.assertRegex(st, r"own gate: recall [01]\.\d{4} \(live index [01]\.\d{4}\)")
         after = self.check_consistent("after rolling")

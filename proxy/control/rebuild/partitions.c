@@ -271,7 +271,8 @@ static void oids_read(void *arg, PGresult *res, const char *error)
 		slowest = fmax(slowest, job->parts[i].build_s);
 	job_event(job, JEV_STEP_OK, "built %s over %d partitions in %.1fs (slowest partition %.1fs), every partition's "
 	          "candidate attached%s", job->fresh, job->n_parts, now_sec() - job->build_started, slowest,
-	          job->mode == SWAP_FLIP ? "; kept invisible to the planner until the swap" : "");
+	          job->rolling ? "; every partition gated and swapped on its own (rolling), the parents swap next"
+	          : job->mode == SWAP_FLIP ? "; kept invisible to the planner until the swap" : "");
 }
 
 static void attached(void *arg, PGresult *res, const char *error)

@@ -640,10 +640,12 @@ static void preflight_next(struct rebuild_job *job)
 			         "took %.1f s)", job->plan.predicted_s, job->plan.predicted_lo, job->plan.predicted_hi,
 			         job->plan.peak_is_bound ? "under " : "", peak, mwm, job->plan.cost_s);
 		}
-		char parts[160] = "";
+		char parts[200] = "";
 		if (job->partitioned)
-			snprintf(parts, sizeof(parts), "; partitioned table: %d partitions, each built concurrently in turn, "
-			         "one gate, the whole tree swapped at once", job->n_parts);
+			snprintf(parts, sizeof(parts), "; partitioned table: %d partitions, each built concurrently in turn, %s",
+			         job->n_parts, job->rolling ? "gated on its own and swapped before the next (rolling), then the "
+			                                      "parents swapped"
+			                                    : "one gate, the whole tree swapped at once");
 		job_event(job, JEV_STEP_OK, "preflight passed (swap mode %s): %s; eval set: %zu queries from the eval file, "
 		          "%zu sampled from traffic%s%s", swap_mode_name(job->mode), why,
 		          eval_set_count(&job->evals, false), job->samples_loaded, plan, parts);
