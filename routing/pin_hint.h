@@ -5,7 +5,8 @@
  * very start of the text and matches the relation by the name the query
  * gives it (its alias when it has one), so the hint is built from the
  * statement's own FROM list; a statement where that is not certain is left
- * alone and said to be unsafe.
+ * alone and said to be unsafe.  The same reading of the FROM list restricts
+ * the eval query to one partition (pin_retarget, partitions: rolling).
  */
 #ifndef VG_ROUTING_PIN_HINT_H
 #define VG_ROUTING_PIN_HINT_H
