@@ -1045,12 +1045,13 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		if (m->max_build_seconds > 0 && m->plan == VG_PLAN_OFF)
 			return fail_at(lc, value_of(lc, item, "max_build_seconds"), "managed index '%s': max_build_seconds "
 			               "needs plan: auto (the window is checked against the build plan's prediction)", m->index);
-		/* refused here, not half-way through a job: a gate and a swap per
-		 * partition is not built */
-		if (m->partitions == VG_PARTITIONS_ROLLING)
-			return fail_at(lc, value_of(lc, item, "partitions"), "managed index '%s': partitions: rolling is not "
-			               "supported yet (a partitioned table is rebuilt whole: every partition built, one gate "
-			               "over the whole table, one swap); use partitions: whole", m->index);
+		/* refused here, not half-way through a job: a partition swapped
+		 * alone goes back alone only by a validity flip (preflight refuses
+		 * rolling when auto picks another mode) */
+		if (m->partitions == VG_PARTITIONS_ROLLING && (m->swap_mode == VG_SWAP_RENAME || m->swap_mode == VG_SWAP_HINT))
+			return fail_at(lc, value_of(lc, item, "partitions"), "managed index '%s': partitions: rolling needs swap "
+			               "mode flip (swap_mode: flip or auto with a superuser role), not swap_mode: %s; use "
+			               "partitions: whole", m->index, m->swap_mode == VG_SWAP_RENAME ? "rename" : "hint");
 		if (m->plan_over_limit == VG_OVER_APPROVE && m->plan == VG_PLAN_OFF)
 			return fail_at(lc, value_of(lc, item, "plan_over_limit"), "managed index '%s': plan_over_limit needs "
 			               "plan: auto (without a plan there is no limit to be over)", m->index);

@@ -200,7 +200,8 @@ enum vg_eval_source { VG_EVAL_FILE = 0, VG_EVAL_TRAFFIC, VG_EVAL_BOTH };
 /* preflight runs a build plan (trial builds on samples) unless off */
 enum vg_plan_mode { VG_PLAN_AUTO = 0, VG_PLAN_OFF = 1 };
 /* how a partitioned table is rebuilt: every partition, then one gate and one
- * swap (whole); rolling (a gate and swap per partition) is refused at load */
+ * swap (whole); or each partition built, gated on its own and swapped before
+ * the next (rolling: flip mode only) */
 enum vg_partitions_mode { VG_PARTITIONS_WHOLE = 0, VG_PARTITIONS_ROLLING = 1 };
 /* what preflight does with a plan over a limit (memory, disk,
  * max_build_seconds): refuse the job, or hold it for the operator */

@@ -10,7 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const state_names[PART_STATE_COUNT] = {"pending", "building", "built", "attached"};
+static const char *const state_names[PART_STATE_COUNT] = {"pending", "building", "built", "attached",
+                                                                "verifying", "swapped", "failed"};
 
 const char *part_state_name(enum part_state s)
 {
@@ -38,7 +39,7 @@ double part_percent(const double *rows, const enum part_state *st, int n, double
 	for (int i = 0; i < n; i++) {
 		double w = rows[i] >= 1 ? rows[i] : 1;
 		total += w;
-		if (st[i] == PART_BUILT || st[i] == PART_ATTACHED)
+		if (st[i] == PART_BUILT || st[i] == PART_ATTACHED || st[i] == PART_VERIFYING || st[i] == PART_SWAPPED)
 			done += w;
 		else if (st[i] == PART_BUILDING)
 			done += w * building_fraction;

@@ -20,6 +20,10 @@ enum part_state {
 	PART_BUILDING, /* CREATE INDEX CONCURRENTLY running */
 	PART_BUILT,    /* built and recorded in vecgate.jobs (flip mode: hidden from the planner) */
 	PART_ATTACHED, /* attached to the parent candidate */
+	/* partitions: rolling, after built: */
+	PART_VERIFYING, /* its own gate runs (the eval restricted to the partition) */
+	PART_SWAPPED,   /* passed and swapped: its candidate serves the partition */
+	PART_FAILED,    /* its gate refused the candidate: the job failed here */
 	PART_STATE_COUNT
 };
 const char *part_state_name(enum part_state s);

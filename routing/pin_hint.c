@@ -102,11 +102,18 @@ int pin_index_list(const char *const *names, int n, char *out, size_t cap)
 	return 0;
 }
 
-enum pin_verdict pin_hint_for(const char *sql, size_t len, const char *schema, const char *table,
-                              const char *index_list, char *out, size_t cap, const char **why)
+/* How a statement names the table: its references in FROM lists (the last
+ * one's hint name, and where its name starts and ends in the text), and
+ * what makes rewriting it unsafe. */
+struct table_refs {
+	int found, statements;
+	bool deep, ordered, aliased;
+	char ref[SQL_NAME_MAX + 4];
+	const char *start, *name, *end; /* the reference as written; name: its last part */
+};
+
+static void find_refs(const char *sql, size_t len, const char *schema, const char *table, struct table_refs *r)
 {
-	static const char *const no_why = "";
-	*why = no_why;
 	struct walk w;
 	sql_lexer_init(&w.lx, sql, len);
 	sql_lexer_next(&w.lx, &w.next);
@@ -116,6 +123,7 @@ enum pin_verdict pin_hint_for(const char *sql, size_t len, const char *schema, c
 	int depth = 0, found = 0, statements = 1;
 	bool expect_rel = false, deep = false, ordered = false;
 	char ref[SQL_NAME_MAX + 4] = "";
+	memset(r, 0, sizeof(*r));
 	for (; w.tok.type != SQL_TOK_END; walk_advance(&w)) {
 		const struct sql_token *t = &w.tok;
 		if (is_punct(t, ';')) {
@@ -199,12 +207,33 @@ enum pin_verdict pin_hint_for(const char *sql, size_t len, const char *schema, c
 		if (!match)
 			continue;
 		found++;
+		r->start = parts[0].p;
+		r->name = name->p;
+		r->end = name->p + name->len;
+		r->aliased = alias != NULL;
 		const struct sql_token *r = alias ? alias : name;
 		/* a quoted name keeps its doubled quotes: pg_hint_plan reads "" as " */
 		snprintf(ref, sizeof(ref), "\"%s\"", r->word);
 		if (r->len >= 64 + (r->type == SQL_TOK_QIDENT ? 2u : 0u) || strstr(r->word, "/*") || strstr(r->word, "*/"))
 			ref[0] = 0; /* truncated, or a name a hint comment cannot carry */
 	}
+	r->found = found;
+	r->statements = statements;
+	r->deep = deep;
+	r->ordered = ordered;
+	snprintf(r->ref, sizeof(r->ref), "%s", ref);
+}
+
+enum pin_verdict pin_hint_for(const char *sql, size_t len, const char *schema, const char *table,
+                              const char *index_list, char *out, size_t cap, const char **why)
+{
+	static const char *const no_why = "";
+	*why = no_why;
+	struct table_refs r;
+	find_refs(sql, len, schema, table, &r);
+	int found = r.found, statements = r.statements;
+	bool deep = r.deep, ordered = r.ordered;
+	const char *ref = r.ref;
 	if (deep) {
 		*why = "nested too deeply to be read";
 		return PIN_UNSAFE;
@@ -233,4 +262,37 @@ enum pin_verdict pin_hint_for(const char *sql, size_t len, const char *schema, c
 		return PIN_UNSAFE;
 	}
 	return PIN_HINTED;
+}
+
+int pin_retarget(const char *sql, size_t len, const char *schema, const char *table, const char *leaf_ref,
+                 char *out, size_t cap, const char **why)
+{
+	struct table_refs r;
+	*why = "";
+	find_refs(sql, len, schema, table, &r);
+	if (r.deep)
+		*why = "nested too deeply to be read";
+	else if (r.statements > 1)
+		*why = "the text holds more than one statement";
+	else if (r.found != 1)
+		*why = r.found ? "it names the table more than once" : "it does not read the table in a FROM list";
+	if (**why)
+		return -1;
+	/* without an alias the table's own name stays the alias, so columns
+	 * written table.column still resolve */
+	char alias[SQL_NAME_MAX + 8] = "";
+	if (!r.aliased) {
+		int an = snprintf(alias, sizeof(alias), " AS %.*s", (int)(r.end - r.name), r.name);
+		if (an < 0 || (size_t)an >= sizeof(alias)) {
+			*why = "a name too long to alias";
+			return -1;
+		}
+	}
+	int n = snprintf(out, cap, "%.*s%s%s%.*s", (int)(r.start - sql), sql, leaf_ref, alias,
+	                 (int)(len - (size_t)(r.end - sql)), r.end);
+	if (n < 0 || (size_t)n >= cap) {
+		*why = "the rewritten text does not fit";
+		return -1;
+	}
+	return 0;
 }

@@ -5,7 +5,8 @@
  * very start of the text and matches the relation by the name the query
  * gives it (its alias when it has one), so the hint is built from the
  * statement's own FROM list; a statement where that is not certain is left
- * alone and said to be unsafe.
+ * alone and said to be unsafe.  The same reading of the FROM list restricts
+ * the eval query to one partition (pin_retarget, partitions: rolling).
  */
 #ifndef VG_ROUTING_PIN_HINT_H
 #define VG_ROUTING_PIN_HINT_H
@@ -35,5 +36,15 @@ int pin_index_list(const char *const *names, int n, char *out, size_t cap);
 /* The identifier as a double-quoted SQL name ("a""b"); 0, or -1 when it
  * does not fit. */
 int pin_quote_ident(const char *name, char *out, size_t cap);
+
+/* The text with its one FROM reference to table schema.table replaced by
+ * leaf_ref (a qualified, quoted-as-needed name: one partition), keeping
+ * the table's name as the alias when the text gives none, so column
+ * references written table.column still resolve.  Rolling rebuilds gate a
+ * partition with the eval query restricted to it this way.  0, or -1 with
+ * *why: the text names the table more or less than once in FROM, holds
+ * more than one statement, or the result does not fit. */
+int pin_retarget(const char *sql, size_t len, const char *schema, const char *table, const char *leaf_ref,
+                 char *out, size_t cap, const char **why);
 
 #endif

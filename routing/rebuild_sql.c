@@ -95,7 +95,8 @@ const char SQL_PART_LIST[] =
 
 const char SQL_PART_CANDIDATES[] =
 	"SELECT to_regclass(c.n)::oid::text, x.indisvalid, c.n = ANY(coalesce(j.partitions_done, '{}')),"
-	" EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = to_regclass(c.n) AND h.inhparent = to_regclass($3))"
+	" EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = to_regclass(c.n) AND h.inhparent = to_regclass($3)),"
+	" c.n = ANY(coalesce(j.partitions_swapped, '{}'))"
 	" FROM unnest($1::text[]) WITH ORDINALITY c(n, o) LEFT JOIN pg_index x ON x.indexrelid = to_regclass(c.n)"
 	" LEFT JOIN vecgate.jobs j ON j.id = $2::bigint ORDER BY c.o";
 
@@ -154,7 +155,9 @@ const char SQL_STATE_SCHEMA[] =
 	"ALTER TABLE vecgate.jobs ADD COLUMN IF NOT EXISTS driver_instance text,"
 	" ADD COLUMN IF NOT EXISTS driver_since timestamptz, ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz;"
 	/* a partitioned rebuild: the partitions' candidates built so far */
-	"ALTER TABLE vecgate.jobs ADD COLUMN IF NOT EXISTS partitions_done text[]";
+	"ALTER TABLE vecgate.jobs ADD COLUMN IF NOT EXISTS partitions_done text[];"
+	/* a rolling rebuild: the partitions swapped so far (their candidates serve) */
+	"ALTER TABLE vecgate.jobs ADD COLUMN IF NOT EXISTS partitions_swapped text[]";
 
 const char SQL_JOB_CLAIM[] =
 	"UPDATE vecgate.jobs SET driver_instance = $2, driver_since = now(), heartbeat_at = now(),"
@@ -627,5 +630,48 @@ int sql_part_measure(const char *schema, const char *live, const char *fresh, ch
 	bool ok = add_tree_valid(out, outlen, &o, schema, fresh, true) && add_tree_valid(out, outlen, &o, schema, live, false);
 	if (ok && o > 0 && out[o - 1] == '\n')
 		out[--o] = 0; /* run as one setup string */
+	return ok ? 0 : -1;
+}
+
+int sql_part_swap_one(long long job_id, const char *leaf_schema, const char *leaf, const char *live_child,
+                      const char *fresh_child, const char *schema, const char *table, const char *fence,
+                      int lock_timeout_ms, char *out, size_t outlen)
+{
+	size_t o = 0;
+	char hide[1100], show[1100], leaf_rc[900], table_rc[900], q[420], lit[900];
+	if (sql_set_index_valid(leaf_schema, live_child, false, hide, sizeof(hide)) < 0 ||
+	    sql_set_index_valid(leaf_schema, fresh_child, true, show, sizeof(show)) < 0)
+		return -1;
+	regclass_lit(leaf_schema, leaf, leaf_rc, sizeof(leaf_rc));
+	regclass_lit(schema, table, table_rc, sizeof(table_rc));
+	sql_qualified(leaf_schema, fresh_child, q, sizeof(q));
+	sql_literal(q, lit, sizeof(lit));
+	bool ok = add_head(out, outlen, &o, fence, lock_timeout_ms) &&
+	          addf(out, outlen, &o,
+	               "%s;\n%s;\nUPDATE pg_class SET relname = relname WHERE oid IN (%s, %s);\n"
+	               "UPDATE vecgate.jobs SET partitions_swapped = array_append(array_remove(coalesce(partitions_swapped, "
+	               "'{}'), %s), %s) WHERE id = %lld;\nCOMMIT;",
+	               hide, show, leaf_rc, table_rc, lit, lit, job_id);
+	return ok ? 0 : -1;
+}
+
+int sql_part_unroll(long long job_id, const struct part_names *n, char *out, size_t outlen)
+{
+	size_t o = 0;
+	char table_rc[900], q[420], lit[900];
+	regclass_lit(n->schema, n->table, table_rc, sizeof(table_rc));
+	bool ok = add_head(out, outlen, &o, n->fence, n->lock_timeout_ms) &&
+	          add_tree_valid(out, outlen, &o, n->schema, n->live, true) &&
+	          addf(out, outlen, &o, "UPDATE pg_index SET indisvalid = false WHERE indexrelid IN (0");
+	for (int i = 0; ok && i < n->n; i++) {
+		sql_qualified(n->leaf_schema[i], n->fresh_child[i], q, sizeof(q));
+		sql_literal(q, lit, sizeof(lit));
+		ok = addf(out, outlen, &o, ", coalesce(to_regclass(%s), 0)", lit);
+	}
+	ok = ok && addf(out, outlen, &o,
+	                ");\nUPDATE pg_class SET relname = relname WHERE oid IN (SELECT %s UNION ALL SELECT relid FROM "
+	                "pg_partition_tree(%s) WHERE level > 0);\n"
+	                "UPDATE vecgate.jobs SET partitions_swapped = '{}' WHERE id = %lld;\nCOMMIT;",
+	                table_rc, table_rc, job_id);
 	return ok ? 0 : -1;
 }

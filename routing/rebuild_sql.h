@@ -149,6 +149,19 @@ int sql_part_record(long long job_id, const char *leaf_schema, const char *leaf,
  * child attached to it, in one transaction under lock_timeout behind the
  * fence; idempotent (IF NOT EXISTS, attaching an attached child is a no-op). */
 int sql_part_attach(const struct part_names *n, const char *parent_def, char *out, size_t outlen);
+/* partitions: rolling, one partition whose gate passed: its candidate
+ * valid and its live index not (names unchanged: the renames of the whole
+ * tree wait for the parent's swap, so every step of the job finds each
+ * index under one name), the plans of the partition and of the table
+ * re-made, and the partition recorded in vecgate.jobs partitions_swapped,
+ * in one transaction under lock_timeout. */
+int sql_part_swap_one(long long job_id, const char *leaf_schema, const char *leaf, const char *live_child,
+                      const char *fresh_child, const char *schema, const char *table, const char *fence,
+                      int lock_timeout_ms, char *out, size_t outlen);
+/* partitions: rolling, leaving before the parent's swap: every partition
+ * back on its live index (the live tree valid, every candidate that exists
+ * not), plans re-made, partitions_swapped emptied.  Idempotent. */
+int sql_part_unroll(long long job_id, const struct part_names *n, char *out, size_t outlen);
 /* Inside the verify transaction only: the new tree valid, the old one not. */
 int sql_part_measure(const char *schema, const char *live, const char *fresh, char *out, size_t outlen);
 /* $1 live parent index -> per partition (level-1 leaves of the index's

@@ -240,9 +240,21 @@ void view_job(struct json *j, const char *key, const struct rebuild_job *job)
 			json_num(j, "baseline_recall", p->base_recall);
 			json_num(j, "neighbours", p->neighbours);
 			json_num(j, "baseline_neighbours", p->base_neighbours);
+			/* partitions: rolling: this partition's own gate and swap */
+			if (job->rolling) {
+				json_obj_begin(j, "gate");
+				json_num(j, "recall", p->gate_recall);
+				json_num(j, "baseline_recall", p->gate_base_recall);
+				json_num(j, "p95_ms", p->gate_p95);
+				json_num(j, "baseline_p95_ms", p->gate_base_p95);
+				json_bool(j, "empty", p->empty);
+				json_obj_end(j);
+				json_num(j, "swap_ms", p->swap_ms);
+			}
 			json_obj_end(j);
 		}
 		json_arr_end(j);
+		json_str(j, "partitions_mode", job->rolling ? "rolling" : "whole");
 	} else {
 		json_str(j, "partitions", NULL);
 	}

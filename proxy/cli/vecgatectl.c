@@ -158,6 +158,17 @@ static void print_job_line(const struct jnode *job)
 		       json_get_str(p, "state") ? json_get_str(p, "state") : "?", ppct, rows,
 		       json_get_str(p, "candidate") ? json_get_str(p, "candidate") : "", json_get_num(p, "tuples_done"),
 		       rec, base);
+		if (json_get_num(p, "gate.recall") == json_get_num(p, "gate.recall")) {
+			/* partitions: rolling: the partition's own gate */
+			char gr[24], gb[24], p95[24], bp95[24], sms[24];
+			fmt_num(gr, sizeof(gr), json_get_num(p, "gate.recall"), "%.4f");
+			fmt_num(gb, sizeof(gb), json_get_num(p, "gate.baseline_recall"), "%.4f");
+			fmt_num(p95, sizeof(p95), json_get_num(p, "gate.p95_ms"), "%.2f ms");
+			fmt_num(bp95, sizeof(bp95), json_get_num(p, "gate.baseline_p95_ms"), "%.2f ms");
+			fmt_num(sms, sizeof(sms), json_get_num(p, "swap_ms"), "%.2f ms");
+			printf("      own gate: recall %s (live index %s), p95 %s (live index %s); swapped in %s\n", gr, gb, p95,
+			       bp95, sms);
+		}
 	}
 	const struct jnode *ns = json_get(job, "notices");
 	for (const struct jnode *n = ns ? ns->child : NULL; n; n = n->next)

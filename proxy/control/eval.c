@@ -144,6 +144,36 @@ void eval_set_free(struct eval_set *set)
 	memset(set, 0, sizeof(*set));
 }
 
+int eval_set_copy_untruthed(struct eval_set *dst, const struct eval_set *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	if (!src->n)
+		return 0;
+	dst->queries = calloc(src->n, sizeof(*dst->queries));
+	if (!dst->queries)
+		return -1;
+	for (size_t i = 0; i < src->n; i++) {
+		const struct eval_query *a = &src->queries[i];
+		struct eval_query *b = &dst->queries[i];
+		dst->n = i + 1;
+		b->line = a->line;
+		b->from_traffic = a->from_traffic;
+		if (!(b->vector = strdup(a->vector)))
+			goto oom;
+		if (a->n_params && !(b->params = calloc(a->n_params, sizeof(char *))))
+			goto oom;
+		for (size_t j = 0; j < a->n_params; j++) {
+			if (!(b->params[j] = strdup(a->params[j])))
+				goto oom;
+			b->n_params = j + 1;
+		}
+	}
+	return 0;
+oom:
+	eval_set_free(dst);
+	return -1;
+}
+
 int eval_set_add_traffic(struct eval_set *set, const char *vector)
 {
 	struct eval_query *n = realloc(set->queries, (set->n + 1) * sizeof(*n));
@@ -377,6 +407,13 @@ static void scans_before_result(void *arg, PGresult *res, const char *error)
 
 /* The generic plan is made under EXPLAIN (after plan_setup_sql) and cached
  * in the prepared statement; EXPLAIN EXECUTE takes literals only. */
+/* The text the run measures: the configured eval query, or the one the
+ * owner gave (one partition's). */
+static const char *eval_text(const struct eval_run *run, const struct vg_managed_index *mi)
+{
+	return run->query ? run->query : mi->eval_query;
+}
+
 static void plant_generic_plan(struct eval_run *run, const struct vg_managed_index *mi, const char *kbuf)
 {
 	if (run->scans_on[0] && run->no_scans_on[0]) {
@@ -388,7 +425,7 @@ static void plant_generic_plan(struct eval_run *run, const struct vg_managed_ind
 	send_query(run, "SET LOCAL plan_cache_mode = force_generic_plan", 0, NULL, NULL);
 	const char *params[EVAL_MAX_PARAMS];
 	int np = query_params(&run->set->queries[0], kbuf, params);
-	size_t qlen = strlen(mi->eval_query) + 64, vlen = 128;
+	size_t qlen = strlen(eval_text(run, mi)) + 64, vlen = 128;
 	for (int i = 0; i < np; i++)
 		vlen += 2 * strlen(params[i]) + 5;
 	char *sql = malloc(qlen > vlen ? qlen : vlen), *lit = malloc(vlen);
@@ -398,7 +435,7 @@ static void plant_generic_plan(struct eval_run *run, const struct vg_managed_ind
 		finish(run, NULL, "out of memory", true);
 		return;
 	}
-	snprintf(sql, qlen, "PREPARE " EVAL_STMT " AS %s", mi->eval_query);
+	snprintf(sql, qlen, "PREPARE " EVAL_STMT " AS %s", eval_text(run, mi));
 	send_query(run, sql, 0, NULL, prepare_result);
 	/* EXPLAIN EXECUTE takes literals: k as written, every other value quoted */
 	size_t o = (size_t)snprintf(sql, vlen, "EXPLAIN (FORMAT JSON) EXECUTE " EVAL_STMT "(");
@@ -1073,16 +1110,19 @@ static void start_truth(struct eval_run *run, const struct vg_managed_index *mi)
 	}
 	run->scan = sc;
 	sc->run = run;
-	if (knn_query_parse(mi->eval_query, &sc->q, why, sizeof(why)) < 0) {
+	if (knn_query_parse(eval_text(run, mi), &sc->q, why, sizeof(why)) < 0) {
 		char m[400];
 		snprintf(m, sizeof(m), "eval_query is not a plain k-NN query: %s", why);
 		scan_unavailable(run, m, false);
 		return;
 	}
-	if (strcmp(sc->q.table, mi->table) != 0 || (sc->q.schema[0] && strcmp(sc->q.schema, mi->schema) != 0)) {
-		snprintf(why, sizeof(why), "eval_query reads %s%s%s, not the managed table %s.%s", sc->q.schema,
-		         sc->q.schema[0] ? "." : "", sc->q.table, mi->schema, mi->table);
-		scan_unavailable(run, why, false);
+	const char *want_schema = run->query ? run->query_schema : mi->schema;
+	const char *want_table = run->query ? run->query_table : mi->table;
+	if (strcmp(sc->q.table, want_table) != 0 || (sc->q.schema[0] && strcmp(sc->q.schema, want_schema) != 0)) {
+		char m[700];
+		snprintf(m, sizeof(m), "eval_query reads %.128s%s%.128s, not the managed table %.128s.%.128s", sc->q.schema,
+		         sc->q.schema[0] ? "." : "", sc->q.table, want_schema, want_table);
+		scan_unavailable(run, m, false);
 		return;
 	}
 	sc->qmap = calloc(run->truth_total, sizeof(size_t));
@@ -1269,14 +1309,15 @@ static void look_up_leaves(struct eval_run *run, const struct vg_managed_index *
 /* The text of the timed queries: the eval query, behind the run's hint. */
 static const char *timed_query(struct eval_run *run, const struct vg_managed_index *mi)
 {
+	const char *text = eval_text(run, mi);
 	if (!run->hint[0])
-		return mi->eval_query;
-	size_t n = strlen(run->hint) + strlen(mi->eval_query) + 1;
+		return text;
+	size_t n = strlen(run->hint) + strlen(text) + 1;
 	free(run->timed_sql);
 	run->timed_sql = malloc(n);
 	if (!run->timed_sql)
-		return mi->eval_query;
-	snprintf(run->timed_sql, n, "%s%s", run->hint, mi->eval_query);
+		return text;
+	snprintf(run->timed_sql, n, "%s%s", run->hint, text);
 	return run->timed_sql;
 }
 
@@ -1298,7 +1339,7 @@ static void run_next(struct eval_run *run)
 		if (run->i < set->n) {
 			const char *params[EVAL_MAX_PARAMS];
 			int np = query_params(&set->queries[run->i], kbuf, params);
-			send_query(run, mi->eval_query, np, params, query_result);
+			send_query(run, eval_text(run, mi), np, params, query_result);
 			return;
 		}
 		/* exact pass done: back to index scans, same snapshot */
@@ -1327,7 +1368,7 @@ static void run_next(struct eval_run *run)
 		}
 		if (run->expect_index[0]) {
 			char sql[10240];
-			snprintf(sql, sizeof(sql), "%sEXPLAIN (FORMAT JSON) %s", run->hint, mi->eval_query);
+			snprintf(sql, sizeof(sql), "%sEXPLAIN (FORMAT JSON) %s", run->hint, eval_text(run, mi));
 			const char *params[EVAL_MAX_PARAMS];
 			int np = query_params(&set->queries[0], kbuf, params);
 			send_query(run, sql, np, params, explain_result);
@@ -1405,9 +1446,18 @@ void eval_run_start(struct eval_run *run, struct pg_session *s, const struct vg_
 		snprintf(run->no_scans_on, sizeof(run->no_scans_on), "%s", opts->no_scans_on ? opts->no_scans_on : "");
 		snprintf(run->hint, sizeof(run->hint), "%s", opts->hint ? opts->hint : "");
 		run->per_partition = opts->per_partition;
+		if (opts->query) {
+			run->query = strdup(opts->query);
+			snprintf(run->query_schema, sizeof(run->query_schema), "%s", opts->query_schema ? opts->query_schema : "");
+			snprintf(run->query_table, sizeof(run->query_table), "%s", opts->query_table ? opts->query_table : "");
+		}
 	}
 	run->done = done;
 	run->arg = arg;
+	if (opts && opts->query && !run->query) {
+		finish(run, NULL, "out of memory", true); /* never the whole table's eval in a partition's place */
+		return;
+	}
 	run->truth_pass = true;
 	run->started = now_sec();
 	for (size_t i = 0; i < set->n; i++) {
@@ -1457,6 +1507,8 @@ void eval_run_release(struct eval_run *run)
 	run->lat_ms = NULL;
 	free(run->timed_sql);
 	run->timed_sql = NULL;
+	free(run->query);
+	run->query = NULL;
 	free(run->got);
 	run->got = NULL;
 	free(run->n_got);

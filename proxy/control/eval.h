@@ -59,6 +59,10 @@ int eval_set_load(struct eval_set *set, const char *path, char *err, size_t errl
  * no more, no fewer.  0, or -1 with the line that does not. */
 int eval_set_check_params(const struct eval_set *set, const struct vg_managed_index *mi, char *err, size_t errlen);
 void eval_set_free(struct eval_set *set);
+/* dst: src's queries (vectors and parameters) without any ground truth, so
+ * that a run over one partition computes that partition's.  0, or -1 out
+ * of memory (dst empty). */
+int eval_set_copy_untruthed(struct eval_set *dst, const struct eval_set *src);
 /* Append a query vector sampled from traffic (ground truth computed in the run).  0, or -1 out of memory. */
 int eval_set_add_traffic(struct eval_set *set, const char *vector);
 /* Drop the traffic queries (before loading a fresh sample). */
@@ -120,6 +124,11 @@ struct eval_opts {
 	 * look up which partition each true neighbour lives in (one statement
 	 * over the neighbours' ids) and split the recall by partition */
 	bool per_partition;
+	/* the query run instead of the configured eval_query, and the table
+	 * it reads (schema, name), or NULL: a rolling rebuild gates one
+	 * partition with the eval query restricted to it (pin_retarget); the
+	 * ground truth is then that partition's */
+	const char *query, *query_schema, *query_table;
 };
 
 enum eval_truth_method { EVAL_TRUTH_PER_QUERY = 0, EVAL_TRUTH_SCAN = 1 };
@@ -136,6 +145,8 @@ struct eval_run {
 	char plan_setup_sql[1800], plan_teardown_sql[300], scans_on[700], no_scans_on[700];
 	char hint[1400];
 	char *timed_sql; /* hint + eval query, built at the first timed query */
+	char *query;     /* opts.query (owned), or NULL: the configured eval_query */
+	char query_schema[64], query_table[64];
 	long long scans_before[2]; /* the two indexes' scan counters before the timed queries */
 	eval_done_cb done;
 	void *arg;

@@ -108,7 +108,16 @@ class Partitioned(AdminCase, unittest.TestCase):
                 retention_seconds=1, swap_mode="rename"), dict(
                 common, name="docs_hint", database="postgres", table="public.docs", index="docs_v_idx",
                 user="postgres", password=SUPERPW, swap_mode="hint",
-                eval_query="SELECT id FROM public.docs ORDER BY v <-> $1::vector LIMIT $2")]})
+                eval_query="SELECT id FROM public.docs ORDER BY v <-> $1::vector LIMIT $2"), dict(
+                # partitions: rolling: each partition gated and swapped on its own
+                common, name="docs_roll", database="postgres", table="public.docs", index="docs_v_idx",
+                user="postgres", password=SUPERPW, watch_seconds=2, retention_seconds=0.5, partitions="rolling",
+                eval_query="SELECT id FROM public.docs ORDER BY v <-> $1::vector LIMIT $2",
+                **{"with": {"m": 16, "ef_construction": 48}}), dict(
+                # auto swap mode without superuser: not flip, so rolling is refused at preflight
+                common, name="notes_roll", database="app", table="public.notes", index="notes_v_idx", user="owner",
+                password="owner-pw", eval_query="SELECT id FROM public.notes ORDER BY v <-> $1::vector LIMIT $2",
+                partitions="rolling")]})
 
     @classmethod
     def tearDownClass(cls):
@@ -398,6 +407,136 @@ class Partitioned(AdminCase, unittest.TestCase):
         self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'docs%_vg%'"), "0")
         self.report.append("(f) rollback: the old tree served again and the new one was gone %.1f s after the "
                            "request" % (time.time() - t))
+
+    def test_g_rolling_under_reads(self):
+        before = self.check_consistent("before")
+        old1, old2 = before["docs_t1_v_idx"][0], before["docs_t2_v_idx"][0]
+        # partition 2's build waits for this writer: the job is held between partition 1's swap and
+        # partition 2's (CREATE INDEX CONCURRENTLY on docs_t2 waits for docs_t2's writers only)
+        blocker = self.hold_partition_2()
+        t0 = time.time()
+        try:
+            job_id = self.start("docs_roll")
+            j = self.wait_parts(job_id, lambda p: p[0]["state"] == "swapped" and p[1]["state"] == "building",
+                                "partition 1 swapped, partition 2 building")
+            new1 = self.pg.psql("SELECT '%s'::regclass::oid" % j["partitions"][0]["candidate"])
+            st = self.ctl("rebuild", "status", "docs_roll").stdout
+            # one read of the parent through vecgate, its scans counted inside its own transaction
+            with psycopg.connect(self.vg.dsn(user="postgres", password=SUPERPW, db="postgres")) as c:
+                def counts():
+                    return c.execute("SELECT pg_stat_get_xact_numscans(%s), pg_stat_get_xact_numscans(%s), "
+                                     "pg_stat_get_xact_numscans(%s)", (int(new1), int(old1), int(old2))).fetchone()
+                with c.transaction():
+                    b = counts()
+                    c.execute("SELECT id FROM docs ORDER BY v <-> %s::vector LIMIT 10",
+                              (self.queries[0],)).fetchall()
+                    a = counts()
+            d_new1, d_old1, d_old2 = (a[i] - b[i] for i in range(3))
+        finally:
+            blocker.rollback()
+            blocker.close()
+        j = self.wait(job_id, lambda j: j["terminal"], timeout=150)
+        self.assertEqual(j["state"], "done", "%s\n%s" % (j, self.vg.log()[-4000:]))
+        self.assertGreater(d_new1, 0, "partition 1 was not read through its new index after its swap")
+        self.assertEqual(d_old1, 0, "partition 1 still read through its old index after its swap")
+        self.assertGreater(d_old2, 0, "partition 2 was not read through its old index before its swap")
+        # each partition's gate computed its own ground truth in one pass over the partition
+        self.assertRegex(self.vg.log(), r"eval docs_roll: ground truth by one exact scan of docs_t1: ")
+        self.assertRegex(st, r"partition docs_t1 +swapped")
+        self.assertRegex(st, r"own gate: recall [01]\.\d{4} \(live index [01]\.\d{4}\)")
+        after = self.check_consistent("after rolling")
+        self.assertEqual(after["docs_t1_v_idx"][0], new1)  # the candidate gated and swapped first kept serving
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'docs%_vg%'"), "0")
+        parts = j["partitions"]
+        self.assertEqual([p["state"] for p in parts], ["swapped"] * 3, parts)
+        self.assertTrue(parts[2]["gate"]["empty"], parts[2])
+        for p in parts[:2]:
+            self.assertTrue(0 <= p["gate"]["recall"] <= 1, p)
+        self.report.append("(g) rolling under reads: done %.1f s after the start; partition swaps %s ms; one read "
+                           "between partition 1's and 2's swaps: docs_t1 new index +%d, old +%d, docs_t2 old +%d; "
+                           "own gates (recall, live recall): %s" % (
+                               time.time() - t0, [round(p["swap_ms"], 2) for p in parts], d_new1, d_old1, d_old2,
+                               [(p["gate"]["recall"], p["gate"]["baseline_recall"]) for p in parts]))
+        self.report.append("(g) vecgatectl rebuild status, partition 1 swapped, partition 2 building:\n" + st)
+
+    def test_h_rolling_then_rollback(self):
+        before = self.check_consistent("before")
+        job_id = self.start("docs_roll")
+        j = self.wait(job_id, lambda j: j["state"] in ("watch", "retain") or j["terminal"], timeout=120)
+        self.assertEqual(j["state"], "watch", "%s\n%s" % (j, self.vg.log()[-4000:]))
+        self.assertNotEqual(self.tree(), before)
+        r = self.ctl("rollback", str(job_id))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        j = self.wait(job_id, lambda j: j["terminal"], timeout=60)
+        self.assertEqual(j["state"], "rolled_back", j)
+        deadline = time.time() + 20
+        while time.time() < deadline and self.tree() != before:
+            time.sleep(0.2)
+        self.assertEqual(self.tree(), before)  # every partition on its old index again: same oids, valid
+        self.check_consistent("after the rolling job's rollback")
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'docs%_vg%'"), "0")
+
+    def hold_partition_2(self):
+        """A writer on docs_t2 that partition 2's concurrent build waits for."""
+        blocker = self.pg.connect()
+        blocker.execute("BEGIN")
+        blocker.execute("INSERT INTO docs_t2 (tenant, v) VALUES (2, %s::vector)", (random_vector(random.Random(8), DIMS),))
+        return blocker
+
+    def test_j_rolling_cancel_after_a_swap(self):
+        before = self.check_consistent("before")
+        blocker = self.hold_partition_2()
+        try:
+            job_id = self.start("docs_roll")
+            self.wait_parts(job_id, lambda p: p[0]["state"] == "swapped" and p[1]["state"] == "building",
+                            "partition 1 swapped, partition 2 building")
+            self.assertEqual(self.pg.psql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'docs_t1_v_idx'::regclass"),
+                             "f")  # partition 1 reads through its candidate now
+            r = self.ctl("cancel", str(job_id))
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            j = self.wait(job_id, lambda j: j["terminal"], timeout=60)
+        finally:
+            blocker.rollback()
+            blocker.close()
+        self.assertEqual(j["state"], "cancelled", j)
+        deadline = time.time() + 20
+        while time.time() < deadline and self.tree() != before:
+            time.sleep(0.2)  # partition 1 flipped back, then the candidates dropped
+        self.assertEqual(self.tree(), before)
+        self.check_consistent("after cancelling a rolling job")
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'docs%_vg%'"), "0")
+        self.assertIn("rolled back: docs_v_idx serves again", self.vg.log())
+
+    def test_k_rolling_restart_after_a_swap(self):
+        self.check_consistent("before")
+        blocker = self.hold_partition_2()
+        job_id = self.start("docs_roll")
+        j = self.wait_parts(job_id, lambda p: p[0]["state"] == "swapped" and p[1]["state"] == "building",
+                            "partition 1 swapped, partition 2 building")
+        oid1 = self.pg.psql("SELECT '%s'::regclass::oid" % j["partitions"][0]["candidate"])
+        log_at = len(self.vg.log())
+        self.pg.pg_ctl("restart", "-m", "fast")  # the writer holding partition 2 goes with it
+        blocker.close()
+        j = self.wait(job_id, lambda j: j["terminal"], timeout=150)
+        self.assertEqual(j["state"], "done", "%s\n%s" % (j, self.vg.log()[-4000:]))
+        # the catalog said partition 1 was swapped: neither built nor gated again
+        self.assertEqual(self.pg.psql("SELECT 'docs_t1_v_idx'::regclass::oid"), oid1)
+        self.assertNotIn("docs_t1's gate passed", self.vg.log()[log_at:])
+        self.assertIn("docs_t2's gate passed", self.vg.log()[log_at:])
+        self.check_consistent("after a restart between rolling swaps")
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'docs%_vg%'"), "0")
+
+    def test_i_rolling_needs_flip(self):
+        before = self.pg.psql("SELECT string_agg(oid::text, ',' ORDER BY oid) FROM pg_class WHERE relname LIKE "
+                              "'notes%idx'", db="app")
+        job_id = self.start("notes_roll")
+        j = self.wait(job_id, lambda j: j["terminal"], timeout=60)
+        self.assertEqual(j["state"], "failed", j)
+        self.assertEqual([h["from"] for h in j["history"]], ["preflight"], j["history"])
+        self.assertIn("partitions: rolling needs swap mode flip", j["message"])
+        self.assertEqual(self.pg.psql("SELECT string_agg(oid::text, ',' ORDER BY oid) FROM pg_class WHERE relname "
+                                      "LIKE 'notes%idx'", db="app"), before)  # nothing was built
+        self.report.append("(i) rolling without flip mode: " + j["message"])
 
 
 if __name__ == "__main__":

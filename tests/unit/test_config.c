@@ -264,8 +264,9 @@ static const struct bad_case bad_cases[] = {
 	 "t.yaml:6:79:", "opclass 'a.b.c': more parts than schema.name"},
 	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, expression: ' '}\n",
 	 "t.yaml:6:82:", "expression must not be empty"},
-	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, partitions: rolling}\n",
-	 "t.yaml:6:82:", "partitions: rolling is not supported yet"},
+	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, swap_mode: rename, "
+	      "partitions: rolling}\n",
+	 "t.yaml:6:101:", "partitions: rolling needs swap mode flip"},
 	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, partitions: each}\n",
 	 "t.yaml:6:82:", "partitions must be one of 'whole', 'rolling'"},
 	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, plan_over_limit: maybe}\n",

@@ -46,6 +46,13 @@ static void test_recognised(void **state)
 	assert_int_equal(q.cast_dims, 3);
 	assert_true(q.id_tiebreak);
 
+	/* a rolling rebuild's eval query restricted to one partition (pin_retarget): the table's name stays
+	 * as the alias, and the exact scan reads the partition */
+	q = parse_ok("SELECT id FROM public.docs_t1 AS docs ORDER BY docs.v <-> $1::vector LIMIT $2");
+	assert_string_equal(q.schema, "public");
+	assert_string_equal(q.table, "docs_t1");
+	assert_string_equal(q.vector_column, "v");
+
 	q = parse_ok("SELECT \"Id\" FROM \"My Items\" AS t ORDER BY t.\"Emb\"<+>$1 LIMIT $2");
 	assert_string_equal(q.table, "My Items");
 	assert_string_equal(q.id_column, "Id");

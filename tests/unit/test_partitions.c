@@ -33,6 +33,7 @@ static void test_decide(void **state)
 	assert_string_equal(part_state_name(PART_BUILDING), "building");
 	assert_string_equal(part_state_name(PART_ATTACHED), "attached");
 	assert_string_equal(part_state_name((enum part_state)99), "?");
+	assert_string_equal(part_state_name(PART_SWAPPED), "swapped");
 }
 
 static void test_percent(void **state)
@@ -196,6 +197,42 @@ static void test_drop_record_attach_sql(void **state)
 	assert_int_not_equal(sql[strlen(sql) - 1], '\n');
 }
 
+/* partitions: rolling: one partition's swap, and every partition back */
+static void test_rolling_sql(void **state)
+{
+	(void)state;
+	char sql[8192];
+	assert_int_equal(sql_part_swap_one(42, "Other", "docs_t2", "docs_t2_v_idx", "docs_t2_v_idx_vg3", "public", "docs",
+	                                   NULL, 50, sql, sizeof(sql)),
+	                 0);
+	assert_string_equal(sql, "BEGIN;\nSET LOCAL lock_timeout = '50ms';\n"
+	                         "UPDATE pg_index SET indisvalid = false WHERE indexrelid = '\"Other\".docs_t2_v_idx'::regclass;\n"
+	                         "UPDATE pg_index SET indisvalid = true WHERE indexrelid = "
+	                         "'\"Other\".docs_t2_v_idx_vg3'::regclass;\n"
+	                         "UPDATE pg_class SET relname = relname WHERE oid IN ('\"Other\".docs_t2'::regclass, "
+	                         "'public.docs'::regclass);\n"
+	                         "UPDATE vecgate.jobs SET partitions_swapped = array_append(array_remove(coalesce("
+	                         "partitions_swapped, '{}'), '\"Other\".docs_t2_v_idx_vg3'), '\"Other\".docs_t2_v_idx_vg3') "
+	                         "WHERE id = 42;\nCOMMIT;");
+	/* no renames: the names move once, with the parents */
+	assert_null(strstr(sql, "RENAME"));
+	assert_int_equal(sql_part_swap_one(42, "Other", "docs_t2", "docs_t2_v_idx", "docs_t2_v_idx_vg3", "public", "docs",
+	                                   NULL, 50, sql, 200),
+	                 -1);
+	struct part_names n = {"public", "docs", "docs_v_idx", "docs_v_idx_vg3", "docs_v_idx_vgold3", 2, ls, leaf, live,
+	                       fresh, retired, 500, "SELECT fence()"};
+	assert_int_equal(sql_part_unroll(42, &n, sql, sizeof(sql)), 0);
+	assert_string_equal(sql, "BEGIN;\nSELECT fence();\nSET LOCAL lock_timeout = '500ms';\n"
+	                         "UPDATE pg_index SET indisvalid = true WHERE indexrelid IN (SELECT 'public.docs_v_idx'::regclass "
+	                         "UNION ALL SELECT relid FROM pg_partition_tree('public.docs_v_idx'::regclass) WHERE level > 0);\n"
+	                         "UPDATE pg_index SET indisvalid = false WHERE indexrelid IN (0, coalesce(to_regclass("
+	                         "'public.docs_t1_v_idx_vg3'), 0), coalesce(to_regclass('\"Other\".docs_t2_v_idx_vg3'), 0));\n"
+	                         "UPDATE pg_class SET relname = relname WHERE oid IN (SELECT 'public.docs'::regclass UNION ALL "
+	                         "SELECT relid FROM pg_partition_tree('public.docs'::regclass) WHERE level > 0);\n"
+	                         "UPDATE vecgate.jobs SET partitions_swapped = '{}' WHERE id = 42;\nCOMMIT;");
+	assert_int_equal(sql_part_unroll(42, &n, sql, 400), -1);
+}
+
 static void test_recall_split(void **state)
 {
 	(void)state;
@@ -243,7 +280,7 @@ int main(void)
 		cmocka_unit_test(test_decide),    cmocka_unit_test(test_percent),
 		cmocka_unit_test(test_names),     cmocka_unit_test(test_parent_def_and_array),
 		cmocka_unit_test(test_swap_sql),  cmocka_unit_test(test_drop_record_attach_sql),
-		cmocka_unit_test(test_recall_split),
+		cmocka_unit_test(test_recall_split),      cmocka_unit_test(test_rolling_sql),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

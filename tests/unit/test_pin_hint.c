@@ -101,6 +101,47 @@ static void test_quote_ident(void **state)
 	assert_int_equal(pin_index_list(two, 2, list, 12), -1);
 }
 
+static void retarget(const char *sql, const char *want)
+{
+	char out[512];
+	const char *why = NULL;
+	int rc = pin_retarget(sql, strlen(sql), "public", "items", "public.items_p1", out, sizeof(out), &why);
+	if (!want) {
+		assert_int_equal(rc, -1);
+		assert_true(why && why[0]);
+		return;
+	}
+	assert_int_equal(rc, 0);
+	assert_string_equal(out, want);
+}
+
+/* a rolling rebuild gates one partition with the eval query restricted to it */
+static void test_retarget_to_a_partition(void **state)
+{
+	(void)state;
+	/* no alias: the table's name stays the alias, so items.v still resolves */
+	retarget("SELECT id FROM items ORDER BY items.v <-> $1 LIMIT $2",
+	         "SELECT id FROM public.items_p1 AS items ORDER BY items.v <-> $1 LIMIT $2");
+	retarget("SELECT id FROM public.\"items\" ORDER BY v <-> $1 LIMIT $2",
+	         "SELECT id FROM public.items_p1 AS \"items\" ORDER BY v <-> $1 LIMIT $2");
+	/* an alias of its own is kept */
+	retarget("select i.id from ONLY items AS i where i.t = $3 order by i.v <-> $1 limit $2",
+	         "select i.id from ONLY public.items_p1 AS i where i.t = $3 order by i.v <-> $1 limit $2");
+	retarget("SELECT id FROM items i JOIN tags t ON t.id = i.id ORDER BY v <-> $1 LIMIT $2",
+	         "SELECT id FROM public.items_p1 i JOIN tags t ON t.id = i.id ORDER BY v <-> $1 LIMIT $2");
+	/* another schema's items, a string or a column named so are not the table */
+	retarget("SELECT id FROM other.items ORDER BY v <-> $1 LIMIT $2", NULL);
+	retarget("SELECT 'FROM items' FROM docs ORDER BY v <-> $1 LIMIT $2", NULL);
+	/* twice, or two statements: no single reference to replace */
+	retarget("SELECT id FROM items WHERE id IN (SELECT id FROM items) ORDER BY v <-> $1 LIMIT $2", NULL);
+	retarget("SELECT id FROM items ORDER BY v <-> $1 LIMIT $2; SELECT 1", NULL);
+	char small[20];
+	const char *why;
+	assert_int_equal(pin_retarget("SELECT id FROM items", 20, "public", "items", "public.items_p1", small,
+	                              sizeof(small), &why),
+	                 -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -108,6 +149,7 @@ int main(void)
 		cmocka_unit_test(test_other_tables_are_not_read),
 		cmocka_unit_test(test_unsafe_shapes),
 		cmocka_unit_test(test_quote_ident),
+		cmocka_unit_test(test_retarget_to_a_partition),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -92,6 +92,12 @@ struct job_partition {
 	 * tree) and the candidate found, each in its own snapshot (writes
 	 * between them move neighbours); NAN until measured or with none here */
 	double base_neighbours, base_recall, neighbours, new_recall;
+	/* partitions: rolling, this partition's own gate (the eval restricted
+	 * to it): its live index's recall and p95, then its candidate's (NAN
+	 * until measured; an empty partition is swapped ungated), and how long
+	 * its swap transaction took */
+	double gate_base_recall, gate_base_p95, gate_recall, gate_p95, swap_ms;
+	bool empty;
 };
 
 struct rebuild_job {
@@ -211,6 +217,12 @@ struct rebuild_job {
 	struct job_partition *parts;
 	int n_parts, part_cur;
 	bool parts_attached;
+	/* partitions: rolling (flip mode): each partition gated and swapped as
+	 * soon as its candidate is built; the leaf eval's queries (the job's,
+	 * with the partition's own ground truth computed in each run) */
+	bool rolling;
+	bool leaf_candidate; /* the partition's gate measures its candidate (else its live index) */
+	struct eval_set leaf_evals;
 
 	/* durable state: a session that holds the index's advisory lock */
 	struct index_link state_l;
@@ -292,6 +304,8 @@ void part_names_of(const struct rebuild_job *job, struct part_names *n, const ch
 /* The whole build's percent after a progress poll of the partition building. */
 void part_progress(struct rebuild_job *job, double fraction);
 void part_free(struct rebuild_job *job);
+/* partitions: rolling: how many partitions are swapped */
+int part_swapped_count(const struct rebuild_job *job);
 void job_perform(struct rebuild_job *job, enum job_state from, enum job_action action);
 void job_step_timer(evutil_socket_t fd, short what, void *arg);
 void job_stop_sessions(struct rebuild_job *job); /* cancels a running build first */

@@ -21,7 +21,9 @@
  * index), and traffic would move partition by partition before any gate.
  */
 #include "proxy/control/rebuild/job.h"
+#include "routing/gate.h"
 #include "routing/indexdef.h"
+#include "routing/pin_hint.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -39,6 +41,15 @@ void part_free(struct rebuild_job *job)
 	free(job->parts);
 	job->parts = NULL;
 	job->n_parts = 0;
+	eval_set_free(&job->leaf_evals);
+}
+
+int part_swapped_count(const struct rebuild_job *job)
+{
+	int n = 0;
+	for (int i = 0; i < job->n_parts; i++)
+		n += job->parts[i].state == PART_SWAPPED;
+	return n;
 }
 
 static bool fits_name(const char *s)
@@ -90,6 +101,7 @@ bool part_preflight(struct rebuild_job *job, const PGresult *res)
 		p->live_def = strdup(PQgetvalue(res, i, 4));
 		p->rows = atof(PQgetvalue(res, i, 5));
 		p->base_neighbours = p->neighbours = p->base_recall = p->new_recall = NAN;
+		p->gate_base_recall = p->gate_base_p95 = p->gate_recall = p->gate_p95 = p->swap_ms = NAN;
 		if (!p->live_def) {
 			job_event(job, JEV_FATAL, "out of memory");
 			return false;
@@ -246,7 +258,8 @@ static void oids_read(void *arg, PGresult *res, const char *error)
 			          job->parts[i].leaf, job->parts[i].fresh_child);
 			return;
 		}
-		job->parts[i].state = PART_ATTACHED;
+		if (job->parts[i].state != PART_SWAPPED)
+			job->parts[i].state = PART_ATTACHED; /* rolling: "swapped" says more */
 	}
 	job->parts_attached = true;
 	job->part_cur = -1;
@@ -258,7 +271,8 @@ static void oids_read(void *arg, PGresult *res, const char *error)
 		slowest = fmax(slowest, job->parts[i].build_s);
 	job_event(job, JEV_STEP_OK, "built %s over %d partitions in %.1fs (slowest partition %.1fs), every partition's "
 	          "candidate attached%s", job->fresh, job->n_parts, now_sec() - job->build_started, slowest,
-	          job->mode == SWAP_FLIP ? "; kept invisible to the planner until the swap" : "");
+	          job->rolling ? "; every partition gated and swapped on its own (rolling), the parents swap next"
+	          : job->mode == SWAP_FLIP ? "; kept invisible to the planner until the swap" : "");
 }
 
 static void attached(void *arg, PGresult *res, const char *error)
@@ -293,6 +307,187 @@ static void attach(struct rebuild_job *job)
 	job_query(job, sql, 0, NULL, attached);
 }
 
+/* ---- partitions: rolling: each partition's own gate and swap ---- */
+
+static void gate(struct rebuild_job *job, int i);
+
+static void swapped_one(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	int i = job->part_cur;
+	struct job_partition *p = &job->parts[i];
+	p->swap_ms = (now_sec() - job->swap_sent) * 1000.0;
+	if (error && index_link_up(&job->maint))
+		pg_session_query(job->maint.s, "ROLLBACK", 0, NULL, NULL, NULL);
+	char what[300];
+	snprintf(what, sizeof(what), "cannot swap partition %s (its gate passed)", p->leaf);
+	if (job_step_failed(job, res, error, what))
+		return; /* a lock not had in time is transient: the retry gates it again */
+	p->state = PART_SWAPPED;
+	log_info("rebuild %d (%s): partition %s.%s swapped in %.2f ms: %s serves it, %s kept for rollback (%d of %d)",
+	         job->id, job->index_name, p->leaf_schema, p->leaf, p->swap_ms, p->fresh_child, p->live_child,
+	         part_swapped_count(job), job->n_parts);
+	advance(job);
+}
+
+static void swap_one(struct rebuild_job *job, int i)
+{
+	const struct vg_managed_index *mi = job_index(job);
+	struct job_partition *p = &job->parts[i];
+	char sql[8192], fence[1200];
+	sql_fence(job->index_name, job->state_pid, fence, sizeof(fence));
+	if (sql_part_swap_one(job->db_id, p->leaf_schema, p->leaf, p->live_child, p->fresh_child, job->schema,
+	                      job->table, fence, mi ? mi->lock_timeout_ms : 50, sql, sizeof(sql)) < 0) {
+		job_event(job, JEV_FATAL, "swap statement of partition %s too long", p->leaf);
+		return;
+	}
+	job->part_cur = i;
+	snprintf(job->phase, sizeof(job->phase), "partition %s: swapping", p->leaf);
+	job_query(job, "ROLLBACK", 0, NULL, NULL); /* never inside the gate's transaction (its flip is measured only) */
+	job->swap_sent = now_sec();
+	job_query(job, sql, 0, NULL, swapped_one);
+}
+
+static void leaf_eval(struct rebuild_job *job, int i, bool candidate);
+
+static void measure_candidate(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (job->state != JOB_BUILD)
+		return; /* cancelled or failed meanwhile: the cleanup flips back and drops */
+	char what[300];
+	snprintf(what, sizeof(what), "partition %s's gate", job->parts[job->part_cur].leaf);
+	if (job_step_failed(job, res, error, what))
+		return;
+	leaf_eval(job, job->part_cur, true);
+}
+
+static void leaf_eval_done(void *arg, const struct eval_outcome *out, const char *error, bool transient)
+{
+	struct rebuild_job *job = arg;
+	int i = job->part_cur;
+	struct job_partition *p = &job->parts[i];
+	if (error) {
+		job_event(job, transient ? JEV_TRANSIENT : JEV_FATAL, "partition %s's gate: %s", p->leaf, error);
+		return;
+	}
+	if (!job->leaf_candidate) {
+		p->gate_base_recall = out->recall;
+		p->gate_base_p95 = out->p95_ms;
+		/* the candidate's run starts once this one's transaction is gone,
+		 * not from inside the run's own callback */
+		job_query(job, "ROLLBACK", 0, NULL, measure_candidate);
+		return;
+	}
+	p->gate_recall = out->recall;
+	p->gate_p95 = out->p95_ms;
+	const struct vg_managed_index *mi = job_index(job);
+	struct gate_input in = {p->gate_base_recall, p->gate_base_p95, out->recall, out->p95_ms,
+	                        mi ? mi->recall_tolerance : 0, mi ? mi->latency_tolerance : 0,
+	                        mi ? mi->latency_budget_ms : 0};
+	struct gate_result gr;
+	gate_evaluate(&in, &gr);
+	if (!gr.pass) {
+		p->state = PART_FAILED;
+		int n = part_swapped_count(job);
+		job_event(job, JEV_FATAL, "partition %s's gate refused its candidate: %s; %d partition%s swapped before it %s "
+		          "flipped back to %s live index%s and every candidate dropped",
+		          p->leaf, gr.reason, n, n == 1 ? "" : "s", n == 1 ? "is" : "are", n == 1 ? "its" : "their",
+		          n == 1 ? "" : "es");
+		return;
+	}
+	log_info("rebuild %d (%s): partition %s.%s's gate passed: %s (plan used %s)", job->id, job->index_name,
+	         p->leaf_schema, p->leaf, gr.reason, out->plan_index ? out->plan_index : "?");
+	swap_one(job, i);
+}
+
+/* One run of the job's eval query restricted to partition i: its live
+ * index as the planner has it (the candidate hidden), or (candidate) the
+ * candidate valid and the live index not, inside the eval transaction. */
+static void leaf_eval(struct rebuild_job *job, int i, bool candidate)
+{
+	const struct vg_managed_index *mi = job_index(job);
+	struct job_partition *p = &job->parts[i];
+	if (!mi) {
+		job_event(job, JEV_FATAL, "managed index %s vanished from the configuration", job->index_name);
+		return;
+	}
+	char leaf[420], *query = malloc(strlen(mi->eval_query) + 1024), measure[2400];
+	const char *why;
+	sql_qualified(p->leaf_schema, p->leaf, leaf, sizeof(leaf));
+	if (!query || pin_retarget(mi->eval_query, strlen(mi->eval_query), job->schema, job->table, leaf, query,
+	                           strlen(mi->eval_query) + 1024, &why) < 0) {
+		free(query);
+		job_event(job, JEV_FATAL, "cannot restrict the eval query to partition %s: %s", p->leaf,
+		          query ? why : "out of memory");
+		return;
+	}
+	/* every run computes the partition's own truth: the set carries none */
+	eval_set_free(&job->leaf_evals);
+	if (eval_set_copy_untruthed(&job->leaf_evals, &job->evals) < 0) {
+		free(query);
+		job_event(job, JEV_FATAL, "out of memory");
+		return;
+	}
+	struct eval_opts opts = {0};
+	opts.query = query;
+	opts.query_schema = p->leaf_schema;
+	opts.query_table = p->leaf;
+	if (candidate) {
+		if (sql_measure_candidate(p->leaf_schema, p->live_child, p->fresh_child, measure, sizeof(measure)) < 0) {
+			free(query);
+			job_event(job, JEV_FATAL, "measure statement too long");
+			return;
+		}
+		opts.setup_sql = measure;
+		opts.expect_index = p->fresh_child;
+	}
+	job->part_cur = i;
+	job->leaf_candidate = candidate;
+	p->state = PART_VERIFYING;
+	snprintf(job->phase, sizeof(job->phase), "partition %s: gate, %s", p->leaf,
+	         candidate ? "measuring its candidate" : "measuring its live index");
+	job->step_busy = true;
+	eval_run_start(&job->eval, job->maint.s, mi, &job->leaf_evals, &opts, leaf_eval_done, job);
+	free(query); /* the run keeps its own copy */
+}
+
+static void emptiness_read(void *arg, PGresult *res, const char *error)
+{
+	struct rebuild_job *job = arg;
+	if (job->state != JOB_BUILD)
+		return; /* cancelled or failed meanwhile: the cleanup flips back and drops */
+	int i = job->part_cur;
+	struct job_partition *p = &job->parts[i];
+	char what[300];
+	snprintf(what, sizeof(what), "cannot read partition %s", p->leaf);
+	if (job_step_failed(job, res, error, what))
+		return;
+	p->empty = !strcmp(PQgetvalue(res, 0, 0), "t");
+	if (p->empty) {
+		/* no row, no neighbour: nothing a gate could judge; its (empty)
+		 * candidate takes over at once */
+		log_info("rebuild %d (%s): partition %s.%s is empty: swapped without a gate", job->id, job->index_name,
+		         p->leaf_schema, p->leaf);
+		swap_one(job, i);
+		return;
+	}
+	leaf_eval(job, i, false);
+}
+
+static void gate(struct rebuild_job *job, int i)
+{
+	struct job_partition *p = &job->parts[i];
+	char sql[900], leaf[420];
+	p->gate_base_recall = p->gate_base_p95 = p->gate_recall = p->gate_p95 = NAN;
+	job->part_cur = i;
+	p->state = PART_VERIFYING;
+	sql_qualified(p->leaf_schema, p->leaf, leaf, sizeof(leaf));
+	snprintf(sql, sizeof(sql), "SELECT NOT EXISTS (SELECT 1 FROM %s)", leaf);
+	job_query(job, "ROLLBACK", 0, NULL, NULL); /* the eval's transaction, if one was left open */
+	job_query(job, sql, 0, NULL, emptiness_read);
+}
+
 /* The next move: drops and builds partition by partition in order, then
  * the parent with every child attached. */
 static void advance(struct rebuild_job *job)
@@ -304,6 +499,10 @@ static void advance(struct rebuild_job *job)
 		char q[700];
 		switch (p->todo) {
 		case PART_DO_KEEP:
+			if (job->rolling && p->state != PART_SWAPPED) {
+				gate(job, i); /* built: its own gate, then its swap, before the next build */
+				return;
+			}
 			continue;
 		case PART_DO_RECORD:
 			record(job, i);
@@ -343,6 +542,17 @@ static void candidates_read(void *arg, PGresult *res, const char *error)
 		p->todo = part_decide(exists, valid, rec);
 		snprintf(p->fresh_oid, sizeof(p->fresh_oid), "%s", exists ? PQgetvalue(res, i, 0) : "");
 		p->state = p->todo == PART_DO_KEEP ? (att ? PART_ATTACHED : PART_BUILT) : PART_PENDING;
+		/* rolling: the catalog decides, as for the build.  A recorded
+		 * candidate is hidden until its swap, which makes it valid and
+		 * records it in the same transaction: valid and recorded is
+		 * swapped, whatever the rest says */
+		if (job->rolling && p->todo == PART_DO_KEEP && valid) {
+			bool rec_swapped = PQnfields(res) > 4 && !strcmp(PQgetvalue(res, i, 4), "t");
+			if (!rec_swapped)
+				log_warn("rebuild %d (%s): partition %s's candidate is valid but not in partitions_swapped: the "
+				         "catalog says swapped", job->id, job->index_name, p->leaf);
+			p->state = PART_SWAPPED;
+		}
 		if (p->todo == PART_DO_KEEP) {
 			p->percent = 100;
 			kept++;

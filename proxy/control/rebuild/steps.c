@@ -249,8 +249,10 @@ static void eval_done(void *arg, const struct eval_outcome *out, const char *err
 		eval_sources_note(out, sources, sizeof(sources));
 		if (gr.pass) {
 			job_event(job, JEV_STEP_OK, "gate passed: %s%s (plan used %s)", gr.reason, sources, out->plan_index);
-		} else if (mi && mi->approve_swap) {
-			/* the build is worth keeping: the operator decides */
+		} else if (mi && mi->approve_swap && !job->rolling) {
+			/* the build is worth keeping: the operator decides (not when
+			 * rolling: its partitions already read through the candidates,
+			 * which must not be held there after a refusal) */
 			snprintf(job->gate_refusal, sizeof(job->gate_refusal), "%s", gr.reason);
 			job_event(job, JEV_GATE_HELD,
 			          "gate refused the new index: %s; the candidate is kept%s for the operator: vecgatectl approve "
@@ -652,10 +654,12 @@ static void preflight_next(struct rebuild_job *job)
 			         "took %.1f s)", job->plan.predicted_s, job->plan.predicted_lo, job->plan.predicted_hi,
 			         job->plan.peak_is_bound ? "under " : "", peak, mwm, job->plan.cost_s);
 		}
-		char parts[160] = "";
+		char parts[200] = "";
 		if (job->partitioned)
-			snprintf(parts, sizeof(parts), "; partitioned table: %d partitions, each built concurrently in turn, "
-			         "one gate, the whole tree swapped at once", job->n_parts);
+			snprintf(parts, sizeof(parts), "; partitioned table: %d partitions, each built concurrently in turn, %s",
+			         job->n_parts, job->rolling ? "gated on its own and swapped before the next (rolling), then the "
+			                                      "parents swapped"
+			                                    : "one gate, the whole tree swapped at once");
 		job_event(job, JEV_STEP_OK, "preflight passed (swap mode %s): %s; eval set: %zu queries from the eval file, "
 		          "%zu sampled from traffic%s%s", swap_mode_name(job->mode), why,
 		          eval_set_count(&job->evals, false), job->samples_loaded, plan, parts);
@@ -755,6 +759,36 @@ static void preflight_result(void *arg, PGresult *res, const char *error)
 		 * concurrently, so each partition gets its own concurrent build
 		 * (partitions.c); what that cannot do is refused by PF_PARTS */
 		job->partitioned = !strcmp(PQgetvalue(res, 0, 8), "p");
+		job->rolling = job->partitioned && mi && mi->partitions == VG_PARTITIONS_ROLLING;
+		if (job->rolling && job->mode != SWAP_FLIP) {
+			/* a partition swapped alone must be able to go back alone, and
+			 * its candidate must stay out of its reads until its gate */
+			job_event(job, JEV_FATAL, "preflight: partitions: rolling needs swap mode flip (a superuser maintenance "
+			          "role), not %s: %s; use partitions: whole", swap_mode_name(job->mode),
+			          job->mode == SWAP_RENAME
+			              ? "rename mode cannot hide a partition's candidate from its reads before that partition's "
+			                "gate, and drops the old index at the swap, so a partition swapped early could not be "
+			                "rolled back"
+			              : "a plan hint cannot pin a partition's reads (pg_hint_plan matches each partition by its "
+			                "own index's name)");
+			return;
+		}
+		if (job->rolling) {
+			/* each partition's gate runs the eval query on that partition */
+			char leaf[420], *q = malloc(strlen(mi->eval_query) + 1024);
+			const char *why = "out of memory";
+			sql_qualified(job->schema, job->table, leaf, sizeof(leaf));
+			int rc = q ? pin_retarget(mi->eval_query, strlen(mi->eval_query), job->schema, job->table, leaf, q,
+			                          strlen(mi->eval_query) + 1024, &why)
+			           : -1;
+			free(q);
+			if (rc < 0) {
+				job_event(job, JEV_FATAL, "preflight: partitions: rolling gates each partition with the eval query "
+				          "restricted to it, and this eval query cannot be: %s; write it as one read of %s.%s in "
+				          "FROM, or use partitions: whole", why, job->schema, job->table);
+				return;
+			}
+		}
 		if (job->partitioned && job->mode == SWAP_HINT) {
 			job_event(job, JEV_FATAL, "preflight: %s.%s is a partitioned table (%s partitions) and swap mode hint "
 			          "cannot pin its reads: pg_hint_plan ignores a partitioned index's name in a hint and pins a "
@@ -1522,15 +1556,29 @@ static unsigned cleanup_current(const struct rebuild_job *job)
 static void rollback_checked(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
+	const struct vg_managed_index *mi = job_index(job);
+	char fence[1200];
+	sql_fence(job->index_name, job->state_pid, fence, sizeof(fence));
+	if (!error && PQgetisnull(res, 0, 0) && job->partitioned && job->mode == SWAP_FLIP) {
+		/* no retired tree: the parent's swap never happened (or was rolled
+		 * back); partitions a rolling rebuild swapped go back one by one */
+		const char *names[5 * 256];
+		struct part_names pn;
+		char sql[16384];
+		part_names_of(job, &pn, names, mi ? mi->lock_timeout_ms * 10 : 500, fence);
+		if (sql_part_unroll(job->db_id, &pn, sql, sizeof(sql)) < 0) {
+			cleanup_step_done(arg, NULL, "unroll statement too long");
+			return;
+		}
+		pg_session_query(job->maint.s, sql, 0, NULL, cleanup_step_done, job);
+		return;
+	}
 	if (error || PQgetisnull(res, 0, 0)) {
 		/* no index under the retired name: the rollback (or, for a
 		 * swap that never happened, nothing) is done */
 		cleanup_step_done(arg, res, error);
 		return;
 	}
-	const struct vg_managed_index *mi = job_index(job);
-	char fence[1200];
-	sql_fence(job->index_name, job->state_pid, fence, sizeof(fence));
 	struct swap_names n = {job->schema, job->table, job->live, job->fresh, job->retired,
 	                       mi ? mi->lock_timeout_ms * 10 : 500, fence};
 	char sql[16384];
@@ -1698,6 +1746,12 @@ static void cleanup_step_done(void *arg, PGresult *res, const char *error)
 		evtimer_add(job->cleanup_timer, &tv);
 		return;
 	}
+	if (error && bit == CLEAN_ROLLBACK && job->partitioned && (job->cleanup & CLEAN_DROP_FRESH)) {
+		/* partitions may still be served by candidates: they must stay */
+		log_warn("rebuild %d (%s): cannot flip the partitions back to %s (%s); the candidates of %s are kept, since "
+		         "partitions may still read through them", job->id, job->index_name, job->live, error, job->fresh);
+		job->cleanup &= ~(unsigned)CLEAN_DROP_FRESH;
+	}
 	if (error)
 		log_warn("rebuild %d (%s): cleanup step failed: %s; check %s.%s by hand (DROP INDEX CONCURRENTLY IF EXISTS "
 		         "%s)", job->id, job->index_name, error, job->schema, job->table,
@@ -1760,6 +1814,11 @@ void job_perform(struct rebuild_job *job, enum job_state from, enum job_action a
 	case JACT_DROP_NEW_INDEX:
 		stop_running_build(job);
 		job->cleanup |= CLEAN_DROP_FRESH | (from == JOB_BUILD ? CLEAN_CANCEL_BUILD : 0);
+		/* a partition tree in flip mode: partitions a rolling rebuild
+		 * swapped serve from candidates; every partition goes back to its
+		 * live index before a candidate is dropped (a no-op otherwise) */
+		if (job->partitioned && job->mode == SWAP_FLIP)
+			job->cleanup |= CLEAN_ROLLBACK;
 		if (job->mode == SWAP_HINT)
 			job->cleanup |= CLEAN_UNPIN; /* the pin names the live index until the candidate is gone */
 		break; /* job_finish() runs it */
