@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static bool among(int64_t id, const int64_t *ids, size_t n)
+bool id_among(int64_t id, const int64_t *ids, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		if (ids[i] == id)
@@ -25,9 +25,9 @@ double recall_at_k_ties(const int64_t *got, size_t n_got, const int64_t *truth, 
 	size_t g = n_got < k ? n_got : k;
 	size_t hits = 0;
 	for (size_t i = 0; i < g; i++) {
-		if (among(got[i], got, i))
+		if (id_among(got[i], got, i))
 			continue; /* a duplicate answer counts once */
-		if (among(got[i], truth, want) || among(got[i], ties, n_ties))
+		if (id_among(got[i], truth, want) || id_among(got[i], ties, n_ties))
 			hits++;
 	}
 	return (double)(hits < want ? hits : want) / (double)want;

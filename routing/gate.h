@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Is id one of the n ids?  (k is small: a scan beats a set) */
+bool id_among(int64_t id, const int64_t *ids, size_t n);
 /* |top-k of got ∩ top-k of truth| / min(k, |truth|); duplicates in got count once. */
 double recall_at_k(const int64_t *got, size_t n_got, const int64_t *truth, size_t n_truth, size_t k);
 /* The same where an id in `ties` also counts as a hit: ids outside the exact

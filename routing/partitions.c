@@ -3,6 +3,7 @@
  * resume case is unit-tested.
  */
 #include "routing/partitions.h"
+#include "routing/gate.h"
 #include "routing/indexdef.h"
 
 #include <ctype.h>
@@ -113,14 +114,6 @@ int part_text_array(const char *const *items, int n, char *out, size_t outlen)
 	return 0;
 }
 
-static bool among(int64_t id, const int64_t *ids, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (ids[i] == id)
-			return true;
-	return false;
-}
-
 void part_recall_add(const int64_t *got, size_t n_got, const int64_t *truth, size_t n_truth, const int64_t *ties,
                      size_t n_ties, size_t k, const int *truth_part, int n_parts, double *hits, double *want)
 {
@@ -129,7 +122,7 @@ void part_recall_add(const int64_t *got, size_t n_got, const int64_t *truth, siz
 		if (truth_part[j] >= 0 && truth_part[j] < n_parts)
 			want[truth_part[j]] += 1;
 	for (size_t i = 0; i < g; i++) {
-		if (among(got[i], got, i))
+		if (id_among(got[i], got, i))
 			continue; /* a duplicate answer counts once, as in the whole recall */
 		size_t j = 0;
 		while (j < w && truth[j] != got[i])
@@ -138,13 +131,13 @@ void part_recall_add(const int64_t *got, size_t n_got, const int64_t *truth, siz
 			found++;
 			if (truth_part[j] >= 0 && truth_part[j] < n_parts)
 				hits[truth_part[j]] += 1;
-		} else if (among(got[i], ties, n_ties)) {
+		} else if (id_among(got[i], ties, n_ties)) {
 			tie_hits++;
 		}
 	}
 	/* ties fill the misses from the boundary inwards, never past want */
 	for (size_t j = w; j-- > 0 && tie_hits && found < w;) {
-		if (among(truth[j], got, g))
+		if (id_among(truth[j], got, g))
 			continue;
 		tie_hits--;
 		found++;
