@@ -44,6 +44,12 @@ void job_query(struct rebuild_job *job, const char *sql, int nparams, const char
 		job_event(job, JEV_TRANSIENT, "maintenance connection unavailable");
 }
 
+void job_end_failed_transaction(struct rebuild_job *job, const char *error)
+{
+	if (error && index_link_up(&job->maint))
+		pg_session_query(job->maint.s, "ROLLBACK", 0, NULL, NULL, NULL);
+}
+
 void job_link_init(struct rebuild_job *job, struct index_link *l, const char *role, const char *what,
                    bool retry_first, pg_state_cb on_up, pg_state_cb on_down)
 {

@@ -279,6 +279,10 @@ void job_link_init(struct rebuild_job *job, struct index_link *l, const char *ro
                    bool retry_first, pg_state_cb on_up, pg_state_cb on_down);
 /* Queue on the maintenance session; a dead session is a transient failure. */
 void job_query(struct rebuild_job *job, const char *sql, int nparams, const char *const *params, pg_result_cb cb);
+/* After an error in a statement that holds a transaction (BEGIN; ...;
+ * COMMIT): the session stays in the aborted transaction until a ROLLBACK,
+ * which goes first, before the retry or the cleanup. */
+void job_end_failed_transaction(struct rebuild_job *job, const char *error);
 void job_schedule(struct rebuild_job *job, double seconds);
 void job_set_str(char **dst, const char *v);
 

@@ -156,10 +156,10 @@ void part_progress(struct rebuild_job *job, double fraction)
 
 /* ---- one partition at a time ---- */
 
-static void qualified_child(const struct rebuild_job *job, int i, bool fresh, char *out, size_t len)
+static void qualified_candidate(const struct rebuild_job *job, int i, char *out, size_t len)
 {
 	const struct job_partition *p = &job->parts[i];
-	sql_qualified(p->leaf_schema, fresh ? p->fresh_child : p->live_child, out, len);
+	sql_qualified(p->leaf_schema, p->fresh_child, out, len);
 }
 
 static void recorded(void *arg, PGresult *res, const char *error)
@@ -167,8 +167,7 @@ static void recorded(void *arg, PGresult *res, const char *error)
 	struct rebuild_job *job = arg;
 	int i = job->part_cur;
 	char what[300];
-	if (error && index_link_up(&job->maint))
-		pg_session_query(job->maint.s, "ROLLBACK", 0, NULL, NULL, NULL); /* its transaction failed */
+	job_end_failed_transaction(job, error);
 	snprintf(what, sizeof(what), "cannot record the built candidate of partition %s", job->parts[i].leaf);
 	if (job_step_failed(job, res, error, what))
 		return;
@@ -278,8 +277,7 @@ static void oids_read(void *arg, PGresult *res, const char *error)
 static void attached(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
-	if (error && index_link_up(&job->maint))
-		pg_session_query(job->maint.s, "ROLLBACK", 0, NULL, NULL, NULL);
+	job_end_failed_transaction(job, error);
 	if (job_step_failed(job, res, error, "cannot attach the partitions' candidates under a new parent index"))
 		return;
 	lookup(job, oids_read);
@@ -317,8 +315,7 @@ static void swapped_one(void *arg, PGresult *res, const char *error)
 	int i = job->part_cur;
 	struct job_partition *p = &job->parts[i];
 	p->swap_ms = (now_sec() - job->swap_sent) * 1000.0;
-	if (error && index_link_up(&job->maint))
-		pg_session_query(job->maint.s, "ROLLBACK", 0, NULL, NULL, NULL);
+	job_end_failed_transaction(job, error);
 	char what[300];
 	snprintf(what, sizeof(what), "cannot swap partition %s (its gate passed)", p->leaf);
 	if (job_step_failed(job, res, error, what))
@@ -510,7 +507,7 @@ static void advance(struct rebuild_job *job)
 		case PART_DO_DROP: {
 			char sql[900];
 			job->part_cur = i;
-			qualified_child(job, i, true, q, sizeof(q));
+			qualified_candidate(job, i, q, sizeof(q));
 			snprintf(sql, sizeof(sql), "DROP INDEX CONCURRENTLY IF EXISTS %s", q);
 			log_info("rebuild %d: dropping %s, left half-built on partition %s", job->id, q, p->leaf);
 			job_query_fenced(job, sql, dropped);
@@ -574,7 +571,7 @@ static void lookup(struct rebuild_job *job, pg_result_cb cb)
 		return;
 	}
 	for (int i = 0; i < job->n_parts; i++) {
-		qualified_child(job, i, true, q[i], sizeof(q[i]));
+		qualified_candidate(job, i, q[i], sizeof(q[i]));
 		names[i] = q[i];
 	}
 	int rc = part_text_array(names, job->n_parts, arr, sizeof(arr));

@@ -1004,8 +1004,7 @@ static void candidate_hidden(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
 	char what[300];
-	if (error && index_link_up(&job->maint))
-		pg_session_query(job->maint.s, "ROLLBACK", 0, NULL, NULL, NULL); /* its transaction failed */
+	job_end_failed_transaction(job, error);
 	snprintf(what, sizeof(what), "cannot keep the new index %s from the planner until the swap", job->fresh);
 	if (step_failed(job, res, error, what))
 		return;
