@@ -144,6 +144,18 @@ class Partitioned(AdminCase, unittest.TestCase):
         self.assertEqual(attached, "3", case)
         return t
 
+    def no_candidates_left(self):
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'docs%_vg%'"), "0")
+
+    def check_restored(self, before, case):
+        """The tree as it was before the job (same oids, valid, attached), no candidate left."""
+        deadline = time.time() + 20
+        while time.time() < deadline and self.tree() != before:
+            time.sleep(0.2)  # the candidates go after the cancel, rollback or flip back
+        self.assertEqual(self.tree(), before, case)
+        self.check_consistent(case)
+        self.no_candidates_left()
+
     def wait_parts(self, job_id, pred, what, timeout=120):
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -347,12 +359,7 @@ class Partitioned(AdminCase, unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         j = self.wait(job_id, lambda j: j["terminal"], timeout=60)
         self.assertEqual(j["state"], "cancelled", j)
-        deadline = time.time() + 20
-        while time.time() < deadline and self.tree() != before:
-            time.sleep(0.2)  # the candidates are dropped after the cancel
-        self.assertEqual(self.tree(), before)
-        self.check_consistent("after cancel")
-        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'docs%_vg%'"), "0")
+        self.check_restored(before, "after cancel")
 
     def test_d_rename_mode(self):
         tree = ("SELECT c.relname || ':' || i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
@@ -399,12 +406,7 @@ class Partitioned(AdminCase, unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         j = self.wait(job_id, lambda j: j["terminal"], timeout=60)
         self.assertEqual(j["state"], "rolled_back", j)
-        deadline = time.time() + 20
-        while time.time() < deadline and self.tree() != before:
-            time.sleep(0.2)  # the new tree is dropped after the flip back
-        self.assertEqual(self.tree(), before)
-        self.check_consistent("after the rollback")
-        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'docs%_vg%'"), "0")
+        self.check_restored(before, "after the rollback")
         self.report.append("(f) rollback: the old tree served again and the new one was gone %.1f s after the "
                            "request" % (time.time() - t))
 
@@ -446,7 +448,7 @@ class Partitioned(AdminCase, unittest.TestCase):
         self.assertRegex(st, r"own gate: recall [01]\.\d{4} \(live index [01]\.\d{4}\)")
         after = self.check_consistent("after rolling")
         self.assertEqual(after["docs_t1_v_idx"][0], new1)  # the candidate gated and swapped first kept serving
-        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'docs%_vg%'"), "0")
+        self.no_candidates_left()
         parts = j["partitions"]
         self.assertEqual([p["state"] for p in parts], ["swapped"] * 3, parts)
         self.assertTrue(parts[2]["gate"]["empty"], parts[2])
@@ -469,12 +471,7 @@ class Partitioned(AdminCase, unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         j = self.wait(job_id, lambda j: j["terminal"], timeout=60)
         self.assertEqual(j["state"], "rolled_back", j)
-        deadline = time.time() + 20
-        while time.time() < deadline and self.tree() != before:
-            time.sleep(0.2)
-        self.assertEqual(self.tree(), before)  # every partition on its old index again: same oids, valid
-        self.check_consistent("after the rolling job's rollback")
-        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'docs%_vg%'"), "0")
+        self.check_restored(before, "after the rolling job's rollback")
 
     def hold_partition_2(self):
         """A writer on docs_t2 that partition 2's concurrent build waits for."""
@@ -499,12 +496,7 @@ class Partitioned(AdminCase, unittest.TestCase):
             blocker.rollback()
             blocker.close()
         self.assertEqual(j["state"], "cancelled", j)
-        deadline = time.time() + 20
-        while time.time() < deadline and self.tree() != before:
-            time.sleep(0.2)  # partition 1 flipped back, then the candidates dropped
-        self.assertEqual(self.tree(), before)
-        self.check_consistent("after cancelling a rolling job")
-        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'docs%_vg%'"), "0")
+        self.check_restored(before, "after cancelling a rolling job")
         self.assertIn("rolled back: docs_v_idx serves again", self.vg.log())
 
     def test_k_rolling_restart_after_a_swap(self):
@@ -524,7 +516,7 @@ class Partitioned(AdminCase, unittest.TestCase):
         self.assertNotIn("docs_t1's gate passed", self.vg.log()[log_at:])
         self.assertIn("docs_t2's gate passed", self.vg.log()[log_at:])
         self.check_consistent("after a restart between rolling swaps")
-        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'docs%_vg%'"), "0")
+        self.no_candidates_left()
 
     def test_i_rolling_needs_flip(self):
         before = self.pg.psql("SELECT string_agg(oid::text, ',' ORDER BY oid) FROM pg_class WHERE relname LIKE "
