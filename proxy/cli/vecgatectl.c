@@ -158,7 +158,7 @@ static void print_job_line(const struct jnode *job)
 		       json_get_str(p, "state") ? json_get_str(p, "state") : "?", ppct, rows,
 		       json_get_str(p, "candidate") ? json_get_str(p, "candidate") : "", json_get_num(p, "tuples_done"),
 		       rec, base);
-		if (json_get_num(p, "gate.recall") == json_get_num(p, "gate.recall")) {
+		if (!isnan(json_get_num(p, "gate.recall"))) {
 			/* partitions: rolling: the partition's own gate */
 			char gr[24], gb[24], p95[24], bp95[24], sms[24];
 			fmt_num(gr, sizeof(gr), json_get_num(p, "gate.recall"), "%.4f");
