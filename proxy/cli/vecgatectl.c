@@ -7,7 +7,7 @@
  * follows it through retention.
  *
  *   vecgatectl [--url http://127.0.0.1:6480] [--token T] [--json] COMMAND
- *   status | jobs [INDEX] | job ID | rebuild start INDEX [--watch] | rebuild plan INDEX [--fresh]
+ *   status | jobs [INDEX] | job ID | rebuild start INDEX [--watch] | rebuild plan INDEX [--fresh] | rebuild status [INDEX]
  *   | cancel ID | rollback ID | approve ID [--override]
  *   | routes | route INDEX MODE | backends
  *
