@@ -604,6 +604,10 @@ static int rewrite_middle(const struct def_parts *dp, const char *to, const stru
 		return fail(err, errlen, "the expression must be one balanced SQL expression (no ';' or comment)");
 	if (shape->opclass && !qualified_name(shape->opclass))
 		return fail(err, errlen, "invalid operator class name");
+	/* unquoted, ASC, DESC or NULLS after the key is its order, not its
+	 * class: the statement would mean something else (fuzz_indexdef) */
+	if (shape->opclass && is_order_word(shape->opclass, shape->opclass + strlen(shape->opclass)))
+		return fail(err, errlen, "the operator class name is a key-order keyword (ASC, DESC, NULLS); quote it");
 	put(out, outlen, o, from, (size_t)(dp->method_start - from));
 	if (shape->method)
 		puts_(out, outlen, o, shape->method);
