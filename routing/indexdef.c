@@ -250,6 +250,10 @@ static int split_def(const char *def, struct def_parts *dp, char *err, size_t er
 			continue;
 		}
 		if (word_is(p, e, "WITH")) {
+			/* pg_get_indexdef writes one, before TABLESPACE and WHERE; a
+			 * second one would be rewritten as part of the key list */
+			if (dp->with_start || dp->insert_at)
+				return fail(err, errlen, "WITH clause repeated or after TABLESPACE/WHERE");
 			const char *q = skip_space(e);
 			if (*q != '(')
 				return fail(err, errlen, "WITH without a parameter list");

@@ -125,6 +125,10 @@ static void test_rewrite_malformed(void **state)
 		"CREATE INDEX i ON t USING hnsw (v vector_l2_ops",
 		"CREATE INDEX i ON t USING hnsw (v vector_l2_ops) WHERE (note = 'open)",
 		"CREATE INDEX i ON t USING hnsw (v vector_l2_ops) WITH ('a=b'=1)",
+		/* fuzz_indexdef: the first WITH was kept as part of the key list
+		 * and the statement did not read back */
+		"CREATE INDEX i ON t USING ivfflat (v) WITH (li) WITH (lists='100')",
+		"CREATE INDEX i ON t USING hnsw (v vector_l2_ops) WHERE (id > 0) WITH (m=16)",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
 		err[0] = 0;
