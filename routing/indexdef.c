@@ -710,6 +710,9 @@ int indexdef_rewrite_shape(const char *def, const char *new_name, const struct i
 	put(out, outlen, &o, def, (size_t)(dp.after_index - def));
 	puts_(out, outlen, &o, " CONCURRENTLY ");
 	puts_(out, outlen, &o, qname);
+	/* a quoted old name may touch ON ("i"ON); the new one may be bare */
+	if (!isspace((unsigned char)*dp.name_end))
+		puts_(out, outlen, &o, " ");
 	if (rewrite_middle(&dp, with_at, shape, out, outlen, &o, err, errlen) < 0)
 		return -1;
 	if (n > 0) {

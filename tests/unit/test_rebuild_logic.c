@@ -41,6 +41,9 @@ static void test_rewrite_hnsw(void **state)
 	rewrite_ok("CREATE INDEX docs_ivf ON public.docs USING ivfflat (embedding vector_l2_ops)", "docs_ivf_new", lists, 1,
 	           "CREATE INDEX CONCURRENTLY docs_ivf_new ON public.docs USING ivfflat (embedding vector_l2_ops) WITH "
 	           "(lists=1000)");
+	/* fuzz_indexdef: a quoted name touching ON, replaced by a bare one */
+	rewrite_ok("CREATE INDEX \"i v\"ON public.items USING hnsw (e)", "i_new", NULL, 0,
+	           "CREATE INDEX CONCURRENTLY i_new ON public.items USING hnsw (e)");
 	/* no overrides keeps WITH as it was */
 	rewrite_ok("CREATE INDEX emb_live ON public.emb USING gist (v) WITH (buffering=auto)", "emb_next", NULL, 0,
 	           "CREATE INDEX CONCURRENTLY emb_next ON public.emb USING gist (v) WITH (buffering=auto)");
