@@ -534,6 +534,20 @@ bool indexdef_expression_ok(const char *x)
 
 /* [schema.]name, each part a "quoted" name or a run of name characters:
  * all an operator class may be in the key list */
+/* An unquoted word that the key's grammar would read as something else:
+ * a reserved keyword (COLLATE, ASC, ...) or NULLS (fuzz_indexdef). */
+static bool bare_keyword(const char *s, const char *e)
+{
+	char w[32];
+	size_t n = (size_t)(e - s);
+	if (n >= sizeof(w))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		w[i] = (char)tolower((unsigned char)s[i]);
+	w[n] = 0;
+	return is_keyword_reserved(w) || !strcmp(w, "nulls");
+}
+
 static bool qualified_name(const char *s)
 {
 	for (int part = 0; part < 2; part++) {
@@ -546,7 +560,7 @@ static bool qualified_name(const char *s)
 		} else {
 			while (isalnum((unsigned char)*p) || *p == '_' || *p == '$' || (unsigned char)*p >= 0x80)
 				p++;
-			if (p == s)
+			if (p == s || bare_keyword(s, p))
 				return false;
 		}
 		if (!*p)
@@ -607,11 +621,7 @@ static int rewrite_middle(const struct def_parts *dp, const char *to, const stru
 	if (shape->expression && !indexdef_expression_ok(shape->expression))
 		return fail(err, errlen, "the expression must be one balanced SQL expression (no ';' or comment)");
 	if (shape->opclass && !qualified_name(shape->opclass))
-		return fail(err, errlen, "invalid operator class name");
-	/* unquoted, ASC, DESC or NULLS after the key is its order, not its
-	 * class: the statement would mean something else (fuzz_indexdef) */
-	if (shape->opclass && is_order_word(shape->opclass, shape->opclass + strlen(shape->opclass)))
-		return fail(err, errlen, "the operator class name is a key-order keyword (ASC, DESC, NULLS); quote it");
+		return fail(err, errlen, "invalid operator class name (a keyword such as COLLATE, ASC or NULLS needs quotes)");
 	put(out, outlen, o, from, (size_t)(dp->method_start - from));
 	if (shape->method)
 		puts_(out, outlen, o, shape->method);

@@ -214,6 +214,9 @@ static void test_rewrite_shape(void **state)
 	         "CREATE INDEX CONCURRENTLY n ON t USING btree (name COLLATE \"C\" bar_ops)");
 	shape_ok("CREATE INDEX i ON t USING btree (v DESC NULLS LAST)", &bar, NULL, 0,
 	         "CREATE INDEX CONCURRENTLY n ON t USING btree (v bar_ops DESC NULLS LAST)");
+	const struct index_shape quoted_word = {NULL, "\"nulls\"", NULL};
+	shape_ok("CREATE INDEX i ON t USING btree (v)", &quoted_word, NULL, 0,
+	         "CREATE INDEX CONCURRENTLY n ON t USING btree (v \"nulls\")");
 	shape_ok("CREATE INDEX i ON t USING btree (\"Emb\")", &bar, NULL, 0,
 	         "CREATE INDEX CONCURRENTLY n ON t USING btree (\"Emb\" bar_ops)");
 
@@ -222,7 +225,9 @@ static void test_rewrite_shape(void **state)
 	                                       {NULL, NULL, "a /* b */"}, {NULL, NULL, "'open"}, {NULL, NULL, "  "},
 	                                       {"hnsw; x", NULL, NULL}, {NULL, "a(b)", NULL}, {NULL, "", NULL},
 	                                       /* the key's order, not a class (libFuzzer found NULLS) */
-	                                       {NULL, "NULLS", NULL}, {NULL, "desc", NULL}};
+	                                       {NULL, "NULLS", NULL}, {NULL, "desc", NULL},
+	                                       /* read as a COLLATE clause; any reserved word needs quotes */
+	                                       {NULL, "COLLATE", NULL}, {NULL, "public.Asc", NULL}};
 	for (size_t i = 0; i < sizeof(bad_expr) / sizeof(*bad_expr); i++) {
 		err[0] = 0;
 		assert_int_equal(indexdef_rewrite_shape("CREATE INDEX i ON t USING hnsw (v vector_l2_ops)", "n", &bad_expr[i],
