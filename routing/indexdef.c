@@ -647,8 +647,8 @@ static int rewrite_middle(const struct def_parts *dp, const char *to, const stru
 		if (kp.opclass_start == kp.expr_end || !isspace((unsigned char)kp.opclass_start[-1]))
 			puts_(out, outlen, o, " ");
 		puts_(out, outlen, o, shape->opclass);
-		if (kp.opclass_start == kp.opclass_end && !isspace((unsigned char)*kp.opclass_end) &&
-		    *kp.opclass_end != ',' && *kp.opclass_end != ')')
+		/* the old class's parameters may have touched the order: "c(p)DESC" */
+		if (!isspace((unsigned char)*kp.opclass_end) && *kp.opclass_end != ',' && *kp.opclass_end != ')')
 			puts_(out, outlen, o, " ");
 	} else {
 		put(out, outlen, o, kp.opclass_start, (size_t)(kp.opclass_end - kp.opclass_start));

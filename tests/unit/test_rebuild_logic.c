@@ -214,6 +214,8 @@ static void test_rewrite_shape(void **state)
 	         "CREATE INDEX CONCURRENTLY n ON t USING btree (name COLLATE \"C\" bar_ops)");
 	shape_ok("CREATE INDEX i ON t USING btree (v DESC NULLS LAST)", &bar, NULL, 0,
 	         "CREATE INDEX CONCURRENTLY n ON t USING btree (v bar_ops DESC NULLS LAST)");
+	shape_ok("CREATE INDEX i ON t USING btree (v foo_ops(x=1)DESC)", &bar, NULL, 0,
+	         "CREATE INDEX CONCURRENTLY n ON t USING btree (v bar_ops DESC)");
 	const struct index_shape quoted_word = {NULL, "\"nulls\"", NULL};
 	shape_ok("CREATE INDEX i ON t USING btree (v)", &quoted_word, NULL, 0,
 	         "CREATE INDEX CONCURRENTLY n ON t USING btree (v \"nulls\")");
