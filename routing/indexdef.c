@@ -240,6 +240,8 @@ static int split_def(const char *def, struct def_parts *dp, char *err, size_t er
 		if (!seen_using)
 			continue;
 		if (++after_using == 1) {
+			if (*p == '(') /* USING(...): no method name */
+				return fail(err, errlen, "definition has no access method after USING");
 			dp->method_start = p;
 			dp->method_end = e;
 			continue;

@@ -132,6 +132,7 @@ static void test_rewrite_malformed(void **state)
 		 * and the statement did not read back */
 		"CREATE INDEX i ON t USING ivfflat (v) WITH (li) WITH (lists='100')",
 		"CREATE INDEX i ON t USING hnsw (v vector_l2_ops) WHERE (id > 0) WITH (m=16)",
+		"CREATE INDEX i ON t USING(id )(v)",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
 		err[0] = 0;
