@@ -5,8 +5,10 @@
  * rebuild; HNSW with the build's own maintenance_work_mem and workers)
  * while a second session samples pg_stat_progress_create_index, memory
  * probes in 1 and 2 MB cancelled at pgvector's "no longer fits" NOTICE,
- * an on-disk trial in 1 MB when the full graph will not fit, one timed
- * eval query; then routing/build_plan.c turns them into a prediction.  One
+ * an on-disk trial in 1 MB when the full graph will not fit (IVFFlat: a
+ * trial with the build's lists and one with lists cut for k-means, polled
+ * finely enough to split pgvector's phases), one timed eval query; then
+ * routing/build_plan.c turns them into a prediction.  One
  * state machine: each statement's callback moves the plan on through
  * plan_next(), and every way out passes PLAN_CLEANUP, which drops the
  * scratch tables.

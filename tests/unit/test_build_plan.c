@@ -412,6 +412,42 @@ static void ivfflat_components_scale_by_their_drivers(void **state)
 	assert_true(fabs(q.sample_s - 0.01) < 1e-9);
 }
 
+/* Recorded by tests/bench/build-plan (128-d random vectors, 2 shared cores
+ * under another test suite): the trials' phase seconds as the plan read
+ * them, and the build vecgate then timed. */
+static void ivfflat_recorded_builds(void **state)
+{
+	(void)state;
+	/* 1M rows, lists 1000 (50,000 k-means samples); trials on 10,000 rows
+	 * (715 pages): 1000 lists, and 200 lists for k-means.  Build: 43.2 s */
+	struct bp_ivf_model m = {.rows = 1e6, .pages = 71500, .lists = 1000};
+	m.main = (struct bp_ivf_trial){.rows = 10000, .pages = 715, .lists = 1000};
+	m.main.phase_s[BP_PH_KMEANS] = 1.064;
+	m.main.phase_s[BP_PH_ASSIGN] = 0.180;
+	m.main.phase_s[BP_PH_LOAD] = 0.128;
+	m.kmeans = (struct bp_ivf_trial){.rows = 10000, .pages = 715, .lists = 200};
+	m.kmeans.phase_s[BP_PH_KMEANS] = 0.328;
+	m.kmeans.phase_s[BP_PH_ASSIGN] = 0.035;
+	m.kmeans.phase_s[BP_PH_LOAD] = 0.016;
+	struct bp_ivf_parts q;
+	double lo, hi, v = bp_ivfflat_predict(&m, &q, &lo, &hi);
+	assert_true(fabs(v - 40.0) < 0.1);
+	assert_true(fabs(q.kmeans_s - 7.65) < 0.01 && fabs(q.sample_s - 1.53) < 0.01);
+	assert_true(fabs(v - 43.2) / 43.2 < 0.25 && lo < 43.2 && hi > 43.2);
+	/* the trials' k-means: a fifth and a 25th of the build's pairs */
+	assert_true(fabs(10000.0 * 1000 / (50000.0 * 1000) - 0.2) < 1e-9);
+	/* 200k rows, lists 200: one trial on 10,000 rows (707 pages), all of
+	 * the build's k-means sample, so its k-means is the build's.  Build: 2.8 s */
+	struct bp_ivf_model s = {.rows = 200000, .pages = 14300, .lists = 200};
+	s.main = (struct bp_ivf_trial){.rows = 10000, .pages = 707, .lists = 200};
+	s.main.phase_s[BP_PH_KMEANS] = 0.409;
+	s.main.phase_s[BP_PH_ASSIGN] = 0.053;
+	s.main.phase_s[BP_PH_LOAD] = 0.071;
+	v = bp_ivfflat_predict(&s, &q, &lo, &hi);
+	assert_true(fabs(v - 3.25) < 0.02);
+	assert_true(fabs(v - 2.8) / 2.8 < 0.25);
+}
+
 static void hnsw_workers_like_pgvector(void **state)
 {
 	(void)state;
@@ -470,6 +506,7 @@ int main(void)
 		cmocka_unit_test(rate_fit_recovers_cost_curve), cmocka_unit_test(recorded_trial_predicts_full_build),
 		cmocka_unit_test(recorded_cliff_trial_measures_disk_phase), cmocka_unit_test(ivfflat_trial_sizes),
 		cmocka_unit_test(ivfflat_phases_from_progress), cmocka_unit_test(ivfflat_components_scale_by_their_drivers),
+		cmocka_unit_test(ivfflat_recorded_builds),
 		cmocka_unit_test(hnsw_workers_like_pgvector), cmocka_unit_test(over_limit_names_setting),
 		cmocka_unit_test(graph_memory_from_budgets), cmocka_unit_test(shrink_toward_prior_keeps_the_time),
 	};
