@@ -457,7 +457,17 @@ enum bp_phase bp_phase_of(const char *name)
 	return BP_PH_OTHER;
 }
 
-void bp_phase_seconds(const struct bp_sample *s, const unsigned char *phase, int k, double end, double out[BP_PH_N])
+/* the phase sample i is in, loading done counting as what follows it */
+static int phase_at(const struct bp_sample *s, const unsigned char *phase, int i, double tuples)
+{
+	int a = phase[i] < BP_PH_N ? phase[i] : BP_PH_OTHER;
+	if (a == BP_PH_LOAD && tuples > 0 && s[i].n >= tuples)
+		return BP_PH_OTHER;
+	return a;
+}
+
+void bp_phase_seconds(const struct bp_sample *s, const unsigned char *phase, int k, double end, double tuples,
+                      double out[BP_PH_N])
 {
 	for (int i = 0; i < BP_PH_N; i++)
 		out[i] = 0;
@@ -465,14 +475,26 @@ void bp_phase_seconds(const struct bp_sample *s, const unsigned char *phase, int
 		out[BP_PH_OTHER] = fmax(0, end);
 		return;
 	}
-	out[phase[0] < BP_PH_N ? phase[0] : BP_PH_OTHER] += fmax(0, s[0].t);
+	out[phase_at(s, phase, 0, tuples)] += fmax(0, s[0].t);
 	for (int i = 0; i < k; i++) {
-		int a = phase[i] < BP_PH_N ? phase[i] : BP_PH_OTHER;
-		double next = i + 1 < k ? s[i + 1].t : fmax(end, s[i].t);
-		double dt = fmax(0, next - s[i].t);
-		if (i + 1 < k && phase[i + 1] != phase[i]) {
+		int a = phase_at(s, phase, i, tuples);
+		if (i + 1 == k) {
+			double dt = fmax(0, end - s[i].t);
+			if (a == BP_PH_LOAD && tuples > 0 && s[i].n > 0 && out[BP_PH_LOAD] > 0) {
+				/* the last poll saw loading under way: the rest of it at the
+				 * rate so far, then the statement's end */
+				double left = fmin(dt, (tuples - s[i].n) * out[BP_PH_LOAD] / s[i].n);
+				out[BP_PH_LOAD] += left;
+				out[BP_PH_OTHER] += dt - left;
+			} else {
+				out[a] += dt;
+			}
+			continue;
+		}
+		double dt = fmax(0, s[i + 1].t - s[i].t);
+		int b = phase_at(s, phase, i + 1, tuples);
+		if (b != a) {
 			/* the change came somewhere between the two polls */
-			int b = phase[i + 1] < BP_PH_N ? phase[i + 1] : BP_PH_OTHER;
 			out[a] += dt / 2;
 			out[b] += dt / 2;
 		} else {

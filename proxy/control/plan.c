@@ -580,7 +580,7 @@ static void read_progress(struct build_plan *p, struct plan_trial *t)
 			t->kmeans_s = (s[i].t + next) / 2 - wait_before_kmeans;
 	}
 	t->tail_s = fmax(0, t->seconds - t->load_end_s - wait_after_load);
-	bp_phase_seconds(s, p->sample_phase, k, t->seconds, t->phase_s);
+	bp_phase_seconds(s, p->sample_phase, k, t->seconds, t->rows, t->phase_s);
 	double cliff = t->cliff_tuples > 0 ? (double)t->cliff_tuples : t->rows;
 	/* in memory: from 5% of the way in (the first inserts into a tiny
 	 * graph say little about a large one) to the cliff */
@@ -954,7 +954,9 @@ static void conclude(struct build_plan *p)
 		note(p, "an access method vecgate has no model for: the trial scaled by rows");
 	}
 	if (floored && !r->cliff)
-		note(p, "maintenance_work_mem could not be scaled below 1 MB for the trial");
+		note(p, ivf ? "the trials' maintenance_work_mem was raised over the sample's share to hold k-means' working "
+		              "set (pgvector sizes it for its full sample whatever the table)"
+		            : "maintenance_work_mem could not be scaled below 1 MB for the trial");
 	if (r->predicted_s < 0)
 		r->predicted_s = 0;
 	r->index_bytes = last->rows > 0 ? last->index_bytes * r->rows / last->rows : NAN;

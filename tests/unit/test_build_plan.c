@@ -356,7 +356,7 @@ static void ivfflat_phases_from_progress(void **state)
 	const struct bp_sample s[] = {{0.01, 0}, {0.02, 0}, {0.03, 0}, {0.04, 0}, {0.05, 10}, {0.06, 0}};
 	const unsigned char ph[] = {BP_PH_WAIT, BP_PH_KMEANS, BP_PH_KMEANS, BP_PH_ASSIGN, BP_PH_LOAD, BP_PH_VALIDATE};
 	double out[BP_PH_N];
-	bp_phase_seconds(s, ph, 6, 0.08, out);
+	bp_phase_seconds(s, ph, 6, 0.08, 0, out);
 	assert_true(fabs(out[BP_PH_WAIT] - 0.015) < 1e-9);
 	assert_true(fabs(out[BP_PH_KMEANS] - 0.02) < 1e-9);
 	assert_true(fabs(out[BP_PH_ASSIGN] - 0.01) < 1e-9);
@@ -367,8 +367,21 @@ static void ivfflat_phases_from_progress(void **state)
 		sum += out[i];
 	assert_true(fabs(sum - 0.08) < 1e-9);
 	/* no samples: all of it unnamed */
-	bp_phase_seconds(s, ph, 0, 0.5, out);
+	bp_phase_seconds(s, ph, 0, 0.5, 0, out);
 	assert_true(out[BP_PH_OTHER] == 0.5 && out[BP_PH_KMEANS] == 0);
+	/* loading of 1000 tuples: done by the third load poll, and the phase's
+	 * name stays over the statement's end; that is not loading */
+	const struct bp_sample l[] = {{0.00, -1}, {0.01, 0}, {0.02, 400}, {0.03, 800}, {0.04, 1000}, {0.05, 1000},
+	                              {0.06, 1000}};
+	const unsigned char lp[] = {BP_PH_KMEANS, BP_PH_LOAD, BP_PH_LOAD, BP_PH_LOAD, BP_PH_LOAD, BP_PH_LOAD, BP_PH_LOAD};
+	bp_phase_seconds(l, lp, 7, 0.07, 1000, out);
+	assert_true(fabs(out[BP_PH_KMEANS] - 0.005) < 1e-9);
+	assert_true(fabs(out[BP_PH_LOAD] - 0.03) < 1e-9); /* 0.005 + 3 x 0.01 - 0.005: half of the last interval */
+	assert_true(fabs(out[BP_PH_OTHER] - 0.035) < 1e-9);
+	/* the last poll mid-load: the rest at the rate so far, then the end */
+	bp_phase_seconds(l, lp, 3, 0.2, 1000, out);
+	assert_true(fabs(out[BP_PH_LOAD] - (0.015 + 0.0225)) < 1e-9);
+	assert_true(fabs(out[BP_PH_OTHER] - (0.2 - 0.02 - 0.0225)) < 1e-9);
 }
 
 static void ivfflat_components_scale_by_their_drivers(void **state)
