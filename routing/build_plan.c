@@ -439,13 +439,126 @@ double bp_ivfflat_samples(int lists, double rows)
 	return fmin(want, rows);
 }
 
-double bp_ivfflat_predict(double kmeans_s, double trial_samples, double full_samples, double rest_s, double trial_rows,
-                          double rows)
+enum bp_phase bp_phase_of(const char *name)
 {
-	/* Elkan's k-means costs about samples x lists x dims per iteration:
-	 * linear in the samples for the same lists */
-	double km = trial_samples > 0 ? kmeans_s * full_samples / trial_samples : kmeans_s;
-	return km + (trial_rows > 0 ? rest_s * rows / trial_rows : 0);
+	if (!name)
+		return BP_PH_OTHER;
+	/* CONCURRENTLY's waits first: "waiting for writers before build" */
+	if (strstr(name, "waiting"))
+		return BP_PH_WAIT;
+	if (strstr(name, "k-means"))
+		return BP_PH_KMEANS;
+	if (strstr(name, "assigning"))
+		return BP_PH_ASSIGN;
+	if (strstr(name, "loading"))
+		return BP_PH_LOAD;
+	if (strstr(name, "validation"))
+		return BP_PH_VALIDATE;
+	return BP_PH_OTHER;
+}
+
+/* the phase sample i is in, loading done counting as what follows it */
+static int phase_at(const struct bp_sample *s, const unsigned char *phase, int i, double tuples)
+{
+	int a = phase[i] < BP_PH_N ? phase[i] : BP_PH_OTHER;
+	if (a == BP_PH_LOAD && tuples > 0 && s[i].n >= tuples)
+		return BP_PH_OTHER;
+	return a;
+}
+
+void bp_phase_seconds(const struct bp_sample *s, const unsigned char *phase, int k, double end, double tuples,
+                      double out[BP_PH_N])
+{
+	for (int i = 0; i < BP_PH_N; i++)
+		out[i] = 0;
+	if (k <= 0) {
+		out[BP_PH_OTHER] = fmax(0, end);
+		return;
+	}
+	out[phase_at(s, phase, 0, tuples)] += fmax(0, s[0].t);
+	for (int i = 0; i < k; i++) {
+		int a = phase_at(s, phase, i, tuples);
+		if (i + 1 == k) {
+			double dt = fmax(0, end - s[i].t);
+			if (a == BP_PH_LOAD && tuples > 0 && s[i].n > 0 && out[BP_PH_LOAD] > 0) {
+				/* the last poll saw loading under way: the rest of it at the
+				 * rate so far, then the statement's end */
+				double left = fmin(dt, (tuples - s[i].n) * out[BP_PH_LOAD] / s[i].n);
+				out[BP_PH_LOAD] += left;
+				out[BP_PH_OTHER] += dt - left;
+			} else {
+				out[a] += dt;
+			}
+			continue;
+		}
+		double dt = fmax(0, s[i + 1].t - s[i].t);
+		int b = phase_at(s, phase, i + 1, tuples);
+		if (b != a) {
+			/* the change came somewhere between the two polls */
+			out[a] += dt / 2;
+			out[b] += dt / 2;
+		} else {
+			out[a] += dt;
+		}
+	}
+}
+
+void bp_ivfflat_trials(int lists, double rows, double max_rows, struct bp_ivf_sizes *out)
+{
+	double nk = bp_ivfflat_samples(lists, rows), rho = nk / fmax(lists, 1), pairs = nk * lists;
+	double cap = fmin(floor(max_rows), rows);
+	double r = fmax(floor(nk / BP_IVF_SCALE), BP_IVF_MIN_ROWS);
+	r = fmin(fmax(fmin(r, cap), 2.0 * lists), rows);
+	out->main_rows = r;
+	if (r >= nk) {
+		/* the main trial samples what the build does: its k-means is the build's */
+		out->kmeans_rows = 0;
+		out->kmeans_lists = 0;
+		return;
+	}
+	double want = fmin(fmax(pairs / (BP_IVF_SCALE * BP_IVF_SCALE), BP_IVF_MIN_PAIRS), pairs);
+	/* pairs = n x lists with n = rho x lists */
+	long lk = lround(sqrt(want / rho));
+	if (lk < 1)
+		lk = 1;
+	double n = fmin(round(rho * (double)lk), cap);
+	if (n < rho * (double)lk) {
+		lk = lround(n / rho);
+		if (lk < 1)
+			lk = 1;
+	}
+	out->kmeans_rows = n;
+	out->kmeans_lists = (int)lk;
+}
+
+double bp_ivfflat_predict(const struct bp_ivf_model *m, struct bp_ivf_parts *parts, double *lo, double *hi)
+{
+	struct bp_ivf_parts q;
+	memset(&q, 0, sizeof(q));
+	const struct bp_ivf_trial *k = m->kmeans.rows > 0 ? &m->kmeans : &m->main, *t = &m->main;
+	/* the k-means trial's phase: its sample read block by block, then its
+	 * k-means; one pair's cost from both */
+	double nk_trial = bp_ivfflat_samples(k->lists, k->rows);
+	double units = nk_trial * k->lists + BP_IVF_BLOCK_PAIRS * fmin(k->pages, nk_trial);
+	q.pair_s = units > 0 ? k->phase_s[BP_PH_KMEANS] / units : 0;
+	double nk = bp_ivfflat_samples(m->lists, m->rows);
+	q.kmeans_s = q.pair_s * nk * m->lists;
+	q.sample_s = q.pair_s * BP_IVF_BLOCK_PAIRS * fmin(m->pages, nk);
+	/* the rest per row, at the build's own lists */
+	double per = t->rows > 0 ? m->rows / t->rows : 0;
+	q.assign_s = t->phase_s[BP_PH_ASSIGN] * per;
+	q.load_s = t->phase_s[BP_PH_LOAD] * per;
+	q.validate_s = t->phase_s[BP_PH_VALIDATE] * per;
+	/* initializing, and what the polls could not name: as is */
+	q.fixed_s = t->phase_s[BP_PH_OTHER];
+	double km = q.kmeans_s + q.sample_s, rest = q.assign_s + q.load_s + q.validate_s + q.fixed_s;
+	if (parts)
+		*parts = q;
+	if (lo)
+		*lo = 0.7 * km + 0.85 * rest;
+	if (hi)
+		*hi = 1.5 * km + 1.15 * rest;
+	return km + rest;
 }
 
 int bp_hnsw_workers(double heap_pages, int max_workers, long mwm_kb, double min_scan_pages, int reloption)

@@ -10,8 +10,9 @@
  * after pgvector's NOTICE ("hnsw graph no longer fits into
  * maintenance_work_mem after N tuples"), integrated over the full build's
  * share of each; where the full build overflows comes from builds that met
- * the NOTICE in small budgets (bytes per tuple).  IVFFlat: k-means on
- * pgvector's fixed sample plus a pass linear in rows.  The older pieces
+ * the NOTICE in small budgets (bytes per tuple).  IVFFlat: its phases
+ * (k-means, assigning, loading, validating), each scaled by its own driver
+ * from two small trials.  The older pieces
  * (bp_fit: power and linear fits over trial totals) remain for what
  * reads them (the ETA's exponent).
  */
@@ -117,14 +118,94 @@ struct bp_hnsw_model {
 /* Seconds, with a band from the fits' slope errors (lo, hi may be NULL). */
 double bp_hnsw_predict(const struct bp_hnsw_model *m, double *lo, double *hi);
 
-/* IVFFlat (pgvector ivfbuild.c): k-means on a reservoir sample of
- * max(50 x lists, 10000) rows (fewer when the table has fewer), then one
- * pass that assigns and sorts every tuple: a fixed part and a linear part.
- * A trial that sampled as many rows as the full build runs the same
- * k-means; one that sampled fewer is scaled by the sample ratio. */
+/* ---- IVFFlat: a component model (pgvector ivfbuild.c, ivfkmeans.c) ----
+ *
+ * pgvector builds an IVFFlat index in phases it names in
+ * pg_stat_progress_create_index, each driven by something else:
+ *  - "performing k-means": a reservoir sample of n_k = min(rows,
+ *    max(50 x lists, 10000)) rows, read one heap block at a time (up to
+ *    n_k blocks, each its own little scan), then k-means++ seeding (n_k x
+ *    lists distances) and Elkan's iterations until no sample changes list.
+ *    The iterations' count, hence the cost per sample x list pair, depends
+ *    on the samples per list (rho = n_k / lists), not on the scale: a
+ *    trial with lists / s centers on n_k / s rows keeps rho and costs 1/s^2
+ *    of the build's k-means.
+ *  - "assigning tuples": every row's distance to every center, then the
+ *    tuplesort: rows x (a scan's cost + lists x a distance).
+ *  - "loading tuples": the sorted tuples written into the lists' pages:
+ *    linear in rows.
+ * CREATE INDEX CONCURRENTLY adds a validation pass (linear in rows) and
+ * waits for other transactions (not the build's cost).  So two trials on
+ * one small sample: one with the build's own lists (the per-row cost of
+ * assigning at the real lists, loading, validating) and one with lists
+ * cut to keep the build's samples per list (the cost of a k-means pair). */
+enum bp_phase { BP_PH_OTHER, BP_PH_WAIT, BP_PH_KMEANS, BP_PH_ASSIGN, BP_PH_LOAD, BP_PH_VALIDATE, BP_PH_N };
+/* pg_stat_progress_create_index's phase text as one of the above. */
+enum bp_phase bp_phase_of(const char *name);
+/* The seconds a build spent in each phase, from progress samples (phase[i]
+ * an enum bp_phase, seen at s[i].t with s[i].n tuples done) and the
+ * build's end: the time between two samples of different phases is split
+ * half and half, the time before the first sample goes to its phase, after
+ * the last to the last's.  Loading ends when tuples_done reaches `tuples`
+ * (0: not known), though the phase's name stays until the statement moves
+ * on: what follows (the sort's end, the build's commit, per build, not per
+ * row) is BP_PH_OTHER.  Scaled by rows, a trial's 50 ms of it became 5 s
+ * of a 1M-row build's 2 s of loading in the bench. */
+void bp_phase_seconds(const struct bp_sample *s, const unsigned char *phase, int k, double end, double tuples,
+                      double out[BP_PH_N]);
+
+/* pgvector's k-means sample for lists on a table of rows. */
 double bp_ivfflat_samples(int lists, double rows);
-double bp_ivfflat_predict(double kmeans_s, double trial_samples, double full_samples, double rest_s,
-                          double trial_rows, double rows);
+/* The trials' sizes.  The main trial (the build's lists) on a fifth of
+ * pgvector's k-means sample, at least BP_IVF_MIN_ROWS so that assigning
+ * and loading take 50 ms or more each (the phases are told apart by polls
+ * 10 ms apart, and a burst of load on a shared server doubled a 30 ms
+ * phase in the bench); when that is all of the build's k-means sample,
+ * the main trial runs the build's k-means too and there is no k-means
+ * trial (kmeans_rows 0).  Otherwise the k-means trial, with lists cut to keep the build's
+ * samples per list, a 25th of the build's k-means pairs but at least
+ * BP_IVF_MIN_PAIRS (about 0.1 s: shorter, the phase's edges and pgvector's
+ * fixed costs per build are a large part of it).  Both at most max_rows
+ * (the sample fraction) and the table; the main trial never under twice
+ * the lists (fewer samples than lists: pgvector warns of "little data" and
+ * pads the centers at random, not the k-means the build runs). */
+#define BP_IVF_SCALE 5
+#define BP_IVF_MIN_ROWS 10000.0
+#define BP_IVF_MIN_PAIRS 400000.0
+struct bp_ivf_sizes {
+	double main_rows, kmeans_rows;
+	int kmeans_lists;
+};
+void bp_ivfflat_trials(int lists, double rows, double max_rows, struct bp_ivf_sizes *out);
+
+/* Reading a heap block for pgvector's sample costs about this many k-means
+ * pairs (each block is a scan of its own: a snapshot, an executor state).
+ * Measured on the bench machine: 10,000 sampled blocks of a 200k-row table
+ * took 0.19 to 0.58 s more than the same k-means on a 10,000-row table,
+ * while a k-means pair at 50 samples per list took 165 to 340 ns, both
+ * moving with the load together: 150 to 250 pairs a block. */
+#define BP_IVF_BLOCK_PAIRS 200.0
+
+struct bp_ivf_trial {
+	double rows, pages; /* the trial's table */
+	int lists;
+	double phase_s[BP_PH_N];
+};
+struct bp_ivf_model {
+	double rows, pages; /* the real table */
+	int lists;
+	struct bp_ivf_trial kmeans; /* lists cut, the build's samples per list; rows 0: the main trial's k-means is the build's */
+	struct bp_ivf_trial main;   /* the build's lists */
+};
+struct bp_ivf_parts {
+	double pair_s;      /* one k-means sample x list pair */
+	double sample_s, kmeans_s, assign_s, load_s, validate_s, fixed_s;
+};
+/* Seconds of the full build, its parts (may be NULL), and a band: the
+ * k-means part is carried over a factor of BP_IVF_SCALE^2 from a trial of
+ * a few hundred milliseconds, so -30%/+50% of it; the rest, measured on
+ * the build's own lists and scaled by rows, +-15%. */
+double bp_ivfflat_predict(const struct bp_ivf_model *m, struct bp_ivf_parts *parts, double *lo, double *hi);
 
 /* Sample sizes for `count` trials growing by 2x up to fraction * total,
  * each at least min_rows (and at most total); returns how many. */

@@ -49,6 +49,8 @@ static void plan_result_json(struct json *j, const char *key, const struct plan_
 	json_obj_end(j);
 	json_obj_begin(j, "fit");
 	json_str(j, "model", r->have_model ? "phases: per-insert cost a * i^d in memory, then on disk"
+	                     : r->have_ivf ? "components: k-means per sample x list pair at the build's samples per list, "
+	                                     "then assigning, loading and validating per row at the build's lists"
 	                     : !r->have_fit ? NULL
 	                     : r->fit.model == BP_POWER ? "power: t = a * rows^b" : "linear: t = a + b * rows");
 	json_num(j, "a", r->have_fit ? r->fit.a : NAN);
@@ -66,6 +68,13 @@ static void plan_result_json(struct json *j, const char *key, const struct plan_
 	json_num(j, "cliff_flush_seconds_per_tuple", r->have_model ? r->model.cliff_flush_per_tuple : NAN);
 	json_num(j, "final_flush_seconds_per_tuple", r->have_model ? r->model.flush_per_tuple : NAN);
 	json_num(j, "kmeans_seconds", r->kmeans_s > 0 ? r->kmeans_s : NAN);
+	/* IVFFlat: the prediction's parts */
+	json_num(j, "kmeans_pair_seconds", r->have_ivf ? r->ivf.pair_s : NAN);
+	json_num(j, "sampling_seconds", r->have_ivf ? r->ivf.sample_s : NAN);
+	json_num(j, "assign_seconds", r->have_ivf ? r->ivf.assign_s : NAN);
+	json_num(j, "load_seconds", r->have_ivf ? r->ivf.load_s : NAN);
+	json_num(j, "validation_seconds", r->have_ivf ? r->ivf.validate_s : NAN);
+	json_num(j, "fixed_seconds", r->have_ivf ? r->ivf.fixed_s : NAN);
 	json_obj_end(j);
 	json_arr_begin(j, "trials");
 	for (int i = 0; i < r->n_trials; i++) {
@@ -77,13 +86,24 @@ static void plan_result_json(struct json *j, const char *key, const struct plan_
 		json_num(j, "index_bytes", t->index_bytes);
 		json_int(j, "graph_overflow_after_tuples", t->cliff_tuples);
 		json_bool(j, "mwm_floored", t->floored);
-		json_str(j, "kind", t->kind == TRIAL_MEMORY ? "memory" : t->kind == TRIAL_DISK ? "disk" : "scaled");
+		json_str(j, "kind", t->kind == TRIAL_MEMORY   ? "memory"
+		                    : t->kind == TRIAL_DISK   ? "disk"
+		                    : t->kind == TRIAL_KMEANS ? "kmeans"
+		                                              : "scaled");
 		json_int(j, "parallel_workers", t->workers);
 		json_int(j, "progress_samples", t->progress_samples);
 		json_num(j, "notice_seconds", t->notice_s);
 		json_num(j, "memory_d", t->mem.ok ? t->mem.d : NAN);
 		json_num(j, "disk_d", t->disk.ok ? t->disk.d : NAN);
 		json_num(j, "kmeans_seconds", t->kmeans_s);
+		if (t->lists > 0) {
+			json_int(j, "lists", t->lists);
+			json_num(j, "kmeans_phase_seconds", t->phase_s[BP_PH_KMEANS]);
+			json_num(j, "assign_seconds", t->phase_s[BP_PH_ASSIGN]);
+			json_num(j, "load_seconds", t->phase_s[BP_PH_LOAD]);
+			json_num(j, "validation_seconds", t->phase_s[BP_PH_VALIDATE]);
+			json_num(j, "wait_seconds", t->phase_s[BP_PH_WAIT]);
+		}
 		json_obj_end(j);
 	}
 	json_arr_end(j);

@@ -5,8 +5,10 @@
  * rebuild; HNSW with the build's own maintenance_work_mem and workers)
  * while a second session samples pg_stat_progress_create_index, memory
  * probes in 1 and 2 MB cancelled at pgvector's "no longer fits" NOTICE,
- * an on-disk trial in 1 MB when the full graph will not fit, one timed
- * eval query; then routing/build_plan.c turns them into a prediction.  One
+ * an on-disk trial in 1 MB when the full graph will not fit (IVFFlat: a
+ * trial with the build's lists and one with lists cut for k-means, polled
+ * finely enough to split pgvector's phases), one timed eval query; then
+ * routing/build_plan.c turns them into a prediction.  One
  * state machine: each statement's callback moves the plan on through
  * plan_next(), and every way out passes PLAN_CLEANUP, which drops the
  * scratch tables.
@@ -24,7 +26,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PLAN_POLL_S 0.1 /* progress samples: ~10 a second, a few hundred per trial */
+#define PLAN_POLL_S 0.1 /* progress samples: ~10 a second, a few hundred per HNSW trial */
+/* IVFFlat's trials last a few hundred milliseconds and their phases tens:
+ * polled every 10 ms (the poller's own query costs well under 1 ms) */
+#define PLAN_POLL_FINE_S 0.01
 #define PLAN_KEEP 4 /* finished plans kept per index: the newest is shown */
 
 /* the replicas' replay position: their replay rate over the plan */
@@ -235,7 +240,8 @@ static void poll_tick(evutil_socket_t fd, short what, void *arg);
 
 static void poll_arm(struct build_plan *p)
 {
-	struct timeval tv = {0, (long)(PLAN_POLL_S * 1e6)};
+	double s = p->poll_s > 0 ? p->poll_s : PLAN_POLL_S;
+	struct timeval tv = {0, (long)(s * 1e6)};
 	if (p->poll_timer)
 		evtimer_add(p->poll_timer, &tv);
 }
@@ -259,9 +265,7 @@ static void poll_result(void *arg, PGresult *res, const char *error)
 	const char *phase = PQgetvalue(res, 0, 1);
 	p->samples[p->n_samples].t = now_sec() - p->t0;
 	p->samples[p->n_samples].n = n;
-	p->sample_phase[p->n_samples] = strstr(phase, "k-means")   ? PHASE_KMEANS
-	                                : strstr(phase, "waiting") ? PHASE_WAITING
-	                                                           : PHASE_OTHER;
+	p->sample_phase[p->n_samples] = (unsigned char)bp_phase_of(phase);
 	/* the load phase's samples only, tuples counted there; the others
 	 * (initializing, k-means) carry n = 0 and mark time */
 	if (!strstr(phase, "loading") && !strstr(phase, "assigning"))
@@ -458,8 +462,13 @@ static void facts_result(void *arg, PGresult *res, const char *error)
 	 * give the cost curve that three builds of growing size gave as three
 	 * noisy totals, at a third of the rows built */
 	p->n_sizes = bp_sample_sizes(p->r.rows, mi->plan_sample_fraction, mi->plan_min_rows, 1, p->sizes);
-	if (!strcmp(p->r.method, "ivfflat") && p->sizes[0] < bp_ivfflat_samples(p->lists, p->r.rows))
-		p->sizes[0] = bp_ivfflat_samples(p->lists, p->r.rows); /* the full build's k-means sample */
+	if (!strcmp(p->r.method, "ivfflat")) {
+		/* a fifth of pgvector's k-means sample (build_plan.h): the
+		 * trials' k-means cost a fifth and a 25th of the build's */
+		bp_ivfflat_trials(p->lists, p->r.rows, fmax(p->sizes[0], 1), &p->ivf);
+		p->sizes[0] = fmax(p->ivf.main_rows, p->ivf.kmeans_rows);
+		p->poll_s = PLAN_POLL_FINE_S;
+	}
 	p->r.max_workers = p->max_pmw;
 	p->r.workers = !strcmp(p->r.method, "hnsw")
 	                   ? bp_hnsw_workers(p->relpages, p->max_pmw, p->mwm_kb, p->min_scan_pages, p->reloption_workers)
@@ -511,13 +520,14 @@ static void trial_ready(void *arg, PGresult *res, const char *error)
 	poll_start(p);
 	char sql[1400 + 16]; /* "CONCURRENTLY " added to the longest definition */
 	char rel[128], name[64];
-	snprintf(rel, sizeof(rel), "vecgate.%s", p->scratch);
+	snprintf(rel, sizeof(rel), "vecgate.%s", p->own_table ? p->trial_table : p->scratch);
 	snprintf(name, sizeof(name), "%s", p->trial_index);
 	/* the trials run the build's own statement, CONCURRENTLY, so its
 	 * validation pass is in their time too (its waits are taken out);
 	 * the probe, cancelled at the NOTICE, needs none of it */
 	char plain[1400];
-	if (indexdef_retarget(p->r.definition, rel, name, plain, sizeof(plain)) < 0 || strncmp(plain, "CREATE INDEX ", 13)) {
+	const char *def = p->trial_def[0] ? p->trial_def : p->r.definition;
+	if (indexdef_retarget(def, rel, name, plain, sizeof(plain)) < 0 || strncmp(plain, "CREATE INDEX ", 13)) {
 		fail(p, "cannot retarget the definition");
 		return;
 	}
@@ -531,6 +541,7 @@ static void trial_sized(void *arg, PGresult *res, const char *error)
 	if (stopped(p, error, "measuring the trial index"))
 		return;
 	p->r.trials[p->cur].index_bytes = num(res, 0);
+	p->r.trials[p->cur].pages = num(res, 1);
 	p->cur++;
 	p->r.n_trials = p->cur;
 	plan_next(p);
@@ -556,19 +567,20 @@ static void read_progress(struct build_plan *p, struct plan_trial *t)
 			wait_after_load = 0;
 		}
 		double next = i + 1 < k ? s[i + 1].t : t->seconds;
-		if (p->sample_phase[i] == PHASE_WAITING) {
+		if (p->sample_phase[i] == BP_PH_WAIT) {
 			t->wait_s += next - s[i].t;
 			wait_after_load += next - s[i].t;
 			if (!isfinite(t->kmeans_s))
 				wait_before_kmeans += next - s[i].t;
 		}
-		if (p->sample_phase[i] == PHASE_KMEANS)
+		if (p->sample_phase[i] == BP_PH_KMEANS)
 			/* k-means ended between this sample and the next: the middle,
 			 * not the next (a short build has few samples, and the rest
 			 * of it is scaled by rows: a whole poll's bias there is 10x) */
 			t->kmeans_s = (s[i].t + next) / 2 - wait_before_kmeans;
 	}
 	t->tail_s = fmax(0, t->seconds - t->load_end_s - wait_after_load);
+	bp_phase_seconds(s, p->sample_phase, k, t->seconds, t->rows, t->phase_s);
 	double cliff = t->cliff_tuples > 0 ? (double)t->cliff_tuples : t->rows;
 	/* in memory: from 5% of the way in (the first inserts into a tiny
 	 * graph say little about a large one) to the cliff */
@@ -607,7 +619,7 @@ static void trial_built(void *arg, PGresult *res, const char *error)
 	}
 	(void)res;
 	char what[100];
-	snprintf(what, sizeof(what), "trial build on %.0f rows", p->sizes[p->cur]);
+	snprintf(what, sizeof(what), "trial build on %.0f rows", p->r.trials[p->cur].rows);
 	const char *need = error && !p->abandoned ? strstr(error, "memory required is ") : NULL;
 	if (need && !p->retried) {
 		/* IVFFlat's k-means is larger than vecgate's estimate: pgvector
@@ -621,7 +633,8 @@ static void trial_built(void *arg, PGresult *res, const char *error)
 		char sql[200];
 		snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS vecgate.%s", p->trial_table);
 		pg_session_query(p->s, sql, 0, NULL, NULL, NULL);
-		run_trial(p, p->sizes[p->cur], (mb + 1) * 1024, p->cur < p->n_sizes - 1);
+		double rows = p->r.trials[p->cur].rows;
+		run_trial(p, rows, (mb + 1) * 1024, rows < p->sample_rows);
 		return;
 	}
 	p->retried = false;
@@ -634,7 +647,10 @@ static void trial_built(void *arg, PGresult *res, const char *error)
 	log_info("plan %d (%s): trial %d: %.0f rows in %.2f s (maintenance_work_mem %.0f kB%s)", p->id, p->index_name,
 	         p->cur + 1, t->rows, took, t->mwm_kb, t->cliff_tuples ? ", graph did not fit" : "");
 	char sql[400];
-	snprintf(sql, sizeof(sql), "SELECT pg_relation_size('vecgate.%s')::float8", p->trial_index);
+	snprintf(sql, sizeof(sql),
+	         "SELECT pg_relation_size('vecgate.%s')::float8, pg_relation_size('vecgate.%s')::float8 / "
+	         "current_setting('block_size')::float8",
+	         p->trial_index, p->own_table ? p->trial_table : p->scratch);
 	query(p, sql, 0, NULL, trial_sized);
 	snprintf(sql, sizeof(sql), "DROP INDEX IF EXISTS vecgate.%s", p->trial_index);
 	pg_session_query(p->s, sql, 0, NULL, NULL, NULL);
@@ -647,6 +663,7 @@ static void trial_built(void *arg, PGresult *res, const char *error)
 static void run_trial(struct build_plan *p, double rows, long mwm_kb, bool own_table)
 {
 	char sql[600];
+	p->own_table = own_table;
 	if (own_table) {
 		snprintf(sql, sizeof(sql), "CREATE UNLOGGED TABLE vecgate.%s AS SELECT * FROM vecgate.%s LIMIT %.0f",
 		         p->trial_table, p->scratch, rows);
@@ -804,6 +821,55 @@ static void conclude_hnsw(struct build_plan *p)
 		     "workers: the on-disk phase is an upper bound");
 }
 
+/* IVFFlat: the component model (build_plan.h) from the two trials' phases. */
+static void conclude_ivfflat(struct build_plan *p)
+{
+	struct plan_result *r = &p->r;
+	const struct plan_trial *main = NULL, *km = NULL;
+	for (int i = 0; i < r->n_trials; i++) {
+		const struct plan_trial *t = &r->trials[i];
+		if (t->kind == TRIAL_KMEANS)
+			km = t;
+		else if (!main)
+			main = t;
+	}
+	if (!main) {
+		r->predicted_s = NAN;
+		return;
+	}
+	if (!km && p->ivf.kmeans_rows <= 0)
+		km = main; /* the main trial ran the build's k-means */
+	if (!km || !(km->phase_s[BP_PH_KMEANS] > 0) || main->progress_samples < 3) {
+		/* no phases (the poller's session failed, or a build too short to
+		 * be sampled): the main trial as a whole, scaled by rows; its
+		 * k-means ran on fewer samples than the build's, so a lower bound */
+		r->predicted_s = main->rows > 0 ? (main->seconds - main->wait_s) * r->rows / main->rows : NAN;
+		r->predicted_lo = r->predicted_s;
+		r->predicted_hi = r->predicted_s * 1.5;
+		note(p, "the trials' phases were not seen: the trial scaled by rows as a whole, a lower bound");
+		return;
+	}
+	struct bp_ivf_model m = {
+	    .rows = r->rows,
+	    .pages = p->relpages > 0 ? p->relpages : r->rows / fmax(1, main->rows) * main->pages,
+	    .lists = p->lists,
+	};
+	m.kmeans.rows = km == main ? 0 : km->rows;
+	m.kmeans.pages = km->pages;
+	m.kmeans.lists = km->lists;
+	memcpy(m.kmeans.phase_s, km->phase_s, sizeof(m.kmeans.phase_s));
+	m.main.rows = main->rows;
+	m.main.pages = main->pages;
+	m.main.lists = main->lists;
+	memcpy(m.main.phase_s, main->phase_s, sizeof(m.main.phase_s));
+	r->predicted_s = bp_ivfflat_predict(&m, &r->ivf, &r->predicted_lo, &r->predicted_hi);
+	r->have_ivf = true;
+	r->kmeans_s = r->ivf.kmeans_s + r->ivf.sample_s;
+	if (r->sort_spills)
+		note(p, "the build's tuple sort spills to disk, the trial's (a sample that fits its memory) does not; "
+		     "measured on 200k rows, a spilling sort was no slower (its runs stay in the CPU caches)");
+}
+
 static void conclude(struct build_plan *p)
 {
 	struct plan_result *r = &p->r;
@@ -878,19 +944,7 @@ static void conclude(struct build_plan *p)
 			note(p, "IVFFlat's k-means needs about %.0f MB (lists %d, %d dimensions): the build fails with "
 			     "\"memory required is ...\" under maintenance_work_mem %.0f MB", r->peak_bytes / 1048576,
 			     p->lists, p->dims, r->mwm_bytes / 1048576);
-		if (r->sort_spills)
-			note(p, "the tuple sort spills to disk (slower, not a cliff); the trial spilled in the same proportion");
-		/* k-means on the same number of samples as the full build (the
-		 * sample is at least that large), then a pass linear in rows */
-		double km = isfinite(last->kmeans_s) ? last->kmeans_s : 0;
-		if (!isfinite(last->kmeans_s))
-			note(p, "no progress sample saw k-means: the trial scaled by rows as a whole");
-		r->kmeans_s = km * bp_ivfflat_samples(p->lists, r->rows) / fmax(1, bp_ivfflat_samples(p->lists, last->rows));
-		r->predicted_s = bp_ivfflat_predict(km, bp_ivfflat_samples(p->lists, last->rows),
-		                                    bp_ivfflat_samples(p->lists, r->rows), last->seconds - last->wait_s - km, last->rows,
-		                                    r->rows);
-		r->predicted_lo = r->predicted_s * 0.85;
-		r->predicted_hi = r->predicted_s * 1.15;
+		conclude_ivfflat(p);
 	} else {
 		r->peak_bytes = NAN;
 		r->mwm_to_fit_bytes = NAN;
@@ -900,7 +954,9 @@ static void conclude(struct build_plan *p)
 		note(p, "an access method vecgate has no model for: the trial scaled by rows");
 	}
 	if (floored && !r->cliff)
-		note(p, "maintenance_work_mem could not be scaled below 1 MB for the trial");
+		note(p, ivf ? "the trials' maintenance_work_mem was raised over the sample's share to hold k-means' working "
+		              "set (pgvector sizes it for its full sample whatever the table)"
+		            : "maintenance_work_mem could not be scaled below 1 MB for the trial");
 	if (r->predicted_s < 0)
 		r->predicted_s = 0;
 	r->index_bytes = last->rows > 0 ? last->index_bytes * r->rows / last->rows : NAN;
@@ -1019,6 +1075,8 @@ static void plan_next(struct build_plan *p)
 		long scaled = bp_trial_mwm_kb(p->mwm_kb, rows, p->r.rows, 1024);
 		enum plan_trial_kind kind;
 		long kb;
+		bool ivf = !strcmp(p->r.method, "ivfflat");
+		p->trial_def[0] = 0;
 		if (p->cur == 0) {
 			/* HNSW: the sample with the build's own memory and workers,
 			 * the in-memory cost over every graph size up to the sample's
@@ -1026,12 +1084,31 @@ static void plan_next(struct build_plan *p)
 			 * is larger than that); the rest: the scaled regime */
 			kind = hnsw ? TRIAL_MEMORY : TRIAL_SCALED;
 			kb = hnsw ? p->mwm_kb : scaled;
-			if (!strcmp(p->r.method, "ivfflat")) {
+			if (ivf) {
+				rows = fmin(p->ivf.main_rows, p->sample_rows);
+				kb = scaled = bp_trial_mwm_kb(p->mwm_kb, rows, p->r.rows, 1024);
 				/* k-means must fit, or the trial fails where the build may not */
 				double km = fmax(bp_ivfflat_kmeans_bytes(p->lists, p->dims, rows) / 1024, p->kmeans_kb) * 1.05;
 				if (kb < km)
 					kb = (long)ceil(km);
 			}
+		} else if (ivf && p->cur == 1 && p->ivf.kmeans_rows > 0) {
+			/* the same sample with lists cut to keep the build's samples
+			 * per list: a k-means a 25th of the build's, timed by phase */
+			char lists[16], err[256], name[64];
+			snprintf(lists, sizeof(lists), "%d", p->ivf.kmeans_lists);
+			const struct index_param ov[] = {{"lists", lists}};
+			snprintf(name, sizeof(name), "%s", p->trial_index);
+			if (indexdef_rewrite(p->r.definition, name, ov, 1, p->trial_def, sizeof(p->trial_def), err,
+			                     sizeof(err)) < 0) {
+				fail(p, "cannot set the k-means trial's lists: %s", err);
+				return;
+			}
+			kind = TRIAL_KMEANS;
+			rows = fmin(p->ivf.kmeans_rows, p->sample_rows);
+			scaled = bp_trial_mwm_kb(p->mwm_kb, rows, p->r.rows, 1024);
+			double km = bp_ivfflat_kmeans_bytes(p->ivf.kmeans_lists, p->dims, rows) / 1024 * 1.05;
+			kb = scaled < km ? (long)ceil(km) : scaled;
 		} else if (hnsw && p->cur == 1 && !first->cliff_tuples &&
 		           (p->probed == 0 || (p->probed == 1 && p->probe_cliff[0] > 0))) {
 			/* the sample's graph fit: builds in 1 MB and in 2 MB tell the
@@ -1065,10 +1142,17 @@ static void plan_next(struct build_plan *p)
 		t->rows = rows;
 		t->mwm_kb = (double)kb;
 		t->floored = kind == TRIAL_SCALED && (double)kb > (double)p->mwm_kb * rows / p->r.rows * 1.01;
+		t->lists = !ivf ? 0 : kind == TRIAL_KMEANS ? p->ivf.kmeans_lists : p->lists;
 		t->workers = p->r.workers;
 		snprintf(p->step, sizeof(p->step), "trial build %d (%s) on %.0f rows (maintenance_work_mem %ld kB)",
-		         p->cur + 1, kind == TRIAL_MEMORY ? "in memory" : kind == TRIAL_DISK ? "on disk" : "scaled", rows, kb);
-		run_trial(p, rows, kb, false);
+		         p->cur + 1,
+		         kind == TRIAL_MEMORY   ? "in memory"
+		         : kind == TRIAL_DISK   ? "on disk"
+		         : kind == TRIAL_KMEANS ? "k-means"
+		                                : "scaled",
+		         rows, kb);
+		/* a trial on fewer rows than the sample builds a prefix of it */
+		run_trial(p, rows, kb, rows < p->sample_rows);
 		return;
 	}
 	case PLAN_PROBE:

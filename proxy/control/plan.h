@@ -25,15 +25,12 @@
  * overflows after a few hundred tuples and the inserts after pgvector's
  * NOTICE give the on-disk cost over a wide range of graph sizes.
  * SCALED: IVFFlat and the rest, one build with maintenance_work_mem
- * scaled by sample / table (the same regime: a sort that spills). */
-enum plan_trial_kind { TRIAL_SCALED, TRIAL_MEMORY, TRIAL_DISK };
+ * scaled by sample / table (the same regime: a sort that spills).
+ * KMEANS: IVFFlat's second build of the sample with lists cut so its
+ * k-means keeps the build's samples per list (build_plan.h). */
+enum plan_trial_kind { TRIAL_SCALED, TRIAL_MEMORY, TRIAL_DISK, TRIAL_KMEANS };
 
 #define PLAN_MAX_SAMPLES 2048
-
-/* what a progress sample saw besides tuples: IVFFlat's k-means, or one of
- * CREATE INDEX CONCURRENTLY's waits for other transactions (not the
- * build's cost: they depend on what else runs) */
-enum plan_sample_phase { PHASE_OTHER, PHASE_KMEANS, PHASE_WAITING };
 
 struct plan_trial {
 	enum plan_trial_kind kind;
@@ -50,6 +47,9 @@ struct plan_trial {
 	double wait_s;          /* CONCURRENTLY's waits for other transactions (not counted) */
 	double tail_s;          /* after the last insert: the final flush and CONCURRENTLY's validation */
 	double kmeans_s;        /* IVFFlat: from the start to the end of k-means, NAN = not seen */
+	int lists;              /* IVFFlat: the lists it built with */
+	double pages;           /* its table's heap pages */
+	double phase_s[BP_PH_N]; /* seconds in each phase, from the progress samples */
 };
 
 struct plan_replica {
@@ -69,7 +69,9 @@ struct plan_result {
 	struct bp_fit fit;     /* HNSW: b = 1 + the in-memory d (the ETA's curve) */
 	bool have_model;
 	struct bp_hnsw_model model; /* HNSW: what the prediction integrates */
-	double kmeans_s;       /* IVFFlat: k-means' share of the prediction */
+	double kmeans_s;       /* IVFFlat: k-means' share of the prediction (its sampling included) */
+	bool have_ivf;
+	struct bp_ivf_parts ivf; /* IVFFlat: the prediction's parts */
 	double predicted_s, predicted_lo, predicted_hi;
 	double mwm_bytes, peak_bytes, mwm_to_fit_bytes;
 	bool peak_is_bound;      /* peak_bytes is an upper bound (no trial reached the cliff) */
@@ -123,7 +125,8 @@ struct build_plan {
 	bool polling, poll_out;
 	int n_samples;
 	struct bp_sample samples[PLAN_MAX_SAMPLES];
-	unsigned char sample_phase[PLAN_MAX_SAMPLES]; /* enum plan_sample_phase */
+	unsigned char sample_phase[PLAN_MAX_SAMPLES]; /* enum bp_phase */
+	double poll_s;     /* between progress samples: short builds are sampled finely */
 	double notice_s;
 	char scratch[64], trial_table[64], trial_index[64];
 	char column[128], def[1200];
@@ -131,6 +134,9 @@ struct build_plan {
 	double replay0[4];
 	long mwm_kb;
 	int max_pmw, reloption_workers, dims, lists, cur;
+	struct bp_ivf_sizes ivf;  /* IVFFlat: the two trials' rows and the k-means trial's lists */
+	bool own_table;           /* the trial builds a prefix of the sample, in trial_table */
+	char trial_def[1024]; /* the definition the current trial builds */
 	double sizes[BP_MAX_TRIALS];
 	int n_sizes;
 	long long notice_cliff;

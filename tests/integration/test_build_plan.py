@@ -15,8 +15,16 @@
   (plan_over_limit: refuse, the default); with plan_over_limit: approve the
   job waits in preflight for the operator with the reason and the setting,
   and vecgatectl approve lets it build.
+- An IVFFlat plan: a main trial with the build's lists and a k-means trial
+  with lists cut to keep the build's samples per list, on the sample; the
+  prediction is the sum of its parts (k-means, sampling, assigning, loading,
+  validation).
+- A job held for that approval when vecgate restarts comes back from
+  vecgate.jobs, plans again and waits again (nothing built meanwhile);
+  approving the resumed job lets it build.
 Skipped where pgvector is not installed.
 """
+import json
 import random
 import re
 import time
@@ -65,7 +73,10 @@ class BuildPlan(AdminCase, unittest.TestCase):
             index_cfg("items_small", evalf, plan="off", maintenance_settings={"maintenance_work_mem": "1MB"}),
             index_cfg("items_window", evalf, plan="auto", max_build_seconds=0.001),
             index_cfg("items_window_approve", evalf, plan="auto", max_build_seconds=0.001,
-                      plan_over_limit="approve")], pool_size=2)
+                      plan_over_limit="approve"),
+            index_cfg("items_window_restart", evalf, plan="auto", max_build_seconds=0.001,
+                      plan_over_limit="approve"),
+            index_cfg("items_ivf", evalf, plan="off", method="ivfflat", **{"with": {"lists": "20"}})], pool_size=2)
 
     @classmethod
     def tearDownClass(cls):
@@ -123,6 +134,32 @@ class BuildPlan(AdminCase, unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("predicted build", out.stdout)
         self.assertIn("memory: peak", out.stdout)
+        self.assertEqual(self.scratch_tables(), "0")
+
+    def test_ivfflat_plan_components(self):
+        plan = self.finished_plan("items_ivf")
+        self.assertEqual(plan["method"], "ivfflat")
+        self.assertIn("USING ivfflat", plan["definition"])
+        # 20 lists: pgvector's k-means samples 10,000 rows, 500 a list; the
+        # sample (20% of 20k) has 4000: the main trial builds it with 20
+        # lists, the k-means trial with 8 (500 a list)
+        trials = plan["trials"]
+        self.assertEqual([t["kind"] for t in trials], ["scaled", "kmeans"], trials)
+        self.assertEqual([t["lists"] for t in trials], [20, 8], trials)
+        self.assertEqual([t["rows"] for t in trials], [4000, 4000], trials)
+        f = plan["fit"]
+        if f["model"] and f["model"].startswith("components"):
+            parts = [f[k] for k in ("kmeans_seconds", "assign_seconds", "load_seconds", "validation_seconds",
+                                    "fixed_seconds")]
+            self.assertTrue(all(x is not None and x >= 0 for x in parts), f)
+            self.assertGreater(f["kmeans_pair_seconds"], 0)
+            self.assertAlmostEqual(sum(parts), plan["build"]["predicted_seconds"], delta=0.01)
+        else:  # trials quicker than the poller: timed as wholes, and said so
+            self.assertIn("phases were not seen", plan["notes"])
+        self.assertGreater(plan["build"]["predicted_seconds"], 0)
+        self.assertLessEqual(plan["build"]["predicted_low_seconds"], plan["build"]["predicted_seconds"])
+        self.assertGreaterEqual(plan["build"]["predicted_high_seconds"], plan["build"]["predicted_seconds"])
+        self.assertTrue(plan["memory"]["fits"])
         self.assertEqual(self.scratch_tables(), "0")
 
     def test_plan_predicts_cliff(self):
@@ -215,6 +252,48 @@ class BuildPlan(AdminCase, unittest.TestCase):
                         j["history"])
         self.ctl("cancel", str(job_id))
         self.wait(job_id, lambda j: j["terminal"])
+
+    def test_over_window_approval_survives_restart(self):
+        out = self.ctl("rebuild", "start", "items_window_restart")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        job_id = int(re.search(r"job (\d+)", out.stdout).group(1))
+        j = self.wait(job_id, lambda j: j["awaiting_approval"] or j["terminal"], timeout=120)
+        self.assertEqual(j["state"], "preflight", j["message"])
+        db_id = j["db_id"]
+        self.assertIsNotNone(db_id)
+        self.assertEqual(self.pg.psql("SELECT state FROM vecgate.jobs WHERE id = %d" % db_id), "preflight")
+        # vecgate restarts while the operator has not decided yet
+        self.vg.stop()
+        self.vg.start()
+        deadline = time.time() + 30
+        resumed = []
+        while time.time() < deadline and not resumed:
+            jobs = json.loads(self.ctl("--json", "jobs", "items_window_restart").stdout or "{}").get("jobs", [])
+            resumed = [x for x in jobs if x.get("db_id") == db_id]
+            time.sleep(0.3)
+        self.assertEqual(len(resumed), 1, jobs)
+        new_id = resumed[0]["id"]
+        # the resumed job plans again and is held again: the limit still holds
+        j = self.wait(new_id, lambda j: j["awaiting_approval"] or j["terminal"] or
+                      j["state"] not in ("preflight",), timeout=120)
+        self.assertEqual(j["state"], "preflight", j["history"])
+        self.assertTrue(j["awaiting_approval"], j["message"])
+        self.assertTrue(j["plan_over_limit"]["waiting"])
+        self.assertEqual(j["plan_over_limit"]["setting"], "max_build_seconds")
+        self.assertIsNotNone(j["plan"])
+        self.assertIn("vecgatectl approve %d" % new_id, j["message"])
+        self.assertIn("resumed after a restart", " ".join(h["message"] for h in j["history"]))
+        self.assertFalse([h for h in j["history"] if h["to"] in ("baseline", "build")], j["history"])
+        self.assertEqual(self.pg.psql("SELECT state FROM vecgate.jobs WHERE id = %d" % db_id), "preflight")
+        out = self.ctl("approve", str(new_id))
+        self.assertEqual(out.returncode, 0, out.stderr + out.stdout)
+        j = self.wait(new_id, lambda j: j["state"] in ("swap", "failed", "cancelled"), timeout=180)
+        self.assertEqual(j["state"], "swap", j["message"])
+        self.assertTrue([h for h in j["history"] if h["message"].startswith("built ")], j["history"])
+        self.assertTrue(j["plan_over_limit"]["approved"])
+        self.ctl("cancel", str(new_id))
+        self.wait(new_id, lambda j: j["terminal"])
+        self.assertEqual(self.scratch_tables(), "0")
 
 
 if __name__ == "__main__":

@@ -308,17 +308,163 @@ static void graph_memory_from_budgets(void **state)
 	assert_int_equal(bp_graph_memory(kb, n, 0, &per, &fixed), -1);
 }
 
-static void ivfflat_fixed_and_linear(void **state)
+static void ivfflat_trial_sizes(void **state)
 {
 	(void)state;
 	/* pgvector samples max(50 x lists, 10000) rows for k-means */
 	assert_true(bp_ivfflat_samples(100, 200000) == 10000);
 	assert_true(bp_ivfflat_samples(1000, 200000) == 50000);
 	assert_true(bp_ivfflat_samples(1000, 20000) == 20000);
-	/* a trial with the full k-means sample: k-means as measured, the rest by rows */
-	assert_true(fabs(bp_ivfflat_predict(1.0, 10000, 10000, 0.2, 20000, 200000) - 3.0) < 1e-9);
-	/* a trial that sampled half: k-means doubled */
-	assert_true(fabs(bp_ivfflat_predict(1.0, 5000, 10000, 0.0, 5000, 200000) - 2.0) < 1e-9);
+	struct bp_ivf_sizes z;
+	/* lists rows/1000 at 200k: 10,000 samples, 50 a list.  The main trial:
+	 * a fifth would be 2000 rows, too few to time, so 10,000, all of the
+	 * build's k-means sample: its k-means is the build's, no k-means trial */
+	bp_ivfflat_trials(200, 200000, 20000, &z);
+	assert_true(z.main_rows == 10000 && z.kmeans_rows == 0 && z.kmeans_lists == 0);
+	/* at 50k with a 10% sample: 5000 rows; k-means: a 25th of 500,000
+	 * pairs is under 400,000, which 200 samples a list would put on 45
+	 * lists and 9000 rows: the sample's 5000 rows, 25 lists */
+	bp_ivfflat_trials(50, 50000, 5000, &z);
+	assert_true(z.main_rows == 5000 && z.kmeans_rows == 5000 && z.kmeans_lists == 25);
+	/* at 1M: 50,000 samples of 1000 lists; a fifth and a 25th */
+	bp_ivfflat_trials(1000, 1e6, 1e5, &z);
+	assert_true(z.main_rows == 10000 && z.kmeans_lists == 200 && z.kmeans_rows == 10000);
+	/* few lists on a 2% sample: 10,000 samples is 100 a list, kept */
+	bp_ivfflat_trials(100, 200000, 4000, &z);
+	assert_true(z.main_rows == 4000 && z.kmeans_lists == 40 && z.kmeans_rows == 4000);
+	/* the sample fraction caps both; the main trial never under twice the lists */
+	bp_ivfflat_trials(200, 200000, 1000, &z);
+	assert_true(z.main_rows == 1000 && z.kmeans_rows == 1000 && z.kmeans_lists == 20);
+	bp_ivfflat_trials(200, 200000, 100, &z);
+	assert_true(z.main_rows == 400 && z.kmeans_rows == 100 && z.kmeans_lists == 2);
+	/* a table smaller than the k-means sample: the trial builds all of it, k-means and all */
+	bp_ivfflat_trials(20, 3000, 3000, &z);
+	assert_true(z.main_rows == 3000 && z.kmeans_rows == 0);
+}
+
+static void ivfflat_phases_from_progress(void **state)
+{
+	(void)state;
+	assert_int_equal(bp_phase_of("waiting for writers before build"), BP_PH_WAIT);
+	assert_int_equal(bp_phase_of("building index: performing k-means"), BP_PH_KMEANS);
+	assert_int_equal(bp_phase_of("building index: assigning tuples"), BP_PH_ASSIGN);
+	assert_int_equal(bp_phase_of("building index: loading tuples"), BP_PH_LOAD);
+	assert_int_equal(bp_phase_of("index validation: scanning table"), BP_PH_VALIDATE);
+	assert_int_equal(bp_phase_of("building index: initializing"), BP_PH_OTHER);
+	assert_int_equal(bp_phase_of(NULL), BP_PH_OTHER);
+	/* polls every 10 ms: a change between two polls is split half and half */
+	const struct bp_sample s[] = {{0.01, 0}, {0.02, 0}, {0.03, 0}, {0.04, 0}, {0.05, 10}, {0.06, 0}};
+	const unsigned char ph[] = {BP_PH_WAIT, BP_PH_KMEANS, BP_PH_KMEANS, BP_PH_ASSIGN, BP_PH_LOAD, BP_PH_VALIDATE};
+	double out[BP_PH_N];
+	bp_phase_seconds(s, ph, 6, 0.08, 0, out);
+	assert_true(fabs(out[BP_PH_WAIT] - 0.015) < 1e-9);
+	assert_true(fabs(out[BP_PH_KMEANS] - 0.02) < 1e-9);
+	assert_true(fabs(out[BP_PH_ASSIGN] - 0.01) < 1e-9);
+	assert_true(fabs(out[BP_PH_LOAD] - 0.01) < 1e-9);
+	assert_true(fabs(out[BP_PH_VALIDATE] - 0.025) < 1e-9);
+	double sum = 0;
+	for (int i = 0; i < BP_PH_N; i++)
+		sum += out[i];
+	assert_true(fabs(sum - 0.08) < 1e-9);
+	/* no samples: all of it unnamed */
+	bp_phase_seconds(s, ph, 0, 0.5, 0, out);
+	assert_true(out[BP_PH_OTHER] == 0.5 && out[BP_PH_KMEANS] == 0);
+	/* loading of 1000 tuples: done by the third load poll, and the phase's
+	 * name stays over the statement's end; that is not loading */
+	const struct bp_sample l[] = {{0.00, -1}, {0.01, 0}, {0.02, 400}, {0.03, 800}, {0.04, 1000}, {0.05, 1000},
+	                              {0.06, 1000}};
+	const unsigned char lp[] = {BP_PH_KMEANS, BP_PH_LOAD, BP_PH_LOAD, BP_PH_LOAD, BP_PH_LOAD, BP_PH_LOAD, BP_PH_LOAD};
+	bp_phase_seconds(l, lp, 7, 0.07, 1000, out);
+	assert_true(fabs(out[BP_PH_KMEANS] - 0.005) < 1e-9);
+	assert_true(fabs(out[BP_PH_LOAD] - 0.03) < 1e-9); /* 0.005 + 3 x 0.01 - 0.005: half of the last interval */
+	assert_true(fabs(out[BP_PH_OTHER] - 0.035) < 1e-9);
+	/* the last poll mid-load: the rest at the rate so far, then the end */
+	bp_phase_seconds(l, lp, 3, 0.2, 1000, out);
+	assert_true(fabs(out[BP_PH_LOAD] - (0.015 + 0.0225)) < 1e-9);
+	assert_true(fabs(out[BP_PH_OTHER] - (0.2 - 0.02 - 0.0225)) < 1e-9);
+}
+
+static void ivfflat_components_scale_by_their_drivers(void **state)
+{
+	(void)state;
+	/* 2000-row trials (134 pages): 40 lists for k-means, the build's 200 */
+	struct bp_ivf_model m = {.rows = 200000, .pages = 13400, .lists = 200};
+	m.kmeans = (struct bp_ivf_trial){.rows = 2000, .pages = 134, .lists = 40};
+	m.main = (struct bp_ivf_trial){.rows = 2000, .pages = 134, .lists = 200};
+	/* 80,000 pairs and 134 blocks of 200 pairs: 106,800 units of 100 ns */
+	m.kmeans.phase_s[BP_PH_KMEANS] = 0.01068;
+	m.main.phase_s[BP_PH_KMEANS] = 0.05; /* its k-means (200 lists, 10 a list) is not the build's: unused */
+	m.main.phase_s[BP_PH_ASSIGN] = 0.015;
+	m.main.phase_s[BP_PH_LOAD] = 0.012;
+	m.main.phase_s[BP_PH_VALIDATE] = 0.004;
+	m.main.phase_s[BP_PH_OTHER] = 0.02;
+	m.main.phase_s[BP_PH_WAIT] = 5; /* CONCURRENTLY's waits: not the build's */
+	struct bp_ivf_parts q;
+	double lo, hi, v = bp_ivfflat_predict(&m, &q, &lo, &hi);
+	assert_true(fabs(q.pair_s - 1e-7) < 1e-15);
+	/* 10,000 samples x 200 lists; 10,000 of the 13,400 blocks read */
+	assert_true(fabs(q.kmeans_s - 0.2) < 1e-9);
+	assert_true(fabs(q.sample_s - 0.2) < 1e-9);
+	assert_true(fabs(q.assign_s - 1.5) < 1e-9 && fabs(q.load_s - 1.2) < 1e-9 && fabs(q.validate_s - 0.4) < 1e-9);
+	assert_true(fabs(q.fixed_s - 0.02) < 1e-9);
+	assert_true(fabs(v - 3.52) < 1e-9);
+	assert_true(lo < v && hi > v && fabs(hi - (1.5 * 0.4 + 1.15 * 3.12)) < 1e-9);
+	/* no k-means trial: the main trial's k-means was the build's (10,000
+	 * samples of 200 lists, 667 blocks) */
+	struct bp_ivf_model one = m;
+	one.kmeans.rows = 0;
+	one.main.rows = 10000;
+	one.main.pages = 667;
+	one.main.phase_s[BP_PH_KMEANS] = 1e-7 * (10000 * 200 + 200 * 667);
+	bp_ivfflat_predict(&one, &q, NULL, NULL);
+	assert_true(fabs(q.pair_s - 1e-7) < 1e-15 && fabs(q.kmeans_s - 0.2) < 1e-9);
+	assert_true(fabs(q.assign_s - 0.3) < 1e-9); /* 0.015 s on 10,000 rows */
+	/* a small table: pgvector reads every block */
+	m.pages = 500;
+	bp_ivfflat_predict(&m, &q, NULL, NULL);
+	assert_true(fabs(q.sample_s - 0.01) < 1e-9);
+}
+
+/* Recorded by tests/bench/build-plan (128-d random vectors, 2 shared cores
+ * under another test suite): the trials' phase seconds as the plan read
+ * them, and the build vecgate then timed. */
+static void ivfflat_recorded_builds(void **state)
+{
+	(void)state;
+	/* 1M rows, lists 1000 (50,000 k-means samples of 71,500 pages); trials
+	 * on 10,000 rows (715 pages): 1000 lists, and 200 lists for k-means.
+	 * The build took 32.4 s */
+	struct bp_ivf_model m = {.rows = 1e6, .pages = 71500, .lists = 1000};
+	m.main = (struct bp_ivf_trial){.rows = 10000, .pages = 715, .lists = 1000};
+	m.main.phase_s[BP_PH_KMEANS] = 0.945; /* 10 samples a list: not the build's k-means, unused */
+	m.main.phase_s[BP_PH_ASSIGN] = 0.168;
+	m.main.phase_s[BP_PH_LOAD] = 0.060;
+	m.main.phase_s[BP_PH_OTHER] = 0.048;
+	m.kmeans = (struct bp_ivf_trial){.rows = 10000, .pages = 715, .lists = 200};
+	m.kmeans.phase_s[BP_PH_KMEANS] = 0.284;
+	m.kmeans.phase_s[BP_PH_ASSIGN] = 0.049;
+	m.kmeans.phase_s[BP_PH_LOAD] = 0.012;
+	struct bp_ivf_parts q;
+	double lo, hi, v = bp_ivfflat_predict(&m, &q, &lo, &hi);
+	assert_true(fabs(q.pair_s - 0.284 / (10000.0 * 200 + 200.0 * 715)) < 1e-15);
+	assert_true(fabs(q.kmeans_s - 6.63) < 0.01 && fabs(q.sample_s - 1.325) < 0.01);
+	assert_true(fabs(q.assign_s - 16.8) < 1e-9 && fabs(q.load_s - 6.0) < 1e-9 && fabs(q.fixed_s - 0.048) < 1e-9);
+	assert_true(fabs(v - 30.8) < 0.05);
+	assert_true(fabs(v - 32.4) / 32.4 < 0.25 && lo < 32.4 && hi > 32.4);
+	/* 200k rows, lists 200 (14,300 pages): one trial on 10,000 rows (700
+	 * pages), all of the build's k-means sample, so its k-means is the
+	 * build's.  The build took 2.9 s */
+	struct bp_ivf_model s = {.rows = 200000, .pages = 14300, .lists = 200};
+	s.main = (struct bp_ivf_trial){.rows = 10000, .pages = 700, .lists = 200};
+	s.main.phase_s[BP_PH_KMEANS] = 0.370;
+	s.main.phase_s[BP_PH_ASSIGN] = 0.047;
+	s.main.phase_s[BP_PH_LOAD] = 0.051;
+	s.main.phase_s[BP_PH_OTHER] = 0.0129;
+	v = bp_ivfflat_predict(&s, &q, &lo, &hi);
+	/* k-means as the trial ran it, plus 10,000 sampled blocks for its 700 */
+	assert_true(fabs(q.kmeans_s + q.sample_s - 0.370 * (2e6 + 200.0 * 10000) / (2e6 + 200.0 * 700)) < 1e-9);
+	assert_true(fabs(v - 2.68) < 0.02);
+	assert_true(fabs(v - 2.9) / 2.9 < 0.25 && lo < 2.9 && hi > 2.9);
 }
 
 static void hnsw_workers_like_pgvector(void **state)
@@ -377,7 +523,9 @@ int main(void)
 		cmocka_unit_test(workers_like_postgres),    cmocka_unit_test(verdicts_name_the_setting),
 		cmocka_unit_test(kmeans_memory),            cmocka_unit_test(retarget_definition),
 		cmocka_unit_test(rate_fit_recovers_cost_curve), cmocka_unit_test(recorded_trial_predicts_full_build),
-		cmocka_unit_test(recorded_cliff_trial_measures_disk_phase), cmocka_unit_test(ivfflat_fixed_and_linear),
+		cmocka_unit_test(recorded_cliff_trial_measures_disk_phase), cmocka_unit_test(ivfflat_trial_sizes),
+		cmocka_unit_test(ivfflat_phases_from_progress), cmocka_unit_test(ivfflat_components_scale_by_their_drivers),
+		cmocka_unit_test(ivfflat_recorded_builds),
 		cmocka_unit_test(hnsw_workers_like_pgvector), cmocka_unit_test(over_limit_names_setting),
 		cmocka_unit_test(graph_memory_from_budgets), cmocka_unit_test(shrink_toward_prior_keeps_the_time),
 	};
