@@ -771,12 +771,13 @@ static void conclude_hnsw(struct build_plan *p)
 	}
 	const struct plan_trial *first = &r->trials[0];
 	if (!mem) {
-		/* no progress samples (the poller's session failed): the memory
-		 * trial's total, scaled by rows, a lower bound */
+		/* too few progress samples to fit (a trial quicker than the
+		 * poller, a loaded server, or the poller's session failed): the
+		 * memory trial's total, scaled by rows, a lower bound */
 		r->predicted_s = first->seconds * r->rows / first->rows;
 		r->predicted_lo = r->predicted_s;
 		r->predicted_hi = r->predicted_s * pow(r->rows / first->rows, 0.3);
-		note(p, "no progress samples of the trials: scaled by rows, a lower bound");
+		note(p, "too few progress samples of the trials to fit the phases: scaled by rows, a lower bound");
 		return;
 	}
 	struct bp_hnsw_model *m = &r->model;

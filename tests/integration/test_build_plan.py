@@ -112,12 +112,12 @@ class BuildPlan(AdminCase, unittest.TestCase):
         self.assertAlmostEqual(trials[0]["maintenance_work_mem_kb"], 64 * 1024, delta=1)
         self.assertEqual(trials[0]["graph_overflow_after_tuples"], 0)
         self.assertEqual(trials[0]["parallel_workers"], 0)
-        if trials[0]["progress_samples"] >= 2:
-            self.assertTrue(plan["fit"]["model"].startswith("phases"), plan["fit"])
+        if (plan["fit"]["model"] or "").startswith("phases"):
+            self.assertGreaterEqual(trials[0]["progress_samples"], 2)
             self.assertGreaterEqual(plan["fit"]["memory_d"], 0)
             self.assertIsNone(plan["fit"]["disk_d"])
-        else:  # a build quicker than the poller: timed as a whole, and said so
-            self.assertIn("no progress samples", plan["notes"])
+        else:  # too few samples to fit (a loaded machine): timed as a whole, and said so
+            self.assertIn("too few progress samples", plan["notes"])
         self.assertGreater(plan["build"]["predicted_seconds"], 0)
         self.assertLessEqual(plan["build"]["predicted_low_seconds"], plan["build"]["predicted_seconds"])
         self.assertGreaterEqual(plan["build"]["predicted_high_seconds"], plan["build"]["predicted_seconds"])
@@ -174,8 +174,11 @@ class BuildPlan(AdminCase, unittest.TestCase):
         # the NOTICE itself, or a second trial in scaled memory did
         self.assertTrue(any(t["graph_overflow_after_tuples"] > 0 for t in plan["trials"]), plan["trials"])
         self.assertIn("maintenance_work_mem", plan["notes"])
-        # on disk each insert costs more than in memory
-        self.assertGreater(plan["build"]["predicted_seconds"], fits["build"]["predicted_seconds"])
+        # the full build crosses the cliff, the one that fits never does
+        # (structure, not seconds: two plans' timings move with the load)
+        self.assertLess(plan["memory"]["overflow_after_tuples"], plan["table_rows"])
+        self.assertTrue(fits["memory"]["fits"], fits["memory"])
+        self.assertIsNone(fits["memory"]["overflow_after_tuples"])
         self.assertEqual(self.scratch_tables(), "0")
 
     def test_cliff_notice_and_eta(self):
@@ -226,12 +229,27 @@ class BuildPlan(AdminCase, unittest.TestCase):
         self.assertFalse([h for h in j["history"] if h["to"] == "build"])
         self.assertEqual(self.scratch_tables(), "0")
 
-    def test_over_window_waits_for_approval(self):
-        out = self.ctl("rebuild", "start", "items_window_approve")
+    def start_held(self, name):
+        """Start a rebuild whose plan is over the limit; return it once held."""
+        out = self.ctl("rebuild", "start", name)
         self.assertEqual(out.returncode, 0, out.stderr)
         job_id = int(re.search(r"job (\d+)", out.stdout).group(1))
         j = self.wait(job_id, lambda j: j["awaiting_approval"] or j["terminal"], timeout=120)
         self.assertEqual(j["state"], "preflight", j["message"])
+        return job_id, j
+
+    def approve_to_swap(self, job_id):
+        """vecgatectl approve lets a held job build through to the swap."""
+        out = self.ctl("approve", str(job_id))
+        self.assertEqual(out.returncode, 0, out.stderr + out.stdout)
+        j = self.wait(job_id, lambda j: j["state"] in ("swap", "failed", "cancelled"), timeout=180)
+        self.assertEqual(j["state"], "swap", j["message"])
+        self.assertTrue([h for h in j["history"] if h["message"].startswith("built ")], j["history"])
+        self.assertTrue(j["plan_over_limit"]["approved"])
+        return j
+
+    def test_over_window_waits_for_approval(self):
+        job_id, j = self.start_held("items_window_approve")
         self.assertTrue(j["plan_over_limit"]["waiting"])
         self.assertEqual(j["plan_over_limit"]["setting"], "max_build_seconds")
         self.assertIn("max_build_seconds", j["plan_over_limit"]["reason"])
@@ -242,23 +260,14 @@ class BuildPlan(AdminCase, unittest.TestCase):
         j = self.job(job_id)
         self.assertEqual(j["state"], "preflight")
         self.assertFalse([h for h in j["history"] if h["to"] in ("baseline", "build")], j["history"])
-        out = self.ctl("approve", str(job_id))
-        self.assertEqual(out.returncode, 0, out.stderr + out.stdout)
-        j = self.wait(job_id, lambda j: j["state"] in ("swap", "failed", "cancelled"), timeout=180)
-        self.assertEqual(j["state"], "swap", j["message"])
-        self.assertTrue([h for h in j["history"] if h["message"].startswith("built ")], j["history"])
-        self.assertTrue(j["plan_over_limit"]["approved"])
+        j = self.approve_to_swap(job_id)
         self.assertTrue([h for h in j["history"] if "approved by operator over the build plan" in h["message"]],
                         j["history"])
         self.ctl("cancel", str(job_id))
         self.wait(job_id, lambda j: j["terminal"])
 
     def test_over_window_approval_survives_restart(self):
-        out = self.ctl("rebuild", "start", "items_window_restart")
-        self.assertEqual(out.returncode, 0, out.stderr)
-        job_id = int(re.search(r"job (\d+)", out.stdout).group(1))
-        j = self.wait(job_id, lambda j: j["awaiting_approval"] or j["terminal"], timeout=120)
-        self.assertEqual(j["state"], "preflight", j["message"])
+        job_id, j = self.start_held("items_window_restart")
         db_id = j["db_id"]
         self.assertIsNotNone(db_id)
         self.assertEqual(self.pg.psql("SELECT state FROM vecgate.jobs WHERE id = %d" % db_id), "preflight")
@@ -285,12 +294,7 @@ class BuildPlan(AdminCase, unittest.TestCase):
         self.assertIn("resumed after a restart", " ".join(h["message"] for h in j["history"]))
         self.assertFalse([h for h in j["history"] if h["to"] in ("baseline", "build")], j["history"])
         self.assertEqual(self.pg.psql("SELECT state FROM vecgate.jobs WHERE id = %d" % db_id), "preflight")
-        out = self.ctl("approve", str(new_id))
-        self.assertEqual(out.returncode, 0, out.stderr + out.stdout)
-        j = self.wait(new_id, lambda j: j["state"] in ("swap", "failed", "cancelled"), timeout=180)
-        self.assertEqual(j["state"], "swap", j["message"])
-        self.assertTrue([h for h in j["history"] if h["message"].startswith("built ")], j["history"])
-        self.assertTrue(j["plan_over_limit"]["approved"])
+        self.approve_to_swap(new_id)
         self.ctl("cancel", str(new_id))
         self.wait(new_id, lambda j: j["terminal"])
         self.assertEqual(self.scratch_tables(), "0")
