@@ -534,8 +534,6 @@ bool indexdef_expression_ok(const char *x)
 	return depth == 0;
 }
 
-/* [schema.]name, each part a "quoted" name or a run of name characters:
- * all an operator class may be in the key list */
 /* An unquoted word that the key's grammar would read as something else:
  * a reserved keyword (COLLATE, ASC, ...) or NULLS (fuzz_indexdef). */
 static bool bare_keyword(const char *s, const char *e)
@@ -550,6 +548,8 @@ static bool bare_keyword(const char *s, const char *e)
 	return is_keyword_reserved(w) || !strcmp(w, "nulls");
 }
 
+/* [schema.]name, each part a "quoted" name or a run of name characters:
+ * all an operator class may be in the key list */
 static bool qualified_name(const char *s)
 {
 	for (int part = 0; part < 2; part++) {
@@ -603,6 +603,14 @@ static void puts_(char *out, size_t outlen, size_t *o, const char *s)
 	put(out, outlen, o, s, strlen(s));
 }
 
+/* A token written in place of another may leave the definition's next
+ * character touching it ("i"ON, c(p)DESC): a space keeps them two tokens. */
+static void keep_apart(char *out, size_t outlen, size_t *o, const char *next)
+{
+	if (!isspace((unsigned char)*next) && *next != ',' && *next != ')')
+		puts_(out, outlen, o, " ");
+}
+
 /* The part between the index name and WITH/the end, with the method and
  * the first key changed as the shape asks. */
 static int rewrite_middle(const struct def_parts *dp, const char *to, const struct index_shape *shape, char *out,
@@ -649,9 +657,7 @@ static int rewrite_middle(const struct def_parts *dp, const char *to, const stru
 		if (kp.opclass_start == kp.expr_end || !isspace((unsigned char)kp.opclass_start[-1]))
 			puts_(out, outlen, o, " ");
 		puts_(out, outlen, o, shape->opclass);
-		/* the old class's parameters may have touched the order: "c(p)DESC" */
-		if (!isspace((unsigned char)*kp.opclass_end) && *kp.opclass_end != ',' && *kp.opclass_end != ')')
-			puts_(out, outlen, o, " ");
+		keep_apart(out, outlen, o, kp.opclass_end);
 	} else {
 		put(out, outlen, o, kp.opclass_start, (size_t)(kp.opclass_end - kp.opclass_start));
 	}
@@ -722,9 +728,7 @@ int indexdef_rewrite_shape(const char *def, const char *new_name, const struct i
 	put(out, outlen, &o, def, (size_t)(dp.after_index - def));
 	puts_(out, outlen, &o, " CONCURRENTLY ");
 	puts_(out, outlen, &o, qname);
-	/* a quoted old name may touch ON ("i"ON); the new one may be bare */
-	if (!isspace((unsigned char)*dp.name_end))
-		puts_(out, outlen, &o, " ");
+	keep_apart(out, outlen, &o, dp.name_end);
 	if (rewrite_middle(&dp, with_at, shape, out, outlen, &o, err, errlen) < 0)
 		return -1;
 	if (n > 0) {
