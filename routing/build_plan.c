@@ -95,35 +95,26 @@ int bp_sample_sizes(double total, double fraction, double min_rows, int count, d
 
 int bp_graph_memory(const double *kb, const double *tuples, int k, double *per_tuple, double *fixed)
 {
-	int best = -1;
-	double sx = 0, sy = 0;
-	int m = 0;
+	int best = -1, m = 0;
+	double n[BP_MAX_TRIALS], bytes[BP_MAX_TRIALS];
 	for (int i = 0; i < k; i++) {
 		if (!(tuples[i] > 0 && kb[i] > 0))
 			continue;
 		if (best < 0 || kb[i] > kb[best])
 			best = i;
-		sx += tuples[i];
-		sy += kb[i] * 1024;
-		m++;
+		if (m < BP_MAX_TRIALS) {
+			n[m] = tuples[i];
+			bytes[m++] = kb[i] * 1024;
+		}
 	}
 	if (best < 0)
 		return -1;
 	*per_tuple = kb[best] * 1024 / tuples[best];
 	*fixed = 0;
-	if (m < 2)
-		return 0;
-	double xbar = sx / m, ybar = sy / m, sxx = 0, sxy = 0;
-	for (int i = 0; i < k; i++) {
-		if (!(tuples[i] > 0 && kb[i] > 0))
-			continue;
-		sxx += (tuples[i] - xbar) * (tuples[i] - xbar);
-		sxy += (tuples[i] - xbar) * (kb[i] * 1024 - ybar);
-	}
-	double slope = sxx > 0 ? sxy / sxx : 0, icept = ybar - slope * xbar;
-	if (slope > 0 && icept >= 0) {
-		*per_tuple = slope;
-		*fixed = icept;
+	struct bp_fit line;
+	if (m >= 2 && bp_fit(BP_LINEAR, n, bytes, m, &line) == 0 && line.b > 0 && line.a >= 0) {
+		*per_tuple = line.b;
+		*fixed = line.a;
 	}
 	return 0;
 }

@@ -215,7 +215,8 @@ int bp_sample_sizes(double total, double fraction, double min_rows, int count, d
  * pgvector counts a fixed part besides the elements, which a small budget
  * feels most, so with two budgets a line bytes = fixed + per_tuple * n
  * separates them; with one (or a line that makes no sense) the largest
- * budget's ratio, fixed 0.  -1 without a point. */
+ * budget's ratio, fixed 0 (the line is fit through the first
+ * BP_MAX_TRIALS points).  -1 without a point. */
 int bp_graph_memory(const double *kb, const double *tuples, int k, double *per_tuple, double *fixed);
 
 /* A trial's maintenance_work_mem (kB): the full build's, scaled by
