@@ -265,10 +265,11 @@ static void poll_result(void *arg, PGresult *res, const char *error)
 	const char *phase = PQgetvalue(res, 0, 1);
 	p->samples[p->n_samples].t = now_sec() - p->t0;
 	p->samples[p->n_samples].n = n;
-	p->sample_phase[p->n_samples] = (unsigned char)bp_phase_of(phase);
-	/* the load phase's samples only, tuples counted there; the others
-	 * (initializing, k-means) carry n = 0 and mark time */
-	if (!strstr(phase, "loading") && !strstr(phase, "assigning"))
+	enum bp_phase ph = bp_phase_of(phase);
+	p->sample_phase[p->n_samples] = (unsigned char)ph;
+	/* tuples count only while they are assigned or loaded; the other
+	 * phases' samples (initializing, k-means, waits) carry n = -1 and mark time */
+	if (ph != BP_PH_LOAD && ph != BP_PH_ASSIGN)
 		p->samples[p->n_samples].n = -1;
 	p->n_samples++;
 }
