@@ -520,6 +520,9 @@ void bp_ivfflat_trials(int lists, double rows, double max_rows, struct bp_ivf_si
 	}
 	out->kmeans_rows = n;
 	out->kmeans_lists = (int)lk;
+	/* close enough: both trials on the same rows, one copy fewer */
+	if (fabs(n - r) <= 0.25 * r)
+		out->main_rows = n;
 }
 
 double bp_ivfflat_predict(const struct bp_ivf_model *m, struct bp_ivf_parts *parts, double *lo, double *hi)

@@ -158,20 +158,23 @@ void bp_phase_seconds(const struct bp_sample *s, const unsigned char *phase, int
 double bp_ivfflat_samples(int lists, double rows);
 /* The trials' sizes.  The main trial (the build's lists) on a fifth of
  * pgvector's k-means sample, at least BP_IVF_MIN_ROWS so that assigning
- * and loading take 50 ms or more each (the phases are told apart by polls
- * 10 ms apart, and a burst of load on a shared server doubled a 30 ms
- * phase in the bench); when that is all of the build's k-means sample,
+ * and loading take 10 ms or more each (the phases are told apart by polls
+ * 2 to 5 ms apart; more rows buy little precision and cost much, since a
+ * trial's own k-means at the build's lists costs three times its
+ * assigning and loading); when that is all of the build's k-means sample,
  * the main trial runs the build's k-means too and there is no k-means
- * trial (kmeans_rows 0).  Otherwise the k-means trial, with lists cut to keep the build's
- * samples per list, a 25th of the build's k-means pairs but at least
- * BP_IVF_MIN_PAIRS (about 0.1 s: shorter, the phase's edges and pgvector's
- * fixed costs per build are a large part of it).  Both at most max_rows
+ * trial (kmeans_rows 0).  Otherwise the k-means trial, with lists cut to
+ * keep the build's samples per list, a 25th of the build's k-means pairs
+ * but at least BP_IVF_MIN_PAIRS (about 20 ms: measured on 200k rows, the
+ * build's time per pair held within 10% from 80,000 pairs to 2M).  When
+ * the two trials' rows are within a quarter of each other, both build the
+ * k-means trial's rows: one sample, no second copy.  Both at most max_rows
  * (the sample fraction) and the table; the main trial never under twice
  * the lists (fewer samples than lists: pgvector warns of "little data" and
  * pads the centers at random, not the k-means the build runs). */
 #define BP_IVF_SCALE 5
-#define BP_IVF_MIN_ROWS 10000.0
-#define BP_IVF_MIN_PAIRS 400000.0
+#define BP_IVF_MIN_ROWS 3000.0 /* was 10,000 with 10 ms polls: a plan cost a quarter of a 2 s build */
+#define BP_IVF_MIN_PAIRS 100000.0
 struct bp_ivf_sizes {
 	double main_rows, kmeans_rows;
 	int kmeans_lists;

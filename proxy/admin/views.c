@@ -143,6 +143,12 @@ static void plan_result_json(struct json *j, const char *key, const struct plan_
 	json_obj_begin(j, "cost");
 	json_num(j, "seconds", r->cost_s);
 	json_num(j, "ratio_to_build", r->cost_ratio);
+	/* where the plan's time went: sessions, facts, the sample's copy, the trials, the eval, cleanup */
+	json_obj_begin(j, "by_step");
+	for (int s = PLAN_CONNECTING; s <= PLAN_CLEANUP; s++)
+		if (s != PLAN_PROBE)
+			json_num(j, plan_state_name((enum plan_state)s), r->step_s[s]);
+	json_obj_end(j);
 	json_obj_end(j);
 	json_str(j, "notes", r->notes[0] ? r->notes : NULL);
 	json_obj_end(j);

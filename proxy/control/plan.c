@@ -27,9 +27,14 @@
 #include <string.h>
 
 #define PLAN_POLL_S 0.1 /* progress samples: ~10 a second, a few hundred per HNSW trial */
-/* IVFFlat's trials last a few hundred milliseconds and their phases tens:
- * polled every 10 ms (the poller's own query costs well under 1 ms) */
-#define PLAN_POLL_FINE_S 0.01
+/* IVFFlat's trials last tens of milliseconds and their phases ten or
+ * twenty: polled every 2 ms, so a phase's edge is known to a few ms (the
+ * poll's query costs the server about 0.2 ms, on another backend) */
+#define PLAN_POLL_FINE_S 0.002
+/* eval queries timed on the live index: one (the eval's cost is a
+ * rough figure; a second run, for a warm cache, cost a tenth of a small
+ * IVFFlat plan) */
+#define PLAN_EVAL_RUNS 1
 #define PLAN_KEEP 4 /* finished plans kept per index: the newest is shown */
 
 /* the replicas' replay position: their replay rate over the plan */
@@ -113,6 +118,17 @@ static void prune(const char *index_name)
 
 /* ---- the way out: every path drops the scratch tables first ---- */
 
+/* the one place the state changes: the time spent in the old one is
+ * the plan's cost by step */
+static void plan_enter(struct build_plan *p, enum plan_state next)
+{
+	double t = now_sec();
+	enum plan_state from = p->state == PLAN_PROBE ? PLAN_TRIAL : p->state;
+	p->r.step_s[from] += t - p->entered;
+	p->entered = t;
+	p->state = next;
+}
+
 static void fail(struct build_plan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void finished(struct build_plan *p)
@@ -130,8 +146,11 @@ static void finished(struct build_plan *p)
 		pg_session_close(p->s);
 		p->s = NULL;
 	}
-	log_info("plan %d (%s): %s%s%s (%.1f s)", p->id, p->index_name, plan_state_name(p->state),
-	         p->error[0] ? ": " : "", p->error, p->r.cost_s);
+	const double *st = p->r.step_s;
+	log_info("plan %d (%s): %s%s%s (%.2f s: connecting %.2f, facts %.2f, sample %.2f, trials %.2f, eval %.2f, "
+	         "cleanup %.2f)",
+	         p->id, p->index_name, plan_state_name(p->state), p->error[0] ? ": " : "", p->error, p->r.cost_s,
+	         st[PLAN_CONNECTING], st[PLAN_FACTS], st[PLAN_SAMPLE], st[PLAN_TRIAL], st[PLAN_EVAL], st[PLAN_CLEANUP]);
 	plan_cb cb = p->cb;
 	p->cb = NULL;
 	if (cb && !p->abandoned)
@@ -154,13 +173,13 @@ static void cleanup_done(void *arg, PGresult *res, const char *error)
 	if (error)
 		log_warn("plan %d (%s): cannot drop the scratch table vecgate.%s (%s); the next plan drops it", p->id,
 		         p->index_name, p->scratch, error);
-	p->state = p->error[0] ? PLAN_FAILED : PLAN_DONE;
+	plan_enter(p, p->error[0] ? PLAN_FAILED : PLAN_DONE);
 	finished(p);
 }
 
 static void cleanup(struct build_plan *p)
 {
-	p->state = PLAN_CLEANUP;
+	plan_enter(p, PLAN_CLEANUP);
 	p->probing = false;
 	snprintf(p->step, sizeof(p->step), "dropping the scratch tables");
 	if (!p->s || !pg_session_connected(p->s)) {
@@ -235,6 +254,8 @@ static void on_notice(void *arg, const char *severity, const char *message, cons
 }
 
 /* ---- the progress poller ---- */
+
+static void eval_aside_end(struct build_plan *p);
 
 static void poll_tick(evutil_socket_t fd, short what, void *arg);
 
@@ -319,6 +340,7 @@ static void ps_lost(void *arg, const char *error)
 	pg_session_close(p->ps);
 	p->ps = NULL;
 	p->poll_out = false;
+	eval_aside_end(p);
 }
 
 static void on_up(void *arg, const char *error)
@@ -326,7 +348,7 @@ static void on_up(void *arg, const char *error)
 	struct build_plan *p = arg;
 	(void)error;
 	pg_session_on_notice(p->s, on_notice);
-	p->state = PLAN_FACTS;
+	plan_enter(p, PLAN_FACTS);
 	plan_next(p);
 }
 
@@ -379,7 +401,7 @@ static void replicas_start(void *arg, PGresult *res, const char *error)
 		return;
 	if (!error)
 		replicas_read(p, res, false);
-	p->state = PLAN_SAMPLE;
+	plan_enter(p, PLAN_SAMPLE);
 	plan_next(p);
 }
 
@@ -395,6 +417,18 @@ static int def_lists(const char *def)
 		l++;
 	int v = atoi(l);
 	return v > 0 ? v : 100;
+}
+
+/* the orphans found: dropped before the facts' answer moves the plan on
+ * (a plain SELECT: a DO block costs a new backend 15 ms of PL/pgSQL) */
+static void sweep_found(void *arg, PGresult *res, const char *error)
+{
+	struct build_plan *p = arg;
+	if (error || !res || PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
+		return;
+	char sql[2000];
+	if ((size_t)snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s", PQgetvalue(res, 0, 0)) < sizeof(sql))
+		pg_session_query(p->s, sql, 0, NULL, NULL, NULL);
 }
 
 static void facts_result(void *arg, PGresult *res, const char *error)
@@ -498,7 +532,7 @@ static void sample_done(void *arg, PGresult *res, const char *error)
 	p->n_sizes = 1;
 	p->sizes[0] = p->sample_rows;
 	p->cur = 0;
-	p->state = PLAN_TRIAL;
+	plan_enter(p, PLAN_TRIAL);
 	/* the trials run with the workers the full build will use: the
 	 * sample is too small for PostgreSQL to plan them by size, the
 	 * reloption asks for them (the 32 MB per participant rule still
@@ -506,6 +540,12 @@ static void sample_done(void *arg, PGresult *res, const char *error)
 	char sql[300];
 	snprintf(sql, sizeof(sql), "ALTER TABLE vecgate.%s SET (parallel_workers = %d)", p->scratch, p->r.workers);
 	pg_session_query(p->s, sql, 0, NULL, NULL, NULL);
+	if (p->eval_out) {
+		/* the trials wait for the eval query: it would slow them, and the
+		 * poller needs its session */
+		p->eval_wait = true;
+		return;
+	}
 	plan_next(p);
 }
 
@@ -611,7 +651,7 @@ static void trial_built(void *arg, PGresult *res, const char *error)
 		if (stopped(p, p->notice_cliff ? NULL : error, "the memory probe"))
 			return;
 		p->probe_cliff[p->probed++] = p->notice_cliff;
-		p->state = PLAN_TRIAL;
+		plan_enter(p, PLAN_TRIAL);
 		char sql[300];
 		snprintf(sql, sizeof(sql), "DROP INDEX IF EXISTS vecgate.%s", p->trial_index);
 		pg_session_query(p->s, sql, 0, NULL, NULL, NULL);
@@ -714,8 +754,59 @@ static void eval_vector(void *arg, PGresult *res, const char *error)
 	if (stopped(p, NULL, NULL))
 		return;
 	snprintf(p->vec, sizeof(p->vec), "%s", !error && PQntuples(res) ? PQgetvalue(res, 0, 0) : "");
-	p->cur = p->vec[0] ? 0 : 3; /* no vector: the eval's queries are not timed */
+	p->cur = p->vec[0] ? 0 : PLAN_EVAL_RUNS; /* no vector: the eval's queries are not timed */
 	plan_next(p);
+}
+
+/* The eval query is timed on the progress session while the main one
+ * copies the sample: the poller has nothing to do until the trials, and
+ * the query's wall time (a tenth of a small IVFFlat plan) is hidden. */
+static void eval_aside_end(struct build_plan *p)
+{
+	if (!p->eval_out)
+		return;
+	p->eval_out = false;
+	if (p->eval_wait) {
+		p->eval_wait = false;
+		plan_next(p);
+	}
+}
+
+static void eval_aside_timed(void *arg, PGresult *res, const char *error)
+{
+	struct build_plan *p = arg;
+	(void)res;
+	if (!error)
+		p->q_s = now_sec() - p->eval_t0;
+	eval_aside_end(p);
+}
+
+static void eval_aside_vector(void *arg, PGresult *res, const char *error)
+{
+	struct build_plan *p = arg;
+	const struct vg_managed_index *mi = config_find_index(vg.cfg, p->index_name);
+	if (error || !PQntuples(res) || !mi || !p->ps) {
+		eval_aside_end(p);
+		return;
+	}
+	snprintf(p->vec, sizeof(p->vec), "%s", PQgetvalue(res, 0, 0));
+	char k[16];
+	snprintf(k, sizeof(k), "%d", mi->k);
+	const char *params[] = {p->vec, k};
+	p->eval_t0 = now_sec();
+	if (pg_session_query(p->ps, mi->eval_query, 2, params, eval_aside_timed, p) < 0)
+		eval_aside_end(p);
+}
+
+static void eval_aside_start(struct build_plan *p, const char *rel)
+{
+	if (!p->ps || !pg_session_connected(p->ps) || !p->column[0])
+		return;
+	char col[300], sql[1500];
+	quote_ident(p->column, col, sizeof(col));
+	snprintf(sql, sizeof(sql), "SELECT %s::text FROM %s WHERE %s IS NOT NULL LIMIT 1", col, rel, col);
+	if (pg_session_query(p->ps, sql, 0, NULL, eval_aside_vector, p) == 0)
+		p->eval_out = true;
 }
 
 static void replicas_end(void *arg, PGresult *res, const char *error)
@@ -1025,12 +1116,11 @@ static void plan_next(struct build_plan *p)
 		 * died mid-plan) go first */
 		pg_session_query(p->s, "CREATE SCHEMA IF NOT EXISTS vecgate", 0, NULL, NULL, NULL);
 		pg_session_query(p->s,
-		                 "DO $$DECLARE r record; BEGIN FOR r IN SELECT c.relname FROM pg_class c JOIN pg_namespace n "
+		                 "SELECT string_agg(format('vecgate.%I', c.relname), ', ') FROM pg_class c JOIN pg_namespace n "
 		                 "ON n.oid = c.relnamespace WHERE n.nspname = 'vecgate' AND c.relkind = 'r' AND c.relname ~ "
 		                 "'^plan_[0-9]+_' AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE c.relname LIKE "
-		                 "'plan\\_' || a.pid || '\\_%') LOOP EXECUTE format('DROP TABLE IF EXISTS vecgate.%I', "
-		                 "r.relname); END LOOP; END$$",
-		                 0, NULL, NULL, NULL);
+		                 "'plan\\_' || a.pid || '\\_%')",
+		                 0, NULL, sweep_found, p);
 		int pid = pg_session_backend_pid(p->s);
 		snprintf(p->scratch, sizeof(p->scratch), "plan_%d_%d_sample", pid, p->id);
 		snprintf(p->trial_table, sizeof(p->trial_table), "plan_%d_%d_trial", pid, p->id);
@@ -1067,6 +1157,7 @@ static void plan_next(struct build_plan *p)
 		snprintf(p->step, sizeof(p->step), "copying a sample of %.0f rows into vecgate.%s", top, p->scratch);
 		p->t0 = now_sec();
 		query(p, sql, 0, NULL, sample_done);
+		eval_aside_start(p, rel);
 		return;
 	}
 	case PLAN_TRIAL: {
@@ -1116,7 +1207,7 @@ static void plan_next(struct build_plan *p)
 			/* the sample's graph fit: builds in 1 MB and in 2 MB tell the
 			 * graph's bytes per tuple and pgvector's fixed part; each is
 			 * cancelled at the NOTICE, so they cost a few thousand inserts */
-			p->state = PLAN_PROBE;
+			plan_enter(p, PLAN_PROBE);
 			p->probing = true;
 			snprintf(p->step, sizeof(p->step), "memory probe: the graph's size per tuple in %d MB", p->probed + 1);
 			run_trial(p, p->sample_rows, 1024L * (p->probed + 1), false);
@@ -1130,7 +1221,7 @@ static void plan_next(struct build_plan *p)
 			kind = TRIAL_DISK;
 			kb = 1024;
 		} else {
-			p->state = PLAN_EVAL;
+			plan_enter(p, PLAN_EVAL);
 			p->cur = 0;
 			plan_next(p);
 			return;
@@ -1162,6 +1253,8 @@ static void plan_next(struct build_plan *p)
 	case PLAN_EVAL:
 		progress(p);
 		snprintf(p->step, sizeof(p->step), "timing the eval query");
+		if (isfinite(p->q_s))
+			p->cur = PLAN_EVAL_RUNS; /* timed during the sample's copy */
 		if (!p->vec[0] && p->cur == 0 && p->column[0]) {
 			char col[300];
 			quote_ident(p->column, col, sizeof(col));
@@ -1170,7 +1263,7 @@ static void plan_next(struct build_plan *p)
 			query(p, sql, 0, NULL, eval_vector);
 			return;
 		}
-		if (p->vec[0] && p->cur < 3) {
+		if (p->vec[0] && p->cur < PLAN_EVAL_RUNS) {
 			char k[16];
 			snprintf(k, sizeof(k), "%d", mi->k);
 			const char *params[] = {p->vec, k};
@@ -1208,7 +1301,7 @@ struct build_plan *plan_start(const struct vg_managed_index *mi, int eval_querie
 	}
 	p->id = ++next_plan_id;
 	p->index_name = strdup(mi->name);
-	p->started = now_sec();
+	p->started = p->entered = now_sec();
 	p->cb = cb;
 	p->cb_arg = arg;
 	p->q_s = NAN;

@@ -59,6 +59,11 @@ struct plan_replica {
 };
 
 /* What a finished plan says (NAN: not known). */
+enum plan_state {
+	PLAN_CONNECTING, PLAN_FACTS, PLAN_SAMPLE, PLAN_TRIAL, PLAN_PROBE, PLAN_EVAL, PLAN_CLEANUP, PLAN_DONE,
+	PLAN_FAILED
+};
+
 struct plan_result {
 	char method[16];         /* hnsw, ivfflat, ... */
 	char definition[1024];   /* the new index's CREATE INDEX CONCURRENTLY */
@@ -88,12 +93,8 @@ struct plan_result {
 	double eval_s;
 	int eval_queries;
 	double cost_s, cost_ratio;
+	double step_s[PLAN_FAILED + 1]; /* cost_s by the state it was spent in (probes count as trials) */
 	char notes[900];         /* how far to trust it: why the band is wide, regimes that differ */
-};
-
-enum plan_state {
-	PLAN_CONNECTING, PLAN_FACTS, PLAN_SAMPLE, PLAN_TRIAL, PLAN_PROBE, PLAN_EVAL, PLAN_CLEANUP, PLAN_DONE,
-	PLAN_FAILED
 };
 
 struct build_plan;
@@ -104,7 +105,7 @@ struct build_plan {
 	int id;
 	char *index_name;
 	enum plan_state state;
-	double started, finished;
+	double started, finished, entered;
 	char step[200];   /* what runs now */
 	double percent;
 	char error[600];  /* PLAN_FAILED: why */
@@ -142,7 +143,8 @@ struct build_plan {
 	long long notice_cliff;
 	bool retried;      /* the trial ran again with the memory pgvector asked for */
 	double kmeans_kb;  /* the most an IVFFlat trial's k-means asked for */
-	double q_s;
+	double q_s, eval_t0;
+	bool eval_out, eval_wait; /* the eval query timed on the progress session during the sample's copy */
 	char vec[65536];
 };
 

@@ -137,16 +137,23 @@ class BuildPlan(AdminCase, unittest.TestCase):
         self.assertEqual(self.scratch_tables(), "0")
 
     def test_ivfflat_plan_components(self):
+        # a scratch table of a plan whose backend is gone (pid 0 is no
+        # backend's): the next plan drops it
+        self.pg.psql("CREATE SCHEMA IF NOT EXISTS vecgate; CREATE TABLE vecgate.plan_0_1_sample (x int)")
         plan = self.finished_plan("items_ivf")
         self.assertEqual(plan["method"], "ivfflat")
         self.assertIn("USING ivfflat", plan["definition"])
         # 20 lists: pgvector's k-means samples 10,000 rows, 500 a list; the
-        # sample (20% of 20k) has 4000: the main trial builds it with 20
-        # lists, the k-means trial with 8 (500 a list)
+        # sample (20% of 20k) has 4000: the main trial builds 3000 of them
+        # with 20 lists, the k-means trial all 4000 with 8 (500 a list)
         trials = plan["trials"]
         self.assertEqual([t["kind"] for t in trials], ["scaled", "kmeans"], trials)
         self.assertEqual([t["lists"] for t in trials], [20, 8], trials)
-        self.assertEqual([t["rows"] for t in trials], [4000, 4000], trials)
+        self.assertEqual([t["rows"] for t in trials], [3000, 4000], trials)
+        steps = plan["cost"]["by_step"]
+        self.assertEqual(set(steps), {"connecting", "facts", "sample", "trial", "eval", "cleanup"})
+        self.assertAlmostEqual(sum(steps.values()), plan["cost"]["seconds"], delta=0.005)
+        self.assertGreater(steps["trial"], 0)
         f = plan["fit"]
         if f["model"] and f["model"].startswith("components"):
             parts = [f[k] for k in ("kmeans_seconds", "assign_seconds", "load_seconds", "validation_seconds",

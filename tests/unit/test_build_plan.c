@@ -317,21 +317,21 @@ static void ivfflat_trial_sizes(void **state)
 	assert_true(bp_ivfflat_samples(1000, 20000) == 20000);
 	struct bp_ivf_sizes z;
 	/* lists rows/1000 at 200k: 10,000 samples, 50 a list.  The main trial:
-	 * a fifth would be 2000 rows, too few to time, so 10,000, all of the
-	 * build's k-means sample: its k-means is the build's, no k-means trial */
+	 * a fifth would be 2000 rows, too few to time, so 3000; k-means: a 25th
+	 * of 2M pairs is under 100,000, which 50 a list puts on 45 lists and
+	 * 2250 rows, within a quarter of 3000: both trials on those 2250 */
 	bp_ivfflat_trials(200, 200000, 20000, &z);
-	assert_true(z.main_rows == 10000 && z.kmeans_rows == 0 && z.kmeans_lists == 0);
-	/* at 50k with a 10% sample: 5000 rows; k-means: a 25th of 500,000
-	 * pairs is under 400,000, which 200 samples a list would put on 45
-	 * lists and 9000 rows: the sample's 5000 rows, 25 lists */
+	assert_true(z.main_rows == 2250 && z.kmeans_rows == 2250 && z.kmeans_lists == 45);
+	/* at 50k with a 10% sample: 5000 rows; k-means: 100,000 pairs at 200
+	 * samples a list, 22 lists and 4400 rows; the main trial stays at 3000 */
 	bp_ivfflat_trials(50, 50000, 5000, &z);
-	assert_true(z.main_rows == 5000 && z.kmeans_rows == 5000 && z.kmeans_lists == 25);
+	assert_true(z.main_rows == 3000 && z.kmeans_rows == 4400 && z.kmeans_lists == 22);
 	/* at 1M: 50,000 samples of 1000 lists; a fifth and a 25th */
 	bp_ivfflat_trials(1000, 1e6, 1e5, &z);
 	assert_true(z.main_rows == 10000 && z.kmeans_lists == 200 && z.kmeans_rows == 10000);
 	/* few lists on a 2% sample: 10,000 samples is 100 a list, kept */
 	bp_ivfflat_trials(100, 200000, 4000, &z);
-	assert_true(z.main_rows == 4000 && z.kmeans_lists == 40 && z.kmeans_rows == 4000);
+	assert_true(z.main_rows == 3200 && z.kmeans_lists == 32 && z.kmeans_rows == 3200);
 	/* the sample fraction caps both; the main trial never under twice the lists */
 	bp_ivfflat_trials(200, 200000, 1000, &z);
 	assert_true(z.main_rows == 1000 && z.kmeans_rows == 1000 && z.kmeans_lists == 20);
