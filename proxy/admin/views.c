@@ -139,6 +139,7 @@ static void plan_result_json(struct json *j, const char *key, const struct plan_
 	json_obj_begin(j, "eval");
 	json_int(j, "queries", r->eval_queries);
 	json_num(j, "seconds", r->eval_s);
+	json_num(j, "query_seconds", r->eval_query_s);
 	json_obj_end(j);
 	json_obj_begin(j, "cost");
 	json_num(j, "seconds", r->cost_s);

@@ -241,16 +241,9 @@ static void on_notice(void *arg, const char *severity, const char *message, cons
 	p->notice_cliff = tuples ? tuples : 1;
 	if (!isfinite(p->notice_s))
 		p->notice_s = now_sec() - p->t0; /* the in-memory phase ends, the flush starts */
-	if (p->probing && p->s) {
-		/* the probe has what it came for: stop its build now */
-		PGconn *c = pg_session_conn(p->s);
-		PGcancel *cn = c ? PQgetCancel(c) : NULL;
-		char err[256];
-		if (cn) {
-			PQcancel(cn, err, sizeof(err));
-			PQfreeCancel(cn);
-		}
-	}
+	char err[256];
+	if (p->probing && p->s)
+		pg_session_cancel(p->s, err, sizeof(err)); /* the probe has what it came for: stop its build now */
 }
 
 /* ---- the progress poller ---- */
@@ -1071,6 +1064,7 @@ static void conclude(struct build_plan *p)
 	 * queries, for baseline, verify and watch */
 	double stream = p->sample_rows > 0 ? p->copy_s * r->rows / p->sample_rows : NAN;
 	r->eval_s = 3 * (stream + r->eval_queries * (isfinite(p->q_s) ? p->q_s : 0));
+	r->eval_query_s = p->q_s;
 }
 
 /* The probes say the full graph will not fit the build's memory. */
@@ -1306,7 +1300,7 @@ struct build_plan *plan_start(const struct vg_managed_index *mi, int eval_querie
 	p->cb_arg = arg;
 	p->q_s = NAN;
 	p->r.eval_queries = eval_queries;
-	p->r.free_bytes = p->r.wal_rate_bps = p->r.predicted_s = p->r.cost_ratio = NAN;
+	p->r.free_bytes = p->r.wal_rate_bps = p->r.predicted_s = p->r.cost_ratio = p->r.eval_query_s = NAN;
 	snprintf(p->step, sizeof(p->step), "connecting");
 	p->s = index_session_open(mi, "plan", on_up, on_lost, p);
 	if (!p->s) {
@@ -1333,15 +1327,11 @@ void plan_abandon(struct build_plan *p)
 		return;
 	}
 	p->abandoned = true;
-	if (p->statement_out && p->s && p->state != PLAN_CLEANUP) {
-		PGconn *c = pg_session_conn(p->s);
-		PGcancel *cn = c ? PQgetCancel(c) : NULL;
-		char err[256];
-		if (cn) {
-			PQcancel(cn, err, sizeof(err));
-			PQfreeCancel(cn);
-		}
-	}
+	char err[256];
+	if (p->statement_out && p->s && p->state != PLAN_CLEANUP)
+		pg_session_cancel(p->s, err, sizeof(err));
+	if (p->eval_out && p->ps)
+		pg_session_cancel(p->ps, err, sizeof(err)); /* the plan waits for it before moving on */
 	if (p->state == PLAN_CONNECTING)
 		fail(p, "abandoned by its owner");
 }

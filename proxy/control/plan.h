@@ -91,6 +91,7 @@ struct plan_result {
 	int n_replicas;
 	struct plan_replica replicas[4];
 	double eval_s;
+	double eval_query_s; /* one eval query on the live index, as timed (NaN: not timed) */
 	int eval_queries;
 	double cost_s, cost_ratio;
 	double step_s[PLAN_FAILED + 1]; /* cost_s by the state it was spent in (probes count as trials) */

@@ -319,15 +319,23 @@ static void ps_read_results(struct pg_session *s)
 	ps_wait(s, EV_READ);
 }
 
+bool pg_session_cancel(struct pg_session *s, char *err, size_t errlen)
+{
+	PGcancel *c = s && s->conn ? PQgetCancel(s->conn) : NULL;
+	if (!c) {
+		snprintf(err, errlen, "no connection");
+		return false;
+	}
+	bool sent = PQcancel(c, err, (int)errlen) == 1;
+	PQfreeCancel(c);
+	return sent;
+}
+
 static void ps_send_cancel(struct pg_session *s)
 {
-	PGcancel *c = PQgetCancel(s->conn);
 	char err[256];
-	if (c) {
-		if (!PQcancel(c, err, sizeof(err)))
-			log_warn("cancelling a COPY: %s", err);
-		PQfreeCancel(c);
-	}
+	if (!pg_session_cancel(s, err, sizeof(err)))
+		log_warn("cancelling a COPY: %s", err);
 }
 
 /* Hand over the COPY data libpq holds, until it needs more from the socket,

@@ -154,6 +154,9 @@ class BuildPlan(AdminCase, unittest.TestCase):
         self.assertEqual(set(steps), {"connecting", "facts", "sample", "trial", "eval", "cleanup"})
         self.assertAlmostEqual(sum(steps.values()), plan["cost"]["seconds"], delta=0.005)
         self.assertGreater(steps["trial"], 0)
+        # the eval query was timed (on the progress session, during the sample's copy)
+        self.assertGreater(plan["eval"]["query_seconds"], 0)
+        self.assertGreater(plan["eval"]["seconds"], 0)
         f = plan["fit"]
         if f["model"] and f["model"].startswith("components"):
             parts = [f[k] for k in ("kmeans_seconds", "assign_seconds", "load_seconds", "validation_seconds",

@@ -1509,13 +1509,8 @@ static void stop_running_build(struct rebuild_job *job)
 	if (!job->building)
 		return;
 	if (index_link_up(&job->maint)) {
-		PGconn *conn = pg_session_conn(job->maint.s);
-		PGcancel *c = conn ? PQgetCancel(conn) : NULL;
 		char err[256];
-		if (c) {
-			PQcancel(c, err, sizeof(err));
-			PQfreeCancel(c);
-		}
+		pg_session_cancel(job->maint.s, err, sizeof(err));
 		index_link_restart(&job->maint);
 	}
 	stop_polling(job);
