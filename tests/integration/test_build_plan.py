@@ -76,7 +76,11 @@ class BuildPlan(AdminCase, unittest.TestCase):
                       plan_over_limit="approve"),
             index_cfg("items_window_restart", evalf, plan="auto", max_build_seconds=0.001,
                       plan_over_limit="approve"),
-            index_cfg("items_ivf", evalf, plan="off", method="ivfflat", **{"with": {"lists": "20"}})], pool_size=2)
+            index_cfg("items_ivf", evalf, plan="off", method="ivfflat", **{"with": {"lists": "20"}}),
+            # 8 MB holds the sample's graph (4000 tuples), not the table's:
+            # the on-disk trial runs in the sample's share, 8 MB x 20%
+            index_cfg("items_disk", evalf, plan="off", maintenance_settings={"maintenance_work_mem": "8MB"})],
+            pool_size=2)
 
     @classmethod
     def tearDownClass(cls):
@@ -189,6 +193,19 @@ class BuildPlan(AdminCase, unittest.TestCase):
         self.assertLess(plan["memory"]["overflow_after_tuples"], plan["table_rows"])
         self.assertTrue(fits["memory"]["fits"], fits["memory"])
         self.assertIsNone(fits["memory"]["overflow_after_tuples"])
+        self.assertEqual(self.scratch_tables(), "0")
+
+    def test_disk_trial_in_the_samples_share(self):
+        plan = self.finished_plan("items_disk")
+        self.assertFalse(plan["memory"]["fits"], plan["memory"])
+        trials = plan["trials"]
+        self.assertEqual([t["kind"] for t in trials], ["memory", "disk"], trials)
+        self.assertEqual(trials[0]["graph_overflow_after_tuples"], 0)
+        share = 8 * 1024 * trials[1]["rows"] / ROWS
+        self.assertAlmostEqual(trials[1]["maintenance_work_mem_kb"], share, delta=2)
+        # the share overflows where the build would, in proportion
+        self.assertGreater(trials[1]["graph_overflow_after_tuples"], 0)
+        self.assertLess(trials[1]["graph_overflow_after_tuples"], trials[1]["rows"])
         self.assertEqual(self.scratch_tables(), "0")
 
     def test_cliff_notice_and_eta(self):
