@@ -414,7 +414,9 @@ static int def_lists(const char *def)
 }
 
 /* the orphans found: dropped before the facts' answer moves the plan on
- * (a plain SELECT: a DO block costs a new backend 15 ms of PL/pgSQL) */
+ * (a plain SELECT: a DO block costs a new backend 15 ms of PL/pgSQL); at
+ * most 20 a plan, so their names always fit the statement and a pile of
+ * them goes over the next few plans instead of never */
 static void sweep_found(void *arg, PGresult *res, const char *error)
 {
 	struct build_plan *p = arg;
@@ -1111,10 +1113,10 @@ static void plan_next(struct build_plan *p)
 		 * died mid-plan) go first */
 		pg_session_query(p->s, "CREATE SCHEMA IF NOT EXISTS vecgate", 0, NULL, NULL, NULL);
 		pg_session_query(p->s,
-		                 "SELECT string_agg(format('vecgate.%I', c.relname), ', ') FROM pg_class c JOIN pg_namespace n "
-		                 "ON n.oid = c.relnamespace WHERE n.nspname = 'vecgate' AND c.relkind = 'r' AND c.relname ~ "
-		                 "'^plan_[0-9]+_' AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE c.relname LIKE "
-		                 "'plan\\_' || a.pid || '\\_%')",
+		                 "SELECT string_agg(format('vecgate.%I', o.relname), ', ') FROM (SELECT c.relname FROM pg_class "
+		                 "c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'vecgate' AND c.relkind = "
+		                 "'r' AND c.relname ~ '^plan_[0-9]+_' AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE "
+		                 "c.relname LIKE 'plan\\_' || a.pid || '\\_%') LIMIT 20) o",
 		                 0, NULL, sweep_found, p);
 		int pid = pg_session_backend_pid(p->s);
 		snprintf(p->scratch, sizeof(p->scratch), "plan_%d_%d_sample", pid, p->id);
