@@ -68,6 +68,7 @@ class Rebuild(unittest.TestCase):
         gated = dict(index, name="emb_gated", approve_swap=True, lock_timeout_ms=50, swap_attempts=30,
                      backoff_seconds=0.2, retention_seconds=1)
         watched = dict(index, name="emb_watch", watch_seconds=4, retention_seconds=600)
+        again = dict(index, name="emb_again", approve_swap=True, retention_seconds=1)
         unprivileged = dict(index, name="docs", table="public.docs", index="docs_live", user="vecowner",
                             password="owner-pw", retention_seconds=1,
                             eval_query="SELECT id FROM public.docs ORDER BY v <-> $1::cube LIMIT $2")
@@ -78,7 +79,7 @@ class Rebuild(unittest.TestCase):
             {"name": "postgres", "pool_mode": "transaction", "pool_size": 4, "user": "postgres", "password": SUPERPW},
             {"name": "pinned", "dbname": "postgres", "pool_mode": "session", "pool_size": 2, "user": "postgres",
              "password": SUPERPW},
-        ], extra={"admin": {"port": cls.admin_port, "token": TOKEN}, "managed_indexes": [index, slow, gated, unprivileged, watched, drift]})
+        ], extra={"admin": {"port": cls.admin_port, "token": TOKEN}, "managed_indexes": [index, slow, gated, unprivileged, watched, drift, again]})
 
     @classmethod
     def tearDownClass(cls):
@@ -414,6 +415,44 @@ class Rebuild(unittest.TestCase):
         r = self.ctl("cancel", str(job_id), check=False)
         self.assertEqual(r.returncode, 1)
         self.assertIn("in state cancelled", r.stderr)
+
+    def test_8b_start_again_right_after_cancel(self):
+        """Cancel, then start again at once: the cancelled job still holds the
+        rebuild lock while its cleanup (dropping its candidate) waits on an
+        open transaction; the new job waits for it instead of being told
+        that another vecgate instance is rebuilding."""
+        blocker = psycopg.connect("host=127.0.0.1 port=%d user=postgres password=%s dbname=postgres"
+                                  % (self.pg.port, SUPERPW))
+        blocker.execute("INSERT INTO emb (v) VALUES (cube(array[0.4, 0.4, 0.4]))")
+        try:
+            first = int(self.ctl("rebuild", "start", "emb_again").stdout.split("job ")[1].split()[0])
+            j = self.wait_state(first, ("build",))
+            deadline = time.time() + 10
+            while time.time() < deadline and not self.pg.psql(
+                    "SELECT pid FROM pg_stat_progress_create_index WHERE relid = 'emb'::regclass"):
+                time.sleep(0.1)
+            self.ctl("cancel", str(first))
+            fresh = j["new_index"]
+            second = int(self.ctl("rebuild", "start", "emb_again").stdout.split("job ")[1].split()[0])
+            time.sleep(1.5)
+            # the candidate's drop waits on the blocker, and so does the new job
+            self.assertEqual(self.pg.psql("SELECT to_regclass('%s') IS NOT NULL" % fresh), "t")
+            j2 = self.job(second)
+            self.assertEqual(j2["state"], "preflight", j2)
+            self.assertIn("job %d still holds the rebuild lock while it finishes" % first, self.vg.log())
+        finally:
+            blocker.commit()
+            blocker.close()
+        j2 = self.wait_state(second, ("build", "verify", "swap", "failed", "cancelled"), timeout=60)
+        self.assertIn(j2["state"], ("build", "verify", "swap"), j2)
+        self.assertFalse([h for h in j2["history"] if "another vecgate instance" in h["message"]], j2)
+        self.assertEqual(self.pg.psql("SELECT to_regclass('%s') IS NULL" % fresh), "t")
+        self.ctl("cancel", str(second))
+        j2 = self.wait_state(second, ("cancelled",))
+        deadline = time.time() + 20
+        while time.time() < deadline and self.pg.psql("SELECT to_regclass('%s') IS NULL" % j2["new_index"]) != "t":
+            time.sleep(0.2)
+        self.assertEqual(self.pg.psql("SELECT to_regclass('%s') IS NULL" % j2["new_index"]), "t")
 
 
     def test_9_ddl_guard(self):

@@ -150,6 +150,8 @@ void job_free(struct rebuild_job *job)
 		event_free(job->settle_timer);
 	if (job->beat_timer)
 		event_free(job->beat_timer);
+	if (job->lock_timer)
+		event_free(job->lock_timer);
 	eval_run_release(&job->eval);
 	eval_set_free(&job->evals);
 	free(job->index_name);

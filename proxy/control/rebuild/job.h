@@ -236,6 +236,8 @@ struct rebuild_job {
 	enum job_state resume_to;
 	int state_pid;                 /* the state session's backend: the lock holder (fencing) */
 	struct event *beat_timer;      /* driving: the heartbeat; following: the look at the lock */
+	struct event *lock_timer;      /* the lock is held by this instance's previous job: try again */
+	int lock_waits;                /* tries so far while that job lets go */
 	/* who drives it (vecgate.jobs driver_instance, driver_since); a
 	 * follower also keeps the driver's silence, in seconds */
 	char driver[160], driver_since[40];

@@ -32,6 +32,11 @@
 
 /* ---- the state session: schema, advisory lock, job row ---- */
 
+/* this instance's own previous job of the index letting go of the lock:
+ * tried every 0.2 s for a minute */
+#define LOCK_WAIT_US 200000
+#define LOCK_WAIT_TRIES 300
+
 static void fmt_or_null(char *buf, size_t len, double v, const char **out)
 {
 	if (isnan(v)) {
@@ -99,7 +104,9 @@ void job_state_release(struct rebuild_job *job)
 {
 	if (index_link_up(&job->state_l) && job->locked) {
 		job_persist(job);
-		pg_session_query(job->state_l.s, "SELECT 1", 0, NULL, close_state_when_done, job);
+		/* let go now, not when the backend gets round to exiting: a job
+		 * started right after this one ended takes the lock next */
+		pg_session_query(job->state_l.s, "SELECT pg_advisory_unlock_all()", 0, NULL, close_state_when_done, job);
 		return;
 	}
 	bool owed = job->persistent && job->db_id && job->state_l.open && job->state_l.ever_up;
@@ -182,9 +189,55 @@ static void insert_done(void *arg, PGresult *res, const char *error)
 	job_run_step(job);
 }
 
+/* A job of the same index that ended in this instance and still holds the
+ * lock: its cleanup (dropping a cancelled candidate) or its last records
+ * are on their way.  Cancel and start again waits for it; it is not
+ * another instance. */
+static const struct rebuild_job *lock_held_here(const struct rebuild_job *job)
+{
+	for (const struct rebuild_job *j = rebuild_next(NULL); j; j = rebuild_next(j))
+		if (j != job && j->locked && !strcmp(j->index_name, job->index_name))
+			return j;
+	return NULL;
+}
+
+static void lock_done(void *arg, PGresult *res, const char *error);
+
+static void lock_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct rebuild_job *job = arg;
+	(void)fd;
+	(void)what;
+	if (job_is_terminal(job->state))
+		return; /* cancelled while it waited */
+	const char *params[] = {job->index_name};
+	if (!index_link_up(&job->state_l) ||
+	    pg_session_query(job->state_l.s, SQL_TRY_LOCK, 1, params, lock_done, job) < 0)
+		job_event(job, JEV_FATAL, "the connection that takes the rebuild lock of %s was lost", job->index_name);
+}
+
 static void lock_done(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
+	bool refused = !error && PQntuples(res) && strcmp(PQgetvalue(res, 0, 0), "t");
+	const struct rebuild_job *prev = refused ? lock_held_here(job) : NULL;
+	if (prev) {
+		if (job->lock_waits++ < LOCK_WAIT_TRIES) {
+			if (job->lock_waits == 1)
+				log_info("rebuild %d (%s): job %d still holds the rebuild lock while it finishes; waiting for it",
+				         job->id, job->index_name, prev->id);
+			if (!job->lock_timer)
+				job->lock_timer = evtimer_new(vg.base, lock_retry, job);
+			struct timeval tv = {0, LOCK_WAIT_US};
+			evtimer_add(job->lock_timer, &tv);
+			return;
+		}
+		job_event(job, JEV_FATAL,
+		          "job %d of %s still holds the rebuild lock after %d s (%s): start again once it has let go",
+		          prev->id, job->index_name, LOCK_WAIT_TRIES * LOCK_WAIT_US / 1000000,
+		          prev->cleanup ? "its cleanup is not done" : "its last records are not written");
+		return;
+	}
 	if (error || !PQntuples(res) || strcmp(PQgetvalue(res, 0, 0), "t")) {
 		job_event(job, JEV_FATAL,
 		          "another vecgate instance is rebuilding %s (it holds the advisory lock); follow it there",
