@@ -1002,9 +1002,10 @@ static bool load_indexes(struct load_ctx *lc, const yaml_node_t *val, void *base
 		m->max_attempts = 3;
 		m->backoff_seconds = 2;
 		m->lock_timeout_ms = 50;
-		/* opt-in: its duration predictions are not yet within the accuracy a
-		 * refusal should rest on (README, The build plan) */
-		m->plan = VG_PLAN_OFF;
+		/* preflight plans unless told not to: the memory and disk
+		 * verdicts are exact, and a duration is only held against a
+		 * window the operator sets (max_build_seconds) */
+		m->plan = VG_PLAN_AUTO;
 		m->swap_attempts = 20;
 		m->watch_seconds = 60;
 		m->watch_error_rate_increase = 0.01;

@@ -134,11 +134,13 @@ double bp_hnsw_predict(const struct bp_hnsw_model *m, double *lo, double *hi);
  *    tuplesort: rows x (a scan's cost + lists x a distance).
  *  - "loading tuples": the sorted tuples written into the lists' pages:
  *    linear in rows.
- * CREATE INDEX CONCURRENTLY adds a validation pass (linear in rows) and
- * waits for other transactions (not the build's cost).  So two trials on
- * one small sample: one with the build's own lists (the per-row cost of
- * assigning at the real lists, loading, validating) and one with lists
- * cut to keep the build's samples per list (the cost of a k-means pair). */
+ * CREATE INDEX CONCURRENTLY adds a validation pass (linear in rows, a
+ * few % of the build) and waits for other transactions (not the build's
+ * cost); the trials run without it (plan.c says why), so their validating
+ * phase is empty.  So two trials on one small sample: one with the
+ * build's own lists (the per-row cost of assigning at the real lists,
+ * loading) and one with lists cut to keep the build's samples per list
+ * (the cost of a k-means pair). */
 enum bp_phase { BP_PH_OTHER, BP_PH_WAIT, BP_PH_KMEANS, BP_PH_ASSIGN, BP_PH_LOAD, BP_PH_VALIDATE, BP_PH_N };
 /* pg_stat_progress_create_index's phase text as one of the above. */
 enum bp_phase bp_phase_of(const char *name);

@@ -1,8 +1,9 @@
 /*
  * The build plan's measurements (plan.h): facts about the table and the
  * server, a random sample copied into an unlogged scratch table, a timed
- * trial build of the new definition on it (CONCURRENTLY, like the
- * rebuild; HNSW with the build's own maintenance_work_mem and workers)
+ * trial build of the new definition on it (the rebuild's statement
+ * without CONCURRENTLY; HNSW with the build's own maintenance_work_mem
+ * and workers)
  * while a second session samples pg_stat_progress_create_index, memory
  * probes in 1 and 2 MB cancelled at pgvector's "no longer fits" NOTICE,
  * an on-disk trial in the sample's share of the build's memory when the
@@ -559,21 +560,21 @@ static void trial_ready(void *arg, PGresult *res, const char *error)
 	p->notice_cliff = 0;
 	p->t0 = now_sec();
 	poll_start(p);
-	char sql[1400 + 16]; /* "CONCURRENTLY " added to the longest definition */
 	char rel[128], name[64];
 	snprintf(rel, sizeof(rel), "vecgate.%s", p->own_table ? p->trial_table : p->scratch);
 	snprintf(name, sizeof(name), "%s", p->trial_index);
-	/* the trials run the build's own statement, CONCURRENTLY, so its
-	 * validation pass is in their time too (its waits are taken out);
-	 * the probe, cancelled at the NOTICE, needs none of it */
-	char plain[1400];
+	/* the build's definition, but not CONCURRENTLY: that waits for every
+	 * transaction in the database with an older snapshot (a report of
+	 * half an hour held a plan that long, in preflight), and no other
+	 * session touches the scratch table.  Its validation pass, 1 to 3% of
+	 * a build, is left out */
+	char sql[1400];
 	const char *def = p->trial_def[0] ? p->trial_def : p->r.definition;
-	if (indexdef_retarget(def, rel, name, plain, sizeof(plain)) < 0 || strncmp(plain, "CREATE INDEX ", 13)) {
+	if (indexdef_retarget(def, rel, name, sql, sizeof(sql)) < 0 || strncmp(sql, "CREATE INDEX ", 13)) {
 		fail(p, "cannot retarget the definition");
 		return;
 	}
-	snprintf(sql, sizeof(sql), "CREATE INDEX CONCURRENTLY %s", plain + 13);
-	query(p, p->state != PLAN_PROBE ? sql : plain, 0, NULL, trial_built);
+	query(p, sql, 0, NULL, trial_built);
 }
 
 static void trial_sized(void *arg, PGresult *res, const char *error)
@@ -710,7 +711,7 @@ static void run_trial(struct build_plan *p, double rows, long mwm_kb, bool own_t
 		         p->trial_table, p->scratch, rows);
 		query(p, sql, 0, NULL, NULL);
 	}
-	/* a failed CONCURRENTLY build leaves its invalid index behind */
+	/* an earlier trial's index, should its drop have failed */
 	snprintf(sql, sizeof(sql), "DROP INDEX IF EXISTS vecgate.%s", p->trial_index);
 	query(p, sql, 0, NULL, NULL);
 	snprintf(sql, sizeof(sql), "SET maintenance_work_mem = '%ldkB'", mwm_kb);
@@ -880,8 +881,8 @@ static void conclude_hnsw(struct build_plan *p)
 	double mem_top = mem->cliff_tuples > 0 ? (double)mem->cliff_tuples : mem->rows;
 	bp_rate_shrink(&m->mem, BP_D_PRIOR_MEMORY, 0.05 * mem_top, mem_top);
 	m->mem_pivot = mem_top * 0.525;
-	/* after the inserts: the final flush (a graph that fit) and the
-	 * validation pass, both linear in the rows */
+	/* after the inserts: the final flush (a graph that fit), linear in
+	 * the rows */
 	m->flush_per_tuple = mem->tail_s / mem->rows;
 	m->disk_factor = 3;
 	if (disk) {

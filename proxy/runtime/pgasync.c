@@ -22,6 +22,7 @@
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -319,6 +320,20 @@ static void ps_read_results(struct pg_session *s)
 	ps_wait(s, EV_READ);
 }
 
+/* PQcancel connects to the server and waits for it to hang up: on the loop
+ * that stalled every client for as long as the server took (a PostgreSQL
+ * that accepts one connection at a time held it for minutes, an unreachable
+ * one would for TCP's whole connect timeout).  So it runs on a thread of
+ * its own, which owns the cancel object (PQcancel is thread-safe). */
+static void *cancel_main(void *arg)
+{
+	PGcancel *c = arg;
+	char err[256];
+	(void)PQcancel(c, err, (int)sizeof(err));
+	PQfreeCancel(c);
+	return NULL;
+}
+
 bool pg_session_cancel(struct pg_session *s, char *err, size_t errlen)
 {
 	PGcancel *c = s && s->conn ? PQgetCancel(s->conn) : NULL;
@@ -326,9 +341,20 @@ bool pg_session_cancel(struct pg_session *s, char *err, size_t errlen)
 		snprintf(err, errlen, "no connection");
 		return false;
 	}
-	bool sent = PQcancel(c, err, (int)errlen) == 1;
-	PQfreeCancel(c);
-	return sent;
+	pthread_attr_t attr;
+	pthread_t thread;
+	int rc = pthread_attr_init(&attr);
+	if (rc == 0) {
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		rc = pthread_create(&thread, &attr, cancel_main, c);
+		pthread_attr_destroy(&attr);
+	}
+	if (rc != 0) {
+		PQfreeCancel(c);
+		snprintf(err, errlen, "cannot start the cancel request: %s", strerror(rc));
+		return false;
+	}
+	return true;
 }
 
 static void ps_send_cancel(struct pg_session *s)

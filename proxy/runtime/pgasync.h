@@ -58,9 +58,10 @@ int pg_session_copy_out(struct pg_session *s, const char *sql, pg_copy_cb chunk_
  * A paused COPY reads on (to its end).  false when the session has no such COPY. */
 bool pg_session_cancel_copy(struct pg_session *s);
 /* Ask the server to cancel what runs on the session now (its cancel key,
- * over a connection of its own; the statement's callback then gets the
- * cancel error, or its result if it ended first).  false, with err, when
- * the request could not be sent. */
+ * over a connection of its own, sent from a thread of its own so the loop
+ * never waits on it; the statement's callback then gets the cancel error,
+ * or its result if it ended first).  false, with err, when the request
+ * could not be started. */
 bool pg_session_cancel(struct pg_session *s, char *err, size_t errlen);
 /* Read on after PG_COPY_PAUSE (from the loop: chunk_cb is not called from
  * inside this call).  Nothing happens when the session's COPY is not paused. */

@@ -271,8 +271,8 @@ static const struct bad_case bad_cases[] = {
 	 "t.yaml:6:82:", "partitions must be one of 'whole', 'rolling'"},
 	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, plan_over_limit: maybe}\n",
 	 "t.yaml:6:87:", "plan_over_limit must be one of 'refuse', 'approve', got 'maybe'"},
-	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, plan_over_limit: approve}\n",
-	 "t.yaml:6:87:", "plan_over_limit needs plan: auto"},
+	{BASE "managed_indexes:\n  - {database: app, table: t, index: i, eval_file: f, eval_query: q, plan: off, plan_over_limit: approve}\n",
+	 "t.yaml:6:98:", "plan_over_limit needs plan: auto"},
 };
 
 static void test_bad_configs(void **state)
