@@ -175,6 +175,13 @@ class Rebuild(unittest.TestCase):
             self.assertEqual(j["watch"]["error_rate"], 0)
             self.assertLess(j["swap_lock_ms"], 1000)
             self.assertIn("plan used emb_live_vg%d" % job_id, " ".join(h["message"] for h in j["history"]))
+            # preflight planned the build without being asked to (plan: auto is the default), under the
+            # traffic, and left no scratch table behind
+            self.assertIsNotNone(j["plan"], j)
+            self.assertGreater(j["plan"]["build"]["predicted_seconds"], 0)
+            self.assertIn("; build plan: ", j["history"][0]["message"])
+            self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                                          "c.relnamespace WHERE n.nspname = 'vecgate' AND c.relname LIKE 'plan%'"), "0")
 
             # operator rollback: every session back on the old index, no row lost
             self.ctl("rollback", str(job_id))
