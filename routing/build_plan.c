@@ -365,12 +365,12 @@ int bp_fit_rate(const struct bp_sample *s, int k, double lo, double hi, struct b
 	return 0;
 }
 
-void bp_rate_shrink(struct bp_rate *r, double d0, double from, double to)
+void bp_rate_shrink(struct bp_rate *r, double d0, double spread, double from, double to)
 {
 	if (!r->ok)
 		return;
 	double spent = bp_rate_seconds(r, from, to);
-	double vm = r->se_d * r->se_d + BP_D_SPREAD * BP_D_SPREAD, vp = BP_D_PRIOR_SD * BP_D_PRIOR_SD;
+	double vm = r->se_d * r->se_d + spread * spread, vp = BP_D_PRIOR_SD * BP_D_PRIOR_SD;
 	double d = (r->d / vm + d0 / vp) / (1 / vm + 1 / vp);
 	r->d = fmin(1, fmax(0, d));
 	r->se_d = sqrt(1 / (1 / vm + 1 / vp));

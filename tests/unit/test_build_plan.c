@@ -242,7 +242,7 @@ static void shrink_toward_prior_keeps_the_time(void **state)
 	(void)state;
 	struct bp_rate r = {.a = 1e-4, .d = 0.08, .se_d = 0.08, .k = 30, .ok = true};
 	double spent = bp_rate_seconds(&r, 1000, 20000);
-	bp_rate_shrink(&r, BP_D_PRIOR_MEMORY, 1000, 20000);
+	bp_rate_shrink(&r, BP_D_PRIOR_MEMORY, BP_D_SPREAD, 1000, 20000);
 	/* a busy server's d counts for less than the prior */
 	assert_true(r.d > 0.08 + (BP_D_PRIOR_MEMORY - 0.08) / 2 && r.d < BP_D_PRIOR_MEMORY);
 	assert_true(r.se_d < BP_D_PRIOR_SD);
@@ -251,7 +251,7 @@ static void shrink_toward_prior_keeps_the_time(void **state)
 	/* the recorded trial, shrunk, still predicts the recorded build */
 	struct bp_hnsw_model m = {0};
 	assert_int_equal(bp_fit_rate(fits20k, (int)(sizeof(fits20k) / sizeof(fits20k[0])), 1000, 20000, &m.mem), 0);
-	bp_rate_shrink(&m.mem, BP_D_PRIOR_MEMORY, 1000, 20000);
+	bp_rate_shrink(&m.mem, BP_D_PRIOR_MEMORY, BP_D_SPREAD, 1000, 20000);
 	m.rows = 200000;
 	m.mem_pivot = 10500;
 	m.flush_per_tuple = (12.64 - 12.47) / 20000;
@@ -287,6 +287,34 @@ static void recorded_cliff_trial_measures_disk_phase(void **state)
 	g.disk_factor = 3;
 	double guess = bp_hnsw_predict(&g, NULL, NULL);
 	assert_true(guess > fits_v && guess < cliff_v);
+}
+
+/* Two on-disk trials that spent the same seconds from the cliff (4,057)
+ * to 20,000 tuples, one with the slope 0.33 and one with 0.63 (the
+ * spread of three bench runs whose builds cost the same): extrapolated to
+ * a build on disk from 46k to 200k as measured they differ by half, with
+ * the disk's prior by a few %. */
+static void disk_slope_leans_on_the_prior(void **state)
+{
+	(void)state;
+	struct bp_rate r[2] = {{.a = 1, .d = 0.33, .se_d = 0.05, .k = 40, .ok = true},
+	                       {.a = 1, .d = 0.63, .se_d = 0.05, .k = 40, .ok = true}};
+	double raw[2], shrunk[2];
+	for (int i = 0; i < 2; i++) {
+		/* 18.5 s on disk in the trial, whatever the slope */
+		r[i].a = 18.5 / bp_rate_seconds(&r[i], 4057, 20000);
+		raw[i] = bp_rate_seconds(&r[i], 46000, 200000);
+		bp_rate_shrink(&r[i], BP_D_PRIOR_DISK, BP_D_SPREAD_DISK, 4057, 20000);
+		assert_true(fabs(r[i].d - BP_D_PRIOR_DISK) < 0.01);
+		assert_true(fabs(bp_rate_seconds(&r[i], 4057, 20000) - 18.5) < 1e-6);
+		shrunk[i] = bp_rate_seconds(&r[i], 46000, 200000);
+	}
+	assert_true(raw[1] > 1.5 * raw[0]);
+	assert_true(shrunk[1] < 1.03 * shrunk[0]);
+	/* in memory the measured slope still moves the result */
+	struct bp_rate m = {.a = 1, .d = 0.1, .se_d = 0.05, .k = 40, .ok = true};
+	bp_rate_shrink(&m, BP_D_PRIOR_MEMORY, BP_D_SPREAD, 1000, 20000);
+	assert_true(m.d < BP_D_PRIOR_MEMORY - 0.02);
 }
 
 static void graph_memory_from_budgets(void **state)
@@ -528,6 +556,7 @@ int main(void)
 		cmocka_unit_test(ivfflat_recorded_builds),
 		cmocka_unit_test(hnsw_workers_like_pgvector), cmocka_unit_test(over_limit_names_setting),
 		cmocka_unit_test(graph_memory_from_budgets), cmocka_unit_test(shrink_toward_prior_keeps_the_time),
+		cmocka_unit_test(disk_slope_leans_on_the_prior),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
