@@ -446,6 +446,7 @@ class Rebuild(unittest.TestCase):
             self.assertEqual(self.pg.psql("SELECT to_regclass('%s') IS NOT NULL" % fresh), "t")
             j2 = self.job(second)
             self.assertEqual(j2["state"], "preflight", j2)
+            self.assertIn("waiting for job %d to let go of the rebuild lock" % first, j2["message"])
             self.assertIn("job %d still holds the rebuild lock while it finishes" % first, self.vg.log())
         finally:
             blocker.commit()

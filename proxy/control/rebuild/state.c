@@ -223,9 +223,13 @@ static void lock_done(void *arg, PGresult *res, const char *error)
 	const struct rebuild_job *prev = refused ? lock_held_here(job) : NULL;
 	if (prev) {
 		if (job->lock_waits++ < LOCK_WAIT_TRIES) {
-			if (job->lock_waits == 1)
+			if (job->lock_waits == 1) {
 				log_info("rebuild %d (%s): job %d still holds the rebuild lock while it finishes; waiting for it",
 				         job->id, job->index_name, prev->id);
+				snprintf(job->message, sizeof(job->message),
+				         "preflight: waiting for job %d to let go of the rebuild lock (%s)", prev->id,
+				         prev->cleanup ? "its cleanup is under way" : "its last records are being written");
+			}
 			if (!job->lock_timer)
 				job->lock_timer = evtimer_new(vg.base, lock_retry, job);
 			struct timeval tv = {0, LOCK_WAIT_US};
