@@ -155,6 +155,11 @@ const char *bp_notice_advice(const char *msg)
 	return NULL;
 }
 
+double bp_ivfflat_sort_bytes(int dims, double rows)
+{
+	return rows * (8 + 4.0 * dims + 32);
+}
+
 double bp_ivfflat_kmeans_bytes(int lists, int dims, double rows)
 {
 	/* the sample array is sized for max(50 x lists, 10000) vectors whatever

@@ -251,6 +251,9 @@ const char *bp_notice_advice(const char *msg);
 /* IVFFlat's k-means working set (pgvector ivfkmeans.c): the build fails
  * with "memory required is ..." when maintenance_work_mem is smaller. */
 double bp_ivfflat_kmeans_bytes(int lists, int dims, double rows);
+/* IVFFlat's tuple sort of rows: each a list number and the vector, with
+ * the sort's own overhead; more than maintenance_work_mem spills. */
+double bp_ivfflat_sort_bytes(int dims, double rows);
 
 /* How many parallel workers PostgreSQL plans for CREATE INDEX on a heap
  * of heap_pages (plan_create_index_workers): by size from

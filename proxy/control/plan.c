@@ -1033,7 +1033,7 @@ static void conclude(struct build_plan *p)
 		r->peak_bytes = fmax(bp_ivfflat_kmeans_bytes(p->lists, p->dims, r->rows), p->kmeans_kb * 1024);
 		r->cliff = r->peak_bytes > r->mwm_bytes;
 		r->mwm_to_fit_bytes = ceil(r->peak_bytes * 1.1 / (1024 * 1024)) * 1024 * 1024;
-		r->sort_spills = r->rows * (8 + 4.0 * p->dims + 32) > r->mwm_bytes;
+		r->sort_spills = bp_ivfflat_sort_bytes(p->dims, r->rows) > r->mwm_bytes;
 		if (r->cliff)
 			note(p, "IVFFlat's k-means needs about %.0f MB (lists %d, %d dimensions): the build fails with "
 			     "\"memory required is ...\" under maintenance_work_mem %.0f MB", r->peak_bytes / 1048576,
@@ -1193,7 +1193,7 @@ static void plan_next(struct build_plan *p)
 				 * rows put a 16 MB build 0.4 s (a third) over, while the
 				 * build's own spilled sort was measured no slower than one
 				 * in memory */
-				double sort_kb = 2 * rows * (8 + 4.0 * p->dims + 32) / 1024;
+				double sort_kb = 2 * bp_ivfflat_sort_bytes(p->dims, rows) / 1024;
 				if (kb < sort_kb)
 					kb = (long)ceil(sort_kb);
 			}
