@@ -547,10 +547,10 @@ double bp_ivfflat_predict(const struct bp_ivf_model *m, struct bp_ivf_parts *par
 	double per = t->rows > 0 ? m->rows / t->rows : 0;
 	q.assign_s = t->phase_s[BP_PH_ASSIGN] * per;
 	q.load_s = t->phase_s[BP_PH_LOAD] * per;
-	q.validate_s = t->phase_s[BP_PH_VALIDATE] * per;
-	/* initializing, and what the polls could not name: as is */
+	/* initializing, and what the polls could not name: as is (the trials
+	 * run without CONCURRENTLY: no waits, no validation) */
 	q.fixed_s = t->phase_s[BP_PH_OTHER];
-	double km = q.kmeans_s + q.sample_s, rest = q.assign_s + q.load_s + q.validate_s + q.fixed_s;
+	double km = q.kmeans_s + q.sample_s, rest = q.assign_s + q.load_s + q.fixed_s;
 	if (parts)
 		*parts = q;
 	if (lo)

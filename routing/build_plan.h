@@ -148,10 +148,10 @@ double bp_hnsw_predict(const struct bp_hnsw_model *m, double *lo, double *hi);
  *    tuplesort: rows x (a scan's cost + lists x a distance).
  *  - "loading tuples": the sorted tuples written into the lists' pages:
  *    linear in rows.
- * CREATE INDEX CONCURRENTLY adds a validation pass (linear in rows, a
- * few % of the build) and waits for other transactions (not the build's
- * cost); the trials run without it (plan.c says why), so their validating
- * phase is empty.  So two trials on one small sample: one with the
+ * CREATE INDEX CONCURRENTLY adds a validation pass (linear in rows, 1 to
+ * 3% of the build) and waits for other transactions (not the build's
+ * cost); the trials run without it (plan.c says why), so neither is in
+ * the prediction.  So two trials on one small sample: one with the
  * build's own lists (the per-row cost of assigning at the real lists,
  * loading) and one with lists cut to keep the build's samples per list
  * (the cost of a k-means pair). */
@@ -218,7 +218,7 @@ struct bp_ivf_model {
 };
 struct bp_ivf_parts {
 	double pair_s;      /* one k-means sample x list pair */
-	double sample_s, kmeans_s, assign_s, load_s, validate_s, fixed_s;
+	double sample_s, kmeans_s, assign_s, load_s, fixed_s;
 };
 /* Seconds of the full build, its parts (may be NULL), and a band: the
  * k-means part is carried over a factor of BP_IVF_SCALE^2 from a trial of

@@ -50,7 +50,7 @@ static void plan_result_json(struct json *j, const char *key, const struct plan_
 	json_obj_begin(j, "fit");
 	json_str(j, "model", r->have_model ? "phases: per-insert cost a * i^d in memory, then on disk"
 	                     : r->have_ivf ? "components: k-means per sample x list pair at the build's samples per list, "
-	                                     "then assigning, loading and validating per row at the build's lists"
+	                                     "then assigning and loading per row at the build's lists"
 	                     : !r->have_fit ? NULL
 	                     : r->fit.model == BP_POWER ? "power: t = a * rows^b" : "linear: t = a + b * rows");
 	json_num(j, "a", r->have_fit ? r->fit.a : NAN);
@@ -73,7 +73,6 @@ static void plan_result_json(struct json *j, const char *key, const struct plan_
 	json_num(j, "sampling_seconds", r->have_ivf ? r->ivf.sample_s : NAN);
 	json_num(j, "assign_seconds", r->have_ivf ? r->ivf.assign_s : NAN);
 	json_num(j, "load_seconds", r->have_ivf ? r->ivf.load_s : NAN);
-	json_num(j, "validation_seconds", r->have_ivf ? r->ivf.validate_s : NAN);
 	json_num(j, "fixed_seconds", r->have_ivf ? r->ivf.fixed_s : NAN);
 	json_obj_end(j);
 	json_arr_begin(j, "trials");
@@ -101,8 +100,6 @@ static void plan_result_json(struct json *j, const char *key, const struct plan_
 			json_num(j, "kmeans_phase_seconds", t->phase_s[BP_PH_KMEANS]);
 			json_num(j, "assign_seconds", t->phase_s[BP_PH_ASSIGN]);
 			json_num(j, "load_seconds", t->phase_s[BP_PH_LOAD]);
-			json_num(j, "validation_seconds", t->phase_s[BP_PH_VALIDATE]);
-			json_num(j, "wait_seconds", t->phase_s[BP_PH_WAIT]);
 		}
 		json_obj_end(j);
 	}

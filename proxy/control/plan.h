@@ -44,8 +44,7 @@ struct plan_trial {
 	double load_end_s;      /* the last sample still inserting: the rest is the final flush */
 	struct bp_rate mem, disk; /* per-insert cost before and after the NOTICE (ok false: not seen) */
 	double cliff_flush_s;   /* writing the in-memory graph out at the NOTICE */
-	double wait_s;          /* CONCURRENTLY's waits for other transactions (not counted) */
-	double tail_s;          /* after the last insert: the final flush and CONCURRENTLY's validation */
+	double tail_s;          /* after the last insert: the final flush (trials run without CONCURRENTLY) */
 	double kmeans_s;        /* IVFFlat: from the start to the end of k-means, NAN = not seen */
 	int lists;              /* IVFFlat: the lists it built with */
 	double pages;           /* its table's heap pages */

@@ -424,19 +424,20 @@ static void ivfflat_components_scale_by_their_drivers(void **state)
 	m.main.phase_s[BP_PH_KMEANS] = 0.05; /* its k-means (200 lists, 10 a list) is not the build's: unused */
 	m.main.phase_s[BP_PH_ASSIGN] = 0.015;
 	m.main.phase_s[BP_PH_LOAD] = 0.012;
-	m.main.phase_s[BP_PH_VALIDATE] = 0.004;
 	m.main.phase_s[BP_PH_OTHER] = 0.02;
-	m.main.phase_s[BP_PH_WAIT] = 5; /* CONCURRENTLY's waits: not the build's */
+	/* a trial never runs CONCURRENTLY; were its phases seen, they would not count */
+	m.main.phase_s[BP_PH_VALIDATE] = 0.004;
+	m.main.phase_s[BP_PH_WAIT] = 5;
 	struct bp_ivf_parts q;
 	double lo, hi, v = bp_ivfflat_predict(&m, &q, &lo, &hi);
 	assert_true(fabs(q.pair_s - 1e-7) < 1e-15);
 	/* 10,000 samples x 200 lists; 10,000 of the 13,400 blocks read */
 	assert_true(fabs(q.kmeans_s - 0.2) < 1e-9);
 	assert_true(fabs(q.sample_s - 0.2) < 1e-9);
-	assert_true(fabs(q.assign_s - 1.5) < 1e-9 && fabs(q.load_s - 1.2) < 1e-9 && fabs(q.validate_s - 0.4) < 1e-9);
+	assert_true(fabs(q.assign_s - 1.5) < 1e-9 && fabs(q.load_s - 1.2) < 1e-9);
 	assert_true(fabs(q.fixed_s - 0.02) < 1e-9);
-	assert_true(fabs(v - 3.52) < 1e-9);
-	assert_true(lo < v && hi > v && fabs(hi - (1.5 * 0.4 + 1.15 * 3.12)) < 1e-9);
+	assert_true(fabs(v - 3.12) < 1e-9);
+	assert_true(lo < v && hi > v && fabs(hi - (1.5 * 0.4 + 1.15 * 2.72)) < 1e-9);
 	/* no k-means trial: the main trial's k-means was the build's (10,000
 	 * samples of 200 lists, 667 blocks) */
 	struct bp_ivf_model one = m;

@@ -203,6 +203,22 @@ static const struct rebuild_job *lock_held_here(const struct rebuild_job *job)
 
 static void lock_done(void *arg, PGresult *res, const char *error);
 
+/* Ask for the index's rebuild lock on the state session; cb reads the
+ * answer ("t": this session holds it now). */
+static int lock_try(struct rebuild_job *job, pg_result_cb cb)
+{
+	const char *params[] = {job->index_name};
+	return pg_session_query(job->state_l.s, SQL_TRY_LOCK, 1, params, cb, job);
+}
+
+/* the answer to lock_try(): taken (1), held elsewhere (0), no answer (-1) */
+static int lock_answer(const PGresult *res, const char *error)
+{
+	if (error || !res || PQntuples(res) != 1)
+		return -1;
+	return !strcmp(PQgetvalue(res, 0, 0), "t");
+}
+
 static void lock_retry(evutil_socket_t fd, short what, void *arg)
 {
 	struct rebuild_job *job = arg;
@@ -210,17 +226,15 @@ static void lock_retry(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (job_is_terminal(job->state))
 		return; /* cancelled while it waited */
-	const char *params[] = {job->index_name};
-	if (!index_link_up(&job->state_l) ||
-	    pg_session_query(job->state_l.s, SQL_TRY_LOCK, 1, params, lock_done, job) < 0)
+	if (!index_link_up(&job->state_l) || lock_try(job, lock_done) < 0)
 		job_event(job, JEV_FATAL, "the connection that takes the rebuild lock of %s was lost", job->index_name);
 }
 
 static void lock_done(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
-	bool refused = !error && PQntuples(res) && strcmp(PQgetvalue(res, 0, 0), "t");
-	const struct rebuild_job *prev = refused ? lock_held_here(job) : NULL;
+	int got = lock_answer(res, error);
+	const struct rebuild_job *prev = got == 0 ? lock_held_here(job) : NULL;
 	if (prev) {
 		if (job->lock_waits++ < LOCK_WAIT_TRIES) {
 			if (job->lock_waits == 1) {
@@ -242,7 +256,7 @@ static void lock_done(void *arg, PGresult *res, const char *error)
 		          prev->cleanup ? "its cleanup is not done" : "its last records are not written");
 		return;
 	}
-	if (error || !PQntuples(res) || strcmp(PQgetvalue(res, 0, 0), "t")) {
+	if (got != 1) {
 		job_event(job, JEV_FATAL,
 		          "another vecgate instance is rebuilding %s (it holds the advisory lock); follow it there",
 		          job->index_name);
@@ -266,8 +280,7 @@ static void schema_done(void *arg, PGresult *res, const char *error)
 		job->persistent = false;
 		log_warn("rebuild %d: durable job state disabled, cannot create schema vecgate: %s", job->id, error);
 	}
-	const char *params[] = {job->index_name};
-	pg_session_query(job->state_l.s, SQL_TRY_LOCK, 1, params, lock_done, job);
+	lock_try(job, lock_done);
 }
 
 /* After a reconnect: the lock went with the old session.  Take it again,
@@ -281,7 +294,7 @@ static void relock_done(void *arg, PGresult *res, const char *error)
 		index_link_restart(&job->state_l);
 		return;
 	}
-	if (strcmp(PQgetvalue(res, 0, 0), "t")) {
+	if (lock_answer(res, error) != 1) {
 		if (job_is_terminal(job->state)) {
 			log_warn("rebuild %d (%s): another vecgate instance holds the rebuild lock now; what is left of this "
 			         "job is its to do", job->id, job->index_name);
@@ -330,11 +343,9 @@ static void state_up(void *arg, const char *error)
 		pg_session_query(job->state_l.s, SQL_ROUTES_SCHEMA, 0, NULL, NULL, NULL);
 		pg_session_query(job->state_l.s, SQL_STATE_SCHEMA, 0, NULL, schema_done, job);
 		return;
-	case SP_HOLDING: {
-		const char *params[] = {job->index_name};
-		pg_session_query(job->state_l.s, SQL_TRY_LOCK, 1, params, relock_done, job);
+	case SP_HOLDING:
+		lock_try(job, relock_done);
 		return;
-	}
 	}
 }
 
@@ -514,7 +525,7 @@ static void follow(struct rebuild_job *job)
 static void adopt_locked(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
-	if (error || !PQntuples(res) || strcmp(PQgetvalue(res, 0, 0), "t")) {
+	if (lock_answer(res, error) != 1) {
 		follow(job);
 		return;
 	}
@@ -585,8 +596,7 @@ static void unfinished_result(void *arg, PGresult *res, const char *error)
 		return;
 	}
 	fill_unfinished(job, res);
-	const char *params[] = {job->index_name};
-	pg_session_query(job->state_l.s, SQL_TRY_LOCK, 1, params, adopt_locked, job);
+	lock_try(job, adopt_locked);
 }
 
 /* ---- following a job another instance drives ---- */
@@ -640,7 +650,7 @@ static void takeover_unfinished(void *arg, PGresult *res, const char *error)
 static void follow_locked(void *arg, PGresult *res, const char *error)
 {
 	struct rebuild_job *job = arg;
-	if (error || !PQntuples(res) || strcmp(PQgetvalue(res, 0, 0), "t"))
+	if (lock_answer(res, error) != 1)
 		return; /* still driven elsewhere */
 	job->taking_over = true; /* no second look while this one is answered */
 	const char *params[] = {job->index_name};
@@ -683,7 +693,7 @@ static void follow_result(void *arg, PGresult *res, const char *error)
 		const char *kill[] = {id, job->driver, secs};
 		pg_session_query(job->state_l.s, SQL_TAKEOVER_TERMINATE, 3, kill, NULL, NULL);
 	}
-	pg_session_query(job->state_l.s, SQL_TRY_LOCK, 1, params, follow_locked, job);
+	lock_try(job, follow_locked);
 }
 
 static void follow_tick(struct rebuild_job *job)
